@@ -1,0 +1,159 @@
+//! The element types a CPU tensor can hold: `f32` (models) and `f64`
+//! (gradient checks, where finite differences need the extra precision).
+//!
+//! CPU kernels are written once, generic over [`Element`]; the trait carries
+//! the few math functions they need and the matching GEMM from
+//! `matrixmultiply` (sgemm for f32, dgemm for f64).
+
+use crate::tensor::{CpuStorage, DType};
+use std::fmt::Debug;
+use std::iter::Sum;
+use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
+
+/// A floating-point element type of CPU storage.
+pub trait Element:
+    Copy
+    + Send
+    + Sync
+    + Debug
+    + Default
+    + PartialOrd
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + Sum
+    + 'static
+{
+    const ZERO: Self;
+    const ONE: Self;
+    const NEG_INFINITY: Self;
+    const DTYPE: DType;
+
+    fn from_f64(x: f64) -> Self;
+    fn to_f64(self) -> f64;
+    fn exp(self) -> Self;
+    fn ln(self) -> Self;
+    fn sqrt(self) -> Self;
+    fn is_finite(self) -> bool;
+    fn max(self, other: Self) -> Self {
+        if other > self {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// Wraps a vector of this type as CPU storage.
+    fn wrap(v: Vec<Self>) -> CpuStorage;
+    /// Borrows CPU storage as a slice of this type (None if the dtype differs).
+    fn unwrap(s: &CpuStorage) -> Option<&[Self]>;
+
+    /// C = alpha * A·B + beta * C, with A m×k, B k×n, C m×n, each given by
+    /// its pointer and (row stride, column stride) in elements.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: &[Self],
+        sa: (isize, isize),
+        b: &[Self],
+        sb: (isize, isize),
+        beta: Self,
+        c: &mut [Self],
+        sc: (isize, isize),
+    );
+}
+
+macro_rules! impl_element {
+    ($t:ty, $dtype:ident, $gemm:ident) => {
+        impl Element for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
+            const DTYPE: DType = DType::$dtype;
+
+            fn from_f64(x: f64) -> Self {
+                x as $t
+            }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            fn ln(self) -> Self {
+                <$t>::ln(self)
+            }
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            fn is_finite(self) -> bool {
+                <$t>::is_finite(self)
+            }
+            fn wrap(v: Vec<Self>) -> CpuStorage {
+                CpuStorage::$dtype(v)
+            }
+            fn unwrap(s: &CpuStorage) -> Option<&[Self]> {
+                match s {
+                    CpuStorage::$dtype(v) => Some(v),
+                    #[allow(unreachable_patterns)]
+                    _ => None,
+                }
+            }
+            fn gemm(
+                m: usize,
+                k: usize,
+                n: usize,
+                alpha: Self,
+                a: &[Self],
+                (rsa, csa): (isize, isize),
+                b: &[Self],
+                (rsb, csb): (isize, isize),
+                beta: Self,
+                c: &mut [Self],
+                (rsc, csc): (isize, isize),
+            ) {
+                if m == 0 || n == 0 {
+                    return;
+                }
+                // Bounds: the last element each matrix touches must be inside its slice.
+                let last = |rows: usize, cols: usize, rs: isize, cs: isize| {
+                    (rows.saturating_sub(1) as isize * rs + cols.saturating_sub(1) as isize * cs)
+                        as usize
+                };
+                assert!(k == 0 || last(m, k, rsa, csa) < a.len(), "gemm: A out of bounds");
+                assert!(k == 0 || last(k, n, rsb, csb) < b.len(), "gemm: B out of bounds");
+                assert!(last(m, n, rsc, csc) < c.len(), "gemm: C out of bounds");
+                // SAFETY: the asserts above keep every access inside the slices.
+                unsafe {
+                    matrixmultiply::$gemm(
+                        m,
+                        k,
+                        n,
+                        alpha,
+                        a.as_ptr(),
+                        rsa,
+                        csa,
+                        b.as_ptr(),
+                        rsb,
+                        csb,
+                        beta,
+                        c.as_mut_ptr(),
+                        rsc,
+                        csc,
+                    );
+                }
+            }
+        }
+    };
+}
+
+impl_element!(f32, F32, sgemm);
+impl_element!(f64, F64, dgemm);

@@ -1,0 +1,22 @@
+//! thaw's engine: tensors, reverse-mode autograd and the ops a CNN needs.
+//!
+//! - [`tensor`]: the [`Tensor`] type (shape, storage on a device, dtype).
+//! - [`autograd`]: the tape, `backward()`, [`no_grad`] and [`Param`].
+//! - [`ops`]: one folder per op, forward and backward side by side.
+//! - [`rng`]: the one seeded counter-based random generator.
+//! - [`gradcheck`]: finite-difference gradient checking.
+//!
+//! `docs/engine.md` walks through one conv layer from forward to backward.
+
+pub mod autograd;
+pub mod element;
+pub mod error;
+pub mod gradcheck;
+pub mod ops;
+pub mod rng;
+pub mod tensor;
+
+pub use autograd::{is_grad_enabled, no_grad, with_no_grad, Param};
+pub use element::Element;
+pub use error::{Error, Result};
+pub use tensor::{CpuStorage, DType, Device, Storage, Tensor};

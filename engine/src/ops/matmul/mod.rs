@@ -1,0 +1,55 @@
+//! Matrix product: Y = A·B with A `[m, k]` and B `[k, n]`, Y `[m, n]`.
+//!
+//! A dense layer is `matmul(x, kernel)` with Keras's `[in, out]` kernel,
+//! followed by a broadcast add of the bias.
+//!
+//! Backward: dA = dY·Bᵀ (`[m, k]`), dB = Aᵀ·dY (`[k, n]`). The transposes are
+//! free: they are strides passed to the GEMM, no data moves.
+
+mod cpu;
+
+use crate::autograd::record;
+use crate::error::{Error, Result};
+use crate::tensor::{same_kind, Storage, Tensor};
+
+/// Matrix product of two rank-2 tensors.
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    same_kind("matmul", a, b)?;
+    let [m, k] = a.dims("matmul", "left operand")?;
+    let [k2, n] = b.dims("matmul", "right operand")?;
+    if k != k2 {
+        return Err(Error::shape(
+            "matmul",
+            format!("inner dimensions differ: {:?} · {:?}", a.shape(), b.shape()),
+        ));
+    }
+    let y = match (a.storage(), b.storage()) {
+        (Storage::Cpu(a), Storage::Cpu(b)) => Storage::Cpu(cpu::matmul(a, b, m, k, n, false, false)?),
+    };
+    let (a_saved, b_saved) = (a.clone(), b.clone());
+    Ok(record(
+        "matmul",
+        y,
+        vec![m, n],
+        &[a, b],
+        Box::new(move |dy, needs| {
+            let (Storage::Cpu(av), Storage::Cpu(bv), Storage::Cpu(dyv)) =
+                (a_saved.storage(), b_saved.storage(), dy.storage());
+            // dA[m,k] = dY[m,n] · Bᵀ[n,k]
+            let da = if needs[0] {
+                let v = cpu::matmul(dyv, bv, m, n, k, false, true)?;
+                Some(Tensor::from_storage(Storage::Cpu(v), &[m, k])?)
+            } else {
+                None
+            };
+            // dB[k,n] = Aᵀ[k,m] · dY[m,n]
+            let db = if needs[1] {
+                let v = cpu::matmul(av, dyv, k, m, n, true, false)?;
+                Some(Tensor::from_storage(Storage::Cpu(v), &[k, n])?)
+            } else {
+                None
+            };
+            Ok(vec![da, db])
+        }),
+    ))
+}

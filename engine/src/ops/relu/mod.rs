@@ -1,0 +1,30 @@
+//! ReLU: y = max(x, 0).
+//!
+//! Backward: dx = dy where x > 0, else 0. The derivative at exactly 0 is
+//! taken as 0 (as TensorFlow and PyTorch do), everywhere in thaw.
+
+mod cpu;
+
+use crate::autograd::record;
+use crate::error::Result;
+use crate::tensor::{Storage, Tensor};
+
+/// Rectified linear unit, elementwise.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    let y = match x.storage() {
+        Storage::Cpu(s) => Storage::Cpu(cpu::forward(s)),
+    };
+    let x_saved = x.clone();
+    Ok(record(
+        "relu",
+        y,
+        x.shape().to_vec(),
+        &[x],
+        Box::new(move |dy, _| {
+            let dx = match (x_saved.storage(), dy.storage()) {
+                (Storage::Cpu(xs), Storage::Cpu(dys)) => Storage::Cpu(cpu::backward(xs, dys)?),
+            };
+            Ok(vec![Some(Tensor::from_storage(dx, x_saved.shape())?)])
+        }),
+    ))
+}
