@@ -28,7 +28,11 @@ pub type BackwardFn = Box<dyn Fn(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>
 /// One entry of the tape.
 pub enum GradFn {
     /// The output of an op.
-    Op { name: &'static str, inputs: Vec<Tensor>, backward: BackwardFn },
+    Op {
+        name: &'static str,
+        inputs: Vec<Tensor>,
+        backward: BackwardFn,
+    },
     /// A trainable parameter: the gradient is added to its `.grad()`.
     Param(Arc<ParamInner>),
 }
@@ -86,7 +90,11 @@ pub fn record(
 ) -> Tensor {
     let grad_fn = if is_grad_enabled() && inputs.iter().any(|t| t.requires_grad()) {
         let inputs = inputs.iter().map(|&t| t.clone()).collect();
-        Some(Arc::new(GradFn::Op { name, inputs, backward }))
+        Some(Arc::new(GradFn::Op {
+            name,
+            inputs,
+            backward,
+        }))
     } else {
         None // the closure and everything it saved are dropped here
     };
@@ -98,7 +106,11 @@ pub(crate) fn accumulate(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if a.shape() != b.shape() {
         return Err(Error::shape(
             "backward",
-            format!("gradient of shape {:?} cannot be added to {:?}", b.shape(), a.shape()),
+            format!(
+                "gradient of shape {:?} cannot be added to {:?}",
+                b.shape(),
+                a.shape()
+            ),
         ));
     }
     let out = match (a.storage(), b.storage()) {
@@ -123,7 +135,10 @@ pub(crate) fn backward(loss: &Tensor) -> Result<()> {
     if loss.numel() != 1 {
         return Err(Error::shape(
             "backward",
-            format!("loss has shape {:?}; backward() starts from a scalar", loss.shape()),
+            format!(
+                "loss has shape {:?}; backward() starts from a scalar",
+                loss.shape()
+            ),
         ));
     }
     if !loss.requires_grad() {
@@ -159,20 +174,36 @@ pub(crate) fn backward(loss: &Tensor) -> Result<()> {
     let mut grads: HashMap<u64, Tensor> = HashMap::new();
     grads.insert(loss.id(), Tensor::full(1.0, loss.shape(), loss.dtype()));
     for t in order.iter().rev() {
-        let Some(dy) = grads.remove(&t.id()) else { continue };
-        match t.grad_fn().expect("only tensors that require grad are on the tape").as_ref() {
+        let Some(dy) = grads.remove(&t.id()) else {
+            continue;
+        };
+        match t
+            .grad_fn()
+            .expect("only tensors that require grad are on the tape")
+            .as_ref()
+        {
             GradFn::Param(p) => p.accumulate_grad(&dy)?,
-            GradFn::Op { name, inputs, backward } => {
+            GradFn::Op {
+                name,
+                inputs,
+                backward,
+            } => {
                 let needs: Vec<bool> = inputs.iter().map(|i| i.requires_grad()).collect();
                 let dxs = backward(&dy, &needs)?;
                 if dxs.len() != inputs.len() {
                     return Err(Error::invalid(
                         name,
-                        format!("backward returned {} gradients for {} inputs", dxs.len(), inputs.len()),
+                        format!(
+                            "backward returned {} gradients for {} inputs",
+                            dxs.len(),
+                            inputs.len()
+                        ),
                     ));
                 }
                 for ((input, dx), need) in inputs.iter().zip(dxs).zip(needs) {
-                    let Some(dx) = dx.filter(|_| need) else { continue };
+                    let Some(dx) = dx.filter(|_| need) else {
+                        continue;
+                    };
                     if dx.shape() != input.shape() {
                         return Err(Error::shape(
                             name,
@@ -226,7 +257,13 @@ pub struct Param(Arc<ParamInner>);
 
 impl std::fmt::Debug for Param {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Param({}, {:?}, trainable={})", self.name(), self.shape(), self.is_trainable())
+        write!(
+            f,
+            "Param({}, {:?}, trainable={})",
+            self.name(),
+            self.shape(),
+            self.is_trainable()
+        )
     }
 }
 
@@ -247,7 +284,11 @@ impl Param {
 
     /// The current value, without autograd history.
     pub fn value(&self) -> Tensor {
-        self.0.value.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0
+            .value
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn shape(&self) -> Vec<usize> {
@@ -291,7 +332,11 @@ impl Param {
 
     /// The accumulated gradient, if any backward pass reached this parameter.
     pub fn grad(&self) -> Option<Tensor> {
-        self.0.grad.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0
+            .grad
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Forgets the accumulated gradient.

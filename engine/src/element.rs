@@ -128,8 +128,14 @@ macro_rules! impl_element {
                     (rows.saturating_sub(1) as isize * rs + cols.saturating_sub(1) as isize * cs)
                         as usize
                 };
-                assert!(k == 0 || last(m, k, rsa, csa) < a.len(), "gemm: A out of bounds");
-                assert!(k == 0 || last(k, n, rsb, csb) < b.len(), "gemm: B out of bounds");
+                assert!(
+                    k == 0 || last(m, k, rsa, csa) < a.len(),
+                    "gemm: A out of bounds"
+                );
+                assert!(
+                    k == 0 || last(k, n, rsb, csb) < b.len(),
+                    "gemm: B out of bounds"
+                );
                 assert!(last(m, n, rsc, csc) < c.len(), "gemm: C out of bounds");
                 // SAFETY: the asserts above keep every access inside the slices.
                 unsafe {

@@ -25,19 +25,34 @@ pub enum Error {
 
 impl Error {
     pub fn shape(op: &'static str, msg: impl Into<String>) -> Self {
-        Error::Shape { op, msg: msg.into() }
+        Error::Shape {
+            op,
+            msg: msg.into(),
+        }
     }
     pub fn dtype(op: &'static str, msg: impl Into<String>) -> Self {
-        Error::DType { op, msg: msg.into() }
+        Error::DType {
+            op,
+            msg: msg.into(),
+        }
     }
     pub fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
-        Error::Invalid { op, msg: msg.into() }
+        Error::Invalid {
+            op,
+            msg: msg.into(),
+        }
     }
     pub fn non_finite(op: &'static str, msg: impl Into<String>) -> Self {
-        Error::NonFinite { op, msg: msg.into() }
+        Error::NonFinite {
+            op,
+            msg: msg.into(),
+        }
     }
     pub fn unsupported(op: &'static str, msg: impl Into<String>) -> Self {
-        Error::Unsupported { op, msg: msg.into() }
+        Error::Unsupported {
+            op,
+            msg: msg.into(),
+        }
     }
 }
 

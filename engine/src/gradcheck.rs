@@ -30,7 +30,11 @@ pub struct GradCheck {
 
 impl Default for GradCheck {
     fn default() -> Self {
-        GradCheck { eps: 1e-5, tol: 1e-6, seed: 1234 }
+        GradCheck {
+            eps: 1e-5,
+            tol: 1e-6,
+            seed: 1234,
+        }
     }
 }
 
@@ -70,7 +74,10 @@ impl GradCheck {
     ) -> Result<GradCheckReport> {
         for (i, x) in inputs.iter().enumerate() {
             if x.dtype() != DType::F64 {
-                return Err(Error::dtype("gradcheck", format!("input {i} is {}, expected f64", x.dtype())));
+                return Err(Error::dtype(
+                    "gradcheck",
+                    format!("input {i} is {}, expected f64", x.dtype()),
+                ));
             }
         }
         // The weighting r: fixed, random, away from zero so no element is ignored.
@@ -87,8 +94,11 @@ impl GradCheck {
             .collect();
 
         // Analytic gradients through the tape.
-        let params: Vec<Param> =
-            inputs.iter().enumerate().map(|(i, x)| Param::new(format!("input{i}"), x.clone())).collect();
+        let params: Vec<Param> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| Param::new(format!("input{i}"), x.clone()))
+            .collect();
         let tracked: Vec<Tensor> = params.iter().map(|p| p.tensor()).collect();
         let loss = weighted_sum(&f(&tracked)?, &r)?;
         loss.backward()?;
@@ -133,6 +143,9 @@ impl GradCheck {
                 checked += 1;
             }
         }
-        Ok(GradCheckReport { worst_error: worst, elements_checked: checked })
+        Ok(GradCheckReport {
+            worst_error: worst,
+            elements_checked: checked,
+        })
     }
 }

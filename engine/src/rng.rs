@@ -42,7 +42,11 @@ pub struct Rng {
 
 impl Rng {
     pub fn new(seed: u64, stream: u64) -> Rng {
-        Rng { seed, stream, counter: 0 }
+        Rng {
+            seed,
+            stream,
+            counter: 0,
+        }
     }
     pub fn next_u64(&mut self) -> u64 {
         let x = random_u64(self.seed, self.stream, self.counter);

@@ -156,10 +156,17 @@ impl Tensor {
         if len != numel(shape) {
             return Err(Error::shape(
                 "tensor",
-                format!("{len} elements cannot have shape {shape:?} ({} elements)", numel(shape)),
+                format!(
+                    "{len} elements cannot have shape {shape:?} ({} elements)",
+                    numel(shape)
+                ),
             ));
         }
-        Ok(Tensor::new_unchecked(Arc::new(storage), shape.to_vec(), None))
+        Ok(Tensor::new_unchecked(
+            Arc::new(storage),
+            shape.to_vec(),
+            None,
+        ))
     }
 
     pub(crate) fn new_unchecked(
@@ -167,7 +174,14 @@ impl Tensor {
         shape: Vec<usize>,
         grad_fn: Option<Arc<GradFn>>,
     ) -> Tensor {
-        Tensor { inner: Arc::new(Inner { id: next_id(), shape, storage, grad_fn }) }
+        Tensor {
+            inner: Arc::new(Inner {
+                id: next_id(),
+                shape,
+                storage,
+                grad_fn,
+            }),
+        }
     }
 
     /// A CPU tensor from a vector of f32 or f64 values.
@@ -249,7 +263,10 @@ impl Tensor {
     pub fn as_slice<T: Element>(&self) -> Result<&[T]> {
         let s = self.cpu_storage("as_slice")?;
         T::unwrap(s).ok_or_else(|| {
-            Error::dtype("as_slice", format!("tensor holds {}, asked for {}", s.dtype(), T::DTYPE))
+            Error::dtype(
+                "as_slice",
+                format!("tensor holds {}, asked for {}", s.dtype(), T::DTYPE),
+            )
         })
     }
 
@@ -274,7 +291,11 @@ impl Tensor {
         if self.numel() != 1 {
             return Err(Error::shape(
                 "item",
-                format!("tensor of shape {:?} has {} elements, expected 1", self.shape(), self.numel()),
+                format!(
+                    "tensor of shape {:?} has {} elements, expected 1",
+                    self.shape(),
+                    self.numel()
+                ),
             ));
         }
         Ok(self.to_vec_f64()[0])
@@ -340,7 +361,10 @@ impl Tensor {
         match bad {
             Some(i) => Err(Error::non_finite(
                 op,
-                format!("{what} (shape {:?}) has a non-finite value at flat index {i}", self.shape()),
+                format!(
+                    "{what} (shape {:?}) has a non-finite value at flat index {i}",
+                    self.shape()
+                ),
             )),
             None => Ok(()),
         }
@@ -350,10 +374,16 @@ impl Tensor {
 /// Errors naming `op` unless both tensors have the same dtype and device.
 pub fn same_kind(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.dtype() != b.dtype() {
-        return Err(Error::dtype(op, format!("operands are {} and {}", a.dtype(), b.dtype())));
+        return Err(Error::dtype(
+            op,
+            format!("operands are {} and {}", a.dtype(), b.dtype()),
+        ));
     }
     if a.device() != b.device() {
-        return Err(Error::invalid(op, format!("operands are on {} and {}", a.device(), b.device())));
+        return Err(Error::invalid(
+            op,
+            format!("operands are on {} and {}", a.device(), b.device()),
+        ));
     }
     Ok(())
 }

@@ -6,7 +6,9 @@ use engine::Tensor;
 /// An f64 tensor of uniform values in [low, high), seeded.
 pub fn uniform(shape: &[usize], low: f64, high: f64, seed: u64) -> Tensor {
     let n: usize = shape.iter().product();
-    let v: Vec<f64> = (0..n).map(|i| low + (high - low) * uniform_f64(seed, 99, i as u64)).collect();
+    let v: Vec<f64> = (0..n)
+        .map(|i| low + (high - low) * uniform_f64(seed, 99, i as u64))
+        .collect();
     Tensor::from_vec(v, shape).expect("shape matches")
 }
 

@@ -8,7 +8,9 @@ use engine::{Storage, Tensor};
 use tests::{away_from_zero, uniform};
 
 fn check(f: impl Fn(&[Tensor]) -> engine::Result<Tensor>, inputs: &[Tensor]) {
-    let report = GradCheck::default().run(f, inputs).unwrap_or_else(|e| panic!("{e}"));
+    let report = GradCheck::default()
+        .run(f, inputs)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(report.elements_checked > 0);
 }
 
@@ -25,23 +27,38 @@ fn checker_catches_a_wrong_backward_rule() {
             x.shape().to_vec(),
             &[x],
             Box::new(move |dy, _| {
-                let g: Vec<f64> =
-                    saved.to_vec_f64().iter().zip(dy.to_vec_f64()).map(|(a, d)| a * d).collect();
+                let g: Vec<f64> = saved
+                    .to_vec_f64()
+                    .iter()
+                    .zip(dy.to_vec_f64())
+                    .map(|(a, d)| a * d)
+                    .collect();
                 Ok(vec![Some(Tensor::from_vec(g, saved.shape())?)])
             }),
         ))
     };
     let x = uniform(&[3, 5], 0.5, 2.0, 1);
-    let err = GradCheck::default().run(square_wrong, &[x]).expect_err("wrong rule must be caught");
+    let err = GradCheck::default()
+        .run(square_wrong, &[x])
+        .expect_err("wrong rule must be caught");
     assert!(err.to_string().contains("relative error"), "{err}");
 }
 
 #[test]
 fn relu() {
-    check(|x| ops::relu(&x[0]), &[away_from_zero(&[2, 7, 5, 3], 0.05, 2)]);
+    check(
+        |x| ops::relu(&x[0]),
+        &[away_from_zero(&[2, 7, 5, 3], 0.05, 2)],
+    );
 }
 
 #[test]
 fn matmul() {
-    check(|x| ops::matmul(&x[0], &x[1]), &[uniform(&[3, 5], -1.0, 1.0, 3), uniform(&[5, 4], -1.0, 1.0, 4)]);
+    check(
+        |x| ops::matmul(&x[0], &x[1]),
+        &[
+            uniform(&[3, 5], -1.0, 1.0, 3),
+            uniform(&[5, 4], -1.0, 1.0, 4),
+        ],
+    );
 }

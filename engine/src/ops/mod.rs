@@ -5,8 +5,36 @@
 //! Adding an op: a new folder here, one line below, and one row in each test
 //! table (gradient checks in `tests/tests/gradcheck.rs`).
 
+pub mod add;
+pub mod avg_pool2d;
+pub mod batch_norm;
+pub mod bilinear_resize;
+pub mod conv2d;
+pub mod dropout;
+pub mod global_pool;
 pub mod matmul;
+pub mod max_pool2d;
+pub mod mul;
+pub mod padding;
+pub mod reduce;
 pub mod relu;
+pub mod reshape;
+pub mod softmax_cross_entropy;
+pub mod zero_pad2d;
 
+pub use add::add;
+pub use avg_pool2d::avg_pool2d;
+pub use batch_norm::{batch_norm, batch_norm_train};
+pub use bilinear_resize::bilinear_resize;
+pub use conv2d::conv2d;
+pub use dropout::dropout;
+pub use global_pool::{global_avg_pool, global_max_pool};
 pub use matmul::matmul;
+pub use max_pool2d::max_pool2d;
+pub use mul::mul;
+pub use padding::{window_2d, Padding, Window2d};
+pub use reduce::{mean, sum};
 pub use relu::relu;
+pub use reshape::{flatten, reshape};
+pub use softmax_cross_entropy::{softmax, softmax_cross_entropy};
+pub use zero_pad2d::zero_pad2d;

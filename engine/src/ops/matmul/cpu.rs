@@ -27,6 +27,18 @@ fn gemm<T: Element>(a: &[T], b: &[T], m: usize, k: usize, n: usize, ta: bool, tb
     // Row-major [r, c] has strides (c, 1); its transpose has strides (1, c).
     let sa = if ta { (1, m as isize) } else { (k as isize, 1) };
     let sb = if tb { (1, k as isize) } else { (n as isize, 1) };
-    T::gemm(m, k, n, T::ONE, a, sa, b, sb, T::ZERO, &mut c, (n as isize, 1));
+    T::gemm(
+        m,
+        k,
+        n,
+        T::ONE,
+        a,
+        sa,
+        b,
+        sb,
+        T::ZERO,
+        &mut c,
+        (n as isize, 1),
+    );
     c
 }

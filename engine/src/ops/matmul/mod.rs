@@ -24,7 +24,9 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         ));
     }
     let y = match (a.storage(), b.storage()) {
-        (Storage::Cpu(a), Storage::Cpu(b)) => Storage::Cpu(cpu::matmul(a, b, m, k, n, false, false)?),
+        (Storage::Cpu(a), Storage::Cpu(b)) => {
+            Storage::Cpu(cpu::matmul(a, b, m, k, n, false, false)?)
+        }
     };
     let (a_saved, b_saved) = (a.clone(), b.clone());
     Ok(record(

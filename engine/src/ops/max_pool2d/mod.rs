@@ -1,0 +1,18 @@
+//! Max pooling over NHWC windows; padded cells are -inf.
+//!
+//! STUB: signature fixed, body to be written (forward, backward, cpu.rs).
+
+use super::padding::Padding;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// Max pooling over NHWC windows; padded cells are -inf.
+pub fn max_pool2d(
+    x: &Tensor,
+    pool: (usize, usize),
+    stride: (usize, usize),
+    padding: Padding,
+) -> Result<Tensor> {
+    let _ = (x, pool, stride, padding);
+    Err(Error::unsupported("max_pool2d", "not implemented yet"))
+}
