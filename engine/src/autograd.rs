@@ -88,6 +88,18 @@ pub fn record(
     inputs: &[&Tensor],
     backward: BackwardFn,
 ) -> Tensor {
+    record_shared(name, Arc::new(storage), shape, inputs, backward)
+}
+
+/// [`record`] for an output that shares its input's storage (reshape,
+/// flatten): no data is copied, only the shape and the tape entry are new.
+pub(crate) fn record_shared(
+    name: &'static str,
+    storage: Arc<Storage>,
+    shape: Vec<usize>,
+    inputs: &[&Tensor],
+    backward: BackwardFn,
+) -> Tensor {
     let grad_fn = if is_grad_enabled() && inputs.iter().any(|t| t.requires_grad()) {
         let inputs = inputs.iter().map(|&t| t.clone()).collect();
         Some(Arc::new(GradFn::Op {
@@ -98,7 +110,7 @@ pub fn record(
     } else {
         None // the closure and everything it saved are dropped here
     };
-    Tensor::new_unchecked(Arc::new(storage), shape, grad_fn)
+    Tensor::new_unchecked(storage, shape, grad_fn)
 }
 
 /// Adds two tensors of equal shape outside of autograd (gradient accumulation).

@@ -62,3 +62,123 @@ fn matmul() {
         ],
     );
 }
+
+#[test]
+fn add_same_shape() {
+    check(
+        |x| ops::add(&x[0], &x[1]),
+        &[
+            uniform(&[2, 7, 5, 3], -1.0, 1.0, 5),
+            uniform(&[2, 7, 5, 3], -1.0, 1.0, 6),
+        ],
+    );
+}
+
+#[test]
+fn add_bias_broadcast() {
+    // [2, 3] + [3]: the bias gradient sums over the batch.
+    check(
+        |x| ops::add(&x[0], &x[1]),
+        &[uniform(&[2, 3], -1.0, 1.0, 7), uniform(&[3], -1.0, 1.0, 8)],
+    );
+    // Bias on an NHWC map, both operand orders.
+    check(
+        |x| ops::add(&x[1], &x[0]),
+        &[
+            uniform(&[2, 7, 5, 3], -1.0, 1.0, 9),
+            uniform(&[3], -1.0, 1.0, 10),
+        ],
+    );
+}
+
+#[test]
+fn add_two_sided_broadcast() {
+    // [2, 1, 4] + [3, 1] -> [2, 3, 4]: both operands are stretched.
+    check(
+        |x| ops::add(&x[0], &x[1]),
+        &[
+            uniform(&[2, 1, 4], -1.0, 1.0, 11),
+            uniform(&[3, 1], -1.0, 1.0, 12),
+        ],
+    );
+}
+
+#[test]
+fn mul_same_shape_and_broadcast() {
+    check(
+        |x| ops::mul(&x[0], &x[1]),
+        &[
+            uniform(&[2, 7, 5, 3], -1.0, 1.0, 13),
+            uniform(&[2, 7, 5, 3], -1.0, 1.0, 14),
+        ],
+    );
+    check(
+        |x| ops::mul(&x[0], &x[1]),
+        &[
+            uniform(&[2, 3], -1.0, 1.0, 15),
+            uniform(&[3], -1.0, 1.0, 16),
+        ],
+    );
+    check(
+        |x| ops::mul(&x[0], &x[1]),
+        &[
+            uniform(&[2, 1, 4], -1.0, 1.0, 17),
+            uniform(&[3, 1], -1.0, 1.0, 18),
+        ],
+    );
+}
+
+#[test]
+fn reshape_and_flatten() {
+    check(
+        |x| ops::reshape(&x[0], &[5, 7, 6]),
+        &[uniform(&[2, 7, 5, 3], -1.0, 1.0, 19)],
+    );
+    // Through a product, so the gradient that flows back is not all ones.
+    check(
+        |x| ops::mul(&ops::flatten(&x[0])?, &x[1]),
+        &[
+            uniform(&[2, 7, 5, 3], -1.0, 1.0, 20),
+            uniform(&[105], -1.0, 1.0, 21),
+        ],
+    );
+}
+
+#[test]
+fn sum_and_mean() {
+    check(
+        |x| ops::sum(&x[0]),
+        &[uniform(&[2, 7, 5, 3], -1.0, 1.0, 22)],
+    );
+    check(
+        |x| ops::mean(&ops::mul(&x[0], &x[0])?),
+        &[uniform(&[2, 7, 5, 3], -1.0, 1.0, 23)],
+    );
+}
+
+#[test]
+fn softmax() {
+    check(
+        |x| ops::softmax(&x[0]),
+        &[uniform(&[2, 7, 5], -3.0, 3.0, 24)],
+    );
+}
+
+#[test]
+fn softmax_cross_entropy() {
+    let labels = [3, 0, 4, 4, 1, 2, 0];
+    check(
+        |x| ops::softmax_cross_entropy(&x[0], &labels),
+        &[uniform(&[7, 5], -3.0, 3.0, 25)],
+    );
+}
+
+#[test]
+fn softmax_cross_entropy_large_logits() {
+    // Logits near 1000: exp would overflow without the max subtraction.
+    let labels = [1, 2, 0];
+    check(
+        |x| ops::softmax_cross_entropy(&x[0], &labels),
+        &[uniform(&[3, 5], 997.0, 1003.0, 26)],
+    );
+}

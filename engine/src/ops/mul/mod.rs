@@ -1,12 +1,49 @@
-//! Elementwise product with NumPy broadcasting.
+//! Elementwise product with NumPy broadcasting: y = a · b.
 //!
-//! STUB: signature fixed, body to be written (forward, backward, cpu.rs).
+//! Broadcasting follows the same rules as [`add`](crate::ops::add) (shared
+//! code in `ops/add/broadcast.rs`): a per-channel scale `[c]` on
+//! `[n, h, w, c]`, a mask of the same shape, ...
+//!
+//! Backward: ∂y/∂a = b and ∂y/∂b = a, so da = dy · b and db = dy · a, each
+//! summed over the dims along which that operand was broadcast.
 
-use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+mod cpu;
 
-/// Elementwise product with NumPy broadcasting.
+use crate::autograd::record;
+use crate::error::Result;
+use crate::ops::add::broadcast;
+use crate::tensor::{numel, same_kind, Storage, Tensor};
+
+/// Elementwise product with NumPy broadcasting (shapes aligned on the right;
+/// missing or size-1 dims stretch). Errors if the shapes do not broadcast or
+/// the dtypes differ.
 pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let _ = (a, b);
-    Err(Error::unsupported("mul", "not implemented yet"))
+    same_kind("mul", a, b)?;
+    let plan = broadcast::plan("mul", a.shape(), b.shape())?;
+    let y = match (a.storage(), b.storage()) {
+        (Storage::Cpu(av), Storage::Cpu(bv)) => Storage::Cpu(cpu::forward(av, bv, &plan)?),
+    };
+    let saved = [a.clone(), b.clone()];
+    let out = plan.out.clone();
+    Ok(record(
+        "mul",
+        y,
+        out,
+        &[a, b],
+        Box::new(move |dy, needs| {
+            let Storage::Cpu(g) = dy.storage();
+            let mut grads = Vec::with_capacity(2);
+            for side in 0..2 {
+                grads.push(if needs[side] {
+                    let Storage::Cpu(other) = saved[1 - side].storage();
+                    let shape = saved[side].shape();
+                    let d = cpu::backward(g, other, &plan, side, numel(shape))?;
+                    Some(Tensor::from_storage(Storage::Cpu(d), shape)?)
+                } else {
+                    None
+                });
+            }
+            Ok(grads)
+        }),
+    ))
 }

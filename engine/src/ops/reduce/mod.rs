@@ -1,18 +1,58 @@
-//! Sum and mean of all elements, to a scalar.
+//! Sum and mean of all elements, to a scalar (shape `[]`).
 //!
-//! STUB: signature fixed, body to be written (forward, backward, cpu.rs).
+//! y = Σᵢ xᵢ, or y = (1/N) Σᵢ xᵢ. Accumulated in f64 in a fixed order, so an
+//! f32 loss summed over many elements keeps its precision and is the same
+//! on every run.
+//!
+//! Backward: ∂y/∂xᵢ = 1 (sum) or 1/N (mean): dx is the scalar dy broadcast
+//! to x's shape (times 1/N for the mean).
 
+mod cpu;
+
+use crate::autograd::record;
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{CpuStorage, DType, Storage, Tensor};
 
-/// Sum and mean of all elements, to a scalar.
-pub fn sum(x: &Tensor) -> Result<Tensor> {
-    let _ = (x);
-    Err(Error::unsupported("sum", "not implemented yet"))
+/// A scalar tensor of `dtype` holding `value`, as CPU storage.
+fn scalar_storage(value: f64, dtype: DType) -> Storage {
+    Storage::Cpu(match dtype {
+        DType::F32 => CpuStorage::F32(vec![value as f32]),
+        DType::F64 => CpuStorage::F64(vec![value]),
+    })
 }
 
-/// Mean of all elements, to a scalar.
+/// Σ x · scale, recorded under `op`; backward fills x's shape with dy · scale.
+fn scaled_sum(op: &'static str, x: &Tensor, scale: f64) -> Result<Tensor> {
+    let total = match x.storage() {
+        Storage::Cpu(CpuStorage::F32(v)) => cpu::sum(v),
+        Storage::Cpu(CpuStorage::F64(v)) => cpu::sum(v),
+    };
+    let (shape, dtype) = (x.shape().to_vec(), x.dtype());
+    Ok(record(
+        op,
+        scalar_storage(total * scale, dtype),
+        vec![],
+        &[x],
+        Box::new(move |dy, _| Ok(vec![Some(Tensor::full(dy.item()? * scale, &shape, dtype))])),
+    ))
+}
+
+/// Sum of all elements, to a scalar (0 for an empty tensor).
+pub fn sum(x: &Tensor) -> Result<Tensor> {
+    scaled_sum("sum", x, 1.0)
+}
+
+/// Mean of all elements, to a scalar. Errors on an empty tensor (the mean of
+/// nothing is undefined).
 pub fn mean(x: &Tensor) -> Result<Tensor> {
-    let _ = (x);
-    Err(Error::unsupported("mean", "not implemented yet"))
+    if x.numel() == 0 {
+        return Err(Error::shape(
+            "mean",
+            format!(
+                "input {:?} has no elements; the mean of nothing is undefined",
+                x.shape()
+            ),
+        ));
+    }
+    scaled_sum("mean", x, 1.0 / x.numel() as f64)
 }

@@ -1,0 +1,198 @@
+//! NumPy broadcasting, shared by the elementwise binary ops ([`add`](super::add)
+//! and [`mul`](crate::ops::mul)).
+//!
+//! Shapes are aligned on the right; a missing or size-1 dim stretches to the
+//! other operand's size: `[2, 3] + [3]` is `[2, 3]`, `[2, 1, 4] + [3, 1]` is
+//! `[2, 3, 4]`. Each operand is read through strides over the output's dims,
+//! with stride 0 on the dims it is broadcast along, so no operand is ever
+//! materialised at the output size.
+//!
+//! Backward: an operand used at many output positions receives the sum of
+//! the output gradient over those positions ([`reduce_to`]).
+
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::tensor::numel;
+
+/// How the two operands map onto the output.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// The broadcast output shape.
+    pub out: Vec<usize>,
+    /// Strides of `a` and `b` over the output's dims (0 where broadcast).
+    pub strides: [Vec<usize>; 2],
+    /// The fast cases, which need no index arithmetic.
+    pub layout: Layout,
+}
+
+/// The layouts with a fast path; everything else walks the strides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Both operands have the output's shape (the ResNet shortcut): a plain zip.
+    Same,
+    /// Operand `0` or `1` repeats with period = its length along the output:
+    /// its shape is a suffix of the output's (a bias `[c]` on `[n, h, w, c]`),
+    /// and the other operand has the output's shape.
+    Repeats(usize),
+    /// Anything else.
+    Strided,
+}
+
+/// Row-major strides of `shape` aligned on the right of `out`, 0 on missing
+/// and size-1 dims.
+fn strides_over(out: &[usize], shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![0; out.len()];
+    let mut step = 1;
+    for k in 1..=shape.len() {
+        let d = shape[shape.len() - k];
+        strides[out.len() - k] = if d == 1 { 0 } else { step };
+        step *= d;
+    }
+    strides
+}
+
+/// Whether `shape` (after dropping leading 1s) equals the trailing dims of `out`.
+fn is_suffix(out: &[usize], shape: &[usize]) -> bool {
+    let first = shape.iter().position(|&d| d != 1).unwrap_or(shape.len());
+    let core = &shape[first..];
+    core.len() <= out.len() && out[out.len() - core.len()..] == *core
+}
+
+/// The broadcast of shapes `a` and `b`, or an error naming `op`.
+pub(crate) fn plan(op: &'static str, a: &[usize], b: &[usize]) -> Result<Plan> {
+    let rank = a.len().max(b.len());
+    let mut out = vec![0; rank];
+    for k in 1..=rank {
+        let da = if k <= a.len() { a[a.len() - k] } else { 1 };
+        let db = if k <= b.len() { b[b.len() - k] } else { 1 };
+        out[rank - k] = if da == db || db == 1 {
+            da
+        } else if da == 1 {
+            db
+        } else {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "shapes {a:?} and {b:?} do not broadcast: dim {} from the right is {da} vs {db} \
+                     (each dim must be equal, 1, or missing)",
+                    k
+                ),
+            ));
+        };
+    }
+    let layout = if a == out.as_slice() && b == out.as_slice() {
+        Layout::Same
+    } else if a == out.as_slice() && is_suffix(&out, b) {
+        Layout::Repeats(1)
+    } else if b == out.as_slice() && is_suffix(&out, a) {
+        Layout::Repeats(0)
+    } else {
+        Layout::Strided
+    };
+    let strides = [strides_over(&out, a), strides_over(&out, b)];
+    Ok(Plan {
+        out,
+        strides,
+        layout,
+    })
+}
+
+impl Plan {
+    /// Calls `f(i, offset_a, offset_b)` for every output element `i` in
+    /// row-major order: an odometer over the outer dims, a strided loop on
+    /// the last one.
+    pub(crate) fn walk(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let total = numel(&self.out);
+        if total == 0 {
+            return;
+        }
+        let rank = self.out.len();
+        if rank == 0 {
+            f(0, 0, 0);
+            return;
+        }
+        let [sa, sb] = &self.strides;
+        let inner = self.out[rank - 1];
+        let (ia, ib) = (sa[rank - 1], sb[rank - 1]);
+        let mut index = vec![0usize; rank - 1];
+        let (mut base_a, mut base_b) = (0usize, 0usize);
+        let mut i = 0;
+        while i < total {
+            for j in 0..inner {
+                f(i + j, base_a + j * ia, base_b + j * ib);
+            }
+            i += inner;
+            // Advance the odometer over the outer dims.
+            for d in (0..rank - 1).rev() {
+                index[d] += 1;
+                base_a += sa[d];
+                base_b += sb[d];
+                if index[d] < self.out[d] {
+                    break;
+                }
+                base_a -= sa[d] * self.out[d];
+                base_b -= sb[d] * self.out[d];
+                index[d] = 0;
+            }
+        }
+    }
+}
+
+/// `f(a, b)` elementwise over the broadcast output.
+pub(crate) fn zip_with<T: Element>(plan: &Plan, a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> Vec<T> {
+    match plan.layout {
+        Layout::Same => a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect(),
+        Layout::Repeats(1) => {
+            let mut out = Vec::with_capacity(a.len());
+            for row in a.chunks(b.len()) {
+                out.extend(row.iter().zip(b).map(|(&x, &y)| f(x, y)));
+            }
+            out
+        }
+        Layout::Repeats(_) => {
+            let mut out = Vec::with_capacity(b.len());
+            for row in b.chunks(a.len()) {
+                out.extend(a.iter().zip(row).map(|(&x, &y)| f(x, y)));
+            }
+            out
+        }
+        Layout::Strided => {
+            let mut out = vec![T::ZERO; numel(&plan.out)];
+            plan.walk(|i, ia, ib| out[i] = f(a[ia], b[ib]));
+            out
+        }
+    }
+}
+
+/// The gradient of operand `side` (0 = a, 1 = b) of length `len`: the sum,
+/// over the output positions that read each of its elements, of
+/// `dy · other` (`other` is the other operand for mul, `None` for add).
+/// Sums are accumulated in f64 in row-major output order, so the result is
+/// deterministic and f32 bias gradients over large batches stay accurate.
+pub(crate) fn reduce_to<T: Element>(
+    plan: &Plan,
+    side: usize,
+    len: usize,
+    dy: &[T],
+    other: Option<&[T]>,
+) -> Vec<T> {
+    let term = |i: usize, o: usize| -> f64 {
+        match other {
+            Some(v) => (dy[i] * v[o]).to_f64(),
+            None => dy[i].to_f64(),
+        }
+    };
+    if len == dy.len() && (other.is_none() || plan.strides[side] == plan.strides[1 - side]) {
+        // Not broadcast, and the other operand (if any) is read at the same offset.
+        return match other {
+            Some(v) => dy.iter().zip(v).map(|(&g, &x)| g * x).collect(),
+            None => dy.to_vec(),
+        };
+    }
+    let mut acc = vec![0f64; len];
+    plan.walk(|i, ia, ib| {
+        let (mine, theirs) = if side == 0 { (ia, ib) } else { (ib, ia) };
+        acc[mine] += term(i, theirs);
+    });
+    acc.into_iter().map(T::from_f64).collect()
+}
