@@ -1,13 +1,45 @@
-//! 2-D convolution, NHWC input `[n, h, w, c]`, Keras HWIO kernel `[kh, kw, c, o]`,
-//! optional bias `[o]`, output `[n, oh, ow, o]`.
+//! 2-D convolution (Keras `Conv2D`): NHWC input `[n, h, w, c]`, HWIO kernel
+//! `[kh, kw, c, o]`, optional bias `[o]`, output `[n, oh, ow, o]`.
 //!
-//! STUB: signature fixed, body to be written (forward, backward, cpu.rs).
+//! ```text
+//! y[b, oy, ox, co] = bias[co] + Σ_{ky, kx, ci} x[b, oy·sh + ky − pt, ox·sw + kx − pl, ci] · K[ky, kx, ci, co]
+//! ```
+//!
+//! with `x = 0` outside the input, and `oh`, `ow`, `pt`, `pl` from TensorFlow's
+//! padding rules ([`super::padding`]; at stride 2, 'same' puts the extra row and
+//! column at the bottom/right).
+//!
+//! Backward, for an output gradient `dy`:
+//!
+//! ```text
+//! dK[ky, kx, ci, co] = Σ_{b, oy, ox} x[b, oy·sh + ky − pt, ox·sw + kx − pl, ci] · dy[b, oy, ox, co]
+//! dx[b, iy, ix, ci]  = Σ over (oy, ky), (ox, kx) with oy·sh + ky − pt = iy, ox·sw + kx − pl = ix
+//!                      of Σ_co dy[b, oy, ox, co] · K[ky, kx, ci, co]
+//! dbias[co]          = Σ_{b, oy, ox} dy[b, oy, ox, co]
+//! ```
+//!
+//! Each is computed only if the tape asks for it: a frozen first layer pays
+//! for neither dx nor dK. `cpu.rs` writes all of this as im2col + GEMM.
 
-use super::padding::Padding;
+mod cpu;
+
+use super::padding::{window_2d, Padding};
+use crate::autograd::record;
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{same_kind, Storage, Tensor};
+use cpu::ConvGeometry;
+pub use cpu::COL_BUDGET_BYTES;
 
-/// 2-D convolution, NHWC input `[n, h, w, c]`, Keras HWIO kernel `[kh, kw, c, o]`,
+const OP: &str = "conv2d";
+
+/// 2-D convolution of an NHWC input with a Keras HWIO kernel `[kh, kw, c, o]`
+/// and an optional bias `[o]`, at `stride` (rows, columns) with TensorFlow
+/// `padding`. Returns `[n, oh, ow, o]`.
+///
+/// Errors (never panics) on: ranks other than 4/4/1, a kernel whose input
+/// channels differ from the input's, a bias whose length is not `o`, any
+/// zero-sized dimension, a zero stride, a window larger than the padded
+/// input, or operands of different dtypes.
 pub fn conv2d(
     x: &Tensor,
     kernel: &Tensor,
@@ -15,6 +47,108 @@ pub fn conv2d(
     stride: (usize, usize),
     padding: Padding,
 ) -> Result<Tensor> {
-    let _ = (x, kernel, bias, stride, padding);
-    Err(Error::unsupported("conv2d", "not implemented yet"))
+    let g = geometry(x, kernel, bias, stride, padding)?;
+    let y = match (x.storage(), kernel.storage()) {
+        (Storage::Cpu(xs), Storage::Cpu(ks)) => {
+            let bs = bias.map(|b| b.cpu_storage(OP)).transpose()?;
+            Storage::Cpu(cpu::forward(xs, ks, bs, &g)?)
+        }
+    };
+    let (x_saved, k_saved) = (x.clone(), kernel.clone());
+    let has_bias = bias.is_some();
+    let mut inputs = vec![x, kernel];
+    inputs.extend(bias);
+    Ok(record(
+        OP,
+        y,
+        vec![g.n, g.oh, g.ow, g.o],
+        &inputs,
+        Box::new(move |dy, needs| {
+            same_kind(OP, &x_saved, dy)?;
+            let need_db = has_bias && needs.get(2).copied().unwrap_or(false);
+            let (Storage::Cpu(xs), Storage::Cpu(ks), Storage::Cpu(dys)) =
+                (x_saved.storage(), k_saved.storage(), dy.storage());
+            let (dx, dk, db) = cpu::backward(xs, ks, dys, &g, (needs[0], needs[1], need_db))?;
+            let wrap = |s: Option<_>, shape: &[usize]| {
+                s.map(|s| Tensor::from_storage(Storage::Cpu(s), shape))
+                    .transpose()
+            };
+            let mut grads = vec![wrap(dx, x_saved.shape())?, wrap(dk, k_saved.shape())?];
+            if has_bias {
+                grads.push(wrap(db, &[g.o])?);
+            }
+            Ok(grads)
+        }),
+    ))
+}
+
+/// Checks every operand and resolves the output size and padding.
+fn geometry(
+    x: &Tensor,
+    kernel: &Tensor,
+    bias: Option<&Tensor>,
+    stride: (usize, usize),
+    padding: Padding,
+) -> Result<ConvGeometry> {
+    same_kind(OP, x, kernel)?;
+    let [n, h, w, c] = x.dims(OP, "input (NHWC [n, h, w, c])")?;
+    let [kh, kw, kc, o] = kernel.dims(OP, "kernel (HWIO [kh, kw, c_in, c_out])")?;
+    if n == 0 || h == 0 || w == 0 || c == 0 {
+        return Err(Error::shape(
+            OP,
+            format!("input {:?} has a zero-sized dimension", x.shape()),
+        ));
+    }
+    if kh == 0 || kw == 0 || kc == 0 || o == 0 {
+        return Err(Error::shape(
+            OP,
+            format!("kernel {:?} has a zero-sized dimension", kernel.shape()),
+        ));
+    }
+    if kc != c {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "input {:?} has {c} channels but kernel {:?} expects {kc} \
+                 (HINT: kernels are HWIO [kh, kw, c_in, c_out], inputs NHWC)",
+                x.shape(),
+                kernel.shape()
+            ),
+        ));
+    }
+    if let Some(b) = bias {
+        same_kind(OP, x, b)?;
+        if b.shape() != [o] {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "bias {:?} does not match kernel {:?}: expected [{o}] (one per output channel)",
+                    b.shape(),
+                    kernel.shape()
+                ),
+            ));
+        }
+    }
+    let win = window_2d(OP, (h, w), (kh, kw), stride, padding).map_err(|e| match e {
+        Error::Shape { op, msg } => Error::shape(
+            op,
+            format!("input {:?}, kernel {:?}: {msg}", x.shape(), kernel.shape()),
+        ),
+        other => other,
+    })?;
+    Ok(ConvGeometry {
+        n,
+        h,
+        w,
+        c,
+        kh,
+        kw,
+        o,
+        sh: stride.0,
+        sw: stride.1,
+        oh: win.out_h,
+        ow: win.out_w,
+        pad_top: win.pad_top,
+        pad_left: win.pad_left,
+    })
 }

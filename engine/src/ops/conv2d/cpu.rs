@@ -1,0 +1,496 @@
+//! CPU reference for conv2d: im2col + one GEMM per batch chunk.
+//!
+//! With NHWC input and HWIO kernel, the convolution is a matrix product:
+//!
+//! ```text
+//! col[(b, oy, ox), (ky, kx, ci)] = x[b, oy·sh + ky − pt, ox·sw + kx − pl, ci]   (0 outside)
+//! Y[(b, oy, ox), co]             = col · K          K = kernel as [kh·kw·c, o]
+//! ```
+//!
+//! `col` is `[n·oh·ow, kh·kw·c]`, the kernel is already `[kh·kw·c, o]` in
+//! row-major order, and the product `[n·oh·ow, o]` is the NHWC output, so no
+//! layout changes are needed anywhere. A 1×1, stride-1, unpadded conv needs
+//! no `col` at all: `x` itself, seen as `[n·h·w, c]`, is the matrix.
+//!
+//! Backward: `dK = colᵀ·dY` and `dcol = dY·Kᵀ` (the transposes are strides
+//! given to the GEMM), then col2im adds every `dcol` entry back onto the
+//! input pixel it was copied from.
+//!
+//! Threading has one level: the GEMM threads itself (matrixmultiply), and
+//! the im2col/col2im loops between GEMMs use rayon. No GEMM runs inside a
+//! rayon task. The batch is processed in chunks of whole images so that the
+//! `col` buffers stay under [`COL_BUDGET_BYTES`] even at 224 px.
+
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::tensor::{CpuStorage, DType};
+use rayon::prelude::*;
+
+/// Upper bound on the im2col scratch memory of one conv2d call (forward:
+/// `col`; backward: `col` and `dcol` together). One image always fits,
+/// whatever its size.
+pub const COL_BUDGET_BYTES: usize = 64 << 20;
+
+/// Sizes of one convolution, with the padding already resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub o: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+impl ConvGeometry {
+    /// Width of a `col` row: one receptive field, `kh·kw·c`.
+    fn col_width(&self) -> usize {
+        self.kh * self.kw * self.c
+    }
+
+    /// 1×1, stride 1, no padding: `x` as `[n·h·w, c]` is already `col`.
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1
+            && self.kw == 1
+            && self.sh == 1
+            && self.sw == 1
+            && self.pad_top == 0
+            && self.pad_left == 0
+            && self.oh == self.h
+            && self.ow == self.w
+    }
+
+    /// Whole images per chunk so that `buffers` col-sized buffers fit the budget.
+    fn images_per_chunk<T>(&self, budget_bytes: usize, buffers: usize) -> usize {
+        let per_image = self.oh * self.ow * self.col_width() * std::mem::size_of::<T>() * buffers;
+        (budget_bytes / per_image.max(1)).clamp(1, self.n.max(1))
+    }
+
+    /// Columns `kx` of the kernel that land inside the input for output
+    /// column `ox`, as the half-open range `lo..hi`, and the input column of `kx = 0`.
+    fn kx_range(&self, ox: usize) -> (usize, usize, isize) {
+        let ix0 = (ox * self.sw) as isize - self.pad_left as isize;
+        let lo = (-ix0).clamp(0, self.kw as isize) as usize;
+        let hi = (self.w as isize - ix0).clamp(lo as isize, self.kw as isize) as usize;
+        (lo, hi, ix0)
+    }
+}
+
+/// Borrows CPU storage as `&[T]`, or says which operand had the wrong dtype.
+fn typed<'a, T: Element>(s: &'a CpuStorage, what: &str) -> Result<&'a [T]> {
+    T::unwrap(s).ok_or_else(|| {
+        Error::dtype(
+            "conv2d",
+            format!("{what} is {}, expected {}", s.dtype(), T::DTYPE),
+        )
+    })
+}
+
+/// Forward on CPU storage: `[n, oh, ow, o]` as a flat NHWC vector.
+pub fn forward(
+    x: &CpuStorage,
+    kernel: &CpuStorage,
+    bias: Option<&CpuStorage>,
+    g: &ConvGeometry,
+) -> Result<CpuStorage> {
+    fn run<T: Element>(
+        x: &CpuStorage,
+        k: &CpuStorage,
+        b: Option<&CpuStorage>,
+        g: &ConvGeometry,
+    ) -> Result<CpuStorage> {
+        let b = b.map(|b| typed::<T>(b, "bias")).transpose()?;
+        Ok(T::wrap(forward_typed(
+            typed::<T>(x, "input")?,
+            typed::<T>(k, "kernel")?,
+            b,
+            g,
+            COL_BUDGET_BYTES,
+        )))
+    }
+    match x.dtype() {
+        DType::F32 => run::<f32>(x, kernel, bias, g),
+        DType::F64 => run::<f64>(x, kernel, bias, g),
+    }
+}
+
+/// Gradients `(dx, dkernel, dbias)`, each computed only when asked for.
+pub type ConvGrads = (Option<CpuStorage>, Option<CpuStorage>, Option<CpuStorage>);
+
+/// Backward on CPU storage; `need` = (dx, dkernel, dbias).
+pub fn backward(
+    x: &CpuStorage,
+    kernel: &CpuStorage,
+    dy: &CpuStorage,
+    g: &ConvGeometry,
+    need: (bool, bool, bool),
+) -> Result<ConvGrads> {
+    fn run<T: Element>(
+        x: &CpuStorage,
+        k: &CpuStorage,
+        dy: &CpuStorage,
+        g: &ConvGeometry,
+        need: (bool, bool, bool),
+    ) -> Result<ConvGrads> {
+        let (dx, dk, db) = backward_typed(
+            typed::<T>(x, "input")?,
+            typed::<T>(k, "kernel")?,
+            typed::<T>(dy, "output gradient")?,
+            g,
+            need,
+            COL_BUDGET_BYTES,
+        );
+        Ok((dx.map(T::wrap), dk.map(T::wrap), db.map(T::wrap)))
+    }
+    match x.dtype() {
+        DType::F32 => run::<f32>(x, kernel, dy, g, need),
+        DType::F64 => run::<f64>(x, kernel, dy, g, need),
+    }
+}
+
+/// Writes the `col` rows of images `first..first + count` (see the module docs).
+/// One rayon task per output row `(b, oy)`; every element of `col` is written.
+fn im2col<T: Element>(x: &[T], g: &ConvGeometry, first: usize, count: usize, col: &mut [T]) {
+    let (cw, kwc) = (g.col_width(), g.kw * g.c);
+    let image = g.h * g.w * g.c;
+    col[..count * g.oh * g.ow * cw]
+        .par_chunks_mut(g.ow * cw)
+        .enumerate()
+        .for_each(|(r, row)| {
+            let (b, oy) = (first + r / g.oh, r % g.oh);
+            let img = &x[b * image..(b + 1) * image];
+            for (ox, patch) in row.chunks_exact_mut(cw).enumerate() {
+                let (lo, hi, ix0) = g.kx_range(ox);
+                for (ky, seg) in patch.chunks_exact_mut(kwc).enumerate() {
+                    let iy = (oy * g.sh + ky) as isize - g.pad_top as isize;
+                    if iy < 0 || iy >= g.h as isize || lo == hi {
+                        seg.fill(T::ZERO);
+                        continue;
+                    }
+                    // Along one input row, kernel columns lo..hi are contiguous in NHWC.
+                    let start = (iy as usize * g.w + (ix0 + lo as isize) as usize) * g.c;
+                    seg[..lo * g.c].fill(T::ZERO);
+                    seg[lo * g.c..hi * g.c].copy_from_slice(&img[start..start + (hi - lo) * g.c]);
+                    seg[hi * g.c..].fill(T::ZERO);
+                }
+            }
+        });
+}
+
+/// Adds `dcol` (rows of images `first..first + count`) back onto `dx` of those
+/// images. Written as a gather: one rayon task per input row `(b, iy)` collects
+/// every `dcol` entry copied from that row, so tasks never write the same memory.
+fn col2im<T: Element>(dcol: &[T], g: &ConvGeometry, count: usize, dx: &mut [T]) {
+    let (cw, kwc) = (g.col_width(), g.kw * g.c);
+    dx[..count * g.h * g.w * g.c]
+        .par_chunks_mut(g.w * g.c)
+        .enumerate()
+        .for_each(|(r, dx_row)| {
+            let (b, iy) = (r / g.h, r % g.h);
+            for ky in 0..g.kh {
+                // Output row oy reads input row iy through kernel row ky iff oy·sh + ky − pt = iy.
+                let t = (iy + g.pad_top) as isize - ky as isize;
+                if t < 0 || t as usize % g.sh != 0 || t as usize / g.sh >= g.oh {
+                    continue;
+                }
+                let oy = t as usize / g.sh;
+                for ox in 0..g.ow {
+                    let (lo, hi, ix0) = g.kx_range(ox);
+                    if lo == hi {
+                        continue;
+                    }
+                    let src = ((b * g.oh + oy) * g.ow + ox) * cw + ky * kwc;
+                    let src = &dcol[src + lo * g.c..src + hi * g.c];
+                    let dst = (ix0 + lo as isize) as usize * g.c;
+                    for (d, &s) in dx_row[dst..dst + src.len()].iter_mut().zip(src) {
+                        *d += s;
+                    }
+                }
+            }
+        });
+}
+
+/// Row-major `[r, c]` as GEMM strides, and its transpose.
+fn rm(cols: usize) -> (isize, isize) {
+    (cols as isize, 1)
+}
+fn tr(cols: usize) -> (isize, isize) {
+    (1, cols as isize)
+}
+
+/// The forward pass on typed slices, with the col buffer bounded by `budget_bytes`.
+pub fn forward_typed<T: Element>(
+    x: &[T],
+    kernel: &[T],
+    bias: Option<&[T]>,
+    g: &ConvGeometry,
+    budget_bytes: usize,
+) -> Vec<T> {
+    let (cw, o) = (g.col_width(), g.o);
+    let rows_per_image = g.oh * g.ow;
+    // The bias is written first and the GEMM adds onto it (beta = 1).
+    let (mut y, beta) = match bias {
+        Some(b) => (b.repeat(g.n * rows_per_image), T::ONE),
+        None => (vec![T::ZERO; g.n * rows_per_image * o], T::ZERO),
+    };
+    if g.is_pointwise() {
+        let rows = g.n * rows_per_image;
+        T::gemm(
+            rows,
+            cw,
+            o,
+            T::ONE,
+            x,
+            rm(cw),
+            kernel,
+            rm(o),
+            beta,
+            &mut y,
+            rm(o),
+        );
+        return y;
+    }
+    let per = g.images_per_chunk::<T>(budget_bytes, 1);
+    let mut col = vec![T::ZERO; per * rows_per_image * cw];
+    for first in (0..g.n).step_by(per) {
+        let count = per.min(g.n - first);
+        let rows = count * rows_per_image;
+        im2col(x, g, first, count, &mut col);
+        let y_chunk = &mut y[first * rows_per_image * o..(first + count) * rows_per_image * o];
+        T::gemm(
+            rows,
+            cw,
+            o,
+            T::ONE,
+            &col,
+            rm(cw),
+            kernel,
+            rm(o),
+            beta,
+            y_chunk,
+            rm(o),
+        );
+    }
+    y
+}
+
+/// The backward pass on typed slices; `need` = (dx, dkernel, dbias).
+pub fn backward_typed<T: Element>(
+    x: &[T],
+    kernel: &[T],
+    dy: &[T],
+    g: &ConvGeometry,
+    (need_dx, need_dk, need_db): (bool, bool, bool),
+    budget_bytes: usize,
+) -> (Option<Vec<T>>, Option<Vec<T>>, Option<Vec<T>>) {
+    let (cw, o) = (g.col_width(), g.o);
+    let rows_per_image = g.oh * g.ow;
+    let image = g.h * g.w * g.c;
+
+    // dbias[co] = Σ over every output pixel of dY[.., co].
+    let db = need_db.then(|| {
+        let mut acc = vec![T::ZERO; o];
+        for row in dy.chunks_exact(o) {
+            for (a, &d) in acc.iter_mut().zip(row) {
+                *a += d;
+            }
+        }
+        acc
+    });
+    if !need_dx && !need_dk {
+        return (None, None, db);
+    }
+
+    let mut dx = need_dx.then(|| vec![T::ZERO; g.n * image]);
+    let mut dk = need_dk.then(|| vec![T::ZERO; cw * o]);
+
+    if g.is_pointwise() {
+        let rows = g.n * rows_per_image;
+        if let Some(dk) = dk.as_mut() {
+            T::gemm(
+                cw,
+                rows,
+                o,
+                T::ONE,
+                x,
+                tr(cw),
+                dy,
+                rm(o),
+                T::ZERO,
+                dk,
+                rm(o),
+            );
+        }
+        if let Some(dx) = dx.as_mut() {
+            T::gemm(
+                rows,
+                o,
+                cw,
+                T::ONE,
+                dy,
+                rm(o),
+                kernel,
+                tr(o),
+                T::ZERO,
+                dx,
+                rm(cw),
+            );
+        }
+        return (dx, dk, db);
+    }
+
+    let buffers = need_dx as usize + need_dk as usize;
+    let per = g.images_per_chunk::<T>(budget_bytes, buffers);
+    let mut col = if need_dk {
+        vec![T::ZERO; per * rows_per_image * cw]
+    } else {
+        Vec::new()
+    };
+    let mut dcol = if need_dx {
+        vec![T::ZERO; per * rows_per_image * cw]
+    } else {
+        Vec::new()
+    };
+    for first in (0..g.n).step_by(per) {
+        let count = per.min(g.n - first);
+        let rows = count * rows_per_image;
+        let dy_chunk = &dy[first * rows_per_image * o..(first + count) * rows_per_image * o];
+        if let Some(dk) = dk.as_mut() {
+            // dK[cw, o] += colᵀ[cw, rows] · dY[rows, o]
+            im2col(x, g, first, count, &mut col);
+            let beta = if first == 0 { T::ZERO } else { T::ONE };
+            T::gemm(
+                cw,
+                rows,
+                o,
+                T::ONE,
+                &col,
+                tr(cw),
+                dy_chunk,
+                rm(o),
+                beta,
+                dk,
+                rm(o),
+            );
+        }
+        if let Some(dx) = dx.as_mut() {
+            // dcol[rows, cw] = dY[rows, o] · Kᵀ[o, cw], then scattered back onto dx.
+            T::gemm(
+                rows,
+                o,
+                cw,
+                T::ONE,
+                dy_chunk,
+                rm(o),
+                kernel,
+                tr(o),
+                T::ZERO,
+                &mut dcol,
+                rm(cw),
+            );
+            col2im(&dcol, g, count, &mut dx[first * image..]);
+        }
+    }
+    (dx, dk, db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition, one multiply-add at a time.
+    fn naive(x: &[f64], k: &[f64], g: &ConvGeometry) -> Vec<f64> {
+        let mut y = vec![0.0; g.n * g.oh * g.ow * g.o];
+        for b in 0..g.n {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    for ky in 0..g.kh {
+                        for kx in 0..g.kw {
+                            let iy = (oy * g.sh + ky) as isize - g.pad_top as isize;
+                            let ix = (ox * g.sw + kx) as isize - g.pad_left as isize;
+                            if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                continue;
+                            }
+                            for ci in 0..g.c {
+                                let xv =
+                                    x[((b * g.h + iy as usize) * g.w + ix as usize) * g.c + ci];
+                                for co in 0..g.o {
+                                    y[((b * g.oh + oy) * g.ow + ox) * g.o + co] +=
+                                        xv * k[((ky * g.kw + kx) * g.c + ci) * g.o + co];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn geometry() -> ConvGeometry {
+        // 7×6 input, 3×2 kernel, stride (2, 1), 'same': pads 1/1 rows, 0/1 columns.
+        ConvGeometry {
+            n: 5,
+            h: 7,
+            w: 6,
+            c: 3,
+            kh: 3,
+            kw: 2,
+            o: 4,
+            sh: 2,
+            sw: 1,
+            oh: 4,
+            ow: 6,
+            pad_top: 1,
+            pad_left: 0,
+        }
+    }
+
+    fn values(n: usize, seed: u64) -> Vec<f64> {
+        (0..n)
+            .map(|i| crate::rng::uniform_f64(seed, 0, i as u64) - 0.5)
+            .collect()
+    }
+
+    #[test]
+    fn chunked_forward_and_backward_equal_whole_batch() {
+        let g = geometry();
+        let x = values(g.n * g.h * g.w * g.c, 1);
+        let k = values(g.kh * g.kw * g.c * g.o, 2);
+        let dy = values(g.n * g.oh * g.ow * g.o, 3);
+        let whole = forward_typed(&x, &k, None, &g, usize::MAX);
+        let expected = naive(&x, &k, &g);
+        for (a, b) in whole.iter().zip(&expected) {
+            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        }
+        // A budget of one byte forces one image per chunk (5 chunks).
+        assert_eq!(g.images_per_chunk::<f64>(1, 2), 1);
+        let chunked = forward_typed(&x, &k, None, &g, 1);
+        assert_eq!(whole, chunked);
+        let all = (true, true, true);
+        let (dx1, dk1, db1) = backward_typed(&x, &k, &dy, &g, all, usize::MAX);
+        let (dx2, dk2, db2) = backward_typed(&x, &k, &dy, &g, all, 1);
+        assert_eq!(dx1, dx2);
+        assert_eq!(db1, db2);
+        for (a, b) in dk1.unwrap().iter().zip(&dk2.unwrap()) {
+            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn only_the_requested_gradients_are_computed() {
+        let g = geometry();
+        let x = values(g.n * g.h * g.w * g.c, 1);
+        let k = values(g.kh * g.kw * g.c * g.o, 2);
+        let dy = values(g.n * g.oh * g.ow * g.o, 3);
+        let (dx, dk, db) = backward_typed(&x, &k, &dy, &g, (false, true, false), usize::MAX);
+        assert!(dx.is_none() && dk.is_some() && db.is_none());
+    }
+}

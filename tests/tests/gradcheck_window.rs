@@ -1,0 +1,118 @@
+//! Finite-difference gradient checks (f64, central differences, tolerance
+//! 1e-6 relative) of the window ops: conv2d, zero_pad2d, max_pool2d,
+//! avg_pool2d, global average/max pooling. Odd shapes (7×5, 3 or 5
+//! channels, batch 2), strides 1 and 2, 'same', 'valid' and explicit
+//! padding, non-square windows. Max-pool inputs are pairwise distinct
+//! ([`tests::distinct`]) so no window has a tie.
+
+use engine::gradcheck::GradCheck;
+use engine::ops::{self, Padding};
+use engine::Tensor;
+use tests::uniform;
+
+fn check(f: impl Fn(&[Tensor]) -> engine::Result<Tensor>, inputs: &[Tensor]) {
+    let report = GradCheck::default()
+        .run(f, inputs)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let expected: usize = inputs.iter().map(|t| t.numel()).sum();
+    assert_eq!(report.elements_checked, expected);
+}
+
+const EXPLICIT: Padding = Padding::Explicit {
+    top: 2,
+    bottom: 0,
+    left: 1,
+    right: 3,
+};
+
+/// conv2d with bias, on a 7×5 input, for one stride/padding/kernel size.
+fn conv_with_bias(kh: usize, kw: usize, stride: (usize, usize), padding: Padding) {
+    let x = uniform(&[2, 7, 5, 3], -1.0, 1.0, 10);
+    let k = uniform(&[kh, kw, 3, 4], -1.0, 1.0, 11);
+    let b = uniform(&[4], -1.0, 1.0, 12);
+    check(
+        |t| ops::conv2d(&t[0], &t[1], Some(&t[2]), stride, padding),
+        &[x, k, b],
+    );
+}
+
+#[test]
+fn conv2d_3x3_stride1_same_bias() {
+    conv_with_bias(3, 3, (1, 1), Padding::Same);
+}
+
+#[test]
+fn conv2d_3x3_stride2_same_bias() {
+    // 7 → 4 rows (pads 1/1), 5 → 3 columns (pads 1/1).
+    conv_with_bias(3, 3, (2, 2), Padding::Same);
+}
+
+#[test]
+fn conv2d_3x2_stride_2x1_valid_bias() {
+    conv_with_bias(3, 2, (2, 1), Padding::Valid);
+}
+
+#[test]
+fn conv2d_2x3_stride2_explicit_bias() {
+    conv_with_bias(2, 3, (2, 2), EXPLICIT);
+}
+
+#[test]
+fn conv2d_4x2_stride2_same_even_kernel_bias() {
+    // Even kernel at stride 2 on 7×5: 'same' pads 1/2 rows, 0/1 columns (extra at the bottom/right).
+    conv_with_bias(4, 2, (2, 2), Padding::Same);
+}
+
+#[test]
+fn conv2d_without_bias_5_channels() {
+    let x = uniform(&[2, 7, 5, 5], -1.0, 1.0, 13);
+    let k = uniform(&[3, 3, 5, 2], -1.0, 1.0, 14);
+    check(
+        |t| ops::conv2d(&t[0], &t[1], None, (1, 2), Padding::Same),
+        &[x, k],
+    );
+}
+
+#[test]
+fn conv2d_1x1_stride1_pointwise_path() {
+    // 1×1, stride 1, unpadded: the GEMM runs on x itself, no im2col.
+    let x = uniform(&[2, 7, 5, 3], -1.0, 1.0, 15);
+    let k = uniform(&[1, 1, 3, 5], -1.0, 1.0, 16);
+    let b = uniform(&[5], -1.0, 1.0, 17);
+    check(
+        |t| ops::conv2d(&t[0], &t[1], Some(&t[2]), (1, 1), Padding::Valid),
+        &[x, k, b],
+    );
+}
+
+#[test]
+fn conv2d_1x1_stride2_shortcut() {
+    // ResNet's projection shortcut: 1×1 at stride 2, 'valid'.
+    let x = uniform(&[2, 7, 5, 3], -1.0, 1.0, 18);
+    let k = uniform(&[1, 1, 3, 4], -1.0, 1.0, 19);
+    check(
+        |t| ops::conv2d(&t[0], &t[1], None, (2, 2), Padding::Valid),
+        &[x, k],
+    );
+}
+
+#[test]
+fn conv2d_frozen_kernel_still_gives_dx() {
+    // Only x is checked: the kernel and bias are constants (frozen weights).
+    let k = uniform(&[3, 3, 3, 4], -1.0, 1.0, 21);
+    let b = uniform(&[4], -1.0, 1.0, 22);
+    check(
+        |t| ops::conv2d(&t[0], &k, Some(&b), (2, 2), Padding::Same),
+        &[uniform(&[2, 7, 5, 3], -1.0, 1.0, 20)],
+    );
+}
+
+#[test]
+fn conv2d_frozen_input_gives_dkernel_only() {
+    // Only the kernel is checked: the input is a constant (first layer).
+    let x = uniform(&[2, 7, 5, 3], -1.0, 1.0, 23);
+    check(
+        |t| ops::conv2d(&x, &t[0], None, (1, 1), Padding::Same),
+        &[uniform(&[3, 3, 3, 2], -1.0, 1.0, 24)],
+    );
+}
