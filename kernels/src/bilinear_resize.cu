@@ -1,0 +1,151 @@
+// Bilinear resize of NHWC images with half-pixel centres, as tf.image.resize
+// (method "bilinear", antialias off, TensorFlow's ResizeBilinear with
+// half_pixel_centers=True), and its backward pass. The input side is also
+// fused with the conversion from uint8 and Keras's "caffe" preprocessing.
+//
+// Math, along one axis (rows; columns the same), input size in_h, output
+// size out_h, scale = in_h / out_h:
+//   src(o)  = (o + 0.5) * scale - 0.5            (centre of output o in input coordinates)
+//   lo(o)   = max(floor(src), 0)
+//   hi(o)   = min(ceil(src), in_h - 1)
+//   lerp(o) = src - floor(src)
+//   y[b, oy, ox, ch] = (1 - ly) * ((1 - lx) x[lo_y, lo_x] + lx x[lo_y, hi_x])
+//                    +      ly  * ((1 - lx) x[hi_y, lo_x] + lx x[hi_y, hi_x])
+// Backward: y is linear in x, each output spreads its gradient over the (at
+// most) four inputs it read, with the same weights:
+//   dx[b, iy, ix, ch] = sum_{oy, ox} wy(oy, iy) * wx(ox, ix) * dy[b, oy, ox, ch],
+//   wy(oy, iy) = (lo(oy) == iy ? 1 - ly : 0) + (hi(oy) == iy ? ly : 0)
+// (both terms count when lo == hi, so the weights of an output always sum to 1).
+//
+// Fused input kernel (uint8 RGB in, float BGR out, Keras's
+// imagenet_utils.preprocess_input with mode "caffe"): channels reversed
+// (RGB -> BGR), then the ImageNet means subtracted per BGR channel:
+//   y[.., 0] = resize(R G B)[2] - 103.939   (B)
+//   y[.., 1] = resize(R G B)[1] - 116.779   (G)
+//   y[.., 2] = resize(R G B)[0] - 123.68    (R)
+// Keras resizes first and preprocesses after; the mean subtraction commutes
+// with the interpolation because the weights sum to 1, so this is the same
+// math in one pass, without writing the float image in between.
+//
+// Scales and weights are computed in f32, as TensorFlow does.
+//
+// Launch geometry:
+//   resize_bilinear_forward_f32: one thread per output element
+//     (b, oy, ox, ch), 1-D grid-stride loop over n * out_h * out_w * c;
+//     consecutive threads take consecutive channels.
+//   resize_bilinear_u8_caffe_f32: one thread per output pixel (b, oy, ox),
+//     writing its 3 channels; 1-D grid-stride loop over n * out_h * out_w.
+//   resize_bilinear_backward_f32: one thread per input element
+//     (b, iy, ix, ch) gathering from the window of outputs that read it
+//     (about (2 / scale + 3)^2 of them): every dx element is written once, no
+//     atomics, so the result is deterministic.
+
+struct Lerp {
+    int lo, hi;
+    float frac;
+};
+
+__device__ Lerp axis_lerp(int o, float scale, int in_size) {
+    float src = ((float)o + 0.5f) * scale - 0.5f;
+    float f = floorf(src);
+    Lerp l;
+    l.lo = max((int)f, 0);
+    l.hi = min((int)ceilf(src), in_size - 1);
+    l.frac = src - f;
+    return l;
+}
+
+// Weight of input i in output o along one axis (0 when o does not read i).
+__device__ float axis_weight(int o, int i, float scale, int in_size) {
+    Lerp l = axis_lerp(o, scale, in_size);
+    return (l.lo == i ? 1.0f - l.frac : 0.0f) + (l.hi == i ? l.frac : 0.0f);
+}
+
+// The outputs o whose window can touch input i: |src(o) - i| < 1, widened by
+// one on each side against rounding, and out to the border for the edge
+// inputs (which also receive the clamped samples).
+__device__ void output_range(int i, float scale, int in_size, int out_size, int* first,
+                             int* last) {
+    int a = (int)floorf(((float)i - 0.5f) / scale - 0.5f) - 1;
+    int b = (int)ceilf(((float)i + 1.5f) / scale - 0.5f) + 1;
+    *first = i == 0 ? 0 : max(a, 0);
+    *last = i == in_size - 1 ? out_size - 1 : min(b, out_size - 1);
+}
+
+extern "C" __global__ void resize_bilinear_forward_f32(const float* x, float* y, int n, int in_h,
+                                                       int in_w, int c, int out_h, int out_w) {
+    const float sy = (float)in_h / (float)out_h, sx = (float)in_w / (float)out_w;
+    unsigned long long total = (unsigned long long)n * out_h * out_w * c;
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
+         i < total; i += (unsigned long long)gridDim.x * blockDim.x) {
+        int ch = (int)(i % c);
+        unsigned long long pix = i / c;
+        int ox = (int)(pix % out_w);
+        int oy = (int)((pix / out_w) % out_h);
+        unsigned long long b = pix / ((unsigned long long)out_w * out_h);
+        Lerp ly = axis_lerp(oy, sy, in_h), lx = axis_lerp(ox, sx, in_w);
+        const float* img = x + b * in_h * in_w * c + ch;
+        float top_left = img[((unsigned long long)ly.lo * in_w + lx.lo) * c];
+        float top_right = img[((unsigned long long)ly.lo * in_w + lx.hi) * c];
+        float bottom_left = img[((unsigned long long)ly.hi * in_w + lx.lo) * c];
+        float bottom_right = img[((unsigned long long)ly.hi * in_w + lx.hi) * c];
+        float top = top_left + (top_right - top_left) * lx.frac;
+        float bottom = bottom_left + (bottom_right - bottom_left) * lx.frac;
+        y[i] = top + (bottom - top) * ly.frac;
+    }
+}
+
+extern "C" __global__ void resize_bilinear_u8_caffe_f32(const unsigned char* x, float* y, int n,
+                                                        int in_h, int in_w, int out_h,
+                                                        int out_w) {
+    const float sy = (float)in_h / (float)out_h, sx = (float)in_w / (float)out_w;
+    const float bgr_mean[3] = {103.939f, 116.779f, 123.68f};
+    unsigned long long total = (unsigned long long)n * out_h * out_w;
+    for (unsigned long long pix = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
+         pix < total; pix += (unsigned long long)gridDim.x * blockDim.x) {
+        int ox = (int)(pix % out_w);
+        int oy = (int)((pix / out_w) % out_h);
+        unsigned long long b = pix / ((unsigned long long)out_w * out_h);
+        Lerp ly = axis_lerp(oy, sy, in_h), lx = axis_lerp(ox, sx, in_w);
+        const unsigned char* img = x + b * in_h * in_w * 3;
+        for (int out_ch = 0; out_ch < 3; ++out_ch) {
+            int rgb = 2 - out_ch;  // BGR output channel out_ch reads RGB channel 2 - out_ch
+            float top_left = (float)img[((unsigned long long)ly.lo * in_w + lx.lo) * 3 + rgb];
+            float top_right = (float)img[((unsigned long long)ly.lo * in_w + lx.hi) * 3 + rgb];
+            float bottom_left = (float)img[((unsigned long long)ly.hi * in_w + lx.lo) * 3 + rgb];
+            float bottom_right = (float)img[((unsigned long long)ly.hi * in_w + lx.hi) * 3 + rgb];
+            float top = top_left + (top_right - top_left) * lx.frac;
+            float bottom = bottom_left + (bottom_right - bottom_left) * lx.frac;
+            y[pix * 3 + out_ch] = top + (bottom - top) * ly.frac - bgr_mean[out_ch];
+        }
+    }
+}
+
+extern "C" __global__ void resize_bilinear_backward_f32(const float* dy, float* dx, int n,
+                                                        int in_h, int in_w, int c, int out_h,
+                                                        int out_w) {
+    const float sy = (float)in_h / (float)out_h, sx = (float)in_w / (float)out_w;
+    unsigned long long total = (unsigned long long)n * in_h * in_w * c;
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
+         i < total; i += (unsigned long long)gridDim.x * blockDim.x) {
+        int ch = (int)(i % c);
+        unsigned long long pix = i / c;
+        int ix = (int)(pix % in_w);
+        int iy = (int)((pix / in_w) % in_h);
+        unsigned long long b = pix / ((unsigned long long)in_w * in_h);
+        int oy0, oy1, ox0, ox1;
+        output_range(iy, sy, in_h, out_h, &oy0, &oy1);
+        output_range(ix, sx, in_w, out_w, &ox0, &ox1);
+        const float* grad = dy + b * out_h * out_w * c + ch;
+        float s = 0.0f;
+        for (int oy = oy0; oy <= oy1; ++oy) {
+            float wy = axis_weight(oy, iy, sy, in_h);
+            if (wy == 0.0f) continue;
+            for (int ox = ox0; ox <= ox1; ++ox) {
+                float wx = axis_weight(ox, ix, sx, in_w);
+                if (wx != 0.0f) s += wy * wx * grad[((unsigned long long)oy * out_w + ox) * c];
+            }
+        }
+        dx[i] = s;
+    }
+}
