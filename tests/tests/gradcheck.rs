@@ -182,3 +182,61 @@ fn softmax_cross_entropy_large_logits() {
         &[uniform(&[3, 5], 997.0, 1003.0, 26)],
     );
 }
+
+#[test]
+fn batch_norm_inference() {
+    // Gradients to x, gamma, beta, and (exact, though Keras never trains
+    // them) the moving statistics.
+    check(
+        |x| ops::batch_norm(&x[0], &x[1], &x[2], &x[3], &x[4], 1e-3),
+        &[
+            uniform(&[2, 7, 5, 3], -2.0, 2.0, 27),
+            uniform(&[3], 0.5, 1.5, 28),
+            uniform(&[3], -0.5, 0.5, 29),
+            uniform(&[3], -0.3, 0.3, 30),
+            uniform(&[3], 0.5, 2.0, 31),
+        ],
+    );
+}
+
+#[test]
+fn batch_norm_train() {
+    // Through the batch statistics: gradients to x, gamma and beta.
+    check(
+        |x| Ok(ops::batch_norm_train(&x[0], &x[1], &x[2], 1e-3)?.0),
+        &[
+            uniform(&[2, 7, 5, 3], -2.0, 2.0, 32),
+            uniform(&[3], 0.5, 1.5, 33),
+            uniform(&[3], -0.5, 0.5, 34),
+        ],
+    );
+    // Dense-layer shape [n, c], 5 channels.
+    check(
+        |x| Ok(ops::batch_norm_train(&x[0], &x[1], &x[2], 1.001e-5)?.0),
+        &[
+            uniform(&[6, 5], -2.0, 2.0, 35),
+            uniform(&[5], 0.5, 1.5, 36),
+            uniform(&[5], -0.5, 0.5, 37),
+        ],
+    );
+}
+
+#[test]
+fn bilinear_resize_up_and_down() {
+    check(
+        |x| ops::bilinear_resize(&x[0], 11, 13),
+        &[uniform(&[2, 5, 7, 3], -1.0, 1.0, 38)],
+    );
+    check(
+        |x| ops::bilinear_resize(&x[0], 3, 4),
+        &[uniform(&[2, 7, 5, 3], -1.0, 1.0, 39)],
+    );
+}
+
+#[test]
+fn dropout() {
+    check(
+        |x| ops::dropout(&x[0], 0.3, 42, 7),
+        &[uniform(&[2, 7, 5, 3], -1.0, 1.0, 40)],
+    );
+}

@@ -1,11 +1,95 @@
-//! Batch normalisation over the last (channel) axis.
+//! Batch normalisation over the last (channel) axis, as Keras's
+//! `BatchNormalization(axis=-1)` on NHWC maps or `[n, c]` features.
 //!
-//! STUB: signature fixed, body to be written (forward, backward, cpu.rs).
+//! ```text
+//! y = γ · (x − μ) / √(σ² + ε) + β          per channel
+//! ```
+//!
+//! **Inference** ([`batch_norm`]): μ, σ² are the layer's moving statistics,
+//! constants here. The whole op folds into one per-channel scale and shift,
+//! `s = γ/√(σ²+ε)`, `t = β − μ·s`, `y = x·s + t`. Backward, with
+//! x̂ = (x − μ)/√(σ²+ε) and sums over every position of a channel:
+//!
+//! ```text
+//! dx = dy · s      dγ = Σ dy·x̂      dβ = Σ dy
+//! dμ = −s · Σ dy   dσ² = −½ · γ · (σ²+ε)^(−3/2) · Σ dy·(x − μ)
+//! ```
+//!
+//! (dμ and dσ² are only computed when asked for: moving statistics are not
+//! trainable in Keras, but the rule is exact, and gradient-checked.)
+//!
+//! **Training** ([`batch_norm_train`]): μ, σ² are the batch's own statistics
+//! over all axes but the last, m = number of positions per channel, σ² biased
+//! (÷ m, as Keras 3's `ops.moments`). They depend on x, so the backward pass
+//! goes through them:
+//!
+//! ```text
+//! dx = γ/(m·√(σ²+ε)) · (m·dy − Σ dy − x̂ · Σ dy·x̂)      dγ = Σ dy·x̂      dβ = Σ dy
+//! ```
+//!
+//! The layer (in the models crate) then updates its moving statistics as
+//! Keras does: `moving = moving · momentum + batch · (1 − momentum)` with
+//! momentum 0.99, the batch variance biased as returned here. As in Keras, a
+//! frozen (non-trainable) BN layer runs in inference mode even while training.
 
+mod cpu;
+
+use crate::autograd::record;
+use crate::element::Element;
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{same_kind, DType, Storage, Tensor};
 
-/// Batch normalisation over the last (channel) axis.
+/// Checks x `[..., c]` (rank ≥ 2, no zero dim), the per-channel vectors and
+/// ε; returns c.
+fn check(
+    op: &'static str,
+    x: &Tensor,
+    channel_vectors: &[(&str, &Tensor)],
+    eps: f64,
+) -> Result<usize> {
+    for (_, t) in channel_vectors {
+        same_kind(op, x, t)?;
+    }
+    if x.rank() < 2 {
+        return Err(Error::shape(
+            op,
+            format!(
+                "input has rank {} ({:?}); expected [batch, ..., channels] with rank >= 2",
+                x.rank(),
+                x.shape()
+            ),
+        ));
+    }
+    if x.numel() == 0 {
+        return Err(Error::shape(
+            op,
+            format!(
+                "input {:?} has a zero-sized dim; batch statistics need data",
+                x.shape()
+            ),
+        ));
+    }
+    let c = x.shape()[x.rank() - 1];
+    for (name, t) in channel_vectors {
+        if t.shape() != [c] {
+            return Err(Error::shape(
+                op,
+                format!("{name} has shape {:?}; expected [{c}] for input {:?} (one value per channel, the last axis)", t.shape(), x.shape()),
+            ));
+        }
+    }
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(Error::invalid(
+            op,
+            format!("epsilon is {eps}; it must be finite and >= 0 (Keras default 1e-3)"),
+        ));
+    }
+    Ok(c)
+}
+
+/// Inference batch normalisation with the given moving statistics (see the
+/// module docs). `x` is `[..., c]`; `gamma`, `beta`, `moving_mean`,
+/// `moving_var` are `[c]`.
 pub fn batch_norm(
     x: &Tensor,
     gamma: &Tensor,
@@ -14,22 +98,170 @@ pub fn batch_norm(
     moving_var: &Tensor,
     eps: f64,
 ) -> Result<Tensor> {
-    let _ = (x, gamma, beta, moving_mean, moving_var, eps);
-    Err(Error::unsupported("batch_norm", "not implemented yet"))
+    const OP: &str = "batch_norm";
+    let vectors = [
+        ("gamma", gamma),
+        ("beta", beta),
+        ("moving_mean", moving_mean),
+        ("moving_var", moving_var),
+    ];
+    let c = check(OP, x, &vectors, eps)?;
+    let (g, b, mean, var) = (
+        gamma.to_vec_f64(),
+        beta.to_vec_f64(),
+        moving_mean.to_vec_f64(),
+        moving_var.to_vec_f64(),
+    );
+    if let Some(j) = (0..c).find(|&j| !(var[j] + eps > 0.0)) {
+        return Err(Error::invalid(
+            OP,
+            format!(
+                "moving_var[{j}] + epsilon = {} is not > 0; the variance must be non-negative",
+                var[j] + eps
+            ),
+        ));
+    }
+    let inv: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let scale: Vec<f64> = g.iter().zip(&inv).map(|(g, i)| g * i).collect();
+    let shift: Vec<f64> = (0..c).map(|j| b[j] - mean[j] * scale[j]).collect();
+    let y = match x.dtype() {
+        DType::F32 => f32::wrap(cpu::affine(x.as_slice::<f32>()?, &scale, &shift)),
+        DType::F64 => f64::wrap(cpu::affine(x.as_slice::<f64>()?, &scale, &shift)),
+    };
+    let x_saved = x.clone();
+    Ok(record(
+        OP,
+        Storage::Cpu(y),
+        x.shape().to_vec(),
+        &[x, gamma, beta, moving_mean, moving_var],
+        Box::new(move |dy, needs| {
+            let (sum_dy, sum_dy_xc) = match x_saved.dtype() {
+                DType::F32 => {
+                    cpu::channel_sums(x_saved.as_slice::<f32>()?, dy.as_slice::<f32>()?, &mean)
+                }
+                DType::F64 => {
+                    cpu::channel_sums(x_saved.as_slice::<f64>()?, dy.as_slice::<f64>()?, &mean)
+                }
+            };
+            let dtype = x_saved.dtype();
+            let vector = |v: Vec<f64>| channel_tensor(v, dtype);
+            let dx = if needs[0] {
+                let zero = vec![0.0; c];
+                let dx = match dtype {
+                    DType::F32 => f32::wrap(cpu::affine(dy.as_slice::<f32>()?, &scale, &zero)),
+                    DType::F64 => f64::wrap(cpu::affine(dy.as_slice::<f64>()?, &scale, &zero)),
+                };
+                Some(Tensor::from_storage(Storage::Cpu(dx), x_saved.shape())?)
+            } else {
+                None
+            };
+            let dgamma = (0..c).map(|j| sum_dy_xc[j] * inv[j]).collect();
+            let dmean = (0..c).map(|j| -scale[j] * sum_dy[j]).collect();
+            let dvar = (0..c)
+                .map(|j| -0.5 * g[j] * inv[j].powi(3) * sum_dy_xc[j])
+                .collect();
+            Ok(vec![
+                dx,
+                needs[1].then(|| vector(dgamma)).transpose()?,
+                needs[2].then(|| vector(sum_dy.clone())).transpose()?,
+                needs[3].then(|| vector(dmean)).transpose()?,
+                needs[4].then(|| vector(dvar)).transpose()?,
+            ])
+        }),
+    ))
 }
 
-/// Training mode: normalises with the batch's own statistics and returns
-/// `(y, batch_mean, batch_var)` (biased variance, as Keras) for the layer's
-/// moving-average update.
+/// A `[c]` tensor of `dtype` from f64 values.
+fn channel_tensor(v: Vec<f64>, dtype: DType) -> Result<Tensor> {
+    let c = v.len();
+    Tensor::from_vec(v, &[c]).map(|t| t.to_dtype(dtype))
+}
+
+/// Training-mode batch normalisation: normalises with the batch's own
+/// statistics over all axes but the last and returns `(y, batch_mean,
+/// batch_var)` (biased variance, as Keras) for the layer's moving-average
+/// update `moving = moving · 0.99 + batch · 0.01` (see the module docs).
+/// Gradients flow to x, gamma and beta through y; the returned statistics
+/// carry no gradient.
 pub fn batch_norm_train(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let _ = (x, gamma, beta, eps);
-    Err(Error::unsupported(
-        "batch_norm_train",
-        "not implemented yet",
-    ))
+    const OP: &str = "batch_norm_train";
+    let c = check(OP, x, &[("gamma", gamma), ("beta", beta)], eps)?;
+    let (mean, var) = match x.dtype() {
+        DType::F32 => cpu::moments(x.as_slice::<f32>()?, c),
+        DType::F64 => cpu::moments(x.as_slice::<f64>()?, c),
+    };
+    if eps == 0.0 {
+        if let Some(j) = (0..c).find(|&j| var[j] == 0.0) {
+            return Err(Error::invalid(OP, format!("channel {j} is constant over the batch and epsilon is 0: division by zero; use epsilon > 0")));
+        }
+    }
+    let (g, b) = (gamma.to_vec_f64(), beta.to_vec_f64());
+    let inv: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let scale: Vec<f64> = g.iter().zip(&inv).map(|(g, i)| g * i).collect();
+    let shift: Vec<f64> = (0..c).map(|j| b[j] - mean[j] * scale[j]).collect();
+    let y = match x.dtype() {
+        DType::F32 => f32::wrap(cpu::affine(x.as_slice::<f32>()?, &scale, &shift)),
+        DType::F64 => f64::wrap(cpu::affine(x.as_slice::<f64>()?, &scale, &shift)),
+    };
+    let dtype = x.dtype();
+    let batch_mean = channel_tensor(mean.clone(), dtype)?;
+    let batch_var = channel_tensor(var, dtype)?;
+    let x_saved = x.clone();
+    let y = record(
+        OP,
+        Storage::Cpu(y),
+        x.shape().to_vec(),
+        &[x, gamma, beta],
+        Box::new(move |dy, needs| {
+            let (sum_dy, sum_dy_xc) = match dtype {
+                DType::F32 => {
+                    cpu::channel_sums(x_saved.as_slice::<f32>()?, dy.as_slice::<f32>()?, &mean)
+                }
+                DType::F64 => {
+                    cpu::channel_sums(x_saved.as_slice::<f64>()?, dy.as_slice::<f64>()?, &mean)
+                }
+            };
+            let sum_dy_xhat: Vec<f64> = (0..c).map(|j| sum_dy_xc[j] * inv[j]).collect();
+            let dx = if needs[0] {
+                let dx = match dtype {
+                    DType::F32 => f32::wrap(cpu::train_backward(
+                        x_saved.as_slice::<f32>()?,
+                        dy.as_slice::<f32>()?,
+                        &g,
+                        &mean,
+                        &inv,
+                        &sum_dy,
+                        &sum_dy_xhat,
+                    )),
+                    DType::F64 => f64::wrap(cpu::train_backward(
+                        x_saved.as_slice::<f64>()?,
+                        dy.as_slice::<f64>()?,
+                        &g,
+                        &mean,
+                        &inv,
+                        &sum_dy,
+                        &sum_dy_xhat,
+                    )),
+                };
+                Some(Tensor::from_storage(Storage::Cpu(dx), x_saved.shape())?)
+            } else {
+                None
+            };
+            Ok(vec![
+                dx,
+                needs[1]
+                    .then(|| channel_tensor(sum_dy_xhat.clone(), dtype))
+                    .transpose()?,
+                needs[2]
+                    .then(|| channel_tensor(sum_dy.clone(), dtype))
+                    .transpose()?,
+            ])
+        }),
+    );
+    Ok((y, batch_mean, batch_var))
 }

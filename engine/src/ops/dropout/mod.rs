@@ -1,12 +1,49 @@
-//! Inverted dropout: keeps each element with probability 1 − rate, scaled by 1/(1 − rate).
+//! Inverted dropout: each element is kept with probability 1 − rate and
+//! scaled by 1/(1 − rate), so the expected output equals the input and
+//! inference needs no rescaling (Keras `Dropout`; the layer calls this only
+//! in training).
 //!
-//! STUB: signature fixed, body to be written (forward, backward, cpu.rs).
+//! ```text
+//! y = x · mᵢ / (1 − rate),   mᵢ = [uniform_f32(seed, stream, i) ≥ rate]
+//! dx = dy · mᵢ / (1 − rate)
+//! ```
+//!
+//! The mask comes from the counter-based generator in [`crate::rng`]: element
+//! i's draw depends only on (seed, stream, i), so the backward pass redraws
+//! the same mask instead of storing it, and a CUDA kernel draws it
+//! identically. Use a new `stream` (e.g. the step number) for each batch.
 
+mod cpu;
+
+use crate::autograd::record;
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::map_cpu;
+use crate::tensor::{Storage, Tensor};
 
-/// Inverted dropout: keeps each element with probability 1 − rate, scaled by 1/(1 − rate).
+/// Inverted dropout: keeps each element with probability 1 − rate, scaled
+/// by 1/(1 − rate). Errors unless `0 <= rate < 1`.
 pub fn dropout(x: &Tensor, rate: f64, seed: u64, stream: u64) -> Result<Tensor> {
-    let _ = (x, rate, seed, stream);
-    Err(Error::unsupported("dropout", "not implemented yet"))
+    if !(0.0..1.0).contains(&rate) {
+        return Err(Error::invalid(
+            "dropout",
+            format!(
+                "rate is {rate} (input {:?}); it must be in [0, 1)",
+                x.shape()
+            ),
+        ));
+    }
+    let Storage::Cpu(xs) = x.storage();
+    let y = map_cpu!(xs, |v: T| cpu::apply(v, rate, seed, stream));
+    let shape = x.shape().to_vec();
+    Ok(record(
+        "dropout",
+        Storage::Cpu(y),
+        shape.clone(),
+        &[x],
+        Box::new(move |dy, _| {
+            let Storage::Cpu(g) = dy.storage();
+            let dx = map_cpu!(g, |v: T| cpu::apply(v, rate, seed, stream));
+            Ok(vec![Some(Tensor::from_storage(Storage::Cpu(dx), &shape)?)])
+        }),
+    ))
 }
