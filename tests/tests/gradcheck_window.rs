@@ -8,7 +8,7 @@
 use engine::gradcheck::GradCheck;
 use engine::ops::{self, Padding};
 use engine::Tensor;
-use tests::uniform;
+use tests::{distinct, uniform};
 
 fn check(f: impl Fn(&[Tensor]) -> engine::Result<Tensor>, inputs: &[Tensor]) {
     let report = GradCheck::default()
@@ -114,5 +114,117 @@ fn conv2d_frozen_input_gives_dkernel_only() {
     check(
         |t| ops::conv2d(&x, &t[0], None, (1, 1), Padding::Same),
         &[uniform(&[3, 3, 3, 2], -1.0, 1.0, 24)],
+    );
+}
+
+#[test]
+fn zero_pad2d_uneven_sides() {
+    check(
+        |t| ops::zero_pad2d(&t[0], 1, 2, 3, 0),
+        &[uniform(&[2, 7, 5, 3], -1.0, 1.0, 30)],
+    );
+}
+
+/// max_pool2d on distinct values (no ties), for one window/stride/padding.
+fn max_pool(pool: (usize, usize), stride: (usize, usize), padding: Padding) {
+    check(
+        |t| ops::max_pool2d(&t[0], pool, stride, padding),
+        &[distinct(&[2, 7, 5, 3], 31)],
+    );
+}
+
+#[test]
+fn max_pool2d_2x2_stride2_valid() {
+    max_pool((2, 2), (2, 2), Padding::Valid);
+}
+
+#[test]
+fn max_pool2d_3x3_stride2_same() {
+    max_pool((3, 3), (2, 2), Padding::Same);
+}
+
+#[test]
+fn max_pool2d_3x2_stride1_same_overlapping() {
+    max_pool((3, 2), (1, 1), Padding::Same);
+}
+
+#[test]
+fn max_pool2d_2x3_stride_1x2_explicit() {
+    max_pool(
+        (2, 3),
+        (1, 2),
+        Padding::Explicit {
+            top: 1,
+            bottom: 0,
+            left: 2,
+            right: 1,
+        },
+    );
+}
+
+fn avg_pool(pool: (usize, usize), stride: (usize, usize), padding: Padding) {
+    check(
+        |t| ops::avg_pool2d(&t[0], pool, stride, padding),
+        &[uniform(&[2, 7, 5, 3], -1.0, 1.0, 32)],
+    );
+}
+
+#[test]
+fn avg_pool2d_2x2_stride2_valid() {
+    avg_pool((2, 2), (2, 2), Padding::Valid);
+}
+
+#[test]
+fn avg_pool2d_3x3_stride2_same() {
+    avg_pool((3, 3), (2, 2), Padding::Same);
+}
+
+#[test]
+fn avg_pool2d_3x2_stride1_same_overlapping() {
+    avg_pool((3, 2), (1, 1), Padding::Same);
+}
+
+#[test]
+fn avg_pool2d_2x3_stride_1x2_explicit() {
+    avg_pool(
+        (2, 3),
+        (1, 2),
+        Padding::Explicit {
+            top: 1,
+            bottom: 0,
+            left: 2,
+            right: 1,
+        },
+    );
+}
+
+#[test]
+fn global_avg_pool() {
+    check(
+        |t| ops::global_avg_pool(&t[0]),
+        &[uniform(&[2, 7, 5, 3], -1.0, 1.0, 33)],
+    );
+}
+
+#[test]
+fn global_max_pool() {
+    check(
+        |t| ops::global_max_pool(&t[0]),
+        &[distinct(&[2, 7, 5, 5], 34)],
+    );
+}
+
+#[test]
+fn conv_pool_chain() {
+    // A VGG-like block: conv → max pool → global average, gradients flowing through all three.
+    let x = uniform(&[2, 7, 5, 3], -1.0, 1.0, 35);
+    let k = uniform(&[3, 3, 3, 4], -1.0, 1.0, 36);
+    check(
+        |t| {
+            let y = ops::conv2d(&t[0], &t[1], None, (1, 1), Padding::Same)?;
+            let y = ops::max_pool2d(&y, (2, 2), (2, 2), Padding::Same)?;
+            ops::global_avg_pool(&y)
+        },
+        &[x, k],
     );
 }

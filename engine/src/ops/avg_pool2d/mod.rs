@@ -1,18 +1,51 @@
-//! Average pooling over NHWC windows; padded cells are left out of the count.
+//! Average pooling over NHWC windows (Keras `AveragePooling2D`), channel by
+//! channel. Padded cells are left out of the count (TensorFlow's rule):
 //!
-//! STUB: signature fixed, body to be written (forward, backward, cpu.rs).
+//! ```text
+//! y[b, oy, ox, ch] = (1 / |W|) Σ_{(iy, ix) ∈ W} x[b, iy, ix, ch]
+//! ```
+//!
+//! where `W` is the set of the window's cells that lie inside the input (so a
+//! corner window of a 'same' pooling divides by fewer than `ph·pw`).
+//!
+//! Backward: every cell of the window receives `dy[b, oy, ox, ch] / |W|`;
+//! overlapping windows (stride < pool) add their shares.
 
+mod cpu;
+
+use super::max_pool2d::PoolGeometry;
 use super::padding::Padding;
-use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::autograd::record;
+use crate::error::Result;
+use crate::tensor::{Storage, Tensor};
 
-/// Average pooling over NHWC windows; padded cells are left out of the count.
+const OP: &str = "avg_pool2d";
+
+/// Average pooling with a `pool` (rows, columns) window at `stride`,
+/// TensorFlow `padding`. `[n, h, w, c]` to `[n, oh, ow, c]`. Errors (never
+/// panics) on a rank other than 4, a zero-sized input, a zero pool or stride,
+/// a window larger than the padded input, or a padding as large as the pool.
 pub fn avg_pool2d(
     x: &Tensor,
     pool: (usize, usize),
     stride: (usize, usize),
     padding: Padding,
 ) -> Result<Tensor> {
-    let _ = (x, pool, stride, padding);
-    Err(Error::unsupported("avg_pool2d", "not implemented yet"))
+    let g = PoolGeometry::new(OP, x, pool, stride, padding)?;
+    let y = match x.storage() {
+        Storage::Cpu(s) => Storage::Cpu(cpu::forward(s, &g)),
+    };
+    let x_shape = x.shape().to_vec();
+    Ok(record(
+        OP,
+        y,
+        vec![g.n, g.oh, g.ow, g.c],
+        &[x],
+        Box::new(move |dy, _| {
+            let dx = match dy.storage() {
+                Storage::Cpu(s) => Storage::Cpu(cpu::backward(s, &g)),
+            };
+            Ok(vec![Some(Tensor::from_storage(dx, &x_shape)?)])
+        }),
+    ))
 }

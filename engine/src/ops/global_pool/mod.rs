@@ -1,18 +1,75 @@
-//! Global average and max pooling: NHWC `[n, h, w, c]` to `[n, c]`.
+//! Global average and max pooling (Keras `GlobalAveragePooling2D`,
+//! `GlobalMaxPooling2D`): NHWC `[n, h, w, c]` to `[n, c]`, one value per
+//! image and channel, the head of ResNet50 and of transfer-learning models.
 //!
-//! STUB: signature fixed, body to be written (forward, backward, cpu.rs).
+//! ```text
+//! avg: y[b, ch] = (1 / hw) Σ_{iy, ix} x[b, iy, ix, ch]      dx[b, iy, ix, ch] = dy[b, ch] / hw
+//! max: y[b, ch] = max_{iy, ix} x[b, iy, ix, ch]             dx = dy[b, ch] at the maximum, 0 elsewhere
+//! ```
+//!
+//! Max ties: the FIRST maximum in row-major order (row `iy` outer, column
+//! `ix` inner) gets the whole gradient, as in [`super::max_pool2d`].
 
+mod cpu;
+
+use crate::autograd::record;
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{same_kind, Storage, Tensor};
 
-/// Global average and max pooling: NHWC `[n, h, w, c]` to `[n, c]`.
-pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
-    let _ = (x);
-    Err(Error::unsupported("global_avg_pool", "not implemented yet"))
+/// Checks an NHWC input with no zero-sized dimension.
+fn dims(op: &'static str, x: &Tensor) -> Result<[usize; 4]> {
+    let d = x.dims(op, "input (NHWC [n, h, w, c])")?;
+    if d.contains(&0) {
+        return Err(Error::shape(
+            op,
+            format!("input {:?} has a zero-sized dimension", x.shape()),
+        ));
+    }
+    Ok(d)
 }
 
-/// Global max pooling, `[n, h, w, c]` to `[n, c]`.
+/// Mean over height and width: `[n, h, w, c]` to `[n, c]`.
+pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
+    const OP: &str = "global_avg_pool";
+    let [n, h, w, c] = dims(OP, x)?;
+    let y = match x.storage() {
+        Storage::Cpu(s) => Storage::Cpu(cpu::avg_forward(s, [n, h, w, c])),
+    };
+    Ok(record(
+        OP,
+        y,
+        vec![n, c],
+        &[x],
+        Box::new(move |dy, _| {
+            let dx = match dy.storage() {
+                Storage::Cpu(s) => Storage::Cpu(cpu::avg_backward(s, [n, h, w, c])),
+            };
+            Ok(vec![Some(Tensor::from_storage(dx, &[n, h, w, c])?)])
+        }),
+    ))
+}
+
+/// Maximum over height and width: `[n, h, w, c]` to `[n, c]`.
 pub fn global_max_pool(x: &Tensor) -> Result<Tensor> {
-    let _ = (x);
-    Err(Error::unsupported("global_max_pool", "not implemented yet"))
+    const OP: &str = "global_max_pool";
+    let [n, h, w, c] = dims(OP, x)?;
+    let y = match x.storage() {
+        Storage::Cpu(s) => Storage::Cpu(cpu::max_forward(s, [n, h, w, c])),
+    };
+    let x_saved = x.clone();
+    Ok(record(
+        OP,
+        y,
+        vec![n, c],
+        &[x],
+        Box::new(move |dy, _| {
+            same_kind(OP, &x_saved, dy)?;
+            let dx = match (x_saved.storage(), dy.storage()) {
+                (Storage::Cpu(xs), Storage::Cpu(dys)) => {
+                    Storage::Cpu(cpu::max_backward(xs, dys, [n, h, w, c])?)
+                }
+            };
+            Ok(vec![Some(Tensor::from_storage(dx, &[n, h, w, c])?)])
+        }),
+    ))
 }

@@ -1,18 +1,56 @@
-//! Max pooling over NHWC windows; padded cells are -inf.
+//! Max pooling over NHWC windows (Keras `MaxPooling2D`), channel by channel.
 //!
-//! STUB: signature fixed, body to be written (forward, backward, cpu.rs).
+//! ```text
+//! y[b, oy, ox, ch] = max over the window's cells inside x of x[b, iy, ix, ch]
+//! ```
+//!
+//! Padded cells count as −∞, so they are never chosen (TensorFlow's rule);
+//! a padding that would leave a window with only padded cells is refused.
+//!
+//! Backward: the whole of `dy[b, oy, ox, ch]` goes to the cell that holds
+//! the maximum; every other cell of the window gets 0. **Ties**: the FIRST
+//! maximum in row-major window order (row `ky` outer, column `kx` inner) gets
+//! it. Overlapping windows (stride < pool) add their shares. The CUDA kernel
+//! follows the same rule. The backward pass finds the maxima again in the
+//! saved input instead of storing indices during the forward pass.
+
+mod cpu;
+mod geometry;
 
 use super::padding::Padding;
-use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::autograd::record;
+use crate::error::Result;
+use crate::tensor::{same_kind, Storage, Tensor};
+pub(crate) use geometry::PoolGeometry;
 
-/// Max pooling over NHWC windows; padded cells are -inf.
+const OP: &str = "max_pool2d";
+
+/// Max pooling with a `pool` (rows, columns) window at `stride`, TensorFlow
+/// `padding`. `[n, h, w, c]` to `[n, oh, ow, c]`. Errors (never panics) on a
+/// rank other than 4, a zero-sized input, a zero pool or stride, a window
+/// larger than the padded input, or a padding as large as the pool.
 pub fn max_pool2d(
     x: &Tensor,
     pool: (usize, usize),
     stride: (usize, usize),
     padding: Padding,
 ) -> Result<Tensor> {
-    let _ = (x, pool, stride, padding);
-    Err(Error::unsupported("max_pool2d", "not implemented yet"))
+    let g = PoolGeometry::new(OP, x, pool, stride, padding)?;
+    let y = match x.storage() {
+        Storage::Cpu(s) => Storage::Cpu(cpu::forward(s, &g)),
+    };
+    let x_saved = x.clone();
+    Ok(record(
+        OP,
+        y,
+        vec![g.n, g.oh, g.ow, g.c],
+        &[x],
+        Box::new(move |dy, _| {
+            same_kind(OP, &x_saved, dy)?;
+            let dx = match (x_saved.storage(), dy.storage()) {
+                (Storage::Cpu(xs), Storage::Cpu(dys)) => Storage::Cpu(cpu::backward(xs, dys, &g)?),
+            };
+            Ok(vec![Some(Tensor::from_storage(dx, x_saved.shape())?)])
+        }),
+    ))
 }

@@ -1,11 +1,25 @@
-//! Zero padding of an NHWC tensor's height and width (Keras ZeroPadding2D).
+//! Zero padding of an NHWC tensor's height and width (Keras `ZeroPadding2D`),
+//! as used before ResNet50's 7×7 stem conv and its first max pool.
 //!
-//! STUB: signature fixed, body to be written (forward, backward, cpu.rs).
+//! ```text
+//! y[b, i, j, ch] = x[b, i − top, j − left, ch]   if the source is inside x, else 0
+//! ```
+//!
+//! `y` is `[n, top + h + bottom, left + w + right, c]`.
+//!
+//! Backward: the padding contributes nothing, so dx is dy cropped back to
+//! `x`'s window: `dx[b, i, j, ch] = dy[b, i + top, j + left, ch]`.
 
+mod cpu;
+
+use crate::autograd::record;
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{Storage, Tensor};
 
-/// Zero padding of an NHWC tensor's height and width (Keras ZeroPadding2D).
+const OP: &str = "zero_pad2d";
+
+/// Pads height (`top`, `bottom` rows) and width (`left`, `right` columns) of an
+/// NHWC tensor with zeros. Errors on a rank other than 4 or a zero-sized input.
 pub fn zero_pad2d(
     x: &Tensor,
     top: usize,
@@ -13,6 +27,36 @@ pub fn zero_pad2d(
     left: usize,
     right: usize,
 ) -> Result<Tensor> {
-    let _ = (x, top, bottom, left, right);
-    Err(Error::unsupported("zero_pad2d", "not implemented yet"))
+    let [n, h, w, c] = x.dims(OP, "input (NHWC [n, h, w, c])")?;
+    if n * h * w * c == 0 {
+        return Err(Error::shape(
+            OP,
+            format!("input {:?} has a zero-sized dimension", x.shape()),
+        ));
+    }
+    let g = cpu::PadGeometry {
+        n,
+        h,
+        w,
+        c,
+        top,
+        left,
+        ph: top + h + bottom,
+        pw: left + w + right,
+    };
+    let y = match x.storage() {
+        Storage::Cpu(s) => Storage::Cpu(cpu::pad(s, &g)),
+    };
+    Ok(record(
+        OP,
+        y,
+        vec![n, g.ph, g.pw, c],
+        &[x],
+        Box::new(move |dy, _| {
+            let dx = match dy.storage() {
+                Storage::Cpu(s) => Storage::Cpu(cpu::crop(s, &g)),
+            };
+            Ok(vec![Some(Tensor::from_storage(dx, &[n, h, w, c])?)])
+        }),
+    ))
 }
