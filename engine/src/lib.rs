@@ -3,6 +3,7 @@
 //! - [`tensor`]: the [`Tensor`] type (shape, storage on a device, dtype).
 //! - [`autograd`]: the tape, `backward()`, [`no_grad`] and [`Param`].
 //! - [`ops`]: one folder per op, forward and backward side by side.
+//! - [`optim`]: SGD and Adam with Keras 3's update rules, learning-rate schedules.
 //! - [`rng`]: the one seeded counter-based random generator.
 //! - [`gradcheck`]: finite-difference gradient checking.
 //!
@@ -13,6 +14,7 @@ pub mod element;
 pub mod error;
 pub mod gradcheck;
 pub mod ops;
+pub mod optim;
 pub mod rng;
 pub mod tensor;
 

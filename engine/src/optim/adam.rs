@@ -1,0 +1,207 @@
+//! Adam with Keras 3's update (`keras/src/optimizers/adam.py`). At step
+//! t = iterations + 1, with learning rate η:
+//!
+//! ```text
+//! w ← w − w·wd·η                                   (decoupled weight decay, when wd > 0)
+//! ηₜ = η · √(1 − β₂ᵗ) / (1 − β₁ᵗ)
+//! m ← m + (g − m)(1 − β₁)
+//! v ← v + (g² − v)(1 − β₂)
+//! w ← w − ηₜ · m / (√v + ε)
+//! ```
+//!
+//! m and v start at zero. Note ε is added to √v *after* the bias correction
+//! has been folded into ηₜ (Keras's form, "epsilon hat" in the Adam paper),
+//! not to √v̂: the two differ slightly, and this one matches Keras.
+
+use super::{check_state, updatable, Optimizer, Schedule};
+use crate::autograd::Param;
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Tensor};
+use std::collections::HashMap;
+
+/// Adam with Keras's defaults: lr 1e-3, β₁ 0.9, β₂ 0.999, ε 1e-7.
+#[derive(Debug, Clone)]
+pub struct Adam {
+    /// Learning rate η.
+    pub lr: Schedule,
+    /// Decay of the first moment, β₁.
+    pub beta_1: f64,
+    /// Decay of the second moment, β₂.
+    pub beta_2: f64,
+    /// ε, added to √v.
+    pub epsilon: f64,
+    /// Decoupled weight decay (default 0: none).
+    pub weight_decay: f64,
+    iterations: u64,
+    moments: HashMap<String, (Tensor, Tensor)>,
+}
+
+impl Default for Adam {
+    fn default() -> Self {
+        Adam::new(1e-3)
+    }
+}
+
+impl Adam {
+    /// Adam with learning rate `lr` (a number or a [`Schedule`]) and Keras's
+    /// other defaults.
+    pub fn new(lr: impl Into<Schedule>) -> Adam {
+        Adam {
+            lr: lr.into(),
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-7,
+            weight_decay: 0.0,
+            iterations: 0,
+            moments: HashMap::new(),
+        }
+    }
+
+    /// The same optimizer with decoupled weight decay `wd`.
+    pub fn with_weight_decay(mut self, wd: f64) -> Adam {
+        self.weight_decay = wd;
+        self
+    }
+}
+
+/// The scalars of one step, the same for every parameter.
+#[derive(Clone, Copy)]
+struct Coefficients {
+    lr: f64,
+    beta_1: f64,
+    beta_2: f64,
+    /// The step number t = iterations + 1.
+    t: f64,
+    eps: f64,
+    wd: f64,
+}
+
+/// One parameter's update; returns the new w, m and v.
+fn update<T: Element>(
+    w: &[T],
+    g: &[T],
+    m: &[T],
+    v: &[T],
+    k: Coefficients,
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    // As Keras, βᵗ is taken of β cast to the parameter's dtype: in f32,
+    // 1 − 0.999 is 0.000999987, which moves ηₜ by 6e-6 relative at t = 1.
+    let (b1, b2) = (
+        T::from_f64(k.beta_1).to_f64(),
+        T::from_f64(k.beta_2).to_f64(),
+    );
+    let lr_t = T::from_f64(k.lr * (1.0 - b2.powf(k.t)).sqrt() / (1.0 - b1.powf(k.t)));
+    let lr = T::from_f64(k.lr);
+    let (c1, c2, eps, wd) = (
+        T::from_f64(1.0 - k.beta_1),
+        T::from_f64(1.0 - k.beta_2),
+        T::from_f64(k.eps),
+        T::from_f64(k.wd),
+    );
+    let n = w.len();
+    let (mut w_new, mut m_new, mut v_new) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for i in 0..n {
+        let x = if k.wd != 0.0 {
+            w[i] - w[i] * wd * lr
+        } else {
+            w[i]
+        };
+        let mi = m[i] + (g[i] - m[i]) * c1;
+        let vi = v[i] + (g[i] * g[i] - v[i]) * c2;
+        w_new.push(x - (mi * lr_t) / (vi.sqrt() + eps));
+        m_new.push(mi);
+        v_new.push(vi);
+    }
+    (w_new, m_new, v_new)
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self, params: &[Param]) -> Result<()> {
+        const OP: &str = "Adam::step";
+        self.lr.validate(OP)?;
+        for (name, b) in [("beta_1", self.beta_1), ("beta_2", self.beta_2)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(Error::invalid(
+                    OP,
+                    format!("{name} is {b}; it must be in [0, 1)"),
+                ));
+            }
+        }
+        if !(self.epsilon.is_finite() && self.epsilon > 0.0) {
+            return Err(Error::invalid(
+                OP,
+                format!("epsilon is {}; it must be > 0", self.epsilon),
+            ));
+        }
+        let lr = self.lr.at(self.iterations);
+        let t = (self.iterations + 1) as f64;
+        let k = Coefficients {
+            lr,
+            beta_1: self.beta_1,
+            beta_2: self.beta_2,
+            t,
+            eps: self.epsilon,
+            wd: self.weight_decay,
+        };
+        // Compute every update first, so an error leaves all parameters unchanged.
+        let mut updates = Vec::new();
+        for (p, w, g) in &updatable(OP, params)? {
+            let (m, v) = self
+                .moments
+                .entry(p.name().to_string())
+                .or_insert_with(|| (w.zeros_like(), w.zeros_like()))
+                .clone();
+            check_state(OP, p.name(), &m, w)?;
+            let (w_new, m_new, v_new) = match w.dtype() {
+                DType::F32 => {
+                    let (a, b, c) = update(
+                        w.as_slice::<f32>()?,
+                        g.as_slice::<f32>()?,
+                        m.as_slice::<f32>()?,
+                        v.as_slice::<f32>()?,
+                        k,
+                    );
+                    (
+                        Tensor::from_vec(a, w.shape())?,
+                        Tensor::from_vec(b, w.shape())?,
+                        Tensor::from_vec(c, w.shape())?,
+                    )
+                }
+                DType::F64 => {
+                    let (a, b, c) = update(
+                        w.as_slice::<f64>()?,
+                        g.as_slice::<f64>()?,
+                        m.as_slice::<f64>()?,
+                        v.as_slice::<f64>()?,
+                        k,
+                    );
+                    (
+                        Tensor::from_vec(a, w.shape())?,
+                        Tensor::from_vec(b, w.shape())?,
+                        Tensor::from_vec(c, w.shape())?,
+                    )
+                }
+            };
+            updates.push((p.clone(), w_new, m_new, v_new));
+        }
+        for (p, w_new, m_new, v_new) in updates {
+            p.set_value(w_new)?;
+            self.moments.insert(p.name().to_string(), (m_new, v_new));
+        }
+        self.iterations += 1;
+        Ok(())
+    }
+
+    fn iterations(&self) -> u64 {
+        self.iterations
+    }
+
+    fn current_lr(&self) -> f64 {
+        self.lr.at(self.iterations)
+    }
+}

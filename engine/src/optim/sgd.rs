@@ -1,0 +1,168 @@
+//! Stochastic gradient descent with Keras 3's update
+//! (`keras/src/optimizers/sgd.py`), for learning rate η and momentum μ:
+//!
+//! ```text
+//! w ← w − w·wd·η                  (decoupled weight decay, when wd > 0)
+//! μ = 0:      w ← w − η·g
+//! momentum:   v ← μ·v − η·g;  w ← w + v
+//! Nesterov:   v ← μ·v − η·g;  w ← w + μ·v − η·g
+//! ```
+//!
+//! v starts at zero. The elementwise math runs in the parameter's dtype, in
+//! Keras's order of operations.
+
+use super::{check_state, updatable, Optimizer, Schedule};
+use crate::autograd::Param;
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Tensor};
+use std::collections::HashMap;
+
+/// SGD with optional (Nesterov) momentum and decoupled weight decay.
+#[derive(Debug, Clone)]
+pub struct Sgd {
+    /// Learning rate η (Keras default 0.01).
+    pub lr: Schedule,
+    /// Momentum μ in [0, 1) (default 0: plain SGD, no state).
+    pub momentum: f64,
+    /// Nesterov momentum (default false).
+    pub nesterov: bool,
+    /// Decoupled weight decay (default 0: none).
+    pub weight_decay: f64,
+    iterations: u64,
+    velocity: HashMap<String, Tensor>,
+}
+
+impl Sgd {
+    /// Plain SGD with learning rate `lr` (a number or a [`Schedule`]).
+    pub fn new(lr: impl Into<Schedule>) -> Sgd {
+        Sgd {
+            lr: lr.into(),
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+            iterations: 0,
+            velocity: HashMap::new(),
+        }
+    }
+
+    /// The same optimizer with momentum `momentum` (Nesterov if `nesterov`).
+    pub fn with_momentum(mut self, momentum: f64, nesterov: bool) -> Sgd {
+        self.momentum = momentum;
+        self.nesterov = nesterov;
+        self
+    }
+
+    /// The same optimizer with decoupled weight decay `wd`.
+    pub fn with_weight_decay(mut self, wd: f64) -> Sgd {
+        self.weight_decay = wd;
+        self
+    }
+}
+
+/// One parameter's update; returns the new w and the new velocity (if any).
+fn update<T: Element>(
+    w: &[T],
+    g: &[T],
+    v: Option<&[T]>,
+    lr: f64,
+    momentum: f64,
+    nesterov: bool,
+    wd: f64,
+) -> (Vec<T>, Option<Vec<T>>) {
+    let (lr, mu) = (T::from_f64(lr), T::from_f64(momentum));
+    let decayed: Vec<T> = if wd != 0.0 {
+        let wd = T::from_f64(wd);
+        w.iter().map(|&x| x - x * wd * lr).collect()
+    } else {
+        w.to_vec()
+    };
+    match v {
+        None => (
+            decayed.iter().zip(g).map(|(&x, &d)| x - d * lr).collect(),
+            None,
+        ),
+        Some(v) => {
+            let v_new: Vec<T> = v.iter().zip(g).map(|(&m, &d)| m * mu - d * lr).collect();
+            let w_new = decayed
+                .iter()
+                .zip(&v_new)
+                .zip(g)
+                .map(|((&x, &m), &d)| {
+                    if nesterov {
+                        x + (m * mu - d * lr)
+                    } else {
+                        x + m
+                    }
+                })
+                .collect();
+            (w_new, Some(v_new))
+        }
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step(&mut self, params: &[Param]) -> Result<()> {
+        const OP: &str = "Sgd::step";
+        self.lr.validate(OP)?;
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            return Err(Error::invalid(
+                OP,
+                format!("momentum is {}; it must be in [0, 1)", self.momentum),
+            ));
+        }
+        let lr = self.lr.at(self.iterations);
+        // Compute every update first, so an error leaves all parameters unchanged.
+        let mut updates = Vec::new();
+        for (p, w, g) in &updatable(OP, params)? {
+            let v = if self.momentum != 0.0 {
+                let v = self
+                    .velocity
+                    .entry(p.name().to_string())
+                    .or_insert_with(|| w.zeros_like());
+                check_state(OP, p.name(), v, w)?;
+                Some(v.clone())
+            } else {
+                None
+            };
+            let (m, n, wd) = (self.momentum, self.nesterov, self.weight_decay);
+            let (w_new, v_new) = match w.dtype() {
+                DType::F32 => {
+                    let vs = v.as_ref().map(|v| v.as_slice::<f32>()).transpose()?;
+                    let (a, b) =
+                        update(w.as_slice::<f32>()?, g.as_slice::<f32>()?, vs, lr, m, n, wd);
+                    (
+                        Tensor::from_vec(a, w.shape())?,
+                        b.map(|b| Tensor::from_vec(b, w.shape())).transpose()?,
+                    )
+                }
+                DType::F64 => {
+                    let vs = v.as_ref().map(|v| v.as_slice::<f64>()).transpose()?;
+                    let (a, b) =
+                        update(w.as_slice::<f64>()?, g.as_slice::<f64>()?, vs, lr, m, n, wd);
+                    (
+                        Tensor::from_vec(a, w.shape())?,
+                        b.map(|b| Tensor::from_vec(b, w.shape())).transpose()?,
+                    )
+                }
+            };
+            updates.push((p.clone(), w_new, v_new));
+        }
+        for (p, w_new, v_new) in updates {
+            p.set_value(w_new)?;
+            if let Some(v_new) = v_new {
+                self.velocity.insert(p.name().to_string(), v_new);
+            }
+        }
+        self.iterations += 1;
+        Ok(())
+    }
+
+    fn iterations(&self) -> u64 {
+        self.iterations
+    }
+
+    fn current_lr(&self) -> f64 {
+        self.lr.at(self.iterations)
+    }
+}
