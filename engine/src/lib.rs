@@ -6,10 +6,12 @@
 //! - [`optim`]: SGD and Adam with Keras 3's update rules, learning-rate schedules.
 //! - [`rng`]: the one seeded counter-based random generator.
 //! - [`gradcheck`]: finite-difference gradient checking.
+//! - [`cuda`]: GPU probe, context and our NVRTC kernels (not yet a tensor device).
 //!
 //! `docs/engine.md` walks through one conv layer from forward to backward.
 
 pub mod autograd;
+pub mod cuda;
 pub mod element;
 pub mod error;
 pub mod gradcheck;

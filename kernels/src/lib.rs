@@ -185,13 +185,25 @@ fn load_nvrtc() -> Result<(i32, i32), String> {
 fn open_global(path: &std::path::Path) -> Result<libloading::os::unix::Library, String> {
     use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
     // SAFETY: loading NVRTC runs only its own initialisers.
-    unsafe { Library::open(Some(path), RTLD_NOW | RTLD_GLOBAL) }.map_err(|e| e.to_string())
+    unsafe { Library::open(Some(path), RTLD_NOW | RTLD_GLOBAL) }.map_err(|e| with_sources(&e))
 }
 
 #[cfg(not(unix))]
 fn open_global(path: &std::path::Path) -> Result<libloading::Library, String> {
     // SAFETY: loading NVRTC runs only its own initialisers.
-    unsafe { libloading::Library::new(path) }.map_err(|e| e.to_string())
+    unsafe { libloading::Library::new(path) }.map_err(|e| with_sources(&e))
+}
+
+/// An error and its chain of causes, on one line (libloading's own message
+/// is just "dlopen failed"; the loader's reason is in the source).
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg = format!("{msg}: {s}");
+        source = s.source();
+    }
+    msg
 }
 
 /// The PTX of kernel module `name` for GPU architecture `arch` (e.g. "sm_90").
