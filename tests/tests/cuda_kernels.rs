@@ -383,3 +383,50 @@ fn gpu_dropout_and_relu_kernels_match_the_cpu() {
         assert_eq!(y[i], x[i].max(0.0), "relu element {i}");
     }
 }
+
+/// The math of the kernels that need no cooperation between threads
+/// (resize forward/backward and the fused uint8 + caffe input, Adam, global
+/// pooling) run on the host: `kernels/host_check/main.cpp` compiles the `.cu`
+/// files with the host C++ compiler through a tiny CUDA shim and compares
+/// each kernel with a plain loop written from its header's formula. This
+/// checks the math on every machine; it says nothing about CUDA itself.
+#[test]
+fn kernel_math_checked_on_the_host() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("thaw_host_check");
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = repo_root().join("kernels");
+    let exe = dir.join("host_check");
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
+    let compiled = std::process::Command::new(&cxx)
+        .args(["-std=c++17", "-O1", "-Wall", "-Werror", "-I"])
+        .arg(root.join("src"))
+        .arg(root.join("host_check/main.cpp"))
+        .arg("-o")
+        .arg(&exe)
+        .output();
+    let compiled = match compiled {
+        Ok(out) => out,
+        Err(e) => {
+            println!(
+                "SKIPPED: no host C++ compiler ({cxx}: {e}); set CXX to check the kernels' math"
+            );
+            return;
+        }
+    };
+    assert!(
+        compiled.status.success(),
+        "kernels/host_check does not build:\n{}",
+        String::from_utf8_lossy(&compiled.stderr)
+    );
+    let out = std::process::Command::new(&exe).output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    println!("{report}");
+    assert!(
+        out.status.success(),
+        "a kernel disagrees with its formula:\n{report}"
+    );
+    assert!(
+        report.lines().count() >= 20,
+        "host check printed too little:\n{report}"
+    );
+}

@@ -1,0 +1,148 @@
+// Host check of the kernels' math (built and run by tests/tests/cuda_kernels.rs
+// with the host C++ compiler; no GPU involved). Each kernel's output is
+// compared with a plain loop written from the formula in the .cu header;
+// the program prints one line per check and exits 1 if any is off.
+#include "shim.h"
+#include "bilinear_resize.cu"
+#include "adam.cu"
+#include "global_pool.cu"
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+static int failures = 0;
+static void check(const char* what, double err, double tol) {
+    printf("%-58s max|diff| %.2e (tol %.0e)%s\n", what, err, tol, err <= tol ? "" : "  FAILED");
+    if (!(err <= tol)) failures++;
+}
+static float uniform(unsigned* s) {  // small LCG: inputs only, no expected values
+    *s = *s * 1664525u + 1013904223u;
+    return (float)(*s >> 8) / 16777216.0f - 0.5f;
+}
+static void axis(int o, float s, int in, int& lo, int& hi, float& f) {
+    float src = ((float)o + 0.5f) * s - 0.5f, fl = floorf(src);
+    lo = std::max((int)fl, 0);
+    hi = std::min((int)ceilf(src), in - 1);
+    f = src - fl;
+}
+
+int main() {
+    unsigned seed = 1;
+    const int sizes[][4] = {{5, 7, 11, 13}, {11, 13, 5, 7}, {32, 32, 224, 224}, {7, 5, 7, 5},
+                            {3, 9, 1, 2},   {1, 1, 4, 3},   {224, 224, 32, 32}, {10, 10, 3, 17}};
+    for (auto& sz : sizes) {
+        int ih = sz[0], iw = sz[1], oh = sz[2], ow = sz[3], n = 2, c = 3;
+        std::vector<float> x(n * ih * iw * c), dy(n * oh * ow * c), y(n * oh * ow * c),
+            dx(n * ih * iw * c), dx_ref(n * ih * iw * c, 0.0f);
+        for (auto& v : x) v = uniform(&seed);
+        for (auto& v : dy) v = uniform(&seed);
+        resize_bilinear_forward_f32(x.data(), y.data(), n, ih, iw, c, oh, ow);
+        resize_bilinear_backward_f32(dy.data(), dx.data(), n, ih, iw, c, oh, ow);
+        float sy = (float)ih / oh, sx = (float)iw / ow;
+        double fwd = 0, bwd = 0;
+        for (int b = 0; b < n; b++)
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++)
+                    for (int ch = 0; ch < c; ch++) {
+                        int y0, y1, x0, x1;
+                        float fy, fx;
+                        axis(oy, sy, ih, y0, y1, fy);
+                        axis(ox, sx, iw, x0, x1, fx);
+                        auto X = [&](int r, int q) { return x[((b * ih + r) * iw + q) * c + ch]; };
+                        auto D = [&](int r, int q) -> float& {
+                            return dx_ref[((b * ih + r) * iw + q) * c + ch];
+                        };
+                        float ref = (1 - fy) * ((1 - fx) * X(y0, x0) + fx * X(y0, x1)) +
+                                    fy * ((1 - fx) * X(y1, x0) + fx * X(y1, x1));
+                        fwd = std::max(fwd, (double)fabsf(ref - y[((b * oh + oy) * ow + ox) * c + ch]));
+                        // Backward reference: scatter each output's gradient to its four inputs.
+                        float g = dy[((b * oh + oy) * ow + ox) * c + ch];
+                        D(y0, x0) += g * (1 - fy) * (1 - fx);
+                        D(y0, x1) += g * (1 - fy) * fx;
+                        D(y1, x0) += g * fy * (1 - fx);
+                        D(y1, x1) += g * fy * fx;
+                    }
+        for (size_t i = 0; i < dx.size(); i++) bwd = std::max(bwd, (double)fabsf(dx[i] - dx_ref[i]));
+        char what[100];
+        snprintf(what, sizeof what, "resize %dx%d -> %dx%d forward vs formula", ih, iw, oh, ow);
+        check(what, fwd, 1e-6);
+        snprintf(what, sizeof what, "resize %dx%d -> %dx%d backward (gather) vs scatter", ih, iw, oh, ow);
+        check(what, bwd, 1e-5);
+    }
+    {  // Fused uint8 + caffe preprocessing = float resize, then RGB->BGR and mean subtraction.
+        int ih = 32, iw = 32, oh = 224, ow = 224;
+        std::vector<unsigned char> u(ih * iw * 3);
+        for (auto& v : u) v = (unsigned char)((uniform(&seed) + 0.5f) * 255.0f);
+        std::vector<float> xf(u.begin(), u.end()), yf(oh * ow * 3), yu(oh * ow * 3);
+        resize_bilinear_forward_f32(xf.data(), yf.data(), 1, ih, iw, 3, oh, ow);
+        resize_bilinear_u8_caffe_f32(u.data(), yu.data(), 1, ih, iw, oh, ow);
+        const float mean[3] = {103.939f, 116.779f, 123.68f};
+        double err = 0;
+        for (int p = 0; p < oh * ow; p++)
+            for (int k = 0; k < 3; k++)
+                err = std::max(err, (double)fabsf(yu[p * 3 + k] - (yf[p * 3 + 2 - k] - mean[k])));
+        check("resize u8 + caffe (fused) vs resize, then BGR - mean", err, 1e-4);
+    }
+    {  // Adam, 5 steps, against Keras 3's formulas in f64.
+        const int n = 4;
+        float w[n] = {0.5f, -1.0f, 0.0f, 2.0f}, m[n] = {0}, v[n] = {0};
+        double wd[n] = {0.5, -1.0, 0.0, 2.0}, md[n] = {0}, vd[n] = {0}, err = 0;
+        const double lr = 1e-3, b1 = 0.9, b2 = 0.999, eps = 1e-7;
+        for (int t = 1; t <= 5; t++) {
+            float g[n];
+            for (auto& gi : g) gi = uniform(&seed);
+            double lr_t = lr * sqrt(1 - pow(b2, t)) / (1 - pow(b1, t));
+            adam_update_f32(w, g, m, v, n, (float)lr_t, (float)b1, (float)b2, (float)eps);
+            for (int i = 0; i < n; i++) {
+                md[i] += (g[i] - md[i]) * (1 - b1);
+                vd[i] += ((double)g[i] * g[i] - vd[i]) * (1 - b2);
+                wd[i] -= md[i] * lr_t / (sqrt(vd[i]) + eps);
+            }
+        }
+        for (int i = 0; i < n; i++) err = std::max(err, fabs(w[i] - wd[i]));
+        check("adam 5 steps vs Keras 3 formula in f64", err, 1e-6);
+    }
+    {  // Global pools over [2, 3, 4, 5]; a tie in the max pool goes to the first position.
+        const int n = 2, hw = 12, c = 5;
+        std::vector<float> x(n * hw * c), dy(n * c), y(n * c), dx(n * hw * c);
+        std::vector<int> arg(n * c);
+        for (auto& v : x) v = uniform(&seed);
+        for (auto& v : dy) v = uniform(&seed);
+        x[(0 * hw + 3) * c + 1] = 9.0f;  // image 0, channel 1: maximum at p = 3 and p = 7
+        x[(0 * hw + 7) * c + 1] = 9.0f;
+        for (blockIdx.x = 0; blockIdx.x < (unsigned)(n * c); blockIdx.x++)
+            global_max_pool_forward_f32(x.data(), y.data(), arg.data(), n, hw, c);
+        blockIdx.x = 0;
+        global_max_pool_backward_f32(dy.data(), arg.data(), dx.data(), n, hw, c);
+        double err = 0;
+        for (int b = 0; b < n; b++)
+            for (int j = 0; j < c; j++) {
+                int best = 0;
+                for (int p = 1; p < hw; p++)
+                    if (x[(b * hw + p) * c + j] > x[(b * hw + best) * c + j]) best = p;
+                for (int p = 0; p < hw; p++) {
+                    float want = p == best ? dy[b * c + j] : 0.0f;
+                    err = std::max(err, (double)fabsf(dx[(b * hw + p) * c + j] - want));
+                }
+                err = std::max(err, (double)fabsf(y[b * c + j] - x[(b * hw + best) * c + j]));
+            }
+        check("global max pool forward/backward, first-maximum tie rule", err, 0.0);
+        check("global max pool tie picks p = 3 of {3, 7}", arg[1] == 3 ? 0.0 : 1.0, 0.0);
+        for (blockIdx.x = 0; blockIdx.x < (unsigned)(n * c); blockIdx.x++)
+            global_avg_pool_forward_f32(x.data(), y.data(), n, hw, c);
+        blockIdx.x = 0;
+        global_avg_pool_backward_f32(dy.data(), dx.data(), n, hw, c);
+        err = 0;
+        for (int b = 0; b < n; b++)
+            for (int j = 0; j < c; j++) {
+                double s = 0;
+                for (int p = 0; p < hw; p++) {
+                    s += x[(b * hw + p) * c + j];
+                    err = std::max(err, (double)fabsf(dx[(b * hw + p) * c + j] - dy[b * c + j] / hw));
+                }
+                err = std::max(err, fabs(y[b * c + j] - s / hw));
+            }
+        check("global avg pool forward/backward", err, 1e-6);
+    }
+    return failures == 0 ? 0 : 1;
+}
