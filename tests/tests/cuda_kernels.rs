@@ -350,8 +350,9 @@ fn gpu_dropout_and_relu_kernels_match_the_cpu() {
     let x: Vec<f32> = (0..n)
         .map(|i| uniform_f32(5, 6, i as u64) * 2.0 - 1.0)
         .collect();
-    let (seed, stream_id, rate) = (1234u64, 77u64, 0.3f32);
-    let scale = 1.0 / (1.0 - rate);
+    // rate and scale as the CPU reference (ops/dropout/cpu.rs) forms them: f64, then f32.
+    let (seed, stream_id, rate_f64) = (1234u64, 77u64, 0.3f64);
+    let (rate, scale) = (rate_f64 as f32, (1.0 / (1.0 - rate_f64)) as f32);
     let x_dev = stream.clone_htod(&x).unwrap();
     let mut y_dev = stream.alloc_zeros::<f32>(n).unwrap();
     let f = dev.function("dropout", "dropout_forward_f32").unwrap();
