@@ -1,14 +1,295 @@
-//! The converter from Keras legacy `.h5` weight files (placeholder while it is written).
+//! The converter from the Keras legacy `.h5` weight files, such as the
+//! published `vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5`, to
+//! [`NamedTensors`] named and shaped as a model's [`WeightSpec`]s.
+//!
+//! It follows Keras's own loading rule (`load_weights_from_hdf5_group` in
+//! `keras/src/legacy/saving/legacy_h5_format.py`), not dataset names:
+//!
+//! ```text
+//! /                          attrs: layer_names = [input_1, block1_conv1, ...]
+//! │                                 (or layer_names0, layer_names1, ... when large),
+//! │                                 backend, keras_version
+//! ├── input_1/               attrs: weight_names = []  (an empty float array, not strings)
+//! ├── block1_conv1/          attrs: weight_names = [block1_conv1_W_1:0, block1_conv1_b_1:0]
+//! │   ├── block1_conv1_W_1:0     float32 [3, 3, 3, 64]
+//! │   └── block1_conv1_b_1:0     float32 [64]
+//! └── conv1_bn/              attrs: weight_names = [conv1_bn/gamma:0, ...]
+//!     └── conv1_bn/gamma:0       (a path: Keras 2 and 3 nest a group per layer)
+//! ```
+//!
+//! Layers come from `layer_names` in order; each layer's weights are the
+//! datasets its `weight_names` lists, in that order; layers without weights
+//! are skipped. Layers are matched to the model by name (a missing or extra
+//! layer is named in the error); within a layer, weights go by position:
+//! kernel, bias; gamma, beta, moving_mean, moving_variance. So old names
+//! (`block1_conv1_W_1:0`) and new ones (`conv1_bn/gamma:0`) both work.
+//! A file saved as a whole model (weights under `/model_weights`) works too.
+//!
+//! The reader is `hdf5-reader`, pure Rust. Any failure inside it, even a
+//! panic on a corrupt file, becomes an [`Error::Corrupt`] naming the file.
 
 use crate::error::{Error, Result};
+use crate::validate::fmt_shape;
 use crate::{NamedTensors, WeightSpec};
+use engine::Tensor;
+use hdf5_reader::error::Error as H5Error;
+use hdf5_reader::group::Group;
+use hdf5_reader::{Attribute, Datatype, Hdf5File};
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
-/// Reads a Keras legacy `.h5` weights file into tensors named and shaped as `spec`.
+/// One layer of the file that has weights: its name and the paths of its
+/// datasets (relative to the layer's group), in `weight_names` order.
+#[derive(Debug, Clone)]
+struct FileLayer {
+    name: String,
+    weight_names: Vec<String>,
+}
+
+/// Reads a Keras legacy `.h5` weights file into tensors named and shaped as
+/// `spec`, in spec order.
+///
+/// Errors name the file and the first problem: not an HDF5 file, truncated,
+/// no `layer_names`, a model layer missing from the file, a file layer the
+/// model does not have, a wrong weight count or shape within a layer.
 pub fn convert_keras_h5(path: impl AsRef<Path>, spec: &[WeightSpec]) -> Result<NamedTensors> {
-    let _ = spec;
-    Err(Error::corrupt(
-        path.as_ref(),
-        "the .h5 converter is not written yet",
-    ))
+    let path = path.as_ref();
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    if !bytes.starts_with(b"\x89HDF\r\n\x1a\n") && !has_hdf5_signature(&bytes) {
+        return Err(Error::corrupt(
+            path,
+            "not an HDF5 file (no HDF5 signature); HINT: pass the Keras weights file ending in .h5",
+        ));
+    }
+    match catch_unwind(AssertUnwindSafe(|| convert_bytes(path, bytes, spec))) {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown failure");
+            Err(Error::corrupt(
+                path,
+                format!("the HDF5 reader failed on this file ({what}); the file is probably truncated or damaged: download it again"),
+            ))
+        }
+    }
+}
+
+/// HDF5 allows the signature at 0, 512, 1024, 2048, ... (a user block before it).
+fn has_hdf5_signature(bytes: &[u8]) -> bool {
+    let mut at = 512usize;
+    while at + 8 <= bytes.len() {
+        if &bytes[at..at + 8] == b"\x89HDF\r\n\x1a\n" {
+            return true;
+        }
+        at *= 2;
+    }
+    false
+}
+
+fn convert_bytes(path: &Path, bytes: Vec<u8>, spec: &[WeightSpec]) -> Result<NamedTensors> {
+    let h5 = |e: H5Error| {
+        Error::corrupt(
+            path,
+            format!("{e}; the file is probably truncated or damaged: download it again"),
+        )
+    };
+    let file = Hdf5File::from_vec(bytes).map_err(h5)?;
+    let mut root = file.root_group().map_err(h5)?;
+    let mut layer_names = read_layer_names(&root).map_err(h5)?;
+    if layer_names.is_none() {
+        // A whole saved model keeps its weights under /model_weights.
+        if let Ok(g) = root.group("model_weights") {
+            layer_names = read_layer_names(&g).map_err(h5)?;
+            root = g;
+        }
+    }
+    let Some(layer_names) = layer_names else {
+        return Err(Error::corrupt(
+            path,
+            "no root attribute layer_names (nor layer_names0, ...): this is not a Keras legacy .h5 weights file; HINT: save with model.save_weights(\"x.weights.h5\") in Keras 2, or use the files Keras publishes",
+        ));
+    };
+
+    // The file's layers that have weights, in file order.
+    let mut file_layers = Vec::new();
+    for name in &layer_names {
+        let group = root.group(name).map_err(|e| {
+            Error::corrupt(
+                path,
+                format!("layer_names lists {name} but the file has no group {name} ({e})"),
+            )
+        })?;
+        let weight_names = match group.attribute("weight_names") {
+            Ok(a) => string_list(&a).map_err(|msg| {
+                Error::corrupt(path, format!("layer {name}: attribute weight_names {msg}"))
+            })?,
+            // Keras reads a missing weight_names as "no weights".
+            Err(_) => Vec::new(),
+        };
+        if !weight_names.is_empty() {
+            file_layers.push(FileLayer {
+                name: name.clone(),
+                weight_names,
+            });
+        }
+    }
+
+    // The model's layers, in spec order, each with its weights in order.
+    let mut model_layers: Vec<(&str, Vec<&WeightSpec>)> = Vec::new();
+    for w in spec {
+        match model_layers.last_mut() {
+            Some((layer, ws)) if *layer == w.layer() => ws.push(w),
+            _ => model_layers.push((w.layer(), vec![w])),
+        }
+    }
+
+    let by_name: HashMap<&str, &FileLayer> =
+        file_layers.iter().map(|l| (l.name.as_str(), l)).collect();
+    let counts = format!(
+        "{} has {} layers with weights, the model expects {}",
+        path.display(),
+        file_layers.len(),
+        model_layers.len()
+    );
+    let matched = model_layers
+        .iter()
+        .filter(|(l, _)| by_name.contains_key(l))
+        .count();
+    for (layer, _) in &model_layers {
+        if !by_name.contains_key(layer) {
+            let first: Vec<&str> = file_layers
+                .iter()
+                .take(4)
+                .map(|l| l.name.as_str())
+                .collect();
+            let hint = if matched == 0 {
+                " HINT: no layer name matches: is this the weights file of another model?"
+            } else {
+                ""
+            };
+            return Err(Error::Mismatch(format!(
+                "{counts}; layer {layer} is missing from the file (its layers begin {}).{hint}",
+                first.join(", ")
+            )));
+        }
+    }
+    let wanted: HashMap<&str, ()> = model_layers.iter().map(|(l, _)| (*l, ())).collect();
+    if let Some(extra) = file_layers
+        .iter()
+        .find(|l| !wanted.contains_key(l.name.as_str()))
+    {
+        return Err(Error::Mismatch(format!(
+            "{counts}; the file has layer {} ({} weights), which the model does not have. HINT: with-top files hold fc1, fc2, predictions: build the model with its top, or use the _notop file",
+            extra.name,
+            extra.weight_names.len()
+        )));
+    }
+
+    let mut out = Vec::with_capacity(spec.len());
+    for (layer, weights) in &model_layers {
+        let fl = by_name[layer];
+        if fl.weight_names.len() != weights.len() {
+            return Err(Error::Mismatch(format!(
+                "{}: layer {layer} has {} weights ({}), the model expects {} ({})",
+                path.display(),
+                fl.weight_names.len(),
+                fl.weight_names.join(", "),
+                weights.len(),
+                weights
+                    .iter()
+                    .map(|w| w.kind())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        for (dataset_name, w) in fl.weight_names.iter().zip(weights) {
+            let full = format!(
+                "{}/{layer}/{dataset_name}",
+                root.name().trim_end_matches('/')
+            );
+            let t = read_f32(&file, &full).map_err(|msg| {
+                Error::corrupt(
+                    path,
+                    format!("layer {layer}: dataset {dataset_name}: {msg}"),
+                )
+            })?;
+            if t.shape() != w.shape.as_slice() {
+                return Err(Error::Mismatch(format!(
+                    "{}: layer {layer}: dataset {dataset_name} (weight {}) has shape {}, expected {}",
+                    path.display(),
+                    w.name,
+                    fmt_shape(t.shape()),
+                    fmt_shape(&w.shape)
+                )));
+            }
+            out.push((w.name.clone(), t));
+        }
+    }
+    Ok(out)
+}
+
+/// `layer_names`, or `layer_names0`, `layer_names1`, ... concatenated (Keras
+/// splits the list when it would not fit in one object header); None if absent.
+fn read_layer_names(group: &Group) -> std::result::Result<Option<Vec<String>>, H5Error> {
+    let attrs = group.attributes()?;
+    let find = |name: &str| attrs.iter().find(|a| a.name == name);
+    let bad =
+        |a: &Attribute, msg: String| H5Error::InvalidData(format!("attribute {}: {msg}", a.name));
+    if let Some(a) = find("layer_names") {
+        return string_list(a).map(Some).map_err(|m| bad(a, m));
+    }
+    let mut names = Vec::new();
+    let mut chunk = 0;
+    while let Some(a) = find(&format!("layer_names{chunk}")) {
+        names.extend(string_list(a).map_err(|m| bad(a, m))?);
+        chunk += 1;
+    }
+    Ok(if chunk == 0 { None } else { Some(names) })
+}
+
+/// An attribute holding a list of strings (fixed or variable length). An empty
+/// attribute of any type is an empty list: Keras writes `weight_names` of a
+/// layer without weights as an empty float64 array.
+fn string_list(a: &Attribute) -> std::result::Result<Vec<String>, String> {
+    let n = a.num_elements().map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if let Some(s) = &a.decoded_strings {
+        return Ok(s.clone());
+    }
+    match &a.datatype {
+        Datatype::String { .. } | Datatype::VarLen { .. } => {
+            a.read_strings().map_err(|e| e.to_string())
+        }
+        other => Err(format!(
+            "holds {n} values of type {other:?}, expected strings"
+        )),
+    }
+}
+
+/// A float dataset as an f32 tensor (f64 and f16 files are rounded to f32).
+fn read_f32(file: &Hdf5File, full_path: &str) -> std::result::Result<Tensor, String> {
+    let ds = file.dataset(full_path).map_err(|e| e.to_string())?;
+    let shape: Vec<usize> = ds.shape().iter().map(|&d| d as usize).collect();
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = match ds.dtype() {
+        Datatype::FloatingPoint { size: 4, .. } => {
+            let mut v = vec![0f32; n];
+            ds.read_into(&mut v).map_err(|e| e.to_string())?;
+            v
+        }
+        Datatype::FloatingPoint { size: 8, .. } => {
+            let mut v = vec![0f64; n];
+            ds.read_into(&mut v).map_err(|e| e.to_string())?;
+            v.into_iter().map(|x| x as f32).collect()
+        }
+        other => return Err(format!("has type {other:?}, expected float32")),
+    };
+    Tensor::from_vec(values, &shape).map_err(|e| e.to_string())
 }
