@@ -212,21 +212,18 @@ fn convert_bytes(path: &Path, bytes: Vec<u8>, spec: &[WeightSpec]) -> Result<Nam
                 "{}/{layer}/{dataset_name}",
                 root.name().trim_end_matches('/')
             );
-            let t = read_f32(&file, &full).map_err(|msg| {
-                Error::corrupt(
-                    path,
-                    format!("layer {layer}: dataset {dataset_name}: {msg}"),
-                )
-            })?;
-            if t.shape() != w.shape.as_slice() {
-                return Err(Error::Mismatch(format!(
+            let t = read_f32(&file, &full, &w.shape).map_err(|e| match e {
+                ReadError::Shape(shape) => Error::Mismatch(format!(
                     "{}: layer {layer}: dataset {dataset_name} (weight {}) has shape {}, expected {}",
                     path.display(),
                     w.name,
-                    fmt_shape(t.shape()),
+                    fmt_shape(&shape),
                     fmt_shape(&w.shape)
-                )));
-            }
+                )),
+                ReadError::Other(msg) => {
+                    Error::corrupt(path, format!("layer {layer}: dataset {dataset_name}: {msg}"))
+                }
+            })?;
             out.push((w.name.clone(), t));
         }
     }
@@ -273,23 +270,49 @@ fn string_list(a: &Attribute) -> std::result::Result<Vec<String>, String> {
     }
 }
 
-/// A float dataset as an f32 tensor (f64 and f16 files are rounded to f32).
-fn read_f32(file: &Hdf5File, full_path: &str) -> std::result::Result<Tensor, String> {
-    let ds = file.dataset(full_path).map_err(|e| e.to_string())?;
-    let shape: Vec<usize> = ds.shape().iter().map(|&d| d as usize).collect();
+/// Why a dataset could not be read as the weight it should be.
+enum ReadError {
+    /// Its shape is not the expected one (found before reading any data).
+    Shape(Vec<usize>),
+    /// Not found, not a float type, or the reader failed.
+    Other(String),
+}
+
+/// A float dataset of shape `expected` as an f32 tensor (f64 files are
+/// rounded to f32). The shape is checked before anything is allocated, so a
+/// damaged header claiming a huge shape cannot exhaust memory.
+fn read_f32(
+    file: &Hdf5File,
+    full_path: &str,
+    expected: &[usize],
+) -> std::result::Result<Tensor, ReadError> {
+    let other = |e: H5Error| ReadError::Other(e.to_string());
+    let ds = file.dataset(full_path).map_err(other)?;
+    let shape: Vec<usize> = ds
+        .shape()
+        .iter()
+        .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
+        .collect();
+    if shape != expected {
+        return Err(ReadError::Shape(shape));
+    }
     let n: usize = shape.iter().product();
     let values: Vec<f32> = match ds.dtype() {
         Datatype::FloatingPoint { size: 4, .. } => {
             let mut v = vec![0f32; n];
-            ds.read_into(&mut v).map_err(|e| e.to_string())?;
+            ds.read_into(&mut v).map_err(other)?;
             v
         }
         Datatype::FloatingPoint { size: 8, .. } => {
             let mut v = vec![0f64; n];
-            ds.read_into(&mut v).map_err(|e| e.to_string())?;
+            ds.read_into(&mut v).map_err(other)?;
             v.into_iter().map(|x| x as f32).collect()
         }
-        other => return Err(format!("has type {other:?}, expected float32")),
+        t => {
+            return Err(ReadError::Other(format!(
+                "has type {t:?}, expected float32"
+            )))
+        }
     };
-    Tensor::from_vec(values, &shape).map_err(|e| e.to_string())
+    Tensor::from_vec(values, &shape).map_err(|e| ReadError::Other(e.to_string()))
 }

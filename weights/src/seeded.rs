@@ -14,11 +14,16 @@
 //! | `kernel`          | `r · c`, `c = sqrt(3) · sqrt(2 / fan_in)` | He-scaled uniform: variance 2 / fan_in |
 //! | `bias`, `beta`    | `r · 0.1`                              | [-0.1, 0.1)        |
 //! | `gamma`           | `r · 0.5 + 1`                          | [0.5, 1.5)         |
+//! | `gamma` of a `*_3_bn` layer | `r · 0.1 + 0.2`              | [0.1, 0.3)         |
 //! | `moving_mean`     | `r · 0.1`                              | [-0.1, 0.1)        |
 //! | `moving_variance` | `u · 1.5 + 0.5`                        | [0.5, 2)           |
 //! | anything else     | `r · 0.1`                              | [-0.1, 0.1)        |
 //!
-//! `fan_in` is the product of all kernel dimensions but the last (kh·kw·in for
+//! A `*_3_bn` layer is the last BatchNormalization of a ResNet bottleneck
+//! branch (`conv3_block2_3_bn`): a small gamma there keeps each residual
+//! branch small next to its shortcut (as zero-initialising it does in "Bag of
+//! Tricks"), so the activations do not grow by ~2x per block through 16
+//! blocks. `fan_in` is the product of all kernel dimensions but the last (kh·kw·in for
 //! a conv, in for a dense layer). Each constant is computed in f64 and rounded
 //! to f32 once; every step after is one f32 operation (rounded to nearest
 //! even), so numpy's float32 arithmetic in the same order gives the same bits.
@@ -55,6 +60,7 @@ pub fn mapping(spec: &WeightSpec) -> Mapping {
             let fan_in: usize = spec.shape[..last].iter().product::<usize>().max(1);
             sym(3f64.sqrt() * (2.0 / fan_in as f64).sqrt(), 0.0)
         }
+        "gamma" if spec.layer().ends_with("_3_bn") => sym(0.1, 0.2),
         "gamma" => sym(0.5, 1.0),
         "moving_variance" => Mapping {
             scale: 1.5,

@@ -1,0 +1,321 @@
+//! The Keras legacy .h5 converter, on small files written by Keras and h5py
+//! (`tests/fixtures/keras/gen_tiny_h5.py`) and on full-size VGG16 and
+//! ResNet50 files written at test time by `write_h5.py` (numpy + h5py).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+use weights::{convert_keras_h5, Error, WeightSpec};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/keras")
+        .join(name)
+}
+
+/// The tiny model's spec and, per good file, each weight's bits as h5py read them.
+fn expected() -> (Vec<WeightSpec>, Vec<(String, Vec<Vec<u32>>)>) {
+    let text = std::fs::read_to_string(fixture("tiny_expected.txt")).unwrap();
+    let mut spec = Vec::new();
+    let mut files: Vec<(String, Vec<Vec<u32>>)> = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f[0] {
+            "spec" => {
+                let shape: Vec<usize> = f[2].split(',').map(|d| d.parse().unwrap()).collect();
+                spec.push(WeightSpec::new(f[1], &shape));
+            }
+            "file" => files.push((f[1].to_string(), Vec::new())),
+            name => {
+                assert_eq!(name, spec[files.last().unwrap().1.len()].name);
+                let bits = f[1..]
+                    .iter()
+                    .map(|h| u32::from_str_radix(h, 16).unwrap())
+                    .collect();
+                files.last_mut().unwrap().1.push(bits);
+            }
+        }
+    }
+    (spec, files)
+}
+
+#[test]
+fn good_files_give_what_h5py_reads() {
+    let (spec, files) = expected();
+    let names: Vec<&str> = files.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "tiny_keras.h5",
+            "tiny_old_names.h5",
+            "tiny_new_names.h5",
+            "tiny_split_names.h5"
+        ]
+    );
+    for (file, weights) in &files {
+        let got = convert_keras_h5(fixture(file), &spec).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(got.len(), spec.len(), "{file}");
+        for ((w, (name, t)), bits) in spec.iter().zip(&got).zip(weights) {
+            assert_eq!(&w.name, name, "{file}: spec order");
+            assert_eq!(t.shape(), w.shape.as_slice(), "{file}: {name}");
+            let got_bits: Vec<u32> = t
+                .as_slice::<f32>()
+                .unwrap()
+                .iter()
+                .map(|x| x.to_bits())
+                .collect();
+            assert_eq!(&got_bits, bits, "{file}: {name}");
+        }
+        weights::validate(&got, &spec).unwrap();
+    }
+    // The files hold the same seeded values, so all four conversions agree too,
+    // and they are not trivial.
+    let first = &files[0].1;
+    assert!(files.iter().all(|(_, w)| w == first));
+    assert!(first.iter().all(|b| b.iter().any(|&x| x != first[0][0])));
+}
+
+fn err_of(file: &str) -> Error {
+    let (spec, _) = expected();
+    match convert_keras_h5(fixture(file), &spec) {
+        Ok(_) => panic!("{file} was accepted"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn another_models_file_names_the_missing_layer() {
+    let e = err_of("tiny_wrong_model.h5");
+    let m = e.to_string();
+    assert!(matches!(e, Error::Mismatch(_)), "{m}");
+    assert!(
+        m.contains("tiny_wrong_model.h5 has 2 layers with weights, the model expects 4"),
+        "{m}"
+    );
+    assert!(
+        m.contains("layer conv_a is missing from the file (its layers begin dense_1, dense_2)"),
+        "{m}"
+    );
+    assert!(m.contains("another model"), "{m}");
+}
+
+#[test]
+fn wrong_shape_names_layer_dataset_and_shapes() {
+    let m = err_of("tiny_wrong_shape.h5").to_string();
+    assert!(
+        m.contains("layer conv_b: dataset conv_b/kernel:0 (weight conv_b/kernel) has shape [3,3,4,6], expected [3,3,4,5]"),
+        "{m}"
+    );
+}
+
+#[test]
+fn wrong_weight_count_names_the_layer() {
+    let m = err_of("tiny_missing_bias.h5").to_string();
+    assert!(
+        m.contains(
+            "layer conv_b has 1 weights (conv_b/kernel:0), the model expects 2 (kernel, bias)"
+        ),
+        "{m}"
+    );
+}
+
+#[test]
+fn extra_layer_is_named() {
+    let m = err_of("tiny_extra_layer.h5").to_string();
+    assert!(
+        m.contains("has 5 layers with weights, the model expects 4"),
+        "{m}"
+    );
+    assert!(
+        m.contains("the file has layer dense_extra (2 weights), which the model does not have"),
+        "{m}"
+    );
+}
+
+#[test]
+fn truncated_file_is_a_corrupt_file_error() {
+    let e = err_of("tiny_truncated.h5");
+    assert!(matches!(e, Error::Corrupt(_)), "{e}");
+    assert!(e.to_string().contains("tiny_truncated.h5"), "{e}");
+}
+
+#[test]
+fn non_hdf5_and_missing_files_are_clear_errors() {
+    let (spec, _) = expected();
+    let dir = std::env::temp_dir().join(format!("thaw-converter-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("notes.h5");
+    std::fs::write(&text, b"these are not the weights you are looking for\n").unwrap();
+    let e = convert_keras_h5(&text, &spec).unwrap_err();
+    assert!(e.to_string().contains("notes.h5: not an HDF5 file"), "{e}");
+    let empty = dir.join("empty.h5");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(matches!(
+        convert_keras_h5(&empty, &spec),
+        Err(Error::Corrupt(_))
+    ));
+    let e = convert_keras_h5(dir.join("absent.h5"), &spec).unwrap_err();
+    assert!(
+        matches!(e, Error::Io { .. }) && e.to_string().contains("absent.h5"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    // An HDF5 file that is not a Keras weights file (no layer_names).
+    let e = convert_keras_h5(fixture("tiny_not_keras.h5"), &spec).unwrap_err();
+    assert!(
+        e.to_string().contains("no root attribute layer_names"),
+        "{e}"
+    );
+}
+
+/// Every cut and many seeded byte corruptions of a good file: an `Ok` with the
+/// right shapes or an `Err`, never a panic or a crash.
+#[test]
+fn damaged_files_never_panic() {
+    let (spec, _) = expected();
+    let good = std::fs::read(fixture("tiny_old_names.h5")).unwrap();
+    let dir = std::env::temp_dir().join(format!("thaw-converter-fuzz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("damaged.h5");
+    let mut errors = 0;
+    let mut check = |bytes: &[u8], what: &str| {
+        std::fs::write(&path, bytes).unwrap();
+        match convert_keras_h5(&path, &spec) {
+            Ok(w) => weights::validate(&w, &spec).unwrap_or_else(|e| panic!("{what}: Ok but {e}")),
+            Err(e) => {
+                assert!(!e.to_string().is_empty());
+                errors += 1;
+            }
+        }
+    };
+    for cut in (0..good.len()).step_by(97) {
+        check(&good[..cut], &format!("cut at {cut}"));
+    }
+    for k in 0..300u64 {
+        let mut bad = good.clone();
+        for j in 0..4 {
+            let x = engine::rng::random_u64(11, k, j);
+            let at = (x % good.len() as u64) as usize;
+            bad[at] ^= (x >> 56) as u8 | 1;
+        }
+        check(&bad, &format!("corruption {k}"));
+    }
+    assert!(errors > 100, "only {errors} damaged files were refused");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Python with numpy and h5py for write_h5.py: $THAW_PYTHON, the project's
+/// venv, or python3. None if none of them has both.
+fn python() -> Option<String> {
+    let mut candidates = vec![];
+    if let Ok(p) = std::env::var("THAW_PYTHON") {
+        candidates.push(p);
+    }
+    candidates.push("/work/venv/bin/python".into());
+    candidates.push("python3".into());
+    candidates.into_iter().find(|p| {
+        Command::new(p)
+            .args(["-c", "import numpy, h5py"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    })
+}
+
+fn spec_and_seed(model: &str) -> (Vec<WeightSpec>, u64) {
+    let text = std::fs::read_to_string(fixture("seeded_samples.txt")).unwrap();
+    let mut spec = Vec::new();
+    let mut seed = None;
+    let mut inside = false;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f[0] {
+            "model" => {
+                inside = f[1] == model;
+                if inside {
+                    seed = Some(f[3].parse().unwrap());
+                }
+            }
+            "spec" if inside && f.get(3) != Some(&"top") => {
+                let shape: Vec<usize> = f[2].split(',').map(|d| d.parse().unwrap()).collect();
+                spec.push(WeightSpec::new(f[1], &shape));
+            }
+            _ => {}
+        }
+    }
+    (spec, seed.unwrap())
+}
+
+fn full_size(model: &str) {
+    let Some(py) = python() else {
+        if std::env::var("THAW_REQUIRE_FULL_H5").is_ok() {
+            panic!("THAW_REQUIRE_FULL_H5 is set but no python with numpy and h5py was found (set THAW_PYTHON)");
+        }
+        eprintln!("SKIPPED: full-size {model} .h5 conversion: no python with numpy and h5py (set THAW_PYTHON)");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "thaw-converter-full-{model}-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let h5 = dir.join(format!("{model}_notop.h5"));
+    let start = Instant::now();
+    let out = Command::new(&py)
+        .arg(fixture("write_h5.py"))
+        .args(["--model", model, "--out"])
+        .arg(&h5)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "write_h5.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let size = std::fs::metadata(&h5).unwrap().len();
+    eprintln!(
+        "{model}: write_h5.py wrote {size} bytes in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+
+    let (spec, seed) = spec_and_seed(model);
+    let start = Instant::now();
+    let got = convert_keras_h5(&h5, &spec).unwrap();
+    let convert_s = start.elapsed().as_secs_f64();
+    let want = weights::seeded::generate(&spec, seed);
+    let mut values = 0;
+    for ((name, t), (_, w)) in got.iter().zip(&want) {
+        assert!(
+            t.as_slice::<f32>()
+                .unwrap()
+                .iter()
+                .map(|x| x.to_bits())
+                .eq(w.as_slice::<f32>().unwrap().iter().map(|x| x.to_bits())),
+            "{model}: {name} differs from the seeded weights"
+        );
+        values += t.numel();
+    }
+    let st = dir.join(format!("{model}.safetensors"));
+    let start = Instant::now();
+    weights::save_safetensors(&st, &got, &Default::default()).unwrap();
+    let save_s = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let (back, _) = weights::load_safetensors(&st).unwrap();
+    weights::validate(&back, &spec).unwrap();
+    let load_s = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{model}: {} tensors, {values} values bit-identical; convert {convert_s:.2} s, save {save_s:.2} s, load+validate {load_s:.2} s",
+        got.len()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn full_size_vgg16_file_converts_bit_exactly() {
+    full_size("vgg16");
+}
+
+#[test]
+fn full_size_resnet50_file_converts_bit_exactly() {
+    full_size("resnet50");
+}
