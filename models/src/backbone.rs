@@ -1,0 +1,325 @@
+//! What every model offers, whatever its architecture: the [`Backbone`]
+//! trait (forward, activations by Keras layer name, weight list, loading,
+//! freezing), the construction options ([`ModelOptions`], [`Pooling`]) and
+//! [`build`], which makes a model from its name.
+//!
+//! The weight-related methods are written once here, over the model's list of
+//! [`WeightedLayer`]s in Keras order; each architecture only says which
+//! layers it has and how data flows through them.
+
+use crate::error::{Error, Result};
+use crate::layers::WeightedLayer;
+use crate::{ResNet50, Vgg16};
+use engine::{DType, Param, Tensor};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::str::FromStr;
+use weights::{NamedTensors, WeightSpec};
+
+/// The smallest input height and width Keras accepts for these models.
+pub const MIN_INPUT_SIZE: usize = 32;
+/// The only input size of a model with its 1000-class ImageNet top.
+pub const TOP_INPUT_SIZE: usize = 224;
+
+/// Keras's `pooling` argument: what follows the last convolutional block
+/// when the model has no top.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooling {
+    /// The 4-D output of the last block, `[n, h, w, c]`.
+    #[default]
+    None,
+    /// Global average pooling, `[n, c]`.
+    Avg,
+    /// Global max pooling, `[n, c]`.
+    Max,
+}
+
+impl FromStr for Pooling {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Pooling> {
+        match s {
+            "none" => Ok(Pooling::None),
+            "avg" => Ok(Pooling::Avg),
+            "max" => Ok(Pooling::Max),
+            other => Err(Error::model(format!(
+                "unknown pooling '{other}': use none, avg or max"
+            ))),
+        }
+    }
+}
+
+/// How to build a model (Keras's `include_top`, `input_shape`, `pooling`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ModelOptions {
+    /// The 1000-class ImageNet classifier on top; then the input must be
+    /// 224x224 and `pooling` is ignored, as in Keras.
+    pub include_top: bool,
+    /// Pooling after the last block when there is no top.
+    pub pooling: Pooling,
+    /// Fixed input (height, width); `None` accepts any size >= 32 (224 with the top).
+    pub input_size: Option<(usize, usize)>,
+    /// Seed of the initial (Glorot) weights, before any weights are loaded.
+    pub init_seed: u64,
+}
+
+impl ModelOptions {
+    /// Checks the options against Keras's rules; `model` names the model in errors.
+    pub(crate) fn check(&self, model: &str) -> Result<()> {
+        if let Some((h, w)) = self.input_size {
+            if self.include_top && (h, w) != (TOP_INPUT_SIZE, TOP_INPUT_SIZE) {
+                return Err(Error::model(format!(
+                    "{model} with include_top takes 224x224 inputs only (as in Keras), got \
+                     {h}x{w}; build it without the top to use another size"
+                )));
+            }
+            if h < MIN_INPUT_SIZE || w < MIN_INPUT_SIZE {
+                return Err(Error::model(format!(
+                    "{model}: input size {h}x{w} is below the minimum of 32x32 (as in Keras); \
+                     resize the images first"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A model known by name: "vgg16" or "resnet50".
+pub fn build(name: &str, options: &ModelOptions) -> Result<Box<dyn Backbone>> {
+    match name.to_ascii_lowercase().as_str() {
+        "vgg16" => Ok(Box::new(Vgg16::new(options)?)),
+        "resnet50" => Ok(Box::new(ResNet50::new(options)?)),
+        other => Err(Error::model(format!(
+            "unknown model '{other}': use vgg16 or resnet50"
+        ))),
+    }
+}
+
+/// Intermediate activations asked for by Keras layer name, collected during a
+/// forward pass. Only the asked-for ones are kept, so the rest are freed as
+/// the pass goes.
+pub struct Taps {
+    wanted: BTreeSet<String>,
+    got: BTreeMap<String, Tensor>,
+}
+
+impl Taps {
+    /// Taps for `names`, checked against the model's `layer_names`.
+    pub(crate) fn new(model: &str, layer_names: &[String], names: &[&str]) -> Result<Taps> {
+        for name in names {
+            if !layer_names.iter().any(|l| l == name) {
+                return Err(Error::model(format!(
+                    "{model} has no layer named '{name}'; its layers are {} ... {}",
+                    layer_names[..6.min(layer_names.len())].join(", "),
+                    layer_names[layer_names.len().saturating_sub(3)..].join(", ")
+                )));
+            }
+        }
+        Ok(Taps {
+            wanted: names.iter().map(|s| s.to_string()).collect(),
+            got: BTreeMap::new(),
+        })
+    }
+
+    /// Taps nothing.
+    pub(crate) fn none() -> Taps {
+        Taps {
+            wanted: BTreeSet::new(),
+            got: BTreeMap::new(),
+        }
+    }
+
+    /// Keeps `x` as the output of `layer` if it was asked for.
+    pub(crate) fn put(&mut self, layer: &str, x: &Tensor) {
+        if self.wanted.contains(layer) {
+            self.got.insert(layer.to_string(), x.clone());
+        }
+    }
+
+    pub(crate) fn into_map(self) -> BTreeMap<String, Tensor> {
+        self.got
+    }
+}
+
+/// Checks an input batch against a model: NHWC rank 4, 3 channels, f32,
+/// height and width at least 32, exactly `size` when the model fixes it.
+pub(crate) fn check_input(
+    model: &str,
+    x: &Tensor,
+    fixed: Option<(usize, usize)>,
+    include_top: bool,
+) -> Result<()> {
+    let s = x.shape();
+    if s.len() != 4 || s[3] != 3 {
+        return Err(Error::model(format!(
+            "{model}: input has shape {s:?}, expected NHWC [n, h, w, 3] RGB-derived images \
+             (after preprocess_input_caffe)"
+        )));
+    }
+    if x.dtype() != DType::F32 {
+        return Err(Error::model(format!(
+            "{model}: input is {}, the model's weights are f32; convert the batch to f32",
+            x.dtype()
+        )));
+    }
+    let (h, w) = (s[1], s[2]);
+    if s[0] == 0 {
+        return Err(Error::model(format!(
+            "{model}: input has shape {s:?}, an empty batch"
+        )));
+    }
+    if include_top && (h, w) != (TOP_INPUT_SIZE, TOP_INPUT_SIZE) {
+        return Err(Error::model(format!(
+            "{model} with include_top takes 224x224 inputs only (as in Keras), got {h}x{w} \
+             (shape {s:?}); resize to 224 or build the model without the top"
+        )));
+    }
+    if h < MIN_INPUT_SIZE || w < MIN_INPUT_SIZE {
+        return Err(Error::model(format!(
+            "{model}: input is {h}x{w} (shape {s:?}), below the minimum of 32x32 (as in \
+             Keras); resize the images first (bilinear_resize)"
+        )));
+    }
+    if let Some(size) = fixed {
+        if (h, w) != size {
+            return Err(Error::model(format!(
+                "{model} was built for {}x{} inputs, got {h}x{w} (shape {s:?})",
+                size.0, size.1
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A Keras image model: VGG16 or ResNet50, with or without its top.
+///
+/// Implementors provide the architecture ([`Backbone::run`],
+/// [`Backbone::weighted_layers`], [`Backbone::layer_names`]); weight listing,
+/// loading and freezing come with the trait.
+pub trait Backbone: Send + Sync {
+    /// Model name as Keras has it ("vgg16", "resnet50").
+    fn name(&self) -> &'static str;
+
+    /// The options the model was built with.
+    fn options(&self) -> &ModelOptions;
+
+    /// Every Keras layer name in model order, weightless layers included:
+    /// the names [`Backbone::forward_with_taps`] accepts.
+    fn layer_names(&self) -> Vec<String>;
+
+    /// The layers with weights, in Keras's order (the order of
+    /// `model.weights` in Keras and of the published .h5 files).
+    fn weighted_layers(&self) -> Vec<&dyn WeightedLayer>;
+
+    /// The forward pass: `training` selects batch statistics in trainable
+    /// BatchNormalization layers and active dropout; `taps` collects outputs
+    /// of the named layers.
+    fn run(&self, x: &Tensor, training: bool, taps: &mut Taps) -> Result<Tensor>;
+
+    /// Output shape for an `[n, h, w, 3]` input (without running the model).
+    fn output_shape(&self, n: usize, h: usize, w: usize) -> Result<Vec<usize>>;
+
+    /// Pins every BatchNormalization layer to inference mode (true), or lets
+    /// trainable ones use batch statistics in training (false, the default).
+    fn set_bn_inference_only(&self, inference_only: bool);
+
+    /// The model's output for a preprocessed NHWC f32 batch. Run it under
+    /// `engine::no_grad()` for a frozen backbone: nothing is recorded and
+    /// each activation is freed as soon as the next layer has used it.
+    fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
+        self.run(x, training, &mut Taps::none())
+    }
+
+    /// The inference-mode output plus the outputs of the layers named in
+    /// `taps` (Keras layer names such as `block3_conv3` or `conv4_block6_out`).
+    fn forward_with_taps(
+        &self,
+        x: &Tensor,
+        taps: &[&str],
+    ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
+        let mut t = Taps::new(self.name(), &self.layer_names(), taps)?;
+        let y = self.run(x, false, &mut t)?;
+        Ok((y, t.into_map()))
+    }
+
+    /// Every weight in Keras order, moving statistics included.
+    fn params(&self) -> Vec<Param> {
+        self.weighted_layers()
+            .iter()
+            .flat_map(|l| l.weights())
+            .collect()
+    }
+
+    /// The weights that an optimizer should update now.
+    fn trainable_params(&self) -> Vec<Param> {
+        self.params()
+            .into_iter()
+            .filter(|p| p.is_trainable())
+            .collect()
+    }
+
+    /// What a weights file must hold for this model: names and Keras shapes, in Keras order.
+    fn weight_spec(&self) -> Vec<WeightSpec> {
+        self.params()
+            .iter()
+            .map(|p| WeightSpec::new(p.name(), &p.shape()))
+            .collect()
+    }
+
+    /// The current weights by name, in Keras order (what a weights file stores).
+    fn named_tensors(&self) -> NamedTensors {
+        self.params()
+            .iter()
+            .map(|p| (p.name().to_string(), p.value()))
+            .collect()
+    }
+
+    /// Loads weights: first validates the whole set against
+    /// [`Backbone::weight_spec`] (the first missing, extra, misshapen or
+    /// wrongly typed tensor is named and nothing is changed), then sets them.
+    fn load(&self, tensors: NamedTensors) -> Result<()> {
+        weights::validate(&tensors, &self.weight_spec())?;
+        let by_name: HashMap<String, Param> = self
+            .params()
+            .into_iter()
+            .map(|p| (p.name().to_string(), p))
+            .collect();
+        for (name, t) in tensors {
+            let param = by_name
+                .get(&name)
+                .ok_or_else(|| Error::model(format!("{}: no weight named {name}", self.name())))?;
+            param.set_value(t).map_err(Error::Engine)?;
+        }
+        Ok(())
+    }
+
+    /// Freezes or unfreezes every layer.
+    fn set_trainable(&self, trainable: bool) {
+        for l in self.weighted_layers() {
+            l.set_trainable(trainable);
+        }
+    }
+
+    /// Unfreezes the layers from `block` on (a layer name, or a prefix such
+    /// as `block5` for VGG16 or `conv5` for ResNet50, matching `block5_conv1`,
+    /// `conv5_block1_1_conv`, ...) and everything after it, top included;
+    /// freezes every layer before it. Errors if no layer matches.
+    fn set_trainable_from(&self, block: &str) -> Result<()> {
+        let layers = self.weighted_layers();
+        let prefix = format!("{block}_");
+        let matches = |name: &str| name == block || name.starts_with(&prefix);
+        let Some(first) = layers.iter().position(|l| matches(l.name())) else {
+            let blocks: BTreeSet<&str> = layers
+                .iter()
+                .map(|l| l.name().split('_').next().unwrap_or(""))
+                .collect();
+            return Err(Error::model(format!(
+                "{} has no layer '{block}' to unfreeze from; use one of {}",
+                self.name(),
+                blocks.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        };
+        for (i, l) in layers.iter().enumerate() {
+            l.set_trainable(i >= first);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,601 @@
+//! Keras layers, each a thin wrapper over one or two engine ops, carrying the
+//! Keras layer name and, for layers with weights, [`Param`]s named exactly
+//! like the Keras weights (`block1_conv1/kernel`,
+//! `conv2_block1_1_bn/moving_variance`), so a weights file maps onto a model
+//! by name alone.
+//!
+//! Where they sit: [`crate::Vgg16`] and [`crate::ResNet50`] are lists of these
+//! layers; the engine ops underneath do the math and record the tape.
+//!
+//! Initial values follow Keras's defaults (Glorot-uniform kernels, zero
+//! biases, BatchNormalization gamma 1, beta 0, moving mean 0, moving variance
+//! 1), drawn from the seeded counter-based generator of `engine::rng`, so a
+//! freshly built model is the same on every run. Backbones are normally
+//! overwritten by pretrained weights right after construction.
+
+use crate::error::{Error, Result};
+use engine::ops::{self, Padding};
+use engine::{DType, Param, Tensor};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Keras's default BatchNormalization momentum for the moving statistics.
+pub const BN_MOMENTUM: f64 = 0.99;
+
+/// A layer that owns weights: its Keras name and its weights in Keras order
+/// (kernel, bias; gamma, beta, moving_mean, moving_variance).
+pub trait WeightedLayer {
+    /// The Keras layer name (`block1_conv1`).
+    fn name(&self) -> &str;
+    /// Every weight of the layer in Keras order, trainable or not (moving
+    /// statistics included: they are saved and loaded like any weight).
+    fn weights(&self) -> Vec<Param>;
+    /// Freezes (false) or unfreezes (true) the layer's trainable weights.
+    /// Moving statistics are never trainable.
+    fn set_trainable(&self, trainable: bool);
+}
+
+/// The activation Keras fuses into Conv2D and Dense (`activation="relu"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// y = x.
+    Linear,
+    /// y = max(x, 0).
+    Relu,
+    /// Softmax along the last axis (ImageNet predictions).
+    Softmax,
+}
+
+impl Activation {
+    fn apply(self, x: Tensor) -> engine::Result<Tensor> {
+        match self {
+            Activation::Linear => Ok(x),
+            Activation::Relu => ops::relu(&x),
+            Activation::Softmax => ops::softmax(&x),
+        }
+    }
+}
+
+/// Keras's Glorot-uniform initialiser: U(−l, l), l = sqrt(6 / (fan_in + fan_out)),
+/// element `i` drawn as `engine::rng::uniform_f32(seed, stream, i)`.
+pub fn glorot_uniform(
+    shape: &[usize],
+    fan_in: usize,
+    fan_out: usize,
+    seed: u64,
+    stream: u64,
+) -> Tensor {
+    let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n as u64)
+        .map(|i| (2.0 * engine::rng::uniform_f32(seed, stream, i) - 1.0) * limit)
+        .collect();
+    Tensor::from_vec(v, shape).expect("length equals the product of the shape")
+}
+
+/// Seeds for a model's initial weights: `seed`, and a fresh stream per weight
+/// tensor in construction order.
+#[derive(Debug, Clone)]
+pub struct Init {
+    seed: u64,
+    next_stream: u64,
+}
+
+impl Init {
+    /// Initial weights drawn under `seed`.
+    pub fn new(seed: u64) -> Init {
+        Init {
+            seed,
+            next_stream: 0,
+        }
+    }
+    fn glorot(&mut self, shape: &[usize], fan_in: usize, fan_out: usize) -> Tensor {
+        self.next_stream += 1;
+        glorot_uniform(shape, fan_in, fan_out, self.seed, self.next_stream)
+    }
+}
+
+/// Keras `Conv2D`: y = act(conv(x, kernel) + bias), NHWC input, HWIO kernel
+/// `[kh, kw, in, out]`.
+pub struct Conv2D {
+    name: String,
+    /// `<name>/kernel`, `[kh, kw, in, out]`.
+    pub kernel: Param,
+    /// `<name>/bias`, `[out]` (Keras `use_bias=True`).
+    pub bias: Option<Param>,
+    /// Stride (height, width).
+    pub stride: (usize, usize),
+    /// Keras `padding`: `Same` or `Valid`.
+    pub padding: Padding,
+    /// The fused activation.
+    pub activation: Activation,
+}
+
+impl Conv2D {
+    /// A conv layer from `c_in` to `c_out` channels with a `kh`×`kw` kernel
+    /// and a bias, Glorot-initialised.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: &str,
+        (kh, kw): (usize, usize),
+        c_in: usize,
+        c_out: usize,
+        stride: usize,
+        padding: Padding,
+        activation: Activation,
+        init: &mut Init,
+    ) -> Conv2D {
+        let kernel = init.glorot(&[kh, kw, c_in, c_out], kh * kw * c_in, kh * kw * c_out);
+        Conv2D {
+            name: name.to_string(),
+            kernel: Param::new(format!("{name}/kernel"), kernel),
+            bias: Some(Param::new(
+                format!("{name}/bias"),
+                Tensor::zeros(&[c_out], DType::F32),
+            )),
+            stride: (stride, stride),
+            padding,
+            activation,
+        }
+    }
+
+    /// Output channels.
+    pub fn filters(&self) -> usize {
+        *self.kernel.shape().last().unwrap_or(&0)
+    }
+
+    /// Runs the layer.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let bias = self.bias.as_ref().map(|b| b.tensor());
+        let y = ops::conv2d(
+            x,
+            &self.kernel.tensor(),
+            bias.as_ref(),
+            self.stride,
+            self.padding,
+        )
+        .and_then(|y| self.activation.apply(y))
+        .map_err(Error::in_layer(&self.name))?;
+        Ok(y)
+    }
+}
+
+impl WeightedLayer for Conv2D {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn weights(&self) -> Vec<Param> {
+        std::iter::once(self.kernel.clone())
+            .chain(self.bias.clone())
+            .collect()
+    }
+    fn set_trainable(&self, trainable: bool) {
+        self.weights()
+            .iter()
+            .for_each(|p| p.set_trainable(trainable));
+    }
+}
+
+/// Keras `Dense`: y = act(x·kernel + bias), kernel `[in, out]`.
+pub struct Dense {
+    name: String,
+    /// `<name>/kernel`, `[in, out]`.
+    pub kernel: Param,
+    /// `<name>/bias`, `[out]`.
+    pub bias: Param,
+    /// The fused activation.
+    pub activation: Activation,
+}
+
+impl Dense {
+    /// A dense layer from `units_in` to `units_out`, Glorot-initialised.
+    pub fn new(
+        name: &str,
+        units_in: usize,
+        units_out: usize,
+        activation: Activation,
+        init: &mut Init,
+    ) -> Dense {
+        let kernel = init.glorot(&[units_in, units_out], units_in, units_out);
+        Dense {
+            name: name.to_string(),
+            kernel: Param::new(format!("{name}/kernel"), kernel),
+            bias: Param::new(
+                format!("{name}/bias"),
+                Tensor::zeros(&[units_out], DType::F32),
+            ),
+            activation,
+        }
+    }
+
+    /// Runs the layer on `[n, in]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = ops::matmul(x, &self.kernel.tensor())
+            .and_then(|y| ops::add(&y, &self.bias.tensor()))
+            .and_then(|y| self.activation.apply(y))
+            .map_err(Error::in_layer(&self.name))?;
+        Ok(y)
+    }
+}
+
+impl WeightedLayer for Dense {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn weights(&self) -> Vec<Param> {
+        vec![self.kernel.clone(), self.bias.clone()]
+    }
+    fn set_trainable(&self, trainable: bool) {
+        self.kernel.set_trainable(trainable);
+        self.bias.set_trainable(trainable);
+    }
+}
+
+/// Keras `BatchNormalization` over the channel (last) axis:
+/// y = gamma·(x − mean)/sqrt(var + epsilon) + beta.
+///
+/// Inference mode uses the moving statistics. Training mode (only when the
+/// layer is trainable and not pinned to inference, as in Keras, where a
+/// frozen BatchNormalization always runs in inference mode) normalises with
+/// the batch's own mean and biased variance through
+/// `engine::ops::batch_norm_train`, then updates the moving statistics with
+/// Keras's rule `moving = moving·momentum + batch·(1 − momentum)`.
+pub struct BatchNormalization {
+    name: String,
+    /// `<name>/gamma`, `[c]`, trainable.
+    pub gamma: Param,
+    /// `<name>/beta`, `[c]`, trainable.
+    pub beta: Param,
+    /// `<name>/moving_mean`, `[c]`, never trainable.
+    pub moving_mean: Param,
+    /// `<name>/moving_variance`, `[c]`, never trainable.
+    pub moving_variance: Param,
+    /// Added to the variance (ResNet50 uses 1.001e-5, Keras's default is 1e-3).
+    pub epsilon: f64,
+    /// Weight of the old value in the moving-average update (Keras: 0.99).
+    pub momentum: f64,
+    inference_only: AtomicBool,
+}
+
+impl BatchNormalization {
+    /// A layer over `channels` channels with Keras's initial values.
+    pub fn new(name: &str, channels: usize, epsilon: f64) -> BatchNormalization {
+        let vector = |w: &str, v: f64| {
+            Param::new(
+                format!("{name}/{w}"),
+                Tensor::full(v, &[channels], DType::F32),
+            )
+        };
+        let moving_mean = vector("moving_mean", 0.0);
+        let moving_variance = vector("moving_variance", 1.0);
+        moving_mean.set_trainable(false);
+        moving_variance.set_trainable(false);
+        BatchNormalization {
+            name: name.to_string(),
+            gamma: vector("gamma", 1.0),
+            beta: vector("beta", 0.0),
+            moving_mean,
+            moving_variance,
+            epsilon,
+            momentum: BN_MOMENTUM,
+            inference_only: AtomicBool::new(false),
+        }
+    }
+
+    /// Pins the layer to inference mode (true) even when the model runs in
+    /// training mode: the usual choice when fine-tuning a pretrained backbone
+    /// on small batches.
+    pub fn set_inference_only(&self, inference_only: bool) {
+        self.inference_only.store(inference_only, Ordering::Relaxed);
+    }
+
+    /// Whether a forward pass with `training = true` uses batch statistics.
+    pub fn uses_batch_statistics(&self, training: bool) -> bool {
+        training && self.gamma.is_trainable() && !self.inference_only.load(Ordering::Relaxed)
+    }
+
+    /// Runs the layer; in training mode also updates the moving statistics.
+    pub fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
+        let in_layer = Error::in_layer(&self.name);
+        if !self.uses_batch_statistics(training) {
+            return ops::batch_norm(
+                x,
+                &self.gamma.tensor(),
+                &self.beta.tensor(),
+                &self.moving_mean.value(),
+                &self.moving_variance.value(),
+                self.epsilon,
+            )
+            .map_err(in_layer);
+        }
+        let (y, mean, var) =
+            ops::batch_norm_train(x, &self.gamma.tensor(), &self.beta.tensor(), self.epsilon)
+                .map_err(in_layer)?;
+        self.update_moving(&self.moving_mean, &mean)?;
+        self.update_moving(&self.moving_variance, &var)?;
+        Ok(y)
+    }
+
+    /// moving ← moving·momentum + batch·(1 − momentum), in the parameter's
+    /// precision, as Keras assigns it.
+    fn update_moving(&self, moving: &Param, batch: &Tensor) -> Result<()> {
+        let old = moving.value();
+        if old.shape() != batch.shape() {
+            return Err(Error::model(format!(
+                "layer {}: batch statistic of shape {:?} for a moving statistic of shape {:?}",
+                self.name,
+                batch.shape(),
+                old.shape()
+            )));
+        }
+        let m = self.momentum;
+        let new = match old.dtype() {
+            DType::F32 => {
+                let (mf, rest) = (m as f32, (1.0 - m) as f32);
+                let v: Vec<f32> = old
+                    .to_vec_f32()
+                    .iter()
+                    .zip(batch.to_vec_f32())
+                    .map(|(&o, b)| o * mf + b * rest)
+                    .collect();
+                Tensor::from_vec(v, old.shape())
+            }
+            DType::F64 => {
+                let v: Vec<f64> = old
+                    .to_vec_f64()
+                    .iter()
+                    .zip(batch.to_vec_f64())
+                    .map(|(&o, b)| o * m + b * (1.0 - m))
+                    .collect();
+                Tensor::from_vec(v, old.shape())
+            }
+        };
+        moving
+            .set_value(new.map_err(Error::in_layer(&self.name))?)
+            .map_err(Error::in_layer(&self.name))
+    }
+}
+
+impl WeightedLayer for BatchNormalization {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn weights(&self) -> Vec<Param> {
+        vec![
+            self.gamma.clone(),
+            self.beta.clone(),
+            self.moving_mean.clone(),
+            self.moving_variance.clone(),
+        ]
+    }
+    fn set_trainable(&self, trainable: bool) {
+        self.gamma.set_trainable(trainable);
+        self.beta.set_trainable(trainable);
+    }
+}
+
+/// Keras `Activation("relu")` / `ReLU` as its own named layer.
+pub struct ReLU {
+    /// The Keras layer name (`conv1_relu`).
+    pub name: String,
+}
+
+impl ReLU {
+    /// A named ReLU layer.
+    pub fn new(name: &str) -> ReLU {
+        ReLU {
+            name: name.to_string(),
+        }
+    }
+    /// y = max(x, 0).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ops::relu(x).map_err(Error::in_layer(&self.name))
+    }
+}
+
+/// Keras `MaxPooling2D` (Keras's default padding is `valid`).
+pub struct MaxPooling2D {
+    /// The Keras layer name (`block1_pool`).
+    pub name: String,
+    /// Window (height, width).
+    pub pool: (usize, usize),
+    /// Stride (height, width).
+    pub stride: (usize, usize),
+    /// `Valid` or `Same`.
+    pub padding: Padding,
+}
+
+impl MaxPooling2D {
+    /// A square `pool`×`pool` window at `stride`.
+    pub fn new(name: &str, pool: usize, stride: usize, padding: Padding) -> MaxPooling2D {
+        MaxPooling2D {
+            name: name.to_string(),
+            pool: (pool, pool),
+            stride: (stride, stride),
+            padding,
+        }
+    }
+    /// The maximum over each window.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ops::max_pool2d(x, self.pool, self.stride, self.padding)
+            .map_err(Error::in_layer(&self.name))
+    }
+}
+
+/// Keras `AveragePooling2D`; padded cells are left out of the average.
+pub struct AveragePooling2D {
+    /// The Keras layer name.
+    pub name: String,
+    /// Window (height, width).
+    pub pool: (usize, usize),
+    /// Stride (height, width).
+    pub stride: (usize, usize),
+    /// `Valid` or `Same`.
+    pub padding: Padding,
+}
+
+impl AveragePooling2D {
+    /// A square `pool`×`pool` window at `stride`.
+    pub fn new(name: &str, pool: usize, stride: usize, padding: Padding) -> AveragePooling2D {
+        AveragePooling2D {
+            name: name.to_string(),
+            pool: (pool, pool),
+            stride: (stride, stride),
+            padding,
+        }
+    }
+    /// The mean over each window.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ops::avg_pool2d(x, self.pool, self.stride, self.padding)
+            .map_err(Error::in_layer(&self.name))
+    }
+}
+
+/// Keras `ZeroPadding2D`: zero rows and columns around the image.
+pub struct ZeroPadding2D {
+    /// The Keras layer name (`conv1_pad`).
+    pub name: String,
+    /// Rows added at the top and bottom, columns at the left and right.
+    pub padding: (usize, usize, usize, usize),
+}
+
+impl ZeroPadding2D {
+    /// `p` zeros on every side (Keras `padding=((p, p), (p, p))`).
+    pub fn new(name: &str, p: usize) -> ZeroPadding2D {
+        ZeroPadding2D {
+            name: name.to_string(),
+            padding: (p, p, p, p),
+        }
+    }
+    /// Pads height and width.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (t, b, l, r) = self.padding;
+        ops::zero_pad2d(x, t, b, l, r).map_err(Error::in_layer(&self.name))
+    }
+}
+
+/// Keras `GlobalAveragePooling2D`: `[n, h, w, c]` to `[n, c]`.
+pub struct GlobalAveragePooling2D {
+    /// The Keras layer name (`avg_pool` in ResNet50).
+    pub name: String,
+}
+
+impl GlobalAveragePooling2D {
+    /// A named layer.
+    pub fn new(name: &str) -> GlobalAveragePooling2D {
+        GlobalAveragePooling2D {
+            name: name.to_string(),
+        }
+    }
+    /// The mean over height and width.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ops::global_avg_pool(x).map_err(Error::in_layer(&self.name))
+    }
+}
+
+/// Keras `GlobalMaxPooling2D`: `[n, h, w, c]` to `[n, c]`.
+pub struct GlobalMaxPooling2D {
+    /// The Keras layer name (`max_pool` in ResNet50).
+    pub name: String,
+}
+
+impl GlobalMaxPooling2D {
+    /// A named layer.
+    pub fn new(name: &str) -> GlobalMaxPooling2D {
+        GlobalMaxPooling2D {
+            name: name.to_string(),
+        }
+    }
+    /// The maximum over height and width.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ops::global_max_pool(x).map_err(Error::in_layer(&self.name))
+    }
+}
+
+/// Keras `Flatten`: `[n, ...]` to `[n, prod(...)]` in row-major (NHWC) order,
+/// which is Keras's order for channels-last models.
+pub struct Flatten {
+    /// The Keras layer name (`flatten`).
+    pub name: String,
+}
+
+impl Flatten {
+    /// A named layer.
+    pub fn new(name: &str) -> Flatten {
+        Flatten {
+            name: name.to_string(),
+        }
+    }
+    /// Flattens all axes but the first.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ops::flatten(x).map_err(Error::in_layer(&self.name))
+    }
+}
+
+/// Keras `Dropout`: in training, inverted dropout with a mask drawn from the
+/// counter-based generator at (`seed`, stream = step); every training call
+/// advances the step, so each batch gets a fresh, reproducible mask.
+/// In inference it is the identity.
+pub struct Dropout {
+    /// The Keras layer name.
+    pub name: String,
+    /// Probability of dropping an element, in [0, 1).
+    pub rate: f64,
+    /// Seed of the masks.
+    pub seed: u64,
+    step: AtomicU64,
+}
+
+impl Dropout {
+    /// A dropout layer; `rate` outside [0, 1) is an error.
+    pub fn new(name: &str, rate: f64, seed: u64) -> Result<Dropout> {
+        if !(0.0..1.0).contains(&rate) {
+            return Err(Error::model(format!(
+                "layer {name}: dropout rate {rate} is outside [0, 1)"
+            )));
+        }
+        Ok(Dropout {
+            name: name.to_string(),
+            rate,
+            seed,
+            step: AtomicU64::new(0),
+        })
+    }
+
+    /// The stream the next training call will use.
+    pub fn step(&self) -> u64 {
+        self.step.load(Ordering::Relaxed)
+    }
+
+    /// Sets the step (to resume a run exactly).
+    pub fn set_step(&self, step: u64) {
+        self.step.store(step, Ordering::Relaxed);
+    }
+
+    /// Drops elements in training; identity otherwise.
+    pub fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
+        if !training || self.rate == 0.0 {
+            return Ok(x.clone());
+        }
+        let stream = self.step.fetch_add(1, Ordering::Relaxed);
+        ops::dropout(x, self.rate, self.seed, stream).map_err(Error::in_layer(&self.name))
+    }
+}
+
+/// Keras `Add`: elementwise sum of two tensors (the ResNet shortcut join).
+pub struct Add {
+    /// The Keras layer name (`conv2_block1_add`).
+    pub name: String,
+}
+
+impl Add {
+    /// A named layer.
+    pub fn new(name: &str) -> Add {
+        Add {
+            name: name.to_string(),
+        }
+    }
+    /// a + b.
+    pub fn forward(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        ops::add(a, b).map_err(Error::in_layer(&self.name))
+    }
+}

@@ -1,0 +1,220 @@
+//! VGG16 as `keras.applications.VGG16` builds it (keras/src/applications/vgg16.py):
+//! five blocks of 3x3 'same' convolutions with a fused ReLU (64, 64 | 128,
+//! 128 | 256 x3 | 512 x3 | 512 x3), each block closed by a 2x2/2 'valid' max
+//! pool (`block1_pool` ... `block5_pool`); then either the ImageNet top
+//! (`flatten`, `fc1` 4096 relu, `fc2` 4096 relu, `predictions` 1000 softmax;
+//! 224x224 inputs only) or optional global pooling.
+//!
+//! Keras names the optional global pooling layer of VGG16 automatically:
+//! `global_average_pooling2d` or `global_max_pooling2d`; so do we.
+
+use crate::backbone::{check_input, Backbone, ModelOptions, Pooling, Taps};
+use crate::error::{Error, Result};
+use crate::layers::{
+    Activation, Conv2D, Dense, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Init,
+    MaxPooling2D, WeightedLayer,
+};
+use engine::ops::Padding;
+use engine::Tensor;
+
+/// Filters of the convolutions of each block.
+const BLOCKS: [&[usize]; 5] = [
+    &[64, 64],
+    &[128, 128],
+    &[256, 256, 256],
+    &[512, 512, 512],
+    &[512, 512, 512],
+];
+
+/// The classifier on top (ImageNet, 1000 classes).
+struct Top {
+    flatten: Flatten,
+    fc1: Dense,
+    fc2: Dense,
+    predictions: Dense,
+}
+
+/// What follows block5_pool.
+enum Head {
+    Top(Top),
+    Avg(GlobalAveragePooling2D),
+    Max(GlobalMaxPooling2D),
+    None,
+}
+
+/// One block: its convolutions and its closing max pool.
+struct Block {
+    convs: Vec<Conv2D>,
+    pool: MaxPooling2D,
+}
+
+/// Keras VGG16, layer for layer.
+pub struct Vgg16 {
+    options: ModelOptions,
+    blocks: Vec<Block>,
+    head: Head,
+}
+
+impl Vgg16 {
+    /// Builds the model (initial weights: Keras's initialisers, seeded by
+    /// `options.init_seed`). Errors on options Keras refuses.
+    pub fn new(options: &ModelOptions) -> Result<Vgg16> {
+        options.check("VGG16")?;
+        let mut init = Init::new(options.init_seed);
+        let mut c_in = 3;
+        let blocks = BLOCKS
+            .iter()
+            .enumerate()
+            .map(|(b, filters)| {
+                let convs = filters
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &f)| {
+                        let conv = Conv2D::new(
+                            &format!("block{}_conv{}", b + 1, i + 1),
+                            (3, 3),
+                            c_in,
+                            f,
+                            1,
+                            Padding::Same,
+                            Activation::Relu,
+                            &mut init,
+                        );
+                        c_in = f;
+                        conv
+                    })
+                    .collect();
+                let pool = MaxPooling2D::new(&format!("block{}_pool", b + 1), 2, 2, Padding::Valid);
+                Block { convs, pool }
+            })
+            .collect();
+        let head = if options.include_top {
+            Head::Top(Top {
+                flatten: Flatten::new("flatten"),
+                fc1: Dense::new("fc1", 7 * 7 * 512, 4096, Activation::Relu, &mut init),
+                fc2: Dense::new("fc2", 4096, 4096, Activation::Relu, &mut init),
+                predictions: Dense::new("predictions", 4096, 1000, Activation::Softmax, &mut init),
+            })
+        } else {
+            match options.pooling {
+                Pooling::None => Head::None,
+                Pooling::Avg => Head::Avg(GlobalAveragePooling2D::new("global_average_pooling2d")),
+                Pooling::Max => Head::Max(GlobalMaxPooling2D::new("global_max_pooling2d")),
+            }
+        };
+        Ok(Vgg16 {
+            options: options.clone(),
+            blocks,
+            head,
+        })
+    }
+}
+
+impl Backbone for Vgg16 {
+    fn name(&self) -> &'static str {
+        "vgg16"
+    }
+
+    fn options(&self) -> &ModelOptions {
+        &self.options
+    }
+
+    fn layer_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for b in &self.blocks {
+            names.extend(b.convs.iter().map(|c| c.name().to_string()));
+            names.push(b.pool.name.clone());
+        }
+        match &self.head {
+            Head::Top(t) => names.extend([
+                t.flatten.name.clone(),
+                t.fc1.name().to_string(),
+                t.fc2.name().to_string(),
+                t.predictions.name().to_string(),
+            ]),
+            Head::Avg(p) => names.push(p.name.clone()),
+            Head::Max(p) => names.push(p.name.clone()),
+            Head::None => {}
+        }
+        names
+    }
+
+    fn weighted_layers(&self) -> Vec<&dyn WeightedLayer> {
+        let mut layers: Vec<&dyn WeightedLayer> = Vec::new();
+        for b in &self.blocks {
+            layers.extend(b.convs.iter().map(|c| c as &dyn WeightedLayer));
+        }
+        if let Head::Top(t) = &self.head {
+            layers.extend([
+                &t.fc1 as &dyn WeightedLayer,
+                &t.fc2 as &dyn WeightedLayer,
+                &t.predictions as &dyn WeightedLayer,
+            ]);
+        }
+        layers
+    }
+
+    fn run(&self, x: &Tensor, _training: bool, taps: &mut Taps) -> Result<Tensor> {
+        check_input(
+            "VGG16",
+            x,
+            self.options.input_size,
+            self.options.include_top,
+        )?;
+        let mut x = x.clone();
+        for b in &self.blocks {
+            for conv in &b.convs {
+                x = conv.forward(&x)?;
+                taps.put(conv.name(), &x);
+            }
+            x = b.pool.forward(&x)?;
+            taps.put(&b.pool.name, &x);
+        }
+        match &self.head {
+            Head::Top(t) => {
+                x = t.flatten.forward(&x)?;
+                taps.put(&t.flatten.name, &x);
+                for dense in [&t.fc1, &t.fc2, &t.predictions] {
+                    x = dense.forward(&x)?;
+                    taps.put(dense.name(), &x);
+                }
+            }
+            Head::Avg(p) => {
+                x = p.forward(&x)?;
+                taps.put(&p.name, &x);
+            }
+            Head::Max(p) => {
+                x = p.forward(&x)?;
+                taps.put(&p.name, &x);
+            }
+            Head::None => {}
+        }
+        Ok(x)
+    }
+
+    fn output_shape(&self, n: usize, h: usize, w: usize) -> Result<Vec<usize>> {
+        if h < crate::backbone::MIN_INPUT_SIZE || w < crate::backbone::MIN_INPUT_SIZE {
+            return Err(Error::model(format!(
+                "VGG16: input is {h}x{w}, below the minimum of 32x32"
+            )));
+        }
+        if self.options.include_top {
+            if (h, w) != (224, 224) {
+                return Err(Error::model(format!(
+                    "VGG16 with include_top takes 224x224 inputs only, got {h}x{w}"
+                )));
+            }
+            return Ok(vec![n, 1000]);
+        }
+        // Five 2x2/2 'valid' pools: floor(h / 2) each time.
+        let (oh, ow) = (h >> 5, w >> 5);
+        Ok(match self.options.pooling {
+            Pooling::None => vec![n, oh, ow, 512],
+            Pooling::Avg | Pooling::Max => vec![n, 512],
+        })
+    }
+
+    fn set_bn_inference_only(&self, _inference_only: bool) {
+        // VGG16 has no BatchNormalization.
+    }
+}

@@ -1,0 +1,510 @@
+//! The models crate against Keras's architecture: weight lists (names, shapes,
+//! order) as `keras.applications` has them, output shapes at several input
+//! sizes, the include_top rule, freezing, the Keras layers' training-mode
+//! behaviour, and clear errors for bad input.
+//!
+//! Expected shapes quoted below were read off Keras 3
+//! (`keras.applications.VGG16/ResNet50(weights=None, include_top=False,
+//! input_shape=(s, s, 3)).output_shape`); the full weight layouts come from
+//! `tests/fixtures/keras/{vgg16,resnet50}_layout.json`, written by
+//! `tests/fixtures/keras/gen_keras.py` from Keras itself.
+
+use engine::{DType, Tensor};
+use models::layers::{BatchNormalization, Dropout, WeightedLayer};
+use models::{build, preprocess_input_caffe, Backbone, ModelOptions, Pooling, ResNet50, Vgg16};
+use std::path::PathBuf;
+
+fn notop(pooling: Pooling) -> ModelOptions {
+    ModelOptions {
+        pooling,
+        ..ModelOptions::default()
+    }
+}
+
+fn with_top() -> ModelOptions {
+    ModelOptions {
+        include_top: true,
+        ..ModelOptions::default()
+    }
+}
+
+/// A batch of small pseudo-random preprocessed-looking images.
+fn images(n: usize, h: usize, w: usize) -> Tensor {
+    let len = n * h * w * 3;
+    let v: Vec<f32> = (0..len as u64)
+        .map(|i| (engine::rng::uniform_f32(7, 1, i) - 0.5) * 200.0)
+        .collect();
+    Tensor::from_vec(v, &[n, h, w, 3]).unwrap()
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/keras")
+        .join(name)
+}
+
+#[test]
+fn vgg16_weight_spec_has_keras_names_and_shapes() {
+    let m = Vgg16::new(&notop(Pooling::None)).unwrap();
+    let spec = m.weight_spec();
+    assert_eq!(spec.len(), 26);
+    assert_eq!(spec[0].name, "block1_conv1/kernel");
+    assert_eq!(spec[0].shape, vec![3, 3, 3, 64]);
+    assert_eq!(spec[1].name, "block1_conv1/bias");
+    assert_eq!(spec[1].shape, vec![64]);
+    assert_eq!(spec[25].name, "block5_conv3/bias");
+    let k = spec
+        .iter()
+        .find(|s| s.name == "block4_conv1/kernel")
+        .unwrap();
+    assert_eq!(k.shape, vec![3, 3, 256, 512]);
+
+    let top = Vgg16::new(&with_top()).unwrap().weight_spec();
+    assert_eq!(top.len(), 32);
+    assert_eq!(top[26].name, "fc1/kernel");
+    assert_eq!(top[26].shape, vec![25088, 4096]);
+    assert_eq!(top[31].name, "predictions/bias");
+    assert_eq!(top[31].shape, vec![1000]);
+}
+
+#[test]
+fn resnet50_weight_spec_has_keras_names_shapes_and_order() {
+    let m = ResNet50::new(&notop(Pooling::Avg)).unwrap();
+    let spec = m.weight_spec();
+    assert_eq!(spec.len(), 318);
+    let names: Vec<&str> = spec.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        &names[..8],
+        &[
+            "conv1_conv/kernel",
+            "conv1_conv/bias",
+            "conv1_bn/gamma",
+            "conv1_bn/beta",
+            "conv1_bn/moving_mean",
+            "conv1_bn/moving_variance",
+            "conv2_block1_1_conv/kernel",
+            "conv2_block1_1_conv/bias",
+        ]
+    );
+    // Keras lists a first block's layers in topological order:
+    // _1_conv, _1_bn, _2_conv, _2_bn, _0_conv, _3_conv, _0_bn, _3_bn.
+    let layers: Vec<&str> = {
+        let mut v: Vec<&str> = names.iter().map(|n| n.split('/').next().unwrap()).collect();
+        v.dedup();
+        v
+    };
+    assert_eq!(
+        &layers[2..12],
+        &[
+            "conv2_block1_1_conv",
+            "conv2_block1_1_bn",
+            "conv2_block1_2_conv",
+            "conv2_block1_2_bn",
+            "conv2_block1_0_conv",
+            "conv2_block1_3_conv",
+            "conv2_block1_0_bn",
+            "conv2_block1_3_bn",
+            "conv2_block2_1_conv",
+            "conv2_block2_1_bn",
+        ]
+    );
+    let shape = |n: &str| spec.iter().find(|s| s.name == n).unwrap().shape.clone();
+    assert_eq!(shape("conv1_conv/kernel"), vec![7, 7, 3, 64]);
+    assert_eq!(shape("conv2_block1_0_conv/kernel"), vec![1, 1, 64, 256]);
+    assert_eq!(shape("conv3_block1_1_conv/kernel"), vec![1, 1, 256, 128]);
+    assert_eq!(shape("conv3_block1_2_conv/kernel"), vec![3, 3, 128, 128]);
+    assert_eq!(shape("conv5_block3_3_bn/moving_variance"), vec![2048]);
+    assert_eq!(names[317], "conv5_block3_3_bn/moving_variance");
+
+    let top = ResNet50::new(&with_top()).unwrap().weight_spec();
+    assert_eq!(top.len(), 320);
+    assert_eq!(top[318].name, "predictions/kernel");
+    assert_eq!(top[318].shape, vec![2048, 1000]);
+}
+
+/// Every weight name and shape, in order, equals Keras's layout (written by
+/// `tests/fixtures/keras/gen_keras.py` from `keras.applications`).
+#[test]
+fn weight_specs_equal_the_keras_layout_files() {
+    for (model, file) in [
+        ("vgg16", "vgg16_layout.json"),
+        ("resnet50", "resnet50_layout.json"),
+    ] {
+        let path = fixture(file);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (written by gen_keras.py)", path.display()));
+        let expected = keras_layout(&text);
+        // Every layer name, weightless ones included, in model order.
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let keras_names: Vec<&str> = v["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["name"].as_str().unwrap())
+            .filter(|n| *n != "input_layer")
+            .collect();
+        let ours = build(model, &ModelOptions::default())
+            .unwrap()
+            .layer_names();
+        assert_eq!(ours, keras_names, "{model}: layer names and order");
+        for top in [false, true] {
+            let options = ModelOptions {
+                include_top: top,
+                ..ModelOptions::default()
+            };
+            let m = build(model, &options).unwrap();
+            let got: Vec<(String, Vec<usize>)> = m
+                .weight_spec()
+                .into_iter()
+                .map(|s| (s.name, s.shape))
+                .collect();
+            let want: Vec<(String, Vec<usize>)> = expected
+                .iter()
+                .filter(|(_, is_top, _)| top || !is_top)
+                .map(|(n, _, s)| (n.clone(), s.clone()))
+                .collect();
+            assert_eq!(got.len(), want.len(), "{model} top={top}: tensor count");
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g, w, "{model} top={top}");
+            }
+        }
+    }
+}
+
+/// `(weight name, belongs to the top, shape)` from a layout JSON file.
+fn keras_layout(text: &str) -> Vec<(String, bool, Vec<usize>)> {
+    let v: serde_json::Value = serde_json::from_str(text).expect("layout JSON parses");
+    let mut out = Vec::new();
+    let mut read = |layers: &serde_json::Value, is_top: bool| {
+        for layer in layers.as_array().expect("a list of layers") {
+            let lname = layer["name"].as_str().expect("layer name");
+            let weights = layer["weights"].as_array().expect("layer weights");
+            for w in weights {
+                let wname = w["name"].as_str().expect("weight name");
+                let full = if wname.contains('/') {
+                    wname.to_string()
+                } else {
+                    format!("{lname}/{wname}")
+                };
+                let shape = w["shape"]
+                    .as_array()
+                    .expect("weight shape")
+                    .iter()
+                    .map(|d| d.as_u64().expect("dim") as usize)
+                    .collect();
+                out.push((full, is_top, shape));
+            }
+        }
+    };
+    read(&v["layers"], false);
+    read(&v["top_layers"], true);
+    out
+}
+
+#[test]
+fn output_shapes_at_32_48_64_224_match_keras() {
+    let _g = engine::no_grad();
+    // (size, VGG16 [h, w], ResNet50 [h, w]) as Keras reports them.
+    for (size, vgg, resnet) in [(32, 1, 1), (48, 1, 2), (64, 2, 2), (224, 7, 7)] {
+        let x = images(1, size, size);
+        for (name, side, c) in [("vgg16", vgg, 512), ("resnet50", resnet, 2048)] {
+            let m = build(name, &notop(Pooling::None)).unwrap();
+            let y = m.forward(&x, false).unwrap();
+            assert_eq!(y.shape(), &[1, side, side, c], "{name} at {size}");
+            assert_eq!(m.output_shape(1, size, size).unwrap(), y.shape().to_vec());
+            assert!(y.to_vec_f32().iter().all(|v| v.is_finite()));
+        }
+    }
+    // Pooled, non-square and batched.
+    let x = images(2, 40, 56);
+    for (name, c) in [("vgg16", 512), ("resnet50", 2048)] {
+        for pooling in [Pooling::Avg, Pooling::Max] {
+            let m = build(name, &notop(pooling)).unwrap();
+            let y = m.forward(&x, false).unwrap();
+            assert_eq!(y.shape(), &[2, c], "{name} {pooling:?}");
+            assert_eq!(m.output_shape(2, 40, 56).unwrap(), vec![2, c]);
+        }
+    }
+}
+
+#[test]
+fn include_top_takes_224_only_and_gives_probabilities() {
+    let _g = engine::no_grad();
+    for name in ["vgg16", "resnet50"] {
+        let m = build(name, &with_top()).unwrap();
+        let err = m
+            .forward(&images(1, 64, 64), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("224x224") && err.contains("64x64"), "{err}");
+        let y = m.forward(&images(1, 224, 224), false).unwrap();
+        assert_eq!(y.shape(), &[1, 1000]);
+        let p = y.to_vec_f64();
+        let total: f64 = p.iter().sum();
+        assert!(
+            (total - 1.0).abs() < 1e-4,
+            "{name}: softmax sums to {total}"
+        );
+        assert!(p.iter().all(|&v| v >= 0.0));
+        // Keras refuses a top model at another size at construction too.
+        let options = ModelOptions {
+            include_top: true,
+            input_size: Some((64, 64)),
+            ..ModelOptions::default()
+        };
+        let err = build(name, &options)
+            .err()
+            .expect("must refuse")
+            .to_string();
+        assert!(err.contains("224x224"), "{err}");
+    }
+}
+
+#[test]
+fn set_trainable_from_unfreezes_that_block_and_after() {
+    let vgg = Vgg16::new(&with_top()).unwrap();
+    vgg.set_trainable_from("block5").unwrap();
+    let trainable: Vec<String> = vgg
+        .trainable_params()
+        .iter()
+        .map(|p| p.name().to_string())
+        .collect();
+    let mut expected: Vec<String> = Vec::new();
+    for layer in [
+        "block5_conv1",
+        "block5_conv2",
+        "block5_conv3",
+        "fc1",
+        "fc2",
+        "predictions",
+    ] {
+        expected.push(format!("{layer}/kernel"));
+        expected.push(format!("{layer}/bias"));
+    }
+    assert_eq!(trainable, expected);
+
+    let resnet = ResNet50::new(&notop(Pooling::Avg)).unwrap();
+    resnet.set_trainable_from("conv5").unwrap();
+    let trainable = resnet.trainable_params();
+    // conv5: block1 has 4 convs and 4 BN, blocks 2 and 3 have 3 each; a conv
+    // trains kernel and bias, a BN gamma and beta (never its moving statistics).
+    assert_eq!(trainable.len(), (4 + 4) * 2 + 2 * (3 + 3) * 2);
+    assert!(trainable.iter().all(|p| p.name().starts_with("conv5_")));
+    assert!(trainable.iter().all(|p| !p.name().contains("moving_")));
+    let frozen = resnet
+        .params()
+        .into_iter()
+        .filter(|p| !p.is_trainable())
+        .count();
+    assert_eq!(frozen, 318 - trainable.len());
+
+    // Back to all trainable: moving statistics still are not.
+    resnet.set_trainable(true);
+    assert_eq!(resnet.trainable_params().len(), 318 - 2 * 53);
+
+    let err = vgg.set_trainable_from("block6").unwrap_err().to_string();
+    assert!(err.contains("block6") && err.contains("block5"), "{err}");
+    let err = resnet.set_trainable_from("conv6").unwrap_err().to_string();
+    assert!(err.contains("conv6") && err.contains("conv5"), "{err}");
+}
+
+#[test]
+fn bad_input_is_an_error_naming_model_and_shape() {
+    let _g = engine::no_grad();
+    for name in ["vgg16", "resnet50"] {
+        let m = build(name, &notop(Pooling::Avg)).unwrap();
+        let cases = [
+            (Tensor::zeros(&[32, 32, 3], DType::F32), "[32, 32, 3]"),
+            (Tensor::zeros(&[1, 32, 32, 2], DType::F32), "[1, 32, 32, 2]"),
+            (Tensor::zeros(&[1, 31, 64, 3], DType::F32), "31x64"),
+            (Tensor::zeros(&[1, 64, 16, 3], DType::F32), "64x16"),
+            (Tensor::zeros(&[0, 32, 32, 3], DType::F32), "[0, 32, 32, 3]"),
+            (Tensor::zeros(&[1, 32, 32, 3], DType::F64), "f64"),
+        ];
+        for (x, what) in cases {
+            let err = m.forward(&x, false).unwrap_err().to_string();
+            let model = if name == "vgg16" { "VGG16" } else { "ResNet50" };
+            assert!(err.contains(model) && err.contains(what), "{err}");
+        }
+        let err = m
+            .forward_with_taps(&images(1, 32, 32), &["no_such_layer"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no_such_layer"), "{err}");
+    }
+    let fixed = ModelOptions {
+        input_size: Some((48, 48)),
+        ..ModelOptions::default()
+    };
+    let m = build("vgg16", &fixed).unwrap();
+    let err = m
+        .forward(&images(1, 32, 32), false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("48x48") && err.contains("32x32"), "{err}");
+    let small = ModelOptions {
+        input_size: Some((16, 16)),
+        ..ModelOptions::default()
+    };
+    assert!(build("resnet50", &small).is_err());
+    let err = build("vgg19", &ModelOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("vgg19") && err.contains("resnet50"), "{err}");
+    let err = "mean".parse::<Pooling>().unwrap_err().to_string();
+    assert!(err.contains("mean") && err.contains("avg"), "{err}");
+    let err = preprocess_input_caffe(&Tensor::zeros(&[2, 8, 8, 4], DType::F32))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[2, 8, 8, 4]"), "{err}");
+}
+
+#[test]
+fn taps_return_named_activations_and_the_same_output() {
+    let _g = engine::no_grad();
+    let x = images(2, 32, 32);
+    let m = build("resnet50", &notop(Pooling::Avg)).unwrap();
+    let taps = [
+        "conv1_relu",
+        "pool1_pool",
+        "conv2_block1_0_bn",
+        "conv4_block6_out",
+        "avg_pool",
+    ];
+    let (y, got) = m.forward_with_taps(&x, &taps).unwrap();
+    assert_eq!(got.len(), taps.len());
+    assert_eq!(got["conv1_relu"].shape(), &[2, 16, 16, 64]);
+    assert_eq!(got["pool1_pool"].shape(), &[2, 8, 8, 64]);
+    assert_eq!(got["conv2_block1_0_bn"].shape(), &[2, 8, 8, 256]);
+    assert_eq!(got["conv4_block6_out"].shape(), &[2, 2, 2, 1024]);
+    assert_eq!(got["avg_pool"].to_vec_f32(), y.to_vec_f32());
+    assert_eq!(m.forward(&x, false).unwrap().to_vec_f32(), y.to_vec_f32());
+
+    let m = build("vgg16", &notop(Pooling::Max)).unwrap();
+    let (y, got) = m
+        .forward_with_taps(&x, &["block1_conv2", "block3_pool", "global_max_pooling2d"])
+        .unwrap();
+    assert_eq!(got["block1_conv2"].shape(), &[2, 32, 32, 64]);
+    assert_eq!(got["block3_pool"].shape(), &[2, 4, 4, 256]);
+    assert_eq!(got["global_max_pooling2d"].to_vec_f32(), y.to_vec_f32());
+    // block1_conv2 includes Keras's fused ReLU.
+    assert!(got["block1_conv2"].to_vec_f32().iter().all(|&v| v >= 0.0));
+}
+
+#[test]
+fn load_round_trips_and_rejects_a_wrong_set() {
+    let a = build("vgg16", &notop(Pooling::Avg)).unwrap();
+    let b = build(
+        "vgg16",
+        &ModelOptions {
+            init_seed: 99,
+            pooling: Pooling::Avg,
+            ..ModelOptions::default()
+        },
+    )
+    .unwrap();
+    assert_ne!(
+        a.named_tensors()[0].1.to_vec_f32(),
+        b.named_tensors()[0].1.to_vec_f32()
+    );
+    b.load(a.named_tensors()).unwrap();
+    for ((na, ta), (nb, tb)) in a.named_tensors().iter().zip(b.named_tensors()) {
+        assert_eq!(na, &nb);
+        assert_eq!(ta.to_vec_f32(), tb.to_vec_f32());
+    }
+    // A ResNet50 file into VGG16, a missing tensor, a wrong shape: errors, nothing loaded.
+    let resnet = build("resnet50", &ModelOptions::default()).unwrap();
+    assert!(b.load(resnet.named_tensors()).is_err());
+    let mut missing = a.named_tensors();
+    missing.remove(5);
+    let err = b.load(missing).unwrap_err().to_string();
+    assert!(err.contains("block3_conv1") || err.contains("25"), "{err}");
+    let mut misshapen = a.named_tensors();
+    misshapen[24].1 = Tensor::zeros(&[3, 3, 256, 512], DType::F32);
+    let err = b.load(misshapen).unwrap_err().to_string();
+    assert!(err.contains("block5_conv3/kernel"), "{err}");
+}
+
+#[test]
+fn batch_norm_training_updates_moving_statistics_like_keras() {
+    // x: [4, 1, 1, 2]; channel 0 = 1, 2, 3, 4 (mean 2.5, biased var 1.25),
+    // channel 1 = 0, 0, 0, 8 (mean 2, biased var 12).
+    let x = Tensor::from_vec(vec![1f32, 0., 2., 0., 3., 0., 4., 8.], &[4, 1, 1, 2]).unwrap();
+    let bn = BatchNormalization::new("bn", 2, 1e-3);
+    let y = bn.forward(&x, true).unwrap();
+    let mm = bn.moving_mean.value().to_vec_f32();
+    let mv = bn.moving_variance.value().to_vec_f32();
+    // moving = moving·0.99 + batch·0.01 from (0, 1).
+    for (got, want) in mm.iter().zip([0.025f32, 0.02]) {
+        assert!((got - want).abs() < 1e-7, "moving mean {mm:?}");
+    }
+    for (got, want) in mv.iter().zip([0.99f32 + 0.0125, 0.99 + 0.12]) {
+        assert!((got - want).abs() < 1e-6, "moving variance {mv:?}");
+    }
+    // Training output is normalised with the batch statistics.
+    let y = y.to_vec_f32();
+    let want0 = (1.0 - 2.5) / (1.25f32 + 1e-3).sqrt();
+    assert!((y[0] - want0).abs() < 1e-5, "{y:?}");
+
+    // Frozen (as Keras: trainable=False runs in inference mode), or pinned to inference:
+    // moving statistics are used and left alone.
+    for freeze in [true, false] {
+        let bn = BatchNormalization::new("bn", 2, 1e-3);
+        if freeze {
+            bn.set_trainable(false);
+        } else {
+            bn.set_inference_only(true);
+        }
+        let y = bn.forward(&x, true).unwrap().to_vec_f32();
+        assert_eq!(bn.moving_mean.value().to_vec_f32(), vec![0.0, 0.0]);
+        let want = 1.0 / (1.0f32 + 1e-3).sqrt();
+        assert!((y[0] - want).abs() < 1e-6, "{y:?}");
+    }
+}
+
+#[test]
+fn dropout_layer_advances_its_stream_and_is_identity_in_inference() {
+    let x = Tensor::ones(&[4, 64], DType::F32);
+    let d = Dropout::new("dropout", 0.5, 3).unwrap();
+    assert_eq!(d.forward(&x, false).unwrap().to_vec_f32(), x.to_vec_f32());
+    assert_eq!(d.step(), 0);
+    let a = d.forward(&x, true).unwrap().to_vec_f32();
+    let b = d.forward(&x, true).unwrap().to_vec_f32();
+    assert_eq!(d.step(), 2);
+    assert_ne!(a, b, "each training step draws a fresh mask");
+    assert!(a.iter().all(|&v| v == 0.0 || v == 2.0));
+    d.set_step(0);
+    assert_eq!(
+        d.forward(&x, true).unwrap().to_vec_f32(),
+        a,
+        "same step, same mask"
+    );
+    assert!(Dropout::new("dropout", 1.0, 3).is_err());
+}
+
+#[test]
+fn caffe_preprocessing_is_bgr_minus_imagenet_mean() {
+    // One pixel R=10, G=20, B=30 -> [30 − 103.939, 20 − 116.779, 10 − 123.68].
+    let x = Tensor::from_vec(vec![10f32, 20., 30.], &[1, 1, 1, 3]).unwrap();
+    let y = preprocess_input_caffe(&x).unwrap().to_vec_f32();
+    let want = [30f32 - 103.939, 20. - 116.779, 10. - 123.68];
+    assert_eq!(y, want);
+}
+
+#[test]
+fn frozen_backbone_forward_records_nothing() {
+    let m = build("vgg16", &notop(Pooling::Avg)).unwrap();
+    let x = images(1, 32, 32);
+    let y = {
+        let _g = engine::no_grad();
+        m.forward(&x, false).unwrap()
+    };
+    assert!(!y.requires_grad());
+    // With recording on and trainable weights, the output is on the tape.
+    let y = m.forward(&x, false).unwrap();
+    assert!(y.requires_grad());
+    m.set_trainable(false);
+    let y = m.forward(&x, false).unwrap();
+    assert!(!y.requires_grad(), "all frozen: nothing to record");
+}
