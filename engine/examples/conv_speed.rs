@@ -52,6 +52,8 @@ fn main() -> engine::Result<()> {
     let x = random(&[batch, size, size, 3], 1.0, 1000);
 
     let _guard = no_grad();
+    let cpu_start = process_cpu_seconds();
+    let wall_start = Instant::now();
     let mut best = f64::INFINITY;
     let mut per_layer = vec![0f64; layers.len()];
     for _ in 0..repeats {
@@ -84,9 +86,33 @@ fn main() -> engine::Result<()> {
         flops * batch as f64 / best / 1e9,
         flops / 1e9
     );
+    // On a shared machine the wall clock also counts other processes' turns; the
+    // process's CPU time spread over the cores says what an idle machine would do.
+    if let Some(cpu_start) = cpu_start {
+        let cpu = process_cpu_seconds().unwrap_or(cpu_start) - cpu_start;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let wall = wall_start.elapsed().as_secs_f64();
+        println!(
+            "CPU time {cpu:.2} s over {wall:.2} s wall ({:.0}% of {cores} cores): \
+             {:.1} images/s if the {cores} cores were ours alone",
+            100.0 * cpu / wall / cores as f64,
+            (batch * repeats) as f64 / (cpu / cores as f64)
+        );
+    }
     gemm_ceiling(batch * size * size, 9 * 64, 64);
     gemm_ceiling(batch * size * size / 16, 9 * 256, 256);
     Ok(())
+}
+
+/// User + system CPU time of this process so far (Linux: /proc/self/stat, in clock
+/// ticks of 1/100 s), or None where that file does not exist.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses): utime and stime are the 12th and 13th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 /// The GEMM alone, at the shape of one conv layer: the ceiling for that layer.

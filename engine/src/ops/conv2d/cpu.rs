@@ -21,6 +21,7 @@
 //! rayon task. The batch is processed in chunks of whole images so that the
 //! `col` buffers stay under [`COL_BUDGET_BYTES`] even at 224 px.
 
+use super::scratch;
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::tensor::{CpuStorage, DType};
@@ -258,7 +259,7 @@ pub fn forward_typed<T: Element>(
         return y;
     }
     let per = g.images_per_chunk::<T>(budget_bytes, 1);
-    let mut col = vec![T::ZERO; per * rows_per_image * cw];
+    let mut col = scratch::take::<T>(per * rows_per_image * cw);
     for first in (0..g.n).step_by(per) {
         let count = per.min(g.n - first);
         let rows = count * rows_per_image;
@@ -349,12 +350,12 @@ pub fn backward_typed<T: Element>(
     let buffers = need_dx as usize + need_dk as usize;
     let per = g.images_per_chunk::<T>(budget_bytes, buffers);
     let mut col = if need_dk {
-        vec![T::ZERO; per * rows_per_image * cw]
+        scratch::take::<T>(per * rows_per_image * cw)
     } else {
         Vec::new()
     };
     let mut dcol = if need_dx {
-        vec![T::ZERO; per * rows_per_image * cw]
+        scratch::take::<T>(per * rows_per_image * cw)
     } else {
         Vec::new()
     };
@@ -398,6 +399,8 @@ pub fn backward_typed<T: Element>(
             col2im(&dcol, g, count, &mut dx[first * image..]);
         }
     }
+    scratch::give_back(col);
+    scratch::give_back(dcol);
     (dx, dk, db)
 }
 

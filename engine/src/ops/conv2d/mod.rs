@@ -22,6 +22,7 @@
 //! for neither dx nor dK. `cpu.rs` writes all of this as im2col + GEMM.
 
 mod cpu;
+mod scratch;
 
 use super::padding::{window_2d, Padding};
 use crate::autograd::record;
