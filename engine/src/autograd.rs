@@ -29,8 +29,11 @@ pub type BackwardFn = Box<dyn Fn(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>
 pub enum GradFn {
     /// The output of an op.
     Op {
+        /// The op's name, for error messages.
         name: &'static str,
+        /// The op's inputs, in the order its backward returns their gradients.
         inputs: Vec<Tensor>,
+        /// The op's backward rule.
         backward: BackwardFn,
     },
     /// A trainable parameter: the gradient is added to its `.grad()`.
@@ -38,6 +41,7 @@ pub enum GradFn {
 }
 
 impl GradFn {
+    /// The op's name ("param" for a leaf).
     pub fn name(&self) -> &'static str {
         match self {
             GradFn::Op { name, .. } => name,
@@ -290,6 +294,7 @@ impl Param {
         }))
     }
 
+    /// The Keras-style weight name, e.g. `block1_conv1/kernel`.
     pub fn name(&self) -> &str {
         &self.0.name
     }
@@ -303,6 +308,7 @@ impl Param {
             .clone()
     }
 
+    /// The shape of the current value.
     pub fn shape(&self) -> Vec<usize> {
         self.value().shape().to_vec()
     }
@@ -356,6 +362,7 @@ impl Param {
         *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
+    /// Whether backward passes reach this parameter.
     pub fn is_trainable(&self) -> bool {
         self.0.trainable.load(Ordering::Relaxed)
     }

@@ -29,17 +29,28 @@ pub trait Element:
     + Sum
     + 'static
 {
+    /// Additive identity.
     const ZERO: Self;
+    /// Multiplicative identity.
     const ONE: Self;
+    /// Negative infinity (the padding value of max pooling).
     const NEG_INFINITY: Self;
+    /// The matching [`DType`].
     const DTYPE: DType;
 
+    /// Rounds an f64 to this type.
     fn from_f64(x: f64) -> Self;
+    /// Widens to f64 (exact).
     fn to_f64(self) -> f64;
+    /// e to the power of self.
     fn exp(self) -> Self;
+    /// Natural logarithm.
     fn ln(self) -> Self;
+    /// Square root.
     fn sqrt(self) -> Self;
+    /// False for NaN and ±infinity.
     fn is_finite(self) -> bool;
+    /// The larger of two values (self when they compare equal or unordered).
     fn max(self, other: Self) -> Self {
         if other > self {
             other

@@ -10,44 +10,74 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Error {
     /// Shapes or ranks that do not fit together.
-    Shape { op: &'static str, msg: String },
+    Shape {
+        /// The op (or component) that found the problem.
+        op: &'static str,
+        /// What was wrong, with the shapes or values involved.
+        msg: String,
+    },
     /// Tensors of different element types given to one op.
-    DType { op: &'static str, msg: String },
+    DType {
+        /// The op (or component) that found the problem.
+        op: &'static str,
+        /// What was wrong, with the shapes or values involved.
+        msg: String,
+    },
     /// An argument outside its allowed range (stride 0, negative rate, ...).
-    Invalid { op: &'static str, msg: String },
+    Invalid {
+        /// The op (or component) that found the problem.
+        op: &'static str,
+        /// What was wrong, with the shapes or values involved.
+        msg: String,
+    },
     /// NaN or infinity where a finite value is required.
-    NonFinite { op: &'static str, msg: String },
+    NonFinite {
+        /// The op (or component) that found the problem.
+        op: &'static str,
+        /// What was wrong, with the shapes or values involved.
+        msg: String,
+    },
     /// The op exists but not for this device or dtype.
-    Unsupported { op: &'static str, msg: String },
+    Unsupported {
+        /// The op (or component) that found the problem.
+        op: &'static str,
+        /// What was wrong, with the shapes or values involved.
+        msg: String,
+    },
     /// Failure from the CUDA driver, cuBLAS, cuDNN or NVRTC.
     Cuda(String),
 }
 
 impl Error {
+    /// A [`Error::Shape`] from `op`.
     pub fn shape(op: &'static str, msg: impl Into<String>) -> Self {
         Error::Shape {
             op,
             msg: msg.into(),
         }
     }
+    /// A [`Error::DType`] from `op`.
     pub fn dtype(op: &'static str, msg: impl Into<String>) -> Self {
         Error::DType {
             op,
             msg: msg.into(),
         }
     }
+    /// An [`Error::Invalid`] from `op`.
     pub fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
         Error::Invalid {
             op,
             msg: msg.into(),
         }
     }
+    /// A [`Error::NonFinite`] from `op`.
     pub fn non_finite(op: &'static str, msg: impl Into<String>) -> Self {
         Error::NonFinite {
             op,
             msg: msg.into(),
         }
     }
+    /// An [`Error::Unsupported`] from `op`.
     pub fn unsupported(op: &'static str, msg: impl Into<String>) -> Self {
         Error::Unsupported {
             op,

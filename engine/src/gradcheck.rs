@@ -41,7 +41,9 @@ impl Default for GradCheck {
 /// The worst element found by a check that passed.
 #[derive(Debug, Clone)]
 pub struct GradCheckReport {
+    /// The largest relative error seen.
     pub worst_error: f64,
+    /// How many input elements were checked.
     pub elements_checked: usize,
 }
 

@@ -41,6 +41,7 @@ pub struct Rng {
 }
 
 impl Rng {
+    /// A generator at the start of stream `stream` under `seed`.
     pub fn new(seed: u64, stream: u64) -> Rng {
         Rng {
             seed,
@@ -48,6 +49,7 @@ impl Rng {
             counter: 0,
         }
     }
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         let x = random_u64(self.seed, self.stream, self.counter);
         self.counter += 1;

@@ -16,7 +16,9 @@ use std::sync::Arc;
 /// Element type of a tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// 32-bit IEEE float (models).
     F32,
+    /// 64-bit IEEE float (gradient checks).
     F64,
 }
 
@@ -33,6 +35,7 @@ impl fmt::Display for DType {
 /// reference code or its CUDA path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Device {
+    /// Host memory; the reference implementation of every op.
     Cpu,
 }
 
@@ -47,23 +50,28 @@ impl fmt::Display for Device {
 /// Host memory, one vector per element type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CpuStorage {
+    /// 32-bit values.
     F32(Vec<f32>),
+    /// 64-bit values.
     F64(Vec<f64>),
 }
 
 impl CpuStorage {
+    /// The element type held.
     pub fn dtype(&self) -> DType {
         match self {
             CpuStorage::F32(_) => DType::F32,
             CpuStorage::F64(_) => DType::F64,
         }
     }
+    /// Number of elements.
     pub fn len(&self) -> usize {
         match self {
             CpuStorage::F32(v) => v.len(),
             CpuStorage::F64(v) => v.len(),
         }
     }
+    /// Whether there are no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -72,15 +80,18 @@ impl CpuStorage {
 /// A tensor's data on its device.
 #[derive(Debug, Clone)]
 pub enum Storage {
+    /// Data in host memory.
     Cpu(CpuStorage),
 }
 
 impl Storage {
+    /// The device holding the data.
     pub fn device(&self) -> Device {
         match self {
             Storage::Cpu(_) => Device::Cpu,
         }
     }
+    /// The element type held.
     pub fn dtype(&self) -> DType {
         match self {
             Storage::Cpu(s) => s.dtype(),
@@ -230,21 +241,27 @@ impl Tensor {
     pub fn id(&self) -> u64 {
         self.inner.id
     }
+    /// The dimensions, outermost first.
     pub fn shape(&self) -> &[usize] {
         &self.inner.shape
     }
+    /// Number of dimensions.
     pub fn rank(&self) -> usize {
         self.inner.shape.len()
     }
+    /// Number of elements (1 for a scalar).
     pub fn numel(&self) -> usize {
         numel(&self.inner.shape)
     }
+    /// The element type.
     pub fn dtype(&self) -> DType {
         self.inner.storage.dtype()
     }
+    /// The device holding the data.
     pub fn device(&self) -> Device {
         self.inner.storage.device()
     }
+    /// The data.
     pub fn storage(&self) -> &Storage {
         &self.inner.storage
     }

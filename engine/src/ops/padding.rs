@@ -12,13 +12,19 @@ use crate::error::{Error, Result};
 /// How a window op pads its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Padding {
+    /// No padding: the window stays inside the input.
     Valid,
+    /// TensorFlow's 'same': `out = ceil(in / stride)`, extra padding bottom/right.
     Same,
     /// Rows added at the top and bottom, columns at the left and right.
     Explicit {
+        /// Rows added above.
         top: usize,
+        /// Rows added below.
         bottom: usize,
+        /// Columns added on the left.
         left: usize,
+        /// Columns added on the right.
         right: usize,
     },
 }
@@ -26,11 +32,17 @@ pub enum Padding {
 /// A window op's output size and its padding resolved to amounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window2d {
+    /// Output height.
     pub out_h: usize,
+    /// Output width.
     pub out_w: usize,
+    /// Rows of padding above.
     pub pad_top: usize,
+    /// Rows of padding below.
     pub pad_bottom: usize,
+    /// Columns of padding on the left.
     pub pad_left: usize,
+    /// Columns of padding on the right.
     pub pad_right: usize,
 }
 
