@@ -42,6 +42,8 @@ fn add_and_mul() {
     expect_err(ops::mul(&t(&[3]), &t64(&[3])), "mul", &["f32", "f64"]);
     // Zero-sized dims broadcast like any other size (NumPy): no panic, empty result.
     assert_eq!(ops::add(&t(&[0, 3]), &t(&[3])).unwrap().shape(), &[0, 3]);
+    assert_eq!(ops::mul(&t(&[2, 0]), &t(&[0])).unwrap().shape(), &[2, 0]);
+    assert_eq!(ops::add(&t(&[0]), &t(&[2, 0])).unwrap().shape(), &[2, 0]);
     expect_err(
         ops::add(&t(&[0, 3]), &t(&[2, 3])),
         "add",

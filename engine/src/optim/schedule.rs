@@ -11,8 +11,11 @@ pub enum Schedule {
     /// `initial · factor^⌊step / every⌋`: multiply by `factor` every `every`
     /// steps (Keras `ExponentialDecay(initial, every, factor, staircase=True)`).
     StepDecay {
+        /// The rate of the first `every` steps.
         initial: f64,
+        /// Steps between two decays (>= 1).
         every: u64,
+        /// Multiplier applied at each decay.
         factor: f64,
     },
     /// Keras `CosineDecay(initial, decay_steps, alpha)` (no warmup): with
@@ -20,8 +23,11 @@ pub enum Schedule {
     /// `initial · ((1 − alpha) · ½(1 + cos(π s / decay_steps)) + alpha)`,
     /// falling from `initial` to the floor `alpha · initial`.
     Cosine {
+        /// The rate at step 0.
         initial: f64,
+        /// Steps over which the rate falls to its floor (>= 1).
         decay_steps: u64,
+        /// The floor, as a fraction of `initial` (in [0, 1]).
         alpha: f64,
     },
 }

@@ -140,6 +140,9 @@ impl Plan {
 
 /// `f(a, b)` elementwise over the broadcast output.
 pub(crate) fn zip_with<T: Element>(plan: &Plan, a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> Vec<T> {
+    if numel(&plan.out) == 0 {
+        return Vec::new(); // (and `chunks(0)` below would panic)
+    }
     match plan.layout {
         Layout::Same => a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect(),
         Layout::Repeats(1) => {
