@@ -18,8 +18,9 @@
 //!
 //! Threading has one level: the GEMM threads itself (matrixmultiply), and
 //! the im2col/col2im loops between GEMMs use rayon. No GEMM runs inside a
-//! rayon task. The batch is processed in chunks of whole images so that the
-//! `col` buffers stay under [`COL_BUDGET_BYTES`] even at 224 px.
+//! rayon task. The output is processed in chunks of output rows `(b, oy)` (a
+//! chunk may hold many images, or part of one) so that the `col` buffers stay
+//! under [`COL_BUDGET_BYTES`] even at 224 px.
 
 use super::scratch;
 use crate::element::Element;
@@ -28,8 +29,8 @@ use crate::tensor::{CpuStorage, DType};
 use rayon::prelude::*;
 
 /// Upper bound on the im2col scratch memory of one conv2d call (forward:
-/// `col`; backward: `col` and `dcol` together). One image always fits,
-/// whatever its size.
+/// `col`; backward: `col` and `dcol` together). Chunks are whole output rows
+/// `(b, oy)`, so even one 224-px image is split; a single output row always fits.
 pub const COL_BUDGET_BYTES: usize = 64 << 20;
 
 /// Sizes of one convolution, with the padding already resolved.
@@ -68,10 +69,11 @@ impl ConvGeometry {
             && self.ow == self.w
     }
 
-    /// Whole images per chunk so that `buffers` col-sized buffers fit the budget.
-    fn images_per_chunk<T>(&self, budget_bytes: usize, buffers: usize) -> usize {
-        let per_image = self.oh * self.ow * self.col_width() * std::mem::size_of::<T>() * buffers;
-        (budget_bytes / per_image.max(1)).clamp(1, self.n.max(1))
+    /// Output rows `(b, oy)` per chunk, so that `buffers` col-sized buffers fit
+    /// the budget (at least one row: `ow` pixels).
+    fn rows_per_chunk<T>(&self, budget_bytes: usize, buffers: usize) -> usize {
+        let per_row = self.ow * self.col_width() * std::mem::size_of::<T>() * buffers;
+        (budget_bytes / per_row.max(1)).clamp(1, (self.n * self.oh).max(1))
     }
 
     /// Columns `kx` of the kernel that land inside the input for output
@@ -156,16 +158,17 @@ pub fn backward(
     }
 }
 
-/// Writes the `col` rows of images `first..first + count` (see the module docs).
-/// One rayon task per output row `(b, oy)`; every element of `col` is written.
+/// Writes the `col` rows of output rows `first..first + count` (an output row
+/// `(b, oy)` is `ow` rows of `col`; see the module docs). One rayon task per
+/// output row; every element of `col[..count·ow·kh·kw·c]` is written.
 fn im2col<T: Element>(x: &[T], g: &ConvGeometry, first: usize, count: usize, col: &mut [T]) {
     let (cw, kwc) = (g.col_width(), g.kw * g.c);
     let image = g.h * g.w * g.c;
-    col[..count * g.oh * g.ow * cw]
+    col[..count * g.ow * cw]
         .par_chunks_mut(g.ow * cw)
         .enumerate()
         .for_each(|(r, row)| {
-            let (b, oy) = (first + r / g.oh, r % g.oh);
+            let (b, oy) = ((first + r) / g.oh, (first + r) % g.oh);
             let img = &x[b * image..(b + 1) * image];
             for (ox, patch) in row.chunks_exact_mut(cw).enumerate() {
                 let (lo, hi, ix0) = g.kx_range(ox);
@@ -185,29 +188,36 @@ fn im2col<T: Element>(x: &[T], g: &ConvGeometry, first: usize, count: usize, col
         });
 }
 
-/// Adds `dcol` (rows of images `first..first + count`) back onto `dx` of those
-/// images. Written as a gather: one rayon task per input row `(b, iy)` collects
-/// every `dcol` entry copied from that row, so tasks never write the same memory.
-fn col2im<T: Element>(dcol: &[T], g: &ConvGeometry, count: usize, dx: &mut [T]) {
+/// Adds `dcol` (output rows `first..first + count`) back onto `dx`. Written
+/// as a gather: one rayon task per input row `(b, iy)` of the images these
+/// output rows belong to collects every `dcol` entry copied from that row, so
+/// tasks never write the same memory. Contributions of output rows outside
+/// the chunk are left for the chunk that holds them.
+fn col2im<T: Element>(dcol: &[T], g: &ConvGeometry, first: usize, count: usize, dx: &mut [T]) {
     let (cw, kwc) = (g.col_width(), g.kw * g.c);
-    dx[..count * g.h * g.w * g.c]
+    let (b_first, b_last) = (first / g.oh, (first + count - 1) / g.oh);
+    let image = g.h * g.w * g.c;
+    dx[b_first * image..(b_last + 1) * image]
         .par_chunks_mut(g.w * g.c)
         .enumerate()
         .for_each(|(r, dx_row)| {
-            let (b, iy) = (r / g.h, r % g.h);
+            let (b, iy) = (b_first + r / g.h, r % g.h);
             for ky in 0..g.kh {
                 // Output row oy reads input row iy through kernel row ky iff oy·sh + ky − pt = iy.
                 let t = (iy + g.pad_top) as isize - ky as isize;
                 if t < 0 || t as usize % g.sh != 0 || t as usize / g.sh >= g.oh {
                     continue;
                 }
-                let oy = t as usize / g.sh;
+                let row = b * g.oh + t as usize / g.sh;
+                if row < first || row >= first + count {
+                    continue;
+                }
                 for ox in 0..g.ow {
                     let (lo, hi, ix0) = g.kx_range(ox);
                     if lo == hi {
                         continue;
                     }
-                    let src = ((b * g.oh + oy) * g.ow + ox) * cw + ky * kwc;
+                    let src = ((row - first) * g.ow + ox) * cw + ky * kwc;
                     let src = &dcol[src + lo * g.c..src + hi * g.c];
                     let dst = (ix0 + lo as isize) as usize * g.c;
                     for (d, &s) in dx_row[dst..dst + src.len()].iter_mut().zip(src) {
@@ -258,13 +268,13 @@ pub fn forward_typed<T: Element>(
         );
         return y;
     }
-    let per = g.images_per_chunk::<T>(budget_bytes, 1);
-    let mut col = scratch::take::<T>(per * rows_per_image * cw);
-    for first in (0..g.n).step_by(per) {
-        let count = per.min(g.n - first);
-        let rows = count * rows_per_image;
+    let per = g.rows_per_chunk::<T>(budget_bytes, 1);
+    let mut col = scratch::take::<T>(per * g.ow * cw);
+    for first in (0..g.n * g.oh).step_by(per) {
+        let count = per.min(g.n * g.oh - first);
+        let rows = count * g.ow;
         im2col(x, g, first, count, &mut col);
-        let y_chunk = &mut y[first * rows_per_image * o..(first + count) * rows_per_image * o];
+        let y_chunk = &mut y[first * g.ow * o..(first + count) * g.ow * o];
         T::gemm(
             rows,
             cw,
@@ -348,21 +358,21 @@ pub fn backward_typed<T: Element>(
     }
 
     let buffers = need_dx as usize + need_dk as usize;
-    let per = g.images_per_chunk::<T>(budget_bytes, buffers);
+    let per = g.rows_per_chunk::<T>(budget_bytes, buffers);
     let mut col = if need_dk {
-        scratch::take::<T>(per * rows_per_image * cw)
+        scratch::take::<T>(per * g.ow * cw)
     } else {
         Vec::new()
     };
     let mut dcol = if need_dx {
-        scratch::take::<T>(per * rows_per_image * cw)
+        scratch::take::<T>(per * g.ow * cw)
     } else {
         Vec::new()
     };
-    for first in (0..g.n).step_by(per) {
-        let count = per.min(g.n - first);
-        let rows = count * rows_per_image;
-        let dy_chunk = &dy[first * rows_per_image * o..(first + count) * rows_per_image * o];
+    for first in (0..g.n * g.oh).step_by(per) {
+        let count = per.min(g.n * g.oh - first);
+        let rows = count * g.ow;
+        let dy_chunk = &dy[first * g.ow * o..(first + count) * g.ow * o];
         if let Some(dk) = dk.as_mut() {
             // dK[cw, o] += colᵀ[cw, rows] · dY[rows, o]
             im2col(x, g, first, count, &mut col);
@@ -396,7 +406,7 @@ pub fn backward_typed<T: Element>(
                 &mut dcol,
                 rm(cw),
             );
-            col2im(&dcol, g, count, &mut dx[first * image..]);
+            col2im(&dcol, g, first, count, dx);
         }
     }
     scratch::give_back(col);
@@ -463,7 +473,7 @@ mod tests {
     }
 
     #[test]
-    fn chunked_forward_and_backward_equal_whole_batch() {
+    fn row_chunks_give_the_whole_batch_result() {
         let g = geometry();
         let x = values(g.n * g.h * g.w * g.c, 1);
         let k = values(g.kh * g.kw * g.c * g.o, 2);
@@ -473,17 +483,25 @@ mod tests {
         for (a, b) in whole.iter().zip(&expected) {
             assert!((a - b).abs() < 1e-12, "{a} vs {b}");
         }
-        // A budget of one byte forces one image per chunk (5 chunks).
-        assert_eq!(g.images_per_chunk::<f64>(1, 2), 1);
-        let chunked = forward_typed(&x, &k, None, &g, 1);
-        assert_eq!(whole, chunked);
+        // A budget of one byte forces one output row per chunk (20 chunks,
+        // 4 per image); 3 rows per chunk makes chunks straddle images.
+        assert_eq!(g.rows_per_chunk::<f64>(1, 2), 1);
+        let three_rows = 3 * g.ow * g.kh * g.kw * g.c * 8 * 2;
+        assert_eq!(g.rows_per_chunk::<f64>(three_rows, 2), 3);
+        let close = |a: &[f64], b: &[f64]| {
+            assert_eq!(a.len(), b.len());
+            for (p, q) in a.iter().zip(b) {
+                assert!((p - q).abs() < 1e-12, "{p} vs {q}");
+            }
+        };
         let all = (true, true, true);
         let (dx1, dk1, db1) = backward_typed(&x, &k, &dy, &g, all, usize::MAX);
-        let (dx2, dk2, db2) = backward_typed(&x, &k, &dy, &g, all, 1);
-        assert_eq!(dx1, dx2);
-        assert_eq!(db1, db2);
-        for (a, b) in dk1.unwrap().iter().zip(&dk2.unwrap()) {
-            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        for budget in [1, three_rows] {
+            close(&forward_typed(&x, &k, None, &g, budget), &whole);
+            let (dx2, dk2, db2) = backward_typed(&x, &k, &dy, &g, all, budget);
+            close(dx2.as_ref().unwrap(), dx1.as_ref().unwrap());
+            close(dk2.as_ref().unwrap(), dk1.as_ref().unwrap());
+            assert_eq!(db1, db2);
         }
     }
 
