@@ -205,7 +205,7 @@ fn col2im<T: Element>(dcol: &[T], g: &ConvGeometry, first: usize, count: usize, 
             for ky in 0..g.kh {
                 // Output row oy reads input row iy through kernel row ky iff oy·sh + ky − pt = iy.
                 let t = (iy + g.pad_top) as isize - ky as isize;
-                if t < 0 || t as usize % g.sh != 0 || t as usize / g.sh >= g.oh {
+                if t < 0 || !(t as usize).is_multiple_of(g.sh) || t as usize / g.sh >= g.oh {
                     continue;
                 }
                 let row = b * g.oh + t as usize / g.sh;
@@ -292,6 +292,9 @@ pub fn forward_typed<T: Element>(
     y
 }
 
+/// `(dx, dkernel, dbias)` as typed vectors, each present only when asked for.
+pub type TypedGrads<T> = (Option<Vec<T>>, Option<Vec<T>>, Option<Vec<T>>);
+
 /// The backward pass on typed slices; `need` = (dx, dkernel, dbias).
 pub fn backward_typed<T: Element>(
     x: &[T],
@@ -300,7 +303,7 @@ pub fn backward_typed<T: Element>(
     g: &ConvGeometry,
     (need_dx, need_dk, need_db): (bool, bool, bool),
     budget_bytes: usize,
-) -> (Option<Vec<T>>, Option<Vec<T>>, Option<Vec<T>>) {
+) -> TypedGrads<T> {
     let (cw, o) = (g.col_width(), g.o);
     let rows_per_image = g.oh * g.ow;
     let image = g.h * g.w * g.c;
