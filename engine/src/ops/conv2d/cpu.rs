@@ -36,18 +36,31 @@ pub const COL_BUDGET_BYTES: usize = 64 << 20;
 /// Sizes of one convolution, with the padding already resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvGeometry {
+    /// Batch size.
     pub n: usize,
+    /// Input height.
     pub h: usize,
+    /// Input width.
     pub w: usize,
+    /// Channels (of the input).
     pub c: usize,
+    /// Window height.
     pub kh: usize,
+    /// Window width.
     pub kw: usize,
+    /// Output channels.
     pub o: usize,
+    /// Stride along the height.
     pub sh: usize,
+    /// Stride along the width.
     pub sw: usize,
+    /// Output height.
     pub oh: usize,
+    /// Output width.
     pub ow: usize,
+    /// Padded rows above the input.
     pub pad_top: usize,
+    /// Padded columns left of the input.
     pub pad_left: usize,
 }
 

@@ -7,20 +7,25 @@ use crate::map_cpu;
 use crate::tensor::CpuStorage;
 use rayon::prelude::*;
 
+/// The input's `[n, h, w, c]`.
 type Dims = [usize; 4];
 
+/// `[n, c]` means over each image's `h·w` cells.
 pub fn avg_forward(x: &CpuStorage, d: Dims) -> CpuStorage {
     map_cpu!(x, |v: T| avg_forward_typed::<T>(v, d))
 }
 
+/// `dx` `[n, h, w, c]`: every cell gets `dy[b, ch] / hw`.
 pub fn avg_backward(dy: &CpuStorage, d: Dims) -> CpuStorage {
     map_cpu!(dy, |v: T| avg_backward_typed::<T>(v, d))
 }
 
+/// `[n, c]` maxima over each image's `h·w` cells.
 pub fn max_forward(x: &CpuStorage, d: Dims) -> CpuStorage {
     map_cpu!(x, |v: T| max_forward_typed::<T>(v, d))
 }
 
+/// `dx` `[n, h, w, c]`: `dy[b, ch]` at the first maximum of each channel, 0 elsewhere.
 pub fn max_backward(x: &CpuStorage, dy: &CpuStorage, d: Dims) -> Result<CpuStorage> {
     Ok(match (x, dy) {
         (CpuStorage::F32(x), CpuStorage::F32(dy)) => CpuStorage::F32(max_backward_typed(x, dy, d)),

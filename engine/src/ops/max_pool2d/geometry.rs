@@ -8,17 +8,29 @@ use crate::tensor::Tensor;
 /// Sizes of one pooling, with the padding already resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolGeometry {
+    /// Batch size.
     pub n: usize,
+    /// Input height.
     pub h: usize,
+    /// Input width.
     pub w: usize,
+    /// Channels (of the input).
     pub c: usize,
+    /// Window height.
     pub kh: usize,
+    /// Window width.
     pub kw: usize,
+    /// Stride along the height.
     pub sh: usize,
+    /// Stride along the width.
     pub sw: usize,
+    /// Output height.
     pub oh: usize,
+    /// Output width.
     pub ow: usize,
+    /// Padded rows above the input.
     pub pad_top: usize,
+    /// Padded columns left of the input.
     pub pad_left: usize,
 }
 

@@ -9,13 +9,21 @@ use rayon::prelude::*;
 /// Input sizes, the padding before each axis, and the padded sizes.
 #[derive(Debug, Clone, Copy)]
 pub struct PadGeometry {
+    /// Batch size.
     pub n: usize,
+    /// Input height.
     pub h: usize,
+    /// Input width.
     pub w: usize,
+    /// Channels.
     pub c: usize,
+    /// Rows of zeros above.
     pub top: usize,
+    /// Columns of zeros on the left.
     pub left: usize,
+    /// Padded height, `top + h + bottom`.
     pub ph: usize,
+    /// Padded width, `left + w + right`.
     pub pw: usize,
 }
 
