@@ -16,6 +16,7 @@
 use crate::error::{Error, Result};
 use engine::ops::{self, Padding};
 use engine::{DType, Param, Tensor};
+use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Keras's default BatchNormalization momentum for the moving statistics.
@@ -66,7 +67,9 @@ pub fn glorot_uniform(
 ) -> Tensor {
     let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
     let n: usize = shape.iter().product();
+    // Counter-based: element i depends on i alone, so any split is the same draw.
     let v: Vec<f32> = (0..n as u64)
+        .into_par_iter()
         .map(|i| (2.0 * engine::rng::uniform_f32(seed, stream, i) - 1.0) * limit)
         .collect();
     Tensor::from_vec(v, shape).expect("length equals the product of the shape")

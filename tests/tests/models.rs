@@ -140,8 +140,8 @@ fn weight_specs_equal_the_keras_layout_files() {
             .as_array()
             .unwrap()
             .iter()
+            .filter(|l| l["class"] != "InputLayer")
             .map(|l| l["name"].as_str().unwrap())
-            .filter(|n| *n != "input_layer")
             .collect();
         let ours = build(model, &ModelOptions::default())
             .unwrap()
