@@ -1,0 +1,422 @@
+#!/usr/bin/env python3
+"""PyTorch's side of thaw's benchmark: the workloads of bench/workloads.json,
+run the way a PyTorch user would run them, timed by the same rule as
+thaw-bench (untimed warm-up runs, then the median of timed runs), written in
+the same --json format so `thaw-bench --compare` can join the two by name.
+
+CPU: eager mode, channels_last tensors and models, torch.inference_mode()
+for everything that needs no gradient, torch.set_num_threads(--threads).
+On a machine where torch.cuda.is_available(), the backbone and conv2d
+workloads also run on the GPU (channels_last, f32 and autocast f16/bf16),
+as extra rows named `<workload>.cuda-<dtype>` that have no thaw counterpart
+yet.
+
+    python bench/pytorch_bench.py [--quick] [--json pytorch.json] [--threads 2]
+
+Needs torch, torchvision, numpy and Pillow (torchvision's own dependency).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+from PIL import Image
+
+CL = torch.channels_last
+# Keras's 'caffe' preprocessing: RGB -> BGR, minus these ImageNet means (B, G, R).
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def measure(warmup, reps, fn, sync=None):
+    """`warmup` untimed runs, then max(reps, 1) timed runs; seconds, in order."""
+    for _ in range(warmup):
+        fn()
+    if sync:
+        sync()
+    times = []
+    for _ in range(max(reps, 1)):
+        t = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def record(name, shape, times, flops, items, unit, skipped=None):
+    return {
+        "name": name,
+        "shape": shape,
+        "median_s": statistics.median(times) if times else 0.0,
+        "times_s": times,
+        "flops": float(flops),
+        "items": float(items),
+        "unit": unit,
+        "skipped": skipped,
+    }
+
+
+def rand(shape, scale, gen, device="cpu"):
+    """Uniform in [-scale, scale)."""
+    return ((torch.rand(shape, generator=gen) * 2 - 1) * scale).to(device)
+
+
+# ---------------------------------------------------------------- workloads
+
+
+def peak(p, mode, gen):
+    a, b = rand((p["m"], p["k"]), 1.0, gen), rand((p["k"], p["n"]), 1.0, gen)
+    c = torch.empty(p["m"], p["n"])
+    times = measure(p["warmup"], reps(p, mode), lambda: torch.mm(a, b, out=c))
+    shape = f'{p["m"]}x{p["k"]} . {p["k"]}x{p["n"]}'
+    return record(p["name"], shape, times, 2.0 * p["m"] * p["k"] * p["n"], 0, "")
+
+
+def conv_out(size, k, stride, same):
+    return -(-size // stride) if same else (size - k) // stride + 1
+
+
+def conv_flops(c):
+    same = c["padding"] == "same"
+    oh = conv_out(c["h"], c["k"], c["stride"], same)
+    ow = conv_out(c["w"], c["k"], c["stride"], same)
+    return 2.0 * c["n"] * oh * ow * c["k"] * c["k"] * c["c"] * c["o"]
+
+
+def conv_shape(c):
+    return (f'n={c["n"]} {c["h"]}x{c["w"]}x{c["c"]} -> {c["o"]} '
+            f'k{c["k"]}/{c["stride"]} {c["padding"]}')
+
+
+def conv(c, timing, mode, gen, device="cpu", dtype=None, suffix=""):
+    """conv2d forward (inference_mode) and backward (dx and dW): two records.
+
+    Backward is timed as thaw's side does it: loss = sum(conv2d(x, W) * dy)
+    is built once, each timed run calls loss.backward(retain_graph=True)."""
+    # 'same' is only used at stride 1 with an odd kernel: symmetric k // 2.
+    pad = c["k"] // 2 if c["padding"] == "same" else 0
+    x = rand((c["n"], c["c"], c["h"], c["w"]), 1.0, gen, device).contiguous(memory_format=CL)
+    scale = (6.0 / (c["k"] * c["k"] * c["c"])) ** 0.5
+    w = rand((c["o"], c["c"], c["k"], c["k"]), scale, gen, device).contiguous(memory_format=CL)
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    r = reps(timing, mode)
+    flops = conv_flops(c)
+
+    def autocast():
+        if dtype is None:
+            return torch.autocast("cpu", enabled=False)
+        return torch.autocast(device, dtype=dtype)
+
+    def fwd():
+        with torch.inference_mode(), autocast():
+            F.conv2d(x, w, None, c["stride"], pad)
+
+    t_fwd = measure(timing["warmup"], r, fwd, sync)
+    records = [record(f'{c["name"]}.fwd{suffix}', conv_shape(c), t_fwd, flops, c["n"], "img/s")]
+    if device == "cpu":
+        xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
+        y = F.conv2d(xg, wg, None, c["stride"], pad)
+        loss = (y * rand(tuple(y.shape), 1.0, gen).contiguous(memory_format=CL)).sum()
+
+        def bwd():
+            xg.grad = None
+            wg.grad = None
+            loss.backward(retain_graph=True)
+
+        t_bwd = measure(timing["warmup"], r, bwd)
+        if xg.grad is None or wg.grad is None:
+            sys.exit(f'{c["name"]}.bwd: backward did not produce dx and dW')
+        records.append(record(f'{c["name"]}.bwd', conv_shape(c), t_bwd, 2 * flops, c["n"], "img/s"))
+    return records
+
+
+def build_backbone(model):
+    """The backbone as keras.applications builds it without its top, with
+    global average pooling, channels_last, in eval mode, random weights."""
+    if model == "vgg16":
+        # features ends with block5_pool, as Keras's VGG16.
+        net = nn.Sequential(torchvision.models.vgg16(weights=None).features,
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    elif model == "resnet50":
+        r = torchvision.models.resnet50(weights=None)
+        # Keras's ResNet50 is v1: a stage's stride 2 sits in its first 1x1
+        # conv; torchvision's (v1.5) in the 3x3. Move it, so both run the
+        # same shapes (and the same FLOPs).
+        for stage in (r.layer2, r.layer3, r.layer4):
+            stage[0].conv1.stride, stage[0].conv2.stride = (2, 2), (1, 1)
+        net = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2,
+                            r.layer3, r.layer4, r.avgpool, nn.Flatten())
+    else:
+        sys.exit(f"unknown model {model!r}: use vgg16 or resnet50")
+    return net.eval().to(memory_format=CL)
+
+
+def flops_per_image(net, size, device="cpu"):
+    """2 per multiply-add of every Conv2d and Linear, from the shapes of one
+    forward pass on one image (hooks on the layers)."""
+    total = [0.0]
+
+    def hook(mod, inp, out):
+        if isinstance(mod, nn.Conv2d):
+            kh, kw = mod.kernel_size
+            total[0] += 2.0 * out[0].numel() * kh * kw * mod.in_channels // mod.groups
+        elif isinstance(mod, nn.Linear):
+            total[0] += 2.0 * out[0].numel() * mod.in_features
+
+    hooks = [m.register_forward_hook(hook) for m in net.modules()
+             if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.inference_mode():
+        net(torch.zeros(1, 3, size, size, device=device).contiguous(memory_format=CL))
+    for h in hooks:
+        h.remove()
+    return total[0]
+
+
+def backbone(b, mode, gen, device="cpu", dtype=None, suffix="", batch=None):
+    net = build_backbone(b["model"]).to(device)
+    batch = batch or b["batch"]
+    flops = batch * flops_per_image(net, b["size"], device)
+    x = rand((batch, 3, b["size"], b["size"]), 120.0, gen, device).contiguous(memory_format=CL)
+    sync = torch.cuda.synchronize if device == "cuda" else None
+
+    def fwd():
+        with torch.inference_mode(), torch.autocast(device, dtype=dtype or torch.bfloat16,
+                                                    enabled=dtype is not None):
+            net(x)
+
+    times = measure(b["warmup"], reps(b, mode), fwd, sync)
+    return record(b["name"] + suffix, f'n={batch} {b["size"]}x{b["size"]}x3', times,
+                  flops, batch, "img/s")
+
+
+def head_flops(h):
+    b, f, hid, c = h["batch"], h["features"], h["hidden"], h["classes"]
+    return 2.0 * b * (f * hid + hid * c) + 2.0 * b * f * hid + 4.0 * b * hid * c
+
+
+def head(h, mode, gen):
+    """One step: Linear+ReLU -> Dropout -> Linear -> cross-entropy, backward,
+    Adam step, gradients cleared (the features are constants)."""
+    net = nn.Sequential(nn.Linear(h["features"], h["hidden"]), nn.ReLU(),
+                        nn.Dropout(h["dropout"]), nn.Linear(h["hidden"], h["classes"]))
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=h["lr"])
+    x = rand((h["batch"], h["features"]), 1.0, gen)
+    labels = torch.arange(h["batch"]) % h["classes"]
+
+    def step():
+        F.cross_entropy(net(x), labels).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    times = measure(h["warmup"], reps(h, mode), step)
+    shape = (f'b={h["batch"]} {h["features"]}->{h["hidden"]} relu->dropout {h["dropout"]}'
+             f'->{h["classes"]}, Adam')
+    return record(h["name"], shape, times, head_flops(h), 1, "step/s")
+
+
+def select_images(folder, images):
+    """images / 10 files from each class folder (folders and files in name order)."""
+    def listing(d):
+        return sorted(os.path.join(d, n) for n in os.listdir(d) if not n.startswith("."))
+    classes = [d for d in listing(folder) if os.path.isdir(d)]
+    if len(classes) != 10:
+        raise ValueError(f"{folder} has {len(classes)} class folders, expected CIFAR-10's 10")
+    files = []
+    for d in classes:
+        f = listing(d)
+        if len(f) < images // 10:
+            raise ValueError(f"{d} has {len(f)} images, the workload needs {images // 10}")
+        files += f[: images // 10]
+    return files
+
+
+def extract(e, files, mode, threads):
+    """JPEG files -> decode (PIL, `threads` at a time) -> resize 32 -> size
+    (bilinear, half-pixel) -> caffe preprocessing -> backbone -> pooled features."""
+    net = build_backbone(e["model"])
+    flops = len(files) * flops_per_image(net, e["size"])
+    mean = torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)
+    pool = ThreadPoolExecutor(threads)
+
+    def decode(path):
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+
+    def run():
+        features = []
+        with torch.inference_mode():
+            for i in range(0, len(files), e["batch"]):
+                pixels = np.stack(list(pool.map(decode, files[i:i + e["batch"]])))
+                x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float()  # NHWC memory
+                if e["size"] != 32:
+                    x = F.interpolate(x, size=(e["size"], e["size"]), mode="bilinear",
+                                      align_corners=False, antialias=False)
+                x = (x[:, [2, 1, 0]] - mean).contiguous(memory_format=CL)
+                features.append(net(x))
+        return features
+
+    times = measure(e["warmup"], reps(e, mode), run)
+    pool.shutdown()
+    shape = f'N={len(files)} 32->{e["size"]} px, batch {e["batch"]}'
+    return record(e["name"], shape, times, flops, len(files), "img/s")
+
+
+# ---------------------------------------------------------------- driver
+
+
+def reps(w, mode):
+    return w["reps"][0 if mode == "quick" else 1]
+
+
+def load_average():
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return []
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def sig(x):
+    if x == 0 or x != x:
+        return str(x)
+    import math
+    digits = max(0, 2 - math.floor(math.log10(abs(x))))
+    return f"{x:.{digits}f}"
+
+
+def rate_text(r):
+    parts = []
+    if r["unit"] and r["median_s"] > 0:
+        parts.append(f'{sig(r["items"] / r["median_s"])} {r["unit"]}')
+    if r["flops"] > 0 and r["median_s"] > 0:
+        parts.append(f'{sig(r["flops"] / r["median_s"] / 1e9)} GFLOP/s')
+    return ", ".join(parts)
+
+
+def table(results):
+    i = results["info"]
+    out = (f'{i["engine"]} {i["version"]} ({i["mode"]} mode, {i["threads"]} threads) on '
+           f'{i["cpu"]}, {i["date"]}; load before {i["load_before"]}, after {i["load_after"]}\n')
+    recs = results["records"]
+    peak_g = recs[0]["flops"] / recs[0]["median_s"] / 1e9 if recs and recs[0]["median_s"] else None
+    if peak_g:
+        out += f"peak (large sgemm): {sig(peak_g)} GFLOP/s\n"
+    out += "\n| workload | shape / batch | median ms | rate | % of peak |\n|---|---|---:|---|---:|\n"
+    for r in recs:
+        if r["skipped"]:
+            out += f'| {r["name"]} | {r["shape"]} | skipped | {r["skipped"]} | |\n'
+            continue
+        pct = ""
+        if peak_g and r["flops"] > 0 and not r["name"].endswith(("f16", "bf16")):
+            pct = f'{100 * r["flops"] / r["median_s"] / 1e9 / peak_g:.0f}%'
+        out += f'| {r["name"]} | {r["shape"]} | {sig(r["median_s"] * 1e3)} | {rate_text(r)} | {pct} |\n'
+    return out
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="only the workloads marked quick, fewer repetitions (under a minute)")
+    ap.add_argument("--json", metavar="FILE", help="also write the results here (for --compare)")
+    ap.add_argument("--filter", metavar="TEXT",
+                    help="only workloads whose name contains TEXT (the peak always runs)")
+    ap.add_argument("--spec", default=os.path.join(here, "workloads.json"))
+    ap.add_argument("--data", metavar="DIR",
+                    default=os.environ.get("THAW_BENCH_DATA", "target/bench-data/cifar10-jpeg/test"),
+                    help="CIFAR-10 JPEG test folder (class subfolders) for the extract workloads")
+    ap.add_argument("--threads", type=int, default=os.cpu_count(),
+                    help="torch.set_num_threads, and the JPEG decoding threads")
+    ap.add_argument("--no-cuda", action="store_true", help="skip the GPU rows even with a GPU")
+    args = ap.parse_args()
+
+    with open(args.spec) as f:
+        spec = json.load(f)
+    mode = "quick" if args.quick else "full"
+    torch.set_num_threads(args.threads)
+    gen = torch.Generator().manual_seed(0)
+    cuda = torch.cuda.is_available() and not args.no_cuda
+    info = {
+        "engine": "pytorch",
+        "version": f"torch {torch.__version__}, torchvision {torchvision.__version__}",
+        "mode": mode,
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_model(),
+        "load_before": load_average(),
+        "load_after": [],
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    print(f"pytorch_bench: {mode} mode, {info['threads']} threads, load {info['load_before']}, "
+          f"cuda {'yes: ' + torch.cuda.get_device_name() if cuda else 'no'}", file=sys.stderr)
+
+    def wanted(w):
+        return (mode == "full" or w["quick"]) and (not args.filter or args.filter in w["name"])
+
+    records = []
+
+    def push(r):
+        print(f'  {r["name"]:<44} {r["median_s"] * 1e3:>10.2f} ms  {rate_text(r)}', file=sys.stderr)
+        records.append(r)
+
+    push(peak(spec["peak"], mode, gen))
+    for c in filter(wanted, spec["conv2d"]):
+        for r in conv(c, spec["conv2d_timing"], mode, gen):
+            push(r)
+    for b in filter(wanted, spec["backbone"]):
+        push(backbone(b, mode, gen))
+    if wanted(spec["head"]):
+        push(head(spec["head"], mode, gen))
+    for e in filter(wanted, spec["extract"]):
+        try:
+            files = select_images(args.data, e["images"])
+        except (OSError, ValueError) as why:
+            print(f'  {e["name"]:<44} skipped: {why}', file=sys.stderr)
+            records.append(record(e["name"], f'N={e["images"]} 32->{e["size"]} px', [], 0,
+                                  0, "img/s", f"{why} (unpack ../shared/data/cifar10-jpeg.tar.xz:"
+                                  " bench/run_all.sh does)"))
+            continue
+        push(extract(e, files, mode, args.threads))
+
+    if cuda:
+        # The GPU rows: channels_last, f32 and autocast f16/bf16. Backbones at
+        # a GPU-sized batch (at least 64); no thaw counterpart yet.
+        torch.backends.cudnn.benchmark = True
+        for dtype, tag in ((None, "f32"), (torch.float16, "f16"), (torch.bfloat16, "bf16")):
+            for c in filter(wanted, spec["conv2d"]):
+                for r in conv(c, spec["conv2d_timing"], mode, gen, "cuda", dtype, f".cuda-{tag}"):
+                    push(r)
+            for b in filter(wanted, spec["backbone"]):
+                push(backbone(b, mode, gen, "cuda", dtype, f".cuda-{tag}", max(b["batch"], 64)))
+
+    info["load_after"] = load_average()
+    results = {"info": info, "records": records}
+    print(table(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+        print(f"wrote {args.json}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

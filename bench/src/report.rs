@@ -1,0 +1,397 @@
+//! Timing, results and tables: the measurement rule both sides share
+//! (untimed warm-up runs, then the median of timed runs), the result file
+//! written by `--json` (the same fields as `pytorch_bench.py` writes), the
+//! per-engine table, and the thaw/PyTorch ratio table of `--compare`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+/// One measured (or skipped) workload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    /// The workload name of `workloads.json` (the join key of `--compare`).
+    pub name: String,
+    /// Shape and batch, as read by people.
+    pub shape: String,
+    /// Median seconds of one timed run (0 when skipped).
+    pub median_s: f64,
+    /// Every timed run, in order.
+    pub times_s: Vec<f64>,
+    /// Floating-point operations of one run, 2 per multiply-add (0: not counted).
+    pub flops: f64,
+    /// Images (or steps) processed by one run.
+    pub items: f64,
+    /// What `items` counts per second: "img/s", "step/s", or "" for none.
+    pub unit: String,
+    /// Why the workload did not run, if it did not.
+    pub skipped: Option<String>,
+}
+
+impl Record {
+    /// GFLOP/s of the median run (None if not counted or skipped).
+    pub fn gflops(&self) -> Option<f64> {
+        (self.flops > 0.0 && self.median_s > 0.0).then(|| self.flops / self.median_s / 1e9)
+    }
+
+    /// Items per second of the median run (None without a unit).
+    pub fn rate(&self) -> Option<f64> {
+        (!self.unit.is_empty() && self.median_s > 0.0).then(|| self.items / self.median_s)
+    }
+
+    /// "123.4 GFLOP/s", "56.7 img/s, 89.0 GFLOP/s" or "12.3 step/s, ..." for tables.
+    pub fn rate_text(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(r) = self.rate() {
+            parts.push(format!("{} {}", sig(r), self.unit));
+        }
+        if let Some(g) = self.gflops() {
+            parts.push(format!("{} GFLOP/s", sig(g)));
+        }
+        parts.join(", ")
+    }
+}
+
+/// Where and how a result file was measured.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunInfo {
+    /// "thaw" or "pytorch".
+    pub engine: String,
+    /// Engine version ("torch 2.x" for PyTorch).
+    pub version: String,
+    /// "quick" or "full".
+    pub mode: String,
+    /// Threads the engine was told to use.
+    pub threads: usize,
+    /// CPU model from /proc/cpuinfo.
+    pub cpu: String,
+    /// 1, 5 and 15-minute load averages before and after the run.
+    pub load_before: Vec<f64>,
+    pub load_after: Vec<f64>,
+    /// UTC time the run started, ISO 8601.
+    pub date: String,
+}
+
+/// A result file: the run and its records.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Results {
+    pub info: RunInfo,
+    pub records: Vec<Record>,
+}
+
+/// Runs `f` `warmup` times untimed, then `reps` times timed; returns the
+/// timed seconds in order. Stops at the first error.
+pub fn measure<E>(
+    warmup: usize,
+    reps: usize,
+    mut f: impl FnMut() -> Result<(), E>,
+) -> Result<Vec<f64>, E> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    Ok(times)
+}
+
+/// The median (the mean of the two middle values for an even count, as
+/// Python's `statistics.median`); 0 for no values.
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+/// 1, 5, 15-minute load averages (empty where /proc/loadavg is missing).
+pub fn load_average() -> Vec<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| {
+            s.split_whitespace()
+                .take(3)
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The CPU model name from /proc/cpuinfo ("unknown" elsewhere).
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + (m <= 2) as i64, m, d)
+}
+
+/// Three significant digits, no exponent, for tables.
+pub fn sig(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let digits = (2 - x.abs().log10().floor() as i32).max(0) as usize;
+    format!("{x:.digits$}")
+}
+
+/// Milliseconds with three significant digits.
+fn ms(seconds: f64) -> String {
+    sig(seconds * 1e3)
+}
+
+/// The peak GEMM GFLOP/s of a result file, if it ran.
+pub fn peak_gflops(r: &Results) -> Option<f64> {
+    r.records
+        .iter()
+        .find(|x| x.name.starts_with("peak."))
+        .and_then(Record::gflops)
+}
+
+/// One engine's table (markdown, readable in a terminal too).
+pub fn table(r: &Results) -> String {
+    let peak = peak_gflops(r);
+    let mut out = format!(
+        "{} {} ({} mode, {} threads) on {}, {}; load before {:?}, after {:?}\n",
+        r.info.engine,
+        r.info.version,
+        r.info.mode,
+        r.info.threads,
+        r.info.cpu,
+        r.info.date,
+        r.info.load_before,
+        r.info.load_after
+    );
+    if let Some(p) = peak {
+        out += &format!("peak (large sgemm): {} GFLOP/s\n", sig(p));
+    }
+    out +=
+        "\n| workload | shape / batch | median ms | rate | % of peak |\n|---|---|---:|---|---:|\n";
+    for x in &r.records {
+        if let Some(why) = &x.skipped {
+            out += &format!("| {} | {} | skipped | {why} | |\n", x.name, x.shape);
+            continue;
+        }
+        let pct = match (x.gflops(), peak) {
+            (Some(g), Some(p)) if p > 0.0 => format!("{:.0}%", 100.0 * g / p),
+            _ => String::new(),
+        };
+        out += &format!(
+            "| {} | {} | {} | {} | {pct} |\n",
+            x.name,
+            x.shape,
+            ms(x.median_s),
+            x.rate_text()
+        );
+    }
+    out
+}
+
+/// The ratio table: `thaw` and `other` joined by workload name, with the
+/// speed ratio other_time / thaw_time (above 1: thaw is faster). Rows whose
+/// FLOP counts disagree by more than 0.1% get a note: the two sides did not
+/// run the same work.
+pub fn compare(thaw: &Results, other: &Results) -> String {
+    let by_name: HashMap<&str, &Record> =
+        other.records.iter().map(|r| (r.name.as_str(), r)).collect();
+    let mut out = String::new();
+    for r in [thaw, other] {
+        out += &format!(
+            "- {} {}: {} mode, {} threads, {}, started {}, load before {:?} after {:?}",
+            r.info.engine,
+            r.info.version,
+            r.info.mode,
+            r.info.threads,
+            r.info.cpu,
+            r.info.date,
+            r.info.load_before,
+            r.info.load_after
+        );
+        if let Some(p) = peak_gflops(r) {
+            out += &format!(", peak sgemm {} GFLOP/s", sig(p));
+        }
+        out += "\n";
+    }
+    out += &format!(
+        "\n| workload | shape / batch | thaw ms | thaw | {o} ms | {o} | thaw/{o} speed |\n|---|---|---:|---|---:|---|---:|\n",
+        o = other.info.engine
+    );
+    let mut notes = Vec::new();
+    for t in &thaw.records {
+        let Some(o) = by_name.get(t.name.as_str()) else {
+            out += &format!(
+                "| {} | {} | {} | {} | | not run | |\n",
+                t.name,
+                t.shape,
+                ms(t.median_s),
+                t.rate_text()
+            );
+            continue;
+        };
+        let cell = |r: &Record| match &r.skipped {
+            Some(_) => ("skipped".to_string(), String::new()),
+            None => (ms(r.median_s), r.rate_text()),
+        };
+        let ((tm, tr), (om, or)) = (cell(t), cell(o));
+        let ratio = if t.skipped.is_none() && o.skipped.is_none() && t.median_s > 0.0 {
+            format!("{:.2}x", o.median_s / t.median_s)
+        } else {
+            String::new()
+        };
+        out += &format!(
+            "| {} | {} | {tm} | {tr} | {om} | {or} | {ratio} |\n",
+            t.name, t.shape
+        );
+        if t.flops > 0.0 && o.flops > 0.0 && (t.flops - o.flops).abs() > 1e-3 * t.flops.max(o.flops)
+        {
+            notes.push(format!(
+                "{}: FLOP counts differ (thaw {:.4e}, {} {:.4e}): not the same work",
+                t.name, t.flops, other.info.engine, o.flops
+            ));
+        }
+    }
+    for o in &other.records {
+        if !thaw.records.iter().any(|t| t.name == o.name) {
+            out += &format!(
+                "| {} | {} | not run | | {} | {} | |\n",
+                o.name,
+                o.shape,
+                if o.skipped.is_some() {
+                    "skipped".into()
+                } else {
+                    ms(o.median_s)
+                },
+                o.rate_text()
+            );
+        }
+    }
+    for n in notes {
+        out += &format!("\nNOTE {n}");
+    }
+    out
+}
+
+/// Reads a result file written by either side.
+pub fn read_results(path: &Path) -> Result<Results, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read results {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "results {} are not a thaw-bench/pytorch_bench.py --json file: {e}",
+            path.display()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, median_s: f64, flops: f64) -> Record {
+        Record {
+            name: name.into(),
+            shape: "s".into(),
+            median_s,
+            times_s: vec![median_s],
+            flops,
+            items: 4.0,
+            unit: "img/s".into(),
+            skipped: None,
+        }
+    }
+
+    fn results(engine: &str, records: Vec<Record>) -> Results {
+        Results {
+            info: RunInfo {
+                engine: engine.into(),
+                version: "v".into(),
+                mode: "quick".into(),
+                threads: 2,
+                cpu: "cpu".into(),
+                load_before: vec![0.0; 3],
+                load_after: vec![0.0; 3],
+                date: "d".into(),
+            },
+            records,
+        }
+    }
+
+    #[test]
+    fn median_matches_pythons_statistics_median() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn ratio_is_other_time_over_thaw_time_and_flop_mismatch_is_flagged() {
+        let t = results("thaw", vec![record("a", 0.5, 1e9), record("b", 1.0, 1e9)]);
+        let o = results(
+            "pytorch",
+            vec![record("a", 1.0, 1e9), record("b", 1.0, 2e9)],
+        );
+        let table = compare(&t, &o);
+        let row_a = table.lines().find(|l| l.starts_with("| a |")).unwrap();
+        assert!(row_a.ends_with("| 2.00x |"), "{row_a}");
+        assert!(table.contains("NOTE b: FLOP counts differ"), "{table}");
+        assert!(!table.contains("NOTE a"), "{table}");
+    }
+
+    #[test]
+    fn rates() {
+        let r = record("a", 0.5, 3e9);
+        assert_eq!(r.gflops(), Some(6.0));
+        assert_eq!(r.rate(), Some(8.0));
+        assert_eq!(r.rate_text(), "8.00 img/s, 6.00 GFLOP/s");
+    }
+}

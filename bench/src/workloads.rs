@@ -1,0 +1,436 @@
+//! thaw's side of every workload in `workloads.json`: the peak GEMM, conv2d
+//! forward and backward, whole-backbone forward, a head training step and
+//! end-to-end extraction from JPEG files. Each returns a [`Record`];
+//! `pytorch_bench.py` does the same work with PyTorch, function for function.
+//!
+//! FLOPs are 2 per multiply-add and count convolutions and dense layers only
+//! (batch norm, ReLU, pooling and adds are left out, as is usual).
+
+use crate::report::{measure, median, Record};
+use crate::spec::{self, Mode};
+use engine::ops::{self, Padding};
+use engine::optim::{zero_grad, Adam, Optimizer};
+use engine::rng::uniform_f32;
+use engine::{no_grad, Element, Param, Tensor};
+use models::layers::{Activation, Dense, Dropout, Init};
+use models::{Backbone, ModelOptions, Pooling};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// Bytes of one 32x32 RGB image.
+const IMAGE_BYTES: usize = 32 * 32 * 3;
+
+/// Decodes one 32x32 RGB JPEG into `out` (HWC), as the trainer's image-folder
+/// reader does (same `image` crate and codec).
+fn decode_image(path: &Path, out: &mut [u8]) -> Result<()> {
+    let img = image::open(path)
+        .map_err(|e| format!("{}: cannot be decoded: {e}", path.display()))?
+        .into_rgb8();
+    if img.width() != 32 || img.height() != 32 {
+        return Err(format!(
+            "{}: is {}x{}, expected a 32x32 CIFAR-10 image",
+            path.display(),
+            img.width(),
+            img.height()
+        ));
+    }
+    out.copy_from_slice(img.as_raw());
+    Ok(())
+}
+
+/// Errors of the workloads, as text naming the workload.
+pub type Result<T> = std::result::Result<T, String>;
+
+/// Prefixes an error with the workload it came from.
+fn ctx<E: std::fmt::Display>(name: &str) -> impl Fn(E) -> String + '_ {
+    move |e| format!("{name}: {e}")
+}
+
+/// A tensor of `shape` with values uniform in `[-scale, scale)`, seeded by `stream`.
+fn random(shape: &[usize], scale: f32, stream: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n)
+        .into_par_iter()
+        .map(|i| (uniform_f32(11, stream, i as u64) * 2.0 - 1.0) * scale)
+        .collect();
+    Tensor::from_vec(v, shape).expect("length equals the product of the shape")
+}
+
+fn record(
+    name: &str,
+    shape: String,
+    times: Vec<f64>,
+    flops: f64,
+    items: f64,
+    unit: &str,
+) -> Record {
+    Record {
+        name: name.to_string(),
+        shape,
+        median_s: median(&times),
+        times_s: times,
+        flops,
+        items,
+        unit: unit.to_string(),
+        skipped: None,
+    }
+}
+
+/// The peak: `C = A·B`, f32, through the GEMM every engine op uses
+/// (`Element::gemm`, i.e. matrixmultiply's sgemm).
+pub fn peak(p: &spec::Peak, mode: Mode) -> Result<Record> {
+    let a = random(&[p.m, p.k], 1.0, 1).to_vec_f32();
+    let b = random(&[p.k, p.n], 1.0, 2).to_vec_f32();
+    let mut c = vec![0f32; p.m * p.n];
+    let times = measure::<String>(p.warmup, p.reps.get(mode), || {
+        f32::gemm(
+            p.m,
+            p.k,
+            p.n,
+            1.0,
+            &a,
+            (p.k as isize, 1),
+            &b,
+            (p.n as isize, 1),
+            0.0,
+            &mut c,
+            (p.n as isize, 1),
+        );
+        Ok(())
+    })?;
+    let flops = 2.0 * (p.m * p.k * p.n) as f64;
+    Ok(record(
+        &p.name,
+        format!("{}x{} . {}x{}", p.m, p.k, p.k, p.n),
+        times,
+        flops,
+        0.0,
+        "",
+    ))
+}
+
+/// Output height (or width) of a conv, as TensorFlow computes it.
+fn conv_out(size: usize, k: usize, stride: usize, same: bool) -> usize {
+    if same {
+        size.div_ceil(stride)
+    } else {
+        (size - k) / stride + 1
+    }
+}
+
+/// FLOPs of one conv2d forward: 2·n·oh·ow·kh·kw·cin·cout.
+pub fn conv_flops(c: &spec::Conv) -> f64 {
+    let same = c.padding == "same";
+    let (oh, ow) = (
+        conv_out(c.h, c.k, c.stride, same),
+        conv_out(c.w, c.k, c.stride, same),
+    );
+    2.0 * (c.n * oh * ow * c.k * c.k * c.c * c.o) as f64
+}
+
+fn conv_shape(c: &spec::Conv) -> String {
+    format!(
+        "n={} {}x{}x{} -> {} k{}/{} {}",
+        c.n, c.h, c.w, c.c, c.o, c.k, c.stride, c.padding
+    )
+}
+
+/// conv2d forward (under `no_grad`) and backward (dx and dkernel), as two records.
+///
+/// Backward is timed as PyTorch's side does it: the graph
+/// `loss = sum(conv2d(x, K) * dy)` is built once, and each timed run calls
+/// `loss.backward()` (sum and mul backward are elementwise passes over the
+/// output, small next to the two GEMMs of the conv's backward).
+pub fn conv(c: &spec::Conv, t: &spec::Timing, mode: Mode) -> Result<[Record; 2]> {
+    let padding = if c.padding == "same" {
+        Padding::Same
+    } else {
+        Padding::Valid
+    };
+    let stride = (c.stride, c.stride);
+    let x = random(&[c.n, c.h, c.w, c.c], 1.0, 3);
+    let scale = (6.0 / (c.k * c.k * c.c) as f32).sqrt();
+    let k = random(&[c.k, c.k, c.c, c.o], scale, 4);
+    let flops = conv_flops(c);
+    let reps = t.reps.get(mode);
+
+    let fwd_name = format!("{}.fwd", c.name);
+    let fwd = {
+        let _guard = no_grad();
+        measure(t.warmup, reps, || {
+            ops::conv2d(&x, &k, None, stride, padding).map(drop)
+        })
+        .map_err(ctx(&fwd_name))?
+    };
+
+    let bwd_name = format!("{}.bwd", c.name);
+    let (xp, kp) = (Param::new("x", x), Param::new("kernel", k));
+    let loss = (|| {
+        let y = ops::conv2d(&xp.tensor(), &kp.tensor(), None, stride, padding)?;
+        let dy = random(y.shape(), 1.0, 5);
+        ops::sum(&ops::mul(&y, &dy)?)
+    })()
+    .map_err(ctx(&bwd_name))?;
+    let bwd = measure(t.warmup, reps, || {
+        xp.zero_grad();
+        kp.zero_grad();
+        loss.backward()
+    })
+    .map_err(ctx(&bwd_name))?;
+    if xp.grad().is_none() || kp.grad().is_none() {
+        return Err(format!(
+            "{bwd_name}: backward did not produce dx and dkernel"
+        ));
+    }
+
+    let shape = conv_shape(c);
+    Ok([
+        record(&fwd_name, shape.clone(), fwd, flops, c.n as f64, "img/s"),
+        record(&bwd_name, shape, bwd, 2.0 * flops, c.n as f64, "img/s"),
+    ])
+}
+
+/// A backbone without its top, with global average pooling (what `extract`
+/// computes), with its initial (seeded Glorot) weights: speed does not
+/// depend on the weights' values.
+fn build_backbone(model: &str) -> Result<Box<dyn Backbone>> {
+    let options = ModelOptions {
+        include_top: false,
+        pooling: Pooling::Avg,
+        input_size: None,
+        init_seed: 0,
+    };
+    let m = models::build(model, &options).map_err(ctx(model))?;
+    m.set_trainable(false);
+    Ok(m)
+}
+
+/// FLOPs of one image through `model` at `size` x `size`, counted from the
+/// model's own layers: every weight named `<layer>/kernel` of rank 4 (a
+/// conv) or 2 (a dense layer) is matched with that layer's output shape,
+/// read from a forward pass on one image with every such layer tapped.
+pub fn backbone_flops_per_image(model: &dyn Backbone, size: usize) -> Result<f64> {
+    let mut kernels = Vec::new();
+    for layer in model.weighted_layers() {
+        let kernel_name = format!("{}/kernel", layer.name());
+        if let Some(k) = layer.weights().iter().find(|p| p.name() == kernel_name) {
+            kernels.push((layer.name().to_string(), k.shape()));
+        }
+    }
+    let taps: Vec<&str> = kernels.iter().map(|(n, _)| n.as_str()).collect();
+    let x = random(&[1, size, size, 3], 100.0, 6);
+    let _guard = no_grad();
+    let (_, outputs) = model
+        .forward_with_taps(&x, &taps)
+        .map_err(ctx(model.name()))?;
+    let mut flops = 0.0;
+    for (name, k) in &kernels {
+        let y = outputs
+            .get(name)
+            .ok_or_else(|| format!("{}: layer {name} was not tapped", model.name()))?;
+        let out_pixels: usize = y.shape()[1..y.rank() - 1].iter().product();
+        // k = [kh, kw, cin, cout] or [in, out]: multiply-adds per output pixel = product of k.
+        flops += 2.0 * (out_pixels * k.iter().product::<usize>()) as f64;
+    }
+    Ok(flops)
+}
+
+/// Whole-backbone forward under `no_grad`, inference mode, on preprocessed-range inputs.
+pub fn backbone(b: &spec::Backbone, mode: Mode) -> Result<Record> {
+    let model = build_backbone(&b.model)?;
+    let flops = b.batch as f64 * backbone_flops_per_image(model.as_ref(), b.size)?;
+    let x = random(&[b.batch, b.size, b.size, 3], 120.0, 7);
+    let _guard = no_grad();
+    let times = measure(b.warmup, b.reps.get(mode), || {
+        model.forward(&x, false).map(drop)
+    })
+    .map_err(ctx(&b.name))?;
+    Ok(record(
+        &b.name,
+        format!("n={} {}x{}x3", b.batch, b.size, b.size),
+        times,
+        flops,
+        b.batch as f64,
+        "img/s",
+    ))
+}
+
+/// FLOPs of one head training step: forward `2b(f·h + h·c)`; backward
+/// computes dW of both layers and dx of the second only (the features are
+/// constants), `2b·f·h + 4b·h·c`.
+pub fn head_flops(h: &spec::Head) -> f64 {
+    let (b, f, hid, c) = (
+        h.batch as f64,
+        h.features as f64,
+        h.hidden as f64,
+        h.classes as f64,
+    );
+    2.0 * b * (f * hid + hid * c) + 2.0 * b * f * hid + 4.0 * b * hid * c
+}
+
+/// One training step of the classifier head on fixed features:
+/// Dense(hidden, relu) -> Dropout -> Dense(classes) -> softmax cross-entropy,
+/// backward, Adam step, gradients cleared.
+pub fn head(h: &spec::Head, mode: Mode) -> Result<Record> {
+    let mut init = Init::new(1);
+    let fc1 = Dense::new("fc1", h.features, h.hidden, Activation::Relu, &mut init);
+    let dropout = Dropout::new("dropout", h.dropout, 1).map_err(ctx(&h.name))?;
+    let fc2 = Dense::new("logits", h.hidden, h.classes, Activation::Linear, &mut init);
+    let params: Vec<Param> = [&fc1, &fc2]
+        .iter()
+        .flat_map(|d| [d.kernel.clone(), d.bias.clone()])
+        .collect();
+    let x = random(&[h.batch, h.features], 1.0, 8);
+    let labels: Vec<usize> = (0..h.batch).map(|i| i % h.classes).collect();
+    let mut adam = Adam::new(h.lr);
+    let step = || -> models::Result<()> {
+        let hidden = dropout.forward(&fc1.forward(&x)?, true)?;
+        let logits = fc2.forward(&hidden)?;
+        ops::softmax_cross_entropy(&logits, &labels)?.backward()?;
+        adam.step(&params)?;
+        zero_grad(&params);
+        Ok(())
+    };
+    let times = measure(h.warmup, h.reps.get(mode), step).map_err(ctx(&h.name))?;
+    Ok(record(
+        &h.name,
+        format!(
+            "b={} {}->{} relu->dropout {}->{}, Adam",
+            h.batch, h.features, h.hidden, h.dropout, h.classes
+        ),
+        times,
+        head_flops(h),
+        1.0,
+        "step/s",
+    ))
+}
+
+/// The images an extract workload reads: `images / 10` files from each
+/// class folder of `dir` (class folders and files in name order).
+pub fn select_images(dir: &Path, images: usize) -> Result<Vec<PathBuf>> {
+    let sorted = |d: &Path| -> Result<Vec<PathBuf>> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+            .map_err(|e| format!("cannot list {}: {e}", d.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    let classes: Vec<PathBuf> = sorted(dir)?.into_iter().filter(|p| p.is_dir()).collect();
+    if classes.len() != 10 {
+        return Err(format!(
+            "{} has {} class folders, expected CIFAR-10's 10 (HINT: point --data at cifar10-jpeg/test)",
+            dir.display(),
+            classes.len()
+        ));
+    }
+    let mut files = Vec::new();
+    for class in &classes {
+        let f = sorted(class)?;
+        if f.len() < images / 10 {
+            return Err(format!(
+                "{} has {} images, the workload needs {}",
+                class.display(),
+                f.len(),
+                images / 10
+            ));
+        }
+        files.extend(f.into_iter().take(images / 10));
+    }
+    Ok(files)
+}
+
+/// End-to-end feature extraction: decode JPEG files (in parallel), resize 32 -> size (bilinear), Keras 'caffe'
+/// preprocessing, backbone forward with global average pooling, features
+/// kept in memory.
+pub fn extract(e: &spec::Extract, files: &[PathBuf], mode: Mode) -> Result<Record> {
+    let model = build_backbone(&e.model)?;
+    let flops = files.len() as f64 * backbone_flops_per_image(model.as_ref(), e.size)?;
+    let run = || -> std::result::Result<(), String> {
+        let _guard = no_grad();
+        let mut features = Vec::with_capacity(files.len());
+        for chunk in files.chunks(e.batch) {
+            let mut pixels = vec![0u8; chunk.len() * IMAGE_BYTES];
+            pixels
+                .par_chunks_mut(IMAGE_BYTES)
+                .zip(chunk.par_iter())
+                .try_for_each(|(out, path)| decode_image(path, out))?;
+            let x: Vec<f32> = pixels.iter().map(|&p| p as f32).collect();
+            let x = Tensor::from_vec(x, &[chunk.len(), 32, 32, 3]).map_err(|x| x.to_string())?;
+            let x = if e.size != 32 {
+                ops::bilinear_resize(&x, e.size, e.size).map_err(|x| x.to_string())?
+            } else {
+                x
+            };
+            let x = models::preprocess_input_caffe(&x).map_err(|x| x.to_string())?;
+            features.push(model.forward(&x, false).map_err(|x| x.to_string())?);
+        }
+        Ok(())
+    };
+    let times = measure(e.warmup, e.reps.get(mode), run).map_err(ctx(&e.name))?;
+    Ok(record(
+        &e.name,
+        format!("N={} 32->{} px, batch {}", files.len(), e.size, e.batch),
+        times,
+        flops,
+        files.len() as f64,
+        "img/s",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// VGG16's conv FLOPs in closed form: block b runs at size/2^b with the
+    /// channel list below; 2·s²·9·cin·cout per conv.
+    fn vgg16_closed_form(size: usize) -> f64 {
+        let blocks: [&[usize]; 5] = [
+            &[64, 64],
+            &[128, 128],
+            &[256, 256, 256],
+            &[512, 512, 512],
+            &[512, 512, 512],
+        ];
+        let (mut c, mut s, mut total) = (3usize, size, 0.0);
+        for block in blocks {
+            for &o in block {
+                total += 2.0 * (s * s * 9 * c * o) as f64;
+                c = o;
+            }
+            s /= 2;
+        }
+        total
+    }
+
+    #[test]
+    fn tapped_flop_count_equals_the_closed_form_for_vgg16() {
+        let model = build_backbone("vgg16").unwrap();
+        let counted = backbone_flops_per_image(model.as_ref(), 32).unwrap();
+        assert_eq!(counted, vgg16_closed_form(32));
+        // At 224 the closed form gives the well-known ~30.7 GFLOP (15.35 GMAC).
+        assert!((vgg16_closed_form(224) / 1e9 - 30.7).abs() < 0.1);
+    }
+
+    #[test]
+    fn conv_flops_follow_the_output_size() {
+        let c = spec::Conv {
+            name: "c".into(),
+            n: 2,
+            h: 230,
+            w: 230,
+            c: 3,
+            o: 64,
+            k: 7,
+            stride: 2,
+            padding: "valid".into(),
+            quick: true,
+        };
+        // ResNet50 conv1: 112x112 outputs, 7·7·3 taps, 64 filters.
+        assert_eq!(conv_flops(&c), 2.0 * (2 * 112 * 112 * 147 * 64) as f64);
+    }
+}
