@@ -508,3 +508,38 @@ fn frozen_backbone_forward_records_nothing() {
     let y = m.forward(&x, false).unwrap();
     assert!(!y.requires_grad(), "all frozen: nothing to record");
 }
+
+#[test]
+fn fine_tuning_trains_only_the_unfrozen_blocks() {
+    // ResNet50 at 32 px in training mode with conv5 unfrozen: gradients reach
+    // conv5's weights only, and only conv5's (trainable) BatchNormalization
+    // layers use batch statistics and move their moving statistics; frozen
+    // ones run in inference mode, as in Keras.
+    let m = ResNet50::new(&notop(Pooling::Avg)).unwrap();
+    m.set_trainable_from("conv5").unwrap();
+    let before: Vec<Vec<f32>> = m.params().iter().map(|p| p.value().to_vec_f32()).collect();
+    let y = m.forward(&images(2, 32, 32), true).unwrap();
+    engine::ops::mean(&y).unwrap().backward().unwrap();
+    for (p, old) in m.params().iter().zip(&before) {
+        let name = p.name();
+        let in_conv5 = name.starts_with("conv5_");
+        let moving = name.contains("/moving_");
+        assert_eq!(
+            p.grad().is_some(),
+            in_conv5 && !moving,
+            "{name}: gradient presence"
+        );
+        let changed = p.value().to_vec_f32() != *old;
+        assert_eq!(
+            changed,
+            in_conv5 && moving,
+            "{name}: value changed by the forward pass"
+        );
+    }
+    // Pinned to inference, nothing moves even though conv5 is trainable.
+    m.set_bn_inference_only(true);
+    let before: Vec<Vec<f32>> = m.params().iter().map(|p| p.value().to_vec_f32()).collect();
+    m.forward(&images(2, 32, 32), true).unwrap();
+    let after: Vec<Vec<f32>> = m.params().iter().map(|p| p.value().to_vec_f32()).collect();
+    assert!(before == after);
+}
