@@ -1,0 +1,252 @@
+//! Measuring and using a trained model: class probabilities of raw images
+//! end to end, accuracy, per-class accuracy and the confusion matrix, and the
+//! `evaluate` and `predict` subcommands built on them.
+//!
+//! ```text
+//! uint8 images ─▶ image_batch (resize, caffe) ─▶ backbone ─▶ head ─▶ softmax ─▶ probabilities
+//!                     (with --tta, the same for the flipped images, and the two averaged)
+//! ```
+
+use super::feature_cache::image_batch;
+use super::fit::argmax_rows;
+use super::head::Head;
+use super::model_file::{load_model, LoadedModel};
+use super::report;
+use crate::cli::{DeviceChoice, EvaluateArgs, PredictArgs};
+use crate::data::{IMAGE_BYTES, IMAGE_SIDE};
+use crate::error::{Error, Result};
+use crate::progress::{Progress, Unit};
+use engine::{ops, Tensor};
+use models::Backbone;
+use std::path::Path;
+use std::time::Instant;
+
+/// Accuracy figures of predictions against labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// Number of images.
+    pub n: usize,
+    /// Correct predictions.
+    pub correct: usize,
+    /// `correct / n`.
+    pub accuracy: f64,
+    /// Accuracy of the images of each class (NaN for a class with no image).
+    pub per_class: Vec<f64>,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+impl Evaluation {
+    /// Scores `predicted` classes against `labels` over `classes` classes.
+    pub fn from_predictions(predicted: &[usize], labels: &[u8], classes: usize) -> Evaluation {
+        let mut confusion = vec![vec![0usize; classes]; classes];
+        for (&p, &t) in predicted.iter().zip(labels) {
+            confusion[t as usize][p] += 1;
+        }
+        let correct = (0..classes).map(|k| confusion[k][k]).sum();
+        let per_class = confusion
+            .iter()
+            .enumerate()
+            .map(|(k, row)| {
+                let total: usize = row.iter().sum();
+                if total == 0 {
+                    f64::NAN
+                } else {
+                    row[k] as f64 / total as f64
+                }
+            })
+            .collect();
+        let n = labels.len();
+        Evaluation {
+            n,
+            correct,
+            accuracy: correct as f64 / n.max(1) as f64,
+            per_class,
+            confusion,
+        }
+    }
+
+    /// Scores probabilities `[n, classes]` (row-major) against `labels`.
+    pub fn from_probabilities(probs: &[f32], labels: &[u8], classes: usize) -> Evaluation {
+        Evaluation::from_predictions(&argmax_rows(probs, classes), labels, classes)
+    }
+}
+
+/// Class probabilities `[n, classes]` of pooled features `[n, dim]`.
+pub fn head_probabilities(head: &Head, features: &[f32], dim: usize) -> Result<Vec<f32>> {
+    let n = features.len() / dim.max(1);
+    let mut out = Vec::with_capacity(n * head.classes());
+    for chunk in features.chunks(1024 * dim) {
+        let x = Tensor::from_vec(chunk.to_vec(), &[chunk.len() / dim, dim])?;
+        out.extend(head.predict_proba(&x)?.to_vec_f32());
+    }
+    Ok(out)
+}
+
+/// The mean of two probability tables (test-time augmentation).
+pub fn average(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().zip(b).map(|(x, y)| 0.5 * (x + y)).collect()
+}
+
+/// Class probabilities of uint8 32x32 images, end to end (backbone and head,
+/// inference mode, no tape), with a progress report; with `tta`, averaged
+/// with those of the flipped images.
+pub fn image_probabilities(
+    backbone: &dyn Backbone,
+    head: &Head,
+    images: &[u8],
+    image_size: usize,
+    batch_size: usize,
+    tta: bool,
+    label: &str,
+) -> Result<Vec<f32>> {
+    let n = images.len() / IMAGE_BYTES;
+    let _guard = engine::no_grad();
+    let mut progress = Progress::new(label, Some(n as u64), Unit::Items("images"));
+    let mut out = Vec::with_capacity(n * head.classes());
+    let flips: &[bool] = if tta { &[false, true] } else { &[false] };
+    for chunk in images.chunks(batch_size.max(1) * IMAGE_BYTES) {
+        let mut probs: Option<Vec<f32>> = None;
+        for &flip in flips {
+            let x = image_batch(chunk, image_size, flip)?;
+            let features = backbone
+                .forward(&x, false)
+                .map_err(|e| Error::Usage(format!("{} forward pass: {e}", backbone.name())))?;
+            let p = head.predict_proba(&features)?.to_vec_f32();
+            probs = Some(match probs {
+                None => p,
+                Some(q) => average(&q, &p),
+            });
+        }
+        out.extend(probs.expect("at least one pass"));
+        progress.inc((chunk.len() / IMAGE_BYTES) as u64);
+    }
+    progress.finish();
+    Ok(out)
+}
+
+/// Errors for `--device cuda` (not wired yet); `auto` means the CPU for now.
+pub fn check_device(device: DeviceChoice) -> Result<()> {
+    match device {
+        DeviceChoice::Cpu | DeviceChoice::Auto => Ok(()),
+        DeviceChoice::Cuda => Err(Error::Usage(
+            "--device cuda: the CUDA backend is not wired into the engine's tensors yet, so \
+             training and evaluation run on the CPU only. Use --device cpu (or auto, which \
+             means cpu for now)"
+                .into(),
+        )),
+    }
+}
+
+/// `trainer evaluate`: reloads the model file, rebuilds backbone + head from
+/// its metadata and evaluates them on raw images end to end.
+pub fn run_evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
+    check_device(args.device)?;
+    let start = Instant::now();
+    let LoadedModel {
+        backbone,
+        head,
+        meta,
+    } = load_model(&args.model_file)?;
+    eprintln!(
+        "evaluate: {} ({} + {} head, {} classes, {}x{} input{}) loaded in {:.1} s",
+        args.model_file.display(),
+        meta.model,
+        meta.head,
+        meta.classes.len(),
+        meta.image_size,
+        meta.image_size,
+        if meta.tta { ", flip TTA" } else { "" },
+        start.elapsed().as_secs_f64()
+    );
+    let dataset = super::load_split(args.data.as_deref(), args.split)?;
+    if dataset.classes != meta.classes {
+        return Err(Error::Usage(format!(
+            "the dataset's classes [{}] differ from the model's [{}]; evaluate on data with the \
+             classes the model was trained on",
+            dataset.classes.join(", "),
+            meta.classes.join(", ")
+        )));
+    }
+    let t = Instant::now();
+    let probs = image_probabilities(
+        backbone.as_ref(),
+        &head,
+        &dataset.images,
+        meta.image_size,
+        args.batch_size,
+        meta.tta,
+        &format!("evaluate {}", args.split.name()),
+    )?;
+    let secs = t.elapsed().as_secs_f64();
+    let eval = Evaluation::from_probabilities(&probs, &dataset.labels, meta.classes.len());
+    println!("{}", report::evaluation_text(&eval, &meta.classes));
+    println!(
+        "evaluated {} images in {secs:.1} s ({:.1} images/s)",
+        eval.n,
+        eval.n as f64 / secs.max(1e-9)
+    );
+    Ok(eval)
+}
+
+/// Reads one image (JPEG or PNG, any size, RGB, grayscale or with alpha)
+/// as 32x32 RGB uint8: other sizes are resized to 32x32 bilinearly (the
+/// model was trained on 32x32 CIFAR-like images).
+pub fn read_image_32(path: &Path) -> Result<Vec<u8>> {
+    let img = image::open(path).map_err(|e| {
+        Error::data(
+            path,
+            format!("cannot be read as an image ({e}); predict takes a JPEG or PNG file"),
+        )
+    })?;
+    let rgb = img.to_rgb8();
+    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+    if (w, h) == (IMAGE_SIDE, IMAGE_SIDE) {
+        return Ok(rgb.into_raw());
+    }
+    let x: Vec<f32> = rgb.as_raw().iter().map(|&p| p as f32).collect();
+    let x = Tensor::from_vec(x, &[1, h, w, 3])?;
+    let y = ops::bilinear_resize(&x, IMAGE_SIDE, IMAGE_SIDE)?;
+    Ok(y
+        .to_vec_f32()
+        .iter()
+        .map(|v| v.round().clamp(0.0, 255.0) as u8)
+        .collect())
+}
+
+/// `trainer predict --model-file F IMAGE`: the class probabilities of one image.
+pub fn run_predict(args: &PredictArgs) -> Result<Vec<(String, f32)>> {
+    check_device(args.device)?;
+    let Some(model_file) = &args.model_file else {
+        return Err(Error::NotYetAvailable {
+            command: "predict --weights",
+            needs: "ImageNet top-5 with with-top weights (use --model-file with a model saved by \
+                    `trainer train`)"
+                .into(),
+        });
+    };
+    let LoadedModel {
+        backbone,
+        head,
+        meta,
+    } = load_model(model_file)?;
+    let pixels = read_image_32(&args.image)?;
+    let _guard = engine::no_grad();
+    let probs = image_probabilities(
+        backbone.as_ref(),
+        &head,
+        &pixels,
+        meta.image_size,
+        1,
+        meta.tta,
+        "predict",
+    )?;
+    let mut ranked: Vec<(String, f32)> = meta.classes.iter().cloned().zip(probs).collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    ranked.truncate(args.top.max(1));
+    println!("{}:", args.image.display());
+    for (class, p) in &ranked {
+        println!("  {:>6.2}%  {class}", 100.0 * p);
+    }
+    Ok(ranked)
+}

@@ -1,0 +1,246 @@
+//! Frozen-backbone features, computed once and cached: the first stage of
+//! training, and the step that makes head training cheap.
+//!
+//! ```text
+//! uint8 images [n, 32, 32, 3] ─▶ (flip) ─▶ bilinear resize 32 → S ─▶ caffe preprocessing
+//!   ─▶ backbone (frozen, under no_grad, pooling = avg) ─▶ features [n, C] f32
+//! ```
+//!
+//! The same [`image_batch`] turns raw images into model input in training,
+//! in `evaluate` and in `predict`, so a saved model sees exactly what it was
+//! trained on.
+//!
+//! The cache is a folder of `.npy` files (`<cache dir>/features/`, see
+//! [`crate::download::cache_dir`]) whose names carry every input the
+//! features depend on ([`FeatureKey`]): the model, a hash of the weights
+//! file, the image size, a hash of the dataset's images, labels and class
+//! names, the split, and whether the images were flipped. Change any of them
+//! and the name changes, so a stale file is never read. Files are written
+//! atomically (a temporary file renamed into place), so an interrupted run
+//! never leaves a half-written cache entry behind.
+
+use crate::data::{Dataset, IMAGE_BYTES, IMAGE_SIDE};
+use crate::error::{Error, Result};
+use crate::npy::{self, NpyData, NpyWriter};
+use crate::progress::{Progress, Unit};
+use engine::{ops, Tensor};
+use md5::{Digest, Md5};
+use models::Backbone;
+use std::path::{Path, PathBuf};
+
+/// Everything a cached feature file depends on; its file name encodes all of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeatureKey {
+    /// Backbone name (`resnet50`, `vgg16`).
+    pub model: String,
+    /// Hex hash of the weights (the md5 of the weights file's bytes).
+    pub weights_hash: String,
+    /// Input size S the 32x32 images are resized to.
+    pub image_size: usize,
+    /// Hex hash of the dataset split ([`dataset_hash`]).
+    pub dataset_hash: String,
+    /// `train` or `test`.
+    pub split: String,
+    /// Features of horizontally flipped images.
+    pub flip: bool,
+}
+
+impl FeatureKey {
+    /// The cache file name: `resnet50-w<hash>-s32-d<hash>-train[-flip].npy`.
+    pub fn file_name(&self) -> String {
+        let short = |h: &str| h.chars().take(16).collect::<String>();
+        format!(
+            "{}-w{}-s{}-d{}-{}{}.npy",
+            self.model,
+            short(&self.weights_hash),
+            self.image_size,
+            short(&self.dataset_hash),
+            self.split,
+            if self.flip { "-flip" } else { "" }
+        )
+    }
+}
+
+/// md5 (hex) of a dataset split: its pixels, labels and class names. Cheap
+/// next to a backbone pass (about 0.3 s for 50,000 images).
+pub fn dataset_hash(data: &Dataset) -> String {
+    let mut h = Md5::new();
+    h.update((data.len() as u64).to_le_bytes());
+    h.update(&data.images);
+    h.update(&data.labels);
+    for c in &data.classes {
+        h.update((c.len() as u64).to_le_bytes());
+        h.update(c.as_bytes());
+    }
+    hex(&h.finalize())
+}
+
+/// Lowercase hex of bytes.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether a cached entry was used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Read from this file.
+    Hit(PathBuf),
+    /// Computed and written to this file.
+    Stored(PathBuf),
+    /// Computed, not stored (`--no-cache`).
+    Disabled,
+}
+
+/// The feature cache: a folder of `.npy` files named by [`FeatureKey`], or
+/// nothing at all when disabled (`--no-cache`: always recompute, never write).
+#[derive(Debug, Clone)]
+pub struct FeatureCache {
+    dir: Option<PathBuf>,
+}
+
+impl FeatureCache {
+    /// A cache in `dir` (created on first write).
+    pub fn new(dir: impl Into<PathBuf>) -> FeatureCache {
+        FeatureCache {
+            dir: Some(dir.into()),
+        }
+    }
+
+    /// A cache that never reads nor writes.
+    pub fn disabled() -> FeatureCache {
+        FeatureCache { dir: None }
+    }
+
+    /// Where `key`'s file lives (None when disabled).
+    pub fn path(&self, key: &FeatureKey) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join(key.file_name()))
+    }
+
+    /// The features for `key`: read from the cache when there, with the
+    /// expected shape `[rows, *]`; else computed by `compute` (which gets
+    /// the writer to stream rows into, when caching) and stored.
+    pub fn get_or_compute(
+        &self,
+        key: &FeatureKey,
+        rows: usize,
+        channels: usize,
+        compute: impl FnOnce(Option<&mut NpyWriter<f32>>) -> Result<Vec<f32>>,
+    ) -> Result<(Vec<f32>, CacheOutcome)> {
+        let Some(path) = self.path(key) else {
+            return Ok((compute(None)?, CacheOutcome::Disabled));
+        };
+        if path.is_file() {
+            if let Some(features) = read_features(&path, rows, channels)? {
+                return Ok((features, CacheOutcome::Hit(path)));
+            }
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "creating", e))?;
+        }
+        let mut writer = NpyWriter::<f32>::create(&path, &[rows, channels])?;
+        let features = compute(Some(&mut writer))?;
+        writer.finish()?;
+        Ok((features, CacheOutcome::Stored(path)))
+    }
+}
+
+/// Reads a cached features file; `None` (recompute) if its shape is not
+/// `[rows, channels]` f32, which only happens if someone replaced the file.
+fn read_features(path: &Path, rows: usize, channels: usize) -> Result<Option<Vec<f32>>> {
+    let array = npy::read(path)?;
+    match array.data {
+        NpyData::F32(v) if array.shape == [rows, channels] => Ok(Some(v)),
+        _ => {
+            eprintln!(
+                "feature cache: {} has shape {:?}, expected [{rows}, {channels}] f32; recomputing it",
+                path.display(),
+                array.shape
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Mirrors each 32x32 HWC image left to right.
+pub fn flip_horizontal(images: &[u8]) -> Vec<u8> {
+    let row = IMAGE_SIDE * 3;
+    let mut out = vec![0u8; images.len()];
+    for (dst, src) in out.chunks_exact_mut(row).zip(images.chunks_exact(row)) {
+        for x in 0..IMAGE_SIDE {
+            let (d, s) = (x * 3, (IMAGE_SIDE - 1 - x) * 3);
+            dst[d..d + 3].copy_from_slice(&src[s..s + 3]);
+        }
+    }
+    out
+}
+
+/// Model input for uint8 images `[n, 32, 32, 3]` (flat HWC per image):
+/// optionally flipped, resized bilinearly (half-pixel centres, as Keras) to
+/// `size x size`, then caffe-preprocessed. No autograd history.
+pub fn image_batch(images: &[u8], size: usize, flip: bool) -> Result<Tensor> {
+    if images.is_empty() || images.len() % IMAGE_BYTES != 0 {
+        return Err(Error::Usage(format!(
+            "image_batch: {} bytes is not a whole number (> 0) of 32x32x3 images",
+            images.len()
+        )));
+    }
+    let n = images.len() / IMAGE_BYTES;
+    let flipped;
+    let pixels = if flip {
+        flipped = flip_horizontal(images);
+        &flipped[..]
+    } else {
+        images
+    };
+    let raw: Vec<f32> = pixels.iter().map(|&p| p as f32).collect();
+    let mut x = Tensor::from_vec(raw, &[n, IMAGE_SIDE, IMAGE_SIDE, 3])?;
+    if size != IMAGE_SIDE {
+        x = ops::bilinear_resize(&x, size, size)?;
+    }
+    models::preprocess_input_caffe(&x).map_err(|e| Error::Usage(format!("image_batch: {e}")))
+}
+
+/// Pooled features `[n, C]` of the uint8 images, computed batch by batch
+/// under `no_grad` (each activation is freed as soon as it is used), rows
+/// streamed to `writer` when given, with a progress report labelled `label`.
+pub fn extract_features(
+    backbone: &dyn Backbone,
+    images: &[u8],
+    size: usize,
+    batch_size: usize,
+    flip: bool,
+    label: &str,
+    mut writer: Option<&mut NpyWriter<f32>>,
+) -> Result<Vec<f32>> {
+    if batch_size == 0 {
+        return Err(Error::Usage(
+            "--extract-batch-size is 0; use at least 1".into(),
+        ));
+    }
+    let n = images.len() / IMAGE_BYTES;
+    let _guard = engine::no_grad();
+    let mut out = Vec::new();
+    let mut progress = Progress::new(label, Some(n as u64), Unit::Items("images"));
+    for chunk in images.chunks(batch_size * IMAGE_BYTES) {
+        let x = image_batch(chunk, size, flip)?;
+        let y = backbone
+            .forward(&x, false)
+            .map_err(|e| Error::Usage(format!("{} forward pass: {e}", backbone.name())))?;
+        if y.rank() != 2 {
+            return Err(Error::Usage(format!(
+                "{} gave features of shape {:?}; the trainer needs pooled [n, C] features \
+                 (build the backbone with pooling avg)",
+                backbone.name(),
+                y.shape()
+            )));
+        }
+        let v = y.to_vec_f32();
+        if let Some(w) = writer.as_deref_mut() {
+            w.append(&v)?;
+        }
+        out.extend_from_slice(&v);
+        progress.inc((chunk.len() / IMAGE_BYTES) as u64);
+    }
+    progress.finish();
+    Ok(out)
+}

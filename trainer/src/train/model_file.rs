@@ -1,0 +1,192 @@
+//! The saved model: ONE self-describing safetensors file holding the
+//! backbone's weights, the head's weights and everything needed to rebuild
+//! and run them on raw images: the last stage of `train`, the first of
+//! `evaluate` and `predict`.
+//!
+//! Tensors keep the Keras names (`conv1_conv/kernel`, ...), head weights are
+//! `head_dense1/kernel`, `head_dense1/bias`, ...; the safetensors
+//! `__metadata__` holds strings:
+//!
+//! | key             | example                                         |
+//! |-----------------|-------------------------------------------------|
+//! | `format`        | `thaw-classifier-v1`                            |
+//! | `model`         | `resnet50`                                      |
+//! | `classes`       | `["airplane","automobile",...]` (JSON)          |
+//! | `image_size`    | `32` (the 32x32 input is resized to this)       |
+//! | `preprocessing` | `caffe` (RGB→BGR, minus the ImageNet means)     |
+//! | `pooling`       | `avg`                                           |
+//! | `head`          | `mlp` or `linear`                               |
+//! | `input_layout`  | `NHWC uint8 RGB 32x32, bilinear resize to image_size` |
+//! | `tta`           | `true` when predictions average image and flip  |
+//! | `val_accuracy`  | best validation accuracy when saved             |
+//!
+//! Written with `weights::save_safetensors`, which writes a temporary file
+//! and renames it into place: an interrupted save leaves the previous file
+//! whole.
+
+use super::head::{Head, HeadKind, HEAD_PREFIX};
+use crate::error::{Error, Result};
+use engine::Tensor;
+use models::{Backbone, ModelOptions, Pooling};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The value of the `format` metadata key of files this version writes.
+pub const FORMAT: &str = "thaw-classifier-v1";
+/// The only preprocessing the backbones take.
+pub const PREPROCESSING: &str = "caffe";
+/// How the saved model expects its input.
+pub const INPUT_LAYOUT: &str = "NHWC uint8 RGB 32x32, bilinear resize to image_size";
+
+/// What a saved model says about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelMeta {
+    /// Backbone name (`resnet50`, `vgg16`).
+    pub model: String,
+    /// Class names; output `k` is `classes[k]`.
+    pub classes: Vec<String>,
+    /// Side the 32x32 images are resized to before the backbone.
+    pub image_size: usize,
+    /// Head kind.
+    pub head: HeadKind,
+    /// Whether predictions average the image and its horizontal flip.
+    pub tta: bool,
+    /// Best validation accuracy at the time of saving (informational).
+    pub val_accuracy: Option<f64>,
+}
+
+impl ModelMeta {
+    /// The metadata as the file's string map.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert("format".into(), FORMAT.into());
+        m.insert("model".into(), self.model.clone());
+        m.insert(
+            "classes".into(),
+            serde_json::to_string(&self.classes).expect("strings serialise"),
+        );
+        m.insert("image_size".into(), self.image_size.to_string());
+        m.insert("preprocessing".into(), PREPROCESSING.into());
+        m.insert("pooling".into(), "avg".into());
+        m.insert("head".into(), self.head.as_str().into());
+        m.insert("input_layout".into(), INPUT_LAYOUT.into());
+        m.insert("tta".into(), self.tta.to_string());
+        if let Some(acc) = self.val_accuracy {
+            m.insert("val_accuracy".into(), format!("{acc:.6}"));
+        }
+        m
+    }
+
+    /// Reads the metadata of the file at `path`, naming the first missing or
+    /// unreadable key.
+    pub fn from_map(path: &Path, m: &BTreeMap<String, String>) -> Result<ModelMeta> {
+        let bad = |msg: String| {
+            Error::Usage(format!(
+                "{}: {msg}; it is not a model saved by `trainer train` (a backbone weights \
+                 file goes to --weights instead)",
+                path.display()
+            ))
+        };
+        let get = |key: &str| {
+            m.get(key)
+                .ok_or_else(|| bad(format!("metadata has no '{key}' entry")))
+        };
+        let format = get("format")?;
+        if format != FORMAT {
+            return Err(bad(format!(
+                "metadata format is '{format}', this trainer reads '{FORMAT}'"
+            )));
+        }
+        let preprocessing = get("preprocessing")?;
+        if preprocessing != PREPROCESSING {
+            return Err(bad(format!(
+                "preprocessing is '{preprocessing}', only '{PREPROCESSING}' is supported"
+            )));
+        }
+        let classes: Vec<String> = serde_json::from_str(get("classes")?)
+            .map_err(|e| bad(format!("'classes' is not a JSON list of names ({e})")))?;
+        let image_size = get("image_size")?
+            .parse()
+            .map_err(|_| bad("'image_size' is not a whole number".into()))?;
+        let head = get("head")?.parse()?;
+        let tta = m.get("tta").is_some_and(|v| v == "true");
+        let val_accuracy = m.get("val_accuracy").and_then(|v| v.parse().ok());
+        Ok(ModelMeta {
+            model: get("model")?.clone(),
+            classes,
+            image_size,
+            head,
+            tta,
+            val_accuracy,
+        })
+    }
+}
+
+/// Saves backbone + head + metadata to `path` atomically.
+pub fn save_model(path: &Path, backbone: &dyn Backbone, head: &Head, meta: &ModelMeta) -> Result<()> {
+    let mut tensors = backbone.named_tensors();
+    tensors.extend(head.named_tensors());
+    weights::save_safetensors(path, &tensors, &meta.to_map())
+        .map_err(|e| Error::Usage(format!("saving the model to {}: {e}", path.display())))
+}
+
+/// A model rebuilt from its file.
+pub struct LoadedModel {
+    /// The backbone with its saved weights (frozen, inference mode).
+    pub backbone: Box<dyn Backbone>,
+    /// The head with its saved weights.
+    pub head: Head,
+    /// The file's metadata.
+    pub meta: ModelMeta,
+}
+
+/// Builds a frozen backbone by name with global average pooling (the
+/// trainer's feature extractor).
+pub fn build_backbone(model: &str) -> Result<Box<dyn Backbone>> {
+    let options = ModelOptions {
+        include_top: false,
+        pooling: Pooling::Avg,
+        input_size: None,
+        init_seed: 0,
+    };
+    let backbone = models::build(model, &options).map_err(|e| Error::Usage(e.to_string()))?;
+    backbone.set_trainable(false);
+    backbone.set_bn_inference_only(true);
+    Ok(backbone)
+}
+
+/// Reads a model file written by [`save_model`]: metadata first, then the
+/// backbone (validated tensor by tensor against the architecture) and the head.
+pub fn load_model(path: &Path) -> Result<LoadedModel> {
+    let (tensors, map) = weights::load_safetensors(path).map_err(|e| {
+        Error::Usage(format!(
+            "cannot read the model file {}: {e}; HINT: pass a file written by `trainer train` \
+             (--out, default cifar10.safetensors)",
+            path.display()
+        ))
+    })?;
+    let meta = ModelMeta::from_map(path, &map)?;
+    let (head_tensors, backbone_tensors): (Vec<(String, Tensor)>, Vec<(String, Tensor)>) =
+        tensors
+            .into_iter()
+            .partition(|(name, _)| name.starts_with(HEAD_PREFIX));
+    let backbone = build_backbone(&meta.model)?;
+    backbone.load(backbone_tensors).map_err(|e| {
+        Error::Usage(format!(
+            "{}: the {} weights in this model file do not fit: {e}",
+            path.display(),
+            meta.model
+        ))
+    })?;
+    let features = backbone
+        .output_shape(1, meta.image_size, meta.image_size)
+        .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?[1];
+    let head = Head::new(meta.head, features, meta.classes.len(), 0)?;
+    head.load(&head_tensors)
+        .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+    Ok(LoadedModel {
+        backbone,
+        head,
+        meta,
+    })
+}
