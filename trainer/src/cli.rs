@@ -1,0 +1,333 @@
+//! The command line: `trainer [train] | convert | extract | evaluate |
+//! predict | bench`, with every flag's meaning and default in `--help`.
+//!
+//! `train` is the default subcommand: `cargo run --release -p trainer` with
+//! no arguments runs CIFAR-10 transfer learning. The flags of `convert` and
+//! `extract` are the contract of the models issue; those of `train`,
+//! `evaluate` and `predict` the trainer issue's. A subcommand whose engine
+//! parts are not written yet fails with "not yet available" and a non-zero
+//! exit status; it never pretends to work.
+
+use crate::data::Split;
+use crate::error::{Error, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// thaw: transfer learning from Keras's ImageNet VGG16 and ResNet50 to new
+/// image datasets (CIFAR-10 by default), on a from-scratch Rust engine.
+///
+/// With no subcommand, runs `train` (CIFAR-10 with ResNet50 and Keras's
+/// ImageNet weights, downloaded into the cache when missing).
+#[derive(Debug, Parser)]
+#[command(name = "trainer", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do (default: train).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags of `train`, accepted without the subcommand name.
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+impl Cli {
+    /// The subcommand to run: the one named, else `train` with the top-level flags.
+    pub fn into_command(self) -> Command {
+        self.command.unwrap_or(Command::Train(self.train))
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a classifier head on frozen backbone features (the default).
+    Train(TrainArgs),
+    /// Convert a Keras legacy .h5 weights file to a thaw .safetensors file.
+    Convert(ConvertArgs),
+    /// Compute backbone features of a dataset and write them as .npy.
+    Extract(ExtractArgs),
+    /// Evaluate a saved model on raw 32x32 images (accuracy, per class, confusion matrix).
+    Evaluate(EvaluateArgs),
+    /// Classify one image with a saved model (or ImageNet top-5 with with-top weights).
+    Predict(PredictArgs),
+    /// Measure forward (and backward) throughput of a backbone.
+    Bench(BenchArgs),
+}
+
+/// A backbone architecture, as `keras.applications` builds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelName {
+    /// VGG16 (block1_conv1 .. block5_pool; 512 features).
+    Vgg16,
+    /// ResNet50 (conv1_conv .. conv5_block3_out; 2048 features).
+    Resnet50,
+}
+
+impl ModelName {
+    /// The name as `models::build` and Keras spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelName::Vgg16 => "vgg16",
+            ModelName::Resnet50 => "resnet50",
+        }
+    }
+}
+
+/// Where to compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceChoice {
+    /// The CPU (reference code, always available).
+    Cpu,
+    /// An NVIDIA GPU through CUDA (fails if none is usable).
+    Cuda,
+    /// CUDA when a usable GPU is found, else the CPU.
+    Auto,
+}
+
+/// Pooling of the backbone's last feature map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PoolingChoice {
+    /// Global average pooling: features (N, C).
+    Avg,
+    /// Global max pooling: features (N, C).
+    Max,
+    /// No pooling: the feature map (N, H, W, C).
+    None,
+}
+
+/// The classifier head trained on the features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HeadChoice {
+    /// GAP -> Dense(256, relu) -> Dropout(0.5) -> Dense(classes) softmax.
+    Mlp,
+    /// GAP -> Dense(classes) softmax (logistic regression on the features).
+    Linear,
+}
+
+/// Flags of `train`.
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Backbone architecture.
+    #[arg(long, value_enum, default_value_t = ModelName::Resnet50)]
+    pub model: ModelName,
+    /// Backbone weights: a Keras .h5 or a thaw .safetensors (told apart by
+    /// their magic bytes). Default: Keras's ImageNet weights (no top),
+    /// downloaded into the cache when missing, md5-checked and converted.
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// Dataset: a directory of CIFAR-10 binary batches, or an image folder
+    /// (train/ and test/, one subfolder per class). Default: the official
+    /// CIFAR-10 binary version, downloaded into the cache when missing.
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// Input size the 32x32 images are resized to (bilinear) before the
+    /// backbone. Default: 224 on a CUDA device, 32 on the CPU (224 px takes
+    /// hours on a CPU).
+    #[arg(long, value_name = "S")]
+    pub image_size: Option<usize>,
+    /// Maximum epochs of head training (early stopping may end sooner).
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    /// Batch size of head training.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Batch size of feature extraction (backbone forward passes).
+    #[arg(long, default_value_t = 64)]
+    pub extract_batch_size: usize,
+    /// Adam learning rate of the head.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Early stopping: epochs without a better validation accuracy before
+    /// training stops (the best weights are restored).
+    #[arg(long, default_value_t = 5)]
+    pub patience: usize,
+    /// Seed of weight initialisation, shuffling and dropout (same seed, same
+    /// result on the CPU).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Classifier head.
+    #[arg(long, value_enum, default_value_t = HeadChoice::Mlp)]
+    pub head: HeadChoice,
+    /// Also train on horizontally flipped training images (their features
+    /// are extracted and cached too).
+    #[arg(long)]
+    pub flip: bool,
+    /// Test-time augmentation: average the predictions of each test image
+    /// and its horizontal flip.
+    #[arg(long)]
+    pub tta: bool,
+    /// After the head, unfreeze this block and train end to end on images
+    /// with a small learning rate (batch norm stays in inference mode):
+    /// `block5` for VGG16, `conv5` for ResNet50. Default: no fine-tuning.
+    #[arg(long, value_name = "BLOCK")]
+    pub fine_tune: Option<String>,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Recompute features even if the feature cache holds them (and do not
+    /// write the cache).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Where to save the best model (backbone, head, class names, image size
+    /// and preprocessing in one .safetensors file). The metrics CSV and the
+    /// PNG plots go beside it (NAME.metrics.csv, NAME.curves.png,
+    /// NAME.confusion.png).
+    #[arg(long, value_name = "FILE", default_value = "cifar10.safetensors")]
+    pub out: PathBuf,
+    /// Learning-rate schedule of head training and fine-tuning: cosine decay
+    /// to lr/100 over the planned epochs, step (x0.1 every third), constant.
+    #[arg(long, value_enum, default_value_t = crate::train::LrSchedule::Cosine)]
+    pub schedule: crate::train::LrSchedule,
+    /// Fraction of the training images held out (seeded) for validation,
+    /// early stopping and choosing the best model; the test split is only
+    /// scored at the end.
+    #[arg(long, value_name = "F", default_value_t = 0.1)]
+    pub val_split: f64,
+    /// Standardize the features in the head (a Keras Normalization layer
+    /// adapted on the training features, saved with the model). Not needed
+    /// for ImageNet weights; needed for untrained or seeded backbones, whose
+    /// features are large and share a common offset.
+    #[arg(long)]
+    pub standardize: bool,
+    /// Adam learning rate of fine-tuning (small: the block is pretrained).
+    #[arg(long, default_value_t = 1e-5)]
+    pub fine_tune_lr: f64,
+    /// Maximum epochs of fine-tuning (after the head's).
+    #[arg(long, default_value_t = 3)]
+    pub fine_tune_epochs: usize,
+}
+
+/// Flags of `convert`.
+#[derive(Debug, Clone, Args)]
+pub struct ConvertArgs {
+    /// Architecture the weights belong to (checked layer by layer).
+    #[arg(long, value_enum)]
+    pub model: ModelName,
+    /// The Keras legacy .h5 weights file (e.g. Keras's published
+    /// vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5).
+    #[arg(long, value_name = "IN.h5")]
+    pub keras_h5: PathBuf,
+    /// The .safetensors file to write (atomically).
+    #[arg(long, value_name = "OUT.safetensors")]
+    pub out: PathBuf,
+}
+
+/// Flags of `extract`.
+#[derive(Debug, Clone, Args)]
+pub struct ExtractArgs {
+    /// Backbone architecture.
+    #[arg(long, value_enum)]
+    pub model: ModelName,
+    /// Backbone weights (.safetensors, as written by `convert`).
+    #[arg(long, value_name = "W.safetensors")]
+    pub weights: PathBuf,
+    /// A CIFAR-10 binary batch file, a directory of batches, or an image
+    /// folder (class subfolders, or train/ and test/ holding them).
+    #[arg(long, value_name = "PATH")]
+    pub data: PathBuf,
+    /// Which split of a directory to read (ignored for a single batch file).
+    #[arg(long, value_enum, default_value_t = Split::Train)]
+    pub split: Split,
+    /// Input size: images are resized bilinearly from 32x32 to SxS (Keras
+    /// accepts S >= 32 without the top).
+    #[arg(long, value_name = "S")]
+    pub image_size: usize,
+    /// Pooling of the last feature map: avg or max give (N, C) features,
+    /// none gives (N, H, W, C).
+    #[arg(long, value_enum)]
+    pub pooling: PoolingChoice,
+    /// The features file to write (.npy, float32, rows in input order); the
+    /// labels go to the same name with .labels.npy.
+    #[arg(long, value_name = "FEATURES.npy")]
+    pub out: PathBuf,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+}
+
+/// Flags of `evaluate`.
+#[derive(Debug, Clone, Args)]
+pub struct EvaluateArgs {
+    /// The saved model (written by `train`).
+    #[arg(long, value_name = "FILE", default_value = "cifar10.safetensors")]
+    pub model_file: PathBuf,
+    /// Dataset to evaluate on (as for `train`). Default: the CIFAR-10 test
+    /// set from the cache (downloaded when missing).
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// Which split of the dataset to evaluate.
+    #[arg(long, value_enum, default_value_t = Split::Test)]
+    pub split: Split,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+}
+
+/// Flags of `predict`.
+#[derive(Debug, Clone, Args)]
+pub struct PredictArgs {
+    /// The image to classify (JPEG or PNG). A saved CIFAR model expects
+    /// 32x32 CIFAR-like images; other sizes are resized to 32x32 (bilinear).
+    #[arg(value_name = "IMAGE")]
+    pub image: PathBuf,
+    /// A saved model (written by `train`): prints its classes' probabilities.
+    #[arg(long, value_name = "FILE", conflicts_with = "weights")]
+    pub model_file: Option<PathBuf>,
+    /// With-top ImageNet weights (.safetensors): prints the top ImageNet classes.
+    #[arg(long, value_name = "W.safetensors")]
+    pub weights: Option<PathBuf>,
+    /// Architecture of --weights.
+    #[arg(long, value_enum, default_value_t = ModelName::Resnet50)]
+    pub model: ModelName,
+    /// How many classes to print, most probable first.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+}
+
+/// Flags of `bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Backbone architecture.
+    #[arg(long, value_enum, default_value_t = ModelName::Resnet50)]
+    pub model: ModelName,
+    /// Input size (square).
+    #[arg(long, value_name = "S", default_value_t = 32)]
+    pub image_size: usize,
+    /// Images per pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Timed passes (after one warm-up pass).
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Also time the backward pass (as in fine-tuning).
+    #[arg(long)]
+    pub backward: bool,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+}
+
+/// Runs one subcommand.
+pub fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Train(args) => {
+            crate::train::run_train(&crate::train::TrainOptions::from_args(&args)).map(|_| ())
+        }
+        Command::Convert(args) => crate::convert::run(&args),
+        Command::Extract(args) => crate::extract::run(&args),
+        Command::Evaluate(args) => crate::train::run_evaluate(&args).map(|_| ()),
+        Command::Predict(args) => crate::train::run_predict(&args).map(|_| ()),
+        Command::Bench(_) => Err(Error::NotYetAvailable {
+            command: "bench",
+            needs: "the backbones of the models crate".into(),
+        }),
+    }
+}

@@ -1,0 +1,109 @@
+//! `trainer convert`: a Keras legacy .h5 weights file (such as Keras's
+//! published ImageNet files) to a thaw .safetensors weights file, checked
+//! layer by layer against the model; and [`read_backbone_weights`], which
+//! loads either kind of file (told apart by their magic bytes).
+//!
+//! The conversion itself (Keras's loading rule, old and new dataset names)
+//! is the `weights` crate's [`weights::convert_keras_h5`]; this module picks
+//! the model's weight list (without the top, or with it when the file holds
+//! the 1000-class classifier) and writes the result atomically.
+
+use crate::cli::{ConvertArgs, ModelName};
+use crate::error::{Error, Result};
+use models::{Backbone, ModelOptions};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+/// HDF5's signature: the first 8 bytes of every .h5 file.
+pub const HDF5_MAGIC: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
+
+/// What a conversion wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvertReport {
+    /// Number of tensors written.
+    pub tensors: usize,
+    /// Number of float32 values written.
+    pub values: usize,
+    /// Whether the file held the 1000-class ImageNet top.
+    pub include_top: bool,
+}
+
+/// Builds `model` without pooling; with the ImageNet top when `include_top`.
+fn build(model: ModelName, include_top: bool) -> Result<Box<dyn Backbone>> {
+    let options = ModelOptions {
+        include_top,
+        ..ModelOptions::default()
+    };
+    Ok(models::build(model.as_str(), &options)?)
+}
+
+/// Converts `keras_h5` (weights of `model`, with or without the top) to
+/// `out` (.safetensors; metadata: model, include_top, source file name).
+pub fn convert(model: ModelName, keras_h5: &Path, out: &Path) -> Result<ConvertReport> {
+    let notop = build(model, false)?;
+    let (tensors, include_top) = match weights::convert_keras_h5(keras_h5, &notop.weight_spec()) {
+        Ok(t) => (t, false),
+        // A well-formed file that does not fit the model without its top may
+        // be the with-top file (extra layers fc1, fc2, predictions / predictions).
+        Err(first @ weights::Error::Mismatch(_)) => {
+            let top = build(model, true)?;
+            match weights::convert_keras_h5(keras_h5, &top.weight_spec()) {
+                Ok(t) => (t, true),
+                Err(_) => return Err(first.into()),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut metadata = BTreeMap::new();
+    metadata.insert("model".to_string(), model.as_str().to_string());
+    metadata.insert("include_top".to_string(), include_top.to_string());
+    if let Some(name) = keras_h5.file_name() {
+        metadata.insert("source".to_string(), name.to_string_lossy().into_owned());
+    }
+    weights::save_safetensors(out, &tensors, &metadata)?;
+    Ok(ConvertReport {
+        tensors: tensors.len(),
+        values: tensors.iter().map(|(_, t)| t.numel()).sum(),
+        include_top,
+    })
+}
+
+/// Runs `trainer convert` and prints what was written.
+pub fn run(args: &ConvertArgs) -> Result<()> {
+    let t = std::time::Instant::now();
+    let r = convert(args.model, &args.keras_h5, &args.out)?;
+    eprintln!(
+        "converted {} ({}{}): {} tensors, {} values -> {} in {:.2} s",
+        args.keras_h5.display(),
+        args.model.as_str(),
+        if r.include_top {
+            ", with top"
+        } else {
+            ", no top"
+        },
+        r.tensors,
+        r.values,
+        args.out.display(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Reads the weights of `backbone` from a Keras .h5 or a thaw .safetensors
+/// (told apart by their magic bytes) and loads them into it; every tensor
+/// is checked (names, shapes) before any is set.
+pub fn read_backbone_weights(path: &Path, backbone: &dyn Backbone) -> Result<()> {
+    let mut magic = [0u8; 8];
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "reading", e))?;
+    let n = f
+        .read(&mut magic)
+        .map_err(|e| Error::io(path, "reading", e))?;
+    let tensors = if n == 8 && &magic == HDF5_MAGIC {
+        weights::convert_keras_h5(path, &backbone.weight_spec())?
+    } else {
+        weights::load_safetensors(path)?.0
+    };
+    backbone.load(tensors)?;
+    Ok(())
+}

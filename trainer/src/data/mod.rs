@@ -1,0 +1,202 @@
+//! Datasets of 32x32 RGB images with integer labels: the first stage of the
+//! trainer's pipeline (read images -> resize -> preprocess -> backbone -> head).
+//!
+//! - [`cifar_binary`]: the official CIFAR-10 binary batches.
+//! - [`image_folder`]: one subfolder per class (or `train/` and `test/`
+//!   holding them), JPEG or PNG files.
+//! - [`load`] tells the two apart and reads either into a [`Dataset`].
+//! - [`preprocess_data`]: uint8 images and labels in, the model's float input
+//!   and one-hot labels out (the original assignment's `preprocess_data(X, Y)`).
+//!
+//! Images are kept as uint8 NHWC `(N, 32, 32, 3)` in memory (60,000 CIFAR-10
+//! images take 184 MB); they become floats one batch at a time.
+
+pub mod cifar_binary;
+pub mod image_folder;
+
+use crate::error::{Error, Result};
+use engine::Tensor;
+use std::path::Path;
+
+/// Height and width of every image the readers accept.
+pub const IMAGE_SIDE: usize = 32;
+
+/// Bytes of one image: 32 x 32 pixels x 3 channels (R, G, B).
+pub const IMAGE_BYTES: usize = IMAGE_SIDE * IMAGE_SIDE * 3;
+
+/// CIFAR-10's class names in label order 0..9 (as in `batches.meta.txt`).
+pub const CIFAR10_CLASSES: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
+
+/// Keras's 'caffe' preprocessing subtracts these ImageNet channel means, in
+/// B, G, R order, after flipping RGB to BGR.
+pub const CAFFE_MEAN_BGR: [f32; 3] = [103.939, 116.779, 123.68];
+
+/// Which part of a dataset to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Split {
+    /// The training images (CIFAR-10: data_batch_1..5.bin, 50,000 images).
+    Train,
+    /// The test images (CIFAR-10: test_batch.bin, 10,000 images).
+    Test,
+}
+
+impl Split {
+    /// The split's name as users write it: `train` or `test`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Test => "test",
+        }
+    }
+}
+
+/// Images, labels and class names, in input order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dataset {
+    /// uint8 pixels, NHWC `(N, 32, 32, 3)`, RGB, row-major.
+    pub images: Vec<u8>,
+    /// One label per image, an index into `classes`.
+    pub labels: Vec<u8>,
+    /// Class names; label `k` is `classes[k]`.
+    pub classes: Vec<String>,
+}
+
+impl Dataset {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether the dataset holds no image.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The pixels of image `i`, HWC (32, 32, 3).
+    pub fn image(&self, i: usize) -> &[u8] {
+        &self.images[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES]
+    }
+
+    /// Number of images per class, indexed by label.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.classes.len()];
+        for &l in &self.labels {
+            counts[l as usize] += 1;
+        }
+        counts
+    }
+}
+
+/// Which on-disk layout a `--data` path holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One CIFAR-10 binary batch file.
+    CifarBinaryFile,
+    /// A directory of CIFAR-10 binary batches (data_batch_1..5.bin, test_batch.bin).
+    CifarBinaryDir,
+    /// Class subfolders of JPEG/PNG images, or `train/` and `test/` holding them.
+    ImageFolder,
+}
+
+/// Tells which layout `path` holds, or says what was expected.
+pub fn detect(path: &Path) -> Result<Format> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::data(
+                path,
+                "does not exist; --data takes a CIFAR-10 binary batch file, a directory of \
+                 batches (data_batch_1..5.bin, test_batch.bin) or an image folder",
+            )
+        } else {
+            Error::io(path, "reading", e)
+        }
+    })?;
+    if meta.is_file() {
+        return Ok(Format::CifarBinaryFile);
+    }
+    if cifar_binary::batch_dir(path).is_some() {
+        return Ok(Format::CifarBinaryDir);
+    }
+    if image_folder::has_subfolders(path)? {
+        return Ok(Format::ImageFolder);
+    }
+    Err(Error::data(
+        path,
+        "holds neither CIFAR-10 binary batches (data_batch_1..5.bin, test_batch.bin) nor class \
+         subfolders of images; point --data at one of those",
+    ))
+}
+
+/// Reads the `split` of the dataset at `path` (a CIFAR-10 binary batch file,
+/// a directory of batches, or an image folder). A single batch file is read
+/// whole, whatever the split.
+pub fn load(path: &Path, split: Split) -> Result<Dataset> {
+    match detect(path)? {
+        Format::CifarBinaryFile => cifar_binary::read_file(path),
+        Format::CifarBinaryDir => cifar_binary::read_dir(path, split),
+        Format::ImageFolder => image_folder::read(path, split),
+    }
+}
+
+/// Keras's `preprocess_input` in 'caffe' mode on uint8 RGB NHWC pixels:
+/// out = BGR pixel - ImageNet BGR mean, as f32 NHWC of the same shape.
+pub fn caffe_preprocess(images: &[u8]) -> Vec<f32> {
+    let mut out = vec![0f32; images.len()];
+    for (o, px) in out.chunks_exact_mut(3).zip(images.chunks_exact(3)) {
+        o[0] = px[2] as f32 - CAFFE_MEAN_BGR[0];
+        o[1] = px[1] as f32 - CAFFE_MEAN_BGR[1];
+        o[2] = px[0] as f32 - CAFFE_MEAN_BGR[2];
+    }
+    out
+}
+
+/// One-hot rows `(N, num_classes)` from integer labels; errors on a label
+/// outside `0..num_classes`.
+pub fn one_hot(labels: &[u8], num_classes: usize) -> Result<Vec<f32>> {
+    let mut out = vec![0f32; labels.len() * num_classes];
+    for (i, &l) in labels.iter().enumerate() {
+        if l as usize >= num_classes {
+            return Err(Error::Usage(format!(
+                "one_hot: label {l} at index {i} is outside 0..{num_classes}; \
+                 pass the dataset's number of classes"
+            )));
+        }
+        out[i * num_classes + l as usize] = 1.0;
+    }
+    Ok(out)
+}
+
+/// The original assignment's `preprocess_data(X, Y)`: uint8 images
+/// `(N, 32, 32, 3)` (flat NHWC, RGB) and labels `(N,)` in; the model's
+/// preprocessed input (f32 NHWC, caffe mode: BGR minus the ImageNet means,
+/// still 32x32: resizing to the model's input size happens in the model
+/// pipeline) and one-hot labels `(N, num_classes)` out.
+pub fn preprocess_data(
+    images: &[u8],
+    labels: &[u8],
+    num_classes: usize,
+) -> Result<(Tensor, Tensor)> {
+    let n = labels.len();
+    if images.len() != n * IMAGE_BYTES {
+        return Err(Error::Usage(format!(
+            "preprocess_data: images hold {} bytes, but {n} labels need {n} x 32 x 32 x 3 = {} \
+             (uint8 NHWC, 32x32 RGB)",
+            images.len(),
+            n * IMAGE_BYTES
+        )));
+    }
+    let x = Tensor::from_vec(caffe_preprocess(images), &[n, IMAGE_SIDE, IMAGE_SIDE, 3])?;
+    let y = Tensor::from_vec(one_hot(labels, num_classes)?, &[n, num_classes])?;
+    Ok((x, y))
+}

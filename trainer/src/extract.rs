@@ -1,0 +1,169 @@
+//! `trainer extract`: backbone features of a dataset, written as .npy.
+//!
+//! What Keras does, batch by batch, in input order:
+//!
+//! ```text
+//! uint8 32x32 RGB ─▶ f32 ─▶ bilinear resize 32 -> S (half-pixel centres; skipped at S = 32)
+//!   ─▶ caffe preprocessing (RGB -> BGR, minus the ImageNet means)
+//!   ─▶ backbone (frozen, under engine::no_grad) ─▶ pooling avg | max | none
+//!   ─▶ rows appended to FEATURES.npy (streamed: the whole output never sits in memory)
+//! ```
+//!
+//! The labels go to `FEATURES.labels.npy` (int64). Both files appear only
+//! once complete (written beside, then renamed).
+
+use crate::cli::{DeviceChoice, ExtractArgs, ModelName, PoolingChoice};
+use crate::convert::read_backbone_weights;
+use crate::data::{self, Dataset, IMAGE_BYTES, IMAGE_SIDE};
+use crate::error::{Error, Result};
+use crate::npy::{self, NpyWriter};
+use crate::progress::{Progress, Unit};
+use engine::Tensor;
+use models::{Backbone, ModelOptions, Pooling};
+use std::path::{Path, PathBuf};
+
+/// What an extraction wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtractReport {
+    /// Shape of the features array.
+    pub shape: Vec<usize>,
+    /// The features file.
+    pub features: PathBuf,
+    /// The labels file.
+    pub labels: PathBuf,
+    /// Wall time of the backbone passes and the writing, in seconds.
+    pub seconds: f64,
+}
+
+/// `FEATURES.npy` -> `FEATURES.labels.npy` (any other name gets `.labels.npy` appended).
+pub fn labels_path(features: &Path) -> PathBuf {
+    let name = features
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".npy").unwrap_or(&name);
+    features.with_file_name(format!("{stem}.labels.npy"))
+}
+
+/// Fails unless the computation can run on the CPU: the CUDA backend is
+/// not wired into the ops yet.
+pub fn check_device(device: DeviceChoice) -> Result<()> {
+    match device {
+        DeviceChoice::Cpu | DeviceChoice::Auto => Ok(()),
+        DeviceChoice::Cuda => Err(Error::Usage(
+            "--device cuda: the CUDA backend is not wired into the ops yet; use --device cpu \
+             (or auto, which means the CPU for now)"
+                .into(),
+        )),
+    }
+}
+
+/// One batch of uint8 NHWC 32x32 images to the backbone's output, as Keras
+/// computes it: resize the raw pixels to `size`, caffe preprocessing,
+/// forward in inference mode with recording off.
+pub fn features_of_batch(backbone: &dyn Backbone, images: &[u8], size: usize) -> Result<Tensor> {
+    let n = images.len() / IMAGE_BYTES;
+    let pixels: Vec<f32> = images.iter().map(|&p| p as f32).collect();
+    let _no_grad = engine::no_grad();
+    let mut x = Tensor::from_vec(pixels, &[n, IMAGE_SIDE, IMAGE_SIDE, 3])?;
+    if size != IMAGE_SIDE {
+        x = engine::ops::bilinear_resize(&x, size, size)?;
+    }
+    let x = models::preprocess_input_caffe(&x)?;
+    Ok(backbone.forward(&x, false)?)
+}
+
+/// Writes the features of every image of `dataset` to `out` and its labels
+/// beside it, `batch_size` images per forward pass.
+pub fn extract(
+    backbone: &dyn Backbone,
+    dataset: &Dataset,
+    size: usize,
+    batch_size: usize,
+    out: &Path,
+) -> Result<ExtractReport> {
+    if batch_size == 0 {
+        return Err(Error::Usage("--batch-size must be at least 1".into()));
+    }
+    if dataset.is_empty() {
+        return Err(Error::Usage("extract: the dataset holds no image".into()));
+    }
+    let start = std::time::Instant::now();
+    let shape = backbone.output_shape(dataset.len(), size, size)?;
+    let mut writer = NpyWriter::<f32>::create(out, &shape)?;
+    let mut progress = Progress::new(
+        format!("extracting {} features", backbone.name()),
+        Some(dataset.len() as u64),
+        Unit::Items("images"),
+    );
+    for batch in dataset.images.chunks(batch_size * IMAGE_BYTES) {
+        let y = features_of_batch(backbone, batch, size)?;
+        writer.append(y.as_slice::<f32>()?)?;
+        progress.inc((batch.len() / IMAGE_BYTES) as u64);
+    }
+    writer.finish()?;
+    progress.finish();
+    let labels = labels_path(out);
+    npy::write_labels(&labels, &dataset.labels)?;
+    Ok(ExtractReport {
+        shape,
+        features: out.to_path_buf(),
+        labels,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Builds `model` without its top, with `pooling`, for inputs of any size.
+pub fn build_backbone(model: ModelName, pooling: PoolingChoice) -> Result<Box<dyn Backbone>> {
+    let pooling = match pooling {
+        PoolingChoice::Avg => Pooling::Avg,
+        PoolingChoice::Max => Pooling::Max,
+        PoolingChoice::None => Pooling::None,
+    };
+    let options = ModelOptions {
+        include_top: false,
+        pooling,
+        ..ModelOptions::default()
+    };
+    Ok(models::build(model.as_str(), &options)?)
+}
+
+/// Runs `trainer extract` and prints what was written.
+pub fn run(args: &ExtractArgs) -> Result<()> {
+    check_device(args.device)?;
+    if args.image_size < models::MIN_INPUT_SIZE {
+        return Err(Error::Usage(format!(
+            "--image-size {}: {} needs inputs of at least {} px (as in Keras)",
+            args.image_size,
+            args.model.as_str(),
+            models::MIN_INPUT_SIZE
+        )));
+    }
+    let backbone = build_backbone(args.model, args.pooling)?;
+    read_backbone_weights(&args.weights, backbone.as_ref())?;
+    let t = std::time::Instant::now();
+    let dataset = data::load(&args.data, args.split)?;
+    eprintln!(
+        "read {} images ({} classes) from {} in {:.2} s",
+        dataset.len(),
+        dataset.classes.len(),
+        args.data.display(),
+        t.elapsed().as_secs_f64()
+    );
+    let r = extract(
+        backbone.as_ref(),
+        &dataset,
+        args.image_size,
+        args.batch_size,
+        &args.out,
+    )?;
+    eprintln!(
+        "wrote features {:?} to {} and labels to {} in {:.2} s ({:.1} images/s)",
+        r.shape,
+        r.features.display(),
+        r.labels.display(),
+        r.seconds,
+        dataset.len() as f64 / r.seconds.max(1e-9)
+    );
+    Ok(())
+}

@@ -1,0 +1,28 @@
+//! thaw's trainer: everything between files on disk and the engine.
+//!
+//! ```text
+//! --data / download ─▶ data::{cifar_binary, image_folder} ─▶ Dataset (uint8 NHWC)
+//!   ─▶ resize + caffe preprocessing ─▶ backbone ─▶ features ─▶ npy / head training
+//! ```
+//!
+//! - [`data`]: the dataset readers, [`data::Dataset`] and [`data::preprocess_data`].
+//! - [`download`]: md5-verified downloads and atomic unpacking into the cache.
+//! - [`npy`]: the streaming `.npy` writer and a reader.
+//! - [`progress`]: progress bars, or plain lines off a terminal.
+//! - [`train`]: feature cache, head training, fine-tuning, the saved model,
+//!   evaluate/predict and the reports.
+//! - [`convert`] and [`extract`]: the `convert` and `extract` subcommands.
+//! - [`cli`]: the subcommands and their flags; `main.rs` only parses and runs.
+
+pub mod cli;
+pub mod convert;
+pub mod data;
+pub mod download;
+pub mod error;
+pub mod extract;
+pub mod npy;
+pub mod progress;
+pub mod train;
+
+pub use data::{preprocess_data, Dataset, Split};
+pub use error::{Error, Result};

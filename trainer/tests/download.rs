@@ -1,0 +1,375 @@
+//! Downloads against a tiny HTTP server on 127.0.0.1 run by each test (a
+//! thread that answers a fixed list of connections, then stops; it also
+//! stops by itself after a deadline): success, wrong checksum, a transfer
+//! cut short, an HTTP error, a server that never answers, no server at all,
+//! and the CIFAR-10 archive fetched, unpacked and cached.
+
+mod common;
+
+use common::{entries, TempDir};
+use md5::{Digest, Md5};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use trainer::data::{self, Split};
+use trainer::download::{self, FetchOptions};
+
+/// What the test server does with one connection.
+#[derive(Clone)]
+enum Reply {
+    /// 200 with this body and its true Content-Length.
+    Full(Vec<u8>),
+    /// 200 announcing `claimed` bytes, sending `body`, then closing.
+    CutShort { claimed: usize, body: Vec<u8> },
+    /// This status with an empty body.
+    Status(u16),
+    /// Reads the request and never answers (until the deadline).
+    Silent,
+}
+
+/// Serves `replies` in order, one per connection, on 127.0.0.1; returns the
+/// base URL and the thread, which ends after the last reply or after 20 s.
+fn serve(replies: Vec<Reply>) -> (String, JoinHandle<usize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let handle = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut served = 0;
+        for reply in replies {
+            let stream = loop {
+                match listener.accept() {
+                    Ok((s, _)) => break Some(s),
+                    Err(_) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Err(_) => break None,
+                }
+            };
+            let Some(mut stream) = stream else { break };
+            stream.set_nonblocking(false).unwrap();
+            read_request(&mut stream);
+            answer(&mut stream, reply, deadline);
+            served += 1;
+        }
+        served
+    });
+    (format!("http://127.0.0.1:{port}"), handle)
+}
+
+fn read_request(stream: &mut TcpStream) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+fn answer(stream: &mut TcpStream, reply: Reply, deadline: Instant) {
+    let head = |status: &str, len: usize| {
+        format!("HTTP/1.1 {status}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")
+    };
+    let _ = match reply {
+        Reply::Full(body) => stream
+            .write_all(head("200 OK", body.len()).as_bytes())
+            .and_then(|_| stream.write_all(&body)),
+        Reply::CutShort { claimed, body } => stream
+            .write_all(head("200 OK", claimed).as_bytes())
+            .and_then(|_| stream.write_all(&body)),
+        Reply::Status(code) => stream.write_all(head(&format!("{code} Nope"), 0).as_bytes()),
+        Reply::Silent => {
+            // Hold the connection open, answering nothing, until the client gives up.
+            let mut buf = [0u8; 64];
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+            while Instant::now() < deadline {
+                if let Ok(0) = stream.read(&mut buf) {
+                    break;
+                }
+            }
+            Ok(())
+        }
+    };
+    let _ = stream.flush();
+}
+
+/// Deterministic test bytes.
+fn payload(n: usize) -> Vec<u8> {
+    (0..n).map(|i| ((i * 31 + i / 256) % 251) as u8).collect()
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn quiet() -> FetchOptions {
+    FetchOptions {
+        progress: false,
+        ..FetchOptions::default()
+    }
+}
+
+const HINT: &str = "HINT: fetch it by hand";
+
+#[test]
+fn md5_matches_published_test_vectors() {
+    // RFC 1321's test vectors, so our checksums mean what the published ones mean.
+    let dir = TempDir::new("md5");
+    for (text, md5) in [
+        ("", "d41d8cd98f00b204e9800998ecf8427e"),
+        ("abc", "900150983cd24fb0d6963f7d28e17f72"),
+        ("message digest", "f96b697d7cb7938d525a2f31aaf161d0"),
+    ] {
+        let p = dir.path().join("f");
+        std::fs::write(&p, text).unwrap();
+        assert_eq!(download::md5_file(&p).unwrap(), md5, "{text:?}");
+    }
+}
+
+#[test]
+fn download_succeeds_and_is_verified() {
+    let body = payload(300_000);
+    let md5 = md5_hex(&body);
+    let (url, server) = serve(vec![Reply::Full(body.clone())]);
+    let dir = TempDir::new("dl-ok");
+    let dest = dir.path().join("sub/file.bin");
+    let opts = FetchOptions {
+        progress: true, // plain lines on stderr under the test harness
+        ..FetchOptions::default()
+    };
+    download::fetch(&format!("{url}/file.bin"), &md5, &dest, &opts, HINT).unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    assert_eq!(entries(&dir.path().join("sub")), vec!["file.bin"]);
+    assert_eq!(server.join().unwrap(), 1);
+
+    // ensure_file: already there and correct, so no request is made (no server).
+    let again = download::ensure_file("http://127.0.0.1:9/none", &md5, &dest, &quiet(), HINT);
+    assert_eq!(again.unwrap(), dest);
+}
+
+#[test]
+fn wrong_checksum_is_an_error_and_nothing_is_cached() {
+    let body = payload(50_000);
+    let (url, server) = serve(vec![Reply::Full(body)]);
+    let dir = TempDir::new("dl-md5");
+    let dest = dir.path().join("weights.h5");
+    let wrong = "0123456789abcdef0123456789abcdef";
+    let err = download::fetch(&format!("{url}/w.h5"), wrong, &dest, &quiet(), HINT).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("expected {wrong}")), "{msg}");
+    assert!(msg.contains("nothing was saved"), "{msg}");
+    assert!(msg.ends_with(HINT), "{msg}");
+    assert!(!dest.exists());
+    assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+    server.join().unwrap();
+}
+
+#[test]
+fn interrupted_transfer_leaves_no_file_taken_as_complete() {
+    let body = payload(40_000);
+    // The md5 of the bytes actually sent: without the length check, this
+    // partial file would pass the checksum and be taken as complete.
+    let md5 = md5_hex(&body);
+    let (url, server) = serve(vec![Reply::CutShort {
+        claimed: 100_000,
+        body,
+    }]);
+    let dir = TempDir::new("dl-cut");
+    let dest = dir.path().join("data.tar.gz");
+    let err = download::fetch(&format!("{url}/data.tar.gz"), &md5, &dest, &quiet(), HINT)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("100000"), "{err}");
+    assert!(err.contains("nothing was saved"), "{err}");
+    assert!(!dest.exists());
+    assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+    server.join().unwrap();
+}
+
+#[test]
+fn http_error_status_is_reported() {
+    let (url, server) = serve(vec![Reply::Status(404)]);
+    let dir = TempDir::new("dl-404");
+    let dest = dir.path().join("x");
+    let msg = download::fetch(&format!("{url}/x"), "00", &dest, &quiet(), HINT)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("HTTP 404"), "{msg}");
+    assert!(entries(dir.path()).is_empty());
+    server.join().unwrap();
+}
+
+#[test]
+fn missing_server_fails_fast_and_says_what_to_download() {
+    // A port that was just free: nothing listens there, the connection is refused.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = TempDir::new("dl-noserver");
+    let cache = dir.path().join("cache");
+    let t = Instant::now();
+    let err = download::ensure_cifar10_from(
+        &format!("http://127.0.0.1:{port}/cifar-10-binary.tar.gz"),
+        download::CIFAR10_BINARY.md5,
+        &cache,
+        &quiet(),
+    )
+    .unwrap_err();
+    let secs = t.elapsed().as_secs_f64();
+    assert!(secs < 5.0, "took {secs} s");
+    let msg = err.to_string();
+    assert!(msg.contains("cannot reach the server"), "{msg}");
+    assert!(msg.contains("c32a1d4ab5d03f1284b67883e8d87530"), "{msg}");
+    let archive = cache.join("cifar-10-binary.tar.gz");
+    assert!(msg.contains(&archive.display().to_string()), "{msg}");
+    assert!(msg.contains("--data"), "{msg}");
+    assert!(!archive.exists());
+    println!("no server: failed in {secs:.3} s: {msg}");
+}
+
+#[test]
+fn server_that_never_answers_times_out() {
+    let (url, server) = serve(vec![Reply::Silent]);
+    let dir = TempDir::new("dl-silent");
+    let dest = dir.path().join("x");
+    let opts = FetchOptions {
+        response_timeout: Duration::from_millis(800),
+        ..quiet()
+    };
+    let t = Instant::now();
+    let msg = download::fetch(&format!("{url}/x"), "00", &dest, &opts, HINT)
+        .unwrap_err()
+        .to_string();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(msg.contains("timed out"), "{msg}");
+    assert!(entries(dir.path()).is_empty());
+    drop(server); // ends at its deadline or when the client has closed
+}
+
+/// A cifar-10-binary.tar.gz in the official layout, with 1 or 2 records per batch.
+fn fake_cifar_archive() -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    let mut add = |name: &str, bytes: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, format!("cifar-10-batches-bin/{name}"), bytes)
+            .unwrap();
+    };
+    let record = |label: u8, fill: u8| {
+        let mut r = vec![label];
+        r.extend(std::iter::repeat_n(fill, 3072));
+        r
+    };
+    for b in 1..=5u8 {
+        add(&format!("data_batch_{b}.bin"), &record(b, 10 * b));
+    }
+    let mut test = record(0, 200);
+    test.extend(record(9, 201));
+    add("test_batch.bin", &test);
+    add(
+        "batches.meta.txt",
+        data::CIFAR10_CLASSES.join("\n").as_bytes(),
+    );
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+#[test]
+fn cifar10_is_downloaded_unpacked_and_cached() {
+    let archive = fake_cifar_archive();
+    let md5 = md5_hex(&archive);
+    let (url, server) = serve(vec![Reply::Full(archive)]);
+    let dir = TempDir::new("dl-cifar");
+    let cache = dir.path().join("thaw");
+    let url = format!("{url}/cifar-10-binary.tar.gz");
+    let batches = download::ensure_cifar10_from(&url, &md5, &cache, &quiet()).unwrap();
+    assert_eq!(batches, cache.join("cifar-10/cifar-10-batches-bin"));
+    // Only the unpacked folder remains: no archive, no temporary folder.
+    assert_eq!(entries(&cache), vec!["cifar-10"]);
+    let train = data::load(&batches, Split::Train).unwrap();
+    assert_eq!(train.labels, vec![1, 2, 3, 4, 5]);
+    assert_eq!(train.image(2)[0], 30);
+    let test = data::load(&batches, Split::Test).unwrap();
+    assert_eq!(test.labels, vec![0, 9]);
+    assert_eq!(server.join().unwrap(), 1);
+    // Second call: the server is gone, the cache answers.
+    let again = download::ensure_cifar10_from(&url, &md5, &cache, &quiet()).unwrap();
+    assert_eq!(again, batches);
+}
+
+#[test]
+fn a_corrupt_archive_is_not_unpacked_into_place() {
+    let dir = TempDir::new("dl-badtar");
+    let archive = dir.path().join("a.tar.gz");
+    let mut bytes = fake_cifar_archive();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&archive, &bytes).unwrap();
+    let dest = dir.path().join("out");
+    let msg = download::unpack_tar_gz(&archive, &dest)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("a.tar.gz") && msg.contains("cannot be unpacked"),
+        "{msg}"
+    );
+    assert_eq!(entries(dir.path()), vec!["a.tar.gz"]);
+}
+
+#[test]
+fn a_bad_file_already_in_the_cache_is_reported_not_used() {
+    let dir = TempDir::new("dl-badcache");
+    let dest = dir.path().join("vgg16.h5");
+    std::fs::write(&dest, b"half a file").unwrap();
+    let msg = download::ensure_file(
+        "http://127.0.0.1:9/vgg16.h5",
+        download::VGG16_NOTOP.md5,
+        &dest,
+        &quiet(),
+        HINT,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(msg.contains("Delete it"), "{msg}");
+    assert!(msg.contains(download::VGG16_NOTOP.md5), "{msg}");
+}
+
+#[test]
+fn known_files_and_cache_dir() {
+    for f in download::KNOWN_FILES {
+        assert!(f.url.starts_with("https://"), "{}", f.url);
+        assert!(f.url.ends_with(f.file_name), "{}", f.url);
+        assert_eq!(f.md5.len(), 32);
+        assert!(f.md5.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+    let hint = download::manual_hint(&download::RESNET50_NOTOP, Path::new("/c/r.h5"));
+    assert!(hint.contains(download::RESNET50_NOTOP.url) && hint.contains("/c/r.h5"));
+    // The only test in this binary that touches these variables.
+    std::env::set_var("THAW_CACHE_DIR", "/tmp/thaw-explicit");
+    assert_eq!(
+        download::cache_dir().unwrap(),
+        Path::new("/tmp/thaw-explicit")
+    );
+    std::env::remove_var("THAW_CACHE_DIR");
+    std::env::set_var("XDG_CACHE_HOME", "/tmp/xdg");
+    assert_eq!(download::cache_dir().unwrap(), Path::new("/tmp/xdg/thaw"));
+    std::env::remove_var("XDG_CACHE_HOME");
+    std::env::set_var("HOME", "/home/someone");
+    assert_eq!(
+        download::cache_dir().unwrap(),
+        Path::new("/home/someone/.cache/thaw")
+    );
+}
