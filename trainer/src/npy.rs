@@ -180,7 +180,7 @@ impl<T: NpyElement> NpyWriter<T> {
             }
             0
         } else {
-            if values.len() % self.row_len != 0 {
+            if !values.len().is_multiple_of(self.row_len) {
                 return Err(Error::npy(
                     &self.path,
                     format!(

@@ -46,7 +46,7 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
              cifar-10-binary.tar.gz and unpack it again",
         ));
     }
-    if bytes.len() % RECORD_BYTES != 0 {
+    if !bytes.len().is_multiple_of(RECORD_BYTES) {
         return Err(Error::data(
             path,
             format!(
