@@ -57,10 +57,17 @@ fn run(
     cfg: &FitConfig,
 ) -> (trainer::train::FitOutcome, Vec<Vec<(String, Tensor)>>) {
     let mut snapshots = Vec::new();
-    let outcome = fit_head(head, train, val, cfg, &AtomicBool::new(false), &mut |_, _| {
-        snapshots.push(head.named_tensors());
-        Ok(())
-    })
+    let outcome = fit_head(
+        head,
+        train,
+        val,
+        cfg,
+        &AtomicBool::new(false),
+        &mut |_, _| {
+            snapshots.push(head.named_tensors());
+            Ok(())
+        },
+    )
     .expect("training runs");
     (outcome, snapshots)
 }
@@ -92,9 +99,17 @@ fn head_starts_as_keras_glorot_uniform_with_zero_biases() {
         let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
         let max = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
         assert!(max <= limit, "{}: |w| up to {max}, limit {limit}", p.name());
-        assert!(max > 0.98 * limit, "{}: |w| only up to {max} of {limit}", p.name());
+        assert!(
+            max > 0.98 * limit,
+            "{}: |w| only up to {max} of {limit}",
+            p.name()
+        );
         // U(-l, l): mean 0, variance l²/3 (standard errors: l/sqrt(3n), ~l²·0.9/sqrt(n)).
-        assert!(mean.abs() < 5.0 * limit / (3.0 * n).sqrt(), "{}: mean {mean}", p.name());
+        assert!(
+            mean.abs() < 5.0 * limit / (3.0 * n).sqrt(),
+            "{}: mean {mean}",
+            p.name()
+        );
         let expected = limit * limit / 3.0;
         assert!(
             (var - expected).abs() < 5.0 * 0.9 * limit * limit / n.sqrt(),
@@ -103,13 +118,23 @@ fn head_starts_as_keras_glorot_uniform_with_zero_biases() {
         );
     }
     for b in [&params[1], &params[3]] {
-        assert!(b.value().to_vec_f32().iter().all(|&x| x == 0.0), "{}", b.name());
+        assert!(
+            b.value().to_vec_f32().iter().all(|&x| x == 0.0),
+            "{}",
+            b.name()
+        );
     }
     // Same seed, same head; another seed, another head.
     let again = Head::new(HeadKind::Mlp, 2048, 10, 7).unwrap();
     let other = Head::new(HeadKind::Mlp, 2048, 10, 8).unwrap();
-    assert_eq!(values(&head.named_tensors()), values(&again.named_tensors()));
-    assert_ne!(values(&head.named_tensors()), values(&other.named_tensors()));
+    assert_eq!(
+        values(&head.named_tensors()),
+        values(&again.named_tensors())
+    );
+    assert_ne!(
+        values(&head.named_tensors()),
+        values(&other.named_tensors())
+    );
 
     let linear = Head::new(HeadKind::Linear, 512, 10, 7).unwrap();
     let shapes: Vec<Vec<usize>> = linear.params().iter().map(|p| p.shape()).collect();
@@ -143,14 +168,23 @@ fn training_learns_and_the_same_seed_gives_the_same_losses() {
     assert_eq!(a.len(), 6);
     let bits = |h: &[EpochMetrics]| -> Vec<(u64, u64, u64)> {
         h.iter()
-            .map(|m| (m.loss.to_bits(), m.val_loss.to_bits(), m.train_acc.to_bits()))
+            .map(|m| {
+                (
+                    m.loss.to_bits(),
+                    m.val_loss.to_bits(),
+                    m.train_acc.to_bits(),
+                )
+            })
             .collect()
     };
     assert_eq!(bits(&a), bits(&b), "same seed, different losses");
     assert_ne!(bits(&a), bits(&c), "another seed gave the very same losses");
     // It learns: the loss falls and validation accuracy is far above chance (1/3).
     assert!(a.last().unwrap().loss < 0.6 * a[0].loss, "{a:?}");
-    assert!(a.iter().map(|m| m.val_acc).fold(0.0, f64::max) > 0.8, "{a:?}");
+    assert!(
+        a.iter().map(|m| m.val_acc).fold(0.0, f64::max) > 0.8,
+        "{a:?}"
+    );
 }
 
 #[test]
@@ -167,7 +201,12 @@ fn early_stopping_restores_the_best_epochs_weights() {
     let head = Head::new(HeadKind::Mlp, dim, 3, 11).unwrap();
     let (outcome, snapshots) = run(&head, &train, &val, &config(40, 3, 11));
 
-    assert_eq!(outcome.stop, StopReason::EarlyStopped, "{:?}", outcome.history);
+    assert_eq!(
+        outcome.stop,
+        StopReason::EarlyStopped,
+        "{:?}",
+        outcome.history
+    );
     let h = &outcome.history;
     assert!(h.len() < 40);
     let best_acc = h.iter().map(|m| m.val_acc).fold(f64::MIN, f64::max);
@@ -218,7 +257,14 @@ fn a_nan_loss_stops_training_with_a_clear_error() {
     let mut cfg = config(50, 0, 0);
     cfg.lr = 1e35;
     cfg.schedule = LrSchedule::Constant;
-    let r = fit_head(&head, &train, &val, &cfg, &AtomicBool::new(false), &mut |_, _| Ok(()));
+    let r = fit_head(
+        &head,
+        &train,
+        &val,
+        &cfg,
+        &AtomicBool::new(false),
+        &mut |_, _| Ok(()),
+    );
     let err = r.expect_err("lr 1e35 must diverge").to_string();
     assert!(err.contains("diverged"), "{err}");
 }
@@ -250,13 +296,18 @@ fn model_file_round_trip_keeps_metadata_and_every_weight() {
     let backbone = model_file::build_backbone("resnet50").unwrap();
     let seeded = weights::seeded::generate(&backbone.weight_spec(), 21);
     backbone.load(seeded).unwrap();
-    let head = Head::new(HeadKind::Mlp, 2048, 3, 5).unwrap();
+    let (rows, _) = blobs(10, 2048, 3);
+    let head = Head::new(HeadKind::Mlp, 2048, 3, 5)
+        .unwrap()
+        .adapt(&rows)
+        .unwrap();
     let meta = ModelMeta {
         model: "resnet50".into(),
         classes: vec!["cat".into(), "dog, big".into(), "\"quoted\"".into()],
         image_size: 48,
         head: HeadKind::Mlp,
         tta: true,
+        standardize: true,
         val_accuracy: Some(0.5),
     };
     let path = dir.join("m.safetensors");
@@ -269,8 +320,14 @@ fn model_file_round_trip_keeps_metadata_and_every_weight() {
         values(&loaded.backbone.named_tensors()),
         values(&backbone.named_tensors())
     );
-    assert_eq!(values(&loaded.head.named_tensors()), values(&head.named_tensors()));
-    assert!(loaded.backbone.trainable_params().is_empty(), "a loaded backbone is frozen");
+    assert_eq!(
+        values(&loaded.head.named_tensors()),
+        values(&head.named_tensors())
+    );
+    assert!(
+        loaded.backbone.trainable_params().is_empty(),
+        "a loaded backbone is frozen"
+    );
 
     // The raw file is plain safetensors with the documented metadata.
     let (tensors, map) = weights::load_safetensors(&path).unwrap();
@@ -278,12 +335,18 @@ fn model_file_round_trip_keeps_metadata_and_every_weight() {
     assert_eq!(map.get("head").map(String::as_str), Some("mlp"));
     assert_eq!(map.get("image_size").map(String::as_str), Some("48"));
     assert!(tensors.iter().any(|(n, _)| n == "head_dense1/kernel"));
-    assert!(tensors.iter().any(|(n, _)| n == "conv5_block3_3_bn/moving_variance"));
+    assert!(tensors.iter().any(|(n, _)| n == "head_norm/variance"));
+    assert!(tensors
+        .iter()
+        .any(|(n, _)| n == "conv5_block3_3_bn/moving_variance"));
 
     // A backbone weights file without model metadata is refused with a hint.
     let plain = dir.join("plain.safetensors");
     weights::save_safetensors(&plain, &head.named_tensors(), &Default::default()).unwrap();
-    let e = load_model(&plain).err().expect("not a model file").to_string();
+    let e = load_model(&plain)
+        .err()
+        .expect("not a model file")
+        .to_string();
     assert!(e.contains("not a model saved by `trainer train`"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -207,8 +207,7 @@ pub fn read_image_32(path: &Path) -> Result<Vec<u8>> {
     let x: Vec<f32> = rgb.as_raw().iter().map(|&p| p as f32).collect();
     let x = Tensor::from_vec(x, &[1, h, w, 3])?;
     let y = ops::bilinear_resize(&x, IMAGE_SIDE, IMAGE_SIDE)?;
-    Ok(y
-        .to_vec_f32()
+    Ok(y.to_vec_f32()
         .iter()
         .map(|v| v.round().clamp(0.0, 255.0) as u8)
         .collect())

@@ -23,7 +23,9 @@
 
 use super::evaluate::image_probabilities;
 use super::feature_cache::image_batch;
-use super::fit::{argmax_rows, check_loss, diverged, EpochMetrics, FitConfig, FitOutcome, StopReason};
+use super::fit::{
+    argmax_rows, check_loss, diverged, EpochMetrics, FitConfig, FitOutcome, StopReason,
+};
 use super::head::Head;
 use crate::data::IMAGE_BYTES;
 use crate::error::{Error, Result};
@@ -154,7 +156,10 @@ fn run(
         "fine-tuning {} weight tensors of {} ({} values) and the head, lr {:.1e}",
         unfrozen,
         backbone.name(),
-        params[..unfrozen].iter().map(|p| p.value().numel()).sum::<usize>(),
+        params[..unfrozen]
+            .iter()
+            .map(|p| p.value().numel())
+            .sum::<usize>(),
         cfg.lr
     );
     let before = snapshot(&params);

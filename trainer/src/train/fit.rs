@@ -116,10 +116,14 @@ impl FitConfig {
     /// Checks the settings, naming the flag at fault.
     pub fn check(&self, phase: &str) -> Result<()> {
         if self.epochs == 0 {
-            return Err(Error::Usage(format!("{phase}: --epochs is 0; train at least one epoch")));
+            return Err(Error::Usage(format!(
+                "{phase}: --epochs is 0; train at least one epoch"
+            )));
         }
         if self.batch_size == 0 {
-            return Err(Error::Usage(format!("{phase}: --batch-size is 0; use at least 1")));
+            return Err(Error::Usage(format!(
+                "{phase}: --batch-size is 0; use at least 1"
+            )));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(Error::Usage(format!(
@@ -240,7 +244,13 @@ pub fn argmax_rows(values: &[f32], c: usize) -> Vec<usize> {
 }
 
 /// Errors unless the loss is finite, naming where training diverged.
-pub(crate) fn check_loss(loss: f64, phase: &str, epoch: usize, batch: usize, lr: f64) -> Result<()> {
+pub(crate) fn check_loss(
+    loss: f64,
+    phase: &str,
+    epoch: usize,
+    batch: usize,
+    lr: f64,
+) -> Result<()> {
     if loss.is_finite() {
         return Ok(());
     }
@@ -256,13 +266,7 @@ pub(crate) fn check_loss(loss: f64, phase: &str, epoch: usize, batch: usize, lr:
 }
 
 /// Turns the engine's non-finite-logits error into the same diverged message.
-pub(crate) fn diverged(
-    e: Error,
-    phase: &str,
-    epoch: usize,
-    batch: usize,
-    lr: f64,
-) -> Error {
+pub(crate) fn diverged(e: Error, phase: &str, epoch: usize, batch: usize, lr: f64) -> Error {
     match e {
         Error::Engine(engine::Error::NonFinite { .. }) => {
             check_loss(f64::NAN, phase, epoch, batch, lr).unwrap_err()
@@ -321,7 +325,10 @@ pub fn fit_head(
     }
     let params = head.params();
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size) as u64;
-    let mut opt = Adam::new(cfg.schedule.build(cfg.lr, steps_per_epoch * cfg.epochs as u64));
+    let mut opt = Adam::new(
+        cfg.schedule
+            .build(cfg.lr, steps_per_epoch * cfg.epochs as u64),
+    );
     let mut best: Option<(usize, f64, Vec<(String, Tensor)>)> = None;
     let mut history = Vec::new();
     let mut since_best = 0;

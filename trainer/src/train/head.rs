@@ -10,6 +10,13 @@
 //! backbone's `pooling='avg'`, so the head starts from `[n, C]` features,
 //! whether they come from the feature cache or from a live backbone pass.
 //!
+//! Optionally (`--standardize`) a Keras `Normalization` layer adapted on the
+//! training features comes first: `head_norm`, y = (x − mean) / sqrt(variance)
+//! per feature, with `head_norm/mean` and `head_norm/variance` frozen weights
+//! saved with the head. Features of ImageNet weights do not need it; those of
+//! untrained or seeded backbones (values in the hundreds, a large common
+//! offset) cannot be learned from without it.
+//!
 //! The head returns logits; the loss is the fused softmax cross-entropy and
 //! probabilities are `softmax(logits)`. Kernels start as Keras's
 //! `glorot_uniform` (U(±sqrt(6 / (fan_in + fan_out)))) and biases at zero,
@@ -74,10 +81,21 @@ pub struct Head {
     kind: HeadKind,
     features: usize,
     classes: usize,
+    norm: Option<Normalization>,
     dense1: Dense,
     dropout: Option<Dropout>,
     dense2: Option<Dense>,
 }
+
+/// Keras `Normalization` over the last axis: y = (x − mean) / sqrt(variance),
+/// statistics fixed by [`Head::adapt`] (frozen weights, never trained).
+struct Normalization {
+    mean: Param,
+    variance: Param,
+}
+
+/// Smallest standard deviation divided by (Keras clamps sqrt(variance) the same way).
+const NORM_EPSILON: f64 = 1e-7;
 
 impl Head {
     /// A freshly initialised head of `kind` from `features` inputs to
@@ -95,6 +113,7 @@ impl Head {
                 kind,
                 features,
                 classes,
+                norm: None,
                 dense1: Dense::new(
                     "head_dense1",
                     features,
@@ -119,6 +138,7 @@ impl Head {
                 kind,
                 features,
                 classes,
+                norm: None,
                 dense1: Dense::new(
                     "head_dense1",
                     features,
@@ -131,6 +151,46 @@ impl Head {
             },
         };
         Ok(head)
+    }
+
+    /// Puts a feature standardization layer (`head_norm`) first, its mean
+    /// and variance taken from `rows` (`[n, features]` row-major, n > 0), as
+    /// Keras's `Normalization.adapt`. Statistics are accumulated in f64.
+    pub fn adapt(mut self, rows: &[f32]) -> Result<Head> {
+        let d = self.features;
+        let n = rows.len() / d;
+        if n == 0 || rows.len() != n * d {
+            return Err(Error::Usage(format!(
+                "head: cannot adapt the normalization to {} values of {d} features",
+                rows.len()
+            )));
+        }
+        let mut mean = vec![0f64; d];
+        for r in rows.chunks_exact(d) {
+            for (m, &x) in mean.iter_mut().zip(r) {
+                *m += x as f64;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n as f64);
+        let mut var = vec![0f64; d];
+        for r in rows.chunks_exact(d) {
+            for ((v, &x), m) in var.iter_mut().zip(r).zip(&mean) {
+                *v += (x as f64 - m).powi(2);
+            }
+        }
+        var.iter_mut().for_each(|v| *v /= n as f64);
+        let to_f32 = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+        let mean = Param::new("head_norm/mean", Tensor::from_vec(to_f32(mean), &[d])?);
+        let variance = Param::new("head_norm/variance", Tensor::from_vec(to_f32(var), &[d])?);
+        mean.set_trainable(false);
+        variance.set_trainable(false);
+        self.norm = Some(Normalization { mean, variance });
+        Ok(self)
+    }
+
+    /// Whether the head standardizes its input (`head_norm`).
+    pub fn standardizes(&self) -> bool {
+        self.norm.is_some()
     }
 
     /// Which head this is.
@@ -159,7 +219,22 @@ impl Head {
             )));
         }
         let model = |e: models::Error| Error::Usage(format!("head ({}): {e}", self.kind));
-        let mut y = self.dense1.forward(x).map_err(model)?;
+        let mut y = x.clone();
+        if let Some(norm) = &self.norm {
+            // (x − mean) · 1/max(sqrt(var), ε): two broadcast ops over [n, features].
+            let neg_mean: Vec<f32> = norm.mean.value().to_vec_f32().iter().map(|m| -m).collect();
+            let inv_std: Vec<f32> = norm
+                .variance
+                .value()
+                .to_vec_f64()
+                .iter()
+                .map(|v| (1.0 / v.max(0.0).sqrt().max(NORM_EPSILON)) as f32)
+                .collect();
+            let d = self.features;
+            y = ops::add(&y, &Tensor::from_vec(neg_mean, &[d])?)?;
+            y = ops::mul(&y, &Tensor::from_vec(inv_std, &[d])?)?;
+        }
+        let mut y = self.dense1.forward(&y).map_err(model)?;
         if let Some(dropout) = &self.dropout {
             y = dropout.forward(&y, training).map_err(model)?;
         }
@@ -175,9 +250,15 @@ impl Head {
         Ok(ops::softmax(&self.forward(x, false)?)?)
     }
 
-    /// Every weight, in layer order (kernel, bias of each dense layer).
+    /// Every weight, in layer order (the normalization's mean and variance,
+    /// then kernel, bias of each dense layer). The normalization's are frozen.
     pub fn params(&self) -> Vec<Param> {
-        let mut p = self.dense1.weights();
+        let mut p = Vec::new();
+        if let Some(norm) = &self.norm {
+            p.push(norm.mean.clone());
+            p.push(norm.variance.clone());
+        }
+        p.extend(self.dense1.weights());
         if let Some(d) = &self.dense2 {
             p.extend(d.weights());
         }

@@ -73,6 +73,8 @@ pub struct TrainOptions {
     pub flip: bool,
     /// Average test predictions over image and flip.
     pub tta: bool,
+    /// Standardize the features (a Keras `Normalization` adapted on the training rows) in the head.
+    pub standardize: bool,
     /// Block to unfreeze for fine-tuning (`block5`, `conv5`), if any.
     pub fine_tune: Option<String>,
     /// Fine-tuning learning rate.
@@ -112,6 +114,7 @@ impl TrainOptions {
             },
             flip: a.flip,
             tta: a.tta,
+            standardize: a.standardize,
             fine_tune: a.fine_tune.clone(),
             fine_tune_lr: a.fine_tune_lr,
             fine_tune_epochs: a.fine_tune_epochs,
@@ -178,7 +181,10 @@ pub fn load_split(data: Option<&Path>, split: Split) -> Result<Dataset> {
     };
     let ds = data::load(&path, split)?;
     if ds.is_empty() {
-        return Err(Error::data(&path, format!("the {} split holds no image", split.name())));
+        return Err(Error::data(
+            &path,
+            format!("the {} split holds no image", split.name()),
+        ));
     }
     Ok(ds)
 }
@@ -188,7 +194,9 @@ fn imagenet_weights(model: &str) -> Result<KnownFile> {
     match model {
         "resnet50" => Ok(download::RESNET50_NOTOP),
         "vgg16" => Ok(download::VGG16_NOTOP),
-        other => Err(Error::Usage(format!("unknown model '{other}': use vgg16 or resnet50"))),
+        other => Err(Error::Usage(format!(
+            "unknown model '{other}': use vgg16 or resnet50"
+        ))),
     }
 }
 
@@ -197,12 +205,17 @@ const HDF5_MAGIC: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
 
 /// Reads a weights file for `backbone`, a Keras .h5 or a .safetensors told
 /// apart by magic bytes; returns the tensors and the file's md5.
-pub fn read_weights(path: &Path, backbone: &dyn Backbone) -> Result<(weights::NamedTensors, String)> {
+pub fn read_weights(
+    path: &Path,
+    backbone: &dyn Backbone,
+) -> Result<(weights::NamedTensors, String)> {
     let mut magic = [0u8; 8];
     {
         use std::io::Read;
         let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "reading", e))?;
-        let _ = f.read(&mut magic).map_err(|e| Error::io(path, "reading", e))?;
+        let _ = f
+            .read(&mut magic)
+            .map_err(|e| Error::io(path, "reading", e))?;
     }
     let hash = download::md5_file(path)?;
     let tensors = if &magic == HDF5_MAGIC {
@@ -215,7 +228,9 @@ pub fn read_weights(path: &Path, backbone: &dyn Backbone) -> Result<(weights::Na
             "weights {}: {e}; HINT: --weights takes a Keras .h5 (e.g. {}) or a .safetensors \
              written by `trainer convert`",
             path.display(),
-            imagenet_weights(backbone.name()).map(|k| k.file_name).unwrap_or("")
+            imagenet_weights(backbone.name())
+                .map(|k| k.file_name)
+                .unwrap_or("")
         ))
     })?;
     Ok((tensors, hash))
@@ -422,7 +437,9 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
             )
         })?;
         match &outcome {
-            CacheOutcome::Hit(p) => eprintln!("{label}: reused from the feature cache ({})", p.display()),
+            CacheOutcome::Hit(p) => {
+                eprintln!("{label}: reused from the feature cache ({})", p.display())
+            }
             CacheOutcome::Stored(p) => {
                 extracted_images += ds.len();
                 eprintln!("{label}: computed and cached ({})", p.display())
@@ -469,13 +486,17 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     let train_rows = Rows::new(&tx, &ty, dim)?;
     let val_rows = Rows::new(&vx, &vy, dim)?;
 
-    let head = Head::new(opts.head, dim, classes.len(), opts.fit.seed)?;
+    let mut head = Head::new(opts.head, dim, classes.len(), opts.fit.seed)?;
+    if opts.standardize {
+        head = head.adapt(&tx)?;
+    }
     let mut meta = ModelMeta {
         model: backbone.name().to_string(),
         classes: classes.clone(),
         image_size,
         head: opts.head,
         tta: opts.tta,
+        standardize: opts.standardize,
         val_accuracy: None,
     };
     let mut metrics = report::MetricsFile::create(&report::sibling(&opts.out, "metrics.csv"))?;
@@ -486,19 +507,31 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
             0
         };
     eprintln!(
-        "head: {} on {} rows ({}{}), {} epochs max, batch {}, Adam lr {:.1e} ({} schedule), \
+        "head: {}{} on {} rows ({}), {} epochs max, batch {}, Adam lr {:.1e} ({} schedule), \
          patience {}",
         opts.head,
+        if opts.standardize {
+            " (standardized features)"
+        } else {
+            ""
+        },
         train_rows.len(),
-        if opts.flip { "images and their flips" } else { "images" },
-        "",
+        if opts.flip {
+            "images and their flips"
+        } else {
+            "images"
+        },
         opts.fit.epochs,
         opts.fit.batch_size,
         opts.fit.lr,
         opts.fit.schedule,
         opts.fit.patience
     );
-    let mut epochs_bar = Progress::new("head training", Some(opts.fit.epochs as u64), Unit::Items("epochs"));
+    let mut epochs_bar = Progress::new(
+        "head training",
+        Some(opts.fit.epochs as u64),
+        Unit::Items("epochs"),
+    );
     let mut on_epoch = |m: &EpochMetrics, improved: bool, head: &Head| -> Result<()> {
         metrics.append(m)?;
         println!("{}", report::epoch_line(m, total_epochs, improved));
@@ -508,10 +541,17 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
         }
         Ok(())
     };
-    let head_outcome = fit_head(&head, &train_rows, &val_rows, &opts.fit, stop, &mut |m, imp| {
-        epochs_bar.inc(1);
-        on_epoch(m, imp, &head)
-    })?;
+    let head_outcome = fit_head(
+        &head,
+        &train_rows,
+        &val_rows,
+        &opts.fit,
+        stop,
+        &mut |m, imp| {
+            epochs_bar.inc(1);
+            on_epoch(m, imp, &head)
+        },
+    )?;
     epochs_bar.finish();
     phases.end("head training");
     let mut history = head_outcome.history.clone();
@@ -592,7 +632,9 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     } else {
         let p = evaluate::head_probabilities(&head, &test_f, dim)?;
         match &test_flip_f {
-            Some(flipped) => evaluate::average(&p, &evaluate::head_probabilities(&head, flipped, dim)?),
+            Some(flipped) => {
+                evaluate::average(&p, &evaluate::head_probabilities(&head, flipped, dim)?)
+            }
             None => p,
         }
     };

@@ -18,6 +18,7 @@
 //! | `head`          | `mlp` or `linear`                               |
 //! | `input_layout`  | `NHWC uint8 RGB 32x32, bilinear resize to image_size` |
 //! | `tta`           | `true` when predictions average image and flip  |
+//! | `standardize`   | `true` when the head starts with `head_norm`    |
 //! | `val_accuracy`  | best validation accuracy when saved             |
 //!
 //! Written with `weights::save_safetensors`, which writes a temporary file
@@ -51,6 +52,8 @@ pub struct ModelMeta {
     pub head: HeadKind,
     /// Whether predictions average the image and its horizontal flip.
     pub tta: bool,
+    /// Whether the head standardizes the features first (`head_norm`).
+    pub standardize: bool,
     /// Best validation accuracy at the time of saving (informational).
     pub val_accuracy: Option<f64>,
 }
@@ -71,6 +74,7 @@ impl ModelMeta {
         m.insert("head".into(), self.head.as_str().into());
         m.insert("input_layout".into(), INPUT_LAYOUT.into());
         m.insert("tta".into(), self.tta.to_string());
+        m.insert("standardize".into(), self.standardize.to_string());
         if let Some(acc) = self.val_accuracy {
             m.insert("val_accuracy".into(), format!("{acc:.6}"));
         }
@@ -110,6 +114,7 @@ impl ModelMeta {
             .map_err(|_| bad("'image_size' is not a whole number".into()))?;
         let head = get("head")?.parse()?;
         let tta = m.get("tta").is_some_and(|v| v == "true");
+        let standardize = m.get("standardize").is_some_and(|v| v == "true");
         let val_accuracy = m.get("val_accuracy").and_then(|v| v.parse().ok());
         Ok(ModelMeta {
             model: get("model")?.clone(),
@@ -117,13 +122,19 @@ impl ModelMeta {
             image_size,
             head,
             tta,
+            standardize,
             val_accuracy,
         })
     }
 }
 
 /// Saves backbone + head + metadata to `path` atomically.
-pub fn save_model(path: &Path, backbone: &dyn Backbone, head: &Head, meta: &ModelMeta) -> Result<()> {
+pub fn save_model(
+    path: &Path,
+    backbone: &dyn Backbone,
+    head: &Head,
+    meta: &ModelMeta,
+) -> Result<()> {
     let mut tensors = backbone.named_tensors();
     tensors.extend(head.named_tensors());
     weights::save_safetensors(path, &tensors, &meta.to_map())
@@ -166,10 +177,9 @@ pub fn load_model(path: &Path) -> Result<LoadedModel> {
         ))
     })?;
     let meta = ModelMeta::from_map(path, &map)?;
-    let (head_tensors, backbone_tensors): (Vec<(String, Tensor)>, Vec<(String, Tensor)>) =
-        tensors
-            .into_iter()
-            .partition(|(name, _)| name.starts_with(HEAD_PREFIX));
+    let (head_tensors, backbone_tensors): (Vec<(String, Tensor)>, Vec<(String, Tensor)>) = tensors
+        .into_iter()
+        .partition(|(name, _)| name.starts_with(HEAD_PREFIX));
     let backbone = build_backbone(&meta.model)?;
     backbone.load(backbone_tensors).map_err(|e| {
         Error::Usage(format!(
@@ -181,7 +191,11 @@ pub fn load_model(path: &Path) -> Result<LoadedModel> {
     let features = backbone
         .output_shape(1, meta.image_size, meta.image_size)
         .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?[1];
-    let head = Head::new(meta.head, features, meta.classes.len(), 0)?;
+    let mut head = Head::new(meta.head, features, meta.classes.len(), 0)?;
+    if meta.standardize {
+        // Placeholder statistics of the right shape; `load` sets the saved ones.
+        head = head.adapt(&vec![0.0; features])?;
+    }
     head.load(&head_tensors)
         .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
     Ok(LoadedModel {

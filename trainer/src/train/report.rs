@@ -98,7 +98,10 @@ pub fn evaluation_text(e: &Evaluation, classes: &[String]) -> String {
     for (c, acc) in classes.iter().zip(&e.per_class) {
         let _ = writeln!(s, "  {c:<width$}  {acc:.4}");
     }
-    let _ = writeln!(s, "confusion matrix (rows: true class, columns: predicted):");
+    let _ = writeln!(
+        s,
+        "confusion matrix (rows: true class, columns: predicted):"
+    );
     let _ = write!(s, "  {:<width$}", "");
     for k in 0..classes.len() {
         let _ = write!(s, " {:>5}", k);
@@ -154,7 +157,9 @@ fn font_ready() -> bool {
 fn draw_png(
     path: &Path,
     (w, h): (u32, u32),
-    draw: impl FnOnce(DrawingArea<BitMapBackend, plotters::coord::Shift>) -> std::result::Result<(), String>,
+    draw: impl FnOnce(
+        DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    ) -> std::result::Result<(), String>,
 ) -> Result<bool> {
     if !font_ready() {
         eprintln!(
@@ -213,6 +218,14 @@ pub fn plot_curves(path: &Path, history: &[EpochMetrics]) -> Result<bool> {
             chart
                 .configure_mesh()
                 .x_desc("epoch")
+                // Epochs are whole numbers: leave the in-between ticks unlabelled.
+                .x_label_formatter(&|x| {
+                    if x.fract().abs() < 1e-9 {
+                        format!("{x:.0}")
+                    } else {
+                        String::new()
+                    }
+                })
                 .y_desc(name)
                 .label_style(("sans-serif", 13))
                 .draw()
