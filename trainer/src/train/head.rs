@@ -96,6 +96,8 @@ struct Normalization {
 
 /// Smallest standard deviation divided by (Keras clamps sqrt(variance) the same way).
 const NORM_EPSILON: f64 = 1e-7;
+/// Each feature's standard deviation is floored at this fraction of the mean one.
+const STD_FLOOR: f64 = 0.01;
 
 impl Head {
     /// A freshly initialised head of `kind` from `features` inputs to
@@ -155,7 +157,8 @@ impl Head {
 
     /// Puts a feature standardization layer (`head_norm`) first, its mean
     /// and variance taken from `rows` (`[n, features]` row-major, n > 0), as
-    /// Keras's `Normalization.adapt`. Statistics are accumulated in f64.
+    /// Keras's `Normalization.adapt`, with each variance floored at
+    /// (1% of the mean standard deviation)². Statistics are accumulated in f64.
     pub fn adapt(mut self, rows: &[f32]) -> Result<Head> {
         let d = self.features;
         let n = rows.len() / d;
@@ -179,6 +182,13 @@ impl Head {
             }
         }
         var.iter_mut().for_each(|v| *v /= n as f64);
+        // Unlike Keras (which floors sqrt(variance) at 1e-7), floor each
+        // feature's standard deviation at 1% of the mean one: a feature that
+        // is (almost) always 0 in training (a dead ReLU) would otherwise
+        // scale its rare non-zero values by up to 1e7 at test time.
+        let mean_std = var.iter().map(|v| v.sqrt()).sum::<f64>() / d as f64;
+        let floor = (STD_FLOOR * mean_std).max(NORM_EPSILON).powi(2);
+        var.iter_mut().for_each(|v| *v = v.max(floor));
         let to_f32 = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
         let mean = Param::new("head_norm/mean", Tensor::from_vec(to_f32(mean), &[d])?);
         let variance = Param::new("head_norm/variance", Tensor::from_vec(to_f32(var), &[d])?);
