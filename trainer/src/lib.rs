@@ -20,6 +20,7 @@ pub mod data;
 pub mod download;
 pub mod error;
 pub mod extract;
+pub mod imagenet;
 pub mod npy;
 pub mod progress;
 pub mod train;

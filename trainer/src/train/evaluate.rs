@@ -217,12 +217,16 @@ pub fn read_image_32(path: &Path) -> Result<Vec<u8>> {
 pub fn run_predict(args: &PredictArgs) -> Result<Vec<(String, f32)>> {
     check_device(args.device)?;
     let Some(model_file) = &args.model_file else {
-        return Err(Error::NotYetAvailable {
-            command: "predict --weights",
-            needs: "ImageNet top-5 with with-top weights (use --model-file with a model saved by \
-                    `trainer train`)"
-                .into(),
-        });
+        let Some(weights) = &args.weights else {
+            return Err(Error::Usage(
+                "predict needs --model-file (a model saved by `trainer train`) or --weights \
+                 (with-top ImageNet weights, for the top ImageNet classes)"
+                    .into(),
+            ));
+        };
+        let ranked = crate::imagenet::predict(args.model, weights, &args.image, args.top.max(1))?;
+        print_ranking(&args.image, &ranked);
+        return Ok(ranked);
     };
     let LoadedModel {
         backbone,
@@ -243,9 +247,14 @@ pub fn run_predict(args: &PredictArgs) -> Result<Vec<(String, f32)>> {
     let mut ranked: Vec<(String, f32)> = meta.classes.iter().cloned().zip(probs).collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
     ranked.truncate(args.top.max(1));
-    println!("{}:", args.image.display());
-    for (class, p) in &ranked {
+    print_ranking(&args.image, &ranked);
+    Ok(ranked)
+}
+
+/// Prints classes with their probabilities, most probable first.
+fn print_ranking(image: &Path, ranked: &[(String, f32)]) {
+    println!("{}:", image.display());
+    for (class, p) in ranked {
         println!("  {:>6.2}%  {class}", 100.0 * p);
     }
-    Ok(ranked)
 }

@@ -1,0 +1,83 @@
+//! `trainer predict --weights W IMAGE`: the top ImageNet classes of one image
+//! under a model with Keras's 1000-class top, as Keras's
+//! `decode_predictions(model.predict(preprocess_input(img)))` prints them.
+//!
+//! The image is decoded, resized to 224x224 with bilinear interpolation
+//! (half-pixel centres, no antialiasing: `keras.layers.Resizing`), given
+//! caffe preprocessing, and run through the backbone and its top, whose last
+//! layer is already a softmax. Class names are the 1000 ILSVRC-2012 classes
+//! in the standard order of Keras's `imagenet_class_index.json` (sorted
+//! WordNet ids), committed as `imagenet_classes.txt` (from torchvision's
+//! category list, which uses the same order).
+
+use crate::cli::ModelName;
+use crate::convert::read_backbone_weights;
+use crate::error::{Error, Result};
+use engine::Tensor;
+use models::{ModelOptions, TOP_INPUT_SIZE};
+use std::path::Path;
+
+const CLASS_LIST: &str = include_str!("imagenet_classes.txt");
+
+/// The 1000 ImageNet class names, index = output unit of the top.
+pub fn class_names() -> Vec<&'static str> {
+    CLASS_LIST.lines().collect()
+}
+
+/// Decodes an image file to `[1, h, w, 3]` f32 RGB values in 0..255.
+pub fn read_image(path: &Path) -> Result<Tensor> {
+    let img = image::open(path).map_err(|e| Error::Data {
+        path: path.to_path_buf(),
+        msg: format!("cannot decode the image ({e}); give a JPEG or PNG file"),
+    })?;
+    let rgb = img.to_rgb8();
+    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+    let pixels: Vec<f32> = rgb.into_raw().into_iter().map(f32::from).collect();
+    Ok(Tensor::from_vec(pixels, &[1, h, w, 3])?)
+}
+
+/// The `top` most probable ImageNet classes of `image` with their
+/// probabilities, most probable first. `weights` must hold the model with
+/// its top (a with-top Keras .h5 or its `trainer convert` output).
+pub fn predict(
+    model: ModelName,
+    weights: &Path,
+    image: &Path,
+    top: usize,
+) -> Result<Vec<(String, f32)>> {
+    let options = ModelOptions {
+        include_top: true,
+        ..ModelOptions::default()
+    };
+    let backbone = models::build(model.as_str(), &options)?;
+    read_backbone_weights(weights, backbone.as_ref()).map_err(|e| {
+        Error::Usage(format!(
+            "{e}\nHINT: predict --weights needs the with-top weights of {} \
+             (e.g. {}_weights_tf_dim_ordering_tf_kernels.h5, or its `trainer convert` output); \
+             for a model trained by `trainer train` use --model-file",
+            model.as_str(),
+            model.as_str()
+        ))
+    })?;
+    let x = read_image(image)?;
+    let _no_grad = engine::no_grad();
+    let x = engine::ops::bilinear_resize(&x, TOP_INPUT_SIZE, TOP_INPUT_SIZE)?;
+    let x = models::preprocess_input_caffe(&x)?;
+    let probs = backbone.forward(&x, false)?.to_vec_f32();
+    let names = class_names();
+    if probs.len() != names.len() {
+        return Err(Error::Usage(format!(
+            "the model's top has {} outputs, the ImageNet class list {}",
+            probs.len(),
+            names.len()
+        )));
+    }
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    // Stable sort: equal probabilities keep class order.
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    Ok(order
+        .into_iter()
+        .take(top)
+        .map(|i| (names[i].to_string(), probs[i]))
+        .collect())
+}
