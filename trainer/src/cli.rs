@@ -4,9 +4,9 @@
 //! `train` is the default subcommand: `cargo run --release -p trainer` with
 //! no arguments runs CIFAR-10 transfer learning. The flags of `convert` and
 //! `extract` are the contract of the models issue; those of `train`,
-//! `evaluate` and `predict` the trainer issue's. A subcommand whose engine
-//! parts are not written yet fails with "not yet available" and a non-zero
-//! exit status; it never pretends to work.
+//! `evaluate` and `predict` the trainer issue's. `bench` only points to the
+//! bench crate (`cargo run --release -p bench`) and exits non-zero; it never
+//! pretends to measure.
 
 use crate::data::Split;
 use crate::error::{Error, Result};
@@ -49,7 +49,7 @@ pub enum Command {
     Evaluate(EvaluateArgs),
     /// Classify one image with a saved model (or ImageNet top-5 with with-top weights).
     Predict(PredictArgs),
-    /// Measure forward (and backward) throughput of a backbone.
+    /// Benchmarks: points to `cargo run --release -p bench`, which runs them.
     Bench(BenchArgs),
 }
 
@@ -292,7 +292,8 @@ pub struct PredictArgs {
     pub device: DeviceChoice,
 }
 
-/// Flags of `bench`.
+/// Flags of `bench`: accepted and ignored; the bench crate
+/// (`cargo run --release -p bench -- --help`) has its own.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Backbone architecture.
@@ -315,6 +316,16 @@ pub struct BenchArgs {
     pub device: DeviceChoice,
 }
 
+/// What `trainer bench` answers: the benchmarks live in their own crate.
+pub const BENCH_POINTER: &str = "`trainer bench` does not measure anything itself: benchmarks are \
+     run with `cargo run --release -p bench` (the bench/ crate: conv2d, backbone forward at \
+     32/64/224, head step and extraction; `-- --quick` for a short run, `-- --help` for its \
+     flags; results in BENCHMARKS.md)";
+
+/// Exit status of a `train` run stopped by Ctrl-C (SIGINT), after it has
+/// printed where the best model is: 128 + 2, the shell's convention.
+pub const INTERRUPTED_EXIT_STATUS: i32 = 130;
+
 /// Runs one subcommand.
 pub fn run(command: Command) -> Result<()> {
     match command {
@@ -325,9 +336,6 @@ pub fn run(command: Command) -> Result<()> {
         Command::Extract(args) => crate::extract::run(&args),
         Command::Evaluate(args) => crate::train::run_evaluate(&args).map(|_| ()),
         Command::Predict(args) => crate::train::run_predict(&args).map(|_| ()),
-        Command::Bench(_) => Err(Error::NotYetAvailable {
-            command: "bench",
-            needs: "the backbones of the models crate".into(),
-        }),
+        Command::Bench(_) => Err(Error::Usage(BENCH_POINTER.into())),
     }
 }

@@ -1,13 +1,21 @@
 //! `trainer`: parses the command line and runs the subcommand (see
 //! [`trainer::cli`]). Errors go to stderr with exit status 1; clap's usage
-//! errors exit with status 2.
+//! errors exit with status 2; a run stopped by Ctrl-C (SIGINT) exits with
+//! status 130 once it has saved and named the best model.
 
 use clap::Parser;
+use std::sync::atomic::Ordering;
 
 fn main() {
     let cli = trainer::cli::Cli::parse();
     if let Err(e) = trainer::cli::run(cli.into_command()) {
         eprintln!("error: {e}");
         std::process::exit(1);
+    }
+    // The Ctrl-C handler raised the stop flag and training ended early (it
+    // printed where the best model is): say so to the shell, as programs
+    // killed by SIGINT do.
+    if trainer::train::stop_flag().load(Ordering::SeqCst) {
+        std::process::exit(trainer::cli::INTERRUPTED_EXIT_STATUS);
     }
 }

@@ -1,0 +1,449 @@
+//! Fine-tuning (`--fine-tune block5` for VGG16, `--fine-tune conv5` for
+//! ResNet50) on a small subset of real CIFAR-10 images (30 training and 10
+//! test images per class from `../shared/data/cifar10-jpeg.tar.xz`) at
+//! 32 px, with seeded full-size backbones (`weights::seeded`; ImageNet
+//! weights cannot be downloaded here), one epoch.
+//!
+//! Through the library (`train::fine_tune::fine_tune`, started from a best
+//! validation accuracy of -inf so that the epoch is always kept and saved),
+//! for both backbones, the saved model file is compared tensor by tensor
+//! with the seeded weights the run started from:
+//! - every trainable tensor of the fine-tuned block (kernels, biases, batch
+//!   norm gamma and beta) changed;
+//! - every tensor before the block is bit-identical (frozen);
+//! - every BatchNormalization moving mean and variance is bit-identical,
+//!   the fine-tuned block's included (batch norm stays in inference mode);
+//! - the reloaded file reproduces the validation accuracy the epoch
+//!   reported, and `evaluate` on it the in-memory model's test accuracy.
+//!
+//! Through the `trainer` binary (`train --fine-tune block5`, VGG16): the
+//! epoch is kept only if it beats the head-only model on validation, so the
+//! test reads which happened and checks it exactly (block changed, or
+//! restored bit for bit); the layers before block5 are bit-identical either
+//! way, and `trainer evaluate` on the saved file prints the very accuracy
+//! and correct count of the run's summary.
+//!
+//! Without the archive each test prints SKIPPED.
+
+mod common;
+
+use common::TempDir;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// The shared archive of real CIFAR-10 JPEGs, if this checkout has it.
+fn archive() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cifar10-jpeg.tar.xz");
+    p.is_file().then_some(p)
+}
+
+/// Unpacks 30 training and 10 test images per class into `dir`; returns the
+/// image folder (`train/` and `test/`, one subfolder per class).
+fn unpack_subset(archive: &Path, dir: &Path) -> PathBuf {
+    let status = Command::new("tar")
+        .arg("-xJf")
+        .arg(archive)
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "--wildcards",
+            "cifar10-jpeg/train/*/00[0-2][0-9].jpg",
+            "cifar10-jpeg/test/*/000[0-9].jpg",
+        ])
+        .status()
+        .expect("tar runs");
+    assert!(status.success(), "tar failed to unpack the subset");
+    dir.join("cifar10-jpeg")
+}
+
+/// Runs the trainer binary; returns (stdout, stderr), failing with both on a non-zero exit.
+fn trainer(args: &[&str], cache: &Path) -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(args)
+        .env("THAW_CACHE_DIR", cache)
+        .output()
+        .expect("trainer binary runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(
+        out.status.success(),
+        "trainer {args:?} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    (stdout, stderr)
+}
+
+/// The `accuracy: 0.1234 (12 of 100 images)` line: (accuracy text, correct, n).
+fn accuracy_line(text: &str) -> (String, usize, usize) {
+    let line = text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .split_once("accuracy: ")
+                .filter(|(pre, _)| pre.is_empty() || *pre == "test ")
+                .map(|(_, rest)| rest.to_string())
+        })
+        .unwrap_or_else(|| panic!("no accuracy line in:\n{text}"));
+    let mut parts = line.split_whitespace();
+    let acc = parts.next().unwrap().to_string();
+    let correct = parts
+        .next()
+        .unwrap()
+        .trim_start_matches('(')
+        .parse()
+        .unwrap();
+    let n = parts.nth(1).unwrap().parse().unwrap();
+    (acc, correct, n)
+}
+
+/// The bits of a tensor's values, for exact comparison.
+fn bits(t: &engine::Tensor) -> Vec<u32> {
+    t.to_vec_f32().iter().map(|v| v.to_bits()).collect()
+}
+
+/// Trains `model` with `--fine-tune block` and checks the saved file
+/// against the seeded weights (see the module docs).
+fn cli_case(model: &str, block: &str) {
+    let Some(archive) = archive() else {
+        println!("SKIPPED: ../shared/data/cifar10-jpeg.tar.xz not found beside the repository");
+        return;
+    };
+    let t0 = Instant::now();
+    let dir = TempDir::new(&format!("fine-tune-{model}"));
+    let data = unpack_subset(&archive, dir.path());
+
+    let backbone = trainer::train::model_file::build_backbone(model).unwrap();
+    let seeded = weights::seeded::generate(&backbone.weight_spec(), 77);
+    let weights_file = dir.path().join(format!("{model}-seeded.safetensors"));
+    weights::save_safetensors(&weights_file, &seeded, &Default::default()).unwrap();
+    drop(backbone);
+
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("ft.safetensors");
+    let (w, d, o) = (
+        weights_file.to_str().unwrap(),
+        data.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    let (stdout, stderr) = trainer(
+        &[
+            "train",
+            "--model",
+            model,
+            "--weights",
+            w,
+            "--data",
+            d,
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--lr",
+            "1e-6",
+            "--batch-size",
+            "16",
+            "--extract-batch-size",
+            "32",
+            "--val-split",
+            "0.2",
+            "--seed",
+            "3",
+            "--standardize",
+            "--fine-tune",
+            block,
+            "--fine-tune-epochs",
+            "1",
+            "--fine-tune-lr",
+            "1e-3",
+            "--device",
+            "cpu",
+            "--out",
+            o,
+        ],
+        &cache,
+    );
+    let train_secs = t0.elapsed().as_secs_f64();
+    eprintln!("{model} --fine-tune {block}: {train_secs:.1} s\n{stdout}\n{stderr}");
+    // Whether the fine-tuning epoch beat the head-only model on validation
+    // (then its weights are saved) or not (then the weights from before
+    // fine-tuning are restored and saved): both are checked exactly below.
+    let kept = stderr.contains("fine-tuning: best epoch 2");
+    assert!(
+        kept || stderr.contains("fine-tuning: no epoch improved"),
+        "{stderr}"
+    );
+    let metrics = std::fs::read_to_string(dir.path().join("ft.metrics.csv")).unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("2,fine-tune,")),
+        "{metrics}"
+    );
+
+    // The saved file against the seeded weights, tensor by tensor.
+    let (saved, _) = weights::load_safetensors(&out).unwrap();
+    let saved: std::collections::BTreeMap<String, engine::Tensor> = saved.into_iter().collect();
+    assert!(
+        saved.keys().any(|k| k.starts_with("head_")),
+        "no head in {:?}",
+        saved.keys()
+    );
+    let (changed, frozen, stats) = check_weights(&seeded, &saved, block, kept);
+    eprintln!(
+        "{model}: fine-tuning kept: {kept}; {changed} tensors of {block} checked, {frozen} \
+         earlier tensors and {stats} moving statistics bit-identical"
+    );
+
+    // Reload and evaluate: the accuracy the run reported.
+    let reported = accuracy_line(stdout.split("== summary ==").nth(1).expect("summary"));
+    let (eval_out, _) = trainer(
+        &[
+            "evaluate",
+            "--model-file",
+            o,
+            "--data",
+            d,
+            "--device",
+            "cpu",
+        ],
+        &cache,
+    );
+    let evaluated = accuracy_line(&eval_out);
+    assert_eq!(evaluated, reported, "evaluate disagrees with train");
+    assert_eq!(reported.2, 100);
+    eprintln!(
+        "{model}: test accuracy {} reproduced by evaluate; {:.1} s in all",
+        reported.0,
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+/// Compares the weights `now` (by name) with the seeded `start`: trainable
+/// tensors of `block` changed (or, when `block_changed` is false, all
+/// bit-identical: the weights from before fine-tuning were restored),
+/// everything before it and every batch norm moving statistic bit-identical.
+/// Returns (block tensors, earlier tensors, moving statistics).
+fn check_weights(
+    start: &[(String, engine::Tensor)],
+    now: &std::collections::BTreeMap<String, engine::Tensor>,
+    block: &str,
+    block_changed: bool,
+) -> (usize, usize, usize) {
+    let (mut changed, mut frozen, mut stats) = (0, 0, 0);
+    for (name, before) in start {
+        let after = now
+            .get(name)
+            .unwrap_or_else(|| panic!("the saved model lacks {name}"));
+        assert_eq!(after.shape(), before.shape(), "{name}");
+        let same = bits(after) == bits(before);
+        if name.ends_with("/moving_mean") || name.ends_with("/moving_variance") {
+            assert!(same, "{name}: batch norm moving statistic changed");
+            stats += 1;
+        } else if name.starts_with(block) {
+            if block_changed {
+                assert!(!same, "{name}: in the fine-tuned block but unchanged");
+            } else {
+                assert!(
+                    same,
+                    "{name}: fine-tuning was not kept, yet the block changed"
+                );
+            }
+            changed += 1;
+        } else {
+            assert!(same, "{name}: before {block} but changed");
+            frozen += 1;
+        }
+    }
+    assert!(
+        changed > 0 && frozen > 0,
+        "{changed} changed, {frozen} frozen"
+    );
+    (changed, frozen, stats)
+}
+
+/// Fine-tunes `block` of a seeded `model` through the library
+/// (`train::fine_tune::fine_tune`), one epoch, saving the model as `train`
+/// does; returns the seeded weights and the saved file's tensors.
+fn fine_tune_library_case(model: &str, block: &str) -> Option<(usize, usize, usize)> {
+    use trainer::data::{Split, IMAGE_BYTES};
+    use trainer::train::fine_tune::{fine_tune, probability_scores, ImageRows};
+    use trainer::train::{
+        evaluate, feature_cache, holdout, load_model, save_model, FitConfig, Head, HeadKind,
+        LrSchedule, ModelMeta,
+    };
+    let Some(archive) = archive() else {
+        println!("SKIPPED: ../shared/data/cifar10-jpeg.tar.xz not found beside the repository");
+        return None;
+    };
+    let t0 = Instant::now();
+    let dir = TempDir::new(&format!("fine-tune-lib-{model}"));
+    let data = unpack_subset(&archive, dir.path());
+    let train_ds = trainer::data::load(&data, Split::Train).unwrap();
+    let test_ds = trainer::data::load(&data, Split::Test).unwrap();
+    assert_eq!((train_ds.len(), test_ds.len()), (300, 100));
+
+    let backbone = trainer::train::model_file::build_backbone(model).unwrap();
+    let seeded = weights::seeded::generate(&backbone.weight_spec(), 77);
+    backbone.load(seeded.clone()).unwrap();
+    let dim = backbone.output_shape(1, 32, 32).unwrap()[1];
+    // Seeded features are large with a common offset: standardize them (as
+    // `--standardize` does), adapted on the features of 64 training images.
+    let sample = feature_cache::extract_features(
+        backbone.as_ref(),
+        &train_ds.images[..64 * IMAGE_BYTES],
+        32,
+        32,
+        false,
+        "adapt",
+        None,
+    )
+    .unwrap();
+    let head = Head::new(HeadKind::Mlp, dim, 10, 5)
+        .unwrap()
+        .adapt(&sample)
+        .unwrap();
+
+    let (train_idx, val_idx) = holdout(train_ds.len(), 0.2, 3).unwrap();
+    let gather = |idx: &[usize]| {
+        let mut px = Vec::new();
+        for &i in idx {
+            px.extend_from_slice(train_ds.image(i));
+        }
+        (
+            px,
+            idx.iter().map(|&i| train_ds.labels[i]).collect::<Vec<u8>>(),
+        )
+    };
+    let (tpx, tly) = gather(&train_idx);
+    let (vpx, vly) = gather(&val_idx);
+    let cfg = FitConfig {
+        epochs: 1,
+        batch_size: 16,
+        lr: 1e-4,
+        schedule: LrSchedule::Cosine,
+        patience: 5,
+        seed: 3,
+    };
+    let out = dir.path().join("ft.safetensors");
+    let meta = ModelMeta {
+        model: model.to_string(),
+        classes: train_ds.classes.clone(),
+        image_size: 32,
+        head: HeadKind::Mlp,
+        tta: false,
+        standardize: true,
+        val_accuracy: None,
+    };
+    let mut reported = Vec::new();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    // A start of -inf: the one epoch always counts as an improvement, so its
+    // weights are kept and saved whatever its validation accuracy.
+    let outcome = fine_tune(
+        backbone.as_ref(),
+        &head,
+        block,
+        &ImageRows {
+            images: &tpx,
+            labels: &tly,
+        },
+        &ImageRows {
+            images: &vpx,
+            labels: &vly,
+        },
+        32,
+        &cfg,
+        1,
+        f64::NEG_INFINITY,
+        &stop,
+        &mut |m, improved| {
+            assert!(improved);
+            reported.push(m.val_acc);
+            save_model(&out, backbone.as_ref(), &head, &meta)
+        },
+    )
+    .unwrap();
+    assert_eq!(outcome.best_epoch, Some(1));
+    assert_eq!(outcome.history.len(), 1);
+    assert!(outcome.history[0].loss.is_finite());
+    assert!(
+        backbone.trainable_params().is_empty(),
+        "the backbone is frozen again after fine-tuning"
+    );
+
+    // The saved file against the seeded weights.
+    let (saved, _) = weights::load_safetensors(&out).unwrap();
+    let saved: std::collections::BTreeMap<String, engine::Tensor> = saved.into_iter().collect();
+    let counts = check_weights(&seeded, &saved, block, true);
+    // The in-memory model is the saved one (the best epoch restored).
+    for (name, t) in backbone.named_tensors() {
+        assert_eq!(bits(&t), bits(&saved[&name]), "{name}");
+    }
+
+    // Reloaded: the validation accuracy the run reported, and evaluate's
+    // test accuracy equals the in-memory model's.
+    let loaded = load_model(&out).unwrap();
+    let probs = evaluate::image_probabilities(
+        loaded.backbone.as_ref(),
+        &loaded.head,
+        &vpx,
+        32,
+        32,
+        false,
+        "reloaded validation",
+    )
+    .unwrap();
+    let (_, val_acc) = probability_scores(&probs, &vly, 10);
+    assert_eq!(val_acc, reported[0], "reloaded model's validation accuracy");
+    let in_memory = evaluate::image_probabilities(
+        backbone.as_ref(),
+        &head,
+        &test_ds.images,
+        32,
+        64,
+        false,
+        "in-memory test",
+    )
+    .unwrap();
+    let expected = evaluate::Evaluation::from_probabilities(&in_memory, &test_ds.labels, 10);
+    let evaluated = evaluate::run_evaluate(&trainer::cli::EvaluateArgs {
+        model_file: out.clone(),
+        data: Some(data.clone()),
+        split: Split::Test,
+        device: trainer::cli::DeviceChoice::Cpu,
+        batch_size: 64,
+    })
+    .unwrap();
+    assert_eq!(evaluated, expected, "evaluate of the reloaded file");
+    eprintln!(
+        "{model} library fine-tune of {block}: validation accuracy {val_acc:.4} reproduced, \
+         test accuracy {:.4} reproduced by evaluate; {:.1} s",
+        evaluated.accuracy,
+        t0.elapsed().as_secs_f64()
+    );
+    Some(counts)
+}
+
+#[test]
+fn vgg16_fine_tune_block5_moves_only_block5() {
+    if let Some((changed, frozen, stats)) = fine_tune_library_case("vgg16", "block5") {
+        // block5_conv1..3: kernel and bias each; 20 tensors before; no batch norm.
+        assert_eq!((changed, frozen, stats), (6, 20, 0));
+    }
+}
+
+#[test]
+fn resnet50_fine_tune_conv5_moves_only_conv5_and_keeps_bn_statistics() {
+    if let Some((changed, frozen, stats)) = fine_tune_library_case("resnet50", "conv5") {
+        // 53 batch norm layers, two moving statistics each, all unchanged;
+        // conv5: 10 convolutions (kernel, bias) and 10 batch norms (gamma, beta).
+        assert_eq!(stats, 2 * 53);
+        assert_eq!(changed, 40);
+        assert!(frozen > 0);
+    }
+}
+
+#[test]
+fn vgg16_cli_fine_tune_block5_saves_a_model_that_evaluate_reproduces() {
+    cli_case("vgg16", "block5");
+}
