@@ -90,20 +90,29 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
     Ok(())
 }
 
-/// Reads the weights of `backbone` from a Keras .h5 or a thaw .safetensors
-/// (told apart by their magic bytes) and loads them into it; every tensor
-/// is checked (names, shapes) before any is set.
-pub fn read_backbone_weights(path: &Path, backbone: &dyn Backbone) -> Result<()> {
+/// Reads a weights file for a model with weight list `spec`: a Keras .h5
+/// (converted on the fly) or a thaw .safetensors, told apart by their magic
+/// bytes.
+pub fn read_weight_file(
+    path: &Path,
+    spec: &[weights::WeightSpec],
+) -> Result<weights::NamedTensors> {
     let mut magic = [0u8; 8];
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "reading", e))?;
     let n = f
         .read(&mut magic)
         .map_err(|e| Error::io(path, "reading", e))?;
-    let tensors = if n == 8 && &magic == HDF5_MAGIC {
-        weights::convert_keras_h5(path, &backbone.weight_spec())?
+    Ok(if n == 8 && &magic == HDF5_MAGIC {
+        weights::convert_keras_h5(path, spec)?
     } else {
         weights::load_safetensors(path)?.0
-    };
-    backbone.load(tensors)?;
+    })
+}
+
+/// Reads the weights of `backbone` from a Keras .h5 or a thaw .safetensors
+/// (see [`read_weight_file`]) and loads them into it; every tensor is checked
+/// (names, shapes) before any is set.
+pub fn read_backbone_weights(path: &Path, backbone: &dyn Backbone) -> Result<()> {
+    backbone.load(read_weight_file(path, &backbone.weight_spec())?)?;
     Ok(())
 }

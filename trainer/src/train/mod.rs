@@ -200,30 +200,13 @@ fn imagenet_weights(model: &str) -> Result<KnownFile> {
     }
 }
 
-/// HDF5's signature: the first 8 bytes of every .h5 file.
-const HDF5_MAGIC: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
-
 /// Reads a weights file for `backbone`, a Keras .h5 or a .safetensors told
 /// apart by magic bytes; returns the tensors and the file's md5.
 pub fn read_weights(
     path: &Path,
     backbone: &dyn Backbone,
 ) -> Result<(weights::NamedTensors, String)> {
-    let mut magic = [0u8; 8];
-    {
-        use std::io::Read;
-        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "reading", e))?;
-        let _ = f
-            .read(&mut magic)
-            .map_err(|e| Error::io(path, "reading", e))?;
-    }
-    let hash = download::md5_file(path)?;
-    let tensors = if &magic == HDF5_MAGIC {
-        weights::convert_keras_h5(path, &backbone.weight_spec())
-    } else {
-        weights::load_safetensors(path).map(|(t, _)| t)
-    }
-    .map_err(|e| {
+    let tensors = crate::convert::read_weight_file(path, &backbone.weight_spec()).map_err(|e| {
         Error::Usage(format!(
             "weights {}: {e}; HINT: --weights takes a Keras .h5 (e.g. {}) or a .safetensors \
              written by `trainer convert`",
@@ -233,6 +216,7 @@ pub fn read_weights(
                 .unwrap_or("")
         ))
     })?;
+    let hash = download::md5_file(path)?;
     Ok((tensors, hash))
 }
 
