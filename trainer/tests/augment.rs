@@ -175,7 +175,7 @@ fn flip_doubles_the_training_rows_and_tta_averages_image_and_flip() {
             .iter()
             .find(|f| f.ends_with(suffix))
             .unwrap_or_else(|| panic!("no *{suffix} in {files:?}"));
-        let array = npy::read(&features_dir.join(name)).unwrap();
+        let array = npy::read(features_dir.join(name)).unwrap();
         let NpyData::F32(v) = array.data else {
             panic!("{name} is not f32");
         };
