@@ -42,3 +42,36 @@ pub fn distinct(shape: &[usize], seed: u64) -> Tensor {
         .collect();
     Tensor::from_vec(v, shape).expect("shape matches")
 }
+
+/// A fixture of named arrays: name -> (shape, values).
+pub type OpsFixture = std::collections::HashMap<String, (Vec<usize>, Vec<f64>)>;
+
+/// Reads `tests/fixtures/ops/<file>`: `name|shape|values` lines (see
+/// tests/fixtures/ops/fixture_format.py), by name.
+pub fn load_ops_fixture(file: &str) -> OpsFixture {
+    let path = format!("{}/fixtures/ops/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut out = OpsFixture::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let mut parts = line.split('|');
+        let (name, shape, values) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        let shape = shape
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let values = values
+            .split_whitespace()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        out.insert(name.to_string(), (shape, values));
+    }
+    out
+}

@@ -5,36 +5,7 @@
 
 use engine::optim::{zero_grad, Adam, Optimizer, Schedule, Sgd};
 use engine::{ops, Param, Tensor};
-use std::collections::HashMap;
-
-/// `name|shape|values` lines (see tests/fixtures/ops/fixture_format.py).
-fn load(file: &str) -> HashMap<String, (Vec<usize>, Vec<f64>)> {
-    let path = format!("{}/fixtures/ops/{file}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let mut out = HashMap::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let mut parts = line.split('|');
-        let (name, shape, values) = (
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-        );
-        let shape = shape
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse().unwrap())
-            .collect();
-        let values = values
-            .split_whitespace()
-            .map(|s| s.parse().unwrap())
-            .collect();
-        out.insert(name.to_string(), (shape, values));
-    }
-    out
-}
+use tests::{load_ops_fixture as load, OpsFixture};
 
 const STEPS: usize = 5;
 
@@ -78,7 +49,7 @@ fn cases() -> Vec<(&'static str, Box<dyn Optimizer>)> {
     ]
 }
 
-fn f32_tensor(fx: &HashMap<String, (Vec<usize>, Vec<f64>)>, name: &str) -> Tensor {
+fn f32_tensor(fx: &OpsFixture, name: &str) -> Tensor {
     let (shape, v) = &fx[name];
     let v: Vec<f32> = v.iter().map(|&x| x as f32).collect();
     Tensor::from_vec(v, shape).unwrap()

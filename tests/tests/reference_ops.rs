@@ -5,38 +5,8 @@
 //! tests/fixtures/ops/gen_ops.py. Also dropout's mask statistics.
 
 use engine::{ops, Tensor};
-use std::collections::HashMap;
 
-type Fixture = HashMap<String, (Vec<usize>, Vec<f64>)>;
-
-/// `name|shape|values` lines (see tests/fixtures/ops/fixture_format.py).
-fn load(file: &str) -> Fixture {
-    let path = format!("{}/fixtures/ops/{file}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let mut out = HashMap::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let mut parts = line.split('|');
-        let (name, shape, values) = (
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-        );
-        let shape = shape
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse().unwrap())
-            .collect();
-        let values = values
-            .split_whitespace()
-            .map(|s| s.parse().unwrap())
-            .collect();
-        out.insert(name.to_string(), (shape, values));
-    }
-    out
-}
+use tests::{load_ops_fixture as load, OpsFixture as Fixture};
 
 fn tensor(fx: &Fixture, name: &str) -> Tensor {
     let (shape, v) = fx
