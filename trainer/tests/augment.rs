@@ -16,57 +16,11 @@
 
 mod common;
 
-use common::{entries, TempDir};
+use common::{archive, entries, trainer, unpack_subset, TempDir};
 use engine::Tensor;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use trainer::data::{Split, IMAGE_BYTES};
 use trainer::npy::{self, NpyData};
 use trainer::train::feature_cache::image_batch;
-
-/// The shared archive of real CIFAR-10 JPEGs, if this checkout has it.
-fn archive() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cifar10-jpeg.tar.xz");
-    p.is_file().then_some(p)
-}
-
-/// Unpacks 30 training and 10 test images per class into `dir`; returns the
-/// image folder (`train/` and `test/`, one subfolder per class).
-fn unpack_subset(archive: &Path, dir: &Path) -> PathBuf {
-    let status = Command::new("tar")
-        .arg("-xJf")
-        .arg(archive)
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "--wildcards",
-            "cifar10-jpeg/train/*/00[0-2][0-9].jpg",
-            "cifar10-jpeg/test/*/000[0-9].jpg",
-        ])
-        .status()
-        .expect("tar runs");
-    assert!(status.success(), "tar failed to unpack the subset");
-    dir.join("cifar10-jpeg")
-}
-
-/// Runs the trainer binary; returns (stdout, stderr), failing with both on a non-zero exit.
-fn trainer(args: &[&str], cache: &Path) -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args)
-        .env("THAW_CACHE_DIR", cache)
-        .output()
-        .expect("trainer binary runs");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(
-        out.status.success(),
-        "trainer {args:?} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
-    );
-    (stdout, stderr)
-}
 
 /// The `accuracy: 0.1234 (12 of 100 images)` line of `text`.
 fn accuracy_line(text: &str) -> String {

@@ -14,35 +14,10 @@
 
 mod common;
 
-use common::{entries, TempDir};
-use std::path::{Path, PathBuf};
+use common::{archive, entries, unpack_subset, TempDir};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// The shared archive of real CIFAR-10 JPEGs, if this checkout has it.
-fn archive() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cifar10-jpeg.tar.xz");
-    p.is_file().then_some(p)
-}
-
-/// Unpacks 30 training and 10 test images per class into `dir`; returns the
-/// image folder (`train/` and `test/`, one subfolder per class).
-fn unpack_subset(archive: &Path, dir: &Path) -> PathBuf {
-    let status = Command::new("tar")
-        .arg("-xJf")
-        .arg(archive)
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "--wildcards",
-            "cifar10-jpeg/train/*/00[0-2][0-9].jpg",
-            "cifar10-jpeg/test/*/000[0-9].jpg",
-        ])
-        .status()
-        .expect("tar runs");
-    assert!(status.success(), "tar failed to unpack the subset");
-    dir.join("cifar10-jpeg")
-}
 
 /// Entries of `dir` that look like temporary files (`.NAME.tmp-<pid>-<n>`
 /// of the atomic writers, or anything with `tmp`/`partial` in its name).

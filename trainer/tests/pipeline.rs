@@ -16,40 +16,19 @@
 //!
 //! Without the archive (a checkout without shared/), it prints SKIPPED.
 
+mod common;
+
+use common::{archive, trainer};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-
-/// The shared archive of real CIFAR-10 JPEGs, if this checkout has it.
-fn archive() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cifar10-jpeg.tar.xz");
-    p.is_file().then_some(p)
-}
 
 fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("thaw-pipeline-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// Runs the trainer binary; returns (stdout, stderr), failing with both on a non-zero exit.
-fn trainer(args: &[&str], cache: &Path) -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args)
-        .env("THAW_CACHE_DIR", cache)
-        .output()
-        .expect("trainer binary runs");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(
-        out.status.success(),
-        "trainer {args:?} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
-    );
-    (stdout, stderr)
 }
 
 /// The `accuracy: 0.1234 (12 of 100 images)` line: (accuracy text, correct, n).
