@@ -10,6 +10,8 @@
 //!
 //! `docs/engine.md` walks through one conv layer from forward to backward.
 
+#![warn(missing_docs)]
+
 pub mod autograd;
 pub mod cuda;
 pub mod element;

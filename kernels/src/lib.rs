@@ -22,6 +22,8 @@
 //! PTX (see `half_precision.cu`). Kernels take raw pointers and sizes; all
 //! shape checks happen on the host, in the op's `mod.rs`, before a launch.
 
+#![warn(missing_docs)]
+
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, OnceLock};

@@ -17,6 +17,8 @@
 //! Weights are `engine::Param`s named `<layer>/<weight>`; the file format and
 //! validation live in the `weights` crate.
 
+#![warn(missing_docs)]
+
 pub mod backbone;
 pub mod error;
 pub mod layers;

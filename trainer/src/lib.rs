@@ -14,6 +14,8 @@
 //! - [`convert`] and [`extract`]: the `convert` and `extract` subcommands.
 //! - [`cli`]: the subcommands and their flags; `main.rs` only parses and runs.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod convert;
 pub mod data;

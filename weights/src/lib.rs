@@ -19,6 +19,8 @@
 //! - [`seeded`]: deterministic full-size weights from integer arithmetic,
 //!   bit-identical to the Python twin in `tests/fixtures/keras/seeded.py`.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod keras_h5;
 pub mod safetensors_file;
