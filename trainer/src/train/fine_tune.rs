@@ -23,15 +23,13 @@
 
 use super::evaluate::image_probabilities;
 use super::feature_cache::image_batch;
-use super::fit::{
-    argmax_rows, check_loss, diverged, EpochMetrics, FitConfig, FitOutcome, StopReason,
-};
+use super::fit::{argmax_rows, BatchStep, EpochMetrics, FitConfig, FitOutcome, StopReason};
 use super::head::Head;
 use crate::data::IMAGE_BYTES;
 use crate::error::{Error, Result};
-use engine::optim::{zero_grad, Adam, Optimizer};
+use engine::optim::{Adam, Optimizer};
 use engine::rng::Rng;
-use engine::{ops, Param, Tensor};
+use engine::{Param, Tensor};
 use models::Backbone;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -186,27 +184,21 @@ fn run(
             crate::progress::Unit::Items("images"),
         );
         for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
-            let lr = opt.current_lr();
             let (pixels, y) = train.gather(idx);
             let x = image_batch(&pixels, image_size, false)?;
             let features = backbone
                 .forward(&x, false)
                 .map_err(|e| Error::Usage(format!("{} forward pass: {e}", backbone.name())))?;
             let logits = head.forward(&features, true)?;
-            let loss = ops::softmax_cross_entropy(&logits, &y)
-                .map_err(|e| diverged(e.into(), "fine-tuning", epoch, b + 1, lr))?;
-            let value = loss.item()?;
-            check_loss(value, "fine-tuning", epoch, b + 1, lr)?;
-            loss.backward()?;
-            opt.step(&params)?;
-            zero_grad(&params);
+            let step = BatchStep {
+                phase: "fine-tuning",
+                epoch,
+                batch: b + 1,
+            };
+            let (value, right) = step.run(&logits, &y, &mut opt, &params)?;
             loss_sum += value * idx.len() as f64;
             seen += idx.len();
-            correct += argmax_rows(&logits.to_vec_f32(), head.classes())
-                .iter()
-                .zip(&y)
-                .filter(|(p, t)| p == t)
-                .count();
+            correct += right;
             progress.inc(idx.len() as u64);
             if stop.load(Ordering::SeqCst) {
                 progress.abandon();

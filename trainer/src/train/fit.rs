@@ -275,6 +275,46 @@ pub(crate) fn diverged(e: Error, phase: &str, epoch: usize, batch: usize, lr: f6
     }
 }
 
+/// Where one optimizer step happens, for the messages of a diverged run.
+pub(crate) struct BatchStep {
+    /// "head training" or "fine-tuning".
+    pub phase: &'static str,
+    /// Epoch number, from 1.
+    pub epoch: usize,
+    /// Batch number within the epoch, from 1.
+    pub batch: usize,
+}
+
+impl BatchStep {
+    /// The loss of `logits` against `y`, backward, one Adam step on
+    /// `params` and their gradients cleared; returns the batch's mean loss and
+    /// how many rows were classified correctly. A non-finite loss stops the
+    /// run with a message naming this step and the learning rate.
+    pub(crate) fn run(
+        &self,
+        logits: &Tensor,
+        y: &[usize],
+        opt: &mut Adam,
+        params: &[engine::Param],
+    ) -> Result<(f64, usize)> {
+        let lr = opt.current_lr();
+        let loss = ops::softmax_cross_entropy(logits, y)
+            .map_err(|e| diverged(e.into(), self.phase, self.epoch, self.batch, lr))?;
+        let value = loss.item()?;
+        check_loss(value, self.phase, self.epoch, self.batch, lr)?;
+        loss.backward()?;
+        opt.step(params)?;
+        zero_grad(params);
+        let classes = logits.shape().last().copied().unwrap_or(0);
+        let correct = argmax_rows(&logits.to_vec_f32(), classes)
+            .iter()
+            .zip(y)
+            .filter(|(p, t)| p == t)
+            .count();
+        Ok((value, correct))
+    }
+}
+
 /// Mean loss and accuracy of the head on `rows`, inference mode, in batches.
 pub fn evaluate_rows(head: &Head, rows: &Rows, batch_size: usize) -> Result<(f64, f64)> {
     let _guard = engine::no_grad();
@@ -340,23 +380,17 @@ pub fn fit_head(
         Rng::new(cfg.seed, 0x5348_5546_0000 + epoch as u64).shuffle(&mut order);
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
         for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
-            let lr = opt.current_lr();
             let (x, y) = train.gather(idx)?;
             let logits = head.forward(&x, true)?;
-            let loss = ops::softmax_cross_entropy(&logits, &y)
-                .map_err(|e| diverged(e.into(), "head training", epoch, b + 1, lr))?;
-            let value = loss.item()?;
-            check_loss(value, "head training", epoch, b + 1, lr)?;
-            loss.backward()?;
-            opt.step(&params)?;
-            zero_grad(&params);
+            let step = BatchStep {
+                phase: "head training",
+                epoch,
+                batch: b + 1,
+            };
+            let (value, right) = step.run(&logits, &y, &mut opt, &params)?;
             loss_sum += value * idx.len() as f64;
             seen += idx.len();
-            correct += argmax_rows(&logits.to_vec_f32(), head.classes())
-                .iter()
-                .zip(&y)
-                .filter(|(p, t)| p == t)
-                .count();
+            correct += right;
             if stop.load(Ordering::SeqCst) {
                 reason = StopReason::Interrupted;
                 break 'epochs;
