@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::{archive, trainer};
+use common::{accuracy_line, archive, trainer};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,29 +29,6 @@ fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// The `accuracy: 0.1234 (12 of 100 images)` line: (accuracy text, correct, n).
-fn accuracy_line(text: &str) -> (String, usize, usize) {
-    let line = text
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .split_once("accuracy: ")
-                .filter(|(pre, _)| pre.is_empty() || *pre == "test ")
-                .map(|(_, rest)| rest.to_string())
-        })
-        .unwrap_or_else(|| panic!("no accuracy line in:\n{text}"));
-    let mut parts = line.split_whitespace();
-    let acc = parts.next().unwrap().to_string();
-    let correct = parts
-        .next()
-        .unwrap()
-        .trim_start_matches('(')
-        .parse()
-        .unwrap();
-    let n = parts.nth(1).unwrap().parse().unwrap();
-    (acc, correct, n)
 }
 
 fn files_in(dir: &Path) -> Vec<String> {

@@ -95,3 +95,26 @@ pub fn trainer(args: &[&str], cache: &Path) -> (String, String) {
     );
     (stdout, stderr)
 }
+
+/// The `accuracy: 0.1234 (12 of 100 images)` line: (accuracy text, correct, n).
+pub fn accuracy_line(text: &str) -> (String, usize, usize) {
+    let line = text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .split_once("accuracy: ")
+                .filter(|(pre, _)| pre.is_empty() || *pre == "test ")
+                .map(|(_, rest)| rest.to_string())
+        })
+        .unwrap_or_else(|| panic!("no accuracy line in:\n{text}"));
+    let mut parts = line.split_whitespace();
+    let acc = parts.next().unwrap().to_string();
+    let correct = parts
+        .next()
+        .unwrap()
+        .trim_start_matches('(')
+        .parse()
+        .unwrap();
+    let n = parts.nth(1).unwrap().parse().unwrap();
+    (acc, correct, n)
+}
