@@ -19,10 +19,13 @@
 //! ```
 //!
 //! Each is computed only if the tape asks for it: a frozen first layer pays
-//! for neither dx nor dK. `cpu.rs` writes all of this as im2col + GEMM.
+//! for neither dx nor dK. `cpu.rs` writes all of this as im2col + GEMM;
+//! `winograd.rs` computes the f32 forward pass of 3×3 stride-1 layers with
+//! fewer multiplies.
 
 mod cpu;
 mod scratch;
+mod winograd;
 
 use super::padding::{window_2d, Padding};
 use crate::autograd::record;
