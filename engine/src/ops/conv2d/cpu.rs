@@ -189,14 +189,20 @@ pub fn backward(
         g: &ConvGeometry,
         need: (bool, bool, bool),
     ) -> Result<ConvGrads> {
-        let (dx, dk, db) = backward_typed(
+        let (x, k, dy) = (
             typed::<T>(x, "input")?,
             typed::<T>(k, "kernel")?,
             typed::<T>(dy, "output gradient")?,
-            g,
-            need,
-            COL_BUDGET_BYTES,
         );
+        // dx of an f32 3×3 stride-1 layer is itself such a convolution (see
+        // winograd.rs); dK and dbias stay im2col GEMMs.
+        if need.0 && T::DTYPE == DType::F32 && winograd::applies_to_backward_input(g) {
+            let dx = winograd::backward_input(dy, k, g);
+            let (_, dk, db) =
+                backward_typed(x, k, dy, g, (false, need.1, need.2), COL_BUDGET_BYTES);
+            return Ok((Some(T::wrap(dx)), dk.map(T::wrap), db.map(T::wrap)));
+        }
+        let (dx, dk, db) = backward_typed(x, k, dy, g, need, COL_BUDGET_BYTES);
         Ok((dx.map(T::wrap), dk.map(T::wrap), db.map(T::wrap)))
     }
     match x.dtype() {

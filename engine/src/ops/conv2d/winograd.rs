@@ -46,8 +46,13 @@
 //! relative error against an f64 direct convolution; the Keras parity tests
 //! of whole VGG16 and ResNet50 hold at their 1e-5 tolerance). Only f32 takes
 //! this path; f64, the reference for gradient checks, keeps the direct im2col
-//! GEMM. Backward is not affected: it uses the im2col GEMMs in `cpu.rs`,
-//! whose result is the exact gradient of this forward up to rounding.
+//! GEMM.
+//!
+//! Backward: the input gradient of a 3×3 stride-1 convolution is another
+//! one (`dy` against the kernel turned 180° with its channel axes swapped;
+//! [`backward_input`]), so it takes this path too. The kernel gradient
+//! stays an im2col GEMM in `cpu.rs`. Both are the exact gradients of this
+//! forward pass up to rounding.
 //!
 //! Tiles are processed in chunks of whole tile rows, so the transformed
 //! input and the GEMM output stay near the cache ([`CHUNK_BYTES`]), exactly
@@ -152,6 +157,52 @@ pub fn forward<T: Element>(x: &[T], kernel: &[T], bias: Option<&[T]>, g: &ConvGe
     scratch::give_back(v);
     scratch::give_back(m);
     y
+}
+
+/// The geometry of `dx` as a convolution of `dy`: for a 3×3 stride-1
+/// layer, `dx[iy, ix, ci] = Σ dy[iy + pt − ky, ix + pl − kx, co]·K[ky, kx, ci, co]`
+/// is `dy` correlated with the kernel turned 180° and its channels swapped
+/// (`[kh, kw, o, c]`), padded by `2 − pt` and `2 − pl`, with the input's size
+/// as output size. None if the forward window is not 3×3 at stride 1.
+fn input_gradient_geometry(g: &ConvGeometry) -> Option<ConvGeometry> {
+    if !handles(g) {
+        return None;
+    }
+    Some(ConvGeometry {
+        n: g.n,
+        h: g.oh,
+        w: g.ow,
+        c: g.o,
+        o: g.c,
+        oh: g.h,
+        ow: g.w,
+        pad_top: 2usize.checked_sub(g.pad_top)?,
+        pad_left: 2usize.checked_sub(g.pad_left)?,
+        ..*g
+    })
+}
+
+/// Whether [`backward_input`] is worth using for this (forward) geometry:
+/// the same test as [`applies`], on the convolution that computes `dx`.
+pub fn applies_to_backward_input(g: &ConvGeometry) -> bool {
+    input_gradient_geometry(g).is_some_and(|gdx| applies(&gdx))
+}
+
+/// `dx` of a 3×3 stride-1 convolution, `[n, h, w, c]`, computed as the
+/// Winograd convolution of `dy` described at `input_gradient_geometry`.
+pub fn backward_input<T: Element>(dy: &[T], kernel: &[T], g: &ConvGeometry) -> Vec<T> {
+    let gdx = input_gradient_geometry(g).expect("backward_input is for 3x3 stride-1 windows");
+    let (c, o) = (g.c, g.o);
+    // K'[a, b, co, ci] = K[2 − a, 2 − b, ci, co].
+    let mut flipped = vec![T::ZERO; 9 * o * c];
+    for tap in 0..9 {
+        for ci in 0..c {
+            for co in 0..o {
+                flipped[(tap * o + co) * c + ci] = kernel[((8 - tap) * c + ci) * o + co];
+            }
+        }
+    }
+    forward(dy, &flipped, None, &gdx)
 }
 
 /// `U = G g Gᵀ` for every (ci, co), laid out `[c][16][o]` so that `U[e]` is
@@ -390,6 +441,55 @@ mod tests {
                 wino < 1e-6,
                 "{g:?}: winograd f32 max rel error {wino:e} (direct {direct:e})"
             );
+        }
+    }
+
+    #[test]
+    fn input_gradient_equals_the_direct_col2im_in_f64() {
+        for g in cases() {
+            let x = values(g.n * g.h * g.w * g.c, 6);
+            let k = values(9 * g.c * g.o, 7);
+            let dy = values(g.n * g.oh * g.ow * g.o, 8);
+            let ours = backward_input(&dy, &k, &g);
+            let (direct, _, _) = crate::ops::conv2d::cpu::backward_typed(
+                &x,
+                &k,
+                &dy,
+                &g,
+                (true, false, false),
+                1 << 20,
+            );
+            let err = rel_max(&ours, &direct.unwrap());
+            assert!(err < 1e-13, "{g:?}: dx max rel error {err:e}");
+        }
+    }
+
+    #[test]
+    fn f32_backward_through_the_dispatcher_matches_f64() {
+        // Through cpu::backward, the dispatcher: for f32 at a geometry where
+        // the input gradient takes this path, dx, dK and dbias all match the
+        // f64 reference computed by im2col alone.
+        use crate::tensor::CpuStorage;
+        let g = geometry(9, 9, 7, 20, 18, true);
+        assert!(applies_to_backward_input(&g));
+        let x = values(g.n * g.h * g.w * g.c, 9);
+        let k = values(9 * g.c * g.o, 10);
+        let dy = values(g.n * g.oh * g.ow * g.o, 11);
+        let f32s = |v: &[f64]| CpuStorage::F32(v.iter().map(|&a| a as f32).collect());
+        let back64 = |s: &CpuStorage| match s {
+            CpuStorage::F32(v) => v.iter().map(|&a| f64::from(a)).collect::<Vec<_>>(),
+            CpuStorage::F64(_) => unreachable!("f32 in, f32 out"),
+        };
+        let round = |v: &[f64]| v.iter().map(|&a| f64::from(a as f32)).collect::<Vec<_>>();
+        let (x, k, dy) = (round(&x), round(&k), round(&dy));
+        let (dx, dk, db) =
+            super::super::cpu::backward(&f32s(&x), &f32s(&k), &f32s(&dy), &g, (true, true, true))
+                .unwrap();
+        let (ex, ek, eb) =
+            crate::ops::conv2d::cpu::backward_typed(&x, &k, &dy, &g, (true, true, true), 1 << 20);
+        for (name, ours, exact) in [("dx", dx, ex), ("dK", dk, ek), ("dbias", db, eb)] {
+            let err = rel_max(&back64(&ours.unwrap()), &exact.unwrap());
+            assert!(err < 1e-6, "{name}: f32 max rel error {err:e}");
         }
     }
 
