@@ -14,7 +14,7 @@
 //! no activations: each one is freed as soon as the next layer has used it.
 
 use crate::error::{Error, Result};
-use crate::tensor::{CpuStorage, Storage, Tensor};
+use crate::tensor::{mixed_devices, CpuStorage, Storage, Tensor};
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -136,6 +136,11 @@ pub(crate) fn accumulate(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         (Storage::Cpu(CpuStorage::F64(x)), Storage::Cpu(CpuStorage::F64(y))) => {
             CpuStorage::F64(x.iter().zip(y).map(|(p, q)| p + q).collect())
         }
+        // On a GPU: the same shapes, so `add` takes its plain elementwise path.
+        (Storage::Cuda(_), Storage::Cuda(_)) => return crate::ops::add(a, b).map(|t| t.detach()),
+        (x, y) if x.device() != y.device() => {
+            return Err(mixed_devices("backward", x.device(), y.device()))
+        }
         _ => {
             return Err(Error::dtype(
                 "backward",
@@ -188,7 +193,8 @@ pub(crate) fn backward(loss: &Tensor) -> Result<()> {
     }
 
     let mut grads: HashMap<u64, Tensor> = HashMap::new();
-    grads.insert(loss.id(), Tensor::full(1.0, loss.shape(), loss.dtype()));
+    let seed = Tensor::full_on(1.0, loss.shape(), loss.dtype(), loss.device())?;
+    grads.insert(loss.id(), seed);
     for t in order.iter().rev() {
         let Some(dy) = grads.remove(&t.id()) else {
             continue;

@@ -6,7 +6,8 @@
 //! - [`optim`]: SGD and Adam with Keras 3's update rules, learning-rate schedules.
 //! - [`rng`]: the one seeded counter-based random generator.
 //! - [`gradcheck`]: finite-difference gradient checking.
-//! - [`cuda`]: GPU probe, context and our NVRTC kernels (not yet a tensor device).
+//! - [`cuda`]: GPU probe, device (context, stream, cuBLAS, cuDNN, our NVRTC
+//!   kernels) and [`cuda::CudaStorage`], the data of a `Device::Cuda` tensor.
 //!
 //! `docs/engine.md` walks through one conv layer from forward to backward.
 

@@ -5,8 +5,15 @@
 //! images are NHWC, conv kernels HWIO `[kh, kw, in, out]`, dense kernels
 //! `[in, out]`. A tensor's data never changes after creation; optimizers
 //! replace a parameter's tensor instead (see [`crate::Param`]).
+//!
+//! A tensor lives on one [`Device`]: the CPU (host memory, any [`DType`]) or
+//! a CUDA GPU (f32 only, [`CudaStorage`]). [`Tensor::to_device`] copies
+//! between them; ops take operands on one device and give their result
+//! there, and refuse mixed devices with an error that says how to fix it.
+//! Reading values back ([`Tensor::to_vec_f32`]) works from either device.
 
 use crate::autograd::{self, GradFn};
+use crate::cuda::CudaStorage;
 use crate::element::Element;
 use crate::error::{Error, Result};
 use std::fmt;
@@ -37,12 +44,15 @@ impl fmt::Display for DType {
 pub enum Device {
     /// Host memory; the reference implementation of every op.
     Cpu,
+    /// CUDA GPU number `.0` (0 for the first), f32 tensors only.
+    Cuda(usize),
 }
 
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Device::Cpu => write!(f, "cpu"),
+            Device::Cuda(ordinal) => write!(f, "cuda:{ordinal}"),
         }
     }
 }
@@ -78,10 +88,12 @@ impl CpuStorage {
 }
 
 /// A tensor's data on its device.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Storage {
     /// Data in host memory.
     Cpu(CpuStorage),
+    /// f32 data in a GPU's memory.
+    Cuda(CudaStorage),
 }
 
 impl Storage {
@@ -89,13 +101,26 @@ impl Storage {
     pub fn device(&self) -> Device {
         match self {
             Storage::Cpu(_) => Device::Cpu,
+            Storage::Cuda(s) => Device::Cuda(s.ordinal()),
         }
     }
     /// The element type held.
     pub fn dtype(&self) -> DType {
         match self {
             Storage::Cpu(s) => s.dtype(),
+            Storage::Cuda(_) => DType::F32,
         }
+    }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            Storage::Cpu(s) => s.len(),
+            Storage::Cuda(s) => s.len(),
+        }
+    }
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -161,9 +186,7 @@ pub fn numel(shape: &[usize]) -> usize {
 impl Tensor {
     /// A tensor with no autograd history, from storage and shape.
     pub fn from_storage(storage: Storage, shape: &[usize]) -> Result<Tensor> {
-        let len = match &storage {
-            Storage::Cpu(s) => s.len(),
-        };
+        let len = storage.len();
         if len != numel(shape) {
             return Err(Error::shape(
                 "tensor",
@@ -230,11 +253,23 @@ impl Tensor {
         Tensor::full(value, &[], dtype)
     }
 
-    /// A tensor of zeros with this tensor's shape, dtype and device.
-    pub fn zeros_like(&self) -> Tensor {
-        match self.device() {
-            Device::Cpu => Tensor::zeros(self.shape(), self.dtype()),
+    /// A tensor filled with `value` on `device` (errors for a GPU that
+    /// cannot be opened, or a dtype other than f32 on a GPU).
+    pub fn full_on(value: f64, shape: &[usize], dtype: DType, device: Device) -> Result<Tensor> {
+        match device {
+            Device::Cpu => Ok(Tensor::full(value, shape, dtype)),
+            Device::Cuda(ordinal) => {
+                cuda_dtype("full_on", dtype)?;
+                let dev = crate::cuda::CudaDevice::open(ordinal)?;
+                let s = CudaStorage::filled(&dev, numel(shape), value as f32)?;
+                Tensor::from_storage(Storage::Cuda(s), shape)
+            }
         }
+    }
+
+    /// A tensor of zeros with this tensor's shape, dtype and device.
+    pub fn zeros_like(&self) -> Result<Tensor> {
+        Tensor::full_on(0.0, self.shape(), self.dtype(), self.device())
     }
 
     /// Unique id of this tensor value (a new one for every op output).
@@ -270,10 +305,56 @@ impl Tensor {
     }
 
     /// The CPU storage, or an error naming `op` if the tensor is elsewhere.
-    pub fn cpu_storage(&self, _op: &'static str) -> Result<&CpuStorage> {
+    pub fn cpu_storage(&self, op: &'static str) -> Result<&CpuStorage> {
         match self.storage() {
             Storage::Cpu(s) => Ok(s),
+            Storage::Cuda(s) => Err(Error::unsupported(
+                op,
+                format!(
+                    "tensor {:?} is on cuda:{} but this reads host memory; copy it with \
+                     .to_device(Device::Cpu) first",
+                    self.shape(),
+                    s.ordinal()
+                ),
+            )),
         }
+    }
+
+    /// The GPU storage, or an error naming `op` if the tensor is on the host.
+    pub fn cuda_storage(&self, op: &'static str) -> Result<&CudaStorage> {
+        match self.storage() {
+            Storage::Cuda(s) => Ok(s),
+            Storage::Cpu(_) => Err(Error::invalid(
+                op,
+                format!(
+                    "tensor {:?} is on the cpu where a GPU tensor was expected; move it with \
+                     .to_device(Device::Cuda(0)) first",
+                    self.shape()
+                ),
+            )),
+        }
+    }
+
+    /// A copy of this tensor's values on `device`, without autograd history
+    /// (model inputs and parameters move once, before the forward pass).
+    /// The same device gives the same data back without a copy. GPU tensors
+    /// are f32: an f64 tensor must be converted with [`Tensor::to_dtype`] first.
+    pub fn to_device(&self, device: Device) -> Result<Tensor> {
+        const OP: &str = "to_device";
+        if device == self.device() {
+            return Ok(self.detach());
+        }
+        let storage = match device {
+            // From a GPU, so f32.
+            Device::Cpu => Storage::Cpu(CpuStorage::F32(self.try_to_vec_f32()?)),
+            Device::Cuda(ordinal) => {
+                cuda_dtype(OP, self.dtype())?;
+                let dev = crate::cuda::CudaDevice::open(ordinal)?;
+                // From the host, or from another GPU through the host (rare, never per batch).
+                Storage::Cuda(CudaStorage::from_host(&dev, &self.try_to_vec_f32()?)?)
+            }
+        };
+        Tensor::from_storage(storage, self.shape())
     }
 
     /// The data as a typed CPU slice; errors if the dtype or device differs.
@@ -288,18 +369,33 @@ impl Tensor {
     }
 
     /// The values as f32 on the host, converting from any dtype or device.
+    ///
+    /// # Panics
+    /// Only if copying from a GPU fails (a crashed or lost device); use
+    /// [`Tensor::try_to_vec_f32`] to get that as an error.
     pub fn to_vec_f32(&self) -> Vec<f32> {
-        match self.storage() {
+        self.try_to_vec_f32()
+            .unwrap_or_else(|e| panic!("to_vec_f32: copying {self:?} to the host failed: {e}"))
+    }
+
+    /// [`Tensor::to_vec_f32`], with a failed GPU copy as an error.
+    pub fn try_to_vec_f32(&self) -> Result<Vec<f32>> {
+        Ok(match self.storage() {
             Storage::Cpu(CpuStorage::F32(v)) => v.clone(),
             Storage::Cpu(CpuStorage::F64(v)) => v.iter().map(|&x| x as f32).collect(),
-        }
+            Storage::Cuda(s) => s.to_host()?,
+        })
     }
 
     /// The values as f64 on the host, converting from any dtype or device.
+    ///
+    /// # Panics
+    /// Only if copying from a GPU fails, as [`Tensor::to_vec_f32`].
     pub fn to_vec_f64(&self) -> Vec<f64> {
         match self.storage() {
             Storage::Cpu(CpuStorage::F32(v)) => v.iter().map(|&x| x as f64).collect(),
             Storage::Cpu(CpuStorage::F64(v)) => v.clone(),
+            Storage::Cuda(_) => self.to_vec_f32().iter().map(|&x| x as f64).collect(),
         }
     }
 
@@ -318,16 +414,25 @@ impl Tensor {
         Ok(self.to_vec_f64()[0])
     }
 
-    /// A copy converted to `dtype`, without autograd history.
-    pub fn to_dtype(&self, dtype: DType) -> Tensor {
+    /// A copy converted to `dtype`, without autograd history. Errors for a
+    /// GPU tensor converted to anything but f32 (GPU tensors are f32).
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
         if dtype == self.dtype() {
-            return self.detach();
+            return Ok(self.detach());
         }
-        let storage = match dtype {
-            DType::F32 => CpuStorage::F32(self.to_vec_f32()),
-            DType::F64 => CpuStorage::F64(self.to_vec_f64()),
+        let storage = match (self.storage(), dtype) {
+            (Storage::Cpu(_), DType::F32) => CpuStorage::F32(self.to_vec_f32()),
+            (Storage::Cpu(_), DType::F64) => CpuStorage::F64(self.to_vec_f64()),
+            (Storage::Cuda(_), dtype) => {
+                cuda_dtype("to_dtype", dtype)?;
+                unreachable!("a GPU tensor is already f32")
+            }
         };
-        Tensor::new_unchecked(Arc::new(Storage::Cpu(storage)), self.shape().to_vec(), None)
+        Ok(Tensor::new_unchecked(
+            Arc::new(Storage::Cpu(storage)),
+            self.shape().to_vec(),
+            None,
+        ))
     }
 
     /// The same data with no autograd history (gradients stop here).
@@ -370,10 +475,12 @@ impl Tensor {
     }
 
     /// Errors naming `op` unless every element is finite (NaN and ±inf fail).
+    /// A GPU tensor is copied to the host for the check.
     pub fn check_finite(&self, op: &'static str, what: &str) -> Result<()> {
-        let bad = match self.cpu_storage(op)? {
-            CpuStorage::F32(v) => v.iter().position(|x| !x.is_finite()),
-            CpuStorage::F64(v) => v.iter().position(|x| !x.is_finite()),
+        let bad = match self.storage() {
+            Storage::Cpu(CpuStorage::F32(v)) => v.iter().position(|x| !x.is_finite()),
+            Storage::Cpu(CpuStorage::F64(v)) => v.iter().position(|x| !x.is_finite()),
+            Storage::Cuda(s) => s.to_host()?.iter().position(|x| !x.is_finite()),
         };
         match bad {
             Some(i) => Err(Error::non_finite(
@@ -397,10 +504,30 @@ pub fn same_kind(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
         ));
     }
     if a.device() != b.device() {
-        return Err(Error::invalid(
-            op,
-            format!("operands are on {} and {}", a.device(), b.device()),
-        ));
+        return Err(mixed_devices(op, a.device(), b.device()));
     }
     Ok(())
+}
+
+/// The error of an op given operands on two devices.
+pub fn mixed_devices(op: &'static str, a: Device, b: Device) -> Error {
+    Error::invalid(
+        op,
+        format!(
+            "operands are on {a} and {b}; an op runs on one device: move them with \
+             .to_device(...) first (models: move the parameters once, then upload each batch)"
+        ),
+    )
+}
+
+/// Errors naming `op` unless `dtype` can live on a GPU (f32 only).
+pub fn cuda_dtype(op: &'static str, dtype: DType) -> Result<()> {
+    match dtype {
+        DType::F32 => Ok(()),
+        DType::F64 => Err(Error::unsupported(
+            op,
+            "GPU tensors are f32; f64 (gradient checks) runs on the CPU: convert with \
+             .to_dtype(DType::F32) or keep the tensor on Device::Cpu",
+        )),
+    }
 }

@@ -4,9 +4,11 @@
 // Math (x, y, dy, dx flat arrays of n elements; a bias has c elements and is
 // broadcast over the last, channel, axis of an NHWC or [rows, c] tensor, so
 // element i belongs to channel i % c):
+//   fill_f32:           y[i] = value                   (constants on the GPU: a loss's seed gradient)
 //   add_f32:            y = a + b                      (same shapes)
 //   accumulate_f32:     acc += x                       (gradient accumulation)
 //   add_bias_f32:       y[i] = x[i] + bias[i % c]
+//   add_bias_inplace_f32: y[i] += bias[i % c]          (a conv's bias, on cuDNN's fresh output)
 //   relu_forward_f32:   y = x > 0 ? x : 0
 //   relu_backward_f32:  dx = x > 0 ? dy : 0            (derivative at 0 is 0, as on the CPU)
 //   bias_relu_forward_f32:  y = max(x + bias, 0)       (Conv2D/Dense + ReLU in one pass;
@@ -25,6 +27,13 @@
 //   column_sum_final_f32: 1-D, one thread per channel, sums the G partials in
 //     order. Two fixed-order passes and no atomics: the result is bit-for-bit
 //     repeatable from run to run.
+
+extern "C" __global__ void fill_f32(float* y, float value, unsigned long long n) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x) {
+        y[i] = value;
+    }
+}
 
 extern "C" __global__ void add_f32(const float* a, const float* b, float* y,
                                    unsigned long long n) {
@@ -46,6 +55,14 @@ extern "C" __global__ void add_bias_f32(const float* x, const float* bias, float
     for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
          i += (unsigned long long)gridDim.x * blockDim.x) {
         y[i] = x[i] + bias[i % c];
+    }
+}
+
+extern "C" __global__ void add_bias_inplace_f32(float* y, const float* bias, unsigned long long n,
+                                                unsigned int c) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x) {
+        y[i] += bias[i % c];
     }
 }
 

@@ -69,9 +69,11 @@ pub const KERNELS: &[(&str, &str, &[&str])] = &[
         "elementwise",
         include_str!("elementwise.cu"),
         &[
+            "fill_f32",
             "add_f32",
             "accumulate_f32",
             "add_bias_f32",
+            "add_bias_inplace_f32",
             "relu_forward_f32",
             "relu_backward_f32",
             "bias_relu_forward_f32",
@@ -94,6 +96,7 @@ pub const KERNELS: &[(&str, &str, &[&str])] = &[
         include_str!("softmax_cross_entropy.cu"),
         &[
             "softmax_forward_f32",
+            "softmax_backward_f32",
             "softmax_cross_entropy_forward_f32",
             "mean_f32",
             "softmax_cross_entropy_backward_f32",
@@ -105,6 +108,22 @@ pub const KERNELS: &[(&str, &str, &[&str])] = &[
         &["dropout_forward_f32", "dropout_backward_f32"],
     ),
     ("adam", include_str!("adam.cu"), &["adam_update_f32"]),
+    ("conv2d", include_str!("conv2d.cu"), &["transpose_f32"]),
+    (
+        "pool2d",
+        include_str!("pool2d.cu"),
+        &[
+            "max_pool2d_forward_f32",
+            "max_pool2d_backward_f32",
+            "avg_pool2d_forward_f32",
+            "avg_pool2d_backward_f32",
+        ],
+    ),
+    (
+        "zero_pad2d",
+        include_str!("zero_pad2d.cu"),
+        &["zero_pad2d_forward_f32", "zero_pad2d_backward_f32"],
+    ),
     (
         "half_precision",
         include_str!("half_precision.cu"),

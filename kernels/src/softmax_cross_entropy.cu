@@ -8,12 +8,14 @@
 //   loss_r     = lse - z_t                      (= -log p_t)
 //   loss       = (1 / rows) * sum_r loss_r      (mean_f32, a fixed-order sum)
 //   dlogits_rj = (p_j - [j == t]) * dloss / rows
+// Softmax alone (softmax_forward_f32) has y = p and, for an upstream dy,
+//   dx_j = y_j * (dy_j - sum_k dy_k y_k)       (softmax_backward_f32)
 // dloss is read from device memory, so the upstream gradient never has to
 // visit the host. A label outside [0, k) gives loss_r = NaN (the host rejects
 // such labels before launching; this is a second line of defence).
 //
 // Launch geometry:
-//   softmax_forward_f32, softmax_cross_entropy_forward_f32: one warp per row;
+//   softmax_forward_f32, softmax_backward_f32, softmax_cross_entropy_forward_f32: one warp per row;
 //     block (32, 4) = 4 rows per block, grid ceil(rows / 4). Lane l of the
 //     warp handles columns l, l + 32, ...; max and sum are combined across
 //     the warp with shuffles (butterfly: every lane ends with the result).
@@ -51,6 +53,17 @@ extern "C" __global__ void softmax_forward_f32(const float* x, float* y, unsigne
     float lse = row_logsumexp(z, k);
     for (unsigned int j = threadIdx.x; j < k; j += 32)
         y[(unsigned long long)r * k + j] = expf(z[j] - lse);
+}
+
+extern "C" __global__ void softmax_backward_f32(const float* y, const float* dy, float* dx,
+                                                unsigned int rows, unsigned int k) {
+    unsigned int r = blockIdx.x * blockDim.y + threadIdx.y;
+    if (r >= rows) return;
+    unsigned long long row = (unsigned long long)r * k;
+    float s = 0.0f;
+    for (unsigned int j = threadIdx.x; j < k; j += 32) s += dy[row + j] * y[row + j];
+    s = warp_sum(s);
+    for (unsigned int j = threadIdx.x; j < k; j += 32) dx[row + j] = y[row + j] * (dy[row + j] - s);
 }
 
 extern "C" __global__ void softmax_cross_entropy_forward_f32(const float* logits,

@@ -10,7 +10,7 @@
 use crate::error::{Error, Result};
 use crate::layers::WeightedLayer;
 use crate::{ResNet50, Vgg16};
-use engine::{DType, Param, Tensor};
+use engine::{DType, Device, Param, Tensor};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
 use weights::{NamedTensors, WeightSpec};
@@ -246,6 +246,25 @@ pub trait Backbone: Send + Sync {
             .iter()
             .flat_map(|l| l.weights())
             .collect()
+    }
+
+    /// Where the weights are (the device of the first one; the CPU for a
+    /// model without weights). Inputs must be on this device.
+    fn device(&self) -> Device {
+        self.params()
+            .first()
+            .map_or(Device::Cpu, |p| p.value().device())
+    }
+
+    /// Moves every weight to `device` (once, after loading: each later
+    /// forward pass then runs there). Errors leave the weights moved so far
+    /// where they are now; move them back with `to_device(Device::Cpu)`.
+    fn to_device(&self, device: Device) -> Result<()> {
+        for p in self.params() {
+            let moved = p.value().to_device(device).map_err(Error::Engine)?;
+            p.set_value(moved).map_err(Error::Engine)?;
+        }
+        Ok(())
     }
 
     /// The weights that an optimizer should update now.

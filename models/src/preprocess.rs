@@ -44,6 +44,14 @@ pub fn preprocess_input_caffe(x: &Tensor) -> Result<Tensor> {
                     .collect(),
             )
         }
+        Storage::Cuda(_) => {
+            return Err(Error::model(format!(
+                "preprocess_input_caffe: input is on {}; on a GPU the uint8 images go through \
+                 engine::ops::bilinear_resize::resize_u8_caffe, which resizes and preprocesses \
+                 in one kernel",
+                x.device()
+            )))
+        }
     };
     Tensor::from_storage(Storage::Cpu(out), s).map_err(Error::Engine)
 }

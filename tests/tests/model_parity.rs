@@ -12,10 +12,15 @@
 //! must be within relative L2 error 1e-5, rel = ||ours − keras||₂ / ||keras||₂
 //! over the compared elements (f32, CPU). Run with `-- --nocapture` to see
 //! the figures.
+//!
+//! The `*_on_the_gpu` tests run the same comparison on GPU 0 (weights moved
+//! there once; the input through the fused uint8 -> resize -> caffe kernel),
+//! with the same tolerance: TF32 is off, so cuDNN and cuBLAS compute in f32.
+//! Without a usable GPU they print SKIPPED. They have not yet run on a GPU.
 
-use engine::{ops, Tensor};
+use engine::{ops, Device, Tensor};
 use models::layers::{GlobalAveragePooling2D, GlobalMaxPooling2D};
-use models::{build, preprocess_input_caffe, Backbone, ModelOptions};
+use models::{build, preprocess_input_caffe, ModelOptions};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -106,7 +111,7 @@ fn compare(ours: &Tensor, entry: &Value, blob: &[u8]) -> f64 {
     relative_l2(&picked, &keras)
 }
 
-fn parity(model: &str) {
+fn parity(model: &str, device: Device) {
     let dir = fixture_dir();
     let index_path = dir.join(format!("{model}_reference.json"));
     let index: Value = serde_json::from_str(
@@ -124,6 +129,8 @@ fn parity(model: &str) {
     let seed = index["seed"].as_u64().unwrap();
     net.load(weights::seeded::generate(&net.weight_spec(), seed))
         .unwrap();
+    net.to_device(device).unwrap();
+    let images_on_device = images.to_device(device).unwrap();
 
     let mut sizes: Vec<u64> = entries
         .iter()
@@ -147,11 +154,19 @@ fn parity(model: &str) {
 
         let start = std::time::Instant::now();
         let resized = if s == 32 {
-            images.clone()
+            images_on_device.clone()
         } else {
-            ops::bilinear_resize(&images, s, s).unwrap()
+            ops::bilinear_resize(&images_on_device, s, s).unwrap()
         };
-        let x = preprocess_input_caffe(&resized).unwrap();
+        let x = match device {
+            Device::Cpu => preprocess_input_caffe(&resized).unwrap(),
+            Device::Cuda(_) => {
+                // The values are whole numbers 0..255: the uint8 bytes exactly.
+                let bytes: Vec<u8> = images.to_vec_f32().iter().map(|&v| v as u8).collect();
+                let n = images.shape()[0];
+                ops::bilinear_resize::resize_u8_caffe(&bytes, [n, 32, 32], s, s, device).unwrap()
+            }
+        };
         let (features, taps) = net.forward_with_taps(&x, &layers).unwrap();
         let pooled_avg = GlobalAveragePooling2D::new("avg")
             .forward(&features)
@@ -159,7 +174,7 @@ fn parity(model: &str) {
         let pooled_max = GlobalMaxPooling2D::new("max").forward(&features).unwrap();
         let secs = start.elapsed().as_secs_f64();
         println!(
-            "{model} at {s}x{s}: {} images, forward {secs:.2} s",
+            "{model} at {s}x{s} on {device}: {} images, forward {secs:.2} s",
             images.shape()[0]
         );
 
@@ -200,10 +215,38 @@ fn parity(model: &str) {
 
 #[test]
 fn vgg16_matches_keras() {
-    parity("vgg16");
+    parity("vgg16", Device::Cpu);
 }
 
 #[test]
 fn resnet50_matches_keras() {
-    parity("resnet50");
+    parity("resnet50", Device::Cpu);
+}
+
+/// GPU 0, or None after printing why the GPU test is skipped.
+fn gpu_or_skip() -> Option<Device> {
+    match engine::cuda::probe() {
+        Ok(info) => {
+            println!("GPU: {info}");
+            Some(Device::Cuda(info.ordinal))
+        }
+        Err(e) => {
+            println!("SKIPPED: no GPU: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn vgg16_matches_keras_on_the_gpu() {
+    if let Some(device) = gpu_or_skip() {
+        parity("vgg16", device);
+    }
+}
+
+#[test]
+fn resnet50_matches_keras_on_the_gpu() {
+    if let Some(device) = gpu_or_skip() {
+        parity("resnet50", device);
+    }
 }

@@ -98,7 +98,9 @@ fn bilinear_resize_matches_keras_resizing() {
         // against a float64 NumPy version of the formula while writing this).
         compare(&fx, &format!("{name}/y"), &y, 2e-5);
         // Against our own f64 path the f32 output must be far tighter.
-        let x64 = tensor(&fx, &format!("{name}/x")).to_dtype(engine::DType::F64);
+        let x64 = tensor(&fx, &format!("{name}/x"))
+            .to_dtype(engine::DType::F64)
+            .unwrap();
         let y64 = ops::bilinear_resize(&x64, h, w).unwrap().to_vec_f64();
         for (a, b) in y.to_vec_f64().iter().zip(&y64) {
             assert!(

@@ -205,7 +205,7 @@ fn gemm_conv_matches_naive_direct_loops() {
         let err = worst_error(&y, &expected);
         assert!(err < 1e-12, "case {xs:?} {padding:?}: f64 error {err:.3e}");
         // f32: the same inputs rounded to f32; tolerance as for the Keras fixture.
-        let f32 = |t: &Tensor| t.to_dtype(DType::F32);
+        let f32 = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
         let y = ops::conv2d(&f32(&x), &f32(&k), Some(&f32(&b)), stride, padding).unwrap();
         let err = worst_error(&y, &expected);
         assert!(err < 1e-5, "case {xs:?} {padding:?}: f32 error {err:.3e}");

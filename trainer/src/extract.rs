@@ -12,9 +12,9 @@
 //! The labels go to `FEATURES.labels.npy` (int64). Both files appear only
 //! once complete (written beside, then renamed).
 
-use crate::cli::{DeviceChoice, ExtractArgs, ModelName, PoolingChoice};
+use crate::cli::{ExtractArgs, ModelName, PoolingChoice};
 use crate::convert::read_backbone_weights;
-use crate::data::{self, Dataset, IMAGE_BYTES, IMAGE_SIDE};
+use crate::data::{self, Dataset, IMAGE_BYTES};
 use crate::error::{Error, Result};
 use crate::npy::{self, NpyWriter};
 use crate::progress::{Progress, Unit};
@@ -45,32 +45,17 @@ pub fn labels_path(features: &Path) -> PathBuf {
     features.with_file_name(format!("{stem}.labels.npy"))
 }
 
-/// Fails unless the computation can run on the CPU: the CUDA backend is
-/// not wired into the ops yet.
-pub fn check_device(device: DeviceChoice) -> Result<()> {
-    match device {
-        DeviceChoice::Cpu | DeviceChoice::Auto => Ok(()),
-        DeviceChoice::Cuda => Err(Error::Usage(
-            "--device cuda: the CUDA backend is not wired into the ops yet; use --device cpu \
-             (or auto, which means the CPU for now)"
-                .into(),
-        )),
-    }
-}
-
 /// One batch of uint8 NHWC 32x32 images to the backbone's output, as Keras
 /// computes it: resize the raw pixels to `size`, caffe preprocessing,
-/// forward in inference mode with recording off.
+/// forward in inference mode with recording off, on the backbone's device
+/// (see [`crate::train::feature_cache::model_input`]); the features come
+/// back to the host.
 pub fn features_of_batch(backbone: &dyn Backbone, images: &[u8], size: usize) -> Result<Tensor> {
-    let n = images.len() / IMAGE_BYTES;
-    let pixels: Vec<f32> = images.iter().map(|&p| p as f32).collect();
     let _no_grad = engine::no_grad();
-    let mut x = Tensor::from_vec(pixels, &[n, IMAGE_SIDE, IMAGE_SIDE, 3])?;
-    if size != IMAGE_SIDE {
-        x = engine::ops::bilinear_resize(&x, size, size)?;
-    }
-    let x = models::preprocess_input_caffe(&x)?;
-    Ok(backbone.forward(&x, false)?)
+    let x = crate::train::feature_cache::model_input(backbone, images, size, false)?;
+    Ok(backbone
+        .forward(&x, false)?
+        .to_device(engine::Device::Cpu)?)
 }
 
 /// Writes the features of every image of `dataset` to `out` and its labels
@@ -130,7 +115,7 @@ pub fn build_backbone(model: ModelName, pooling: PoolingChoice) -> Result<Box<dy
 
 /// Runs `trainer extract` and prints what was written.
 pub fn run(args: &ExtractArgs) -> Result<()> {
-    check_device(args.device)?;
+    let device = crate::device::resolve(args.device)?;
     if args.image_size < models::MIN_INPUT_SIZE {
         return Err(Error::Usage(format!(
             "--image-size {}: {} needs inputs of at least {} px (as in Keras)",
@@ -141,6 +126,7 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
     }
     let backbone = build_backbone(args.model, args.pooling)?;
     read_backbone_weights(&args.weights, backbone.as_ref())?;
+    backbone.to_device(device)?;
     let t = std::time::Instant::now();
     let dataset = data::load(&args.data, args.split)?;
     eprintln!(

@@ -13,12 +13,14 @@
 //!   evaluate/predict and the reports.
 //! - [`convert`] and [`extract`]: the `convert` and `extract` subcommands.
 //! - [`cli`]: the subcommands and their flags; `main.rs` only parses and runs.
+//! - [`device`]: `--device cpu|cuda|auto` and what runs on a GPU.
 
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod convert;
 pub mod data;
+pub mod device;
 pub mod download;
 pub mod error;
 pub mod extract;

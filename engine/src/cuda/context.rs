@@ -5,13 +5,36 @@
 //! An op's `cuda.rs` asks [`CudaDevice::function`] for a kernel by module and
 //! name (`"elementwise"`, `"relu_forward_f32"`) and launches it with a
 //! [`launch_1d`] geometry or its own, as the `.cu` file's header says.
+//!
+//! The device also owns, created on first use: the cuBLAS handle
+//! ([`CudaDevice::blas`]) and the cuDNN handle with one workspace buffer that
+//! every convolution reuses, grown when a convolution needs more
+//! ([`CudaDevice::with_cudnn`]).
+//!
+//! **Full f32 math by default.** On Ampere and newer GPUs cuDNN may run f32
+//! convolutions on tensor cores in TF32 (10-bit mantissa) unless told not
+//! to; thaw asks cuBLAS for its default math (no TF32 for f32 GEMMs) and
+//! cuDNN for FMA math (no tensor cores), so GPU results stay within ~1e-5 of
+//! the CPU and Keras. Set `THAW_ALLOW_TF32=1` to allow TF32 in both (faster,
+//! about 1e-3 relative error).
+//!
+//! All of thaw's work on a GPU is queued on one stream, in order, so cudarc's
+//! per-buffer event tracking (for several streams) is turned off.
 
 use super::{guarded, probe_device, CudaInfo, DRIVER_LIBRARY};
 use crate::error::{Error, Result};
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, LaunchConfig};
+use cudarc::cublas::CudaBlas;
+use cudarc::cudnn::Cudnn;
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr, LaunchConfig,
+    PushKernelArg, ValidAsZeroBits,
+};
 use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+
+/// Environment variable that allows TF32 tensor-core math in cuBLAS and cuDNN when `1`.
+pub const ALLOW_TF32_ENV: &str = "THAW_ALLOW_TF32";
 
 /// A GPU ready for work: context, stream, and the kernel modules loaded so far.
 #[derive(Debug)]
@@ -20,6 +43,45 @@ pub struct CudaDevice {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     modules: Mutex<HashMap<String, Arc<CudaModule>>>,
+    allow_tf32: bool,
+    blas: OnceLock<std::result::Result<CudaBlas, Error>>,
+    cudnn: Mutex<Option<CudnnState>>,
+}
+
+/// The cuDNN handle and the convolution workspace, used under the device's lock.
+#[derive(Debug)]
+pub struct CudnnState {
+    /// The handle, bound to the device's stream.
+    pub handle: Arc<Cudnn>,
+    /// Scratch memory for the convolution algorithms, grown on demand, never shrunk.
+    pub workspace: Option<CudaSlice<u8>>,
+}
+
+// SAFETY: cuDNN allows a handle to be used from any thread as long as no two
+// threads use it at once; CudnnState is only reached through the device's Mutex.
+unsafe impl Send for CudnnState {}
+
+impl CudnnState {
+    /// The workspace, at least `bytes` long (None when no workspace is needed).
+    pub fn workspace(
+        &mut self,
+        stream: &Arc<CudaStream>,
+        bytes: usize,
+    ) -> Result<Option<&mut CudaSlice<u8>>> {
+        if bytes == 0 {
+            return Ok(None);
+        }
+        if self.workspace.as_ref().is_none_or(|w| w.len() < bytes) {
+            self.workspace = None; // free the old one first
+            let w = stream.alloc_zeros::<u8>(bytes).map_err(|e| {
+                Error::Cuda(format!(
+                    "allocating a {bytes}-byte cuDNN workspace: {e}; use a smaller --batch-size"
+                ))
+            })?;
+            self.workspace = Some(w);
+        }
+        Ok(self.workspace.as_mut())
+    }
 }
 
 impl CudaDevice {
@@ -29,6 +91,9 @@ impl CudaDevice {
         let info = probe_device(DRIVER_LIBRARY, ordinal)?;
         let (ctx, stream) = guarded("creating the CUDA context", || {
             let ctx = CudaContext::new(ordinal)?;
+            // SAFETY: every buffer of this context is used on the one stream below,
+            // so the stream's order is all the synchronisation needed.
+            unsafe { ctx.disable_event_tracking() };
             let stream = ctx.new_stream()?;
             Ok::<_, cudarc::driver::DriverError>((ctx, stream))
         })?
@@ -38,13 +103,145 @@ impl CudaDevice {
             ctx,
             stream,
             modules: Mutex::new(HashMap::new()),
+            allow_tf32: std::env::var(ALLOW_TF32_ENV).is_ok_and(|v| v == "1"),
+            blas: OnceLock::new(),
+            cudnn: Mutex::new(None),
         }))
     }
 
     /// The first GPU, opened once per process and shared.
     pub fn default_device() -> Result<Arc<CudaDevice>> {
-        static DEVICE: OnceLock<std::result::Result<Arc<CudaDevice>, Error>> = OnceLock::new();
-        DEVICE.get_or_init(|| CudaDevice::new(0)).clone()
+        CudaDevice::open(0)
+    }
+
+    /// GPU `ordinal`, opened on first use and shared for the rest of the
+    /// process (every tensor on `Device::Cuda(ordinal)` uses this one).
+    pub fn open(ordinal: usize) -> Result<Arc<CudaDevice>> {
+        static DEVICES: OnceLock<Mutex<HashMap<usize, Arc<CudaDevice>>>> = OnceLock::new();
+        let mut devices = DEVICES
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(d) = devices.get(&ordinal) {
+            return Ok(d.clone());
+        }
+        let d = CudaDevice::new(ordinal)?;
+        devices.insert(ordinal, d.clone());
+        Ok(d)
+    }
+
+    /// Whether TF32 tensor-core math is allowed (`THAW_ALLOW_TF32=1`; default: no).
+    pub fn allow_tf32(&self) -> bool {
+        self.allow_tf32
+    }
+
+    /// An error-mapping closure for a failed CUDA call `what` on this device.
+    pub fn error<E: std::fmt::Debug>(&self, what: &str) -> impl FnOnce(E) -> Error {
+        let msg = format!("{what} on cuda:{}", self.info.ordinal);
+        move |e| Error::Cuda(format!("{msg}: {e:?}"))
+    }
+
+    /// A buffer of `n` zeros (`T` = f32, or i32 for argmax indices).
+    pub fn alloc<T: DeviceRepr + ValidAsZeroBits>(&self, n: usize) -> Result<CudaSlice<T>> {
+        self.stream.alloc_zeros::<T>(n).map_err(|e| {
+            Error::Cuda(format!(
+                "allocating {n} x {} bytes on cuda:{}: {e}; out of GPU memory? use a smaller \
+                 --batch-size",
+                std::mem::size_of::<T>(),
+                self.info.ordinal
+            ))
+        })
+    }
+
+    /// A new device buffer holding `values`.
+    pub fn upload<T: DeviceRepr>(&self, values: &[T]) -> Result<CudaSlice<T>> {
+        self.stream
+            .clone_htod(values)
+            .map_err(self.error("copying to the GPU"))
+    }
+
+    /// The values of a device buffer, on the host (waits for the queued work).
+    pub fn download<T: DeviceRepr>(&self, values: &CudaSlice<T>) -> Result<Vec<T>> {
+        self.stream
+            .clone_dtoh(values)
+            .map_err(self.error("copying from the GPU"))
+    }
+
+    /// `n` copies of `value` (zeros by memset, anything else by `fill_f32`).
+    pub fn filled(&self, n: usize, value: f32) -> Result<CudaSlice<f32>> {
+        let mut y = self.alloc::<f32>(n)?;
+        if value != 0.0 && n > 0 {
+            let f = self.function("elementwise", "fill_f32")?;
+            let n64 = n as u64;
+            let mut args = self.stream.launch_builder(&f);
+            args.arg(&mut y).arg(&value).arg(&n64);
+            // SAFETY: fill_f32(float* y, float value, u64 n) writes n floats; y holds n.
+            unsafe { args.launch(launch_1d(n)) }.map_err(self.error("fill_f32"))?;
+        }
+        Ok(y)
+    }
+
+    /// The cuBLAS handle (created on first use, on this device's stream, with
+    /// TF32 off unless [`ALLOW_TF32_ENV`] says otherwise).
+    pub fn blas(&self) -> Result<&CudaBlas> {
+        self.ctx
+            .bind_to_thread()
+            .map_err(self.error("binding the context"))?;
+        self.blas
+            .get_or_init(|| {
+                if !self.info.cublas {
+                    return Err(Error::Cuda(
+                        "cuBLAS (libcublas.so.13) not found: matmul on the GPU needs it; \
+                         install CUDA 13's cuBLAS or run with --device cpu"
+                            .into(),
+                    ));
+                }
+                let blas = guarded("creating the cuBLAS handle", || {
+                    CudaBlas::new(self.stream.clone())
+                })?
+                .map_err(self.error("creating the cuBLAS handle"))?;
+                use cudarc::cublas::sys::{cublasMath_t, cublasSetMathMode};
+                let mode = if self.allow_tf32 {
+                    cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH
+                } else {
+                    cublasMath_t::CUBLAS_DEFAULT_MATH // f32 GEMMs in f32
+                };
+                // SAFETY: a valid handle, created just above.
+                unsafe { cublasSetMathMode(*blas.handle(), mode) }
+                    .result()
+                    .map_err(self.error("setting the cuBLAS math mode"))?;
+                Ok(blas)
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Runs `f` with the cuDNN handle and the shared workspace (created on
+    /// first use, on this device's stream), one caller at a time.
+    pub fn with_cudnn<R>(&self, f: impl FnOnce(&mut CudnnState) -> Result<R>) -> Result<R> {
+        self.ctx
+            .bind_to_thread()
+            .map_err(self.error("binding the context"))?;
+        let mut state = self.cudnn.lock().unwrap_or_else(|p| p.into_inner());
+        if state.is_none() {
+            if !self.info.cudnn {
+                return Err(Error::Cuda(
+                    "cuDNN (libcudnn.so.9) not found: conv2d on the GPU needs it; install cuDNN 9 \
+                     for CUDA 13 (pip install nvidia-cudnn-cu13) or run with --device cpu"
+                        .into(),
+                ));
+            }
+            let handle = guarded("creating the cuDNN handle", || {
+                Cudnn::new(self.stream.clone())
+            })?
+            .map_err(self.error("creating the cuDNN handle"))?;
+            *state = Some(CudnnState {
+                handle,
+                workspace: None,
+            });
+        }
+        let state = state.as_mut().expect("created above");
+        guarded("calling cuDNN", || f(state))?
     }
 
     /// What the probe found about this GPU.

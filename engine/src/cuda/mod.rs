@@ -10,28 +10,31 @@
 //! `catch_unwind`: on a machine without a GPU the answer is an
 //! [`Error::Cuda`] that says what is missing and to run with `--device cpu`.
 //!
-//! # How this slots into tensors (TODO, next step)
+//! # How this slots into tensors
 //!
-//! Not wired in yet, on purpose: the CPU ops are being written against
-//! today's `Device` and `Storage`. The plan, so each op changes in one place:
-//! - `Device::Cuda(usize)` (the ordinal) joins `Device::Cpu` in
-//!   `tensor.rs`, and `Storage::Cuda(CudaStorage)` joins `Storage::Cpu`, with
-//!   `CudaStorage` defined here: a `cudarc::driver::CudaSlice<f32>` (and later
-//!   f16/bf16 slices) plus the `Arc<CudaDevice>` it lives on.
-//! - `Tensor::to_device(Device)` copies between host and device; everything
-//!   else stays on the device between layers (no host round trip).
-//! - Each op folder gains a `cuda.rs` next to its `cpu.rs`; the op's `mod.rs`
+//! - [`crate::Device::Cuda`]`(ordinal)` next to `Device::Cpu`, and
+//!   [`crate::Storage::Cuda`]`(`[`CudaStorage`]`)` next to `Storage::Cpu`: a
+//!   `CudaSlice<f32>` plus the `Arc<CudaDevice>` it lives on. GPU tensors are f32.
+//! - [`crate::Tensor::to_device`] copies between host and GPU; everything
+//!   else stays on the GPU between layers (no host round trip).
+//! - Each op folder has a `cuda.rs` next to its `cpu.rs`; the op's `mod.rs`
 //!   matches `Storage::Cuda` in its forward and in its backward closure, and
 //!   `cuda.rs` launches the kernel from `kernels/src/<op>.cu` through
-//!   [`CudaDevice::function`] (or calls cuBLAS / cuDNN for matmul and conv2d).
+//!   [`CudaDevice::function`], or calls cuBLAS (matmul) or cuDNN (conv2d).
 //! - `--device cuda|cpu|auto` in the trainer: `auto` uses [`probe`] and says
 //!   in one line which device it picked.
+//!
+//! This code has been compiled and its host-side logic tested, but it has
+//! not yet run on a GPU: `tests/gpu/run_on_device.sh` is how a machine with
+//! one runs the parity tests (see `docs/cuda.md`).
 
 mod context;
+mod storage;
 
-pub use context::{launch_1d, CudaDevice};
+pub use context::{launch_1d, CudaDevice, CudnnState, ALLOW_TF32_ENV};
 /// The CUDA bindings, re-exported so ops and tests launch kernels with the same version.
 pub use cudarc;
+pub use storage::CudaStorage;
 
 use crate::error::{Error, Result};
 use std::fmt;

@@ -1,9 +1,14 @@
 //! Every differentiable op, one folder each: `mod.rs` holds the docs (the
 //! math of y and of dy/dx), the public function, its shape checks and its
-//! tape entry with the backward rule; `cpu.rs` the plain reference loops.
+//! tape entry with the backward rule; `cpu.rs` the plain reference loops;
+//! `cuda.rs` the GPU path (our kernel from `kernels/src/<op>.cu`, or cuBLAS /
+//! cuDNN), which `mod.rs` picks by matching `Storage::Cuda`, in the forward
+//! and in the backward closure. `mul` has no GPU path yet; `reshape` needs
+//! none (no data moves); `sum`/`mean` of a GPU tensor are summed on the host.
 //!
 //! Adding an op: a new folder here, one line below, and one row in each test
-//! table (gradient checks in `tests/tests/gradcheck.rs`).
+//! table (gradient checks in `tests/tests/gradcheck.rs`, CPU/GPU parity in
+//! `tests/tests/cuda_parity.rs`).
 
 pub mod add;
 pub mod avg_pool2d;

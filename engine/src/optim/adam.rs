@@ -15,9 +15,11 @@
 
 use super::{check_state, updatable, Optimizer, Schedule};
 use crate::autograd::Param;
+use crate::cuda::cudarc::driver::PushKernelArg;
+use crate::cuda::{launch_1d, CudaStorage};
 use crate::element::Element;
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Tensor};
+use crate::tensor::{DType, Storage, Tensor};
 use std::collections::HashMap;
 
 /// Adam with Keras's defaults: lr 1e-3, β₁ 0.9, β₂ 0.999, ε 1e-7.
@@ -120,6 +122,57 @@ fn update<T: Element>(
     (w_new, m_new, v_new)
 }
 
+/// One parameter's update on the GPU (`kernels/src/adam.cu`): copies of w,
+/// m and v updated in place by `adam_update_f32`, so the old tensors stay
+/// as they were (tensors never change). ηₜ is computed here as on the CPU;
+/// the kernel forms 1 − β in f32 (the CPU rounds 1 − β from f64), a
+/// difference of at most one f32 rounding per step. Weight decay is CPU-only.
+fn update_on_gpu(
+    w: &CudaStorage,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    k: Coefficients,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    const OP: &str = "Adam::step";
+    if k.wd != 0.0 {
+        return Err(Error::unsupported(
+            OP,
+            "weight decay is applied on the CPU only; use weight_decay 0 on the GPU",
+        ));
+    }
+    let dev = w.device();
+    let copy = |s: &CudaStorage| {
+        dev.stream()
+            .clone_dtod(s.slice())
+            .map_err(dev.error("copying Adam state"))
+    };
+    let (mut w_new, mut m_new, mut v_new) = (
+        copy(w)?,
+        copy(m.cuda_storage(OP)?)?,
+        copy(v.cuda_storage(OP)?)?,
+    );
+    let (b1, b2) = (k.beta_1 as f32 as f64, k.beta_2 as f32 as f64);
+    let lr_t = (k.lr * (1.0 - b2.powf(k.t)).sqrt() / (1.0 - b1.powf(k.t))) as f32;
+    let (beta_1, beta_2, eps, n) = (k.beta_1 as f32, k.beta_2 as f32, k.eps as f32, w.len());
+    let n64 = n as u64;
+    let f = dev.function("adam", "adam_update_f32")?;
+    let mut args = dev.stream().launch_builder(&f);
+    args.arg(&mut w_new)
+        .arg(g.cuda_storage(OP)?.slice())
+        .arg(&mut m_new)
+        .arg(&mut v_new)
+        .arg(&n64)
+        .arg(&lr_t)
+        .arg(&beta_1)
+        .arg(&beta_2)
+        .arg(&eps);
+    // SAFETY: (w, g, m, v: n floats each, u64 n, four f32); w, m, v are fresh copies.
+    unsafe { args.launch(launch_1d(n)) }.map_err(dev.error("adam_update_f32"))?;
+    let wrap = |s| Tensor::from_storage(Storage::Cuda(CudaStorage::new(s, dev)), g.shape());
+    Ok((wrap(w_new)?, wrap(m_new)?, wrap(v_new)?))
+}
+
 impl Optimizer for Adam {
     fn step(&mut self, params: &[Param]) -> Result<()> {
         const OP: &str = "Adam::step";
@@ -151,12 +204,17 @@ impl Optimizer for Adam {
         // Compute every update first, so an error leaves all parameters unchanged.
         let mut updates = Vec::new();
         for (p, w, g) in &updatable(OP, params)? {
-            let (m, v) = self
-                .moments
-                .entry(p.name().to_string())
-                .or_insert_with(|| (w.zeros_like(), w.zeros_like()))
-                .clone();
+            if !self.moments.contains_key(p.name()) {
+                let zeros = (w.zeros_like()?, w.zeros_like()?);
+                self.moments.insert(p.name().to_string(), zeros);
+            }
+            let (m, v) = self.moments[p.name()].clone();
             check_state(OP, p.name(), &m, w)?;
+            if let Storage::Cuda(ws) = w.storage() {
+                let (w_new, m_new, v_new) = update_on_gpu(ws, g, &m, &v, k)?;
+                updates.push((p.clone(), w_new, m_new, v_new));
+                continue;
+            }
             let (w_new, m_new, v_new) = match w.dtype() {
                 DType::F32 => {
                     let (a, b, c) = update(

@@ -115,11 +115,22 @@ impl Optimizer for Sgd {
         // Compute every update first, so an error leaves all parameters unchanged.
         let mut updates = Vec::new();
         for (p, w, g) in &updatable(OP, params)? {
+            if w.device() != crate::Device::Cpu {
+                return Err(Error::unsupported(
+                    OP,
+                    format!(
+                        "parameter {} is on {}; on a GPU thaw updates parameters with Adam only \
+                         (use Adam, or keep the model on the CPU)",
+                        p.name(),
+                        w.device()
+                    ),
+                ));
+            }
             let v = if self.momentum != 0.0 {
-                let v = self
-                    .velocity
-                    .entry(p.name().to_string())
-                    .or_insert_with(|| w.zeros_like());
+                if !self.velocity.contains_key(p.name()) {
+                    self.velocity.insert(p.name().to_string(), w.zeros_like()?);
+                }
+                let v = &self.velocity[p.name()];
                 check_state(OP, p.name(), v, w)?;
                 Some(v.clone())
             } else {

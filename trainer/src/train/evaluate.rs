@@ -3,16 +3,17 @@
 //! `evaluate` and `predict` subcommands built on them.
 //!
 //! ```text
-//! uint8 images ─▶ image_batch (resize, caffe) ─▶ backbone ─▶ head ─▶ softmax ─▶ probabilities
+//! uint8 images ─▶ model_input (resize, caffe) ─▶ backbone ─▶ head ─▶ softmax ─▶ probabilities
+//! (the backbone on `--device`; the head on the CPU)
 //!                     (with --tta, the same for the flipped images, and the two averaged)
 //! ```
 
-use super::feature_cache::image_batch;
+use super::feature_cache::model_input;
 use super::fit::argmax_rows;
 use super::head::Head;
 use super::model_file::{load_model, LoadedModel};
 use super::report;
-use crate::cli::{DeviceChoice, EvaluateArgs, PredictArgs};
+use crate::cli::{EvaluateArgs, PredictArgs};
 use crate::data::{IMAGE_BYTES, IMAGE_SIDE};
 use crate::error::{Error, Result};
 use crate::progress::{Progress, Unit};
@@ -108,10 +109,12 @@ pub fn image_probabilities(
     for chunk in images.chunks(batch_size.max(1) * IMAGE_BYTES) {
         let mut probs: Option<Vec<f32>> = None;
         for &flip in flips {
-            let x = image_batch(chunk, image_size, flip)?;
+            let x = model_input(backbone, chunk, image_size, flip)?;
+            // The head is small and stays on the CPU: the features come back to the host.
             let features = backbone
                 .forward(&x, false)
-                .map_err(|e| Error::Usage(format!("{} forward pass: {e}", backbone.name())))?;
+                .map_err(|e| Error::Usage(format!("{} forward pass: {e}", backbone.name())))?
+                .to_device(engine::Device::Cpu)?;
             let p = head.predict_proba(&features)?.to_vec_f32();
             probs = Some(match probs {
                 None => p,
@@ -125,29 +128,17 @@ pub fn image_probabilities(
     Ok(out)
 }
 
-/// Errors for `--device cuda` (not wired yet); `auto` means the CPU for now.
-pub fn check_device(device: DeviceChoice) -> Result<()> {
-    match device {
-        DeviceChoice::Cpu | DeviceChoice::Auto => Ok(()),
-        DeviceChoice::Cuda => Err(Error::Usage(
-            "--device cuda: the CUDA backend is not wired into the engine's tensors yet, so \
-             training and evaluation run on the CPU only. Use --device cpu (or auto, which \
-             means cpu for now)"
-                .into(),
-        )),
-    }
-}
-
 /// `trainer evaluate`: reloads the model file, rebuilds backbone + head from
 /// its metadata and evaluates them on raw images end to end.
 pub fn run_evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
-    check_device(args.device)?;
+    let device = crate::device::resolve(args.device)?;
     let start = Instant::now();
     let LoadedModel {
         backbone,
         head,
         meta,
     } = load_model(&args.model_file)?;
+    backbone.to_device(device)?;
     eprintln!(
         "evaluate: {} ({} + {} head, {} classes, {}x{} input{}) loaded in {:.1} s",
         args.model_file.display(),
@@ -215,7 +206,7 @@ pub fn read_image_32(path: &Path) -> Result<Vec<u8>> {
 
 /// `trainer predict --model-file F IMAGE`: the class probabilities of one image.
 pub fn run_predict(args: &PredictArgs) -> Result<Vec<(String, f32)>> {
-    check_device(args.device)?;
+    let device = crate::device::resolve(args.device)?;
     let Some(model_file) = &args.model_file else {
         let Some(weights) = &args.weights else {
             return Err(Error::Usage(
@@ -233,6 +224,7 @@ pub fn run_predict(args: &PredictArgs) -> Result<Vec<(String, f32)>> {
         head,
         meta,
     } = load_model(model_file)?;
+    backbone.to_device(device)?;
     let pixels = read_image_32(&args.image)?;
     let _guard = engine::no_grad();
     let probs = image_probabilities(

@@ -200,6 +200,43 @@ pub fn image_batch(images: &[u8], size: usize, flip: bool) -> Result<Tensor> {
     models::preprocess_input_caffe(&x).map_err(|e| Error::Usage(format!("image_batch: {e}")))
 }
 
+/// [`image_batch`] on the backbone's device: on the CPU exactly
+/// [`image_batch`]; on a GPU the (optionally flipped) uint8 images are
+/// uploaded and resized + caffe-preprocessed there in one kernel
+/// (`engine::ops::bilinear_resize::resize_u8_caffe`).
+pub fn model_input(
+    backbone: &dyn Backbone,
+    images: &[u8],
+    size: usize,
+    flip: bool,
+) -> Result<Tensor> {
+    let device = backbone.device();
+    if device == engine::Device::Cpu {
+        return image_batch(images, size, flip);
+    }
+    if images.is_empty() || images.len() % IMAGE_BYTES != 0 {
+        return Err(Error::Usage(format!(
+            "model_input: {} bytes is not a whole number (> 0) of 32x32x3 images",
+            images.len()
+        )));
+    }
+    let flipped;
+    let pixels = if flip {
+        flipped = flip_horizontal(images);
+        &flipped[..]
+    } else {
+        images
+    };
+    let n = images.len() / IMAGE_BYTES;
+    Ok(ops::bilinear_resize::resize_u8_caffe(
+        pixels,
+        [n, IMAGE_SIDE, IMAGE_SIDE],
+        size,
+        size,
+        device,
+    )?)
+}
+
 /// Pooled features `[n, C]` of the uint8 images, computed batch by batch
 /// under `no_grad` (each activation is freed as soon as it is used), rows
 /// streamed to `writer` when given, with a progress report labelled `label`.
@@ -222,7 +259,7 @@ pub fn extract_features(
     let mut out = Vec::new();
     let mut progress = Progress::new(label, Some(n as u64), Unit::Items("images"));
     for chunk in images.chunks(batch_size * IMAGE_BYTES) {
-        let x = image_batch(chunk, size, flip)?;
+        let x = model_input(backbone, chunk, size, flip)?;
         let y = backbone
             .forward(&x, false)
             .map_err(|e| Error::Usage(format!("{} forward pass: {e}", backbone.name())))?;

@@ -52,6 +52,9 @@ use std::time::Instant;
 /// Image size on the CPU when `--image-size` is not given.
 pub const CPU_IMAGE_SIZE: usize = 32;
 
+/// Image size on a GPU when `--image-size` is not given (the backbones' ImageNet size).
+pub const GPU_IMAGE_SIZE: usize = 224;
+
 /// Everything `train` needs to know (the flags of `trainer train`).
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
@@ -61,7 +64,7 @@ pub struct TrainOptions {
     pub weights: Option<PathBuf>,
     /// Dataset folder; None: CIFAR-10 from the cache (downloaded when missing).
     pub data: Option<PathBuf>,
-    /// Input size; None: [`CPU_IMAGE_SIZE`].
+    /// Input size; None: [`CPU_IMAGE_SIZE`] on the CPU, [`GPU_IMAGE_SIZE`] on a GPU.
     pub image_size: Option<usize>,
     /// Head training settings (epochs, batch size, lr, schedule, patience, seed).
     pub fit: FitConfig,
@@ -309,11 +312,11 @@ impl Phases {
 
 /// Runs `train` (see the module docs) and prints its summary.
 pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
-    evaluate::check_device(opts.device)?;
-    if opts.device == DeviceChoice::Auto {
-        eprintln!("device: cpu (auto: the CUDA backend is not wired into tensors yet)");
-    }
-    let image_size = opts.image_size.unwrap_or(CPU_IMAGE_SIZE);
+    let device = crate::device::resolve(opts.device)?;
+    let image_size = opts.image_size.unwrap_or(match device {
+        engine::Device::Cpu => CPU_IMAGE_SIZE,
+        engine::Device::Cuda(_) => GPU_IMAGE_SIZE,
+    });
     if image_size < models::MIN_INPUT_SIZE {
         return Err(Error::Usage(format!(
             "--image-size {image_size} is below {}, the smallest input of the Keras backbones",
@@ -387,7 +390,8 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     );
     phases.end("load weights");
 
-    // 3. Features, once, cached.
+    // 3. Features, once, cached (the backbone on `--device`, moved there once).
+    backbone.to_device(device)?;
     let cache = if opts.no_cache {
         FeatureCache::disabled()
     } else {
@@ -543,7 +547,15 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     let mut interrupted = head_outcome.stop == StopReason::Interrupted;
     describe_stop("head training", &head_outcome, &opts.out);
 
-    // 5. Optional fine-tuning, end to end on images.
+    // 5. Optional fine-tuning, end to end on images (on the CPU: see crate::device).
+    if device != engine::Device::Cpu {
+        backbone.to_device(engine::Device::Cpu)?;
+        if opts.fine_tune.is_some() && !interrupted {
+            eprintln!(
+                "fine-tuning runs on the CPU: the backbone's weights come back from {device}"
+            );
+        }
+    }
     let mut fine_tuned = false;
     if let (Some(block), false) = (&opts.fine_tune, interrupted) {
         let (tpx, tly) = gather_images(&train_ds, &train_idx);

@@ -10,10 +10,12 @@
 
 pub(crate) mod broadcast;
 mod cpu;
+mod cuda;
+pub(crate) use cuda::column_sum;
 
 use crate::autograd::record;
 use crate::error::Result;
-use crate::tensor::{same_kind, Storage, Tensor};
+use crate::tensor::{mixed_devices, same_kind, Storage, Tensor};
 
 /// Elementwise sum with NumPy broadcasting (shapes aligned on the right;
 /// missing or size-1 dims stretch). Errors if the shapes do not broadcast or
@@ -23,6 +25,8 @@ pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let plan = broadcast::plan("add", a.shape(), b.shape())?;
     let y = match (a.storage(), b.storage()) {
         (Storage::Cpu(av), Storage::Cpu(bv)) => Storage::Cpu(cpu::forward(av, bv, &plan)?),
+        (Storage::Cuda(av), Storage::Cuda(bv)) => Storage::Cuda(cuda::forward(av, bv, &plan)?),
+        (av, bv) => return Err(mixed_devices("add", av.device(), bv.device())),
     };
     let shapes = [a.shape().to_vec(), b.shape().to_vec()];
     let out = plan.out.clone();
@@ -32,13 +36,15 @@ pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         out,
         &[a, b],
         Box::new(move |dy, needs| {
-            let Storage::Cpu(g) = dy.storage();
             let mut grads = Vec::with_capacity(2);
             for side in 0..2 {
                 grads.push(if needs[side] {
                     let len = crate::tensor::numel(&shapes[side]);
-                    let d = cpu::backward(g, &plan, side, len);
-                    Some(Tensor::from_storage(Storage::Cpu(d), &shapes[side])?)
+                    let d = match dy.storage() {
+                        Storage::Cpu(g) => Storage::Cpu(cpu::backward(g, &plan, side, len)),
+                        Storage::Cuda(g) => Storage::Cuda(cuda::backward(g, &plan, side, len)?),
+                    };
+                    Some(Tensor::from_storage(d, &shapes[side])?)
                 } else {
                     None
                 });

@@ -12,6 +12,7 @@
 //! overlapping windows (stride < pool) add their shares.
 
 mod cpu;
+mod cuda;
 
 use super::max_pool2d::PoolGeometry;
 use super::padding::Padding;
@@ -34,6 +35,7 @@ pub fn avg_pool2d(
     let g = PoolGeometry::new(OP, x, pool, stride, padding)?;
     let y = match x.storage() {
         Storage::Cpu(s) => Storage::Cpu(cpu::forward(s, &g)),
+        Storage::Cuda(s) => Storage::Cuda(cuda::forward(s, &g)?),
     };
     let x_shape = x.shape().to_vec();
     Ok(record(
@@ -44,6 +46,7 @@ pub fn avg_pool2d(
         Box::new(move |dy, _| {
             let dx = match dy.storage() {
                 Storage::Cpu(s) => Storage::Cpu(cpu::backward(s, &g)),
+                Storage::Cuda(s) => Storage::Cuda(cuda::backward(s, &g)?),
             };
             Ok(vec![Some(Tensor::from_storage(dx, &x_shape)?)])
         }),

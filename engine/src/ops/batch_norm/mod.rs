@@ -33,11 +33,12 @@
 //! frozen (non-trainable) BN layer runs in inference mode even while training.
 
 mod cpu;
+mod cuda;
 
 use crate::autograd::record;
 use crate::element::Element;
 use crate::error::{Error, Result};
-use crate::tensor::{same_kind, DType, Storage, Tensor};
+use crate::tensor::{same_kind, DType, Device, Storage, Tensor};
 
 /// Checks x `[..., c]` (rank ≥ 2, no zero dim), the per-channel vectors and
 /// ε; returns c.
@@ -106,6 +107,9 @@ pub fn batch_norm(
         ("moving_var", moving_var),
     ];
     let c = check(OP, x, &vectors, eps)?;
+    if x.device() != Device::Cpu {
+        return inference_cuda(x, gamma, beta, moving_mean, moving_var, eps);
+    }
     let (g, b, mean, var) = (
         gamma.to_vec_f64(),
         beta.to_vec_f64(),
@@ -174,7 +178,150 @@ pub fn batch_norm(
 /// A `[c]` tensor of `dtype` from f64 values.
 fn channel_tensor(v: Vec<f64>, dtype: DType) -> Result<Tensor> {
     let c = v.len();
-    Tensor::from_vec(v, &[c]).map(|t| t.to_dtype(dtype))
+    Tensor::from_vec(v, &[c])?.to_dtype(dtype)
+}
+
+/// [`batch_norm`] on the GPU: fold and scale-shift in f32 on the device
+/// (see `cuda.rs`). Gradients: dx, dγ and dβ; the moving statistics are
+/// never trainable in Keras and asking for their gradients on the GPU is an
+/// error. Unlike the CPU, the GPU does not check `moving_var + ε > 0` (that
+/// would copy the variance to the host at every layer).
+fn inference_cuda(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    moving_mean: &Tensor,
+    moving_var: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    const OP: &str = "batch_norm";
+    let (xs, mean) = (x.cuda_storage(OP)?, moving_mean.cuda_storage(OP)?);
+    let folded = cuda::fold(
+        gamma.cuda_storage(OP)?.slice(),
+        beta.cuda_storage(OP)?.slice(),
+        mean.slice(),
+        moving_var.cuda_storage(OP)?.slice(),
+        eps,
+        xs.device(),
+    )?;
+    let y = cuda::scale_shift(xs, &folded)?;
+    let (x_saved, mean_saved) = (x.clone(), moving_mean.clone());
+    Ok(record(
+        OP,
+        Storage::Cuda(y),
+        x.shape().to_vec(),
+        &[x, gamma, beta, moving_mean, moving_var],
+        Box::new(move |dy, needs| {
+            if needs[3] || needs[4] {
+                return Err(Error::unsupported(
+                    OP,
+                    "gradients of the moving statistics are computed on the CPU only (they are \
+                     never trainable in Keras); freeze moving_mean and moving_variance",
+                ));
+            }
+            let dys = dy.cuda_storage(OP)?;
+            let dx = needs[0]
+                .then(|| cuda::channel_scale(dys, &folded.scale))
+                .transpose()?;
+            let (dbeta, dgamma) = if needs[1] || needs[2] {
+                let xs = x_saved.cuda_storage(OP)?;
+                let mean = mean_saved.cuda_storage(OP)?.slice();
+                let (db, dg) = cuda::channel_sums(xs, dys, mean, &folded.inv_std)?;
+                (Some(db), Some(dg))
+            } else {
+                (None, None)
+            };
+            let wrap = |s: Option<_>, shape: &[usize]| {
+                s.map(|s| Tensor::from_storage(Storage::Cuda(s), shape))
+                    .transpose()
+            };
+            let dev = dys.device();
+            let vector = |v: Option<crate::cuda::cudarc::driver::CudaSlice<f32>>| {
+                v.map(|v| crate::cuda::CudaStorage::new(v, dev))
+            };
+            let c = [*x_saved.shape().last().expect("rank >= 2")];
+            Ok(vec![
+                wrap(dx, x_saved.shape())?,
+                wrap(vector(dgamma).filter(|_| needs[1]), &c)?,
+                wrap(vector(dbeta).filter(|_| needs[2]), &c)?,
+                None,
+                None,
+            ])
+        }),
+    ))
+}
+
+/// [`batch_norm_train`] on the GPU: the batch statistics by Welford's
+/// update (`cuda.rs`), then the same fold and scale-shift as inference.
+/// Unlike the CPU, ε = 0 with a constant channel is not detected (it gives
+/// inf/NaN instead of an error).
+fn train_cuda(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    const OP: &str = "batch_norm_train";
+    let xs = x.cuda_storage(OP)?;
+    let dev = xs.device();
+    let c = *x.shape().last().expect("checked: rank >= 2");
+    let (mean, var) = cuda::moments(xs, c)?;
+    let gs = gamma.cuda_storage(OP)?;
+    let folded = cuda::fold(
+        gs.slice(),
+        beta.cuda_storage(OP)?.slice(),
+        &mean,
+        &var,
+        eps,
+        dev,
+    )?;
+    let y = cuda::scale_shift(xs, &folded)?;
+    // The statistics go to the layer's moving averages; the backward keeps its own copy of the mean.
+    let copy = |v: &crate::cuda::cudarc::driver::CudaSlice<f32>| {
+        dev.stream()
+            .clone_dtod(v)
+            .map_err(dev.error("copying batch statistics"))
+    };
+    let mean_for_backward = copy(&mean)?;
+    let batch_mean = Tensor::from_storage(
+        Storage::Cuda(crate::cuda::CudaStorage::new(mean, dev)),
+        &[c],
+    )?;
+    let batch_var =
+        Tensor::from_storage(Storage::Cuda(crate::cuda::CudaStorage::new(var, dev)), &[c])?;
+    let (x_saved, gamma_saved) = (x.clone(), gamma.clone());
+    let y = record(
+        OP,
+        Storage::Cuda(y),
+        x.shape().to_vec(),
+        &[x, gamma, beta],
+        Box::new(move |dy, needs| {
+            let (xs, dys) = (x_saved.cuda_storage(OP)?, dy.cuda_storage(OP)?);
+            let dev = xs.device();
+            let (dbeta, dgamma) = cuda::channel_sums(xs, dys, &mean_for_backward, &folded.inv_std)?;
+            let dx = if needs[0] {
+                let rule = cuda::TrainBackward {
+                    x: xs,
+                    mean: &mean_for_backward,
+                    inv_std: &folded.inv_std,
+                    gamma: gamma_saved.cuda_storage(OP)?.slice(),
+                };
+                Some(rule.dx(dys, &dbeta, &dgamma)?)
+            } else {
+                None
+            };
+            let vector = |v| {
+                Tensor::from_storage(Storage::Cuda(crate::cuda::CudaStorage::new(v, dev)), &[c])
+            };
+            Ok(vec![
+                dx.map(|d| Tensor::from_storage(Storage::Cuda(d), x_saved.shape()))
+                    .transpose()?,
+                needs[1].then(|| vector(dgamma)).transpose()?,
+                needs[2].then(|| vector(dbeta)).transpose()?,
+            ])
+        }),
+    );
+    Ok((y, batch_mean, batch_var))
 }
 
 /// Training-mode batch normalisation: normalises with the batch's own
@@ -191,6 +338,9 @@ pub fn batch_norm_train(
 ) -> Result<(Tensor, Tensor, Tensor)> {
     const OP: &str = "batch_norm_train";
     let c = check(OP, x, &[("gamma", gamma), ("beta", beta)], eps)?;
+    if x.device() != Device::Cpu {
+        return train_cuda(x, gamma, beta, eps);
+    }
     let (mean, var) = match x.dtype() {
         DType::F32 => cpu::moments(x.as_slice::<f32>()?, c),
         DType::F64 => cpu::moments(x.as_slice::<f64>()?, c),

@@ -18,11 +18,12 @@
 //! The per-row and per-column (lo, hi, t) tables are built once per call.
 
 mod cpu;
+mod cuda;
 
 use crate::autograd::record;
 use crate::element::Element;
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Storage, Tensor};
+use crate::tensor::{CpuStorage, Device, Storage, Tensor};
 
 /// Bilinear resize of NHWC images with half-pixel centres (tf.image.resize,
 /// see the module docs). Errors unless `x` is rank 4 with no zero dim and
@@ -39,26 +40,74 @@ pub fn bilinear_resize(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor>
             ),
         ));
     }
-    let y = match x.dtype() {
-        DType::F32 => f32::wrap(resize(x.as_slice::<f32>()?, [h, w, c], out_h, out_w)),
-        DType::F64 => f64::wrap(resize(x.as_slice::<f64>()?, [h, w, c], out_h, out_w)),
+    let y = match x.storage() {
+        Storage::Cpu(CpuStorage::F32(v)) => {
+            Storage::Cpu(f32::wrap(resize(v, [h, w, c], out_h, out_w)))
+        }
+        Storage::Cpu(CpuStorage::F64(v)) => {
+            Storage::Cpu(f64::wrap(resize(v, [h, w, c], out_h, out_w)))
+        }
+        Storage::Cuda(s) => Storage::Cuda(cuda::forward(s, [n, h, w, c], out_h, out_w)?),
     };
     Ok(record(
         OP,
-        Storage::Cpu(y),
+        y,
         vec![n, out_h, out_w, c],
         &[x],
         Box::new(move |dy, _| {
-            let dx = match dy.dtype() {
-                DType::F32 => f32::wrap(scatter(dy.as_slice::<f32>()?, [h, w, c], out_h, out_w)),
-                DType::F64 => f64::wrap(scatter(dy.as_slice::<f64>()?, [h, w, c], out_h, out_w)),
+            let dx = match dy.storage() {
+                Storage::Cpu(CpuStorage::F32(g)) => {
+                    Storage::Cpu(f32::wrap(scatter(g, [h, w, c], out_h, out_w)))
+                }
+                Storage::Cpu(CpuStorage::F64(g)) => {
+                    Storage::Cpu(f64::wrap(scatter(g, [h, w, c], out_h, out_w)))
+                }
+                Storage::Cuda(g) => Storage::Cuda(cuda::backward(g, [n, h, w, c], out_h, out_w)?),
             };
-            Ok(vec![Some(Tensor::from_storage(
-                Storage::Cpu(dx),
-                &[n, h, w, c],
-            )?)])
+            Ok(vec![Some(Tensor::from_storage(dx, &[n, h, w, c])?)])
         }),
     ))
+}
+
+/// uint8 RGB images `[n, h, w, 3]` (row-major bytes on the host) resized to
+/// `out_h`×`out_w` and preprocessed as Keras's caffe mode (RGB -> BGR, minus
+/// the ImageNet means), in one GPU kernel on `device`: the `extract` input
+/// path on a GPU. Same math as `bilinear_resize` of the float image followed
+/// by `models::preprocess_input_caffe` (the mean commutes with the
+/// interpolation, whose weights sum to 1). No autograd history (model input).
+/// Errors on `Device::Cpu` (the CPU path is those two ops), or when
+/// `images.len() != n·h·w·3`.
+pub fn resize_u8_caffe(
+    images: &[u8],
+    [n, h, w]: [usize; 3],
+    out_h: usize,
+    out_w: usize,
+    device: Device,
+) -> Result<Tensor> {
+    const OP: &str = "resize_u8_caffe";
+    if images.len() != n * h * w * 3 || n * h * w * out_h * out_w == 0 {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "{} bytes for {n} RGB images of {h}x{w} (expected {}) resized to {out_h}x{out_w}; \
+                 every size must be > 0",
+                images.len(),
+                n * h * w * 3
+            ),
+        ));
+    }
+    match device {
+        Device::Cpu => Err(Error::unsupported(
+            OP,
+            "the fused uint8 -> caffe resize is the GPU input path; on the CPU use \
+             bilinear_resize, then models::preprocess_input_caffe",
+        )),
+        Device::Cuda(ordinal) => {
+            let dev = crate::cuda::CudaDevice::open(ordinal)?;
+            let y = cuda::u8_caffe(&dev, images, [n, h, w], out_h, out_w)?;
+            Tensor::from_storage(Storage::Cuda(y), &[n, out_h, out_w, 3])
+        }
+    }
 }
 
 fn resize<T: Element>(x: &[T], hwc: [usize; 3], out_h: usize, out_w: usize) -> Vec<T> {

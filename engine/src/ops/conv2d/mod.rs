@@ -21,18 +21,21 @@
 //! Each is computed only if the tape asks for it: a frozen first layer pays
 //! for neither dx nor dK. `cpu.rs` writes all of this as im2col + GEMM;
 //! `winograd.rs` computes the f32 forward pass of 3×3 stride-1 layers with
-//! fewer multiplies.
+//! fewer multiplies (and the input gradient, which is one such convolution);
+//! `cuda.rs` calls cuDNN (and says where the HWIO kernel becomes cuDNN's OHWI).
 
 mod cpu;
+mod cuda;
 mod scratch;
 mod winograd;
 
 use super::padding::{window_2d, Padding};
 use crate::autograd::record;
 use crate::error::{Error, Result};
-use crate::tensor::{same_kind, Storage, Tensor};
+use crate::tensor::{mixed_devices, same_kind, Storage, Tensor};
 use cpu::ConvGeometry;
 pub use cpu::COL_BUDGET_BYTES;
+pub use cuda::{hwio_to_ohwi, ohwi_to_hwio};
 
 const OP: &str = "conv2d";
 
@@ -57,6 +60,15 @@ pub fn conv2d(
             let bs = bias.map(|b| b.cpu_storage(OP)).transpose()?;
             Storage::Cpu(cpu::forward(xs, ks, bs, &g)?)
         }
+        (Storage::Cuda(xs), Storage::Cuda(ks)) => {
+            let bs = match bias.map(|b| b.storage()) {
+                None => None,
+                Some(Storage::Cuda(b)) => Some(b),
+                Some(b) => return Err(mixed_devices(OP, x.device(), b.device())),
+            };
+            Storage::Cuda(cuda::forward(xs, ks, bs, &g)?)
+        }
+        (xs, ks) => return Err(mixed_devices(OP, xs.device(), ks.device())),
     };
     let (x_saved, k_saved) = (x.clone(), kernel.clone());
     let has_bias = bias.is_some();
@@ -70,12 +82,22 @@ pub fn conv2d(
         Box::new(move |dy, needs| {
             same_kind(OP, &x_saved, dy)?;
             let need_db = has_bias && needs.get(2).copied().unwrap_or(false);
-            let (Storage::Cpu(xs), Storage::Cpu(ks), Storage::Cpu(dys)) =
-                (x_saved.storage(), k_saved.storage(), dy.storage());
-            let (dx, dk, db) = cpu::backward(xs, ks, dys, &g, (needs[0], needs[1], need_db))?;
-            let wrap = |s: Option<_>, shape: &[usize]| {
-                s.map(|s| Tensor::from_storage(Storage::Cpu(s), shape))
-                    .transpose()
+            let needed = (needs[0], needs[1], need_db);
+            let (dx, dk, db) = match (x_saved.storage(), k_saved.storage(), dy.storage()) {
+                (Storage::Cpu(xs), Storage::Cpu(ks), Storage::Cpu(dys)) => {
+                    let (dx, dk, db) = cpu::backward(xs, ks, dys, &g, needed)?;
+                    let cpu = |s: Option<_>| s.map(Storage::Cpu);
+                    (cpu(dx), cpu(dk), cpu(db))
+                }
+                (Storage::Cuda(xs), Storage::Cuda(ks), Storage::Cuda(dys)) => {
+                    let (dx, dk, db) = cuda::backward(xs, ks, dys, &g, needed)?;
+                    let gpu = |s: Option<_>| s.map(Storage::Cuda);
+                    (gpu(dx), gpu(dk), gpu(db))
+                }
+                (xs, _, dys) => return Err(mixed_devices(OP, xs.device(), dys.device())),
+            };
+            let wrap = |s: Option<Storage>, shape: &[usize]| {
+                s.map(|s| Tensor::from_storage(s, shape)).transpose()
             };
             let mut grads = vec![wrap(dx, x_saved.shape())?, wrap(dk, k_saved.shape())?];
             if has_bias {

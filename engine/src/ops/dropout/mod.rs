@@ -14,6 +14,7 @@
 //! identically. Use a new `stream` (e.g. the step number) for each batch.
 
 mod cpu;
+mod cuda;
 
 use crate::autograd::record;
 use crate::error::{Error, Result};
@@ -32,18 +33,24 @@ pub fn dropout(x: &Tensor, rate: f64, seed: u64, stream: u64) -> Result<Tensor> 
             ),
         ));
     }
-    let Storage::Cpu(xs) = x.storage();
-    let y = map_cpu!(xs, |v: T| cpu::apply(v, rate, seed, stream));
+    let y = match x.storage() {
+        Storage::Cpu(xs) => Storage::Cpu(map_cpu!(xs, |v: T| cpu::apply(v, rate, seed, stream))),
+        Storage::Cuda(xs) => Storage::Cuda(cuda::apply(xs, rate, seed, stream, false)?),
+    };
     let shape = x.shape().to_vec();
     Ok(record(
         "dropout",
-        Storage::Cpu(y),
+        y,
         shape.clone(),
         &[x],
         Box::new(move |dy, _| {
-            let Storage::Cpu(g) = dy.storage();
-            let dx = map_cpu!(g, |v: T| cpu::apply(v, rate, seed, stream));
-            Ok(vec![Some(Tensor::from_storage(Storage::Cpu(dx), &shape)?)])
+            let dx = match dy.storage() {
+                Storage::Cpu(g) => {
+                    Storage::Cpu(map_cpu!(g, |v: T| cpu::apply(v, rate, seed, stream)))
+                }
+                Storage::Cuda(g) => Storage::Cuda(cuda::apply(g, rate, seed, stream, true)?),
+            };
+            Ok(vec![Some(Tensor::from_storage(dx, &shape)?)])
         }),
     ))
 }

@@ -11,10 +11,11 @@
 //! `ix` inner) gets the whole gradient, as in [`super::max_pool2d`].
 
 mod cpu;
+mod cuda;
 
 use crate::autograd::record;
 use crate::error::{Error, Result};
-use crate::tensor::{same_kind, Storage, Tensor};
+use crate::tensor::{mixed_devices, same_kind, Storage, Tensor};
 
 /// Checks an NHWC input with no zero-sized dimension.
 fn dims(op: &'static str, x: &Tensor) -> Result<[usize; 4]> {
@@ -34,6 +35,7 @@ pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
     let [n, h, w, c] = dims(OP, x)?;
     let y = match x.storage() {
         Storage::Cpu(s) => Storage::Cpu(cpu::avg_forward(s, [n, h, w, c])),
+        Storage::Cuda(s) => Storage::Cuda(cuda::avg_forward(s, [n, h, w, c])?),
     };
     Ok(record(
         OP,
@@ -43,6 +45,7 @@ pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
         Box::new(move |dy, _| {
             let dx = match dy.storage() {
                 Storage::Cpu(s) => Storage::Cpu(cpu::avg_backward(s, [n, h, w, c])),
+                Storage::Cuda(s) => Storage::Cuda(cuda::avg_backward(s, [n, h, w, c])?),
             };
             Ok(vec![Some(Tensor::from_storage(dx, &[n, h, w, c])?)])
         }),
@@ -53,8 +56,13 @@ pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
 pub fn global_max_pool(x: &Tensor) -> Result<Tensor> {
     const OP: &str = "global_max_pool";
     let [n, h, w, c] = dims(OP, x)?;
-    let y = match x.storage() {
-        Storage::Cpu(s) => Storage::Cpu(cpu::max_forward(s, [n, h, w, c])),
+    // On the GPU the forward also gives the argmax, which the backward reuses.
+    let (y, argmax) = match x.storage() {
+        Storage::Cpu(s) => (Storage::Cpu(cpu::max_forward(s, [n, h, w, c])), None),
+        Storage::Cuda(s) => {
+            let (y, argmax) = cuda::max_forward(s, [n, h, w, c])?;
+            (Storage::Cuda(y), Some(argmax))
+        }
     };
     let x_saved = x.clone();
     Ok(record(
@@ -68,6 +76,11 @@ pub fn global_max_pool(x: &Tensor) -> Result<Tensor> {
                 (Storage::Cpu(xs), Storage::Cpu(dys)) => {
                     Storage::Cpu(cpu::max_backward(xs, dys, [n, h, w, c])?)
                 }
+                (Storage::Cuda(_), Storage::Cuda(dys)) => {
+                    let argmax = argmax.as_ref().expect("the GPU forward saved the argmax");
+                    Storage::Cuda(cuda::max_backward(dys, argmax, [n, h, w, c])?)
+                }
+                (xs, dys) => return Err(mixed_devices(OP, xs.device(), dys.device())),
             };
             Ok(vec![Some(Tensor::from_storage(dx, &[n, h, w, c])?)])
         }),

@@ -7,10 +7,12 @@
 //! free: they are strides passed to the GEMM, no data moves.
 
 mod cpu;
+mod cuda;
+pub use cuda::{column_major_gemm, ColumnMajorGemm};
 
 use crate::autograd::record;
 use crate::error::{Error, Result};
-use crate::tensor::{same_kind, Storage, Tensor};
+use crate::tensor::{mixed_devices, same_kind, Storage, Tensor};
 
 /// Matrix product of two rank-2 tensors.
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -23,11 +25,7 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
             format!("inner dimensions differ: {:?} · {:?}", a.shape(), b.shape()),
         ));
     }
-    let y = match (a.storage(), b.storage()) {
-        (Storage::Cpu(a), Storage::Cpu(b)) => {
-            Storage::Cpu(cpu::matmul(a, b, m, k, n, false, false)?)
-        }
-    };
+    let y = product(a, b, (m, k, n), false, false)?;
     let (a_saved, b_saved) = (a.clone(), b.clone());
     Ok(record(
         "matmul",
@@ -35,23 +33,38 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         vec![m, n],
         &[a, b],
         Box::new(move |dy, needs| {
-            let (Storage::Cpu(av), Storage::Cpu(bv), Storage::Cpu(dyv)) =
-                (a_saved.storage(), b_saved.storage(), dy.storage());
             // dA[m,k] = dY[m,n] · Bᵀ[n,k]
             let da = if needs[0] {
-                let v = cpu::matmul(dyv, bv, m, n, k, false, true)?;
-                Some(Tensor::from_storage(Storage::Cpu(v), &[m, k])?)
+                let v = product(dy, &b_saved, (m, n, k), false, true)?;
+                Some(Tensor::from_storage(v, &[m, k])?)
             } else {
                 None
             };
             // dB[k,n] = Aᵀ[k,m] · dY[m,n]
             let db = if needs[1] {
-                let v = cpu::matmul(av, dyv, k, m, n, true, false)?;
-                Some(Tensor::from_storage(Storage::Cpu(v), &[k, n])?)
+                let v = product(&a_saved, dy, (k, m, n), true, false)?;
+                Some(Tensor::from_storage(v, &[k, n])?)
             } else {
                 None
             };
             Ok(vec![da, db])
         }),
     ))
+}
+
+/// `op(a)·op(b)` on the operands' device, `(m, k, n)` the sizes of the product.
+fn product(
+    a: &Tensor,
+    b: &Tensor,
+    (m, k, n): (usize, usize, usize),
+    ta: bool,
+    tb: bool,
+) -> Result<Storage> {
+    Ok(match (a.storage(), b.storage()) {
+        (Storage::Cpu(a), Storage::Cpu(b)) => Storage::Cpu(cpu::matmul(a, b, m, k, n, ta, tb)?),
+        (Storage::Cuda(a), Storage::Cuda(b)) => {
+            Storage::Cuda(cuda::matmul(a, b, (m, k, n), ta, tb)?)
+        }
+        (a, b) => return Err(mixed_devices("matmul", a.device(), b.device())),
+    })
 }

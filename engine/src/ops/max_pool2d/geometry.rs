@@ -86,6 +86,26 @@ impl PoolGeometry {
         })
     }
 
+    /// The sizes in the order `kernels/src/pool2d.cu` takes them:
+    /// `n, h, w, c, kh, kw, sh, sw, oh, ow, pad_top, pad_left`.
+    pub fn kernel_args(&self) -> [i32; 12] {
+        [
+            self.n,
+            self.h,
+            self.w,
+            self.c,
+            self.kh,
+            self.kw,
+            self.sh,
+            self.sw,
+            self.oh,
+            self.ow,
+            self.pad_top,
+            self.pad_left,
+        ]
+        .map(|d| d as i32)
+    }
+
     /// Input rows covered by output row `oy`, as a half-open range (never empty).
     pub fn rows(&self, oy: usize) -> std::ops::Range<usize> {
         span(oy * self.sh, self.pad_top, self.kh, self.h)

@@ -15,12 +15,13 @@
 //! saved input instead of storing indices during the forward pass.
 
 mod cpu;
+mod cuda;
 mod geometry;
 
 use super::padding::Padding;
 use crate::autograd::record;
 use crate::error::Result;
-use crate::tensor::{same_kind, Storage, Tensor};
+use crate::tensor::{mixed_devices, same_kind, Storage, Tensor};
 pub(crate) use geometry::PoolGeometry;
 
 const OP: &str = "max_pool2d";
@@ -36,8 +37,13 @@ pub fn max_pool2d(
     padding: Padding,
 ) -> Result<Tensor> {
     let g = PoolGeometry::new(OP, x, pool, stride, padding)?;
-    let y = match x.storage() {
-        Storage::Cpu(s) => Storage::Cpu(cpu::forward(s, &g)),
+    // On the GPU the forward also gives the argmax, which the backward reuses.
+    let (y, argmax) = match x.storage() {
+        Storage::Cpu(s) => (Storage::Cpu(cpu::forward(s, &g)), None),
+        Storage::Cuda(s) => {
+            let (y, argmax) = cuda::forward(s, &g)?;
+            (Storage::Cuda(y), Some(argmax))
+        }
     };
     let x_saved = x.clone();
     Ok(record(
@@ -49,6 +55,11 @@ pub fn max_pool2d(
             same_kind(OP, &x_saved, dy)?;
             let dx = match (x_saved.storage(), dy.storage()) {
                 (Storage::Cpu(xs), Storage::Cpu(dys)) => Storage::Cpu(cpu::backward(xs, dys, &g)?),
+                (Storage::Cuda(_), Storage::Cuda(dys)) => {
+                    let argmax = argmax.as_ref().expect("the GPU forward saved the argmax");
+                    Storage::Cuda(cuda::backward(dys, argmax, &g)?)
+                }
+                (xs, dys) => return Err(mixed_devices(OP, xs.device(), dys.device())),
             };
             Ok(vec![Some(Tensor::from_storage(dx, x_saved.shape())?)])
         }),

@@ -10,9 +10,21 @@
 mod cpu;
 
 use crate::autograd::record;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ops::add::broadcast;
-use crate::tensor::{numel, same_kind, Storage, Tensor};
+use crate::tensor::{numel, same_kind, CpuStorage, Storage, Tensor};
+
+/// The CPU storage of a mul operand: mul has no GPU path (no model layer
+/// multiplies on the GPU; the trainer's head standardisation runs on the host).
+fn host(t: &Storage) -> Result<&CpuStorage> {
+    match t {
+        Storage::Cpu(s) => Ok(s),
+        Storage::Cuda(_) => Err(Error::unsupported(
+            "mul",
+            "mul has no GPU path yet; copy the operands with .to_device(Device::Cpu)",
+        )),
+    }
+}
 
 /// Elementwise product with NumPy broadcasting (shapes aligned on the right;
 /// missing or size-1 dims stretch). Errors if the shapes do not broadcast or
@@ -20,9 +32,7 @@ use crate::tensor::{numel, same_kind, Storage, Tensor};
 pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     same_kind("mul", a, b)?;
     let plan = broadcast::plan("mul", a.shape(), b.shape())?;
-    let y = match (a.storage(), b.storage()) {
-        (Storage::Cpu(av), Storage::Cpu(bv)) => Storage::Cpu(cpu::forward(av, bv, &plan)?),
-    };
+    let y = Storage::Cpu(cpu::forward(host(a.storage())?, host(b.storage())?, &plan)?);
     let saved = [a.clone(), b.clone()];
     let out = plan.out.clone();
     Ok(record(
@@ -31,11 +41,11 @@ pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         out,
         &[a, b],
         Box::new(move |dy, needs| {
-            let Storage::Cpu(g) = dy.storage();
+            let g = host(dy.storage())?;
             let mut grads = Vec::with_capacity(2);
             for side in 0..2 {
                 grads.push(if needs[side] {
-                    let Storage::Cpu(other) = saved[1 - side].storage();
+                    let other = host(saved[1 - side].storage())?;
                     let shape = saved[side].shape();
                     let d = cpu::backward(g, other, &plan, side, numel(shape))?;
                     Some(Tensor::from_storage(Storage::Cpu(d), shape)?)

@@ -6,18 +6,25 @@
 //!
 //! Backward: ∂y/∂xᵢ = 1 (sum) or 1/N (mean): dx is the scalar dy broadcast
 //! to x's shape (times 1/N for the mean).
+//!
+//! On a GPU the values are copied to the host and summed there, in f64 and
+//! in the CPU's order, so the result is the CPU's to the bit; these reduce
+//! losses and small tensors, where that copy costs little. The scalar goes
+//! back to the GPU, and the backward fills dx there (`fill_f32`).
 
 mod cpu;
 
 use crate::autograd::record;
+use crate::cuda::CudaStorage;
 use crate::error::{Error, Result};
 use crate::tensor::{CpuStorage, DType, Storage, Tensor};
 
-/// A scalar tensor of `dtype` holding `value`, as CPU storage.
-fn scalar_storage(value: f64, dtype: DType) -> Storage {
-    Storage::Cpu(match dtype {
-        DType::F32 => CpuStorage::F32(vec![value as f32]),
-        DType::F64 => CpuStorage::F64(vec![value]),
+/// A scalar of `dtype` holding `value`, on the device of `like`.
+fn scalar_storage(value: f64, dtype: DType, like: &Storage) -> Result<Storage> {
+    Ok(match (like, dtype) {
+        (Storage::Cpu(_), DType::F32) => Storage::Cpu(CpuStorage::F32(vec![value as f32])),
+        (Storage::Cpu(_), DType::F64) => Storage::Cpu(CpuStorage::F64(vec![value])),
+        (Storage::Cuda(s), _) => Storage::Cuda(CudaStorage::filled(s.device(), 1, value as f32)?),
     })
 }
 
@@ -26,14 +33,18 @@ fn scaled_sum(op: &'static str, x: &Tensor, scale: f64) -> Result<Tensor> {
     let total = match x.storage() {
         Storage::Cpu(CpuStorage::F32(v)) => cpu::sum(v),
         Storage::Cpu(CpuStorage::F64(v)) => cpu::sum(v),
+        Storage::Cuda(s) => cpu::sum(&s.to_host()?),
     };
     let (shape, dtype) = (x.shape().to_vec(), x.dtype());
     Ok(record(
         op,
-        scalar_storage(total * scale, dtype),
+        scalar_storage(total * scale, dtype, x.storage())?,
         vec![],
         &[x],
-        Box::new(move |dy, _| Ok(vec![Some(Tensor::full(dy.item()? * scale, &shape, dtype))])),
+        Box::new(move |dy, _| {
+            let dx = Tensor::full_on(dy.item()? * scale, &shape, dtype, dy.device())?;
+            Ok(vec![Some(dx)])
+        }),
     ))
 }
 

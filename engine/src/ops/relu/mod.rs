@@ -4,15 +4,17 @@
 //! taken as 0 (as TensorFlow and PyTorch do), everywhere in thaw.
 
 mod cpu;
+mod cuda;
 
 use crate::autograd::record;
 use crate::error::Result;
-use crate::tensor::{Storage, Tensor};
+use crate::tensor::{mixed_devices, Storage, Tensor};
 
 /// Rectified linear unit, elementwise.
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     let y = match x.storage() {
         Storage::Cpu(s) => Storage::Cpu(cpu::forward(s)),
+        Storage::Cuda(s) => Storage::Cuda(cuda::forward(s)?),
     };
     let x_saved = x.clone();
     Ok(record(
@@ -23,6 +25,8 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
         Box::new(move |dy, _| {
             let dx = match (x_saved.storage(), dy.storage()) {
                 (Storage::Cpu(xs), Storage::Cpu(dys)) => Storage::Cpu(cpu::backward(xs, dys)?),
+                (Storage::Cuda(xs), Storage::Cuda(dys)) => Storage::Cuda(cuda::backward(xs, dys)?),
+                (xs, dys) => return Err(mixed_devices("relu", xs.device(), dys.device())),
             };
             Ok(vec![Some(Tensor::from_storage(dx, x_saved.shape())?)])
         }),

@@ -16,11 +16,12 @@
 //! 0, so it stays finite for logits in the thousands.
 
 mod cpu;
+mod cuda;
 
 use crate::autograd::record;
 use crate::error::{Error, Result};
 use crate::map_cpu;
-use crate::tensor::{CpuStorage, DType, Storage, Tensor};
+use crate::tensor::{mixed_devices, CpuStorage, DType, Storage, Tensor};
 
 /// Fused softmax + cross-entropy of `logits` `[n, c]` against `labels`
 /// (one class index per row), the mean over the batch, as a scalar.
@@ -57,6 +58,22 @@ pub fn softmax_cross_entropy(logits: &Tensor, labels: &[usize]) -> Result<Tensor
         ));
     }
     logits.check_finite(OP, "logits")?;
+    if let Storage::Cuda(xs) = logits.storage() {
+        let (loss, probs, labels) = cuda::cross_entropy(xs, labels, c)?;
+        return Ok(record(
+            OP,
+            Storage::Cuda(loss),
+            vec![],
+            &[logits],
+            Box::new(move |dy, _| {
+                let dx = cuda::cross_entropy_backward(&probs, &labels, dy.cuda_storage(OP)?, c)?;
+                Ok(vec![Some(Tensor::from_storage(
+                    Storage::Cuda(dx),
+                    &[n, c],
+                )?)])
+            }),
+        ));
+    }
     let (loss, probs) = match logits.storage() {
         Storage::Cpu(CpuStorage::F32(v)) => {
             let (l, p) = cpu::cross_entropy(v, labels, c);
@@ -66,6 +83,7 @@ pub fn softmax_cross_entropy(logits: &Tensor, labels: &[usize]) -> Result<Tensor
             let (l, p) = cpu::cross_entropy(v, labels, c);
             (l, CpuStorage::F64(p))
         }
+        Storage::Cuda(_) => unreachable!("the GPU returned above"),
     };
     let loss = Storage::Cpu(match logits.dtype() {
         DType::F32 => CpuStorage::F32(vec![loss as f32]),
@@ -103,34 +121,38 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
             ),
         ));
     }
-    let Storage::Cpu(xs) = x.storage();
-    let y = map_cpu!(xs, |v: T| cpu::softmax(v, c));
-    let y_saved = Tensor::from_storage(Storage::Cpu(y.clone()), x.shape())?;
-    Ok(record(
+    let y = match x.storage() {
+        Storage::Cpu(xs) => Storage::Cpu(map_cpu!(xs, |v: T| cpu::softmax(v, c))),
+        Storage::Cuda(xs) => Storage::Cuda(cuda::softmax(xs, c)?),
+    };
+    // The backward needs y: the CPU keeps a copy, the GPU shares the output's buffer.
+    let y = std::sync::Arc::new(y);
+    let y_saved = Tensor::new_unchecked(y.clone(), x.shape().to_vec(), None);
+    Ok(crate::autograd::record_shared(
         "softmax",
-        Storage::Cpu(y),
+        y,
         x.shape().to_vec(),
         &[x],
         Box::new(move |dy, _| {
-            let (Storage::Cpu(ys), Storage::Cpu(gs)) = (y_saved.storage(), dy.storage());
-            let dx = match (ys, gs) {
-                (CpuStorage::F32(y), CpuStorage::F32(g)) => {
-                    CpuStorage::F32(cpu::softmax_backward(y, g, c))
+            let dx = match (y_saved.storage(), dy.storage()) {
+                (Storage::Cpu(CpuStorage::F32(y)), Storage::Cpu(CpuStorage::F32(g))) => {
+                    Storage::Cpu(CpuStorage::F32(cpu::softmax_backward(y, g, c)))
                 }
-                (CpuStorage::F64(y), CpuStorage::F64(g)) => {
-                    CpuStorage::F64(cpu::softmax_backward(y, g, c))
+                (Storage::Cpu(CpuStorage::F64(y)), Storage::Cpu(CpuStorage::F64(g))) => {
+                    Storage::Cpu(CpuStorage::F64(cpu::softmax_backward(y, g, c)))
                 }
-                _ => {
+                (Storage::Cuda(y), Storage::Cuda(g)) => {
+                    Storage::Cuda(cuda::softmax_backward(y, g, c)?)
+                }
+                (Storage::Cpu(_), Storage::Cpu(_)) => {
                     return Err(Error::dtype(
                         "softmax",
                         "gradient dtype differs from input dtype",
                     ))
                 }
+                (y, g) => return Err(mixed_devices("softmax", y.device(), g.device())),
             };
-            Ok(vec![Some(Tensor::from_storage(
-                Storage::Cpu(dx),
-                y_saved.shape(),
-            )?)])
+            Ok(vec![Some(Tensor::from_storage(dx, y_saved.shape())?)])
         }),
     ))
 }

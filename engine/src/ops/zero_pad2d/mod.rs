@@ -11,6 +11,9 @@
 //! `x`'s window: `dx[b, i, j, ch] = dy[b, i + top, j + left, ch]`.
 
 mod cpu;
+mod cuda;
+pub(crate) use cpu::PadGeometry;
+pub(crate) use cuda::{crop as cuda_crop, pad as cuda_pad};
 
 use crate::autograd::record;
 use crate::error::{Error, Result};
@@ -46,6 +49,7 @@ pub fn zero_pad2d(
     };
     let y = match x.storage() {
         Storage::Cpu(s) => Storage::Cpu(cpu::pad(s, &g)),
+        Storage::Cuda(s) => Storage::Cuda(cuda::pad(s, &g)?),
     };
     Ok(record(
         OP,
@@ -55,6 +59,7 @@ pub fn zero_pad2d(
         Box::new(move |dy, _| {
             let dx = match dy.storage() {
                 Storage::Cpu(s) => Storage::Cpu(cpu::crop(s, &g)),
+                Storage::Cuda(s) => Storage::Cuda(cuda::crop(s, &g)?),
             };
             Ok(vec![Some(Tensor::from_storage(dx, &[n, h, w, c])?)])
         }),

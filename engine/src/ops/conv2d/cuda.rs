@@ -1,0 +1,364 @@
+//! CUDA path for conv2d: cuDNN forward, backward-data and backward-filter
+//! on NHWC tensors, the bias from `kernels/src/elementwise.cu`.
+//!
+//! **Filter layout.** Keras kernels stay HWIO `[kh, kw, c, o]` in the
+//! parameter (on either device, so weights files and optimizers see one
+//! layout). cuDNN's NHWC filter format is OHWI `[o, kh, kw, c]`. This op
+//! transposes the kernel to OHWI on the GPU right before each cuDNN call
+//! (`transpose_f32` in `kernels/src/conv2d.cu`; a few microseconds per
+//! layer) and the filter gradient back to HWIO after. [`hwio_to_ohwi`] and
+//! [`ohwi_to_hwio`] are the same permutation on the host, for tests.
+//!
+//! **Padding.** cuDNN pads symmetrically (`pad_top` rows above and below).
+//! TensorFlow's 'same' puts an odd extra row/column at the bottom/right, so
+//! when the output needs more rows than symmetric padding gives, the input
+//! is first zero-padded at the bottom/right by the difference (the
+//! `zero_pad2d` kernel), and the backward pass crops dx back.
+//!
+//! **Algorithms and math.** The algorithm is cuDNN's heuristic first choice
+//! (`cudnnGetConvolution*Algorithm_v7`, no benchmarking run), with the
+//! convolution's math type set to FMA (no TF32 tensor cores) unless
+//! `THAW_ALLOW_TF32=1`; its workspace is the device's shared buffer, grown
+//! when an algorithm needs more.
+
+use super::cpu::ConvGeometry;
+use crate::cuda::cudarc::cudnn::sys::{
+    cudnnConvolutionMode_t, cudnnMathType_t, cudnnTensorFormat_t,
+};
+use crate::cuda::cudarc::cudnn::{
+    ConvBackwardData, ConvBackwardFilter, ConvDescriptor, ConvForward, Cudnn, FilterDescriptor,
+    TensorDescriptor,
+};
+use crate::cuda::cudarc::driver::{CudaSlice, PushKernelArg};
+use crate::cuda::{launch_1d, CudaDevice, CudaStorage};
+use crate::error::{Error, Result};
+use crate::ops::zero_pad2d::PadGeometry;
+use std::sync::Arc;
+
+const OP: &str = "conv2d";
+
+/// HWIO `[kh, kw, c, o]` to OHWI `[o, kh, kw, c]`, on the host: seen as
+/// matrices, `[kh·kw·c, o]` to its transpose `[o, kh·kw·c]`.
+pub fn hwio_to_ohwi(kernel: &[f32], [kh, kw, c, o]: [usize; 4]) -> Vec<f32> {
+    transpose(kernel, kh * kw * c, o)
+}
+
+/// OHWI `[o, kh, kw, c]` back to HWIO `[kh, kw, c, o]` (the inverse of [`hwio_to_ohwi`]).
+pub fn ohwi_to_hwio(kernel: &[f32], [kh, kw, c, o]: [usize; 4]) -> Vec<f32> {
+    transpose(kernel, o, kh * kw * c)
+}
+
+fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    (0..rows * cols)
+        .map(|o| x[(o % rows) * cols + o / rows])
+        .collect()
+}
+
+/// `x` `[rows, cols]` transposed on the GPU (`transpose_f32`).
+fn transpose_on_gpu(
+    dev: &Arc<CudaDevice>,
+    x: &CudaSlice<f32>,
+    rows: usize,
+    cols: usize,
+) -> Result<CudaSlice<f32>> {
+    let mut y = dev.alloc::<f32>(rows * cols)?;
+    let (r, c) = (rows as u32, cols as u32);
+    let f = dev.function("conv2d", "transpose_f32")?;
+    let mut args = dev.stream().launch_builder(&f);
+    args.arg(x).arg(&mut y).arg(&r).arg(&c);
+    // SAFETY: (x [rows, cols], y [cols, rows], u32 rows, u32 cols), grid-stride over y.
+    unsafe { args.launch(launch_1d(rows * cols)) }.map_err(dev.error("transpose_f32"))?;
+    Ok(y)
+}
+
+/// The input as cuDNN sees it: `x` itself, or `x` with extra zero rows and
+/// columns at the bottom/right (see the module docs).
+struct Padded {
+    /// The padding added before cuDNN, if any.
+    extra: Option<PadGeometry>,
+    /// Height and width cuDNN sees.
+    h: usize,
+    w: usize,
+}
+
+fn padded(g: &ConvGeometry) -> Result<Padded> {
+    // Rows the output needs in total, against what symmetric padding gives.
+    let need_h = (g.oh - 1) * g.sh + g.kh;
+    let need_w = (g.ow - 1) * g.sw + g.kw;
+    let extra_h = need_h.saturating_sub(g.h + 2 * g.pad_top);
+    let extra_w = need_w.saturating_sub(g.w + 2 * g.pad_left);
+    let (h, w) = (g.h + extra_h, g.w + extra_w);
+    // cuDNN's own output size for the symmetric padding must be ours.
+    let cudnn_oh = (h + 2 * g.pad_top - g.kh) / g.sh + 1;
+    let cudnn_ow = (w + 2 * g.pad_left - g.kw) / g.sw + 1;
+    if (cudnn_oh, cudnn_ow) != (g.oh, g.ow) {
+        return Err(Error::unsupported(
+            OP,
+            format!(
+                "on the GPU, padding with more rows/columns above/left than below/right is not \
+                 supported (output {}x{}, cuDNN would give {cudnn_oh}x{cudnn_ow}); pad with \
+                 zero_pad2d first, or run on the CPU",
+                g.oh, g.ow
+            ),
+        ));
+    }
+    let extra = (extra_h > 0 || extra_w > 0).then_some(PadGeometry {
+        n: g.n,
+        h: g.h,
+        w: g.w,
+        c: g.c,
+        top: 0,
+        left: 0,
+        ph: h,
+        pw: w,
+    });
+    Ok(Padded { extra, h, w })
+}
+
+/// The descriptors of one convolution.
+struct Descriptors {
+    x: TensorDescriptor<f32>,
+    w: FilterDescriptor<f32>,
+    y: TensorDescriptor<f32>,
+    conv: ConvDescriptor<f32>,
+}
+
+fn descriptors(
+    cudnn: &Arc<Cudnn>,
+    g: &ConvGeometry,
+    p: &Padded,
+    tf32: bool,
+) -> Result<Descriptors> {
+    let err = |what: &'static str| {
+        move |e: crate::cuda::cudarc::cudnn::CudnnError| {
+            Error::Cuda(format!("conv2d: cuDNN {what}: {e:?} (geometry {g:?})"))
+        }
+    };
+    let nhwc = cudnnTensorFormat_t::CUDNN_TENSOR_NHWC;
+    let i = |v: usize| v as i32;
+    // Tensor dims are always given as (n, c, h, w); the format says the memory is NHWC.
+    let x = cudnn
+        .create_4d_tensor::<f32>(nhwc, [i(g.n), i(g.c), i(p.h), i(p.w)])
+        .map_err(err("input descriptor"))?;
+    // Filter dims as (o, c, kh, kw); NHWC format means OHWI memory.
+    let w = cudnn
+        .create_4d_filter::<f32>(nhwc, [i(g.o), i(g.c), i(g.kh), i(g.kw)])
+        .map_err(err("filter descriptor"))?;
+    let y = cudnn
+        .create_4d_tensor::<f32>(nhwc, [i(g.n), i(g.o), i(g.oh), i(g.ow)])
+        .map_err(err("output descriptor"))?;
+    let mut conv = cudnn
+        .create_conv2d::<f32>(
+            [i(g.pad_top), i(g.pad_left)],
+            [i(g.sh), i(g.sw)],
+            [1, 1],
+            cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
+        )
+        .map_err(err("convolution descriptor"))?;
+    let math = if tf32 {
+        cudnnMathType_t::CUDNN_DEFAULT_MATH
+    } else {
+        cudnnMathType_t::CUDNN_FMA_MATH
+    };
+    conv.set_math_type(math).map_err(err("math type"))?;
+    Ok(Descriptors { x, w, y, conv })
+}
+
+/// `x` padded for cuDNN (a new buffer), or None when no padding is needed.
+fn pad_input(x: &CudaStorage, p: &Padded) -> Result<Option<CudaStorage>> {
+    p.extra
+        .as_ref()
+        .map(|g| crate::ops::zero_pad2d::cuda_pad(x, g))
+        .transpose()
+}
+
+pub fn forward(
+    x: &CudaStorage,
+    kernel: &CudaStorage,
+    bias: Option<&CudaStorage>,
+    g: &ConvGeometry,
+) -> Result<CudaStorage> {
+    let dev = x.device();
+    let p = padded(g)?;
+    let x_padded = pad_input(x, &p)?;
+    let x_in = x_padded.as_ref().unwrap_or(x);
+    let k = g.kh * g.kw * g.c;
+    let filter = transpose_on_gpu(dev, kernel.slice(), k, g.o)?;
+    let mut y = dev.alloc::<f32>(g.n * g.oh * g.ow * g.o)?;
+    dev.with_cudnn(|state| {
+        let d = descriptors(&state.handle.clone(), g, &p, dev.allow_tf32())?;
+        let op = ConvForward {
+            conv: &d.conv,
+            x: &d.x,
+            w: &d.w,
+            y: &d.y,
+        };
+        let algo = op
+            .pick_algorithm()
+            .map_err(dev.error("cuDNN forward algorithm"))?;
+        let bytes = op
+            .get_workspace_size(algo)
+            .map_err(dev.error("cuDNN forward workspace size"))?;
+        let workspace = state.workspace(dev.stream(), bytes)?;
+        // SAFETY: the buffers have the sizes and layouts the descriptors describe.
+        unsafe { op.launch(algo, workspace, (1.0, 0.0), x_in.slice(), &filter, &mut y) }
+            .map_err(dev.error("cuDNN convolution forward"))
+    })?;
+    if let Some(b) = bias {
+        let len = y.len();
+        let (n, c) = (len as u64, g.o as u32);
+        let f = dev.function("elementwise", "add_bias_inplace_f32")?;
+        let mut args = dev.stream().launch_builder(&f);
+        args.arg(&mut y).arg(b.slice()).arg(&n).arg(&c);
+        // SAFETY: (y [rows, o], bias [o], u64 n, u32 c); y holds n floats, n % o == 0.
+        unsafe { args.launch(launch_1d(len)) }.map_err(dev.error("add_bias_inplace_f32"))?;
+    }
+    Ok(CudaStorage::new(y, dev))
+}
+
+/// The gradients `(dx, dkernel, dbias)` that `needs` asks for; dkernel is HWIO.
+pub fn backward(
+    x: &CudaStorage,
+    kernel: &CudaStorage,
+    dy: &CudaStorage,
+    g: &ConvGeometry,
+    (need_dx, need_dk, need_db): (bool, bool, bool),
+) -> Result<(
+    Option<CudaStorage>,
+    Option<CudaStorage>,
+    Option<CudaStorage>,
+)> {
+    let dev = x.device();
+    let p = padded(g)?;
+    let k = g.kh * g.kw * g.c;
+    let mut dx_padded = None;
+    let mut dk_ohwi = None;
+    if need_dx || need_dk {
+        let x_padded = if need_dk { pad_input(x, &p)? } else { None };
+        let x_in = x_padded.as_ref().unwrap_or(x);
+        let filter = transpose_on_gpu(dev, kernel.slice(), k, g.o)?;
+        dev.with_cudnn(|state| {
+            let d = descriptors(&state.handle.clone(), g, &p, dev.allow_tf32())?;
+            if need_dx {
+                let op = ConvBackwardData {
+                    conv: &d.conv,
+                    dx: &d.x,
+                    w: &d.w,
+                    dy: &d.y,
+                };
+                let algo = op
+                    .pick_algorithm()
+                    .map_err(dev.error("cuDNN backward-data algorithm"))?;
+                let bytes = op
+                    .get_workspace_size(algo)
+                    .map_err(dev.error("cuDNN backward-data workspace size"))?;
+                let mut dx = dev.alloc::<f32>(g.n * p.h * p.w * g.c)?;
+                let workspace = state.workspace(dev.stream(), bytes)?;
+                // SAFETY: the buffers have the sizes and layouts the descriptors describe.
+                unsafe { op.launch(algo, workspace, (1.0, 0.0), &mut dx, &filter, dy.slice()) }
+                    .map_err(dev.error("cuDNN convolution backward data"))?;
+                dx_padded = Some(CudaStorage::new(dx, dev));
+            }
+            if need_dk {
+                let op = ConvBackwardFilter {
+                    conv: &d.conv,
+                    x: &d.x,
+                    dw: &d.w,
+                    dy: &d.y,
+                };
+                let algo = op
+                    .pick_algorithm()
+                    .map_err(dev.error("cuDNN backward-filter algorithm"))?;
+                let bytes = op
+                    .get_workspace_size(algo)
+                    .map_err(dev.error("cuDNN backward-filter workspace size"))?;
+                let mut dw = dev.alloc::<f32>(g.o * k)?;
+                let workspace = state.workspace(dev.stream(), bytes)?;
+                // SAFETY: the buffers have the sizes and layouts the descriptors describe.
+                unsafe {
+                    op.launch(
+                        algo,
+                        workspace,
+                        (1.0, 0.0),
+                        x_in.slice(),
+                        &mut dw,
+                        dy.slice(),
+                    )
+                }
+                .map_err(dev.error("cuDNN convolution backward filter"))?;
+                dk_ohwi = Some(dw);
+            }
+            Ok(())
+        })?;
+    }
+    let dx = match (dx_padded, &p.extra) {
+        (Some(d), Some(pad)) => Some(crate::ops::zero_pad2d::cuda_crop(&d, pad)?),
+        (d, _) => d,
+    };
+    let dk = dk_ohwi
+        .map(|d| transpose_on_gpu(dev, &d, g.o, k).map(|t| CudaStorage::new(t, dev)))
+        .transpose()?;
+    let db = need_db
+        .then(|| crate::ops::add::column_sum(dev, dy.slice(), g.n * g.oh * g.ow, g.o))
+        .transpose()?
+        .map(|d| CudaStorage::new(d, dev));
+    Ok((dx, dk, db))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hwio_and_ohwi_are_the_same_weights_in_two_orders() {
+        let (kh, kw, c, o) = (3, 2, 4, 5);
+        let hwio: Vec<f32> = (0..kh * kw * c * o).map(|i| i as f32).collect();
+        let ohwi = hwio_to_ohwi(&hwio, [kh, kw, c, o]);
+        for ky in 0..kh {
+            for kx in 0..kw {
+                for ci in 0..c {
+                    for co in 0..o {
+                        let at_hwio = ((ky * kw + kx) * c + ci) * o + co;
+                        let at_ohwi = ((co * kh + ky) * kw + kx) * c + ci;
+                        assert_eq!(ohwi[at_ohwi], hwio[at_hwio]);
+                    }
+                }
+            }
+        }
+        assert_eq!(ohwi_to_hwio(&ohwi, [kh, kw, c, o]), hwio);
+    }
+
+    fn geometry(h: usize, k: usize, s: usize, pad_top: usize, oh: usize) -> ConvGeometry {
+        ConvGeometry {
+            n: 1,
+            h,
+            w: h,
+            c: 1,
+            kh: k,
+            kw: k,
+            o: 1,
+            sh: s,
+            sw: s,
+            oh,
+            ow: oh,
+            pad_top,
+            pad_left: pad_top,
+        }
+    }
+
+    #[test]
+    fn asymmetric_same_padding_adds_rows_at_the_bottom_for_cudnn() {
+        // 3x3 'same' at stride 1: symmetric, nothing added.
+        let p = padded(&geometry(7, 3, 1, 1, 7)).unwrap();
+        assert!(p.extra.is_none());
+        // 3x3 'same' at stride 2 on 8 rows: TF pads 0 above and 1 below.
+        let p = padded(&geometry(8, 3, 2, 0, 4)).unwrap();
+        assert_eq!((p.h, p.w), (9, 9));
+        // 7x7 'valid' at stride 2 on 10 rows: the last row is unused, nothing added.
+        let p = padded(&geometry(10, 7, 2, 0, 2)).unwrap();
+        assert!(p.extra.is_none());
+        // More padding above than below cannot be expressed: a clear error.
+        let e = padded(&geometry(5, 3, 1, 1, 4)).err().unwrap().to_string();
+        assert!(e.contains("zero_pad2d"), "{e}");
+    }
+}

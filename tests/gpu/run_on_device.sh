@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Runs thaw's GPU checks on a machine that has a GPU but no Rust toolchain
+# (the lent device machine): build and bundle here, run there. See docs/cuda.md.
+#
+#   tests/gpu/run_on_device.sh build          # here: builds, strips and bundles into gpu-bundle/
+#   tests/gpu/run_on_device.sh tests          # there: cuda_kernels, cuda_parity, model_parity
+#   tests/gpu/run_on_device.sh extract MODEL  # there: extract on all 60,000 images at 224 px
+#
+# The bundle (test executables, trainer, seeded_weights, the CIFAR-10 JPEG
+# tarball) stays under the 64 MiB the device tool carries: name gpu-bundle
+# in `carry`. Results go to $OUT (logs) when it is set, else to gpu-out/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BUNDLE=gpu-bundle
+OUT_DIR="${OUT:-gpu-out}"
+
+build() {
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+    rm -rf "$BUNDLE" && mkdir -p "$BUNDLE/bin"
+    local exclude
+    exclude=$(git rev-parse --git-path info/exclude)
+    grep -qx "/$BUNDLE/" "$exclude" 2>/dev/null || echo "/$BUNDLE/" >>"$exclude"
+    # Test executables: cargo prints each one's path as JSON.
+    nice -n 19 cargo test --release --no-run -p tests \
+        --test cuda_kernels --test cuda_parity --test model_parity --message-format=json |
+        grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | while read -r exe; do
+        name=$(basename "$exe" | sed 's/-[0-9a-f]*$//')
+        cp "$exe" "$BUNDLE/bin/$name"
+    done
+    nice -n 19 cargo build --release -p trainer -p tests --bin trainer --bin seeded_weights
+    cp "$CARGO_TARGET_DIR/release/trainer" "$CARGO_TARGET_DIR/release/seeded_weights" "$BUNDLE/bin/"
+    strip "$BUNDLE"/bin/*
+    # The tests read fixtures through the path they were compiled in (env!("CARGO_MANIFEST_DIR")).
+    echo "$PWD/tests" >"$BUNDLE/manifest_dir"
+    data=../shared/data/cifar10-jpeg.tar.xz
+    [ -f "$data" ] && cp "$data" "$BUNDLE/" || echo "note: $data not found; 'extract' will need it"
+    du -sh "$BUNDLE"/* && du -sh "$BUNDLE"
+}
+
+# The CUDA 13 libraries from the Python packages there (nvidia-cublas,
+# nvidia-cudnn-cu13, nvidia-cuda-nvrtc) on LD_LIBRARY_PATH; NVRTC for the kernels.
+setup() {
+    local site lib dirs=""
+    site=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))')
+    for lib in libcublas.so.13 libcudnn.so.9 libnvrtc.so.13; do
+        d=$(find $site -name "$lib" -printf '%h\n' 2>/dev/null | head -1)
+        [ -n "$d" ] || { echo "no $lib under $site"; exit 1; }
+        dirs="$dirs:$d"
+        [ "$lib" = libnvrtc.so.13 ] && export THAW_NVRTC_LIB="$d"
+    done
+    export LD_LIBRARY_PATH="${dirs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    # Fixtures at the compiled-in path (the repo copy lives elsewhere there).
+    local manifest
+    manifest=$(cat "$BUNDLE/manifest_dir")
+    if [ ! -e "$manifest" ]; then
+        mkdir -p "$(dirname "$manifest")"
+        ln -s "$PWD/tests" "$manifest"
+    fi
+    mkdir -p "$OUT_DIR"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT_DIR/gpu.txt"
+}
+
+tests() {
+    setup
+    local status=0
+    for t in cuda_kernels cuda_parity model_parity; do
+        echo "== $t"
+        "$BUNDLE/bin/$t" --nocapture --test-threads=1 2>&1 | tee "$OUT_DIR/$t.log" || status=1
+    done
+    return $status
+}
+
+extract() {
+    local model=$1 batch=${2:-64}
+    setup
+    [ -d /tmp/cifar10-jpeg ] || tar -xJf "$BUNDLE/cifar10-jpeg.tar.xz" -C /tmp
+    "$BUNDLE/bin/seeded_weights" "$model" "/tmp/$model.safetensors"
+    # Peak GPU memory: nvidia-smi sampled every 100 ms while extract runs.
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"/tmp/mem-$model.txt" &
+    local sampler=$!
+    for split in train test; do
+        "$BUNDLE/bin/trainer" extract --model "$model" --weights "/tmp/$model.safetensors" \
+            --data /tmp/cifar10-jpeg --split "$split" --image-size 224 --pooling avg \
+            --batch-size "$batch" --device cuda --out "/tmp/$model-$split.npy" 2>&1 |
+            tee -a "$OUT_DIR/extract-$model.log"
+    done
+    kill "$sampler"
+    echo "$model: peak GPU memory $(sort -n "/tmp/mem-$model.txt" | tail -1) MiB (nvidia-smi, whole GPU)" |
+        tee -a "$OUT_DIR/extract-$model.log"
+}
+
+case "${1:-}" in
+build) build ;;
+tests) tests ;;
+extract) extract "${2:?extract needs vgg16 or resnet50}" "${3:-64}" ;;
+*)
+    sed -n '2,11p' "$0"
+    exit 2
+    ;;
+esac

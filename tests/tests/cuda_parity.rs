@@ -1,0 +1,469 @@
+//! CPU vs CUDA parity of every op with a GPU path, from ONE table of cases.
+//!
+//! Each case builds its inputs from the seeded generator (`engine::rng`),
+//! runs the op on the CPU (the reference) and on GPU 0 with the same values,
+//! pulls the same seeded upstream gradient g back through it, and compares
+//! the output and the gradient of every input that asks for one. The
+//! upstream gradient enters as L = ⟨y, g⟩, a `[1, N]·[N, 1]` matmul that both
+//! devices have, so dL/dy = g exactly on both.
+//!
+//! The error of a tensor is max |gpu − cpu| / max(max |cpu|, 1e-30); each
+//! case writes its tolerance next to it, with the reason. Run with
+//! `-- --nocapture` for the table of errors.
+//!
+//! Without a usable GPU the CPU half of every case still runs (so the table
+//! itself is checked everywhere), and the comparison prints
+//! `SKIPPED: <reason>`. THIS HAS NOT YET RUN ON A GPU: see docs/cuda.md.
+
+use engine::ops::{self, Padding};
+use engine::{Device, Param, Tensor};
+
+/// One input: its shape, the range its seeded values are drawn from, and
+/// whether the case checks its gradient.
+struct Input {
+    shape: &'static [usize],
+    range: (f32, f32),
+    grad: bool,
+}
+
+const fn input(shape: &'static [usize]) -> Input {
+    Input {
+        shape,
+        range: (-1.0, 1.0),
+        grad: true,
+    }
+}
+
+/// A positive input (a variance), without a gradient.
+const fn positive_constant(shape: &'static [usize]) -> Input {
+    Input {
+        shape,
+        range: (0.5, 1.5),
+        grad: false,
+    }
+}
+
+/// One row of the table.
+struct Case {
+    name: &'static str,
+    inputs: Vec<Input>,
+    op: fn(&[Tensor]) -> engine::Result<Tensor>,
+    /// Largest allowed error of the output and of every gradient.
+    tol: f32,
+    /// Why that tolerance.
+    why: &'static str,
+}
+
+fn cases() -> Vec<Case> {
+    const CONV: f32 = 1e-5;
+    const CONV_WHY: &str = "cuDNN sums in another order than im2col+GEMM, f32 FMA math (no TF32)";
+    vec![
+        Case {
+            name: "conv2d 3x3 s1 same + bias",
+            inputs: vec![input(&[2, 7, 9, 3]), input(&[3, 3, 3, 4]), input(&[4])],
+            op: |t| ops::conv2d(&t[0], &t[1], Some(&t[2]), (1, 1), Padding::Same),
+            tol: CONV,
+            why: CONV_WHY,
+        },
+        Case {
+            name: "conv2d 7x7 s2 valid + bias",
+            inputs: vec![input(&[2, 16, 15, 3]), input(&[7, 7, 3, 8]), input(&[8])],
+            op: |t| ops::conv2d(&t[0], &t[1], Some(&t[2]), (2, 2), Padding::Valid),
+            tol: CONV,
+            why: CONV_WHY,
+        },
+        Case {
+            name: "conv2d 1x1 s1 + bias",
+            inputs: vec![input(&[2, 5, 6, 8]), input(&[1, 1, 8, 16]), input(&[16])],
+            op: |t| ops::conv2d(&t[0], &t[1], Some(&t[2]), (1, 1), Padding::Valid),
+            tol: CONV,
+            why: CONV_WHY,
+        },
+        Case {
+            name: "conv2d 1x1 s2 (ResNet shortcut)",
+            inputs: vec![input(&[2, 9, 7, 4]), input(&[1, 1, 4, 6])],
+            op: |t| ops::conv2d(&t[0], &t[1], None, (2, 2), Padding::Valid),
+            tol: CONV,
+            why: CONV_WHY,
+        },
+        Case {
+            name: "conv2d 3x3 s2 same, odd sizes",
+            inputs: vec![input(&[2, 9, 11, 5]), input(&[3, 3, 5, 6]), input(&[6])],
+            op: |t| ops::conv2d(&t[0], &t[1], Some(&t[2]), (2, 2), Padding::Same),
+            tol: CONV,
+            why: CONV_WHY,
+        },
+        Case {
+            name: "conv2d 3x3 s2 same, even sizes (pad 0 above, 1 below)",
+            inputs: vec![input(&[2, 8, 10, 3]), input(&[3, 3, 3, 4])],
+            op: |t| ops::conv2d(&t[0], &t[1], None, (2, 2), Padding::Same),
+            tol: CONV,
+            why: CONV_WHY,
+        },
+        Case {
+            name: "matmul [5,7]·[7,3]",
+            inputs: vec![input(&[5, 7]), input(&[7, 3])],
+            op: |t| ops::matmul(&t[0], &t[1]),
+            tol: 1e-5,
+            why: "cuBLAS SGEMM sums in another order (TF32 off)",
+        },
+        Case {
+            name: "add bias [5,3] + [3]",
+            inputs: vec![input(&[5, 3]), input(&[3])],
+            op: |t| ops::add(&t[0], &t[1]),
+            tol: 1e-6,
+            why: "the bias gradient is a column sum in another order",
+        },
+        Case {
+            name: "add same shapes (shortcut)",
+            inputs: vec![input(&[2, 3, 4, 5]), input(&[2, 3, 4, 5])],
+            op: |t| ops::add(&t[0], &t[1]),
+            tol: 0.0,
+            why: "one f32 addition per element on both",
+        },
+        Case {
+            name: "relu",
+            inputs: vec![input(&[3, 4, 5])],
+            op: |t| ops::relu(&t[0]),
+            tol: 0.0,
+            why: "a comparison and a copy",
+        },
+        Case {
+            name: "batch_norm inference",
+            inputs: vec![
+                input(&[2, 3, 4, 6]),
+                input(&[6]),
+                input(&[6]),
+                Input {
+                    grad: false,
+                    ..input(&[6])
+                },
+                positive_constant(&[6]),
+            ],
+            op: |t| ops::batch_norm(&t[0], &t[1], &t[2], &t[3], &t[4], 1e-3),
+            tol: 1e-5,
+            why: "the fold runs in f32 on the GPU, in f64 on the CPU",
+        },
+        Case {
+            name: "batch_norm training",
+            inputs: vec![input(&[4, 3, 3, 6]), input(&[6]), input(&[6])],
+            op: |t| ops::batch_norm_train(&t[0], &t[1], &t[2], 1e-3).map(|(y, _, _)| y),
+            tol: 1e-4,
+            why: "batch statistics and sums in f32 (Welford) on the GPU, f64 on the CPU",
+        },
+        Case {
+            name: "max_pool2d 2x2 s2 valid",
+            inputs: vec![input(&[2, 6, 7, 3])],
+            op: |t| ops::max_pool2d(&t[0], (2, 2), (2, 2), Padding::Valid),
+            tol: 0.0,
+            why: "selection only, same tie rule",
+        },
+        Case {
+            name: "max_pool2d 3x3 s2 same",
+            inputs: vec![input(&[2, 8, 9, 4])],
+            op: |t| ops::max_pool2d(&t[0], (3, 3), (2, 2), Padding::Same),
+            tol: 1e-6,
+            why: "same selection; overlapping windows add their shares in another order",
+        },
+        Case {
+            name: "avg_pool2d 3x3 s1 same",
+            inputs: vec![input(&[2, 5, 6, 3])],
+            op: |t| ops::avg_pool2d(&t[0], (3, 3), (1, 1), Padding::Same),
+            tol: 1e-6,
+            why: "the backward adds shares in another order",
+        },
+        Case {
+            name: "global_avg_pool",
+            inputs: vec![input(&[2, 4, 5, 6])],
+            op: |t| ops::global_avg_pool(&t[0]),
+            tol: 1e-6,
+            why: "the same sum order; division rounding",
+        },
+        Case {
+            name: "global_max_pool",
+            inputs: vec![input(&[2, 4, 5, 6])],
+            op: |t| ops::global_max_pool(&t[0]),
+            tol: 0.0,
+            why: "selection only",
+        },
+        Case {
+            name: "zero_pad2d (3, 3, 3, 3)",
+            inputs: vec![input(&[2, 5, 5, 3])],
+            op: |t| ops::zero_pad2d(&t[0], 3, 3, 3, 3),
+            tol: 0.0,
+            why: "copies",
+        },
+        Case {
+            name: "bilinear_resize up 5x7 -> 11x13",
+            inputs: vec![input(&[2, 5, 7, 3])],
+            op: |t| ops::bilinear_resize(&t[0], 11, 13),
+            tol: 1e-5,
+            why: "weights computed in f32 on the GPU; the backward gathers in another order",
+        },
+        Case {
+            name: "bilinear_resize down 9x8 -> 4x5",
+            inputs: vec![input(&[2, 9, 8, 2])],
+            op: |t| ops::bilinear_resize(&t[0], 4, 5),
+            tol: 1e-5,
+            why: "weights computed in f32 on the GPU; the backward gathers in another order",
+        },
+        Case {
+            name: "softmax",
+            inputs: vec![input(&[4, 10])],
+            op: |t| ops::softmax(&t[0]),
+            tol: 1e-5,
+            why: "row sums in f32 on the GPU, f64 on the CPU",
+        },
+        Case {
+            name: "softmax_cross_entropy",
+            inputs: vec![input(&[6, 10])],
+            op: |t| ops::softmax_cross_entropy(&t[0], &[3, 0, 9, 9, 1, 5]),
+            tol: 1e-5,
+            why: "log-sum-exp in f32 on the GPU, f64 on the CPU",
+        },
+        Case {
+            name: "dropout 0.3 (mask equal to the CPU's)",
+            inputs: vec![input(&[3, 40, 7])],
+            op: |t| ops::dropout(&t[0], 0.3, 7, 3),
+            tol: 0.0,
+            why: "the same generator and the same f32 rate and scale: bit for bit",
+        },
+        Case {
+            name: "flatten",
+            inputs: vec![input(&[2, 3, 4, 5])],
+            op: |t| ops::flatten(&t[0]),
+            tol: 0.0,
+            why: "no data moves",
+        },
+        Case {
+            name: "mean",
+            inputs: vec![input(&[3, 7])],
+            op: |t| ops::mean(&t[0]),
+            tol: 0.0,
+            why: "summed on the host in f64 on both",
+        },
+    ]
+}
+
+/// `n` seeded values in `range` (stream = the input's position in the case).
+fn values(n: usize, range: (f32, f32), seed: u64, stream: u64) -> Vec<f32> {
+    (0..n as u64)
+        .map(|i| range.0 + (range.1 - range.0) * engine::rng::uniform_f32(seed, stream, i))
+        .collect()
+}
+
+/// The op's output and the gradients of the inputs that ask for one, on `device`.
+fn run(case: &Case, seed: u64, device: Device) -> engine::Result<(Vec<f32>, Vec<Vec<f32>>)> {
+    let params: Vec<Param> = case
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(k, inp)| {
+            let n = inp.shape.iter().product();
+            let t = Tensor::from_vec(values(n, inp.range, seed, k as u64), inp.shape)?;
+            let p = Param::new(format!("input{k}"), t.to_device(device)?);
+            p.set_trainable(inp.grad);
+            Ok(p)
+        })
+        .collect::<engine::Result<_>>()?;
+    let inputs: Vec<Tensor> = params.iter().map(Param::tensor).collect();
+    let y = (case.op)(&inputs)?;
+    let n = y.numel();
+    // L = <y, g> with the seeded upstream gradient g (stream 1000).
+    let g = Tensor::from_vec(values(n, (-1.0, 1.0), seed, 1000), &[n, 1])?.to_device(device)?;
+    let loss = ops::matmul(&ops::reshape(&y, &[1, n])?, &g)?;
+    ops::reshape(&loss, &[])?.backward()?;
+    let grads = params
+        .iter()
+        .filter(|p| p.is_trainable())
+        .map(|p| {
+            p.grad().map(|g| g.to_vec_f32()).ok_or_else(|| {
+                engine::Error::Cuda(format!("{}: no gradient reached {}", case.name, p.name()))
+            })
+        })
+        .collect::<engine::Result<_>>()?;
+    Ok((y.to_vec_f32(), grads))
+}
+
+/// max |b − a| / max |a|.
+fn error(cpu: &[f32], gpu: &[f32]) -> f32 {
+    assert_eq!(cpu.len(), gpu.len(), "sizes differ");
+    let scale = cpu.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+    let diff = cpu.iter().zip(gpu).fold(0f32, |m, (a, b)| {
+        if (a - b).abs() > m || (a - b).is_nan() {
+            (a - b).abs()
+        } else {
+            m
+        }
+    });
+    diff / scale
+}
+
+/// Why the GPU half cannot run here, or None when it can.
+fn no_gpu() -> Option<String> {
+    match engine::cuda::probe() {
+        Err(e) => Some(e.to_string()),
+        Ok(info) => {
+            // A GPU without its libraries is a broken setup, not a skip.
+            assert!(
+                info.cublas && info.cudnn,
+                "{info}: cuBLAS and cuDNN must be on LD_LIBRARY_PATH to test the GPU"
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn every_op_matches_the_cpu_on_the_gpu() {
+    const SEED: u64 = 2024;
+    let table = cases();
+    // The CPU half runs everywhere: every case must be valid and give every gradient.
+    let cpu: Vec<_> = table
+        .iter()
+        .map(|c| run(c, SEED, Device::Cpu).unwrap_or_else(|e| panic!("{} on the CPU: {e}", c.name)))
+        .collect();
+    for (c, (_, grads)) in table.iter().zip(&cpu) {
+        let wanted = c.inputs.iter().filter(|i| i.grad).count();
+        assert_eq!(grads.len(), wanted, "{}: gradients", c.name);
+    }
+    if let Some(why) = no_gpu() {
+        println!(
+            "SKIPPED: {} cases ran on the CPU only; no GPU: {why}",
+            table.len()
+        );
+        return;
+    }
+    let mut failures = Vec::new();
+    println!(
+        "{:<55} {:>10} {:>10}  tolerance",
+        "case", "output", "worst grad"
+    );
+    for (c, (y_cpu, g_cpu)) in table.iter().zip(&cpu) {
+        let (y_gpu, g_gpu) = match run(c, SEED, Device::Cuda(0)) {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!("{}: {e}", c.name));
+                continue;
+            }
+        };
+        let out = error(y_cpu, &y_gpu);
+        let grad = g_cpu
+            .iter()
+            .zip(&g_gpu)
+            .map(|(a, b)| error(a, b))
+            .fold(0f32, f32::max);
+        println!(
+            "{:<55} {out:>10.2e} {grad:>10.2e}  {:.0e} ({})",
+            c.name, c.tol, c.why
+        );
+        if !(out <= c.tol && grad <= c.tol) {
+            failures.push(format!(
+                "{}: output error {out:.2e}, worst gradient error {grad:.2e} > {:.0e}",
+                c.name, c.tol
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "GPU differs from CPU:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn fused_uint8_caffe_input_matches_resize_then_preprocess() {
+    let (n, h, w, size) = (3, 32, 32, 67);
+    let bytes: Vec<u8> = (0..n * h * w * 3)
+        .map(|i| (engine::rng::random_u64(5, 0, i as u64) % 256) as u8)
+        .collect();
+    let floats: Vec<f32> = bytes.iter().map(|&b| b as f32).collect();
+    let x = Tensor::from_vec(floats, &[n, h, w, 3]).unwrap();
+    let cpu = models::preprocess_input_caffe(&ops::bilinear_resize(&x, size, size).unwrap())
+        .unwrap()
+        .to_vec_f32();
+    // On the CPU the fused path is refused with a message naming the CPU path.
+    let e = ops::bilinear_resize::resize_u8_caffe(&bytes, [n, h, w], size, size, Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("preprocess_input_caffe"), "{e}");
+    if let Some(why) = no_gpu() {
+        println!("SKIPPED: no GPU: {why}");
+        return;
+    }
+    let gpu = ops::bilinear_resize::resize_u8_caffe(&bytes, [n, h, w], size, size, Device::Cuda(0))
+        .unwrap()
+        .to_vec_f32();
+    let err = error(&cpu, &gpu);
+    println!("fused u8 -> resize -> caffe: max error {err:.2e} (relative to max |x|)");
+    // Values up to ~150 in f32: a few ulps of the interpolation.
+    assert!(err <= 1e-6, "fused input path differs: {err:.2e}");
+}
+
+#[test]
+fn adam_step_on_the_gpu_matches_the_cpu() {
+    use engine::optim::{Adam, Optimizer};
+    let n = 1000;
+    let step = |device: Device| -> Vec<f32> {
+        let w = Tensor::from_vec(values(n, (-1.0, 1.0), 9, 0), &[10, 100]).unwrap();
+        let p = Param::new("w", w.to_device(device).unwrap());
+        let mut opt = Adam::new(1e-2);
+        for s in 0..3 {
+            let g = Tensor::from_vec(values(n, (-1.0, 1.0), 9, 1 + s), &[10, 100]).unwrap();
+            // A gradient as backward would leave it: L = <w, g>.
+            let g = g.to_device(device).unwrap();
+            let y = ops::reshape(&p.tensor(), &[1, n]).unwrap();
+            let loss = ops::matmul(&y, &ops::reshape(&g, &[n, 1]).unwrap()).unwrap();
+            ops::reshape(&loss, &[]).unwrap().backward().unwrap();
+            opt.step(std::slice::from_ref(&p)).unwrap();
+            p.zero_grad();
+        }
+        p.value().to_vec_f32()
+    };
+    let cpu = step(Device::Cpu);
+    if let Some(why) = no_gpu() {
+        println!("SKIPPED: no GPU: {why}");
+        return;
+    }
+    let err = error(&cpu, &step(Device::Cuda(0)));
+    println!("Adam, 3 steps: max error {err:.2e}");
+    // 1 − β is rounded from f32 on the GPU, from f64 on the CPU: ~1 ulp per step.
+    assert!(err <= 1e-6, "Adam on the GPU differs: {err:.2e}");
+}
+
+#[test]
+fn mixed_devices_and_missing_gpus_are_clear_errors() {
+    let x = Tensor::from_vec(vec![1f32, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+    match no_gpu() {
+        Some(why) => {
+            // Without a GPU, moving a tensor there says what is missing and what to do.
+            let e = x.to_device(Device::Cuda(0)).unwrap_err().to_string();
+            assert!(e.contains("--device cpu"), "{e}");
+            println!("SKIPPED (mixed devices need a GPU): to_device without one says: {e}");
+            let _ = why;
+        }
+        None => {
+            let g = x.to_device(Device::Cuda(0)).unwrap();
+            let e = ops::matmul(&x, &g).unwrap_err().to_string();
+            assert!(
+                e.contains("cpu and cuda:0") && e.contains("to_device"),
+                "{e}"
+            );
+            let e = ops::add(&g, &x).unwrap_err().to_string();
+            assert!(e.contains("cuda:0 and cpu"), "{e}");
+            assert_eq!(g.to_vec_f32(), x.to_vec_f32());
+            assert_eq!(
+                g.to_device(Device::Cpu).unwrap().to_vec_f32(),
+                x.to_vec_f32()
+            );
+        }
+    }
+    // f64 never goes to a GPU, whatever the machine: the dtype is checked first.
+    let e = x
+        .to_dtype(engine::DType::F64)
+        .unwrap()
+        .to_device(Device::Cuda(0))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("f32"), "{e}");
+}
