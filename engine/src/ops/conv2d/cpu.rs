@@ -1,4 +1,5 @@
-//! CPU reference for conv2d: im2col + one GEMM per batch chunk.
+//! CPU conv2d: im2col + one GEMM per batch chunk (the reference), and the
+//! f32 forward as one implicit GEMM.
 //!
 //! With NHWC input and HWIO kernel, the convolution is a matrix product:
 //!
@@ -16,13 +17,22 @@
 //! given to the GEMM), then col2im adds every `dcol` entry back onto the
 //! input pixel it was copied from.
 //!
-//! Threading has one level: the GEMM threads itself (matrixmultiply), and
-//! the im2col/col2im loops between GEMMs use rayon. No GEMM runs inside a
+//! **Implicit GEMM (the f32 forward on AVX-512 CPUs).** A GEMM copies A into
+//! small packed blocks anyway, a few hundred rows at a time, to keep them in
+//! cache ([`crate::gemm`]). So the f32 forward hands the GEMM the receptive
+//! fields themselves ([`ReceptiveFields`]) and its packing step copies them
+//! straight from the NHWC input: `col` is never written to memory, which on
+//! narrow layers (64 channels, ResNet's 7×7 stem with `kh·kw·c = 147`) cost
+//! as much as the arithmetic. The im2col path below stays as the reference
+//! (f64, CPUs without AVX-512) and for backward.
+//!
+//! Threading has one level: the GEMM threads itself (over the rayon pool),
+//! and the im2col/col2im loops between GEMMs use rayon. No GEMM runs inside a
 //! rayon task. The output is processed in chunks of output rows `(b, oy)` (a
 //! chunk may hold many images, or part of one) so that the `col` buffers stay
 //! under [`COL_BUDGET_BYTES`] even at 224 px.
 //!
-//! Forward chunks are much smaller than that bound: about [`FORWARD_TILE_BYTES`]
+//! Forward chunks (im2col path) are much smaller than that bound: about [`FORWARD_TILE_BYTES`]
 //! of `col`, so that the GEMM reads `col` back from cache right after im2col
 //! wrote it. On a narrow layer (64 output channels) streaming a 64 MB `col`
 //! through memory and back cost more than the GEMM's arithmetic; cache-sized
@@ -34,8 +44,10 @@
 use super::scratch;
 use crate::element::Element;
 use crate::error::{Error, Result};
+use crate::gemm::{self, MatrixA};
 use crate::tensor::{CpuStorage, DType};
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Upper bound on the im2col scratch memory of one conv2d call (forward:
 /// `col`; backward: `col` and `dcol` together). Chunks are whole output rows
@@ -165,6 +177,15 @@ pub fn forward(
         )))
     }
     match x.dtype() {
+        DType::F32 if gemm::avx512_available() => {
+            let b = bias.map(|b| typed::<f32>(b, "bias")).transpose()?;
+            Ok(CpuStorage::F32(forward_implicit(
+                typed::<f32>(x, "input")?,
+                typed::<f32>(kernel, "kernel")?,
+                b,
+                g,
+            )))
+        }
         DType::F32 => run::<f32>(x, kernel, bias, g),
         DType::F64 => run::<f64>(x, kernel, bias, g),
     }
@@ -272,6 +293,72 @@ fn col2im<T: Element>(dcol: &[T], g: &ConvGeometry, first: usize, count: usize, 
                 }
             }
         });
+}
+
+/// The rows of `col` read straight from the NHWC input, for the GEMM's
+/// packing step: the implicit-GEMM forward never writes `col` out.
+struct ReceptiveFields<'a> {
+    x: &'a [f32],
+    g: &'a ConvGeometry,
+}
+
+impl<'a> ReceptiveFields<'a> {
+    fn new(x: &'a [f32], g: &'a ConvGeometry) -> Self {
+        assert_eq!(x.len(), g.n * g.h * g.w * g.c, "conv2d: input size");
+        ReceptiveFields { x, g }
+    }
+}
+
+impl MatrixA for ReceptiveFields<'_> {
+    /// `col[row, cols]` with `row = (b, oy, ox)`: one kernel row `ky` at a
+    /// time, the part of `(kx, ci)` inside the input is one contiguous run
+    /// of NHWC memory (as in [`im2col`]); the rest is padding, zero.
+    fn copy_row(&self, row: usize, cols: Range<usize>, mut out: &mut [f32]) {
+        let g = self.g;
+        let (kwc, c) = (g.kw * g.c, g.c);
+        let (b, pixel) = (row / (g.oh * g.ow), row % (g.oh * g.ow));
+        let (oy, ox) = (pixel / g.ow, pixel % g.ow);
+        let (lo, hi, ix0) = g.kx_range(ox);
+        let image = &self.x[b * g.h * g.w * c..(b + 1) * g.h * g.w * c];
+        let mut j = cols.start;
+        while j < cols.end {
+            let ky = j / kwc;
+            // This kernel row's part of the range, as offsets s..e into (kx, ci).
+            let (s, e) = (j - ky * kwc, cols.end.min((ky + 1) * kwc) - ky * kwc);
+            let (dst, rest) = out.split_at_mut(e - s);
+            let iy = (oy * g.sh + ky) as isize - g.pad_top as isize;
+            if iy < 0 || iy >= g.h as isize {
+                dst.fill(0.0);
+            } else {
+                // Offsets lo·c..hi·c are inside the input; copy their overlap with s..e.
+                let (vs, ve) = (s.max(lo * c), e.min(hi * c));
+                if vs < ve {
+                    let start = ((iy * g.w as isize + ix0) * c as isize) as usize + vs;
+                    dst[..vs - s].fill(0.0);
+                    dst[vs - s..ve - s].copy_from_slice(&image[start..start + (ve - vs)]);
+                    dst[ve - s..].fill(0.0);
+                } else {
+                    dst.fill(0.0);
+                }
+            }
+            out = rest;
+            j = ky * kwc + e;
+        }
+    }
+}
+
+/// The f32 forward as one implicit GEMM, `Y = col · K`, on our AVX-512
+/// GEMM, whose packing step reads `col` through [`ReceptiveFields`].
+fn forward_implicit(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
+    let (cw, o, rows) = (g.col_width(), g.o, g.n * g.oh * g.ow);
+    // The bias is written first and the GEMM adds onto it (beta = 1).
+    let (mut y, beta) = match bias {
+        Some(b) => (b.repeat(rows), 1.0),
+        None => (vec![0.0; rows * o], 0.0),
+    };
+    let cols = ReceptiveFields::new(x, g);
+    gemm::gemm(rows, cw, o, 1.0, &cols, kernel, rm(o), beta, &mut y, rm(o));
+    y
 }
 
 /// Row-major `[r, c]` as GEMM strides, and its transpose.
@@ -584,6 +671,61 @@ mod tests {
             g.forward_rows_per_chunk::<f32>(usize::MAX, usize::MAX),
             32 * 32
         );
+    }
+
+    #[test]
+    fn implicit_gemm_forward_matches_the_definition() {
+        if !gemm::avx512_available() {
+            println!("skipped: this CPU has no AVX-512F, the implicit-GEMM forward is not used");
+            return;
+        }
+        let conv =
+            |n, (h, w, c), (kh, kw, o), (sh, sw), (oh, ow), (pad_top, pad_left)| ConvGeometry {
+                n,
+                h,
+                w,
+                c,
+                kh,
+                kw,
+                o,
+                sh,
+                sw,
+                oh,
+                ow,
+                pad_top,
+                pad_left,
+            };
+        let cases = [
+            geometry(),
+            // 'same' 3×3 on 37 channels: a col row is 333 wide, so the GEMM's
+            // K blocks (KC = 256) start in the middle of a kernel row.
+            conv(2, (9, 8, 37), (3, 3, 70), (1, 1), (9, 8), (1, 1)),
+            // ResNet's stem: 7×7 / 2 over 3 channels, 'valid' on a padded input.
+            conv(2, (23, 23, 3), (7, 7, 64), (2, 2), (9, 9), (0, 0)),
+            // 'same' at stride 2 (TensorFlow pads bottom/right only), and a 1×1.
+            conv(3, (6, 7, 5), (3, 3, 33), (2, 2), (3, 4), (0, 1)),
+            conv(2, (5, 4, 40), (1, 1, 17), (1, 1), (5, 4), (0, 0)),
+            // A window wider than the input with padding on both sides.
+            conv(1, (2, 3, 4), (5, 5, 3), (1, 1), (2, 3), (2, 2)),
+        ];
+        for g in cases {
+            let x = values(g.n * g.h * g.w * g.c, 4);
+            let k = values(g.kh * g.kw * g.c * g.o, 5);
+            let bias = values(g.o, 6);
+            let want = naive(&x, &k, &g);
+            let f32s = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<_>>();
+            let got = forward_implicit(&f32s(&x), &f32s(&k), Some(&f32s(&bias)), &g);
+            assert_eq!(got.len(), want.len());
+            for (i, (&y, &w)) in got.iter().zip(&want).enumerate() {
+                let w = w + bias[i % g.o];
+                // Inputs in [-0.5, 0.5): each of the kh·kw·c terms is at most 1/4.
+                let tol = 1e-6 * (g.col_width() as f64).max(1.0);
+                assert!(
+                    (y as f64 - w).abs() < tol,
+                    "{g:?} y[{i}] = {y}, expected {w}"
+                );
+            }
+        }
     }
 
     #[test]

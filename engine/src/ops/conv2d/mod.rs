@@ -19,7 +19,8 @@
 //! ```
 //!
 //! Each is computed only if the tape asks for it: a frozen first layer pays
-//! for neither dx nor dK. `cpu.rs` writes all of this as im2col + GEMM.
+//! for neither dx nor dK. `cpu.rs` writes all of this as im2col + GEMM, and
+//! the f32 forward as an implicit GEMM that reads the input directly.
 
 mod cpu;
 mod scratch;
