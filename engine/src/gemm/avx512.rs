@@ -54,6 +54,13 @@ pub unsafe fn tile<const A_STRIDE: usize>(
     beta: f32,
 ) {
     debug_assert!(mr <= MR && nr <= NR);
+    // Ask for the tile of C now: it is read only after the kc steps below,
+    // and a miss there would stall on every row.
+    for r in 0..mr {
+        let row = c.offset(r as isize * rsc) as *const i8;
+        _mm_prefetch::<_MM_HINT_T0>(row);
+        _mm_prefetch::<_MM_HINT_T0>(row.offset(((nr - 1) as isize * csc) * 4));
+    }
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
     for p in 0..kc {
         // SAFETY (this loop): p < kc, so every read is inside the ranges the caller vouched for.

@@ -16,16 +16,25 @@
 //!
 //! # The loops (BLIS, Goto & van de Geijn 2008)
 //! ```text
-//! for jc in 0..n step NC                       B block → stays in L3 / memory
-//!   for pc in 0..k step KC                     pack B[pc.., jc..] into KC×NR panels
-//!     for ic in 0..m step mc   (rayon tasks)   pack A[ic.., pc..] into an mc×KC block (L2)
-//!       for jr in 0..nc step NR                one B panel (KC·NR·4 = 32 KiB: L1)
-//!         for ir in 0..mc step MR              micro-kernel: MR×NR tile of C in registers
+//! for jc in 0..n step NC                       B block
+//!   for pc in 0..k step KC                     pack B[pc.., jc..] into KC×NR panels (≤ 1 MiB: L2)
+//!     for ic in 0..m step mc   (rayon tasks)   pack A[ic.., pc..] into an mc×KC block
+//!       for ir in 0..mc step MR                one A tile, MR×KC (12 KiB: stays in L1)
+//!         for jr in 0..nc step NR              micro-kernel: MR×NR tile of C in registers,
+//!                                              streaming one B panel from L2
 //! ```
-//! The packed A block is stored row by row (`MR` rows of a tile at a fixed
-//! distance [`A_STRIDE`], so the kernel's broadcasts address them with
-//! constant offsets), which makes packing A a plain copy of row segments:
-//! exactly what conv2d's receptive fields are in NHWC.
+//! The kernel broadcasts from A and loads vectors from B, so, as in BLIS,
+//! the broadcast side (here A) is the one kept in L1 and the vector side
+//! streams through it in order. The packed A block is stored row by row
+//! (`MR` rows of a tile at a fixed distance [`A_STRIDE`], so the kernel's
+//! broadcasts address them with constant offsets), which makes packing A a
+//! plain copy of row segments: exactly what conv2d's receptive fields are
+//! in NHWC.
+//!
+//! On the 2048³ product the order `jr` outside `ir` (the B panel kept in L1,
+//! A tiles streaming) ran at 0.9-1.15x matrixmultiply's speed, this order at
+//! 1.2-1.45x (the same process alternating the two, one thread).
+//! Everything else was as fast either way, within the noise of this VM.
 //!
 //! # Threads and determinism
 //! The rayon tasks are the `mc`-row blocks of C inside one `(jc, pc)` step:
@@ -36,8 +45,13 @@
 //! task of a caller that splits the same work (one level of threading).
 //!
 //! # Sizes
-//! Measured on the Sapphire Rapids guest (2 vCPUs, 48 KiB L1d, 2 MiB L2 per
-//! core); see `BENCHMARKS.md`.
+//! Chosen for the Sapphire Rapids guest it was measured on (48 KiB L1d,
+//! 2 MiB L2 per core): a 12×32 tile (24 of 32 zmm registers hold C; 14×32
+//! was not measurably different), `KC = 256` (an A tile of 12 KiB in L1, a
+//! B panel of 32 KiB streaming past it), a B block of 1 MiB in L2. With
+//! everything in cache the kernel ran at 118 GFLOP/s on one core, 92% of
+//! the 128 peak; on large products packing and cache misses take it to
+//! 70-105. See `BENCHMARKS.md` for whole-conv figures.
 
 mod avx512;
 #[cfg(test)]
@@ -54,8 +68,9 @@ pub use avx512::{MR, NR};
 pub const KC: usize = 256;
 /// Most rows of A packed per rayon task (a multiple of [`MR`]).
 const MC: usize = 16 * MR;
-/// Most columns of B packed at once (a multiple of [`NR`]).
-const NC: usize = 128 * NR;
+/// Most columns of B packed at once (a multiple of [`NR`]): a `KC × NC`
+/// block of B is 1 MiB, half of the L2 it is read from once per A tile.
+const NC: usize = 32 * NR;
 /// Distance between packed rows of A, in floats: `KC` plus one cache line, so
 /// that the `MR` rows a tile reads do not all fall into the same L1 sets.
 pub const A_STRIDE: usize = KC + 16;
@@ -321,10 +336,10 @@ pub fn gemm<A: MatrixA>(
                 // The rows padding the last tile are multiplied but never
                 // stored; zeros keep stale denormals from slowing the FMAs.
                 a_pack[rows * A_STRIDE..].fill(0.0);
-                for jr in (0..nc).step_by(NR) {
-                    let panel = &b_pack[jr * kc..(jr + NR) * kc];
-                    for ir in (0..rows).step_by(MR) {
-                        let tile_a = &a_pack[ir * A_STRIDE..(ir + MR) * A_STRIDE];
+                for ir in (0..rows).step_by(MR) {
+                    let tile_a = &a_pack[ir * A_STRIDE..(ir + MR) * A_STRIDE];
+                    for jr in (0..nc).step_by(NR) {
+                        let panel = &b_pack[jr * kc..(jr + NR) * kc];
                         let offset = (ic + ir) * rsc + (jc + jr) * csc;
                         // SAFETY: AVX-512F was checked above; tile_a and panel
                         // hold the (MR-1)·A_STRIDE + kc and kc·NR floats the
