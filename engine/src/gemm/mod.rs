@@ -113,6 +113,26 @@ pub fn avx512_available() -> bool {
 pub trait MatrixA: Sync {
     /// Writes `A[row, cols]` into `out` (`out.len() == cols.len()`).
     fn copy_row(&self, row: usize, cols: Range<usize>, out: &mut [f32]);
+
+    /// Writes `A[rows, cols]` into `out`, row `rows.start + r` at
+    /// `out[r·A_STRIDE..]`: the packing step. Row by row unless a source
+    /// knows a faster order.
+    fn pack_rows(&self, rows: Range<usize>, cols: Range<usize>, out: &mut [f32]) {
+        pack_row_by_row(self, rows, cols, out);
+    }
+}
+
+/// The default packing order: one [`MatrixA::copy_row`] per row.
+fn pack_row_by_row<A: MatrixA + ?Sized>(
+    a: &A,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    out: &mut [f32],
+) {
+    for (r, row) in rows.enumerate() {
+        let dst = &mut out[r * A_STRIDE..r * A_STRIDE + cols.len()];
+        a.copy_row(row, cols.clone(), dst);
+    }
 }
 
 /// A matrix stored in a slice with (row stride, column stride) in elements.
@@ -130,6 +150,21 @@ impl MatrixA for Strided<'_> {
         } else {
             for (j, o) in out.iter_mut().enumerate() {
                 *o = self.data[start + j * self.cs];
+            }
+        }
+    }
+
+    /// A transposed matrix (`rs == 1`, as `colᵀ` in conv2d's `dK = colᵀ·dY`)
+    /// is contiguous down its columns: read it that way, one column of the
+    /// block at a time, instead of gathering every row at a stride.
+    fn pack_rows(&self, rows: Range<usize>, cols: Range<usize>, out: &mut [f32]) {
+        if self.rs != 1 || self.cs == 1 {
+            return pack_row_by_row(self, rows, cols, out);
+        }
+        for (p, col) in cols.enumerate() {
+            let start = rows.start + col * self.cs;
+            for (r, &v) in self.data[start..start + rows.len()].iter().enumerate() {
+                out[r * A_STRIDE + p] = v;
             }
         }
     }
@@ -329,10 +364,7 @@ pub fn gemm<A: MatrixA>(
                 let ic = block * mc;
                 let rows = mc.min(m - ic);
                 let mut a_pack = take_aligned(&A_PACK, rows.next_multiple_of(MR) * A_STRIDE);
-                for r in 0..rows {
-                    let row = &mut a_pack[r * A_STRIDE..r * A_STRIDE + kc];
-                    a.copy_row(ic + r, pc..pc + kc, row);
-                }
+                a.pack_rows(ic..ic + rows, pc..pc + kc, &mut a_pack);
                 // The rows padding the last tile are multiplied but never
                 // stored; zeros keep stale denormals from slowing the FMAs.
                 a_pack[rows * A_STRIDE..].fill(0.0);
