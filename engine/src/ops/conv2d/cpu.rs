@@ -220,6 +220,16 @@ pub fn backward(
         Ok((dx.map(T::wrap), dk.map(T::wrap), db.map(T::wrap)))
     }
     match x.dtype() {
+        // Stride 1 on AVX-512: dx as an implicit GEMM, the rest as below.
+        DType::F32 if need.0 && g.sh == 1 && g.sw == 1 && gemm::avx512_available() => {
+            let dx = backward_dx_implicit(
+                typed::<f32>(kernel, "kernel")?,
+                typed::<f32>(dy, "output gradient")?,
+                g,
+            );
+            let (_, dk, db) = run::<f32>(x, kernel, dy, g, (false, need.1, need.2))?;
+            Ok((Some(CpuStorage::F32(dx)), dk, db))
+        }
         DType::F32 => run::<f32>(x, kernel, dy, g, need),
         DType::F64 => run::<f64>(x, kernel, dy, g, need),
     }
@@ -359,6 +369,72 @@ fn forward_implicit(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeo
     let cols = ReceptiveFields::new(x, g);
     gemm::gemm(rows, cw, o, 1.0, &cols, kernel, rm(o), beta, &mut y, rm(o));
     y
+}
+
+/// `dx` of a stride-1 conv as one implicit GEMM. At stride 1, `dx` is the
+/// convolution of `dy` with the kernel turned by 180° and its channel axes
+/// swapped (`o` in, `c` out), padded by `kh − 1 − pt` above and
+/// `kw − 1 − pl` on the left:
+///
+/// ```text
+/// dx[b, iy, ix, ci] = Σ_{ky, kx, co} dy[b, iy + pt − ky, ix + pl − kx, co] · K[ky, kx, ci, co]
+///                   = Σ_{ky', kx', co} dy[b, iy − (kh−1−pt) + ky', …, co] · K[kh−1−ky', kw−1−kx', ci, co]
+/// ```
+///
+/// so the forward's [`ReceptiveFields`] over `dy` give A, and no `dcol` is
+/// written or scattered back (col2im).
+fn backward_dx_implicit(kernel: &[f32], dy: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    debug_assert!(g.sh == 1 && g.sw == 1);
+    let (c, o) = (g.c, g.o);
+    // The turned kernel, HWIO with I = o and O = c: [kh, kw, o, c]. Each
+    // tap's [c, o] matrix is transposed in 16×16 blocks: a plain loop would
+    // walk one of the two (9 MiB for VGG16's block5) at a stride.
+    const BLOCK: usize = 16;
+    let mut turned = vec![0.0; kernel.len()];
+    turned
+        .par_chunks_mut(o * c)
+        .enumerate()
+        .for_each(|(tap, dst)| {
+            let (ky, kx) = (tap / g.kw, tap % g.kw);
+            let src = ((g.kh - 1 - ky) * g.kw + (g.kw - 1 - kx)) * c * o;
+            let src = &kernel[src..src + c * o];
+            for ci0 in (0..c).step_by(BLOCK) {
+                for co0 in (0..o).step_by(BLOCK) {
+                    for ci in ci0..(ci0 + BLOCK).min(c) {
+                        for co in co0..(co0 + BLOCK).min(o) {
+                            dst[co * c + ci] = src[ci * o + co];
+                        }
+                    }
+                }
+            }
+        });
+    let back = ConvGeometry {
+        h: g.oh,
+        w: g.ow,
+        c: o,
+        o: c,
+        oh: g.h,
+        ow: g.w,
+        pad_top: g.kh - 1 - g.pad_top,
+        pad_left: g.kw - 1 - g.pad_left,
+        ..*g
+    };
+    let mut dx = vec![0.0; g.n * g.h * g.w * c];
+    let cols = ReceptiveFields::new(dy, &back);
+    let rows = g.n * g.h * g.w;
+    gemm::gemm(
+        rows,
+        back.col_width(),
+        c,
+        1.0,
+        &cols,
+        &turned,
+        rm(c),
+        0.0,
+        &mut dx,
+        rm(c),
+    );
+    dx
 }
 
 /// Row-major `[r, c]` as GEMM strides, and its transpose.
@@ -723,6 +799,55 @@ mod tests {
                 assert!(
                     (y as f64 - w).abs() < tol,
                     "{g:?} y[{i}] = {y}, expected {w}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn implicit_gemm_dx_at_stride_1_matches_col2im() {
+        if !gemm::avx512_available() {
+            println!("skipped: this CPU has no AVX-512F, the implicit-GEMM dx is not used");
+            return;
+        }
+        let conv = |n, (h, w, c), (kh, kw, o), (oh, ow), (pad_top, pad_left)| ConvGeometry {
+            n,
+            h,
+            w,
+            c,
+            kh,
+            kw,
+            o,
+            sh: 1,
+            sw: 1,
+            oh,
+            ow,
+            pad_top,
+            pad_left,
+        };
+        let cases = [
+            // 'same' 3×3, 'valid' 3×2, 'same' 4×4 (pads 1 above/left, 2 below/right),
+            // a window wider than the input, and a 1×1 on a wide channel count.
+            conv(2, (7, 6, 5), (3, 3, 33), (7, 6), (1, 1)),
+            conv(3, (6, 7, 4), (3, 2, 7), (4, 6), (0, 0)),
+            conv(2, (5, 6, 3), (4, 4, 9), (5, 6), (1, 1)),
+            conv(1, (2, 3, 4), (5, 5, 3), (2, 3), (2, 2)),
+            conv(2, (3, 3, 300), (1, 1, 20), (3, 3), (0, 0)),
+        ];
+        for g in cases {
+            let x = values(g.n * g.h * g.w * g.c, 7);
+            let k = values(g.kh * g.kw * g.c * g.o, 8);
+            let dy = values(g.n * g.oh * g.ow * g.o, 9);
+            let (want, _, _) = backward_typed(&x, &k, &dy, &g, (true, false, false), usize::MAX);
+            let f32s = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<_>>();
+            let got = backward_dx_implicit(&f32s(&k), &f32s(&dy), &g);
+            let want = want.unwrap();
+            assert_eq!(got.len(), want.len());
+            let tol = 1e-6 * (g.kh * g.kw * g.o) as f64;
+            for (i, (&d, &w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (d as f64 - w).abs() < tol,
+                    "{g:?} dx[{i}] = {d}, expected {w}"
                 );
             }
         }
