@@ -23,8 +23,11 @@
 //! fields themselves ([`ReceptiveFields`]) and its packing step copies them
 //! straight from the NHWC input: `col` is never written to memory, which on
 //! narrow layers (64 channels, ResNet's 7×7 stem with `kh·kw·c = 147`) cost
-//! as much as the arithmetic. The im2col path below stays as the reference
-//! (f64, CPUs without AVX-512) and for backward.
+//! as much as the arithmetic. At stride 1 the same trick gives `dx`: it is
+//! the convolution of `dY` with the kernel turned by 180° (see
+//! `backward_dx_implicit`), so no `dcol` is written and nothing is scattered
+//! back. The im2col path below stays as the reference (f64, CPUs without
+//! AVX-512), for `dK`, and for `dx` at stride 2.
 //!
 //! Threading has one level: the GEMM threads itself (over the rayon pool),
 //! and the im2col/col2im loops between GEMMs use rayon. No GEMM runs inside a

@@ -20,7 +20,8 @@
 //!
 //! Each is computed only if the tape asks for it: a frozen first layer pays
 //! for neither dx nor dK. `cpu.rs` writes all of this as im2col + GEMM, and
-//! the f32 forward as an implicit GEMM that reads the input directly.
+//! the f32 forward (and dx at stride 1) as an implicit GEMM that reads the
+//! input (or dy) directly.
 
 mod cpu;
 mod scratch;
