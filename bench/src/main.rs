@@ -47,7 +47,8 @@ struct Cli {
     /// (bench/run_all.sh unpacks it there).
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// Threads for the GEMM (matrixmultiply) and for rayon. Default: every core.
+    /// Threads for rayon (which runs thaw's GEMM) and for matrixmultiply (the
+    /// f64 and non-AVX-512 GEMM). Default: every core.
     #[arg(long)]
     threads: Option<usize>,
     /// Print the thaw/other ratio table of two --json files and exit.

@@ -77,7 +77,7 @@ fn record(
 }
 
 /// The peak: `C = A·B`, f32, through the GEMM every engine op uses
-/// (`Element::gemm`, i.e. matrixmultiply's sgemm).
+/// (`Element::gemm`: thaw's own sgemm on AVX-512 CPUs, else matrixmultiply's).
 pub fn peak(p: &spec::Peak, mode: Mode) -> Result<Record> {
     let a = random(&[p.m, p.k], 1.0, 1).to_vec_f32();
     let b = random(&[p.k, p.n], 1.0, 2).to_vec_f32();

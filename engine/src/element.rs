@@ -3,7 +3,7 @@
 //!
 //! CPU kernels are written once, generic over [`Element`]; the trait carries
 //! the few math functions they need and the matching GEMM from
-//! `matrixmultiply` (sgemm for f32, dgemm for f64).
+//! [`crate::gemm`] (f32: ours on AVX-512 CPUs; f64: `matrixmultiply`).
 
 use crate::tensor::{CpuStorage, DType};
 use std::fmt::Debug;
@@ -65,7 +65,8 @@ pub trait Element:
     fn unwrap(s: &CpuStorage) -> Option<&[Self]>;
 
     /// C = alpha * A·B + beta * C, with A m×k, B k×n, C m×n, each given by
-    /// its pointer and (row stride, column stride) in elements.
+    /// its slice and (row stride, column stride) in elements. `beta == 0`
+    /// overwrites C without reading it. Panics if a slice is too short.
     #[allow(clippy::too_many_arguments)]
     fn gemm(
         m: usize,
@@ -124,49 +125,14 @@ macro_rules! impl_element {
                 n: usize,
                 alpha: Self,
                 a: &[Self],
-                (rsa, csa): (isize, isize),
+                sa: (isize, isize),
                 b: &[Self],
-                (rsb, csb): (isize, isize),
+                sb: (isize, isize),
                 beta: Self,
                 c: &mut [Self],
-                (rsc, csc): (isize, isize),
+                sc: (isize, isize),
             ) {
-                if m == 0 || n == 0 {
-                    return;
-                }
-                // Bounds: the last element each matrix touches must be inside its slice.
-                let last = |rows: usize, cols: usize, rs: isize, cs: isize| {
-                    (rows.saturating_sub(1) as isize * rs + cols.saturating_sub(1) as isize * cs)
-                        as usize
-                };
-                assert!(
-                    k == 0 || last(m, k, rsa, csa) < a.len(),
-                    "gemm: A out of bounds"
-                );
-                assert!(
-                    k == 0 || last(k, n, rsb, csb) < b.len(),
-                    "gemm: B out of bounds"
-                );
-                assert!(last(m, n, rsc, csc) < c.len(), "gemm: C out of bounds");
-                // SAFETY: the asserts above keep every access inside the slices.
-                unsafe {
-                    matrixmultiply::$gemm(
-                        m,
-                        k,
-                        n,
-                        alpha,
-                        a.as_ptr(),
-                        rsa,
-                        csa,
-                        b.as_ptr(),
-                        rsb,
-                        csb,
-                        beta,
-                        c.as_mut_ptr(),
-                        rsc,
-                        csc,
-                    );
-                }
+                crate::gemm::$gemm(m, k, n, alpha, a, sa, b, sb, beta, c, sc);
             }
         }
     };

@@ -17,6 +17,7 @@ pub mod autograd;
 pub mod cuda;
 pub mod element;
 pub mod error;
+pub mod gemm;
 pub mod gradcheck;
 pub mod ops;
 pub mod optim;

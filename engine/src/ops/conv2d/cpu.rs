@@ -1,4 +1,5 @@
-//! CPU reference for conv2d: im2col + one GEMM per batch chunk.
+//! CPU conv2d: im2col + one GEMM per batch chunk (the reference), and the
+//! f32 forward as one implicit GEMM.
 //!
 //! With NHWC input and HWIO kernel, the convolution is a matrix product:
 //!
@@ -16,13 +17,25 @@
 //! given to the GEMM), then col2im adds every `dcol` entry back onto the
 //! input pixel it was copied from.
 //!
-//! Threading has one level: the GEMM threads itself (matrixmultiply), and
-//! the im2col/col2im loops between GEMMs use rayon. No GEMM runs inside a
+//! **Implicit GEMM (the f32 forward on AVX-512 CPUs).** A GEMM copies A into
+//! small packed blocks anyway, a few hundred rows at a time, to keep them in
+//! cache ([`crate::gemm`]). So the f32 forward hands the GEMM the receptive
+//! fields themselves ([`ReceptiveFields`]) and its packing step copies them
+//! straight from the NHWC input: `col` is never written to memory, which on
+//! narrow layers (64 channels, ResNet's 7×7 stem with `kh·kw·c = 147`) cost
+//! as much as the arithmetic. At stride 1 the same trick gives `dx`: it is
+//! the convolution of `dY` with the kernel turned by 180° (see
+//! `backward_dx_implicit`), so no `dcol` is written and nothing is scattered
+//! back. The im2col path below stays as the reference (f64, CPUs without
+//! AVX-512), for `dK`, and for `dx` at stride 2.
+//!
+//! Threading has one level: the GEMM threads itself (over the rayon pool),
+//! and the im2col/col2im loops between GEMMs use rayon. No GEMM runs inside a
 //! rayon task. The output is processed in chunks of output rows `(b, oy)` (a
 //! chunk may hold many images, or part of one) so that the `col` buffers stay
 //! under [`COL_BUDGET_BYTES`] even at 224 px.
 //!
-//! Forward chunks are much smaller than that bound: about [`FORWARD_TILE_BYTES`]
+//! Forward chunks (im2col path) are much smaller than that bound: about [`FORWARD_TILE_BYTES`]
 //! of `col`, so that the GEMM reads `col` back from cache right after im2col
 //! wrote it. On a narrow layer (64 output channels) streaming a 64 MB `col`
 //! through memory and back cost more than the GEMM's arithmetic; cache-sized
@@ -35,8 +48,10 @@ use super::scratch;
 use super::winograd;
 use crate::element::Element;
 use crate::error::{Error, Result};
+use crate::gemm::{self, MatrixA};
 use crate::tensor::{CpuStorage, DType};
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Upper bound on the im2col scratch memory of one conv2d call (forward:
 /// `col`; backward: `col` and `dcol` together). Chunks are whole output rows
@@ -166,6 +181,15 @@ pub fn forward(
         Ok(T::wrap(forward_typed(x, k, b, g, COL_BUDGET_BYTES)))
     }
     match x.dtype() {
+        DType::F32 if gemm::avx512_available() => {
+            let b = bias.map(|b| typed::<f32>(b, "bias")).transpose()?;
+            Ok(CpuStorage::F32(forward_implicit(
+                typed::<f32>(x, "input")?,
+                typed::<f32>(kernel, "kernel")?,
+                b,
+                g,
+            )))
+        }
         DType::F32 => run::<f32>(x, kernel, bias, g),
         DType::F64 => run::<f64>(x, kernel, bias, g),
     }
@@ -206,6 +230,16 @@ pub fn backward(
         Ok((dx.map(T::wrap), dk.map(T::wrap), db.map(T::wrap)))
     }
     match x.dtype() {
+        // Stride 1 on AVX-512: dx as an implicit GEMM, the rest as below.
+        DType::F32 if need.0 && g.sh == 1 && g.sw == 1 && gemm::avx512_available() => {
+            let dx = backward_dx_implicit(
+                typed::<f32>(kernel, "kernel")?,
+                typed::<f32>(dy, "output gradient")?,
+                g,
+            );
+            let (_, dk, db) = run::<f32>(x, kernel, dy, g, (false, need.1, need.2))?;
+            Ok((Some(CpuStorage::F32(dx)), dk, db))
+        }
         DType::F32 => run::<f32>(x, kernel, dy, g, need),
         DType::F64 => run::<f64>(x, kernel, dy, g, need),
     }
@@ -279,6 +313,138 @@ fn col2im<T: Element>(dcol: &[T], g: &ConvGeometry, first: usize, count: usize, 
                 }
             }
         });
+}
+
+/// The rows of `col` read straight from the NHWC input, for the GEMM's
+/// packing step: the implicit-GEMM forward never writes `col` out.
+struct ReceptiveFields<'a> {
+    x: &'a [f32],
+    g: &'a ConvGeometry,
+}
+
+impl<'a> ReceptiveFields<'a> {
+    fn new(x: &'a [f32], g: &'a ConvGeometry) -> Self {
+        assert_eq!(x.len(), g.n * g.h * g.w * g.c, "conv2d: input size");
+        ReceptiveFields { x, g }
+    }
+}
+
+impl MatrixA for ReceptiveFields<'_> {
+    /// `col[row, cols]` with `row = (b, oy, ox)`: one kernel row `ky` at a
+    /// time, the part of `(kx, ci)` inside the input is one contiguous run
+    /// of NHWC memory (as in [`im2col`]); the rest is padding, zero.
+    fn copy_row(&self, row: usize, cols: Range<usize>, mut out: &mut [f32]) {
+        let g = self.g;
+        let (kwc, c) = (g.kw * g.c, g.c);
+        let (b, pixel) = (row / (g.oh * g.ow), row % (g.oh * g.ow));
+        let (oy, ox) = (pixel / g.ow, pixel % g.ow);
+        let (lo, hi, ix0) = g.kx_range(ox);
+        let image = &self.x[b * g.h * g.w * c..(b + 1) * g.h * g.w * c];
+        let mut j = cols.start;
+        while j < cols.end {
+            let ky = j / kwc;
+            // This kernel row's part of the range, as offsets s..e into (kx, ci).
+            let (s, e) = (j - ky * kwc, cols.end.min((ky + 1) * kwc) - ky * kwc);
+            let (dst, rest) = out.split_at_mut(e - s);
+            let iy = (oy * g.sh + ky) as isize - g.pad_top as isize;
+            if iy < 0 || iy >= g.h as isize {
+                dst.fill(0.0);
+            } else {
+                // Offsets lo·c..hi·c are inside the input; copy their overlap with s..e.
+                let (vs, ve) = (s.max(lo * c), e.min(hi * c));
+                if vs < ve {
+                    let start = ((iy * g.w as isize + ix0) * c as isize) as usize + vs;
+                    dst[..vs - s].fill(0.0);
+                    dst[vs - s..ve - s].copy_from_slice(&image[start..start + (ve - vs)]);
+                    dst[ve - s..].fill(0.0);
+                } else {
+                    dst.fill(0.0);
+                }
+            }
+            out = rest;
+            j = ky * kwc + e;
+        }
+    }
+}
+
+/// The f32 forward as one implicit GEMM, `Y = col · K`, on our AVX-512
+/// GEMM, whose packing step reads `col` through [`ReceptiveFields`].
+fn forward_implicit(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
+    let (cw, o, rows) = (g.col_width(), g.o, g.n * g.oh * g.ow);
+    // The bias is written first and the GEMM adds onto it (beta = 1).
+    let (mut y, beta) = match bias {
+        Some(b) => (b.repeat(rows), 1.0),
+        None => (vec![0.0; rows * o], 0.0),
+    };
+    let cols = ReceptiveFields::new(x, g);
+    gemm::gemm(rows, cw, o, 1.0, &cols, kernel, rm(o), beta, &mut y, rm(o));
+    y
+}
+
+/// `dx` of a stride-1 conv as one implicit GEMM. At stride 1, `dx` is the
+/// convolution of `dy` with the kernel turned by 180° and its channel axes
+/// swapped (`o` in, `c` out), padded by `kh − 1 − pt` above and
+/// `kw − 1 − pl` on the left:
+///
+/// ```text
+/// dx[b, iy, ix, ci] = Σ_{ky, kx, co} dy[b, iy + pt − ky, ix + pl − kx, co] · K[ky, kx, ci, co]
+///                   = Σ_{ky', kx', co} dy[b, iy − (kh−1−pt) + ky', …, co] · K[kh−1−ky', kw−1−kx', ci, co]
+/// ```
+///
+/// so the forward's [`ReceptiveFields`] over `dy` give A, and no `dcol` is
+/// written or scattered back (col2im).
+fn backward_dx_implicit(kernel: &[f32], dy: &[f32], g: &ConvGeometry) -> Vec<f32> {
+    debug_assert!(g.sh == 1 && g.sw == 1);
+    let (c, o) = (g.c, g.o);
+    // The turned kernel, HWIO with I = o and O = c: [kh, kw, o, c]. Each
+    // tap's [c, o] matrix is transposed in 16×16 blocks: a plain loop would
+    // walk one of the two (9 MiB for VGG16's block5) at a stride.
+    const BLOCK: usize = 16;
+    let mut turned = vec![0.0; kernel.len()];
+    turned
+        .par_chunks_mut(o * c)
+        .enumerate()
+        .for_each(|(tap, dst)| {
+            let (ky, kx) = (tap / g.kw, tap % g.kw);
+            let src = ((g.kh - 1 - ky) * g.kw + (g.kw - 1 - kx)) * c * o;
+            let src = &kernel[src..src + c * o];
+            for ci0 in (0..c).step_by(BLOCK) {
+                for co0 in (0..o).step_by(BLOCK) {
+                    for ci in ci0..(ci0 + BLOCK).min(c) {
+                        for co in co0..(co0 + BLOCK).min(o) {
+                            dst[co * c + ci] = src[ci * o + co];
+                        }
+                    }
+                }
+            }
+        });
+    let back = ConvGeometry {
+        h: g.oh,
+        w: g.ow,
+        c: o,
+        o: c,
+        oh: g.h,
+        ow: g.w,
+        pad_top: g.kh - 1 - g.pad_top,
+        pad_left: g.kw - 1 - g.pad_left,
+        ..*g
+    };
+    let mut dx = vec![0.0; g.n * g.h * g.w * c];
+    let cols = ReceptiveFields::new(dy, &back);
+    let rows = g.n * g.h * g.w;
+    gemm::gemm(
+        rows,
+        back.col_width(),
+        c,
+        1.0,
+        &cols,
+        &turned,
+        rm(c),
+        0.0,
+        &mut dx,
+        rm(c),
+    );
+    dx
 }
 
 /// Row-major `[r, c]` as GEMM strides, and its transpose.
@@ -591,6 +757,110 @@ mod tests {
             g.forward_rows_per_chunk::<f32>(usize::MAX, usize::MAX),
             32 * 32
         );
+    }
+
+    #[test]
+    fn implicit_gemm_forward_matches_the_definition() {
+        if !gemm::avx512_available() {
+            println!("skipped: this CPU has no AVX-512F, the implicit-GEMM forward is not used");
+            return;
+        }
+        let conv =
+            |n, (h, w, c), (kh, kw, o), (sh, sw), (oh, ow), (pad_top, pad_left)| ConvGeometry {
+                n,
+                h,
+                w,
+                c,
+                kh,
+                kw,
+                o,
+                sh,
+                sw,
+                oh,
+                ow,
+                pad_top,
+                pad_left,
+            };
+        let cases = [
+            geometry(),
+            // 'same' 3×3 on 37 channels: a col row is 333 wide, so the GEMM's
+            // K blocks (KC = 256) start in the middle of a kernel row.
+            conv(2, (9, 8, 37), (3, 3, 70), (1, 1), (9, 8), (1, 1)),
+            // ResNet's stem: 7×7 / 2 over 3 channels, 'valid' on a padded input.
+            conv(2, (23, 23, 3), (7, 7, 64), (2, 2), (9, 9), (0, 0)),
+            // 'same' at stride 2 (TensorFlow pads bottom/right only), and a 1×1.
+            conv(3, (6, 7, 5), (3, 3, 33), (2, 2), (3, 4), (0, 1)),
+            conv(2, (5, 4, 40), (1, 1, 17), (1, 1), (5, 4), (0, 0)),
+            // A window wider than the input with padding on both sides.
+            conv(1, (2, 3, 4), (5, 5, 3), (1, 1), (2, 3), (2, 2)),
+        ];
+        for g in cases {
+            let x = values(g.n * g.h * g.w * g.c, 4);
+            let k = values(g.kh * g.kw * g.c * g.o, 5);
+            let bias = values(g.o, 6);
+            let want = naive(&x, &k, &g);
+            let f32s = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<_>>();
+            let got = forward_implicit(&f32s(&x), &f32s(&k), Some(&f32s(&bias)), &g);
+            assert_eq!(got.len(), want.len());
+            for (i, (&y, &w)) in got.iter().zip(&want).enumerate() {
+                let w = w + bias[i % g.o];
+                // Inputs in [-0.5, 0.5): each of the kh·kw·c terms is at most 1/4.
+                let tol = 1e-6 * (g.col_width() as f64).max(1.0);
+                assert!(
+                    (y as f64 - w).abs() < tol,
+                    "{g:?} y[{i}] = {y}, expected {w}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn implicit_gemm_dx_at_stride_1_matches_col2im() {
+        if !gemm::avx512_available() {
+            println!("skipped: this CPU has no AVX-512F, the implicit-GEMM dx is not used");
+            return;
+        }
+        let conv = |n, (h, w, c), (kh, kw, o), (oh, ow), (pad_top, pad_left)| ConvGeometry {
+            n,
+            h,
+            w,
+            c,
+            kh,
+            kw,
+            o,
+            sh: 1,
+            sw: 1,
+            oh,
+            ow,
+            pad_top,
+            pad_left,
+        };
+        let cases = [
+            // 'same' 3×3, 'valid' 3×2, 'same' 4×4 (pads 1 above/left, 2 below/right),
+            // a window wider than the input, and a 1×1 on a wide channel count.
+            conv(2, (7, 6, 5), (3, 3, 33), (7, 6), (1, 1)),
+            conv(3, (6, 7, 4), (3, 2, 7), (4, 6), (0, 0)),
+            conv(2, (5, 6, 3), (4, 4, 9), (5, 6), (1, 1)),
+            conv(1, (2, 3, 4), (5, 5, 3), (2, 3), (2, 2)),
+            conv(2, (3, 3, 300), (1, 1, 20), (3, 3), (0, 0)),
+        ];
+        for g in cases {
+            let x = values(g.n * g.h * g.w * g.c, 7);
+            let k = values(g.kh * g.kw * g.c * g.o, 8);
+            let dy = values(g.n * g.oh * g.ow * g.o, 9);
+            let (want, _, _) = backward_typed(&x, &k, &dy, &g, (true, false, false), usize::MAX);
+            let f32s = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<_>>();
+            let got = backward_dx_implicit(&f32s(&k), &f32s(&dy), &g);
+            let want = want.unwrap();
+            assert_eq!(got.len(), want.len());
+            let tol = 1e-6 * (g.kh * g.kw * g.o) as f64;
+            for (i, (&d, &w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (d as f64 - w).abs() < tol,
+                    "{g:?} dx[{i}] = {d}, expected {w}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,490 @@
+//! thaw's own f32 GEMM, `C = α·A·B + β·C`: the one hot loop under conv2d,
+//! matmul and every backward pass on the CPU.
+//!
+//! # Why our own
+//! The `matrixmultiply` crate reached 60-73 GFLOP/s per core on the AVX-512
+//! machine this was tuned on, where MKL reaches about 110 (peak: 2 FMA units ×
+//! 16 lanes × 2 flops × 2.0 GHz = 128). Its AVX-512 feature did not change
+//! that. And a library GEMM only takes A as a matrix in memory, so conv2d had
+//! to write every receptive field into an im2col buffer first, which on narrow
+//! layers cost as much again as the arithmetic. Here the routine that packs A
+//! is a parameter ([`MatrixA`]), so conv2d hands in the NHWC input itself.
+//!
+//! `matrixmultiply` stays as the fallback: for CPUs without AVX-512
+//! ([`Backend::best`]) and for f64 ([`crate::Element::gemm`]), where speed
+//! matters less (gradient checks).
+//!
+//! # The loops (BLIS, Goto & van de Geijn 2008)
+//! ```text
+//! for jc in 0..n step NC                       B block
+//!   for pc in 0..k step KC                     pack B[pc.., jc..] into KC×NR panels (≤ 1 MiB: L2)
+//!     for ic in 0..m step mc   (rayon tasks)   pack A[ic.., pc..] into an mc×KC block
+//!       for ir in 0..mc step MR                one A tile, MR×KC (12 KiB: stays in L1)
+//!         for jr in 0..nc step NR              micro-kernel: MR×NR tile of C in registers,
+//!                                              streaming one B panel from L2
+//! ```
+//! The kernel broadcasts from A and loads vectors from B, so, as in BLIS,
+//! the broadcast side (here A) is the one kept in L1 and the vector side
+//! streams through it in order. The packed A block is stored row by row
+//! (`MR` rows of a tile at a fixed distance [`A_STRIDE`], so the kernel's
+//! broadcasts address them with constant offsets), which makes packing A a
+//! plain copy of row segments: exactly what conv2d's receptive fields are
+//! in NHWC.
+//!
+//! On the 2048³ product the order `jr` outside `ir` (the B panel kept in L1,
+//! A tiles streaming) ran at 0.9-1.15x matrixmultiply's speed, this order at
+//! 1.2-1.45x (the same process alternating the two, one thread).
+//! Everything else was as fast either way, within the noise of this VM.
+//!
+//! # Threads and determinism
+//! The rayon tasks are the `mc`-row blocks of C inside one `(jc, pc)` step:
+//! they write disjoint rows of C, and every element of C is summed in the same
+//! order (K block by K block, each in order) whichever task or thread
+//! computes it, so results are bit-for-bit repeatable and do not depend on
+//! the number of threads. The GEMM must not be called from inside a rayon
+//! task of a caller that splits the same work (one level of threading).
+//!
+//! # Sizes
+//! Chosen for the Sapphire Rapids guest it was measured on (48 KiB L1d,
+//! 2 MiB L2 per core): a 12×32 tile (24 of 32 zmm registers hold C; 14×32
+//! was not measurably different), `KC = 256` (an A tile of 12 KiB in L1, a
+//! B panel of 32 KiB streaming past it), a B block of 1 MiB in L2. With
+//! everything in cache the kernel ran at 118 GFLOP/s on one core, 92% of
+//! the 128 peak; on large products packing and cache misses take it to
+//! 70-105. See `BENCHMARKS.md` for whole-conv figures.
+
+mod avx512;
+#[cfg(test)]
+mod tests;
+
+use rayon::prelude::*;
+use std::cell::Cell;
+use std::ops::Range;
+use std::thread::LocalKey;
+
+pub use avx512::{MR, NR};
+
+/// Depth of one packed block (the `k` of one pass of the micro-kernel).
+pub const KC: usize = 256;
+/// Most rows of A packed per rayon task (a multiple of [`MR`]).
+const MC: usize = 16 * MR;
+/// Most columns of B packed at once (a multiple of [`NR`]): a `KC × NC`
+/// block of B is 1 MiB, half of the L2 it is read from once per A tile.
+const NC: usize = 32 * NR;
+/// Distance between packed rows of A, in floats: `KC` plus one cache line, so
+/// that the `MR` rows a tile reads do not all fall into the same L1 sets.
+pub const A_STRIDE: usize = KC + 16;
+
+/// Which implementation [`sgemm_on`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Ours, with the AVX-512F micro-kernel.
+    Avx512,
+    /// The `matrixmultiply` crate (any CPU).
+    MatrixMultiply,
+}
+
+impl Backend {
+    /// Ours where the CPU has AVX-512F, otherwise `matrixmultiply`.
+    pub fn best() -> Backend {
+        if avx512_available() {
+            Backend::Avx512
+        } else {
+            Backend::MatrixMultiply
+        }
+    }
+}
+
+/// Whether this CPU can run our micro-kernel (checked once, then cached by std).
+pub fn avx512_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The rows of A, as the packing step reads them. A GEMM never needs A as a
+/// matrix in memory, only segments of its rows: a strided matrix
+/// ([`Strided`]) is one source, conv2d's receptive fields are another.
+pub trait MatrixA: Sync {
+    /// Writes `A[row, cols]` into `out` (`out.len() == cols.len()`).
+    fn copy_row(&self, row: usize, cols: Range<usize>, out: &mut [f32]);
+
+    /// Writes `A[rows, cols]` into `out`, row `rows.start + r` at
+    /// `out[r·A_STRIDE..]`: the packing step. Row by row unless a source
+    /// knows a faster order.
+    fn pack_rows(&self, rows: Range<usize>, cols: Range<usize>, out: &mut [f32]) {
+        pack_row_by_row(self, rows, cols, out);
+    }
+}
+
+/// The default packing order: one [`MatrixA::copy_row`] per row.
+fn pack_row_by_row<A: MatrixA + ?Sized>(
+    a: &A,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    out: &mut [f32],
+) {
+    for (r, row) in rows.enumerate() {
+        let dst = &mut out[r * A_STRIDE..r * A_STRIDE + cols.len()];
+        a.copy_row(row, cols.clone(), dst);
+    }
+}
+
+/// A matrix stored in a slice with (row stride, column stride) in elements.
+pub struct Strided<'a> {
+    data: &'a [f32],
+    rs: usize,
+    cs: usize,
+}
+
+impl MatrixA for Strided<'_> {
+    fn copy_row(&self, row: usize, cols: Range<usize>, out: &mut [f32]) {
+        let start = row * self.rs + cols.start * self.cs;
+        if self.cs == 1 {
+            out.copy_from_slice(&self.data[start..start + cols.len()]);
+        } else {
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = self.data[start + j * self.cs];
+            }
+        }
+    }
+
+    /// A transposed matrix (`rs == 1`, as `colᵀ` in conv2d's `dK = colᵀ·dY`)
+    /// is contiguous down its columns: read it that way, one column of the
+    /// block at a time, instead of gathering every row at a stride.
+    fn pack_rows(&self, rows: Range<usize>, cols: Range<usize>, out: &mut [f32]) {
+        if self.rs != 1 || self.cs == 1 {
+            return pack_row_by_row(self, rows, cols, out);
+        }
+        for (p, col) in cols.enumerate() {
+            let start = rows.start + col * self.cs;
+            for (r, &v) in self.data[start..start + rows.len()].iter().enumerate() {
+                out[r * A_STRIDE + p] = v;
+            }
+        }
+    }
+}
+
+/// Index of the last element a `rows × cols` matrix with these strides touches.
+fn last(rows: usize, cols: usize, (rs, cs): (isize, isize)) -> usize {
+    assert!(
+        rs >= 0 && cs >= 0,
+        "gemm: negative strides are not supported"
+    );
+    rows.saturating_sub(1) * rs as usize + cols.saturating_sub(1) * cs as usize
+}
+
+/// `C = α·A·B + β·C` in f32, with A `m×k`, B `k×n`, C `m×n`, each given by
+/// its slice and (row stride, column stride): the contract of
+/// [`crate::Element::gemm`], on the best [`Backend`].
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    sa: (isize, isize),
+    b: &[f32],
+    sb: (isize, isize),
+    beta: f32,
+    c: &mut [f32],
+    sc: (isize, isize),
+) {
+    sgemm_on(Backend::best(), m, k, n, alpha, a, sa, b, sb, beta, c, sc);
+}
+
+/// [`sgemm`] on a chosen backend (tests run both). Panics if an operand is
+/// too short for its shape and strides, or `Avx512` is asked for on a CPU
+/// without it.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_on(
+    backend: Backend,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &[f32],
+    sa: (isize, isize),
+    b: &[f32],
+    sb: (isize, isize),
+    beta: f32,
+    c: &mut [f32],
+    sc: (isize, isize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(k == 0 || last(m, k, sa) < a.len(), "gemm: A out of bounds");
+    match backend {
+        Backend::Avx512 => {
+            let a = Strided {
+                data: a,
+                rs: sa.0 as usize,
+                cs: sa.1 as usize,
+            };
+            gemm(m, k, n, alpha, &a, b, sb, beta, c, sc);
+        }
+        Backend::MatrixMultiply => {
+            assert!(k == 0 || last(k, n, sb) < b.len(), "gemm: B out of bounds");
+            assert!(last(m, n, sc) < c.len(), "gemm: C out of bounds");
+            // SAFETY: the asserts above keep every access inside the slices.
+            unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    alpha,
+                    a.as_ptr(),
+                    sa.0,
+                    sa.1,
+                    b.as_ptr(),
+                    sb.0,
+                    sb.1,
+                    beta,
+                    c.as_mut_ptr(),
+                    sc.0,
+                    sc.1,
+                );
+            }
+        }
+    }
+}
+
+/// The f64 GEMM, `matrixmultiply`'s dgemm, with the contract of [`sgemm`].
+#[allow(clippy::too_many_arguments)]
+pub fn dgemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f64,
+    a: &[f64],
+    sa: (isize, isize),
+    b: &[f64],
+    sb: (isize, isize),
+    beta: f64,
+    c: &mut [f64],
+    sc: (isize, isize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(k == 0 || last(m, k, sa) < a.len(), "gemm: A out of bounds");
+    assert!(k == 0 || last(k, n, sb) < b.len(), "gemm: B out of bounds");
+    assert!(last(m, n, sc) < c.len(), "gemm: C out of bounds");
+    // SAFETY: the asserts above keep every access inside the slices.
+    unsafe {
+        matrixmultiply::dgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.as_ptr(),
+            sa.0,
+            sa.1,
+            b.as_ptr(),
+            sb.0,
+            sb.1,
+            beta,
+            c.as_mut_ptr(),
+            sc.0,
+            sc.1,
+        );
+    }
+}
+
+/// `C = α·A·B + β·C` with A given by its rows ([`MatrixA`], `m×k`), on our
+/// AVX-512 kernel. B and C as in [`sgemm`]. `beta == 0` overwrites C without
+/// reading it; `k == 0` leaves `C = β·C`. Panics without AVX-512F
+/// ([`avx512_available`]), or if B or C is too short, or C's strides would
+/// make two of its elements share memory.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm<A: MatrixA>(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &A,
+    b: &[f32],
+    sb: (isize, isize),
+    beta: f32,
+    c: &mut [f32],
+    sc: (isize, isize),
+) {
+    assert!(
+        avx512_available(),
+        "gemm: this CPU has no AVX-512F (HINT: use sgemm, which falls back to matrixmultiply)"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(k == 0 || last(k, n, sb) < b.len(), "gemm: B out of bounds");
+    assert!(last(m, n, sc) < c.len(), "gemm: C out of bounds");
+    // Tasks write C through a shared pointer, so distinct (i, j) must be
+    // distinct memory: one dimension must nest inside the other.
+    let (rsc, csc) = (sc.0 as usize, sc.1 as usize);
+    assert!(
+        m == 1 || n == 1 || csc * n <= rsc || rsc * m <= csc,
+        "gemm: C strides {sc:?} make rows and columns overlap"
+    );
+    if k == 0 {
+        for i in 0..m {
+            for j in 0..n {
+                let e = &mut c[i * rsc + j * csc];
+                *e = if beta == 0.0 { 0.0 } else { beta * *e };
+            }
+        }
+        return;
+    }
+
+    let threads = rayon::current_num_threads().max(1);
+    // Every thread gets a block even when m is small, but no block is so
+    // small that the packed B panel is re-read from L2 for a few rows only.
+    let mc = m.div_ceil(threads).next_multiple_of(MR).clamp(MR, MC);
+    // K blocks of equal depth (k = 576 as 3 × 192, not 256 + 256 + 64): a
+    // thin last block would cost a full pass over C for little arithmetic.
+    let kc_step = k.div_ceil(k.div_ceil(KC));
+    let c_ptr = SharedC(c.as_mut_ptr());
+    let mut b_pack = take_aligned(&B_PACK, KC * NC.min(n.next_multiple_of(NR)));
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        for pc in (0..k).step_by(kc_step) {
+            let kc = kc_step.min(k - pc);
+            pack_b(b, sb, pc..pc + kc, jc..jc + nc, &mut b_pack);
+            // Later K blocks add onto what the first one wrote.
+            let beta = if pc == 0 { beta } else { 1.0 };
+            let b_pack = &b_pack[..];
+            let c_ptr = &c_ptr;
+            (0..m.div_ceil(mc)).into_par_iter().for_each(move |block| {
+                let ic = block * mc;
+                let rows = mc.min(m - ic);
+                let mut a_pack = take_aligned(&A_PACK, rows.next_multiple_of(MR) * A_STRIDE);
+                a.pack_rows(ic..ic + rows, pc..pc + kc, &mut a_pack);
+                // The rows padding the last tile are multiplied but never
+                // stored; zeros keep stale denormals from slowing the FMAs.
+                a_pack[rows * A_STRIDE..].fill(0.0);
+                for ir in (0..rows).step_by(MR) {
+                    let tile_a = &a_pack[ir * A_STRIDE..(ir + MR) * A_STRIDE];
+                    for jr in (0..nc).step_by(NR) {
+                        let panel = &b_pack[jr * kc..(jr + NR) * kc];
+                        let offset = (ic + ir) * rsc + (jc + jr) * csc;
+                        // SAFETY: AVX-512F was checked above; tile_a and panel
+                        // hold the (MR-1)·A_STRIDE + kc and kc·NR floats the
+                        // kernel reads; the asserts on C keep the tile's
+                        // min(MR, rows-ir) × min(NR, nc-jr) elements inside
+                        // `c` and distinct, and this task alone owns rows
+                        // ic..ic+rows of C during this K block.
+                        unsafe {
+                            avx512::tile::<A_STRIDE>(
+                                kc,
+                                tile_a.as_ptr(),
+                                panel.as_ptr(),
+                                c_ptr.0.add(offset),
+                                (rsc as isize, csc as isize),
+                                (MR.min(rows - ir), NR.min(nc - jr)),
+                                alpha,
+                                beta,
+                            );
+                        }
+                    }
+                }
+                give_back(&A_PACK, a_pack);
+            });
+        }
+    }
+    give_back(&B_PACK, b_pack);
+}
+
+/// C's pointer, shared by the tasks that write its disjoint row blocks.
+struct SharedC(*mut f32);
+// SAFETY: tasks write disjoint elements (see `gemm`), and the pointer does
+// not outlive the `&mut` borrow of C that `gemm` holds.
+unsafe impl Sync for SharedC {}
+
+/// Packs `B[ks, js]` into `NR`-column panels, each `ks.len() × NR` row-major
+/// (panel `p` at `p·NR·kc`), zero-padding the last panel's missing columns.
+fn pack_b(
+    b: &[f32],
+    (rsb, csb): (isize, isize),
+    ks: Range<usize>,
+    js: Range<usize>,
+    out: &mut [f32],
+) {
+    let (rsb, csb, kc) = (rsb as usize, csb as usize, ks.len());
+    for (p, panel) in out[..js.len().next_multiple_of(NR) * kc]
+        .chunks_exact_mut(NR * kc)
+        .enumerate()
+    {
+        let j0 = js.start + p * NR;
+        let width = NR.min(js.end - j0);
+        for (dst, k) in panel.chunks_exact_mut(NR).zip(ks.clone()) {
+            let start = k * rsb + j0 * csb;
+            if csb == 1 {
+                dst[..width].copy_from_slice(&b[start..start + width]);
+            } else {
+                for (j, d) in dst[..width].iter_mut().enumerate() {
+                    *d = b[start + j * csb];
+                }
+            }
+            dst[width..].fill(0.0);
+        }
+    }
+}
+
+thread_local! {
+    /// The packing buffers kept per thread between calls (B's by the calling
+    /// thread, A's by every worker): a fresh megabyte-sized vector would cost
+    /// page faults on every call.
+    static A_PACK: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    static B_PACK: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// A buffer of `len` floats starting on a 64-byte boundary (each packed row
+/// of B is then exactly two cache lines), reusing the one kept in `pool`. It
+/// is taken out of the thread-local, so a nested call on the same thread (a
+/// rayon worker stealing another GEMM's task) gets a buffer of its own.
+fn take_aligned(pool: &'static LocalKey<Cell<Vec<f32>>>, len: usize) -> AlignedBuf {
+    let mut v = pool.with(|b| b.take());
+    if v.len() < len + 16 {
+        v = vec![0.0; len + 16];
+    }
+    let offset = v.as_ptr().align_offset(64);
+    AlignedBuf { v, offset, len }
+}
+
+/// Keeps the larger of `buf` and the buffer already in `pool`.
+fn give_back(pool: &'static LocalKey<Cell<Vec<f32>>>, buf: AlignedBuf) {
+    pool.with(|b| {
+        let kept = b.take();
+        b.set(if kept.len() >= buf.v.len() {
+            kept
+        } else {
+            buf.v
+        });
+    });
+}
+
+/// `len` floats inside `v`, starting at the aligned `offset`.
+struct AlignedBuf {
+    v: Vec<f32>,
+    offset: usize,
+    len: usize,
+}
+
+impl std::ops::Deref for AlignedBuf {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.v[self.offset..self.offset + self.len]
+    }
+}
+
+impl std::ops::DerefMut for AlignedBuf {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.v[self.offset..self.offset + self.len]
+    }
+}
