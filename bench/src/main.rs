@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p bench -- [--quick] [--json thaw.json]      # thaw's table
 //! thaw-bench --device cuda --json thaw-cuda.json                     # the GPU rows (.cuda-f32)
+//! thaw-bench --device auto --list                                    # the rows a run would produce
 //! python bench/pytorch_bench.py [--quick] [--json pytorch.json]      # PyTorch's table
 //! cargo run --release -p bench -- --compare thaw.json pytorch.json  # the ratios
 //! bench/run_all.sh [--quick]                                         # all three in one go
@@ -84,9 +85,8 @@ fn run(cli: Cli) -> Result<(), String> {
     let spec = Spec::load(&cli.spec)?;
     let mode = if cli.quick { Mode::Quick } else { Mode::Full };
     let device = trainer::device::resolve(cli.device).map_err(|e| e.to_string())?;
-    let plan = plan(&spec, mode, cli.filter.as_deref(), device);
     if cli.list {
-        for name in &plan {
+        for name in plan(&spec, mode, cli.filter.as_deref(), device) {
             println!("{name}");
         }
         return Ok(());
