@@ -202,7 +202,8 @@ impl Spec {
             }
         }
         let g = &self.cuda;
-        if g.min_batch == 0 || g.extract_min_images == 0 || g.extract_min_images % 10 != 0 {
+        if g.min_batch == 0 || g.extract_min_images == 0 || !g.extract_min_images.is_multiple_of(10)
+        {
             return Err(format!(
                 "cuda: min_batch must be > 0 and extract_min_images a positive multiple of 10 \
                  (got {} and {})",
