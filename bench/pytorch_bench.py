@@ -6,12 +6,20 @@ the same --json format so `thaw-bench --compare` can join the two by name.
 
 CPU: eager mode, channels_last tensors and models, torch.inference_mode()
 for everything that needs no gradient, torch.set_num_threads(--threads).
-On a machine where torch.cuda.is_available(), the backbone and conv2d
-workloads also run on the GPU (channels_last, f32 and autocast f16/bf16),
-as extra rows named `<workload>.cuda-<dtype>` that have no thaw counterpart
-yet.
 
-    python bench/pytorch_bench.py [--quick] [--json pytorch.json] [--threads 2]
+GPU (where torch.cuda.is_available(), or --device cuda): every workload also
+runs there as rows named `<workload>.cuda-<dtype>`, the names
+`thaw-bench --device cuda` gives its rows: the peak (a larger SGEMM,
+workloads.json's `cuda.peak`), conv2d forward and backward, backbones and
+extract in f32 and with autocast f16/bf16 (channels_last), the head step in
+f32. The f32 rows run with TF32 off (torch.backends.cudnn.allow_tf32 and
+torch.backends.cuda.matmul.allow_tf32 False), as thaw does by default;
+cudnn.benchmark is on (autotuned algorithms, as a tuned PyTorch user runs).
+Backbone and extract batches are at least `cuda.min_batch`, extract reads at
+least `cuda.extract_min_images` images. conv2d backward on the GPU uses
+loss = y.sum() (thaw has no GPU multiply yet), on the CPU sum(y * dy).
+
+    python bench/pytorch_bench.py [--quick] [--json pytorch.json] [--threads 2] [--device all|cpu|cuda]
 
 Needs torch, torchvision, numpy and Pillow (torchvision's own dependency).
 """
@@ -74,12 +82,14 @@ def rand(shape, scale, gen, device="cpu"):
 # ---------------------------------------------------------------- workloads
 
 
-def peak(p, mode, gen):
-    a, b = rand((p["m"], p["k"]), 1.0, gen), rand((p["k"], p["n"]), 1.0, gen)
-    c = torch.empty(p["m"], p["n"])
-    times = measure(p["warmup"], reps(p, mode), lambda: torch.mm(a, b, out=c))
+def peak(p, mode, gen, device="cpu", suffix=""):
+    a = rand((p["m"], p["k"]), 1.0, gen, device)
+    b = rand((p["k"], p["n"]), 1.0, gen, device)
+    c = torch.empty(p["m"], p["n"], device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    times = measure(p["warmup"], reps(p, mode), lambda: torch.mm(a, b, out=c), sync)
     shape = f'{p["m"]}x{p["k"]} . {p["k"]}x{p["n"]}'
-    return record(p["name"], shape, times, 2.0 * p["m"] * p["k"] * p["n"], 0, "")
+    return record(p["name"] + suffix, shape, times, 2.0 * p["m"] * p["k"] * p["n"], 0, "")
 
 
 def conv_out(size, k, stride, same):
@@ -102,7 +112,8 @@ def conv(c, timing, mode, gen, device="cpu", dtype=None, suffix=""):
     """conv2d forward (inference_mode) and backward (dx and dW): two records.
 
     Backward is timed as thaw's side does it: loss = sum(conv2d(x, W) * dy)
-    is built once, each timed run calls loss.backward(retain_graph=True)."""
+    (on the GPU sum(conv2d(x, W)), as thaw there) is built once, each timed
+    run calls loss.backward(retain_graph=True)."""
     # 'same' is only used at stride 1 with an odd kernel: symmetric k // 2.
     pad = c["k"] // 2 if c["padding"] == "same" else 0
     x = rand((c["n"], c["c"], c["h"], c["w"]), 1.0, gen, device).contiguous(memory_format=CL)
@@ -123,20 +134,24 @@ def conv(c, timing, mode, gen, device="cpu", dtype=None, suffix=""):
 
     t_fwd = measure(timing["warmup"], r, fwd, sync)
     records = [record(f'{c["name"]}.fwd{suffix}', conv_shape(c), t_fwd, flops, c["n"], "img/s")]
-    if device == "cpu":
-        xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
+    xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
+    with autocast():
         y = F.conv2d(xg, wg, None, c["stride"], pad)
+    if device == "cpu":
         loss = (y * rand(tuple(y.shape), 1.0, gen).contiguous(memory_format=CL)).sum()
+    else:
+        loss = y.float().sum()
 
-        def bwd():
-            xg.grad = None
-            wg.grad = None
-            loss.backward(retain_graph=True)
+    def bwd():
+        xg.grad = None
+        wg.grad = None
+        loss.backward(retain_graph=True)
 
-        t_bwd = measure(timing["warmup"], r, bwd)
-        if xg.grad is None or wg.grad is None:
-            sys.exit(f'{c["name"]}.bwd: backward did not produce dx and dW')
-        records.append(record(f'{c["name"]}.bwd', conv_shape(c), t_bwd, 2 * flops, c["n"], "img/s"))
+    t_bwd = measure(timing["warmup"], r, bwd, sync)
+    if xg.grad is None or wg.grad is None:
+        sys.exit(f'{c["name"]}.bwd: backward did not produce dx and dW')
+    records.append(record(f'{c["name"]}.bwd{suffix}', conv_shape(c), t_bwd, 2 * flops, c["n"],
+                          "img/s"))
     return records
 
 
@@ -204,25 +219,26 @@ def head_flops(h):
     return 2.0 * b * (f * hid + hid * c) + 2.0 * b * f * hid + 4.0 * b * hid * c
 
 
-def head(h, mode, gen):
+def head(h, mode, gen, device="cpu", suffix=""):
     """One step: Linear+ReLU -> Dropout -> Linear -> cross-entropy, backward,
     Adam step, gradients cleared (the features are constants)."""
     net = nn.Sequential(nn.Linear(h["features"], h["hidden"]), nn.ReLU(),
                         nn.Dropout(h["dropout"]), nn.Linear(h["hidden"], h["classes"]))
-    net.train()
+    net.train().to(device)
     opt = torch.optim.Adam(net.parameters(), lr=h["lr"])
-    x = rand((h["batch"], h["features"]), 1.0, gen)
-    labels = torch.arange(h["batch"]) % h["classes"]
+    x = rand((h["batch"], h["features"]), 1.0, gen, device)
+    labels = (torch.arange(h["batch"]) % h["classes"]).to(device)
 
     def step():
         F.cross_entropy(net(x), labels).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    times = measure(h["warmup"], reps(h, mode), step)
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    times = measure(h["warmup"], reps(h, mode), step, sync)
     shape = (f'b={h["batch"]} {h["features"]}->{h["hidden"]} relu->dropout {h["dropout"]}'
              f'->{h["classes"]}, Adam')
-    return record(h["name"], shape, times, head_flops(h), 1, "step/s")
+    return record(h["name"] + suffix, shape, times, head_flops(h), 1, "step/s")
 
 
 def select_images(folder, images):
@@ -241,13 +257,18 @@ def select_images(folder, images):
     return files
 
 
-def extract(e, files, mode, threads):
+def extract(e, files, mode, threads, device="cpu", dtype=None, suffix="", batch=None):
     """JPEG files -> decode (PIL, `threads` at a time) -> resize 32 -> size
-    (bilinear, half-pixel) -> caffe preprocessing -> backbone -> pooled features."""
-    net = build_backbone(e["model"])
-    flops = len(files) * flops_per_image(net, e["size"])
-    mean = torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)
+    (bilinear, half-pixel) -> caffe preprocessing -> backbone -> pooled
+    features. On the GPU the uint8 pixels are uploaded and resized and
+    preprocessed there, the backbone runs under autocast `dtype` when given,
+    and the features come back to the host (as thaw's side does)."""
+    net = build_backbone(e["model"]).to(device)
+    batch = batch or e["batch"]
+    flops = len(files) * flops_per_image(net, e["size"], device)
+    mean = torch.tensor(CAFFE_MEAN_BGR, device=device).view(1, 3, 1, 1)
     pool = ThreadPoolExecutor(threads)
+    sync = torch.cuda.synchronize if device == "cuda" else None
 
     def decode(path):
         with Image.open(path) as im:
@@ -256,20 +277,22 @@ def extract(e, files, mode, threads):
     def run():
         features = []
         with torch.inference_mode():
-            for i in range(0, len(files), e["batch"]):
-                pixels = np.stack(list(pool.map(decode, files[i:i + e["batch"]])))
-                x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float()  # NHWC memory
+            for i in range(0, len(files), batch):
+                pixels = np.stack(list(pool.map(decode, files[i:i + batch])))
+                x = torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2).float()  # NHWC memory
                 if e["size"] != 32:
                     x = F.interpolate(x, size=(e["size"], e["size"]), mode="bilinear",
                                       align_corners=False, antialias=False)
                 x = (x[:, [2, 1, 0]] - mean).contiguous(memory_format=CL)
-                features.append(net(x))
+                with torch.autocast(device, dtype=dtype or torch.bfloat16,
+                                    enabled=dtype is not None):
+                    features.append(net(x).float().cpu())
         return features
 
-    times = measure(e["warmup"], reps(e, mode), run)
+    times = measure(e["warmup"], reps(e, mode), run, sync)
     pool.shutdown()
-    shape = f'N={len(files)} 32->{e["size"]} px, batch {e["batch"]}'
-    return record(e["name"], shape, times, flops, len(files), "img/s")
+    shape = f'N={len(files)} 32->{e["size"]} px, batch {batch}'
+    return record(e["name"] + suffix, shape, times, flops, len(files), "img/s")
 
 
 # ---------------------------------------------------------------- driver
@@ -318,16 +341,26 @@ def table(results):
     i = results["info"]
     out = (f'{i["engine"]} {i["version"]} ({i["mode"]} mode, {i["threads"]} threads) on '
            f'{i["cpu"]}, {i["date"]}; load before {i["load_before"]}, after {i["load_after"]}\n')
+    if i.get("gpu"):
+        out += f'GPU: {i["gpu"]}\n'
     recs = results["records"]
-    peak_g = recs[0]["flops"] / recs[0]["median_s"] / 1e9 if recs and recs[0]["median_s"] else None
-    if peak_g:
-        out += f"peak (large sgemm): {sig(peak_g)} GFLOP/s\n"
+
+    def is_gpu(name):
+        return ".cuda-" in name
+
+    # The f32 peak of each device: % of peak for a row uses its own device's.
+    peaks = {is_gpu(r["name"]): r["flops"] / r["median_s"] / 1e9 for r in recs
+             if r["name"].startswith("peak.") and r["median_s"] > 0}
+    if peaks:
+        out += "peak (large sgemm): " + ", ".join(
+            f'{sig(g)} GFLOP/s ({"cuda-f32" if gpu else "cpu"})' for gpu, g in peaks.items()) + "\n"
     out += "\n| workload | shape / batch | median ms | rate | % of peak |\n|---|---|---:|---|---:|\n"
     for r in recs:
         if r["skipped"]:
             out += f'| {r["name"]} | {r["shape"]} | skipped | {r["skipped"]} | |\n'
             continue
         pct = ""
+        peak_g = peaks.get(is_gpu(r["name"]))
         if peak_g and r["flops"] > 0 and not r["name"].endswith(("f16", "bf16")):
             pct = f'{100 * r["flops"] / r["median_s"] / 1e9 / peak_g:.0f}%'
         out += f'| {r["name"]} | {r["shape"]} | {sig(r["median_s"] * 1e3)} | {rate_text(r)} | {pct} |\n'
@@ -348,21 +381,31 @@ def main():
                     help="CIFAR-10 JPEG test folder (class subfolders) for the extract workloads")
     ap.add_argument("--threads", type=int, default=os.cpu_count(),
                     help="torch.set_num_threads, and the JPEG decoding threads")
-    ap.add_argument("--no-cuda", action="store_true", help="skip the GPU rows even with a GPU")
+    ap.add_argument("--device", choices=("all", "cpu", "cuda"), default="all",
+                    help="all: the CPU rows, and the GPU rows when torch sees a GPU; cpu: CPU "
+                         "rows only; cuda: GPU rows only (an error without a GPU)")
+    ap.add_argument("--no-cuda", action="store_true", help="same as --device cpu")
     args = ap.parse_args()
+    if args.no_cuda:
+        args.device = "cpu"
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: torch sees no GPU (torch.cuda.is_available() is False); "
+                 "run with --device cpu")
 
     with open(args.spec) as f:
         spec = json.load(f)
     mode = "quick" if args.quick else "full"
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
-    cuda = torch.cuda.is_available() and not args.no_cuda
+    cpu = args.device in ("all", "cpu")
+    cuda = args.device == "cuda" or (args.device == "all" and torch.cuda.is_available())
     info = {
         "engine": "pytorch",
         "version": f"torch {torch.__version__}, torchvision {torchvision.__version__}",
         "mode": mode,
         "threads": torch.get_num_threads(),
         "cpu": cpu_model(),
+        "gpu": torch.cuda.get_device_name() if cuda else None,
         "load_before": load_average(),
         "load_after": [],
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -379,35 +422,53 @@ def main():
         print(f'  {r["name"]:<44} {r["median_s"] * 1e3:>10.2f} ms  {rate_text(r)}', file=sys.stderr)
         records.append(r)
 
-    push(peak(spec["peak"], mode, gen))
-    for c in filter(wanted, spec["conv2d"]):
-        for r in conv(c, spec["conv2d_timing"], mode, gen):
-            push(r)
-    for b in filter(wanted, spec["backbone"]):
-        push(backbone(b, mode, gen))
-    if wanted(spec["head"]):
-        push(head(spec["head"], mode, gen))
-    for e in filter(wanted, spec["extract"]):
+    def images_for(e, images, suffix=""):
+        """The extract workload's files, or None after recording why it is skipped."""
         try:
-            files = select_images(args.data, e["images"])
+            return select_images(args.data, images)
         except (OSError, ValueError) as why:
-            print(f'  {e["name"]:<44} skipped: {why}', file=sys.stderr)
-            records.append(record(e["name"], f'N={e["images"]} 32->{e["size"]} px', [], 0,
+            print(f'  {e["name"] + suffix:<44} skipped: {why}', file=sys.stderr)
+            records.append(record(e["name"] + suffix, f'N={images} 32->{e["size"]} px', [], 0,
                                   0, "img/s", f"{why} (unpack ../shared/data/cifar10-jpeg.tar.xz:"
                                   " bench/run_all.sh does)"))
-            continue
-        push(extract(e, files, mode, args.threads))
+            return None
+
+    if cpu:
+        push(peak(spec["peak"], mode, gen))
+        for c in filter(wanted, spec["conv2d"]):
+            for r in conv(c, spec["conv2d_timing"], mode, gen):
+                push(r)
+        for b in filter(wanted, spec["backbone"]):
+            push(backbone(b, mode, gen))
+        if wanted(spec["head"]):
+            push(head(spec["head"], mode, gen))
+        for e in filter(wanted, spec["extract"]):
+            files = images_for(e, e["images"])
+            if files is not None:
+                push(extract(e, files, mode, args.threads))
 
     if cuda:
-        # The GPU rows: channels_last, f32 and autocast f16/bf16. Backbones at
-        # a GPU-sized batch (at least 64); no thaw counterpart yet.
+        # The GPU rows: channels_last, f32 (TF32 off, as thaw) and autocast
+        # f16/bf16; batches and image counts from workloads.json's "cuda".
+        g = spec["cuda"]
         torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        push(peak(g["peak"], mode, gen, "cuda", ".cuda-f32"))
+        if wanted(spec["head"]):
+            push(head(spec["head"], mode, gen, "cuda", ".cuda-f32"))
         for dtype, tag in ((None, "f32"), (torch.float16, "f16"), (torch.bfloat16, "bf16")):
             for c in filter(wanted, spec["conv2d"]):
                 for r in conv(c, spec["conv2d_timing"], mode, gen, "cuda", dtype, f".cuda-{tag}"):
                     push(r)
             for b in filter(wanted, spec["backbone"]):
-                push(backbone(b, mode, gen, "cuda", dtype, f".cuda-{tag}", max(b["batch"], 64)))
+                push(backbone(b, mode, gen, "cuda", dtype, f".cuda-{tag}",
+                              max(b["batch"], g["min_batch"])))
+            for e in filter(wanted, spec["extract"]):
+                files = images_for(e, max(e["images"], g["extract_min_images"]), f".cuda-{tag}")
+                if files is not None:
+                    push(extract(e, files, mode, args.threads, "cuda", dtype, f".cuda-{tag}",
+                                 max(e["batch"], g["min_batch"])))
 
     info["load_after"] = load_average()
     results = {"info": info, "records": records}

@@ -1,8 +1,10 @@
-//! `thaw-bench`: thaw's CPU throughput on the workloads of
-//! `bench/workloads.json`, and the thaw/PyTorch ratio table.
+//! `thaw-bench`: thaw's throughput on the workloads of
+//! `bench/workloads.json`, on the CPU or a GPU, and the thaw/PyTorch ratio table.
 //!
 //! ```text
 //! cargo run --release -p bench -- [--quick] [--json thaw.json]      # thaw's table
+//! thaw-bench --device cuda --json thaw-cuda.json                     # the GPU rows (.cuda-f32)
+//! thaw-bench --device auto --list                                    # the rows a run would produce
 //! python bench/pytorch_bench.py [--quick] [--json pytorch.json]      # PyTorch's table
 //! cargo run --release -p bench -- --compare thaw.json pytorch.json  # the ratios
 //! bench/run_all.sh [--quick]                                         # all three in one go
@@ -19,14 +21,17 @@ mod spec;
 mod workloads;
 
 use clap::Parser;
+use engine::Device;
 use report::{Record, Results, RunInfo};
 use spec::{Mode, Spec};
 use std::path::PathBuf;
+use trainer::cli::DeviceChoice;
+use workloads::row_name;
 
 /// thaw's benchmark: conv2d forward/backward on VGG16 and ResNet50 layer
 /// shapes, whole-backbone forward, a head training step and end-to-end
-/// feature extraction, on the CPU, timed as the median of repeated runs
-/// after warm-up. `bench/pytorch_bench.py` runs the same workloads with PyTorch.
+/// feature extraction, on the CPU or a GPU, timed as the median of repeated
+/// runs after warm-up. `bench/pytorch_bench.py` runs the same workloads with PyTorch.
 #[derive(Debug, Parser)]
 #[command(name = "thaw-bench")]
 struct Cli {
@@ -51,6 +56,14 @@ struct Cli {
     /// f64 and non-AVX-512 GEMM). Default: every core.
     #[arg(long)]
     threads: Option<usize>,
+    /// Where to run: the CPU, the first GPU (rows named `<workload>.cuda-f32`;
+    /// an error without a usable GPU), or auto (the GPU if usable, else the
+    /// CPU, saying why in one line).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    device: DeviceChoice,
+    /// Print the rows that would run on the chosen device, and exit.
+    #[arg(long)]
+    list: bool,
     /// Print the thaw/other ratio table of two --json files and exit.
     #[arg(long, num_args = 2, value_names = ["THAW.json", "OTHER.json"])]
     compare: Option<Vec<PathBuf>>,
@@ -72,6 +85,13 @@ fn run(cli: Cli) -> Result<(), String> {
     }
     let spec = Spec::load(&cli.spec)?;
     let mode = if cli.quick { Mode::Quick } else { Mode::Full };
+    let device = trainer::device::resolve(cli.device).map_err(|e| e.to_string())?;
+    if cli.list {
+        for name in plan(&spec, mode, cli.filter.as_deref(), device) {
+            println!("{name}");
+        }
+        return Ok(());
+    }
     let threads = cli.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -85,26 +105,42 @@ fn run(cli: Cli) -> Result<(), String> {
         .build_global()
         .map_err(|e| format!("cannot start {threads} rayon threads: {e}"))?;
 
+    let gpu = match device {
+        Device::Cpu => None,
+        Device::Cuda(ordinal) => Some(
+            engine::cuda::CudaDevice::open(ordinal)
+                .map_err(|e| e.to_string())?
+                .info()
+                .to_string(),
+        ),
+    };
     let info = RunInfo {
         engine: "thaw".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         mode: mode.name().into(),
         threads,
         cpu: report::cpu_model(),
+        gpu,
         load_before: report::load_average(),
         load_after: Vec::new(),
         date: report::utc_now(),
     };
     eprintln!(
-        "thaw-bench: {} mode, {threads} threads, load {:?}",
+        "thaw-bench: {} mode, {threads} threads, {}, load {:?}",
         mode.name(),
+        info.gpu.as_deref().unwrap_or("cpu"),
         info.load_before
     );
-    let wanted = |name: &str, quick: bool| {
-        (mode == Mode::Full || quick) && cli.filter.as_deref().is_none_or(|f| name.contains(f))
-    };
     let mut records: Vec<Record> = Vec::new();
-    let mut push = |r: Record| {
+    let mut failed = 0;
+    // A workload that fails (on a GPU: an op or library problem that only
+    // shows there) becomes a row saying so; the others still run.
+    let mut push = |r: std::result::Result<Record, String>, name: &str, shape: String| {
+        let r = r.unwrap_or_else(|why| {
+            eprintln!("  {name:<44} FAILED: {why}");
+            failed += 1;
+            skipped(name, shape, format!("failed: {why}"))
+        });
         if r.skipped.is_none() {
             eprintln!(
                 "  {:<44} {:>10.2} ms  {}",
@@ -116,39 +152,69 @@ fn run(cli: Cli) -> Result<(), String> {
         records.push(r);
     };
 
-    push(workloads::peak(&spec.peak, mode)?);
+    let peak = match device {
+        Device::Cpu => &spec.peak,
+        Device::Cuda(_) => &spec.cuda.peak,
+    };
+    push(
+        workloads::peak(peak, mode, device),
+        &row_name(&peak.name, device),
+        String::new(),
+    );
+    let wanted = |name: &str, quick: bool| selected(mode, cli.filter.as_deref(), name, quick);
+    let gpu_batch = |batch| match device {
+        Device::Cpu => batch,
+        Device::Cuda(_) => spec.cuda.batch(batch),
+    };
     for c in spec.conv2d.iter().filter(|c| wanted(&c.name, c.quick)) {
-        for r in workloads::conv(c, &spec.conv2d_timing, mode)? {
-            push(r);
+        match workloads::conv(c, &spec.conv2d_timing, mode, device) {
+            Ok(rs) => rs.into_iter().for_each(|r| push(Ok(r), "", String::new())),
+            Err(why) => {
+                for pass in ["fwd", "bwd"] {
+                    let name = row_name(&format!("{}.{pass}", c.name), device);
+                    push(Err(why.clone()), &name, String::new());
+                }
+            }
         }
     }
     for b in spec.backbone.iter().filter(|b| wanted(&b.name, b.quick)) {
-        push(workloads::backbone(b, mode)?);
+        let batch = gpu_batch(b.batch);
+        push(
+            workloads::backbone(b, mode, device, batch),
+            &row_name(&b.name, device),
+            format!("n={batch} {}x{}x3", b.size, b.size),
+        );
     }
     if wanted(&spec.head.name, spec.head.quick) {
-        push(workloads::head(&spec.head, mode)?);
+        push(
+            workloads::head(&spec.head, mode, device),
+            &row_name(&spec.head.name, device),
+            String::new(),
+        );
     }
     let data = cli
         .data
         .or_else(|| std::env::var_os("THAW_BENCH_DATA").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("target/bench-data/cifar10-jpeg/test"));
     for e in spec.extract.iter().filter(|e| wanted(&e.name, e.quick)) {
-        match workloads::select_images(&data, e.images) {
-            Ok(files) => push(workloads::extract(e, &files, mode)?),
+        let name = row_name(&e.name, device);
+        let images = match device {
+            Device::Cpu => e.images,
+            Device::Cuda(_) => spec.cuda.images(e.images),
+        };
+        let shape = format!("N={images} 32->{} px", e.size);
+        match workloads::select_images(&data, images) {
+            Ok(files) => push(
+                workloads::extract(e, &files, mode, device, gpu_batch(e.batch)),
+                &name,
+                shape,
+            ),
             Err(why) => {
-                eprintln!("  {:<44} skipped: {why}", e.name);
-                push(Record {
-                    name: e.name.clone(),
-                    shape: format!("N={} 32->{} px", e.images, e.size),
-                    median_s: 0.0,
-                    times_s: Vec::new(),
-                    flops: 0.0,
-                    items: 0.0,
-                    unit: "img/s".into(),
-                    skipped: Some(format!(
-                        "{why} (unpack ../shared/data/cifar10-jpeg.tar.xz: bench/run_all.sh does)"
-                    )),
-                });
+                eprintln!("  {name:<44} skipped: {why}");
+                let why = format!(
+                    "{why} (unpack ../shared/data/cifar10-jpeg.tar.xz: bench/run_all.sh does)"
+                );
+                push(Ok(skipped(&name, shape.clone(), why)), &name, shape);
             }
         }
     }
@@ -167,5 +233,112 @@ fn run(cli: Cli) -> Result<(), String> {
             .map_err(|e| format!("cannot write results to {}: {e}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
+    if failed > 0 {
+        return Err(format!(
+            "{failed} workload(s) failed on {device:?}: their rows say why"
+        ));
+    }
     Ok(())
+}
+
+/// A row that did not run, and why.
+fn skipped(name: &str, shape: String, why: String) -> Record {
+    Record {
+        name: name.to_string(),
+        shape,
+        median_s: 0.0,
+        times_s: Vec::new(),
+        flops: 0.0,
+        items: 0.0,
+        unit: "img/s".into(),
+        skipped: Some(why),
+    }
+}
+
+/// Whether a workload runs: in full mode every one, in quick mode those
+/// marked quick; and only names containing `filter` when given.
+fn selected(mode: Mode, filter: Option<&str>, name: &str, quick: bool) -> bool {
+    (mode == Mode::Full || quick) && filter.is_none_or(|f| name.contains(f))
+}
+
+/// The rows a run on `device` produces, in table order (the peak always runs).
+fn plan(spec: &Spec, mode: Mode, filter: Option<&str>, device: Device) -> Vec<String> {
+    let mut rows = vec![row_name(&spec.peak.name, device)];
+    for c in &spec.conv2d {
+        if selected(mode, filter, &c.name, c.quick) {
+            rows.push(row_name(&format!("{}.fwd", c.name), device));
+            rows.push(row_name(&format!("{}.bwd", c.name), device));
+        }
+    }
+    let mut add = |name: &str, quick: bool| {
+        if selected(mode, filter, name, quick) {
+            rows.push(row_name(name, device));
+        }
+    };
+    for b in &spec.backbone {
+        add(&b.name, b.quick);
+    }
+    add(&spec.head.name, spec.head.quick);
+    for e in &spec.extract {
+        add(&e.name, e.quick);
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> Spec {
+        Spec::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads.json"))
+            .unwrap()
+    }
+
+    #[test]
+    fn device_defaults_to_cpu_and_parses_cuda_and_auto() {
+        let cli = Cli::try_parse_from(["thaw-bench"]).unwrap();
+        assert_eq!(cli.device, DeviceChoice::Cpu);
+        for (arg, want) in [("cuda", DeviceChoice::Cuda), ("auto", DeviceChoice::Auto)] {
+            let cli = Cli::try_parse_from(["thaw-bench", "--device", arg]).unwrap();
+            assert_eq!(cli.device, want);
+        }
+        let err = Cli::try_parse_from(["thaw-bench", "--device", "gpu"]).unwrap_err();
+        assert!(
+            err.to_string().contains("possible values: cpu, cuda, auto"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn gpu_rows_are_the_cpu_rows_with_the_pytorch_gpu_suffix() {
+        let s = spec();
+        let cpu = plan(&s, Mode::Quick, None, Device::Cpu);
+        let gpu = plan(&s, Mode::Quick, None, Device::Cuda(0));
+        assert_eq!(cpu.len(), gpu.len());
+        for (c, g) in cpu.iter().zip(&gpu) {
+            assert_eq!(g, &format!("{c}.cuda-f32"));
+        }
+        assert!(gpu.iter().any(|n| n == "backbone.resnet50@32.cuda-f32"));
+        assert!(gpu
+            .iter()
+            .any(|n| n == "conv.vgg16.block1_conv2@32.fwd.cuda-f32"));
+        assert_eq!(gpu[0], "peak.sgemm.cuda-f32");
+    }
+
+    #[test]
+    fn the_plan_follows_mode_and_filter() {
+        let s = spec();
+        let full = plan(&s, Mode::Full, None, Device::Cpu);
+        assert_eq!(full.len(), s.names().len());
+        let vgg = plan(&s, Mode::Full, Some("backbone.vgg16"), Device::Cpu);
+        assert_eq!(
+            vgg,
+            [
+                "peak.sgemm",
+                "backbone.vgg16@32",
+                "backbone.vgg16@64",
+                "backbone.vgg16@224"
+            ]
+        );
+    }
 }

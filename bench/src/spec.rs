@@ -115,6 +115,30 @@ pub struct Extract {
     pub quick: bool,
 }
 
+/// What changes on a GPU (thaw-bench `--device cuda`, and the `.cuda-*` rows
+/// of pytorch_bench.py): a GPU needs more work per call to be busy.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Cuda {
+    /// The GPU's peak GEMM (the CPU's 2048³ takes well under a millisecond there).
+    pub peak: Peak,
+    /// Backbone and extract batches are at least this large on a GPU.
+    pub min_batch: usize,
+    /// Extract workloads read at least this many images on a GPU (a multiple of 10).
+    pub extract_min_images: usize,
+}
+
+impl Cuda {
+    /// The batch of a backbone or extract workload on a GPU.
+    pub fn batch(&self, batch: usize) -> usize {
+        batch.max(self.min_batch)
+    }
+
+    /// The image count of an extract workload on a GPU.
+    pub fn images(&self, images: usize) -> usize {
+        images.max(self.extract_min_images)
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Spec {
@@ -124,6 +148,7 @@ pub struct Spec {
     pub backbone: Vec<Backbone>,
     pub head: Head,
     pub extract: Vec<Extract>,
+    pub cuda: Cuda,
 }
 
 impl Spec {
@@ -175,6 +200,21 @@ impl Spec {
                     e.name
                 ));
             }
+        }
+        let g = &self.cuda;
+        if g.min_batch == 0 || g.extract_min_images == 0 || !g.extract_min_images.is_multiple_of(10)
+        {
+            return Err(format!(
+                "cuda: min_batch must be > 0 and extract_min_images a positive multiple of 10 \
+                 (got {} and {})",
+                g.min_batch, g.extract_min_images
+            ));
+        }
+        if g.peak.name != self.peak.name {
+            return Err(format!(
+                "cuda.peak is named {:?}, the CPU peak {:?}: use one name (the GPU row adds .cuda-f32)",
+                g.peak.name, self.peak.name
+            ));
         }
         Ok(())
     }

@@ -5,13 +5,19 @@
 //!
 //! FLOPs are 2 per multiply-add and count convolutions and dense layers only
 //! (batch norm, ReLU, pooling and adds are left out, as is usual).
+//!
+//! Every workload takes the [`Device`] it runs on. On a GPU the inputs and
+//! weights are moved there before timing, each timed run ends with
+//! [`engine::cuda::synchronize`] (ops return once their work is queued), and
+//! the row is named `<workload>.cuda-f32` ([`row_name`]), as
+//! pytorch_bench.py names its GPU rows.
 
 use crate::report::{measure, median, Record};
 use crate::spec::{self, Mode};
 use engine::ops::{self, Padding};
 use engine::optim::{zero_grad, Adam, Optimizer};
 use engine::rng::uniform_f32;
-use engine::{no_grad, Element, Param, Tensor};
+use engine::{no_grad, Device, Element, Param, Tensor};
 use models::layers::{Activation, Dense, Dropout, Init};
 use models::{Backbone, ModelOptions, Pooling};
 use rayon::prelude::*;
@@ -40,6 +46,29 @@ fn decode_image(path: &Path, out: &mut [u8]) -> Result<()> {
 
 /// Errors of the workloads, as text naming the workload.
 pub type Result<T> = std::result::Result<T, String>;
+
+/// The suffix of every GPU row: thaw computes in f32 only on a GPU.
+pub const CUDA_SUFFIX: &str = ".cuda-f32";
+
+/// A workload's row name on `device`: its own name on the CPU,
+/// `<name>.cuda-f32` on a GPU (pytorch_bench.py's GPU row names, so
+/// `--compare` pairs them).
+pub fn row_name(name: &str, device: Device) -> String {
+    match device {
+        Device::Cpu => name.to_string(),
+        Device::Cuda(_) => format!("{name}{CUDA_SUFFIX}"),
+    }
+}
+
+/// Waits for the GPU's queued work before a timer stops (no-op on the CPU).
+fn sync(device: Device) -> Result<()> {
+    engine::cuda::synchronize(device).map_err(|e| e.to_string())
+}
+
+/// `t` moved to `device` (the same tensor on the CPU).
+fn on(device: Device, t: Tensor) -> Result<Tensor> {
+    t.to_device(device).map_err(|e| e.to_string())
+}
 
 /// Prefixes an error with the workload it came from.
 fn ctx<E: std::fmt::Display>(name: &str) -> impl Fn(E) -> String + '_ {
@@ -76,37 +105,57 @@ fn record(
     }
 }
 
-/// The peak: `C = A·B`, f32, through the GEMM every engine op uses
-/// (`Element::gemm`: thaw's own sgemm on AVX-512 CPUs, else matrixmultiply's).
-pub fn peak(p: &spec::Peak, mode: Mode) -> Result<Record> {
-    let a = random(&[p.m, p.k], 1.0, 1).to_vec_f32();
-    let b = random(&[p.k, p.n], 1.0, 2).to_vec_f32();
-    let mut c = vec![0f32; p.m * p.n];
-    let times = measure::<String>(p.warmup, p.reps.get(mode), || {
-        f32::gemm(
-            p.m,
-            p.k,
-            p.n,
-            1.0,
-            &a,
-            (p.k as isize, 1),
-            &b,
-            (p.n as isize, 1),
-            0.0,
-            &mut c,
-            (p.n as isize, 1),
-        );
-        Ok(())
-    })?;
+/// The peak: `C = A·B`, f32, through the GEMM every engine op uses. On the
+/// CPU that is `Element::gemm` (thaw's own sgemm on AVX-512 CPUs, else
+/// matrixmultiply's) into one output
+/// buffer; on a GPU `ops::matmul`, i.e. cuBLAS SGEMM with TF32 off unless
+/// `THAW_ALLOW_TF32=1`, allocating its output each call as every op does.
+pub fn peak(p: &spec::Peak, mode: Mode, device: Device) -> Result<Record> {
+    let name = row_name(&p.name, device);
+    let a = random(&[p.m, p.k], 1.0, 1);
+    let b = random(&[p.k, p.n], 1.0, 2);
+    let times = match device {
+        Device::Cpu => cpu_gemm(p, mode, &a.to_vec_f32(), &b.to_vec_f32())?,
+        Device::Cuda(_) => {
+            let (a, b) = (on(device, a)?, on(device, b)?);
+            let _guard = no_grad();
+            measure(p.warmup, p.reps.get(mode), || {
+                ops::matmul(&a, &b).map_err(|e| e.to_string())?;
+                sync(device)
+            })
+            .map_err(ctx(&name))?
+        }
+    };
     let flops = 2.0 * (p.m * p.k * p.n) as f64;
     Ok(record(
-        &p.name,
+        &name,
         format!("{}x{} . {}x{}", p.m, p.k, p.k, p.n),
         times,
         flops,
         0.0,
         "",
     ))
+}
+
+/// The CPU peak's timed runs: `c = a·b` into one preallocated buffer.
+fn cpu_gemm(p: &spec::Peak, mode: Mode, a: &[f32], b: &[f32]) -> Result<Vec<f64>> {
+    let mut c = vec![0f32; p.m * p.n];
+    measure::<String>(p.warmup, p.reps.get(mode), || {
+        f32::gemm(
+            p.m,
+            p.k,
+            p.n,
+            1.0,
+            a,
+            (p.k as isize, 1),
+            b,
+            (p.n as isize, 1),
+            0.0,
+            &mut c,
+            (p.n as isize, 1),
+        );
+        Ok(())
+    })
 }
 
 /// Output height (or width) of a conv, as TensorFlow computes it.
@@ -140,41 +189,48 @@ fn conv_shape(c: &spec::Conv) -> String {
 /// Backward is timed as PyTorch's side does it: the graph
 /// `loss = sum(conv2d(x, K) * dy)` is built once, and each timed run calls
 /// `loss.backward()` (sum and mul backward are elementwise passes over the
-/// output, small next to the two GEMMs of the conv's backward).
-pub fn conv(c: &spec::Conv, t: &spec::Timing, mode: Mode) -> Result<[Record; 2]> {
+/// output, small next to the two GEMMs of the conv's backward). On a GPU
+/// `mul` has no CUDA arm yet, so the loss is `sum(conv2d(x, K))` (dy = 1,
+/// one fill instead of a fill and a multiply); pytorch_bench.py's GPU rows
+/// do the same.
+pub fn conv(c: &spec::Conv, t: &spec::Timing, mode: Mode, device: Device) -> Result<[Record; 2]> {
     let padding = if c.padding == "same" {
         Padding::Same
     } else {
         Padding::Valid
     };
     let stride = (c.stride, c.stride);
-    let x = random(&[c.n, c.h, c.w, c.c], 1.0, 3);
+    let x = on(device, random(&[c.n, c.h, c.w, c.c], 1.0, 3))?;
     let scale = (6.0 / (c.k * c.k * c.c) as f32).sqrt();
-    let k = random(&[c.k, c.k, c.c, c.o], scale, 4);
+    let k = on(device, random(&[c.k, c.k, c.c, c.o], scale, 4))?;
     let flops = conv_flops(c);
     let reps = t.reps.get(mode);
 
-    let fwd_name = format!("{}.fwd", c.name);
+    let fwd_name = row_name(&format!("{}.fwd", c.name), device);
     let fwd = {
         let _guard = no_grad();
         measure(t.warmup, reps, || {
-            ops::conv2d(&x, &k, None, stride, padding).map(drop)
+            ops::conv2d(&x, &k, None, stride, padding).map_err(|e| e.to_string())?;
+            sync(device)
         })
         .map_err(ctx(&fwd_name))?
     };
 
-    let bwd_name = format!("{}.bwd", c.name);
+    let bwd_name = row_name(&format!("{}.bwd", c.name), device);
     let (xp, kp) = (Param::new("x", x), Param::new("kernel", k));
     let loss = (|| {
         let y = ops::conv2d(&xp.tensor(), &kp.tensor(), None, stride, padding)?;
-        let dy = random(y.shape(), 1.0, 5);
-        ops::sum(&ops::mul(&y, &dy)?)
+        match device {
+            Device::Cpu => ops::sum(&ops::mul(&y, &random(y.shape(), 1.0, 5))?),
+            Device::Cuda(_) => ops::sum(&y),
+        }
     })()
     .map_err(ctx(&bwd_name))?;
     let bwd = measure(t.warmup, reps, || {
         xp.zero_grad();
         kp.zero_grad();
-        loss.backward()
+        loss.backward().map_err(|e| e.to_string())?;
+        sync(device)
     })
     .map_err(ctx(&bwd_name))?;
     if xp.grad().is_none() || kp.grad().is_none() {
@@ -235,22 +291,27 @@ pub fn backbone_flops_per_image(model: &dyn Backbone, size: usize) -> Result<f64
     Ok(flops)
 }
 
-/// Whole-backbone forward under `no_grad`, inference mode, on preprocessed-range inputs.
-pub fn backbone(b: &spec::Backbone, mode: Mode) -> Result<Record> {
+/// Whole-backbone forward under `no_grad`, inference mode, on
+/// preprocessed-range inputs already on `device`, `batch` images per call
+/// (the workload's batch on the CPU, [`spec::Cuda::batch`] on a GPU).
+pub fn backbone(b: &spec::Backbone, mode: Mode, device: Device, batch: usize) -> Result<Record> {
+    let name = row_name(&b.name, device);
     let model = build_backbone(&b.model)?;
-    let flops = b.batch as f64 * backbone_flops_per_image(model.as_ref(), b.size)?;
-    let x = random(&[b.batch, b.size, b.size, 3], 120.0, 7);
+    let flops = batch as f64 * backbone_flops_per_image(model.as_ref(), b.size)?;
+    model.to_device(device).map_err(ctx(&name))?;
+    let x = on(device, random(&[batch, b.size, b.size, 3], 120.0, 7))?;
     let _guard = no_grad();
     let times = measure(b.warmup, b.reps.get(mode), || {
-        model.forward(&x, false).map(drop)
+        model.forward(&x, false).map_err(|e| e.to_string())?;
+        sync(device)
     })
-    .map_err(ctx(&b.name))?;
+    .map_err(ctx(&name))?;
     Ok(record(
-        &b.name,
-        format!("n={} {}x{}x3", b.batch, b.size, b.size),
+        &name,
+        format!("n={batch} {}x{}x3", b.size, b.size),
         times,
         flops,
-        b.batch as f64,
+        batch as f64,
         "img/s",
     ))
 }
@@ -270,8 +331,12 @@ pub fn head_flops(h: &spec::Head) -> f64 {
 
 /// One training step of the classifier head on fixed features:
 /// Dense(hidden, relu) -> Dropout -> Dense(classes) -> softmax cross-entropy,
-/// backward, Adam step, gradients cleared.
-pub fn head(h: &spec::Head, mode: Mode) -> Result<Record> {
+/// backward, Adam step, gradients cleared. Every op of the step has a CUDA
+/// arm (matmul, bias add, relu, dropout, softmax cross-entropy, Adam without
+/// weight decay), so on a GPU the parameters and features live there. (The
+/// trainer keeps its head on the CPU; this row shows what the GPU would do.)
+pub fn head(h: &spec::Head, mode: Mode, device: Device) -> Result<Record> {
+    let name = row_name(&h.name, device);
     let mut init = Init::new(1);
     let fc1 = Dense::new("fc1", h.features, h.hidden, Activation::Relu, &mut init);
     let dropout = Dropout::new("dropout", h.dropout, 1).map_err(ctx(&h.name))?;
@@ -280,20 +345,28 @@ pub fn head(h: &spec::Head, mode: Mode) -> Result<Record> {
         .iter()
         .flat_map(|d| [d.kernel.clone(), d.bias.clone()])
         .collect();
-    let x = random(&[h.batch, h.features], 1.0, 8);
+    for p in &params {
+        let moved = on(device, p.value())?;
+        p.set_value(moved).map_err(ctx(&name))?;
+    }
+    let x = on(device, random(&[h.batch, h.features], 1.0, 8))?;
     let labels: Vec<usize> = (0..h.batch).map(|i| i % h.classes).collect();
     let mut adam = Adam::new(h.lr);
-    let step = || -> models::Result<()> {
-        let hidden = dropout.forward(&fc1.forward(&x)?, true)?;
-        let logits = fc2.forward(&hidden)?;
-        ops::softmax_cross_entropy(&logits, &labels)?.backward()?;
-        adam.step(&params)?;
-        zero_grad(&params);
-        Ok(())
+    let step = || -> Result<()> {
+        (|| -> models::Result<()> {
+            let hidden = dropout.forward(&fc1.forward(&x)?, true)?;
+            let logits = fc2.forward(&hidden)?;
+            ops::softmax_cross_entropy(&logits, &labels)?.backward()?;
+            adam.step(&params)?;
+            zero_grad(&params);
+            Ok(())
+        })()
+        .map_err(|e| e.to_string())?;
+        sync(device)
     };
-    let times = measure(h.warmup, h.reps.get(mode), step).map_err(ctx(&h.name))?;
+    let times = measure(h.warmup, h.reps.get(mode), step).map_err(ctx(&name))?;
     Ok(record(
-        &h.name,
+        &name,
         format!(
             "b={} {}->{} relu->dropout {}->{}, Adam",
             h.batch, h.features, h.hidden, h.dropout, h.classes
@@ -344,37 +417,42 @@ pub fn select_images(dir: &Path, images: usize) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// End-to-end feature extraction: decode JPEG files (in parallel), resize 32 -> size (bilinear), Keras 'caffe'
-/// preprocessing, backbone forward with global average pooling, features
-/// kept in memory.
-pub fn extract(e: &spec::Extract, files: &[PathBuf], mode: Mode) -> Result<Record> {
+/// End-to-end feature extraction: decode JPEG files (in parallel), then per
+/// batch the trainer's own `features_of_batch` (what `trainer extract`
+/// runs): on the CPU resize 32 -> size (bilinear) and Keras 'caffe'
+/// preprocessing, on a GPU upload the uint8 pixels and resize + preprocess
+/// in one kernel; backbone forward with global average pooling; features
+/// back on the host, kept in memory. `batch` images per forward pass.
+pub fn extract(
+    e: &spec::Extract,
+    files: &[PathBuf],
+    mode: Mode,
+    device: Device,
+    batch: usize,
+) -> Result<Record> {
+    let name = row_name(&e.name, device);
     let model = build_backbone(&e.model)?;
     let flops = files.len() as f64 * backbone_flops_per_image(model.as_ref(), e.size)?;
-    let run = || -> std::result::Result<(), String> {
-        let _guard = no_grad();
+    model.to_device(device).map_err(ctx(&name))?;
+    let run = || -> Result<()> {
         let mut features = Vec::with_capacity(files.len());
-        for chunk in files.chunks(e.batch) {
+        for chunk in files.chunks(batch) {
             let mut pixels = vec![0u8; chunk.len() * IMAGE_BYTES];
             pixels
                 .par_chunks_mut(IMAGE_BYTES)
                 .zip(chunk.par_iter())
                 .try_for_each(|(out, path)| decode_image(path, out))?;
-            let x: Vec<f32> = pixels.iter().map(|&p| p as f32).collect();
-            let x = Tensor::from_vec(x, &[chunk.len(), 32, 32, 3]).map_err(|x| x.to_string())?;
-            let x = if e.size != 32 {
-                ops::bilinear_resize(&x, e.size, e.size).map_err(|x| x.to_string())?
-            } else {
-                x
-            };
-            let x = models::preprocess_input_caffe(&x).map_err(|x| x.to_string())?;
-            features.push(model.forward(&x, false).map_err(|x| x.to_string())?);
+            let y = trainer::extract::features_of_batch(model.as_ref(), &pixels, e.size)
+                .map_err(|x| x.to_string())?;
+            features.push(y);
         }
-        Ok(())
+        // The features are on the host already (the copy waits); nothing left to wait for.
+        sync(device)
     };
-    let times = measure(e.warmup, e.reps.get(mode), run).map_err(ctx(&e.name))?;
+    let times = measure(e.warmup, e.reps.get(mode), run).map_err(ctx(&name))?;
     Ok(record(
-        &e.name,
-        format!("N={} 32->{} px, batch {}", files.len(), e.size, e.batch),
+        &name,
+        format!("N={} 32->{} px, batch {batch}", files.len(), e.size),
         times,
         flops,
         files.len() as f64,

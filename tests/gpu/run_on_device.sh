@@ -5,10 +5,12 @@
 #   tests/gpu/run_on_device.sh build          # here: builds, strips and bundles into gpu-bundle/
 #   tests/gpu/run_on_device.sh tests          # there: cuda_kernels, cuda_parity, model_parity
 #   tests/gpu/run_on_device.sh extract MODEL  # there: extract on all 60,000 images at 224 px
+#   tests/gpu/run_on_device.sh bench [--quick] # there: thaw-bench and pytorch_bench.py on the GPU, ratios
 #
-# The bundle (test executables, trainer, seeded_weights, the CIFAR-10 JPEG
-# tarball) stays under the 64 MiB the device tool carries: name gpu-bundle
-# in `carry`. Results go to $OUT (logs) when it is set, else to gpu-out/.
+# The bundle (test executables, trainer, seeded_weights, thaw-bench with
+# workloads.json and pytorch_bench.py, the CIFAR-10 JPEG tarball) stays under
+# the 64 MiB the device tool carries: name gpu-bundle in `carry`. Results go
+# to $OUT (logs) when it is set, else to gpu-out/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUNDLE=gpu-bundle
@@ -27,9 +29,13 @@ build() {
         name=$(basename "$exe" | sed 's/-[0-9a-f]*$//')
         cp "$exe" "$BUNDLE/bin/$name"
     done
-    nice -n 19 cargo build --release -p trainer -p tests --bin trainer --bin seeded_weights
-    cp "$CARGO_TARGET_DIR/release/trainer" "$CARGO_TARGET_DIR/release/seeded_weights" "$BUNDLE/bin/"
+    nice -n 19 cargo build --release -p trainer -p tests -p bench \
+        --bin trainer --bin seeded_weights --bin thaw-bench
+    cp "$CARGO_TARGET_DIR/release/trainer" "$CARGO_TARGET_DIR/release/seeded_weights" \
+        "$CARGO_TARGET_DIR/release/thaw-bench" "$BUNDLE/bin/"
     strip "$BUNDLE"/bin/*
+    # The benchmark's shared workload list and PyTorch's side of it.
+    cp bench/workloads.json bench/pytorch_bench.py "$BUNDLE/"
     # The tests read fixtures through the path they were compiled in (env!("CARGO_MANIFEST_DIR")).
     echo "$PWD/tests" >"$BUNDLE/manifest_dir"
     data=../shared/data/cifar10-jpeg.tar.xz
@@ -37,15 +43,35 @@ build() {
     du -sh "$BUNDLE"/* && du -sh "$BUNDLE"
 }
 
-# The CUDA 13 libraries from the Python packages there (nvidia-cublas,
-# nvidia-cudnn-cu13, nvidia-cuda-nvrtc) on LD_LIBRARY_PATH; NVRTC for the kernels.
+# The folder holding shared library $1, searched where CUDA 13 and cuDNN 9
+# are installed system-wide first (the dynamic loader's cache, /usr/local/cuda*,
+# the distribution's library folder), then in the Python packages
+# (nvidia-cublas, nvidia-cudnn-cu13, nvidia-cuda-nvrtc). Empty if none has it.
+find_lib() {
+    local lib=$1 d site
+    d=$(ldconfig -p 2>/dev/null | awk -v l="$lib" '$1 == l && /x86-64/ { print $NF; exit }')
+    [ -n "$d" ] && { dirname "$d"; return; }
+    for d in /usr/local/cuda*/lib64 /usr/local/cuda*/targets/x86_64-linux/lib \
+        /usr/lib/x86_64-linux-gnu /usr/local/cuda*/lib; do
+        [ -e "$d/$lib" ] && { echo "$d"; return; }
+    done
+    site=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null || true)
+    [ -n "$site" ] && find $site -name "$lib" -printf '%h\n' 2>/dev/null | head -1
+    return 0
+}
+
+# cuBLAS, cuDNN and NVRTC (for our kernels) on LD_LIBRARY_PATH, wherever they are.
 setup() {
-    local site lib dirs=""
-    site=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))')
+    local lib d dirs=""
     for lib in libcublas.so.13 libcudnn.so.9 libnvrtc.so.13; do
-        d=$(find $site -name "$lib" -printf '%h\n' 2>/dev/null | head -1)
-        [ -n "$d" ] || { echo "no $lib under $site"; exit 1; }
-        dirs="$dirs:$d"
+        d=$(find_lib "$lib")
+        [ -n "$d" ] || {
+            echo "no $lib: not in ldconfig -p, /usr/local/cuda*/{lib64,targets/x86_64-linux/lib}," \
+                "/usr/lib/x86_64-linux-gnu, nor Python's site-packages; install CUDA 13 / cuDNN 9"
+            exit 1
+        }
+        echo "found $lib in $d"
+        case ":$dirs:" in *":$d:"*) ;; *) dirs="$dirs:$d" ;; esac
         [ "$lib" = libnvrtc.so.13 ] && export THAW_NVRTC_LIB="$d"
     done
     export LD_LIBRARY_PATH="${dirs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -89,12 +115,33 @@ extract() {
         tee -a "$OUT_DIR/extract-$model.log"
 }
 
+# thaw-bench --device cuda, then pytorch_bench.py's GPU rows with this
+# machine's python3, then the ratio table; everything in $OUT.
+bench() {
+    setup
+    [ -d /tmp/cifar10-jpeg ] || tar -xJf "$BUNDLE/cifar10-jpeg.tar.xz" -C /tmp
+    local data=/tmp/cifar10-jpeg/test status=0
+    "$BUNDLE/bin/thaw-bench" --device cuda "$@" --spec "$BUNDLE/workloads.json" --data "$data" \
+        --json "$OUT_DIR/thaw-cuda.json" 2>&1 | tee "$OUT_DIR/thaw-cuda.md" || status=1
+    python3 "$BUNDLE/pytorch_bench.py" --device cuda "$@" --spec "$BUNDLE/workloads.json" \
+        --data "$data" --json "$OUT_DIR/pytorch-cuda.json" 2>&1 | tee "$OUT_DIR/pytorch-cuda.md" || status=1
+    if [ -f "$OUT_DIR/thaw-cuda.json" ] && [ -f "$OUT_DIR/pytorch-cuda.json" ]; then
+        "$BUNDLE/bin/thaw-bench" --compare "$OUT_DIR/thaw-cuda.json" "$OUT_DIR/pytorch-cuda.json" |
+            tee "$OUT_DIR/compare-cuda.md"
+    else
+        echo "no ratio table: a side wrote no results (see the logs above)"
+        status=1
+    fi
+    return $status
+}
+
 case "${1:-}" in
 build) build ;;
 tests) tests ;;
+bench) shift; bench "$@" ;;
 extract) extract "${2:?extract needs vgg16 or resnet50}" "${3:-64}" ;;
 *)
-    sed -n '2,11p' "$0"
+    sed -n '2,13p' "$0"
     exit 2
     ;;
 esac

@@ -244,6 +244,16 @@ impl CudaDevice {
         guarded("calling cuDNN", || f(state))?
     }
 
+    /// Waits until everything queued on this device's stream has finished.
+    /// Ops return as soon as their work is queued, so a timer around GPU work
+    /// must call this before it stops (and so must anything that reads the
+    /// wall clock as "done"); copies to the host wait on their own.
+    pub fn synchronize(&self) -> Result<()> {
+        self.stream
+            .synchronize()
+            .map_err(self.error("waiting for the stream to finish"))
+    }
+
     /// What the probe found about this GPU.
     pub fn info(&self) -> &CudaInfo {
         &self.info

@@ -106,6 +106,16 @@ pub fn is_available() -> bool {
     *AVAILABLE.get_or_init(|| probe().is_ok())
 }
 
+/// Waits until all work queued on `device` has finished: nothing to wait
+/// for on the CPU, [`CudaDevice::synchronize`] on a GPU. Benchmarks call it
+/// before stopping each timer.
+pub fn synchronize(device: crate::Device) -> Result<()> {
+    match device {
+        crate::Device::Cpu => Ok(()),
+        crate::Device::Cuda(ordinal) => CudaDevice::open(ordinal)?.synchronize(),
+    }
+}
+
 /// [`probe`] for device `ordinal`, with the driver library given by name
 /// (tests pass a name that cannot exist to check the no-driver path on any
 /// machine).
