@@ -45,7 +45,6 @@
 //! at least [`MIN_ROWS_PER_OUT_CHANNEL`]`·o` pixels.
 
 use super::scratch;
-use super::winograd;
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::gemm::{self, MatrixA};
@@ -173,11 +172,6 @@ pub fn forward(
     ) -> Result<CpuStorage> {
         let b = b.map(|b| typed::<T>(b, "bias")).transpose()?;
         let (x, k) = (typed::<T>(x, "input")?, typed::<T>(k, "kernel")?);
-        // f32 3×3 stride-1 layers (most of VGG16's and ResNet50's FLOPs)
-        // take Winograd's 4/9 of the multiplies; f64 stays the reference.
-        if T::DTYPE == DType::F32 && winograd::applies(g) {
-            return Ok(T::wrap(winograd::forward(x, k, b, g)));
-        }
         Ok(T::wrap(forward_typed(x, k, b, g, COL_BUDGET_BYTES)))
     }
     match x.dtype() {
@@ -218,14 +212,6 @@ pub fn backward(
             typed::<T>(k, "kernel")?,
             typed::<T>(dy, "output gradient")?,
         );
-        // dx of an f32 3×3 stride-1 layer is itself such a convolution (see
-        // winograd.rs); dK and dbias stay im2col GEMMs.
-        if need.0 && T::DTYPE == DType::F32 && winograd::applies_to_backward_input(g) {
-            let dx = winograd::backward_input(dy, k, g);
-            let (_, dk, db) =
-                backward_typed(x, k, dy, g, (false, need.1, need.2), COL_BUDGET_BYTES);
-            return Ok((Some(T::wrap(dx)), dk.map(T::wrap), db.map(T::wrap)));
-        }
         let (dx, dk, db) = backward_typed(x, k, dy, g, need, COL_BUDGET_BYTES);
         Ok((dx.map(T::wrap), dk.map(T::wrap), db.map(T::wrap)))
     }

@@ -21,15 +21,12 @@
 //! Each is computed only if the tape asks for it: a frozen first layer pays
 //! for neither dx nor dK. `cpu.rs` writes all of this as im2col + GEMM, and
 //! the f32 forward (and dx at stride 1) as an implicit GEMM that reads the
-//! input (or dy) directly; `winograd.rs` computes the f32 forward pass of
-//! 3×3 stride-1 layers with fewer multiplies (and the input gradient, which
-//! is one such convolution); `cuda.rs` calls cuDNN (and says where the HWIO
+//! input (or dy) directly; `cuda.rs` calls cuDNN (and says where the HWIO
 //! kernel becomes cuDNN's OHWI).
 
 mod cpu;
 mod cuda;
 mod scratch;
-mod winograd;
 
 use super::padding::{window_2d, Padding};
 use crate::autograd::record;
