@@ -6,6 +6,7 @@
 #   tests/gpu/run_on_device.sh tests          # there: cuda_kernels, cuda_parity, model_parity
 #   tests/gpu/run_on_device.sh extract MODEL  # there: extract on all 60,000 images at 224 px
 #   tests/gpu/run_on_device.sh bench [--quick] # there: thaw-bench and pytorch_bench.py on the GPU, ratios
+#   tests/gpu/run_on_device.sh weights        # there: look for ImageNet-pretrained weights already on disk
 #
 # The bundle (test executables, trainer, seeded_weights, thaw-bench with
 # workloads.json and pytorch_bench.py, the CIFAR-10 JPEG tarball) stays under
@@ -135,13 +136,38 @@ bench() {
     return $status
 }
 
+# Issue 5 asks what pretrained weights the GPU machine already holds: the
+# Keras .h5 files would give real accuracy directly; torchvision's VGG16
+# matches our VGG16 (with torchvision's preprocessing); its ResNet50 is v1.5,
+# a different network from Keras's. Looks in the usual caches, then by name.
+weights() {
+    mkdir -p "$OUT_DIR"
+    {
+        echo "== caches (TORCH_HOME, torch hub, Hugging Face, Keras), files over 1 MB"
+        for d in "${TORCH_HOME:-$HOME/.cache/torch}" "${HF_HOME:-$HOME/.cache/huggingface}" \
+            "$HOME/.keras" /root/.cache /opt /models /data; do
+            if [ -d "$d" ]; then
+                find "$d" -maxdepth 6 -type f \( -name '*.pth' -o -name '*.pt' -o -name '*.h5' \
+                    -o -name '*.safetensors' -o -name '*.bin' \) -size +1M \
+                    -printf '%s\t%p\n' 2>/dev/null || true
+            fi
+        done | sort -u
+        echo "== by name anywhere on local disks: vgg16*, resnet50*, over 10 MB"
+        find / -xdev \( -path /proc -o -path /sys \) -prune -o -type f \
+            \( -iname 'vgg16*' -o -iname 'resnet50*' \) -size +10M -printf '%s\t%p\n' 2>/dev/null |
+            sort -u || true
+        echo "(sizes in bytes; an empty section means nothing was found)"
+    } | tee "$OUT_DIR/weights.txt"
+}
+
 case "${1:-}" in
 build) build ;;
 tests) tests ;;
 bench) shift; bench "$@" ;;
+weights) weights ;;
 extract) extract "${2:?extract needs vgg16 or resnet50}" "${3:-64}" ;;
 *)
-    sed -n '2,13p' "$0"
+    sed -n '2,14p' "$0"
     exit 2
     ;;
 esac
