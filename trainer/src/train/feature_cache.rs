@@ -26,6 +26,7 @@ use crate::progress::{Progress, Unit};
 use engine::{ops, Tensor};
 use md5::{Digest, Md5};
 use models::Backbone;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// Everything a cached feature file depends on; its file name encodes all of it.
@@ -174,24 +175,29 @@ pub fn flip_horizontal(images: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The number of 32x32x3 images in `images` and their pixels, mirrored left
+/// to right when `flip` is set; an error naming `what` unless `images` holds
+/// a whole number (> 0) of images.
+fn checked_pixels<'a>(what: &str, images: &'a [u8], flip: bool) -> Result<(usize, Cow<'a, [u8]>)> {
+    if images.is_empty() || images.len() % IMAGE_BYTES != 0 {
+        return Err(Error::Usage(format!(
+            "{what}: {} bytes is not a whole number (> 0) of 32x32x3 images",
+            images.len()
+        )));
+    }
+    let pixels = if flip {
+        Cow::Owned(flip_horizontal(images))
+    } else {
+        Cow::Borrowed(images)
+    };
+    Ok((images.len() / IMAGE_BYTES, pixels))
+}
+
 /// Model input for uint8 images `[n, 32, 32, 3]` (flat HWC per image):
 /// optionally flipped, resized bilinearly (half-pixel centres, as Keras) to
 /// `size x size`, then caffe-preprocessed. No autograd history.
 pub fn image_batch(images: &[u8], size: usize, flip: bool) -> Result<Tensor> {
-    if images.is_empty() || images.len() % IMAGE_BYTES != 0 {
-        return Err(Error::Usage(format!(
-            "image_batch: {} bytes is not a whole number (> 0) of 32x32x3 images",
-            images.len()
-        )));
-    }
-    let n = images.len() / IMAGE_BYTES;
-    let flipped;
-    let pixels = if flip {
-        flipped = flip_horizontal(images);
-        &flipped[..]
-    } else {
-        images
-    };
+    let (n, pixels) = checked_pixels("image_batch", images, flip)?;
     let raw: Vec<f32> = pixels.iter().map(|&p| p as f32).collect();
     let mut x = Tensor::from_vec(raw, &[n, IMAGE_SIDE, IMAGE_SIDE, 3])?;
     if size != IMAGE_SIDE {
@@ -214,22 +220,9 @@ pub fn model_input(
     if device == engine::Device::Cpu {
         return image_batch(images, size, flip);
     }
-    if images.is_empty() || images.len() % IMAGE_BYTES != 0 {
-        return Err(Error::Usage(format!(
-            "model_input: {} bytes is not a whole number (> 0) of 32x32x3 images",
-            images.len()
-        )));
-    }
-    let flipped;
-    let pixels = if flip {
-        flipped = flip_horizontal(images);
-        &flipped[..]
-    } else {
-        images
-    };
-    let n = images.len() / IMAGE_BYTES;
+    let (n, pixels) = checked_pixels("model_input", images, flip)?;
     Ok(ops::bilinear_resize::resize_u8_caffe(
-        pixels,
+        &pixels,
         [n, IMAGE_SIDE, IMAGE_SIDE],
         size,
         size,
