@@ -251,7 +251,9 @@ fn full_size(model: &str) {
         if std::env::var("THAW_REQUIRE_FULL_H5").is_ok() {
             panic!("THAW_REQUIRE_FULL_H5 is set but no python with numpy and h5py was found (set THAW_PYTHON)");
         }
-        eprintln!("SKIPPED: full-size {model} .h5 conversion: no python with numpy and h5py (set THAW_PYTHON)");
+        tests::skipped(format_args!(
+            "full-size {model} .h5 conversion: no python with numpy and h5py (set THAW_PYTHON)"
+        ));
         return;
     };
     let dir = std::env::temp_dir().join(format!(

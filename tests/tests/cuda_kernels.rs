@@ -33,9 +33,8 @@ fn nvrtc_or_skip() -> Option<(i32, i32)> {
             )
         }
         Err(e) => {
-            println!(
-                "SKIPPED: libnvrtc.so.13 not found (pip install nvidia-cuda-nvrtc, set THAW_NVRTC_LIB)\n  ({e})"
-            );
+            tests::skipped(format_args!("libnvrtc.so.13 not found (pip install nvidia-cuda-nvrtc, set THAW_NVRTC_LIB)\n  ({e})"
+            ));
             None
         }
     }
@@ -283,9 +282,9 @@ fn dropout_kernel_generator_compiled_as_host_c_matches_rust() {
     let compiled = match compiled {
         Ok(out) => out,
         Err(e) => {
-            println!(
-                "SKIPPED: no host C compiler ({cc}: {e}); set CC to check dropout.cu's generator"
-            );
+            tests::skipped(format_args!(
+                "no host C compiler ({cc}: {e}); set CC to check dropout.cu's generator"
+            ));
             return;
         }
     };
@@ -340,7 +339,7 @@ fn gpu_dropout_and_relu_kernels_match_the_cpu() {
     let dev = match cuda::CudaDevice::default_device() {
         Ok(dev) => dev,
         Err(e) => {
-            println!("SKIPPED: no GPU ({e})");
+            tests::skipped(format_args!("no GPU ({e})"));
             return;
         }
     };
@@ -408,9 +407,9 @@ fn kernel_math_checked_on_the_host() {
     let compiled = match compiled {
         Ok(out) => out,
         Err(e) => {
-            println!(
-                "SKIPPED: no host C++ compiler ({cxx}: {e}); set CXX to check the kernels' math"
-            );
+            tests::skipped(format_args!(
+                "no host C++ compiler ({cxx}: {e}); set CXX to check the kernels' math"
+            ));
             return;
         }
     };

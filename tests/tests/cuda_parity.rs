@@ -328,10 +328,10 @@ fn every_op_matches_the_cpu_on_the_gpu() {
         assert_eq!(grads.len(), wanted, "{}: gradients", c.name);
     }
     if let Some(why) = no_gpu() {
-        println!(
-            "SKIPPED: {} cases ran on the CPU only; no GPU: {why}",
+        tests::skipped(format_args!(
+            "{} cases ran on the CPU only; no GPU: {why}",
             table.len()
-        );
+        ));
         return;
     }
     let mut failures = Vec::new();
@@ -388,7 +388,7 @@ fn fused_uint8_caffe_input_matches_resize_then_preprocess() {
         .to_string();
     assert!(e.contains("preprocess_input_caffe"), "{e}");
     if let Some(why) = no_gpu() {
-        println!("SKIPPED: no GPU: {why}");
+        tests::skipped(format_args!("no GPU: {why}"));
         return;
     }
     let gpu = ops::bilinear_resize::resize_u8_caffe(&bytes, [n, h, w], size, size, Device::Cuda(0))
@@ -422,7 +422,7 @@ fn adam_step_on_the_gpu_matches_the_cpu() {
     };
     let cpu = step(Device::Cpu);
     if let Some(why) = no_gpu() {
-        println!("SKIPPED: no GPU: {why}");
+        tests::skipped(format_args!("no GPU: {why}"));
         return;
     }
     let err = error(&cpu, &step(Device::Cuda(0)));
@@ -439,7 +439,9 @@ fn mixed_devices_and_missing_gpus_are_clear_errors() {
             // Without a GPU, moving a tensor there says what is missing and what to do.
             let e = x.to_device(Device::Cuda(0)).unwrap_err().to_string();
             assert!(e.contains("--device cpu"), "{e}");
-            println!("SKIPPED (mixed devices need a GPU): to_device without one says: {e}");
+            tests::skipped(format_args!(
+                "(mixed devices need a GPU): to_device without one says: {e}"
+            ));
             let _ = why;
         }
         None => {

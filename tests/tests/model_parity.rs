@@ -231,7 +231,7 @@ fn gpu_or_skip() -> Option<Device> {
             Some(Device::Cuda(info.ordinal))
         }
         Err(e) => {
-            println!("SKIPPED: no GPU: {e}");
+            tests::skipped(format_args!("no GPU: {e}"));
             None
         }
     }

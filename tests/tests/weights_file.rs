@@ -179,7 +179,9 @@ fn failed_save_into_read_only_directory_leaves_the_old_file_intact() {
         // Root ignores directory permissions: this case cannot be staged here.
         let _ = fs::remove_file(dir.join("probe"));
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        eprintln!("SKIPPED: running as root, a read-only directory is still writable");
+        tests::skipped(format_args!(
+            "running as root, a read-only directory is still writable"
+        ));
         return;
     }
     let mut other = sample();

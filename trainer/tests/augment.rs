@@ -58,7 +58,9 @@ fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn flip_doubles_the_training_rows_and_tta_averages_image_and_flip() {
     let Some(archive) = archive() else {
-        println!("SKIPPED: ../shared/data/cifar10-jpeg.tar.xz not found beside the repository");
+        common::skipped(format_args!(
+            "../shared/data/cifar10-jpeg.tar.xz not found beside the repository"
+        ));
         return;
     };
     let t0 = std::time::Instant::now();

@@ -401,7 +401,7 @@ fn preprocess_data_is_caffe_mode_and_one_hot() {
 fn real_cifar10_jpegs_from_shared_data() {
     let archive = repo_root().join("../shared/data/cifar10-jpeg.tar.xz");
     if !archive.is_file() {
-        println!("SKIPPED: {} not found", archive.display());
+        common::skipped(format_args!("{} not found", archive.display()));
         return;
     }
     let dir = TempDir::new("real-jpeg");
@@ -417,7 +417,7 @@ fn real_cifar10_jpegs_from_shared_data() {
     match status {
         Ok(s) if s.success() => {}
         other => {
-            println!("SKIPPED: could not unpack with tar -xJf: {other:?}");
+            common::skipped(format_args!("could not unpack with tar -xJf: {other:?}"));
             return;
         }
     }

@@ -204,7 +204,9 @@ fn python_with_h5py() -> Option<String> {
 #[test]
 fn convert_then_extract_matches_keras() {
     let Some(py) = python_with_h5py() else {
-        println!("SKIPPED: convert of a full-size .h5: no python with numpy and h5py");
+        common::skipped(format_args!(
+            "convert of a full-size .h5: no python with numpy and h5py"
+        ));
         return;
     };
     let dir = TempDir::new("convert");

@@ -39,7 +39,9 @@ fn bits(t: &engine::Tensor) -> Vec<u32> {
 /// against the seeded weights (see the module docs).
 fn cli_case(model: &str, block: &str) {
     let Some(archive) = archive() else {
-        println!("SKIPPED: ../shared/data/cifar10-jpeg.tar.xz not found beside the repository");
+        common::skipped(format_args!(
+            "../shared/data/cifar10-jpeg.tar.xz not found beside the repository"
+        ));
         return;
     };
     let t0 = Instant::now();
@@ -204,7 +206,9 @@ fn fine_tune_library_case(model: &str, block: &str) -> Option<(usize, usize, usi
         LrSchedule, ModelMeta,
     };
     let Some(archive) = archive() else {
-        println!("SKIPPED: ../shared/data/cifar10-jpeg.tar.xz not found beside the repository");
+        common::skipped(format_args!(
+            "../shared/data/cifar10-jpeg.tar.xz not found beside the repository"
+        ));
         return None;
     };
     let t0 = Instant::now();

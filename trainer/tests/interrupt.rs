@@ -31,7 +31,9 @@ fn temp_files(dir: &Path) -> Vec<String> {
 #[test]
 fn sigint_keeps_the_best_model_intact_and_exits_130() {
     let Some(archive) = archive() else {
-        println!("SKIPPED: ../shared/data/cifar10-jpeg.tar.xz not found beside the repository");
+        common::skipped(format_args!(
+            "../shared/data/cifar10-jpeg.tar.xz not found beside the repository"
+        ));
         return;
     };
     let t0 = Instant::now();

@@ -171,7 +171,7 @@ fn python_with_numpy() -> Option<PathBuf> {
 #[test]
 fn numpy_loads_what_we_write() {
     let Some(py) = python_with_numpy() else {
-        println!("SKIPPED: no python with numpy found");
+        common::skipped(format_args!("no python with numpy found"));
         return;
     };
     let dir = TempDir::new("npy-numpy");

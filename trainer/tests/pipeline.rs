@@ -46,7 +46,9 @@ fn files_in(dir: &Path) -> Vec<String> {
 #[test]
 fn train_evaluate_predict_on_real_cifar10_subset() {
     let Some(archive) = archive() else {
-        println!("SKIPPED: ../shared/data/cifar10-jpeg.tar.xz not found beside the repository");
+        common::skipped(format_args!(
+            "../shared/data/cifar10-jpeg.tar.xz not found beside the repository"
+        ));
         return;
     };
     let dir = temp_dir("run");

@@ -118,3 +118,12 @@ pub fn accuracy_line(text: &str) -> (String, usize, usize) {
     let n = parts.nth(1).unwrap().parse().unwrap();
     (acc, correct, n)
 }
+
+/// Says that a test could not run (part of) its check on this machine and
+/// why. Written straight to the process's stderr, past the test harness's
+/// output capture, so `cargo test` (and CI's log) shows it even though the
+/// test passes; `println!` would be swallowed.
+pub fn skipped(why: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+}
