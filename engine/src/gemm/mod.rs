@@ -230,29 +230,20 @@ pub fn sgemm_on(
             };
             gemm(m, k, n, alpha, &a, b, sb, beta, c, sc);
         }
-        Backend::MatrixMultiply => {
-            assert!(k == 0 || last(k, n, sb) < b.len(), "gemm: B out of bounds");
-            assert!(last(m, n, sc) < c.len(), "gemm: C out of bounds");
-            // SAFETY: the asserts above keep every access inside the slices.
-            unsafe {
-                matrixmultiply::sgemm(
-                    m,
-                    k,
-                    n,
-                    alpha,
-                    a.as_ptr(),
-                    sa.0,
-                    sa.1,
-                    b.as_ptr(),
-                    sb.0,
-                    sb.1,
-                    beta,
-                    c.as_mut_ptr(),
-                    sc.0,
-                    sc.1,
-                );
-            }
-        }
+        Backend::MatrixMultiply => on_matrixmultiply(
+            matrixmultiply::sgemm,
+            m,
+            k,
+            n,
+            alpha,
+            a,
+            sa,
+            b,
+            sb,
+            beta,
+            c,
+            sc,
+        ),
     }
 }
 
@@ -271,6 +262,57 @@ pub fn dgemm(
     c: &mut [f64],
     sc: (isize, isize),
 ) {
+    on_matrixmultiply(
+        matrixmultiply::dgemm,
+        m,
+        k,
+        n,
+        alpha,
+        a,
+        sa,
+        b,
+        sb,
+        beta,
+        c,
+        sc,
+    );
+}
+
+/// matrixmultiply's `sgemm` or `dgemm` (same signature, one element type
+/// each), called with the bounds checks that make the raw-pointer call safe.
+type MatrixMultiplyFn<T> = unsafe fn(
+    usize,
+    usize,
+    usize,
+    T,
+    *const T,
+    isize,
+    isize,
+    *const T,
+    isize,
+    isize,
+    T,
+    *mut T,
+    isize,
+    isize,
+);
+
+/// [`sgemm`]'s contract on matrixmultiply (`mm`: its sgemm or dgemm).
+#[allow(clippy::too_many_arguments)]
+fn on_matrixmultiply<T>(
+    mm: MatrixMultiplyFn<T>,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: T,
+    a: &[T],
+    sa: (isize, isize),
+    b: &[T],
+    sb: (isize, isize),
+    beta: T,
+    c: &mut [T],
+    sc: (isize, isize),
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -279,7 +321,7 @@ pub fn dgemm(
     assert!(last(m, n, sc) < c.len(), "gemm: C out of bounds");
     // SAFETY: the asserts above keep every access inside the slices.
     unsafe {
-        matrixmultiply::dgemm(
+        mm(
             m,
             k,
             n,
@@ -294,7 +336,7 @@ pub fn dgemm(
             c.as_mut_ptr(),
             sc.0,
             sc.1,
-        );
+        )
     }
 }
 
