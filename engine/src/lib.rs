@@ -28,3 +28,11 @@ pub use autograd::{is_grad_enabled, no_grad, with_no_grad, Param};
 pub use element::Element;
 pub use error::{Error, Result};
 pub use tensor::{CpuStorage, DType, Device, Storage, Tensor};
+
+/// Says that a unit test could not run its check on this CPU, on stderr past
+/// the test harness's capture so `cargo test` shows it (as `tests::skipped`).
+#[cfg(test)]
+pub(crate) fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+}

@@ -82,7 +82,7 @@ fn backends() -> Vec<Backend> {
     if avx512_available() {
         all.push(Backend::Avx512);
     } else {
-        println!("skipped: this CPU has no AVX-512F, only the matrixmultiply backend is tested");
+        crate::skipped("this CPU has no AVX-512F, only the matrixmultiply backend is tested");
     }
     all
 }
@@ -210,7 +210,7 @@ fn beta_zero_overwrites_nan_and_k_zero_scales_c() {
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
     if !avx512_available() {
-        println!("skipped: this CPU has no AVX-512F");
+        crate::skipped("this CPU has no AVX-512F");
         return;
     }
     let (m, k, n) = (203, 517, 77);

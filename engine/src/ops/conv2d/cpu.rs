@@ -748,7 +748,7 @@ mod tests {
     #[test]
     fn implicit_gemm_forward_matches_the_definition() {
         if !gemm::avx512_available() {
-            println!("skipped: this CPU has no AVX-512F, the implicit-GEMM forward is not used");
+            crate::skipped("this CPU has no AVX-512F, the implicit-GEMM forward is not used");
             return;
         }
         let conv =
@@ -803,7 +803,7 @@ mod tests {
     #[test]
     fn implicit_gemm_dx_at_stride_1_matches_col2im() {
         if !gemm::avx512_available() {
-            println!("skipped: this CPU has no AVX-512F, the implicit-GEMM dx is not used");
+            crate::skipped("this CPU has no AVX-512F, the implicit-GEMM dx is not used");
             return;
         }
         let conv = |n, (h, w, c), (kh, kw, o), (oh, ow), (pad_top, pad_left)| ConvGeometry {
