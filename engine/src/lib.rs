@@ -4,6 +4,8 @@
 //! - [`autograd`]: the tape, `backward()`, [`no_grad`] and [`Param`].
 //! - [`ops`]: one folder per op, forward and backward side by side.
 //! - [`optim`]: SGD and Adam with Keras 3's update rules, learning-rate schedules.
+//! - [`precision`]: [`Precision`], f32 or 16-bit (f16, bf16) operands for
+//!   the convolutions, with f32 accumulation (feature extraction).
 //! - [`rng`]: the one seeded counter-based random generator.
 //! - [`gradcheck`]: finite-difference gradient checking.
 //! - [`cuda`]: GPU probe, device (context, stream, cuBLAS, cuDNN, our NVRTC
@@ -21,12 +23,14 @@ pub mod gemm;
 pub mod gradcheck;
 pub mod ops;
 pub mod optim;
+pub mod precision;
 pub mod rng;
 pub mod tensor;
 
 pub use autograd::{is_grad_enabled, no_grad, with_no_grad, Param};
 pub use element::Element;
 pub use error::{Error, Result};
+pub use precision::Precision;
 pub use tensor::{CpuStorage, DType, Device, Storage, Tensor};
 
 /// Says that a unit test could not run its check on this CPU, on stderr past

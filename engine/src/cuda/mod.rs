@@ -34,7 +34,7 @@ mod storage;
 pub use context::{launch_1d, CudaDevice, CudnnState, ALLOW_TF32_ENV};
 /// The CUDA bindings, re-exported so ops and tests launch kernels with the same version.
 pub use cudarc;
-pub use storage::CudaStorage;
+pub use storage::{CudaStorage, DerivedKey, DeviceBuffer, OnceMap};
 
 use crate::error::{Error, Result};
 use std::fmt;

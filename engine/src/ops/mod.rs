@@ -31,7 +31,7 @@ pub use add::add;
 pub use avg_pool2d::avg_pool2d;
 pub use batch_norm::{batch_norm, batch_norm_train};
 pub use bilinear_resize::bilinear_resize;
-pub use conv2d::conv2d;
+pub use conv2d::{conv2d, conv2d_in};
 pub use dropout::dropout;
 pub use global_pool::{global_avg_pool, global_max_pool};
 pub use matmul::matmul;

@@ -3,11 +3,26 @@
 //!
 //! **Filter layout.** Keras kernels stay HWIO `[kh, kw, c, o]` in the
 //! parameter (on either device, so weights files and optimizers see one
-//! layout). cuDNN's NHWC filter format is OHWI `[o, kh, kw, c]`. This op
-//! transposes the kernel to OHWI on the GPU right before each cuDNN call
-//! (`transpose_f32` in `kernels/src/conv2d.cu`; a few microseconds per
-//! layer) and the filter gradient back to HWIO after. [`hwio_to_ohwi`] and
+//! layout). cuDNN's NHWC filter format is OHWI `[o, kh, kw, c]`. The kernel
+//! is transposed to OHWI on the GPU (`transpose_f32` in
+//! `kernels/src/conv2d.cu`) once: the first call keeps the OHWI filter with
+//! the kernel's storage ([`CudaStorage::derived`], keyed by shape and
+//! precision; storage never changes, and an optimizer step makes new
+//! storage), and every later call reuses it. The filter gradient is
+//! transposed back to HWIO after each backward. [`hwio_to_ohwi`] and
 //! [`ohwi_to_hwio`] are the same permutation on the host, for tests.
+//!
+//! **Half precision** (f16, bf16; see `mod.rs` and the CPU reference
+//! `half_precision.rs`). The input is rounded to 16 bits by `f32_to_f16` /
+//! `f32_to_bf16` (`kernels/src/half_precision.cu`, the `half` crate's
+//! rounding); the filter is kept in 16 bits with the kernel; cuDNN runs
+//! with 16-bit input, filter and output descriptors and an f32 compute type
+//! in the convolution descriptor (cuDNN's "pseudo-half" and "pseudo-bf16"
+//! configurations: products accumulated in f32), on tensor cores
+//! (`CUDNN_TENSOR_OP_MATH`: they are the point of 16-bit operands). Its
+//! 16-bit output is widened back to f32 (`f16_to_f32` / `bf16_to_f32`) and
+//! the f32 bias added. bf16 convolutions need compute capability 8.0
+//! (Ampere) or newer; on an older GPU this is an error saying so.
 //!
 //! **Padding.** cuDNN pads symmetrically (`pad_top` rows above and below).
 //! TensorFlow's 'same' puts an odd extra row/column at the bottom/right, so
@@ -16,7 +31,7 @@
 //! `zero_pad2d` kernel), and the backward pass crops dx back.
 //!
 //! **Algorithms and math.** The algorithm is cuDNN's heuristic first choice
-//! (`cudnnGetConvolution*Algorithm_v7`, no benchmarking run), with the
+//! (`cudnnGetConvolution*Algorithm_v7`, no benchmarking run), with the f32
 //! convolution's math type set to FMA (no TF32 tensor cores) unless
 //! `THAW_ALLOW_TF32=1`; its workspace is the device's shared buffer, grown
 //! when an algorithm needs more.
@@ -26,13 +41,14 @@ use crate::cuda::cudarc::cudnn::sys::{
     cudnnConvolutionMode_t, cudnnMathType_t, cudnnTensorFormat_t,
 };
 use crate::cuda::cudarc::cudnn::{
-    ConvBackwardData, ConvBackwardFilter, ConvDescriptor, ConvForward, Cudnn, FilterDescriptor,
-    TensorDescriptor,
+    ConvBackwardData, ConvBackwardFilter, ConvDescriptor, ConvForward, Cudnn, CudnnDataType,
+    FilterDescriptor, TensorDescriptor,
 };
-use crate::cuda::cudarc::driver::{CudaSlice, PushKernelArg};
-use crate::cuda::{launch_1d, CudaDevice, CudaStorage};
+use crate::cuda::cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg, ValidAsZeroBits};
+use crate::cuda::{launch_1d, CudaDevice, CudaStorage, DerivedKey, DeviceBuffer};
 use crate::error::{Error, Result};
 use crate::ops::zero_pad2d::PadGeometry;
+use crate::precision::Precision;
 use std::sync::Arc;
 
 const OP: &str = "conv2d";
@@ -115,20 +131,21 @@ fn padded(g: &ConvGeometry) -> Result<Padded> {
     Ok(Padded { extra, h, w })
 }
 
-/// The descriptors of one convolution.
-struct Descriptors {
-    x: TensorDescriptor<f32>,
-    w: FilterDescriptor<f32>,
-    y: TensorDescriptor<f32>,
+/// The descriptors of one convolution: input, filter and output in `T`
+/// (f32, f16 or bf16), the convolution's compute type always f32.
+struct Descriptors<T: CudnnDataType> {
+    x: TensorDescriptor<T>,
+    w: FilterDescriptor<T>,
+    y: TensorDescriptor<T>,
     conv: ConvDescriptor<f32>,
 }
 
-fn descriptors(
+fn descriptors<T: CudnnDataType>(
     cudnn: &Arc<Cudnn>,
     g: &ConvGeometry,
     p: &Padded,
-    tf32: bool,
-) -> Result<Descriptors> {
+    math: cudnnMathType_t,
+) -> Result<Descriptors<T>> {
     let err = |what: &'static str| {
         move |e: crate::cuda::cudarc::cudnn::CudnnError| {
             Error::Cuda(format!("conv2d: cuDNN {what}: {e:?} (geometry {g:?})"))
@@ -138,15 +155,16 @@ fn descriptors(
     let i = |v: usize| v as i32;
     // Tensor dims are always given as (n, c, h, w); the format says the memory is NHWC.
     let x = cudnn
-        .create_4d_tensor::<f32>(nhwc, [i(g.n), i(g.c), i(p.h), i(p.w)])
+        .create_4d_tensor::<T>(nhwc, [i(g.n), i(g.c), i(p.h), i(p.w)])
         .map_err(err("input descriptor"))?;
     // Filter dims as (o, c, kh, kw); NHWC format means OHWI memory.
     let w = cudnn
-        .create_4d_filter::<f32>(nhwc, [i(g.o), i(g.c), i(g.kh), i(g.kw)])
+        .create_4d_filter::<T>(nhwc, [i(g.o), i(g.c), i(g.kh), i(g.kw)])
         .map_err(err("filter descriptor"))?;
     let y = cudnn
-        .create_4d_tensor::<f32>(nhwc, [i(g.n), i(g.o), i(g.oh), i(g.ow)])
+        .create_4d_tensor::<T>(nhwc, [i(g.n), i(g.o), i(g.oh), i(g.ow)])
         .map_err(err("output descriptor"))?;
+    // f32 compute type: products are accumulated in f32 whatever T is.
     let mut conv = cudnn
         .create_conv2d::<f32>(
             [i(g.pad_top), i(g.pad_left)],
@@ -155,13 +173,17 @@ fn descriptors(
             cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
         )
         .map_err(err("convolution descriptor"))?;
-    let math = if tf32 {
+    conv.set_math_type(math).map_err(err("math type"))?;
+    Ok(Descriptors { x, w, y, conv })
+}
+
+/// The math type of an f32 convolution: FMA (no TF32), unless TF32 is allowed.
+fn f32_math(dev: &CudaDevice) -> cudnnMathType_t {
+    if dev.allow_tf32() {
         cudnnMathType_t::CUDNN_DEFAULT_MATH
     } else {
         cudnnMathType_t::CUDNN_FMA_MATH
-    };
-    conv.set_math_type(math).map_err(err("math type"))?;
-    Ok(Descriptors { x, w, y, conv })
+    }
 }
 
 /// `x` padded for cuDNN (a new buffer), or None when no padding is needed.
@@ -172,21 +194,61 @@ fn pad_input(x: &CudaStorage, p: &Padded) -> Result<Option<CudaStorage>> {
         .transpose()
 }
 
-pub fn forward(
-    x: &CudaStorage,
+/// The kernel as cuDNN's OHWI filter in `precision`: made on the first call
+/// (transposed, then rounded to 16 bits for f16/bf16) and kept with the
+/// kernel's storage for every later one (module docs).
+fn ohwi_filter(
     kernel: &CudaStorage,
-    bias: Option<&CudaStorage>,
     g: &ConvGeometry,
-) -> Result<CudaStorage> {
-    let dev = x.device();
-    let p = padded(g)?;
-    let x_padded = pad_input(x, &p)?;
-    let x_in = x_padded.as_ref().unwrap_or(x);
-    let k = g.kh * g.kw * g.c;
-    let filter = transpose_on_gpu(dev, kernel.slice(), k, g.o)?;
-    let mut y = dev.alloc::<f32>(g.n * g.oh * g.ow * g.o)?;
+    precision: Precision,
+) -> Result<Arc<DeviceBuffer>> {
+    let key = DerivedKey {
+        what: "conv2d OHWI filter",
+        dims: [g.kh, g.kw, g.c, g.o],
+        precision,
+    };
+    kernel.derived(key, || {
+        let dev = kernel.device();
+        let ohwi = transpose_on_gpu(dev, kernel.slice(), g.kh * g.kw * g.c, g.o)?;
+        Ok(match precision {
+            Precision::F32 => DeviceBuffer::F32(ohwi),
+            Precision::F16 => DeviceBuffer::F16(convert(dev, &ohwi, "f32_to_f16")?),
+            Precision::Bf16 => DeviceBuffer::Bf16(convert(dev, &ohwi, "f32_to_bf16")?),
+        })
+    })
+}
+
+/// `x` converted element by element by `function` of
+/// `kernels/src/half_precision.cu` (f32 to 16 bits, or back).
+fn convert<A: DeviceRepr, B: DeviceRepr + ValidAsZeroBits>(
+    dev: &Arc<CudaDevice>,
+    x: &CudaSlice<A>,
+    function: &str,
+) -> Result<CudaSlice<B>> {
+    let mut y = dev.alloc::<B>(x.len())?;
+    let n = x.len() as u64;
+    let f = dev.function("half_precision", function)?;
+    let mut args = dev.stream().launch_builder(&f);
+    args.arg(x).arg(&mut y).arg(&n);
+    // SAFETY: (x [n], y [n], u64 n) of the sizes the kernel's 16-bit/f32 types
+    // need (callers pair f32 with f16/bf16 as the function's name says), grid-stride.
+    unsafe { args.launch(launch_1d(x.len())) }.map_err(dev.error(function))?;
+    Ok(y)
+}
+
+/// The forward convolution by cuDNN, input, filter and output in `T`.
+fn convolve<T: CudnnDataType + DeviceRepr + ValidAsZeroBits>(
+    dev: &Arc<CudaDevice>,
+    g: &ConvGeometry,
+    p: &Padded,
+    math: cudnnMathType_t,
+    x: &CudaSlice<T>,
+    filter: &CudaSlice<T>,
+    (one, zero): (T, T),
+) -> Result<CudaSlice<T>> {
+    let mut y = dev.alloc::<T>(g.n * g.oh * g.ow * g.o)?;
     dev.with_cudnn(|state| {
-        let d = descriptors(&state.handle.clone(), g, &p, dev.allow_tf32())?;
+        let d = descriptors::<T>(&state.handle.clone(), g, p, math)?;
         let op = ConvForward {
             conv: &d.conv,
             x: &d.x,
@@ -201,9 +263,72 @@ pub fn forward(
             .map_err(dev.error("cuDNN forward workspace size"))?;
         let workspace = state.workspace(dev.stream(), bytes)?;
         // SAFETY: the buffers have the sizes and layouts the descriptors describe.
-        unsafe { op.launch(algo, workspace, (1.0, 0.0), x_in.slice(), &filter, &mut y) }
+        unsafe { op.launch(algo, workspace, (one, zero), x, filter, &mut y) }
             .map_err(dev.error("cuDNN convolution forward"))
     })?;
+    Ok(y)
+}
+
+/// The 16-bit forward (module docs): f32 input rounded to `T`, cuDNN in `T`
+/// with f32 accumulation on tensor cores, the output widened to f32.
+fn convolve_16bit<T: CudnnDataType + DeviceRepr + ValidAsZeroBits>(
+    dev: &Arc<CudaDevice>,
+    g: &ConvGeometry,
+    p: &Padded,
+    x: &CudaSlice<f32>,
+    filter: &CudaSlice<T>,
+    (narrow, widen): (&str, &str),
+    one_zero: (T, T),
+) -> Result<CudaSlice<f32>> {
+    let x16 = convert::<f32, T>(dev, x, narrow)?;
+    let tensor_cores = cudnnMathType_t::CUDNN_TENSOR_OP_MATH;
+    let y16 = convolve(dev, g, p, tensor_cores, &x16, filter, one_zero)?;
+    convert::<T, f32>(dev, &y16, widen)
+}
+
+pub fn forward(
+    precision: Precision,
+    x: &CudaStorage,
+    kernel: &CudaStorage,
+    bias: Option<&CudaStorage>,
+    g: &ConvGeometry,
+) -> Result<CudaStorage> {
+    let dev = x.device();
+    if precision == Precision::Bf16 && dev.info().compute_capability.0 < 8 {
+        return Err(Error::unsupported(
+            OP,
+            format!(
+                "bf16 convolutions need a GPU of compute capability 8.0 (Ampere) or newer; \
+                 {} is {}.{}: use --precision f16 or f32",
+                dev.info().name,
+                dev.info().compute_capability.0,
+                dev.info().compute_capability.1
+            ),
+        ));
+    }
+    let p = padded(g)?;
+    let x_padded = pad_input(x, &p)?;
+    let x_in = x_padded.as_ref().unwrap_or(x).slice();
+    let filter = ohwi_filter(kernel, g, precision)?;
+    let mut y = match &*filter {
+        DeviceBuffer::F32(f) => convolve(dev, g, &p, f32_math(dev), x_in, f, (1.0, 0.0))?,
+        DeviceBuffer::F16(f) => {
+            let one_zero = (half::f16::ONE, half::f16::ZERO);
+            convolve_16bit(dev, g, &p, x_in, f, ("f32_to_f16", "f16_to_f32"), one_zero)?
+        }
+        DeviceBuffer::Bf16(f) => {
+            let one_zero = (half::bf16::ONE, half::bf16::ZERO);
+            convolve_16bit(
+                dev,
+                g,
+                &p,
+                x_in,
+                f,
+                ("f32_to_bf16", "bf16_to_f32"),
+                one_zero,
+            )?
+        }
+    };
     if let Some(b) = bias {
         let len = y.len();
         let (n, c) = (len as u64, g.o as u32);
@@ -236,9 +361,15 @@ pub fn backward(
     if need_dx || need_dk {
         let x_padded = if need_dk { pad_input(x, &p)? } else { None };
         let x_in = x_padded.as_ref().unwrap_or(x);
-        let filter = transpose_on_gpu(dev, kernel.slice(), k, g.o)?;
+        let filter = ohwi_filter(kernel, g, Precision::F32)?;
+        let DeviceBuffer::F32(filter) = &*filter else {
+            return Err(Error::Cuda(
+                "conv2d: the cached f32 filter is not f32 (a bug in the filter cache's keys)"
+                    .into(),
+            ));
+        };
         dev.with_cudnn(|state| {
-            let d = descriptors(&state.handle.clone(), g, &p, dev.allow_tf32())?;
+            let d = descriptors::<f32>(&state.handle.clone(), g, &p, f32_math(dev))?;
             if need_dx {
                 let op = ConvBackwardData {
                     conv: &d.conv,
@@ -255,7 +386,7 @@ pub fn backward(
                 let mut dx = dev.alloc::<f32>(g.n * p.h * p.w * g.c)?;
                 let workspace = state.workspace(dev.stream(), bytes)?;
                 // SAFETY: the buffers have the sizes and layouts the descriptors describe.
-                unsafe { op.launch(algo, workspace, (1.0, 0.0), &mut dx, &filter, dy.slice()) }
+                unsafe { op.launch(algo, workspace, (1.0, 0.0), &mut dx, filter, dy.slice()) }
                     .map_err(dev.error("cuDNN convolution backward data"))?;
                 dx_padded = Some(CudaStorage::new(dx, dev));
             }

@@ -22,15 +22,30 @@
 //! for neither dx nor dK. `cpu.rs` writes all of this as im2col + GEMM, and
 //! the f32 forward (and dx at stride 1) as an implicit GEMM that reads the
 //! input (or dy) directly; `cuda.rs` calls cuDNN (and says where the HWIO
-//! kernel becomes cuDNN's OHWI).
+//! kernel becomes cuDNN's OHWI, once per kernel).
+//!
+//! **Half precision** ([`conv2d_in`] with [`Precision::F16`] or
+//! [`Precision::Bf16`], for feature extraction):
+//!
+//! ```text
+//! y = f32(round_p(Σ round_p(x) · round_p(K))) + bias        (Σ in f32)
+//! ```
+//!
+//! `half_precision.rs` is the CPU reference (rounding around the f32 convolution);
+//! `cuda.rs` runs it as a 16-bit cuDNN convolution with f32 accumulation on
+//! tensor cores. It has no backward: a half-precision conv whose inputs need
+//! a gradient is an error ("train in f32"), not a gradient of a different
+//! function than the one computed.
 
 mod cpu;
 mod cuda;
+mod half_precision;
 mod scratch;
 
 use super::padding::{window_2d, Padding};
-use crate::autograd::record;
+use crate::autograd::{is_grad_enabled, record};
 use crate::error::{Error, Result};
+use crate::precision::Precision;
 use crate::tensor::{mixed_devices, same_kind, Storage, Tensor};
 use cpu::ConvGeometry;
 pub use cpu::COL_BUDGET_BYTES;
@@ -53,11 +68,45 @@ pub fn conv2d(
     stride: (usize, usize),
     padding: Padding,
 ) -> Result<Tensor> {
+    conv2d_in(Precision::F32, x, kernel, bias, stride, padding)
+}
+
+/// [`conv2d`] with its products formed in `precision` (see the module docs):
+/// `Precision::F32` is [`conv2d`] itself; `F16` and `Bf16` round input and
+/// kernel to 16 bits, accumulate in f32, round the result to 16 bits and add
+/// the bias in f32. The output is f32 either way.
+///
+/// Half precision is for inference (feature extraction): it errors if the
+/// tape would need a gradient through it (run under `no_grad()`, or freeze
+/// the layer), and on tensors other than f32.
+pub fn conv2d_in(
+    precision: Precision,
+    x: &Tensor,
+    kernel: &Tensor,
+    bias: Option<&Tensor>,
+    stride: (usize, usize),
+    padding: Padding,
+) -> Result<Tensor> {
     let g = geometry(x, kernel, bias, stride, padding)?;
+    let mut inputs = vec![x, kernel];
+    inputs.extend(bias);
+    if precision.is_half() && is_grad_enabled() && inputs.iter().any(|t| t.requires_grad()) {
+        return Err(Error::unsupported(
+            OP,
+            format!(
+                "{precision} precision is for feature extraction; train in f32 (this conv's \
+                 input or weights need a gradient: run it under no_grad(), freeze the layer, or \
+                 use Precision::F32)"
+            ),
+        ));
+    }
     let y = match (x.storage(), kernel.storage()) {
         (Storage::Cpu(xs), Storage::Cpu(ks)) => {
             let bs = bias.map(|b| b.cpu_storage(OP)).transpose()?;
-            Storage::Cpu(cpu::forward(xs, ks, bs, &g)?)
+            Storage::Cpu(match precision {
+                Precision::F32 => cpu::forward(xs, ks, bs, &g)?,
+                p => half_precision::forward(p, xs, ks, bs, &g)?,
+            })
         }
         (Storage::Cuda(xs), Storage::Cuda(ks)) => {
             let bs = match bias.map(|b| b.storage()) {
@@ -65,14 +114,16 @@ pub fn conv2d(
                 Some(Storage::Cuda(b)) => Some(b),
                 Some(b) => return Err(mixed_devices(OP, x.device(), b.device())),
             };
-            Storage::Cuda(cuda::forward(xs, ks, bs, &g)?)
+            Storage::Cuda(cuda::forward(precision, xs, ks, bs, &g)?)
         }
         (xs, ks) => return Err(mixed_devices(OP, xs.device(), ks.device())),
     };
+    if precision.is_half() {
+        // Nothing needs a gradient (checked above): a constant, as record() would make it.
+        return Tensor::from_storage(y, &[g.n, g.oh, g.ow, g.o]);
+    }
     let (x_saved, k_saved) = (x.clone(), kernel.clone());
     let has_bias = bias.is_some();
-    let mut inputs = vec![x, kernel];
-    inputs.extend(bias);
     Ok(record(
         OP,
         y,
