@@ -10,7 +10,7 @@
 use crate::error::{Error, Result};
 use crate::layers::WeightedLayer;
 use crate::{ResNet50, Vgg16};
-use engine::{DType, Device, Param, Tensor};
+use engine::{DType, Device, Param, Precision, Tensor};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
 use weights::{NamedTensors, WeightSpec};
@@ -308,6 +308,18 @@ pub trait Backbone: Send + Sync {
             param.set_value(t).map_err(Error::Engine)?;
         }
         Ok(())
+    }
+
+    /// Runs every convolution with `precision` operands and f32 accumulation
+    /// (like a Keras mixed-precision policy, for the convs alone: Dense
+    /// layers stay f32, batch norm, pooling and adds run on the f32 conv
+    /// outputs). `F16`/`Bf16` are for feature extraction: run the frozen
+    /// backbone under `engine::no_grad()`; a gradient through a 16-bit conv
+    /// is an error. Set `F32` again before training or fine-tuning.
+    fn set_precision(&self, precision: Precision) {
+        for l in self.weighted_layers() {
+            l.set_precision(precision);
+        }
     }
 
     /// Freezes or unfreezes every layer.

@@ -15,9 +15,10 @@
 
 use crate::error::{Error, Result};
 use engine::ops::{self, Padding};
-use engine::{DType, Param, Tensor};
+use engine::{DType, Param, Precision, Tensor};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::RwLock;
 
 /// Keras's default BatchNormalization momentum for the moving statistics.
 pub const BN_MOMENTUM: f64 = 0.99;
@@ -33,6 +34,11 @@ pub trait WeightedLayer {
     /// Freezes (false) or unfreezes (true) the layer's trainable weights.
     /// Moving statistics are never trainable.
     fn set_trainable(&self, trainable: bool);
+    /// Sets the precision of the layer's multiply-accumulate
+    /// (`engine::ops::conv2d_in`). Only [`Conv2D`] has a 16-bit path; every
+    /// other layer (Dense included: the top's matmuls are well under 1% of
+    /// the FLOPs) computes in f32 whatever it is told.
+    fn set_precision(&self, _precision: Precision) {}
 }
 
 /// The activation Keras fuses into Conv2D and Dense (`activation="relu"`).
@@ -111,6 +117,8 @@ pub struct Conv2D {
     pub padding: Padding,
     /// The fused activation.
     pub activation: Activation,
+    /// The convolution's compute precision (f32 unless [`WeightedLayer::set_precision`] says otherwise).
+    precision: RwLock<Precision>,
 }
 
 impl Conv2D {
@@ -138,7 +146,13 @@ impl Conv2D {
             stride: (stride, stride),
             padding,
             activation,
+            precision: RwLock::new(Precision::F32),
         }
+    }
+
+    /// The convolution's compute precision.
+    pub fn precision(&self) -> Precision {
+        *self.precision.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Output channels.
@@ -149,7 +163,8 @@ impl Conv2D {
     /// Runs the layer.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let bias = self.bias.as_ref().map(|b| b.tensor());
-        let y = ops::conv2d(
+        let y = ops::conv2d_in(
+            self.precision(),
             x,
             &self.kernel.tensor(),
             bias.as_ref(),
@@ -175,6 +190,9 @@ impl WeightedLayer for Conv2D {
         self.weights()
             .iter()
             .for_each(|p| p.set_trainable(trainable));
+    }
+    fn set_precision(&self, precision: Precision) {
+        *self.precision.write().unwrap_or_else(|p| p.into_inner()) = precision;
     }
 }
 

@@ -543,3 +543,45 @@ fn fine_tuning_trains_only_the_unfrozen_blocks() {
     let after: Vec<Vec<f32>> = m.params().iter().map(|p| p.value().to_vec_f32()).collect();
     assert!(before == after);
 }
+
+/// `Backbone::set_precision` reaches every conv: 16-bit features move a
+/// little from f32 (and differently in f16 and bf16), setting f32 again gives
+/// the f32 features back bit for bit, and training through a 16-bit conv is
+/// refused with the error that says to train in f32.
+#[test]
+fn set_precision_runs_every_conv_in_16_bits_for_extraction_only() {
+    use engine::Precision;
+    for name in ["vgg16", "resnet50"] {
+        let m = build(name, &notop(Pooling::Avg)).unwrap();
+        let x = images(2, 32, 32);
+        let run = |p: Precision| {
+            m.set_precision(p);
+            let _g = engine::no_grad();
+            m.forward(&x, false).unwrap().to_vec_f32()
+        };
+        let f32_features = run(Precision::F32);
+        let norm = f32_features.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let mut halves = Vec::new();
+        for p in [Precision::F16, Precision::Bf16] {
+            let y = run(p);
+            let diff = y
+                .iter()
+                .zip(&f32_features)
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum::<f32>()
+                .sqrt();
+            let rel = diff / norm;
+            // Seeded weights, 13 or 53 convs: f16 keeps ~3 decimal digits, bf16 ~2.
+            assert!(rel > 0.0 && rel < 0.05, "{name} {p}: relative L2 {rel}");
+            halves.push(y);
+        }
+        assert_ne!(halves[0], halves[1]);
+        assert_eq!(run(Precision::F32), f32_features);
+        m.set_precision(Precision::F16);
+        m.set_trainable(true);
+        let e = m.forward(&x, false).unwrap_err().to_string();
+        assert!(e.contains("train in f32"), "{name}: {e}");
+        m.set_precision(Precision::F32);
+        assert!(m.forward(&x, false).is_ok());
+    }
+}
