@@ -322,6 +322,15 @@ pub trait Backbone: Send + Sync {
         }
     }
 
+    /// The precision [`Backbone::set_precision`] set last (f32 by default).
+    fn precision(&self) -> Precision {
+        self.weighted_layers()
+            .iter()
+            .map(|l| l.precision())
+            .find(|p| p.is_half())
+            .unwrap_or(Precision::F32)
+    }
+
     /// Freezes or unfreezes every layer.
     fn set_trainable(&self, trainable: bool) {
         for l in self.weighted_layers() {

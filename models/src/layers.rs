@@ -39,6 +39,10 @@ pub trait WeightedLayer {
     /// other layer (Dense included: the top's matmuls are well under 1% of
     /// the FLOPs) computes in f32 whatever it is told.
     fn set_precision(&self, _precision: Precision) {}
+    /// The precision of the layer's multiply-accumulate (f32 but for a [`Conv2D`] told otherwise).
+    fn precision(&self) -> Precision {
+        Precision::F32
+    }
 }
 
 /// The activation Keras fuses into Conv2D and Dense (`activation="relu"`).
@@ -150,11 +154,6 @@ impl Conv2D {
         }
     }
 
-    /// The convolution's compute precision.
-    pub fn precision(&self) -> Precision {
-        *self.precision.read().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Output channels.
     pub fn filters(&self) -> usize {
         *self.kernel.shape().last().unwrap_or(&0)
@@ -164,7 +163,7 @@ impl Conv2D {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let bias = self.bias.as_ref().map(|b| b.tensor());
         let y = ops::conv2d_in(
-            self.precision(),
+            WeightedLayer::precision(self),
             x,
             &self.kernel.tensor(),
             bias.as_ref(),
@@ -193,6 +192,9 @@ impl WeightedLayer for Conv2D {
     }
     fn set_precision(&self, precision: Precision) {
         *self.precision.write().unwrap_or_else(|p| p.into_inner()) = precision;
+    }
+    fn precision(&self) -> Precision {
+        *self.precision.read().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -556,6 +556,7 @@ fn set_precision_runs_every_conv_in_16_bits_for_extraction_only() {
         let x = images(2, 32, 32);
         let run = |p: Precision| {
             m.set_precision(p);
+            assert_eq!(m.precision(), p);
             let _g = engine::no_grad();
             m.forward(&x, false).unwrap().to_vec_f32()
         };

@@ -83,6 +83,28 @@ pub enum DeviceChoice {
     Auto,
 }
 
+/// The precision of the backbone's convolutions (`engine::Precision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionChoice {
+    /// f32 throughout (the reference; what fine-tuning uses).
+    F32,
+    /// IEEE half-precision operands, f32 accumulation (range up to 65504).
+    F16,
+    /// bfloat16 operands, f32 accumulation (f32's range, fewer digits).
+    Bf16,
+}
+
+impl PrecisionChoice {
+    /// The engine's precision.
+    pub fn precision(self) -> engine::Precision {
+        match self {
+            PrecisionChoice::F32 => engine::Precision::F32,
+            PrecisionChoice::F16 => engine::Precision::F16,
+            PrecisionChoice::Bf16 => engine::Precision::Bf16,
+        }
+    }
+}
+
 /// Pooling of the backbone's last feature map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PoolingChoice {
@@ -163,6 +185,13 @@ pub struct TrainArgs {
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    /// Precision of the backbone's convolutions during feature extraction:
+    /// f16 or bf16 operands with f32 accumulation (tensor cores on a GPU;
+    /// on the CPU an emulation, slower than f32), f32 otherwise. The
+    /// features are cached per precision; the first batch is also run in f32
+    /// and the difference printed. Fine-tuning always runs in f32.
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::F32)]
+    pub precision: PrecisionChoice,
     /// Recompute features even if the feature cache holds them (and do not
     /// write the cache).
     #[arg(long)]
@@ -242,6 +271,12 @@ pub struct ExtractArgs {
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    /// Precision of the backbone's convolutions: f16 or bf16 operands with
+    /// f32 accumulation (tensor cores on a GPU; on the CPU an emulation,
+    /// slower than f32), or f32. With f16/bf16 the first batch is also run
+    /// in f32 and the difference printed (max |Δ|, relative L2).
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::F32)]
+    pub precision: PrecisionChoice,
     /// Images per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,

@@ -11,10 +11,16 @@
 //!
 //! The labels go to `FEATURES.labels.npy` (int64). Both files appear only
 //! once complete (written beside, then renamed).
+//!
+//! `--precision f16|bf16` runs the backbone's convolutions with 16-bit
+//! operands and f32 accumulation (`Backbone::set_precision`); the first
+//! batch is then run once more in f32 and the difference printed
+//! ([`crate::drift`]).
 
 use crate::cli::{ExtractArgs, ModelName, PoolingChoice};
 use crate::convert::read_backbone_weights;
 use crate::data::{self, Dataset, IMAGE_BYTES};
+use crate::drift::{self, Drift};
 use crate::error::{Error, Result};
 use crate::npy::{self, NpyWriter};
 use crate::progress::{Progress, Unit};
@@ -31,8 +37,12 @@ pub struct ExtractReport {
     pub features: PathBuf,
     /// The labels file.
     pub labels: PathBuf,
-    /// Wall time of the backbone passes and the writing, in seconds.
+    /// Wall time of the backbone passes and the writing, in seconds
+    /// (the extra f32 pass of the drift measurement included).
     pub seconds: f64,
+    /// How far the features are from f32 (first batch), when the backbone
+    /// runs in f16 or bf16.
+    pub drift: Option<Drift>,
 }
 
 /// `FEATURES.npy` -> `FEATURES.labels.npy` (any other name gets `.labels.npy` appended).
@@ -81,8 +91,16 @@ pub fn extract(
         Some(dataset.len() as u64),
         Unit::Items("images"),
     );
+    let mut drift = None;
     for batch in dataset.images.chunks(batch_size * IMAGE_BYTES) {
         let y = features_of_batch(backbone, batch, size)?;
+        if drift.is_none() && backbone.precision().is_half() {
+            let d = drift::against_f32(backbone, batch.len() / IMAGE_BYTES, y.as_slice()?, || {
+                Ok(features_of_batch(backbone, batch, size)?.to_vec_f32())
+            })?;
+            eprintln!("{d}");
+            drift = Some(d);
+        }
         writer.append(y.as_slice::<f32>()?)?;
         progress.inc((batch.len() / IMAGE_BYTES) as u64);
     }
@@ -95,6 +113,7 @@ pub fn extract(
         features: out.to_path_buf(),
         labels,
         seconds: start.elapsed().as_secs_f64(),
+        drift,
     })
 }
 
@@ -127,6 +146,7 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
     let backbone = build_backbone(args.model, args.pooling)?;
     read_backbone_weights(&args.weights, backbone.as_ref())?;
     backbone.to_device(device)?;
+    backbone.set_precision(args.precision.precision());
     let t = std::time::Instant::now();
     let dataset = data::load(&args.data, args.split)?;
     eprintln!(
@@ -144,7 +164,8 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
         &args.out,
     )?;
     eprintln!(
-        "wrote features {:?} to {} and labels to {} in {:.2} s ({:.1} images/s)",
+        "wrote {} features {:?} to {} and labels to {} in {:.2} s ({:.1} images/s)",
+        args.precision.precision(),
         r.shape,
         r.features.display(),
         r.labels.display(),

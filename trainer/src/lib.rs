@@ -14,6 +14,7 @@
 //! - [`convert`] and [`extract`]: the `convert` and `extract` subcommands.
 //! - [`cli`]: the subcommands and their flags; `main.rs` only parses and runs.
 //! - [`device`]: `--device cpu|cuda|auto` and what runs on a GPU.
+//! - [`drift`]: how far `--precision f16|bf16` features are from f32.
 
 #![warn(missing_docs)]
 
@@ -22,6 +23,7 @@ pub mod convert;
 pub mod data;
 pub mod device;
 pub mod download;
+pub mod drift;
 pub mod error;
 pub mod extract;
 pub mod imagenet;

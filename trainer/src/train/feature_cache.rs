@@ -13,8 +13,10 @@
 //! The cache is a folder of `.npy` files (`<cache dir>/features/`, see
 //! [`crate::download::cache_dir`]) whose names carry every input the
 //! features depend on ([`FeatureKey`]): the model, a hash of the weights
-//! file, the image size, a hash of the dataset's images, labels and class
-//! names, the split, and whether the images were flipped. Change any of them
+//! file, the image size, the precision of the convolutions (f32, f16, bf16:
+//! 16-bit features must never stand in for f32 ones), a hash of the
+//! dataset's images, labels and class names, the split, and whether the
+//! images were flipped. Change any of them
 //! and the name changes, so a stale file is never read. Files are written
 //! atomically (a temporary file renamed into place), so an interrupted run
 //! never leaves a half-written cache entry behind.
@@ -38,6 +40,8 @@ pub struct FeatureKey {
     pub weights_hash: String,
     /// Input size S the 32x32 images are resized to.
     pub image_size: usize,
+    /// Precision of the backbone's convolutions.
+    pub precision: engine::Precision,
     /// Hex hash of the dataset split ([`dataset_hash`]).
     pub dataset_hash: String,
     /// `train` or `test`.
@@ -47,14 +51,16 @@ pub struct FeatureKey {
 }
 
 impl FeatureKey {
-    /// The cache file name: `resnet50-w<hash>-s32-d<hash>-train[-flip].npy`.
+    /// The cache file name: `resnet50-w<hash>-s32-f32-d<hash>-train[-flip].npy`
+    /// (`f16`, `bf16` for features computed in half precision).
     pub fn file_name(&self) -> String {
         let short = |h: &str| h.chars().take(16).collect::<String>();
         format!(
-            "{}-w{}-s{}-d{}-{}{}.npy",
+            "{}-w{}-s{}-{}-d{}-{}{}.npy",
             self.model,
             short(&self.weights_hash),
             self.image_size,
+            self.precision.name(),
             short(&self.dataset_hash),
             self.split,
             if self.flip { "-flip" } else { "" }
@@ -251,11 +257,14 @@ pub fn extract_features(
     let _guard = engine::no_grad();
     let mut out = Vec::new();
     let mut progress = Progress::new(label, Some(n as u64), Unit::Items("images"));
-    for chunk in images.chunks(batch_size * IMAGE_BYTES) {
+    let forward = |x: &Tensor| {
+        backbone
+            .forward(x, false)
+            .map_err(|e| Error::Usage(format!("{} forward pass: {e}", backbone.name())))
+    };
+    for (i, chunk) in images.chunks(batch_size * IMAGE_BYTES).enumerate() {
         let x = model_input(backbone, chunk, size, flip)?;
-        let y = backbone
-            .forward(&x, false)
-            .map_err(|e| Error::Usage(format!("{} forward pass: {e}", backbone.name())))?;
+        let y = forward(&x)?;
         if y.rank() != 2 {
             return Err(Error::Usage(format!(
                 "{} gave features of shape {:?}; the trainer needs pooled [n, C] features \
@@ -265,6 +274,12 @@ pub fn extract_features(
             )));
         }
         let v = y.to_vec_f32();
+        if i == 0 && backbone.precision().is_half() {
+            let images = chunk.len() / IMAGE_BYTES;
+            let d =
+                crate::drift::against_f32(backbone, images, &v, || Ok(forward(&x)?.to_vec_f32()))?;
+            eprintln!("{label}: {d}");
+        }
         if let Some(w) = writer.as_deref_mut() {
             w.append(&v)?;
         }
@@ -273,4 +288,63 @@ pub fn extract_features(
     }
     progress.finish();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::Precision;
+
+    fn key(precision: Precision) -> FeatureKey {
+        FeatureKey {
+            model: "vgg16".into(),
+            weights_hash: "0123456789abcdef0123".into(),
+            image_size: 32,
+            precision,
+            dataset_hash: "fedcba9876543210fedc".into(),
+            split: "train".into(),
+            flip: false,
+        }
+    }
+
+    #[test]
+    fn the_precision_is_part_of_the_cache_key() {
+        assert_eq!(
+            key(Precision::F32).file_name(),
+            "vgg16-w0123456789abcdef-s32-f32-dfedcba9876543210-train.npy"
+        );
+        let names: Vec<String> = Precision::ALL.iter().map(|&p| key(p).file_name()).collect();
+        assert!(
+            names[1].contains("-f16-") && names[2].contains("-bf16-"),
+            "{names:?}"
+        );
+        assert!(names[0] != names[1] && names[1] != names[2] && names[0] != names[2]);
+    }
+
+    #[test]
+    fn features_cached_in_half_precision_are_not_reused_in_f32() {
+        let dir = std::env::temp_dir().join(format!("thaw-cache-precision-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cache = FeatureCache::new(&dir);
+        let store = |p: Precision, value: f32| {
+            cache
+                .get_or_compute(&key(p), 1, 2, |w| {
+                    let v = vec![value; 2];
+                    w.expect("caching").append(&v)?;
+                    Ok(v)
+                })
+                .unwrap()
+        };
+        let (_, stored) = store(Precision::F16, 1.0);
+        assert!(matches!(stored, CacheOutcome::Stored(_)), "{stored:?}");
+        // An f32 run computes its own features instead of reading the f16 ones.
+        let (f32_features, outcome) = store(Precision::F32, 2.0);
+        assert!(matches!(outcome, CacheOutcome::Stored(_)), "{outcome:?}");
+        assert_eq!(f32_features, vec![2.0, 2.0]);
+        // And each precision finds its own entry again.
+        let (f16_again, hit) = store(Precision::F16, 3.0);
+        assert!(matches!(hit, CacheOutcome::Hit(_)), "{hit:?}");
+        assert_eq!(f16_again, vec![1.0, 1.0]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

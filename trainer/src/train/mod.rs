@@ -88,6 +88,8 @@ pub struct TrainOptions {
     pub val_split: f64,
     /// Where to compute.
     pub device: DeviceChoice,
+    /// Precision of the backbone's convolutions during feature extraction.
+    pub precision: engine::Precision,
     /// Recompute features and write no cache.
     pub no_cache: bool,
     /// The model file to write.
@@ -123,6 +125,7 @@ impl TrainOptions {
             fine_tune_epochs: a.fine_tune_epochs,
             val_split: a.val_split,
             device: a.device,
+            precision: a.precision.precision(),
             no_cache: a.no_cache,
             out: a.out.clone(),
         }
@@ -390,8 +393,10 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     );
     phases.end("load weights");
 
-    // 3. Features, once, cached (the backbone on `--device`, moved there once).
+    // 3. Features, once, cached (the backbone on `--device`, moved there once,
+    // its convolutions in `--precision`).
     backbone.to_device(device)?;
+    backbone.set_precision(opts.precision);
     let cache = if opts.no_cache {
         FeatureCache::disabled()
     } else {
@@ -404,6 +409,7 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
             model: backbone.name().to_string(),
             weights_hash: weights_hash.clone(),
             image_size,
+            precision: opts.precision,
             dataset_hash: dataset_hash(ds),
             split: split.name().to_string(),
             flip,
@@ -547,7 +553,9 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     let mut interrupted = head_outcome.stop == StopReason::Interrupted;
     describe_stop("head training", &head_outcome, &opts.out);
 
-    // 5. Optional fine-tuning, end to end on images (on the CPU: see crate::device).
+    // 5. Optional fine-tuning, end to end on images (on the CPU: see
+    // crate::device), in f32: 16-bit convolutions have no backward.
+    backbone.set_precision(engine::Precision::F32);
     if device != engine::Device::Cpu {
         backbone.to_device(engine::Device::Cpu)?;
         if opts.fine_tune.is_some() && !interrupted {
