@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p bench -- [--quick] [--json thaw.json]      # thaw's table
-//! thaw-bench --device cuda --json thaw-cuda.json                     # the GPU rows (.cuda-f32)
+//! thaw-bench --device cuda --json thaw-cuda.json                     # the GPU rows (.cuda-f32, -f16, -bf16)
 //! thaw-bench --device auto --list                                    # the rows a run would produce
 //! python bench/pytorch_bench.py [--quick] [--json pytorch.json]      # PyTorch's table
 //! cargo run --release -p bench -- --compare thaw.json pytorch.json  # the ratios
@@ -21,12 +21,12 @@ mod spec;
 mod workloads;
 
 use clap::Parser;
-use engine::Device;
+use engine::{Device, Precision};
 use report::{Record, Results, RunInfo};
 use spec::{Mode, Spec};
 use std::path::PathBuf;
 use trainer::cli::DeviceChoice;
-use workloads::row_name;
+use workloads::{row_name, row_name_in};
 
 /// thaw's benchmark: conv2d forward/backward on VGG16 and ResNet50 layer
 /// shapes, whole-backbone forward, a head training step and end-to-end
@@ -179,11 +179,13 @@ fn run(cli: Cli) -> Result<(), String> {
     }
     for b in spec.backbone.iter().filter(|b| wanted(&b.name, b.quick)) {
         let batch = gpu_batch(b.batch);
-        push(
-            workloads::backbone(b, mode, device, batch),
-            &row_name(&b.name, device),
-            format!("n={batch} {}x{}x3", b.size, b.size),
-        );
+        for &p in precisions(device) {
+            push(
+                workloads::backbone(b, mode, device, batch, p),
+                &row_name_in(&b.name, device, p),
+                format!("n={batch} {}x{}x3", b.size, b.size),
+            );
+        }
     }
     if wanted(&spec.head.name, spec.head.quick) {
         push(
@@ -197,24 +199,26 @@ fn run(cli: Cli) -> Result<(), String> {
         .or_else(|| std::env::var_os("THAW_BENCH_DATA").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("target/bench-data/cifar10-jpeg/test"));
     for e in spec.extract.iter().filter(|e| wanted(&e.name, e.quick)) {
-        let name = row_name(&e.name, device);
         let images = match device {
             Device::Cpu => e.images,
             Device::Cuda(_) => spec.cuda.images(e.images),
         };
         let shape = format!("N={images} 32->{} px", e.size);
-        match workloads::select_images(&data, images) {
-            Ok(files) => push(
-                workloads::extract(e, &files, mode, device, gpu_batch(e.batch)),
-                &name,
-                shape,
-            ),
-            Err(why) => {
-                eprintln!("  {name:<44} skipped: {why}");
-                let why = format!(
-                    "{why} (unpack ../shared/data/cifar10-jpeg.tar.xz: bench/run_all.sh does)"
-                );
-                push(Ok(skipped(&name, shape.clone(), why)), &name, shape);
+        for &p in precisions(device) {
+            let name = row_name_in(&e.name, device, p);
+            match workloads::select_images(&data, images) {
+                Ok(files) => push(
+                    workloads::extract(e, &files, mode, device, gpu_batch(e.batch), p),
+                    &name,
+                    shape.clone(),
+                ),
+                Err(why) => {
+                    eprintln!("  {name:<44} skipped: {why}");
+                    let why = format!(
+                        "{why} (unpack ../shared/data/cifar10-jpeg.tar.xz: bench/run_all.sh does)"
+                    );
+                    push(Ok(skipped(&name, shape.clone(), why)), &name, shape.clone());
+                }
             }
         }
     }
@@ -239,6 +243,16 @@ fn run(cli: Cli) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The precisions the backbone and extract workloads run in: f32 on the
+/// CPU (16 bits there is an emulation, not a speed); on a GPU also f16 and
+/// bf16, to pair with PyTorch's autocast rows at equal precision.
+fn precisions(device: Device) -> &'static [Precision] {
+    match device {
+        Device::Cpu => &[Precision::F32],
+        Device::Cuda(_) => &Precision::ALL,
+    }
 }
 
 /// A row that did not run, and why.
@@ -270,17 +284,17 @@ fn plan(spec: &Spec, mode: Mode, filter: Option<&str>, device: Device) -> Vec<St
             rows.push(row_name(&format!("{}.bwd", c.name), device));
         }
     }
-    let mut add = |name: &str, quick: bool| {
+    let mut add = |name: &str, quick: bool, precisions: &[Precision]| {
         if selected(mode, filter, name, quick) {
-            rows.push(row_name(name, device));
+            rows.extend(precisions.iter().map(|&p| row_name_in(name, device, p)));
         }
     };
     for b in &spec.backbone {
-        add(&b.name, b.quick);
+        add(&b.name, b.quick, precisions(device));
     }
-    add(&spec.head.name, spec.head.quick);
+    add(&spec.head.name, spec.head.quick, &[Precision::F32]);
     for e in &spec.extract {
-        add(&e.name, e.quick);
+        add(&e.name, e.quick, precisions(device));
     }
     rows
 }
@@ -314,10 +328,30 @@ mod tests {
         let s = spec();
         let cpu = plan(&s, Mode::Quick, None, Device::Cpu);
         let gpu = plan(&s, Mode::Quick, None, Device::Cuda(0));
-        assert_eq!(cpu.len(), gpu.len());
-        for (c, g) in cpu.iter().zip(&gpu) {
-            assert_eq!(g, &format!("{c}.cuda-f32"));
+        // Every CPU row has its f32 GPU row, in order; backbone and extract
+        // rows have f16 and bf16 rows right after it, and nothing else does.
+        let f32_rows: Vec<&String> = gpu.iter().filter(|n| n.ends_with(".cuda-f32")).collect();
+        assert_eq!(cpu.len(), f32_rows.len());
+        for (c, g) in cpu.iter().zip(&f32_rows) {
+            assert_eq!(*g, &format!("{c}.cuda-f32"));
         }
+        for (i, g) in gpu.iter().enumerate() {
+            let base = g.strip_suffix(".cuda-f32");
+            let half =
+                base.is_some_and(|b| b.starts_with("backbone.") || b.starts_with("extract."));
+            if half {
+                let b = base.unwrap();
+                assert_eq!(gpu[i + 1], format!("{b}.cuda-f16"));
+                assert_eq!(gpu[i + 2], format!("{b}.cuda-bf16"));
+            }
+        }
+        let halves = gpu.iter().filter(|n| !n.ends_with(".cuda-f32")).count();
+        let half_workloads = cpu
+            .iter()
+            .filter(|n| n.starts_with("backbone.") || n.starts_with("extract."))
+            .count();
+        assert_eq!(halves, 2 * half_workloads);
+        assert!(gpu.iter().any(|n| n == "extract.resnet50@32.cuda-bf16"));
         assert!(gpu.iter().any(|n| n == "backbone.resnet50@32.cuda-f32"));
         assert!(gpu
             .iter()

@@ -277,8 +277,10 @@ fn is_half_row(name: &str) -> bool {
 /// FLOP counts disagree by more than 0.1% get a note: the two sides did not
 /// run the same work.
 ///
-/// thaw computes in f32 only. Under each thaw `<w>.cuda-f32` row come the
-/// other side's `<w>.cuda-f16` and `<w>.cuda-bf16` rows (autocast), their
+/// thaw's 16-bit GPU rows (`<w>.cuda-f16`, `.cuda-bf16`: backbone and
+/// extract) pair with PyTorch's autocast rows by name, like any row. Where
+/// thaw has no 16-bit row of a workload (a run from before, or a conv row),
+/// the other side's half rows come under thaw's `<w>.cuda-f32` row with their
 /// ratio marked `†`: thaw f32 against PyTorch half precision, unequal work
 /// per FLOP, shown because the GPU targets of issue 6 are set against
 /// PyTorch's f16/bf16, not claimed as like-for-like.
@@ -347,7 +349,11 @@ pub fn compare(thaw: &Results, other: &Results) -> String {
             continue;
         };
         for half in ["f16", "bf16"] {
-            let Some(h) = by_name.get(format!("{base}.cuda-{half}").as_str()) else {
+            let half_name = format!("{base}.cuda-{half}");
+            if thaw.records.iter().any(|t| t.name == half_name) {
+                continue; // thaw's own row of this precision pairs with it by name
+            }
+            let Some(h) = by_name.get(half_name.as_str()) else {
                 continue;
             };
             half_rows = true;
@@ -389,7 +395,8 @@ pub fn compare(thaw: &Results, other: &Results) -> String {
     if half_rows {
         out += &format!(
             "\n† thaw f32 against {} autocast f16/bf16: unequal precision, not a like-for-like \
-             ratio (thaw has no f16/bf16 yet). Issue 6's GPU targets are set against these rows.",
+             ratio (thaw has no 16-bit row of that workload). Issue 6's GPU targets are set \
+             against these rows.",
             other.info.engine
         );
     }
@@ -470,6 +477,41 @@ mod tests {
         assert!(row_a.ends_with("| 2.00x |"), "{row_a}");
         assert!(table.contains("NOTE b: FLOP counts differ"), "{table}");
         assert!(!table.contains("NOTE a"), "{table}");
+    }
+
+    #[test]
+    fn thaws_own_half_precision_rows_pair_with_autocast_at_equal_precision() {
+        let t = results(
+            "thaw",
+            vec![
+                record("w.cuda-f32", 0.2, 1e9),
+                record("w.cuda-f16", 0.05, 1e9),
+            ],
+        );
+        let o = results(
+            "pytorch",
+            vec![
+                record("w.cuda-f32", 0.4, 1e9),
+                record("w.cuda-f16", 0.1, 1e9),
+                record("w.cuda-bf16", 0.1, 1e9),
+            ],
+        );
+        let table = compare(&t, &o);
+        let f16: Vec<&str> = table
+            .lines()
+            .filter(|l| l.starts_with("| w.cuda-f16 |"))
+            .collect();
+        // One f16 row, thaw's against PyTorch's, no dagger; bf16 (no thaw row) keeps it.
+        assert_eq!(f16.len(), 1, "{table}");
+        assert!(f16[0].ends_with("| 2.00x |"), "{table}");
+        let bf16 = table
+            .lines()
+            .find(|l| l.starts_with("| w.cuda-bf16 |"))
+            .unwrap();
+        assert!(
+            bf16.ends_with("| 0.50x † |") && bf16.contains("(f32 above)"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -10,14 +10,18 @@
 //! weights are moved there before timing, each timed run ends with
 //! [`engine::cuda::synchronize`] (ops return once their work is queued), and
 //! the row is named `<workload>.cuda-f32` ([`row_name`]), as
-//! pytorch_bench.py names its GPU rows.
+//! pytorch_bench.py names its GPU rows. The backbone and extract workloads
+//! also run on a GPU with the convolutions in f16 and bf16
+//! (`Backbone::set_precision`: 16-bit operands, f32 accumulation on tensor
+//! cores), rows `<workload>.cuda-f16` / `.cuda-bf16` ([`row_name_in`]), the
+//! names of PyTorch's autocast rows, so they pair at equal precision.
 
 use crate::report::{measure, median, Record};
 use crate::spec::{self, Mode};
 use engine::ops::{self, Padding};
 use engine::optim::{zero_grad, Adam, Optimizer};
 use engine::rng::uniform_f32;
-use engine::{no_grad, Device, Element, Param, Tensor};
+use engine::{no_grad, Device, Element, Param, Precision, Tensor};
 use models::layers::{Activation, Dense, Dropout, Init};
 use models::{Backbone, ModelOptions, Pooling};
 use rayon::prelude::*;
@@ -47,16 +51,20 @@ fn decode_image(path: &Path, out: &mut [u8]) -> Result<()> {
 /// Errors of the workloads, as text naming the workload.
 pub type Result<T> = std::result::Result<T, String>;
 
-/// The suffix of every GPU row: thaw computes in f32 only on a GPU.
-pub const CUDA_SUFFIX: &str = ".cuda-f32";
-
 /// A workload's row name on `device`: its own name on the CPU,
 /// `<name>.cuda-f32` on a GPU (pytorch_bench.py's GPU row names, so
 /// `--compare` pairs them).
 pub fn row_name(name: &str, device: Device) -> String {
+    row_name_in(name, device, Precision::F32)
+}
+
+/// [`row_name`] of a row whose convolutions ran in `precision`:
+/// `<name>.cuda-f16` / `<name>.cuda-bf16` on a GPU. (16-bit rows run on GPUs
+/// only: on the CPU half precision is an emulation, not a speed.)
+pub fn row_name_in(name: &str, device: Device, precision: Precision) -> String {
     match device {
         Device::Cpu => name.to_string(),
-        Device::Cuda(_) => format!("{name}{CUDA_SUFFIX}"),
+        Device::Cuda(_) => format!("{name}.cuda-{}", precision.name()),
     }
 }
 
@@ -294,11 +302,19 @@ pub fn backbone_flops_per_image(model: &dyn Backbone, size: usize) -> Result<f64
 /// Whole-backbone forward under `no_grad`, inference mode, on
 /// preprocessed-range inputs already on `device`, `batch` images per call
 /// (the workload's batch on the CPU, [`spec::Cuda::batch`] on a GPU).
-pub fn backbone(b: &spec::Backbone, mode: Mode, device: Device, batch: usize) -> Result<Record> {
-    let name = row_name(&b.name, device);
+/// The convolutions run in `precision` (f32, or f16/bf16 on a GPU).
+pub fn backbone(
+    b: &spec::Backbone,
+    mode: Mode,
+    device: Device,
+    batch: usize,
+    precision: Precision,
+) -> Result<Record> {
+    let name = row_name_in(&b.name, device, precision);
     let model = build_backbone(&b.model)?;
     let flops = batch as f64 * backbone_flops_per_image(model.as_ref(), b.size)?;
     model.to_device(device).map_err(ctx(&name))?;
+    model.set_precision(precision);
     let x = on(device, random(&[batch, b.size, b.size, 3], 120.0, 7))?;
     let _guard = no_grad();
     let times = measure(b.warmup, b.reps.get(mode), || {
@@ -429,11 +445,13 @@ pub fn extract(
     mode: Mode,
     device: Device,
     batch: usize,
+    precision: Precision,
 ) -> Result<Record> {
-    let name = row_name(&e.name, device);
+    let name = row_name_in(&e.name, device, precision);
     let model = build_backbone(&e.model)?;
     let flops = files.len() as f64 * backbone_flops_per_image(model.as_ref(), e.size)?;
     model.to_device(device).map_err(ctx(&name))?;
+    model.set_precision(precision);
     let run = || -> Result<()> {
         let mut features = Vec::with_capacity(files.len());
         for chunk in files.chunks(batch) {
