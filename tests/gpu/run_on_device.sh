@@ -4,7 +4,7 @@
 #
 #   tests/gpu/run_on_device.sh build          # here: builds, strips and bundles into gpu-bundle/
 #   tests/gpu/run_on_device.sh tests          # there: cuda_kernels, cuda_parity, model_parity
-#   tests/gpu/run_on_device.sh extract MODEL  # there: extract on all 60,000 images at 224 px
+#   tests/gpu/run_on_device.sh extract MODEL [BATCH] [f32|f16|bf16]  # there: extract on all 60,000 images at 224 px
 #   tests/gpu/run_on_device.sh bench [--quick] # there: thaw-bench and pytorch_bench.py on the GPU, ratios
 #   tests/gpu/run_on_device.sh weights        # there: look for ImageNet-pretrained weights already on disk
 #
@@ -98,7 +98,7 @@ tests() {
 }
 
 extract() {
-    local model=$1 batch=${2:-64}
+    local model=$1 batch=${2:-64} precision=${3:-f32}
     setup
     [ -d /tmp/cifar10-jpeg ] || tar -xJf "$BUNDLE/cifar10-jpeg.tar.xz" -C /tmp
     "$BUNDLE/bin/seeded_weights" "$model" "/tmp/$model.safetensors"
@@ -108,12 +108,13 @@ extract() {
     for split in train test; do
         "$BUNDLE/bin/trainer" extract --model "$model" --weights "/tmp/$model.safetensors" \
             --data /tmp/cifar10-jpeg --split "$split" --image-size 224 --pooling avg \
-            --batch-size "$batch" --device cuda --out "/tmp/$model-$split.npy" 2>&1 |
-            tee -a "$OUT_DIR/extract-$model.log"
+            --batch-size "$batch" --device cuda --precision "$precision" \
+            --out "/tmp/$model-$precision-$split.npy" 2>&1 |
+            tee -a "$OUT_DIR/extract-$model-$precision.log"
     done
     kill "$sampler"
-    echo "$model: peak GPU memory $(sort -n "/tmp/mem-$model.txt" | tail -1) MiB (nvidia-smi, whole GPU)" |
-        tee -a "$OUT_DIR/extract-$model.log"
+    echo "$model $precision: peak GPU memory $(sort -n "/tmp/mem-$model.txt" | tail -1) MiB (nvidia-smi, whole GPU)" |
+        tee -a "$OUT_DIR/extract-$model-$precision.log"
 }
 
 # thaw-bench --device cuda, then pytorch_bench.py's GPU rows with this

@@ -469,3 +469,153 @@ fn mixed_devices_and_missing_gpus_are_clear_errors() {
         .to_string();
     assert!(e.contains("f32"), "{e}");
 }
+
+/// Half precision (`conv2d_in` with f16/bf16, feature extraction only, so
+/// outside the gradient table above): cuDNN's 16-bit convolution with f32
+/// accumulation on tensor cores against the CPU emulation (`conv2d/half_precision.rs`).
+/// Also checks that the OHWI filter kept with a kernel's storage is reused
+/// and kept apart per precision: f32 after f16 on the same kernel is still
+/// the f32 result.
+#[test]
+fn half_precision_conv_matches_the_cpu_emulation() {
+    use engine::Precision;
+    // (name, input NHWC, kernel HWIO, stride, padding, bias)
+    #[allow(clippy::type_complexity)]
+    let cases: [(&str, [usize; 4], [usize; 4], usize, Padding, bool); 5] = [
+        (
+            "3x3 s1 same + bias, 3 -> 4",
+            [2, 7, 9, 3],
+            [3, 3, 3, 4],
+            1,
+            Padding::Same,
+            true,
+        ),
+        (
+            "7x7 s2 valid + bias (stem)",
+            [2, 16, 15, 3],
+            [7, 7, 3, 8],
+            2,
+            Padding::Valid,
+            true,
+        ),
+        (
+            "1x1 s1, 32 -> 64",
+            [2, 5, 6, 32],
+            [1, 1, 32, 64],
+            1,
+            Padding::Valid,
+            false,
+        ),
+        (
+            "3x3 s2 same, even (pad below)",
+            [1, 8, 10, 8],
+            [3, 3, 8, 16],
+            2,
+            Padding::Same,
+            true,
+        ),
+        (
+            "3x3 s1 same, 64 -> 64",
+            [2, 12, 12, 64],
+            [3, 3, 64, 64],
+            1,
+            Padding::Same,
+            true,
+        ),
+    ];
+    let make = |(_, xs, ks, _, _, _): &(&str, [usize; 4], [usize; 4], usize, Padding, bool)| {
+        let n = |s: &[usize]| s.iter().product::<usize>();
+        (
+            Tensor::from_vec(values(n(xs), (-2.0, 2.0), 11, 0), xs).unwrap(),
+            Tensor::from_vec(values(n(ks), (-0.5, 0.5), 11, 1), ks).unwrap(),
+            Tensor::from_vec(values(ks[3], (-1.0, 1.0), 11, 2), &[ks[3]]).unwrap(),
+        )
+    };
+    let conv = |p: Precision,
+                c: &(&str, [usize; 4], [usize; 4], usize, Padding, bool),
+                t: &(Tensor, Tensor, Tensor)| {
+        let _g = engine::no_grad();
+        let bias = c.5.then_some(&t.2);
+        ops::conv2d_in(p, &t.0, &t.1, bias, (c.3, c.3), c.4).map(|y| y.to_vec_f32())
+    };
+    // The CPU half runs everywhere.
+    let mut cpu = Vec::new();
+    for c in &cases {
+        let t = make(c);
+        for p in Precision::ALL {
+            cpu.push(conv(p, c, &t).unwrap_or_else(|e| panic!("{} {p} on the CPU: {e}", c.0)));
+        }
+    }
+    if let Some(why) = no_gpu() {
+        tests::skipped(format_args!(
+            "{} half-precision conv cases ran on the CPU only; no GPU: {why}",
+            cases.len() * 2
+        ));
+        return;
+    }
+    let info = engine::cuda::probe().unwrap();
+    let mut failures = Vec::new();
+    let mut i = 0;
+    for c in &cases {
+        let cpu_t = make(c);
+        let gpu_t = (
+            cpu_t.0.to_device(Device::Cuda(0)).unwrap(),
+            cpu_t.1.to_device(Device::Cuda(0)).unwrap(),
+            cpu_t.2.to_device(Device::Cuda(0)).unwrap(),
+        );
+        // f16 and bf16 first, then f32 on the same kernel storage (its own cached filter).
+        for p in [Precision::F16, Precision::Bf16, Precision::F32] {
+            let want = &cpu[i + Precision::ALL.iter().position(|&q| q == p).unwrap()];
+            // Tolerance, relative to max |y|: the GPU sums the exact
+            // products of 16-bit values in another order (tensor-core
+            // tiles) than the CPU's GEMM, which can move a result across a
+            // 16-bit rounding boundary: one ulp of its format, at most
+            // 2⁻¹⁰ (f16) or 2⁻⁷ (bf16) of the value. Two such ulps of the
+            // largest output: f16 2⁻⁹ ≈ 2.0e-3, bf16 2⁻⁶ ≈ 1.6e-2. f32:
+            // the table's 1e-5 (FMA math, no TF32).
+            let tol = match p {
+                Precision::F32 => 1e-5,
+                Precision::F16 => 2f32.powi(-9),
+                Precision::Bf16 => 2f32.powi(-6),
+            };
+            let got = match conv(p, c, &gpu_t) {
+                Ok(y) => y,
+                Err(e) if p == Precision::Bf16 && info.compute_capability.0 < 8 => {
+                    let e = e.to_string();
+                    assert!(e.contains("compute capability 8.0"), "{e}");
+                    println!(
+                        "{}: bf16 refused below compute capability 8.0 (as it should)",
+                        c.0
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    failures.push(format!("{} {p}: {e}", c.0));
+                    continue;
+                }
+            };
+            // The cached filter is reused: the same call again, the same bits.
+            let again = conv(p, c, &gpu_t).unwrap();
+            let err = error(want, &got);
+            let exact = want.iter().zip(&got).filter(|(a, b)| a == b).count();
+            println!(
+                "half conv {:<32} {p:>5}: error {err:.2e} (tolerance {tol:.1e}), {exact} of {} bit-equal",
+                c.0,
+                want.len()
+            );
+            if !(err <= tol) || again != got {
+                failures.push(format!(
+                    "{} {p}: error {err:.2e} > {tol:.1e}, or a second call differs ({})",
+                    c.0,
+                    again != got
+                ));
+            }
+        }
+        i += Precision::ALL.len();
+    }
+    assert!(
+        failures.is_empty(),
+        "GPU half precision differs:\n{}",
+        failures.join("\n")
+    );
+}
