@@ -387,9 +387,10 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
         .map_err(|e| Error::Usage(e.to_string()))?[1];
     eprintln!(
         "backbone: {} ({} weight tensors from {weights_from}), {image_size}x{image_size} input, \
-         {dim} features",
+         {dim} features, convolutions in {} for feature extraction",
         backbone.name(),
-        backbone.params().len()
+        backbone.params().len(),
+        opts.precision
     );
     phases.end("load weights");
 
