@@ -282,7 +282,14 @@ fn convolve_16bit<T: CudnnDataType + DeviceRepr + ValidAsZeroBits>(
 ) -> Result<CudaSlice<f32>> {
     let x16 = convert::<f32, T>(dev, x, narrow)?;
     let tensor_cores = cudnnMathType_t::CUDNN_TENSOR_OP_MATH;
-    let y16 = convolve(dev, g, p, tensor_cores, &x16, filter, one_zero)?;
+    // A cuDNN build or GPU without this 16-bit configuration answers
+    // NOT_SUPPORTED somewhere in here: say what to do about it.
+    let y16 = convolve(dev, g, p, tensor_cores, &x16, filter, one_zero).map_err(|e| {
+        Error::Cuda(format!(
+            "{e} (a 16-bit convolution, {narrow}; if this GPU or cuDNN does not support it, \
+             use --precision f32)"
+        ))
+    })?;
     convert::<T, f32>(dev, &y16, widen)
 }
 
