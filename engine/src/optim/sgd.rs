@@ -247,3 +247,19 @@ impl Optimizer for Sgd {
         self.lr.at(self.iterations)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_scalars_are_the_cpus_f32_roundings_and_decay_follows_the_f64_setting() {
+        let (lr, mu, wd) = (0.1f64, 0.9f64, 1e-50f64);
+        let (l, m, w, decay) = gpu_scalars(lr, mu, wd);
+        assert_eq!(l.to_bits(), f32::from_f64(lr).to_bits());
+        assert_eq!(m.to_bits(), f32::from_f64(mu).to_bits());
+        // A decay too small for f32 still counts as "decay on", as on the CPU.
+        assert_eq!((w, decay), (0.0, 1));
+        assert_eq!(gpu_scalars(lr, 0.0, 0.0).3, 0);
+    }
+}

@@ -400,3 +400,32 @@ fn names(tensors: &[(String, Tensor)]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standardization_operands_are_made_once_and_again_when_the_statistics_change() {
+        let rows: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect(); // 4 rows of 3
+        let head = Head::new(HeadKind::Linear, 3, 2, 1).unwrap().adapt(&rows).unwrap();
+        let norm = head.norm.as_ref().unwrap();
+        let (m1, s1) = norm.operands(Device::Cpu).unwrap();
+        let (m2, s2) = norm.operands(Device::Cpu).unwrap();
+        assert_eq!((m1.id(), s1.id()), (m2.id(), s2.id()), "reused, not made anew");
+        // Columns 0, 1.5, 3, 4.5 (+ 0.5, + 1): means 2.25, 2.75, 3.25, variances 2.8125.
+        assert_eq!(m1.to_vec_f32(), vec![-2.25, -2.75, -3.25]);
+        let inv = (1.0 / 2.8125f64.sqrt()) as f32;
+        assert_eq!(s1.to_vec_f32(), vec![inv; 3]);
+        // New statistics (a loaded model): the operands follow.
+        let mean = Tensor::from_vec(vec![1f32, 2.0, 3.0], &[3]).unwrap();
+        norm.mean.set_value(mean).unwrap();
+        let (m3, _) = norm.operands(Device::Cpu).unwrap();
+        assert_eq!(m3.to_vec_f32(), vec![-1.0, -2.0, -3.0]);
+        // The head's input and weights stay on the CPU here.
+        assert_eq!(head.device(), Device::Cpu);
+        head.to_device(Device::Cpu).unwrap();
+        let x = Tensor::from_vec(rows, &[4, 3]).unwrap();
+        assert_eq!(head.forward(&x, false).unwrap().shape(), &[4, 2]);
+    }
+}
