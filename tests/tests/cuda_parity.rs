@@ -454,7 +454,11 @@ fn optimizers_step_on_the_gpu_as_on_the_cpu() {
             Box::new(Sgd::new(0.1).with_momentum(0.9, false))
         }),
         ("SGD Nesterov 0.9 + weight decay 0.01", || {
-            Box::new(Sgd::new(0.1).with_momentum(0.9, true).with_weight_decay(0.01))
+            Box::new(
+                Sgd::new(0.1)
+                    .with_momentum(0.9, true)
+                    .with_weight_decay(0.01),
+            )
         }),
         ("SGD + weight decay 0.01", || {
             Box::new(Sgd::new(0.1).with_weight_decay(0.01))

@@ -149,7 +149,12 @@ fn update_on_gpu(
     let (b1, b2) = (k.beta_1 as f32 as f64, k.beta_2 as f32 as f64);
     let lr_t = (k.lr * (1.0 - b2.powf(k.t)).sqrt() / (1.0 - b1.powf(k.t))) as f32;
     let (c1, c2) = ((1.0 - k.beta_1) as f32, (1.0 - k.beta_2) as f32);
-    let (eps, lr, wd, decay) = (k.eps as f32, k.lr as f32, k.wd as f32, u32::from(k.wd != 0.0));
+    let (eps, lr, wd, decay) = (
+        k.eps as f32,
+        k.lr as f32,
+        k.wd as f32,
+        u32::from(k.wd != 0.0),
+    );
     let n = w.len();
     let n64 = n as u64;
     let f = dev.function("adam", "adam_update_f32")?;

@@ -116,7 +116,7 @@ pub fn image_probabilities(
                 .forward(&x, false)
                 .map_err(|e| Error::Usage(format!("{} forward pass: {e}", backbone.name())))?
                 .to_device(head.device())?;
-            let p = head.predict_proba(&features)?.to_vec_f32();
+            let p = head.predict_proba(&features)?.try_to_vec_f32()?;
             probs = Some(match probs {
                 None => p,
                 Some(q) => average(&q, &p),

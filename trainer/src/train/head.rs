@@ -29,10 +29,10 @@
 
 use crate::error::{Error, Result};
 use engine::{ops, Device, Param, Tensor};
-use std::sync::Mutex;
 use models::layers::{Activation, Dense, Dropout, Init, WeightedLayer};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 /// Units of the hidden layer of the default head.
 pub const HIDDEN_UNITS: usize = 256;
@@ -119,7 +119,10 @@ impl Normalization {
         let (mean, variance) = (self.mean.value(), self.variance.value());
         let from = (mean.id(), variance.id());
         let mut derived = self.derived.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(d) = derived.as_ref().filter(|d| d.from == from && d.device == device) {
+        if let Some(d) = derived
+            .as_ref()
+            .filter(|d| d.from == from && d.device == device)
+        {
             return Ok((d.neg_mean.clone(), d.inv_std.clone()));
         }
         let d = mean.numel();
@@ -408,11 +411,18 @@ mod tests {
     #[test]
     fn standardization_operands_are_made_once_and_again_when_the_statistics_change() {
         let rows: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect(); // 4 rows of 3
-        let head = Head::new(HeadKind::Linear, 3, 2, 1).unwrap().adapt(&rows).unwrap();
+        let head = Head::new(HeadKind::Linear, 3, 2, 1)
+            .unwrap()
+            .adapt(&rows)
+            .unwrap();
         let norm = head.norm.as_ref().unwrap();
         let (m1, s1) = norm.operands(Device::Cpu).unwrap();
         let (m2, s2) = norm.operands(Device::Cpu).unwrap();
-        assert_eq!((m1.id(), s1.id()), (m2.id(), s2.id()), "reused, not made anew");
+        assert_eq!(
+            (m1.id(), s1.id()),
+            (m2.id(), s2.id()),
+            "reused, not made anew"
+        );
         // Columns 0, 1.5, 3, 4.5 (+ 0.5, + 1): means 2.25, 2.75, 3.25, variances 2.8125.
         assert_eq!(m1.to_vec_f32(), vec![-2.25, -2.75, -3.25]);
         let inv = (1.0 / 2.8125f64.sqrt()) as f32;

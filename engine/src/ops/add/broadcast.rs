@@ -261,7 +261,10 @@ mod tests {
         let p = plan("mul", &[2, 3, 4], &[2, 3, 4]).unwrap();
         assert_eq!(p.layout, Layout::Same);
         let p = plan("mul", &[2, 5, 5, 3], &[3]).unwrap();
-        assert_eq!((p.layout, p.strides[1].clone()), (Layout::Repeats(1), vec![0, 0, 0, 1]));
+        assert_eq!(
+            (p.layout, p.strides[1].clone()),
+            (Layout::Repeats(1), vec![0, 0, 0, 1])
+        );
         let p = plan("mul", &[1, 3], &[4, 3]).unwrap();
         assert_eq!(p.layout, Layout::Repeats(0));
         let p = plan("mul", &[2, 1, 4], &[3, 1]).unwrap();
@@ -269,7 +272,10 @@ mod tests {
         assert_eq!(p.layout, Layout::Strided);
         assert_eq!(p.strides, [vec![4, 0, 1], vec![0, 1, 0]]);
         let e = plan("mul", &[2, 3], &[4]).unwrap_err().to_string();
-        assert!(e.contains("do not broadcast") && e.contains("[2, 3]"), "{e}");
+        assert!(
+            e.contains("do not broadcast") && e.contains("[2, 3]"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -283,9 +289,20 @@ mod tests {
         // The kernels' C struct: u32 rank, 4 bytes of padding, 3 arrays of 8 u64.
         assert_eq!(std::mem::size_of::<BroadcastIndex>(), 8 + 3 * 8 * 8);
         // A scalar times a scalar: rank 0, one element.
-        assert_eq!(plan("mul", &[], &[]).unwrap().gpu_index("mul").unwrap().rank, 0);
+        assert_eq!(
+            plan("mul", &[], &[])
+                .unwrap()
+                .gpu_index("mul")
+                .unwrap()
+                .rank,
+            0
+        );
         let nine = [1usize; 9];
-        let e = plan("mul", &nine, &[1]).unwrap().gpu_index("mul").unwrap_err().to_string();
+        let e = plan("mul", &nine, &[1])
+            .unwrap()
+            .gpu_index("mul")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("at most 8 dims") && e.contains("CPU"), "{e}");
     }
 }

@@ -16,7 +16,6 @@ use crate::cuda::{launch_1d, CudaStorage};
 use crate::error::Result;
 use crate::ops::add::broadcast::{Layout, Plan};
 use crate::ops::add::{broadcast_forward, broadcast_reduce};
-use crate::tensor::numel;
 
 /// y = a · b over the broadcast shape.
 pub fn forward(a: &CudaStorage, b: &CudaStorage, plan: &Plan) -> Result<CudaStorage> {
@@ -67,7 +66,7 @@ fn repeat(full: &CudaStorage, repeating: &CudaStorage) -> Result<CudaStorage> {
     let n = full.len();
     let mut y = dev.alloc::<f32>(n)?;
     let (n64, c) = (n as u64, repeating.len() as u32);
-    debug_assert!(n == 0 || (c > 0 && numel(&[n]) % c as usize == 0));
+    debug_assert!(n == 0 || (c > 0 && n.is_multiple_of(c as usize)));
     let f = dev.function("elementwise", "mul_repeat_f32")?;
     let mut args = dev.stream().launch_builder(&f);
     args.arg(full.slice())
