@@ -5,6 +5,8 @@
 #include "shim.h"
 #include "bilinear_resize.cu"
 #include "adam.cu"
+#include "sgd.cu"
+#include "elementwise.cu"
 #include "global_pool.cu"
 #include <cstdio>
 #include <cstdlib>
@@ -92,7 +94,8 @@ int main() {
             float g[n];
             for (auto& gi : g) gi = uniform(&seed);
             double lr_t = lr * sqrt(1 - pow(b2, t)) / (1 - pow(b1, t));
-            adam_update_f32(w, g, m, v, n, (float)lr_t, (float)b1, (float)b2, (float)eps);
+            adam_update_f32(w, g, m, v, n, (float)lr_t, (float)(1 - b1), (float)(1 - b2), (float)eps,
+                            (float)lr, 0.0f, 0);
             for (int i = 0; i < n; i++) {
                 md[i] += (g[i] - md[i]) * (1 - b1);
                 vd[i] += ((double)g[i] * g[i] - vd[i]) * (1 - b2);
@@ -143,6 +146,108 @@ int main() {
                 err = std::max(err, fabs(y[b * c + j] - s / hw));
             }
         check("global avg pool forward/backward", err, 1e-6);
+    }
+    {  // Adam with decoupled weight decay, 3 steps, against the CPU's f32 loop: bit for bit.
+        const int n = 6;
+        float w[n], m[n] = {0}, v[n] = {0}, wr[n], mr[n] = {0}, vr[n] = {0};
+        for (int i = 0; i < n; i++) wr[i] = w[i] = uniform(&seed);
+        const float lr = 1e-2f, wd = 0.1f, c1 = (float)(1 - 0.9), c2 = (float)(1 - 0.999), eps = 1e-7f;
+        double err = 0;
+        for (int t = 1; t <= 3; t++) {
+            float g[n];
+            for (auto& gi : g) gi = uniform(&seed);
+            float lr_t = (float)(1e-2 * sqrt(1 - pow((double)0.999f, t)) / (1 - pow((double)0.9f, t)));
+            adam_update_f32(w, g, m, v, n, lr_t, c1, c2, eps, lr, wd, 1);
+            for (int i = 0; i < n; i++) {  // engine/src/optim/adam.rs, `update`
+                float x = wr[i] - wr[i] * wd * lr;
+                mr[i] = mr[i] + (g[i] - mr[i]) * c1;
+                vr[i] = vr[i] + (g[i] * g[i] - vr[i]) * c2;
+                wr[i] = x - (mr[i] * lr_t) / (sqrtf(vr[i]) + eps);
+            }
+        }
+        for (int i = 0; i < n; i++) err = std::max(err, (double)fabsf(w[i] - wr[i]));
+        check("adam + weight decay 3 steps vs the CPU's f32 loop", err, 0.0);
+    }
+    // SGD: plain, momentum, Nesterov, each with and without weight decay, 3
+    // steps, against the CPU's f32 loop (engine/src/optim/sgd.rs): bit for bit.
+    for (int variant = 0; variant < 6; variant++) {
+        const int n = 7;
+        const bool momentum = variant % 3 != 0, nesterov = variant % 3 == 2;
+        const unsigned decay = variant >= 3;
+        const float lr = 0.05f, mu = 0.9f, wd = decay ? 0.01f : 0.0f;
+        float w[n], v[n] = {0}, wr[n], vr[n] = {0};
+        for (int i = 0; i < n; i++) wr[i] = w[i] = uniform(&seed);
+        for (int t = 0; t < 3; t++) {
+            float g[n];
+            for (auto& gi : g) gi = uniform(&seed);
+            if (momentum)
+                sgd_momentum_update_f32(w, g, v, n, lr, mu, wd, decay, nesterov);
+            else
+                sgd_update_f32(w, g, n, lr, wd, decay);
+            for (int i = 0; i < n; i++) {
+                float x = decay ? wr[i] - wr[i] * wd * lr : wr[i];
+                if (!momentum) {
+                    wr[i] = x - g[i] * lr;
+                } else {
+                    vr[i] = vr[i] * mu - g[i] * lr;
+                    wr[i] = nesterov ? x + (vr[i] * mu - g[i] * lr) : x + vr[i];
+                }
+            }
+        }
+        double err = 0;
+        for (int i = 0; i < n; i++) err = std::max(err, (double)fabsf(w[i] - wr[i]) + fabsf(v[i] - vr[i]));
+        const char* names[3] = {"plain", "momentum", "Nesterov"};
+        char what[100];
+        snprintf(what, sizeof what, "sgd %s%s 3 steps vs the CPU's f32 loop", names[variant % 3],
+                 decay ? " + weight decay" : "");
+        check(what, err, 0.0);
+    }
+    {  // Broadcast [2, 1, 4] (op) [3, 1] -> [2, 3, 4], forward and both gradients, against loops.
+        const int A = 2, B = 3, C = 4;
+        std::vector<float> a(A * C), b(B), dy(A * B * C), y(A * B * C), ys(A * B * C);
+        for (auto& x : a) x = uniform(&seed);
+        for (auto& x : b) x = uniform(&seed);
+        for (auto& x : dy) x = uniform(&seed);
+        // a's strides over [2, 3, 4]: (4, 0, 1); b's: (0, 1, 0).
+        BroadcastIndex p = {3, {A, B, C}, {{C, 0, 1}, {0, 1, 0}}};
+        mul_broadcast_f32(a.data(), b.data(), y.data(), A * B * C, p);
+        add_broadcast_f32(a.data(), b.data(), ys.data(), A * B * C, p);
+        std::vector<float> da(A * C), db(B), da_sum(A * C), db_sum(B);
+        broadcast_reduce_product_f32(dy.data(), b.data(), da.data(), A * C, p, 0);
+        broadcast_reduce_product_f32(dy.data(), a.data(), db.data(), B, p, 1);
+        broadcast_reduce_f32(dy.data(), da_sum.data(), A * C, p, 0);
+        broadcast_reduce_f32(dy.data(), db_sum.data(), B, p, 1);
+        std::vector<double> ra(A * C, 0.0), rb(B, 0.0), sa(A * C, 0.0), sb(B, 0.0);
+        double fwd = 0, bwd = 0;
+        for (int i = 0; i < A; i++)  // row-major output order, as the CPU's walk
+            for (int j = 0; j < B; j++)
+                for (int k = 0; k < C; k++) {
+                    int o = (i * B + j) * C + k;
+                    float av = a[i * C + k], bv = b[j], g = dy[o];
+                    fwd = std::max(fwd, (double)fabsf(y[o] - av * bv) + fabsf(ys[o] - (av + bv)));
+                    ra[i * C + k] += (double)(g * bv);
+                    rb[j] += (double)(g * av);
+                    sa[i * C + k] += g;
+                    sb[j] += g;
+                }
+        for (int i = 0; i < A * C; i++)
+            bwd = std::max(bwd, fabs(da[i] - (float)ra[i]) + fabs(da_sum[i] - (float)sa[i]));
+        for (int j = 0; j < B; j++)
+            bwd = std::max(bwd, fabs(db[j] - (float)rb[j]) + fabs(db_sum[j] - (float)sb[j]));
+        check("add/mul broadcast [2,1,4] x [3,1] forward vs loops", fwd, 0.0);
+        check("add/mul broadcast gradients vs f64 sums in output order", bwd, 0.0);
+    }
+    {  // A per-channel scale: mul_repeat_f32 and mul_f32 vs loops.
+        const int rows = 5, c = 3;
+        std::vector<float> x(rows * c), s(c), y(rows * c), z(rows * c);
+        for (auto& v : x) v = uniform(&seed);
+        for (auto& v : s) v = uniform(&seed);
+        mul_repeat_f32(x.data(), s.data(), y.data(), rows * c, c);
+        mul_f32(x.data(), y.data(), z.data(), rows * c);
+        double err = 0;
+        for (int i = 0; i < rows * c; i++)
+            err = std::max(err, (double)fabsf(y[i] - x[i] * s[i % c]) + fabsf(z[i] - x[i] * y[i]));
+        check("mul_repeat / mul same shapes vs loops", err, 0.0);
     }
     return failures == 0 ? 0 : 1;
 }

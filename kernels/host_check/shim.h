@@ -10,6 +10,10 @@ using std::max;
 using std::min;
 #define __global__
 #define __device__
+// Only so that files holding cooperative kernels (column sums) compile here;
+// those kernels are not run on the host.
+#define __shared__
+static inline void __syncthreads() {}
 struct Dim3 {
     unsigned x, y, z;
 };
@@ -30,3 +34,10 @@ static inline float __int_as_float(int i) {
     memcpy(&f, &i, 4);
     return f;
 }
+// Round-to-nearest arithmetic: on the host every float operation already
+// rounds once (x86-64 without -march has no FMA to contract into).
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fsub_rn(float a, float b) { return a - b; }
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fdiv_rn(float a, float b) { return a / b; }
+static inline float __fsqrt_rn(float a) { return sqrtf(a); }

@@ -71,14 +71,20 @@ pub const KERNELS: &[(&str, &str, &[&str])] = &[
         &[
             "fill_f32",
             "add_f32",
+            "mul_f32",
             "accumulate_f32",
             "add_bias_f32",
+            "mul_repeat_f32",
             "add_bias_inplace_f32",
             "relu_forward_f32",
             "relu_backward_f32",
             "bias_relu_forward_f32",
             "column_sum_partial_f32",
             "column_sum_final_f32",
+            "add_broadcast_f32",
+            "mul_broadcast_f32",
+            "broadcast_reduce_f32",
+            "broadcast_reduce_product_f32",
         ],
     ),
     (
@@ -108,6 +114,11 @@ pub const KERNELS: &[(&str, &str, &[&str])] = &[
         &["dropout_forward_f32", "dropout_backward_f32"],
     ),
     ("adam", include_str!("adam.cu"), &["adam_update_f32"]),
+    (
+        "sgd",
+        include_str!("sgd.cu"),
+        &["sgd_update_f32", "sgd_momentum_update_f32"],
+    ),
     ("conv2d", include_str!("conv2d.cu"), &["transpose_f32"]),
     (
         "pool2d",

@@ -339,7 +339,9 @@ impl BatchNormalization {
     }
 
     /// moving ← moving·momentum + batch·(1 − momentum), in the parameter's
-    /// precision, as Keras assigns it.
+    /// precision, as Keras assigns it: two products and a sum, each rounded
+    /// once (`mul` by a scalar, then `add`), on the statistics' own device,
+    /// so on a GPU they never come to the host.
     fn update_moving(&self, moving: &Param, batch: &Tensor) -> Result<()> {
         let old = moving.value();
         if old.shape() != batch.shape() {
@@ -350,31 +352,17 @@ impl BatchNormalization {
                 old.shape()
             )));
         }
-        let m = self.momentum;
-        let new = match old.dtype() {
-            DType::F32 => {
-                let (mf, rest) = (m as f32, (1.0 - m) as f32);
-                let v: Vec<f32> = old
-                    .to_vec_f32()
-                    .iter()
-                    .zip(batch.to_vec_f32())
-                    .map(|(&o, b)| o * mf + b * rest)
-                    .collect();
-                Tensor::from_vec(v, old.shape())
-            }
-            DType::F64 => {
-                let v: Vec<f64> = old
-                    .to_vec_f64()
-                    .iter()
-                    .zip(batch.to_vec_f64())
-                    .map(|(&o, b)| o * m + b * (1.0 - m))
-                    .collect();
-                Tensor::from_vec(v, old.shape())
-            }
+        let _no_tape = engine::no_grad();
+        // The scalars are made in the statistics' dtype (f32: m rounded once, as Keras).
+        let scaled = |t: &Tensor, factor: f64| {
+            let factor = Tensor::full_on(factor, &[], t.dtype(), t.device())?;
+            ops::mul(t, &factor)
         };
-        moving
-            .set_value(new.map_err(Error::in_layer(&self.name))?)
-            .map_err(Error::in_layer(&self.name))
+        let new = scaled(&old, self.momentum)
+            .and_then(|a| Ok((a, scaled(batch, 1.0 - self.momentum)?)))
+            .and_then(|(a, b)| ops::add(&a, &b))
+            .map_err(Error::in_layer(&self.name))?;
+        moving.set_value(new).map_err(Error::in_layer(&self.name))
     }
 }
 

@@ -3,8 +3,9 @@
 # (the lent device machine): build and bundle here, run there. See docs/cuda.md.
 #
 #   tests/gpu/run_on_device.sh build          # here: builds, strips and bundles into gpu-bundle/
-#   tests/gpu/run_on_device.sh tests          # there: cuda_kernels, cuda_parity, model_parity
+#   tests/gpu/run_on_device.sh tests          # there: cuda_kernels, cuda_parity, model_parity, fine_tune_gpu
 #   tests/gpu/run_on_device.sh extract MODEL [BATCH] [f32|f16|bf16]  # there: extract on all 60,000 images at 224 px
+#   tests/gpu/run_on_device.sh finetune MODEL [SIZE] # there: train + fine-tune on CIFAR-10 on the GPU
 #   tests/gpu/run_on_device.sh bench [--quick] # there: thaw-bench and pytorch_bench.py on the GPU, ratios
 #   tests/gpu/run_on_device.sh weights        # there: look for ImageNet-pretrained weights already on disk
 #
@@ -29,6 +30,10 @@ build() {
         grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | while read -r exe; do
         name=$(basename "$exe" | sed 's/-[0-9a-f]*$//')
         cp "$exe" "$BUNDLE/bin/$name"
+    done
+    nice -n 19 cargo test --release --no-run -p trainer --test fine_tune_gpu --message-format=json |
+        grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | while read -r exe; do
+        cp "$exe" "$BUNDLE/bin/fine_tune_gpu"
     done
     nice -n 19 cargo build --release -p trainer -p tests -p bench \
         --bin trainer --bin seeded_weights --bin thaw-bench
@@ -90,7 +95,7 @@ setup() {
 tests() {
     setup
     local status=0
-    for t in cuda_kernels cuda_parity model_parity; do
+    for t in cuda_kernels cuda_parity model_parity fine_tune_gpu; do
         echo "== $t"
         "$BUNDLE/bin/$t" --nocapture --test-threads=1 2>&1 | tee "$OUT_DIR/$t.log" || status=1
     done
@@ -115,6 +120,21 @@ extract() {
     kill "$sampler"
     echo "$model $precision: peak GPU memory $(sort -n "/tmp/mem-$model.txt" | tail -1) MiB (nvidia-smi, whole GPU)" |
         tee -a "$OUT_DIR/extract-$model-$precision.log"
+}
+
+# `trainer train` on the GPU with seeded weights (ImageNet weights cannot be
+# downloaded there): features, the head, then one epoch of fine-tuning of
+# the last block, end to end on the GPU; the log has the phase times.
+finetune() {
+    local model=$1 size=${2:-224} block
+    case "$model" in vgg16) block=block5 ;; resnet50) block=conv5 ;; *) echo "vgg16 or resnet50"; exit 2 ;; esac
+    setup
+    [ -d /tmp/cifar10-jpeg ] || tar -xJf "$BUNDLE/cifar10-jpeg.tar.xz" -C /tmp
+    "$BUNDLE/bin/seeded_weights" "$model" "/tmp/$model.safetensors"
+    THAW_CACHE_DIR=/tmp/thaw-cache "$BUNDLE/bin/trainer" train --model "$model" \
+        --weights "/tmp/$model.safetensors" --data /tmp/cifar10-jpeg --image-size "$size" \
+        --epochs 2 --standardize --fine-tune "$block" --fine-tune-epochs 1 --device cuda \
+        --out "/tmp/$model-ft.safetensors" 2>&1 | tee "$OUT_DIR/finetune-$model.log"
 }
 
 # thaw-bench --device cuda, then pytorch_bench.py's GPU rows with this
@@ -167,8 +187,9 @@ tests) tests ;;
 bench) shift; bench "$@" ;;
 weights) weights ;;
 extract) extract "${2:?extract needs vgg16 or resnet50}" "${3:-64}" ;;
+finetune) finetune "${2:?finetune needs vgg16 or resnet50}" "${3:-224}" ;;
 *)
-    sed -n '2,14p' "$0"
+    sed -n '2,15p' "$0"
     exit 2
     ;;
 esac

@@ -385,8 +385,9 @@ fn gpu_dropout_and_relu_kernels_match_the_cpu() {
 }
 
 /// The math of the kernels that need no cooperation between threads
-/// (resize forward/backward and the fused uint8 + caffe input, Adam, global
-/// pooling) run on the host: `kernels/host_check/main.cpp` compiles the `.cu`
+/// (resize forward/backward and the fused uint8 + caffe input, Adam and SGD
+/// against the CPU's f32 loops bit for bit, global pooling, mul and the
+/// general add/mul broadcast with its gradient) run on the host: `kernels/host_check/main.cpp` compiles the `.cu`
 /// files with the host C++ compiler through a tiny CUDA shim and compares
 /// each kernel with a plain loop written from its header's formula. This
 /// checks the math on every machine; it says nothing about CUDA itself.

@@ -122,6 +122,48 @@ fn cases() -> Vec<Case> {
             why: "one f32 addition per element on both",
         },
         Case {
+            name: "add broadcast [2,1,4] + [3,1]",
+            inputs: vec![input(&[2, 1, 4]), input(&[3, 1])],
+            op: |t| ops::add(&t[0], &t[1]),
+            tol: 0.0,
+            why: "one f32 addition per element; gradients summed in f64 in the CPU's order",
+        },
+        Case {
+            name: "mul same shapes",
+            inputs: vec![input(&[2, 3, 4, 5]), input(&[2, 3, 4, 5])],
+            op: |t| ops::mul(&t[0], &t[1]),
+            tol: 0.0,
+            why: "one f32 product per element, forward and gradients",
+        },
+        Case {
+            name: "mul per-channel scale [2,3,4,5] · [5]",
+            inputs: vec![input(&[2, 3, 4, 5]), input(&[5])],
+            op: |t| ops::mul(&t[0], &t[1]),
+            tol: 0.0,
+            why: "f32 products; the scale's gradient summed in f64 in the CPU's order",
+        },
+        Case {
+            name: "mul [4] · [3,4] (repeating first operand)",
+            inputs: vec![input(&[4]), input(&[3, 4])],
+            op: |t| ops::mul(&t[0], &t[1]),
+            tol: 0.0,
+            why: "f32 products; the repeating operand's gradient summed in f64 in the CPU's order",
+        },
+        Case {
+            name: "mul broadcast [2,1,4] · [3,1]",
+            inputs: vec![input(&[2, 1, 4]), input(&[3, 1])],
+            op: |t| ops::mul(&t[0], &t[1]),
+            tol: 0.0,
+            why: "f32 products; gradients summed in f64 in the CPU's order",
+        },
+        Case {
+            name: "mul by a scalar [3,4] · []",
+            inputs: vec![input(&[3, 4]), input(&[])],
+            op: |t| ops::mul(&t[0], &t[1]),
+            tol: 0.0,
+            why: "f32 products; the scalar's gradient summed in f64 in the CPU's order",
+        },
+        Case {
             name: "relu",
             inputs: vec![input(&[3, 4, 5])],
             op: |t| ops::relu(&t[0]),
@@ -400,35 +442,114 @@ fn fused_uint8_caffe_input_matches_resize_then_preprocess() {
     assert!(err <= 1e-6, "fused input path differs: {err:.2e}");
 }
 
+/// Three steps of every optimizer variant on one parameter, on the CPU and
+/// on GPU 0, from the same seeded weights and gradients.
 #[test]
-fn adam_step_on_the_gpu_matches_the_cpu() {
-    use engine::optim::{Adam, Optimizer};
+fn optimizers_step_on_the_gpu_as_on_the_cpu() {
+    use engine::optim::{Adam, Optimizer, Sgd};
+    type Make = fn() -> Box<dyn Optimizer>;
+    let variants: [(&str, Make); 6] = [
+        ("SGD", || Box::new(Sgd::new(0.1))),
+        ("SGD momentum 0.9", || {
+            Box::new(Sgd::new(0.1).with_momentum(0.9, false))
+        }),
+        ("SGD Nesterov 0.9 + weight decay 0.01", || {
+            Box::new(
+                Sgd::new(0.1)
+                    .with_momentum(0.9, true)
+                    .with_weight_decay(0.01),
+            )
+        }),
+        ("SGD + weight decay 0.01", || {
+            Box::new(Sgd::new(0.1).with_weight_decay(0.01))
+        }),
+        ("Adam", || Box::new(Adam::new(1e-2))),
+        ("Adam + weight decay 0.004", || {
+            Box::new(Adam::new(1e-2).with_weight_decay(0.004))
+        }),
+    ];
     let n = 1000;
-    let step = |device: Device| -> Vec<f32> {
-        let w = Tensor::from_vec(values(n, (-1.0, 1.0), 9, 0), &[10, 100]).unwrap();
-        let p = Param::new("w", w.to_device(device).unwrap());
-        let mut opt = Adam::new(1e-2);
+    let steps = |make: Make, device: Device| -> engine::Result<Vec<f32>> {
+        let w = Tensor::from_vec(values(n, (-1.0, 1.0), 9, 0), &[10, 100])?;
+        let p = Param::new("w", w.to_device(device)?);
+        let mut opt = make();
         for s in 0..3 {
-            let g = Tensor::from_vec(values(n, (-1.0, 1.0), 9, 1 + s), &[10, 100]).unwrap();
+            let g = Tensor::from_vec(values(n, (-1.0, 1.0), 9, 1 + s), &[10, 100])?;
             // A gradient as backward would leave it: L = <w, g>.
-            let g = g.to_device(device).unwrap();
-            let y = ops::reshape(&p.tensor(), &[1, n]).unwrap();
-            let loss = ops::matmul(&y, &ops::reshape(&g, &[n, 1]).unwrap()).unwrap();
-            ops::reshape(&loss, &[]).unwrap().backward().unwrap();
-            opt.step(std::slice::from_ref(&p)).unwrap();
+            let g = g.to_device(device)?;
+            let y = ops::reshape(&p.tensor(), &[1, n])?;
+            let loss = ops::matmul(&y, &ops::reshape(&g, &[n, 1])?)?;
+            ops::reshape(&loss, &[])?.backward()?;
+            opt.step(std::slice::from_ref(&p))?;
             p.zero_grad();
+            // The weights stay where they were: no round trip through the host.
+            assert_eq!(p.value().device(), device);
         }
-        p.value().to_vec_f32()
+        Ok(p.value().to_vec_f32())
     };
-    let cpu = step(Device::Cpu);
+    let cpu: Vec<Vec<f32>> = variants
+        .iter()
+        .map(|(name, make)| steps(*make, Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}")))
+        .collect();
+    if let Some(why) = no_gpu() {
+        tests::skipped(format_args!(
+            "{} optimizers stepped on the CPU only; no GPU: {why}",
+            variants.len()
+        ));
+        return;
+    }
+    let mut failures = Vec::new();
+    for ((name, make), cpu) in variants.iter().zip(&cpu) {
+        match steps(*make, Device::Cuda(0)) {
+            Ok(gpu) => {
+                let err = error(cpu, &gpu);
+                println!("{name:<40} 3 steps: max error {err:.2e}");
+                // Same scalars, same order, every operation rounded once (sgd.cu, adam.cu).
+                if err != 0.0 {
+                    failures.push(format!("{name}: error {err:.2e}, expected bit for bit"));
+                }
+            }
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "optimizers on the GPU differ from the CPU:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// A BatchNormalization layer in training mode on the GPU: its moving
+/// statistics are updated there (a `mul` by a scalar and an `add`, never
+/// through the host) to the CPU's values.
+#[test]
+fn batch_norm_layer_updates_moving_statistics_on_the_gpu_as_on_the_cpu() {
+    use models::layers::BatchNormalization;
+    let x = Tensor::from_vec(values(4 * 3 * 3 * 6, (-1.0, 2.0), 4, 0), &[4, 3, 3, 6]).unwrap();
+    let run = |device: Device| -> engine::Result<(Vec<f32>, Vec<f32>)> {
+        let bn = BatchNormalization::new("bn", 6, 1e-3);
+        for p in [&bn.gamma, &bn.beta, &bn.moving_mean, &bn.moving_variance] {
+            p.set_value(p.value().to_device(device)?)?;
+        }
+        for _ in 0..2 {
+            bn.forward(&x.to_device(device)?, true)
+                .map_err(|e| engine::Error::Cuda(e.to_string()))?;
+        }
+        let (mean, var) = (bn.moving_mean.value(), bn.moving_variance.value());
+        assert_eq!((mean.device(), var.device()), (device, device));
+        Ok((mean.to_vec_f32(), var.to_vec_f32()))
+    };
+    let (mean_cpu, var_cpu) = run(Device::Cpu).unwrap();
+    assert!(mean_cpu.iter().all(|m| *m != 0.0), "{mean_cpu:?}");
     if let Some(why) = no_gpu() {
         tests::skipped(format_args!("no GPU: {why}"));
         return;
     }
-    let err = error(&cpu, &step(Device::Cuda(0)));
-    println!("Adam, 3 steps: max error {err:.2e}");
-    // 1 − β is rounded from f32 on the GPU, from f64 on the CPU: ~1 ulp per step.
-    assert!(err <= 1e-6, "Adam on the GPU differs: {err:.2e}");
+    let (mean_gpu, var_gpu) = run(Device::Cuda(0)).unwrap();
+    let (em, ev) = (error(&mean_cpu, &mean_gpu), error(&var_cpu, &var_gpu));
+    println!("batch norm moving statistics, 2 steps: mean {em:.2e}, variance {ev:.2e}");
+    // The batch statistics themselves differ by ~1e-6 (f32 Welford vs f64).
+    assert!(em <= 1e-5 && ev <= 1e-5, "mean {em:.2e}, variance {ev:.2e}");
 }
 
 #[test]

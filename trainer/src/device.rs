@@ -9,8 +9,12 @@
 //! What runs where: on a GPU the backbone's weights move there once, each
 //! batch of uint8 images is uploaded and resized + preprocessed in one
 //! kernel, and the features come back to the host (for the `.npy` file, the
-//! feature cache, and the classifier head, which is small and stays on the
-//! CPU). Fine-tuning runs on the CPU.
+//! feature cache, and the head training on cached features, which is small
+//! and runs on the CPU). Fine-tuning (`--fine-tune`) runs on the GPU: the
+//! head joins the backbone there for the run, batches go up as uint8 and are
+//! preprocessed there, forward, backward and the Adam step stay on the GPU
+//! (only the loss and the logits come back per step), and weights come back
+//! to the host to be saved. The head returns to the CPU afterwards.
 
 use crate::cli::DeviceChoice;
 use crate::error::{Error, Result};

@@ -3,8 +3,8 @@
 //! tape entry with the backward rule; `cpu.rs` the plain reference loops;
 //! `cuda.rs` the GPU path (our kernel from `kernels/src/<op>.cu`, or cuBLAS /
 //! cuDNN), which `mod.rs` picks by matching `Storage::Cuda`, in the forward
-//! and in the backward closure. `mul` has no GPU path yet; `reshape` needs
-//! none (no data moves); `sum`/`mean` of a GPU tensor are summed on the host.
+//! and in the backward closure. `reshape` needs no GPU path (no data
+//! moves); `sum`/`mean` of a GPU tensor are summed on the host.
 //!
 //! Adding an op: a new folder here, one line below, and one row in each test
 //! table (gradient checks in `tests/tests/gradcheck.rs`, CPU/GPU parity in

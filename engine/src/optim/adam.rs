@@ -124,9 +124,9 @@ fn update<T: Element>(
 
 /// One parameter's update on the GPU (`kernels/src/adam.cu`): copies of w,
 /// m and v updated in place by `adam_update_f32`, so the old tensors stay
-/// as they were (tensors never change). ηₜ is computed here as on the CPU;
-/// the kernel forms 1 − β in f32 (the CPU rounds 1 − β from f64), a
-/// difference of at most one f32 rounding per step. Weight decay is CPU-only.
+/// as they were (tensors never change). ηₜ, 1 − β₁ and 1 − β₂ are computed
+/// here exactly as on the CPU, and the kernel rounds every operation once in
+/// the CPU's order: the GPU's weights equal the CPU's.
 fn update_on_gpu(
     w: &CudaStorage,
     g: &Tensor,
@@ -135,12 +135,6 @@ fn update_on_gpu(
     k: Coefficients,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     const OP: &str = "Adam::step";
-    if k.wd != 0.0 {
-        return Err(Error::unsupported(
-            OP,
-            "weight decay is applied on the CPU only; use weight_decay 0 on the GPU",
-        ));
-    }
     let dev = w.device();
     let copy = |s: &CudaStorage| {
         dev.stream()
@@ -154,7 +148,14 @@ fn update_on_gpu(
     );
     let (b1, b2) = (k.beta_1 as f32 as f64, k.beta_2 as f32 as f64);
     let lr_t = (k.lr * (1.0 - b2.powf(k.t)).sqrt() / (1.0 - b1.powf(k.t))) as f32;
-    let (beta_1, beta_2, eps, n) = (k.beta_1 as f32, k.beta_2 as f32, k.eps as f32, w.len());
+    let (c1, c2) = ((1.0 - k.beta_1) as f32, (1.0 - k.beta_2) as f32);
+    let (eps, lr, wd, decay) = (
+        k.eps as f32,
+        k.lr as f32,
+        k.wd as f32,
+        u32::from(k.wd != 0.0),
+    );
+    let n = w.len();
     let n64 = n as u64;
     let f = dev.function("adam", "adam_update_f32")?;
     let mut args = dev.stream().launch_builder(&f);
@@ -164,10 +165,13 @@ fn update_on_gpu(
         .arg(&mut v_new)
         .arg(&n64)
         .arg(&lr_t)
-        .arg(&beta_1)
-        .arg(&beta_2)
-        .arg(&eps);
-    // SAFETY: (w, g, m, v: n floats each, u64 n, four f32); w, m, v are fresh copies.
+        .arg(&c1)
+        .arg(&c2)
+        .arg(&eps)
+        .arg(&lr)
+        .arg(&wd)
+        .arg(&decay);
+    // SAFETY: (w, g, m, v: n floats each, u64 n, six f32, u32 decay); w, m, v are fresh copies.
     unsafe { args.launch(launch_1d(n)) }.map_err(dev.error("adam_update_f32"))?;
     let wrap = |s| Tensor::from_storage(Storage::Cuda(CudaStorage::new(s, dev)), g.shape());
     Ok((wrap(w_new)?, wrap(m_new)?, wrap(v_new)?))

@@ -10,6 +10,10 @@
 //! Both take `weight_decay` as Keras 3's base optimizer applies it: decoupled,
 //! before the update, `w ← w − w · wd · lr` (not an L2 term in the loss).
 //!
+//! Both update GPU parameters on the GPU (`kernels/src/sgd.cu`,
+//! `kernels/src/adam.cu`), their state (velocity, moments) living there too,
+//! with the CPU's order of operations and roundings: equal results.
+//!
 //! A training step:
 //!
 //! ```text
@@ -105,6 +109,17 @@ pub(crate) fn check_state(
     state: &Tensor,
     value: &Tensor,
 ) -> Result<()> {
+    if state.device() != value.device() {
+        return Err(Error::invalid(
+            op,
+            format!(
+                "optimizer state for {name} is on {} but the parameter is now on {}; move the \
+                 model before the first step, or use a new optimizer after moving it",
+                state.device(),
+                value.device()
+            ),
+        ));
+    }
     if state.shape() != value.shape() || state.dtype() != value.dtype() {
         return Err(Error::shape(
             op,

@@ -110,12 +110,13 @@ pub fn image_probabilities(
         let mut probs: Option<Vec<f32>> = None;
         for &flip in flips {
             let x = model_input(backbone, chunk, image_size, flip)?;
-            // The head is small and stays on the CPU: the features come back to the host.
+            // The features go where the head is: the host, unless fine-tuning
+            // moved the head to the backbone's GPU.
             let features = backbone
                 .forward(&x, false)
                 .map_err(|e| Error::Usage(format!("{} forward pass: {e}", backbone.name())))?
-                .to_device(engine::Device::Cpu)?;
-            let p = head.predict_proba(&features)?.to_vec_f32();
+                .to_device(head.device())?;
+            let p = head.predict_proba(&features)?.try_to_vec_f32()?;
             probs = Some(match probs {
                 None => p,
                 Some(q) => average(&q, &p),

@@ -6,9 +6,16 @@
 //! One step:
 //!
 //! ```text
-//! uint8 batch ─▶ image_batch (resize, caffe) ─▶ backbone (recording from BLOCK on) ─▶ head (dropout on)
+//! uint8 batch ─▶ model_input (resize, caffe) ─▶ backbone (recording from BLOCK on) ─▶ head (dropout on)
 //!   ─▶ softmax cross-entropy ─▶ backward ─▶ Adam on the unfrozen block + head
 //! ```
+//!
+//! It runs where the backbone is. On a GPU the head moves there for the
+//! run (and back to the CPU at the end); each batch goes up as uint8 and is
+//! resized + caffe-preprocessed there in one kernel (as in extraction), the
+//! forward, backward and Adam step stay on the GPU, and only the loss and
+//! the logits (for the accuracy) come back per step. Snapshots of the best
+//! weights stay on the GPU too; the model file gets host copies.
 //!
 //! Batch normalization stays in inference mode (moving statistics, never
 //! updated; gamma and beta of the unfrozen block do learn), as Keras
@@ -22,7 +29,7 @@
 //! weights from before fine-tuning are.
 
 use super::evaluate::image_probabilities;
-use super::feature_cache::image_batch;
+use super::feature_cache::model_input;
 use super::fit::{argmax_rows, BatchStep, EpochMetrics, FitConfig, FitOutcome, StopReason};
 use super::head::Head;
 use crate::data::IMAGE_BYTES;
@@ -118,6 +125,11 @@ pub fn fine_tune(
         ))
     })?;
     backbone.set_bn_inference_only(true);
+    let device = backbone.device();
+    if let Err(e) = head.to_device(device) {
+        backbone.set_trainable(false);
+        return Err(e);
+    }
     let result = run(
         backbone,
         head,
@@ -131,7 +143,11 @@ pub fn fine_tune(
         on_epoch,
     );
     backbone.set_trainable(false);
-    result
+    // The head goes back to the CPU, where the rest of the trainer uses it.
+    let moved_back = head.to_device(engine::Device::Cpu);
+    let outcome = result?;
+    moved_back?;
+    Ok(outcome)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -185,7 +201,7 @@ fn run(
         );
         for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
             let (pixels, y) = train.gather(idx);
-            let x = image_batch(&pixels, image_size, false)?;
+            let x = model_input(backbone, &pixels, image_size, false)?;
             let features = backbone
                 .forward(&x, false)
                 .map_err(|e| Error::Usage(format!("{} forward pass: {e}", backbone.name())))?;

@@ -306,7 +306,7 @@ impl BatchStep {
         opt.step(params)?;
         zero_grad(params);
         let classes = logits.shape().last().copied().unwrap_or(0);
-        let correct = argmax_rows(&logits.to_vec_f32(), classes)
+        let correct = argmax_rows(&logits.try_to_vec_f32()?, classes)
             .iter()
             .zip(y)
             .filter(|(p, t)| p == t)

@@ -17,6 +17,9 @@
 //! untrained or seeded backbones (values in the hundreds, a large common
 //! offset) cannot be learned from without it.
 //!
+//! The head lives on one device (the CPU, or the backbone's GPU while
+//! fine-tuning: [`Head::to_device`]); its input must be there too.
+//!
 //! The head returns logits; the loss is the fused softmax cross-entropy and
 //! probabilities are `softmax(logits)`. Kernels start as Keras's
 //! `glorot_uniform` (U(±sqrt(6 / (fan_in + fan_out)))) and biases at zero,
@@ -25,10 +28,11 @@
 //! `head_dense1/bias`, ... in the saved model file.
 
 use crate::error::{Error, Result};
-use engine::{ops, Param, Tensor};
+use engine::{ops, Device, Param, Tensor};
 use models::layers::{Activation, Dense, Dropout, Init, WeightedLayer};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 /// Units of the hidden layer of the default head.
 pub const HIDDEN_UNITS: usize = 256;
@@ -92,6 +96,51 @@ pub struct Head {
 struct Normalization {
     mean: Param,
     variance: Param,
+    /// −mean and 1/std as the forward pass uses them, on the input's device,
+    /// with the ids of the mean and variance values they were made from:
+    /// made once, not at every batch (on a GPU that would copy the
+    /// statistics to the host and back at every step).
+    derived: Mutex<Option<Derived>>,
+}
+
+/// [`Normalization`]'s forward operands.
+#[derive(Clone)]
+struct Derived {
+    from: (u64, u64),
+    device: Device,
+    neg_mean: Tensor,
+    inv_std: Tensor,
+}
+
+impl Normalization {
+    /// (−mean, 1/max(sqrt(variance), ε)) on `device`, made anew only when the
+    /// statistics or the device changed.
+    fn operands(&self, device: Device) -> Result<(Tensor, Tensor)> {
+        let (mean, variance) = (self.mean.value(), self.variance.value());
+        let from = (mean.id(), variance.id());
+        let mut derived = self.derived.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = derived
+            .as_ref()
+            .filter(|d| d.from == from && d.device == device)
+        {
+            return Ok((d.neg_mean.clone(), d.inv_std.clone()));
+        }
+        let d = mean.numel();
+        let neg_mean: Vec<f32> = mean.try_to_vec_f32()?.iter().map(|m| -m).collect();
+        let inv_std: Vec<f32> = variance
+            .try_to_vec_f32()?
+            .iter()
+            .map(|&v| (1.0 / (v as f64).max(0.0).sqrt().max(NORM_EPSILON)) as f32)
+            .collect();
+        let made = Derived {
+            from,
+            device,
+            neg_mean: Tensor::from_vec(neg_mean, &[d])?.to_device(device)?,
+            inv_std: Tensor::from_vec(inv_std, &[d])?.to_device(device)?,
+        };
+        *derived = Some(made.clone());
+        Ok((made.neg_mean, made.inv_std))
+    }
 }
 
 /// Smallest standard deviation divided by (Keras clamps sqrt(variance) the same way).
@@ -194,7 +243,11 @@ impl Head {
         let variance = Param::new("head_norm/variance", Tensor::from_vec(to_f32(var), &[d])?);
         mean.set_trainable(false);
         variance.set_trainable(false);
-        self.norm = Some(Normalization { mean, variance });
+        self.norm = Some(Normalization {
+            mean,
+            variance,
+            derived: Mutex::new(None),
+        });
         Ok(self)
     }
 
@@ -232,17 +285,9 @@ impl Head {
         let mut y = x.clone();
         if let Some(norm) = &self.norm {
             // (x − mean) · 1/max(sqrt(var), ε): two broadcast ops over [n, features].
-            let neg_mean: Vec<f32> = norm.mean.value().to_vec_f32().iter().map(|m| -m).collect();
-            let inv_std: Vec<f32> = norm
-                .variance
-                .value()
-                .to_vec_f64()
-                .iter()
-                .map(|v| (1.0 / v.max(0.0).sqrt().max(NORM_EPSILON)) as f32)
-                .collect();
-            let d = self.features;
-            y = ops::add(&y, &Tensor::from_vec(neg_mean, &[d])?)?;
-            y = ops::mul(&y, &Tensor::from_vec(inv_std, &[d])?)?;
+            let (neg_mean, inv_std) = norm.operands(x.device())?;
+            y = ops::add(&y, &neg_mean)?;
+            y = ops::mul(&y, &inv_std)?;
         }
         let mut y = self.dense1.forward(&y).map_err(model)?;
         if let Some(dropout) = &self.dropout {
@@ -258,6 +303,20 @@ impl Head {
     pub fn predict_proba(&self, x: &Tensor) -> Result<Tensor> {
         let _guard = engine::no_grad();
         Ok(ops::softmax(&self.forward(x, false)?)?)
+    }
+
+    /// Where the head's weights are (the CPU, or a GPU while fine-tuning).
+    pub fn device(&self) -> Device {
+        self.dense1.kernel.value().device()
+    }
+
+    /// Moves every weight to `device` (the normalization's statistics too);
+    /// its input must then be on `device` as well.
+    pub fn to_device(&self, device: Device) -> Result<()> {
+        for p in self.params() {
+            p.set_value(p.value().to_device(device)?)?;
+        }
+        Ok(())
     }
 
     /// Every weight, in layer order (the normalization's mean and variance,
@@ -343,4 +402,40 @@ fn names(tensors: &[(String, Tensor)]) -> String {
         .map(|(n, _)| n.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standardization_operands_are_made_once_and_again_when_the_statistics_change() {
+        let rows: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect(); // 4 rows of 3
+        let head = Head::new(HeadKind::Linear, 3, 2, 1)
+            .unwrap()
+            .adapt(&rows)
+            .unwrap();
+        let norm = head.norm.as_ref().unwrap();
+        let (m1, s1) = norm.operands(Device::Cpu).unwrap();
+        let (m2, s2) = norm.operands(Device::Cpu).unwrap();
+        assert_eq!(
+            (m1.id(), s1.id()),
+            (m2.id(), s2.id()),
+            "reused, not made anew"
+        );
+        // Columns 0, 1.5, 3, 4.5 (+ 0.5, + 1): means 2.25, 2.75, 3.25, variances 2.8125.
+        assert_eq!(m1.to_vec_f32(), vec![-2.25, -2.75, -3.25]);
+        let inv = (1.0 / 2.8125f64.sqrt()) as f32;
+        assert_eq!(s1.to_vec_f32(), vec![inv; 3]);
+        // New statistics (a loaded model): the operands follow.
+        let mean = Tensor::from_vec(vec![1f32, 2.0, 3.0], &[3]).unwrap();
+        norm.mean.set_value(mean).unwrap();
+        let (m3, _) = norm.operands(Device::Cpu).unwrap();
+        assert_eq!(m3.to_vec_f32(), vec![-1.0, -2.0, -3.0]);
+        // The head's input and weights stay on the CPU here.
+        assert_eq!(head.device(), Device::Cpu);
+        head.to_device(Device::Cpu).unwrap();
+        let x = Tensor::from_vec(rows, &[4, 3]).unwrap();
+        assert_eq!(head.forward(&x, false).unwrap().shape(), &[4, 2]);
+    }
 }

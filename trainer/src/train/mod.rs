@@ -18,7 +18,7 @@
 //!
 //! Defaults: ResNet50, Keras's ImageNet weights (downloaded into the cache
 //! when missing), image size 32 on the CPU (224 would take hours on a few
-//! cores; it becomes the default on CUDA once that backend is wired), head
+//! cores; 224 on a GPU), head
 //! `mlp`, 30 epochs of batch 64, Adam lr 1e-3 with cosine decay to lr/100,
 //! patience 5, seed 0.
 
@@ -554,17 +554,10 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     let mut interrupted = head_outcome.stop == StopReason::Interrupted;
     describe_stop("head training", &head_outcome, &opts.out);
 
-    // 5. Optional fine-tuning, end to end on images (on the CPU: see
-    // crate::device), in f32: 16-bit convolutions have no backward.
+    // 5. Optional fine-tuning, end to end on images, where the backbone is
+    // (on a GPU the head joins it there for the run: see crate::device), in
+    // f32: 16-bit convolutions have no backward.
     backbone.set_precision(engine::Precision::F32);
-    if device != engine::Device::Cpu {
-        backbone.to_device(engine::Device::Cpu)?;
-        if opts.fine_tune.is_some() && !interrupted {
-            eprintln!(
-                "fine-tuning runs on the CPU: the backbone's weights come back from {device}"
-            );
-        }
-    }
     let mut fine_tuned = false;
     if let (Some(block), false) = (&opts.fine_tune, interrupted) {
         let (tpx, tly) = gather_images(&train_ds, &train_idx);

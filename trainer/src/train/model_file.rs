@@ -137,6 +137,11 @@ pub fn save_model(
 ) -> Result<()> {
     let mut tensors = backbone.named_tensors();
     tensors.extend(head.named_tensors());
+    // Weights on a GPU (the backbone's, and the head's while fine-tuning) come back first.
+    let tensors = tensors
+        .into_iter()
+        .map(|(name, t)| Ok((name, t.to_device(engine::Device::Cpu)?)))
+        .collect::<Result<Vec<_>>>()?;
     weights::save_safetensors(path, &tensors, &meta.to_map())
         .map_err(|e| Error::Usage(format!("saving the model to {}: {e}", path.display())))
 }

@@ -138,6 +138,58 @@ impl Plan {
     }
 }
 
+/// The most output dims the GPU's broadcast kernels take (`BROADCAST_MAX_RANK`
+/// in `kernels/src/elementwise.cu`); thaw's tensors have at most 4.
+pub(crate) const GPU_MAX_RANK: usize = 8;
+
+/// A [`Plan`] as the GPU's broadcast kernels read it, passed by value to
+/// `add_broadcast_f32`, `mul_broadcast_f32` and `broadcast_reduce*_f32`: the
+/// same layout as `struct BroadcastIndex` in `kernels/src/elementwise.cu`
+/// (C layout: `rank`, 4 bytes of padding, then the u64 arrays).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BroadcastIndex {
+    /// Number of output dims in use.
+    pub rank: u32,
+    /// The output's dims (unused entries 1).
+    pub out: [u64; GPU_MAX_RANK],
+    /// Each operand's stride over each output dim (0 where broadcast).
+    pub strides: [[u64; GPU_MAX_RANK]; 2],
+}
+
+// SAFETY: a plain `#[repr(C)]` struct of integers, the layout of the kernels' struct.
+unsafe impl crate::cuda::cudarc::driver::DeviceRepr for BroadcastIndex {}
+
+impl Plan {
+    /// The plan for the GPU kernels, or an error naming `op` for an output
+    /// of more than [`GPU_MAX_RANK`] dims.
+    pub(crate) fn gpu_index(&self, op: &'static str) -> Result<BroadcastIndex> {
+        let rank = self.out.len();
+        if rank > GPU_MAX_RANK {
+            return Err(Error::unsupported(
+                op,
+                format!(
+                    "on the GPU, broadcasting takes at most {GPU_MAX_RANK} dims; the output {:?} \
+                     has {rank}: reshape to fewer dims or run on the CPU",
+                    self.out
+                ),
+            ));
+        }
+        let mut index = BroadcastIndex {
+            rank: rank as u32,
+            out: [1; GPU_MAX_RANK],
+            strides: [[0; GPU_MAX_RANK]; 2],
+        };
+        for d in 0..rank {
+            index.out[d] = self.out[d] as u64;
+            for side in 0..2 {
+                index.strides[side][d] = self.strides[side][d] as u64;
+            }
+        }
+        Ok(index)
+    }
+}
+
 /// `f(a, b)` elementwise over the broadcast output.
 pub(crate) fn zip_with<T: Element>(plan: &Plan, a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> Vec<T> {
     if numel(&plan.out) == 0 {
@@ -198,4 +250,59 @@ pub(crate) fn reduce_to<T: Element>(
         acc[mine] += term(i, theirs);
     });
     acc.into_iter().map(T::from_f64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_pick_the_fast_layouts_and_stride_0_on_broadcast_dims() {
+        let p = plan("mul", &[2, 3, 4], &[2, 3, 4]).unwrap();
+        assert_eq!(p.layout, Layout::Same);
+        let p = plan("mul", &[2, 5, 5, 3], &[3]).unwrap();
+        assert_eq!(
+            (p.layout, p.strides[1].clone()),
+            (Layout::Repeats(1), vec![0, 0, 0, 1])
+        );
+        let p = plan("mul", &[1, 3], &[4, 3]).unwrap();
+        assert_eq!(p.layout, Layout::Repeats(0));
+        let p = plan("mul", &[2, 1, 4], &[3, 1]).unwrap();
+        assert_eq!(p.out, vec![2, 3, 4]);
+        assert_eq!(p.layout, Layout::Strided);
+        assert_eq!(p.strides, [vec![4, 0, 1], vec![0, 1, 0]]);
+        let e = plan("mul", &[2, 3], &[4]).unwrap_err().to_string();
+        assert!(
+            e.contains("do not broadcast") && e.contains("[2, 3]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_gpu_index_carries_the_plan_and_refuses_too_many_dims() {
+        let p = plan("mul", &[2, 1, 4], &[3, 1]).unwrap();
+        let g = p.gpu_index("mul").unwrap();
+        assert_eq!(g.rank, 3);
+        assert_eq!(g.out, [2, 3, 4, 1, 1, 1, 1, 1]);
+        assert_eq!(g.strides[0][..3], [4, 0, 1]);
+        assert_eq!(g.strides[1][..3], [0, 1, 0]);
+        // The kernels' C struct: u32 rank, 4 bytes of padding, 3 arrays of 8 u64.
+        assert_eq!(std::mem::size_of::<BroadcastIndex>(), 8 + 3 * 8 * 8);
+        // A scalar times a scalar: rank 0, one element.
+        assert_eq!(
+            plan("mul", &[], &[])
+                .unwrap()
+                .gpu_index("mul")
+                .unwrap()
+                .rank,
+            0
+        );
+        let nine = [1usize; 9];
+        let e = plan("mul", &nine, &[1])
+            .unwrap()
+            .gpu_index("mul")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at most 8 dims") && e.contains("CPU"), "{e}");
+    }
 }

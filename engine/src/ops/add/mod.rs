@@ -11,7 +11,7 @@
 pub(crate) mod broadcast;
 mod cpu;
 mod cuda;
-pub(crate) use cuda::column_sum;
+pub(crate) use cuda::{broadcast_forward, broadcast_reduce, column_sum};
 
 use crate::autograd::record;
 use crate::error::Result;

@@ -6,33 +6,29 @@
 //!
 //! Backward: ∂y/∂a = b and ∂y/∂b = a, so da = dy · b and db = dy · a, each
 //! summed over the dims along which that operand was broadcast.
+//!
+//! `cpu.rs` is the reference; `cuda.rs` runs every broadcast the CPU takes
+//! on the GPU, with the same roundings and summation order (equal results).
 
 mod cpu;
+mod cuda;
 
 use crate::autograd::record;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ops::add::broadcast;
-use crate::tensor::{numel, same_kind, CpuStorage, Storage, Tensor};
-
-/// The CPU storage of a mul operand: mul has no GPU path (no model layer
-/// multiplies on the GPU; the trainer's head standardisation runs on the host).
-fn host(t: &Storage) -> Result<&CpuStorage> {
-    match t {
-        Storage::Cpu(s) => Ok(s),
-        Storage::Cuda(_) => Err(Error::unsupported(
-            "mul",
-            "mul has no GPU path yet; copy the operands with .to_device(Device::Cpu)",
-        )),
-    }
-}
+use crate::tensor::{mixed_devices, numel, same_kind, Storage, Tensor};
 
 /// Elementwise product with NumPy broadcasting (shapes aligned on the right;
 /// missing or size-1 dims stretch). Errors if the shapes do not broadcast or
-/// the dtypes differ.
+/// the dtypes or devices differ.
 pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     same_kind("mul", a, b)?;
     let plan = broadcast::plan("mul", a.shape(), b.shape())?;
-    let y = Storage::Cpu(cpu::forward(host(a.storage())?, host(b.storage())?, &plan)?);
+    let y = match (a.storage(), b.storage()) {
+        (Storage::Cpu(av), Storage::Cpu(bv)) => Storage::Cpu(cpu::forward(av, bv, &plan)?),
+        (Storage::Cuda(av), Storage::Cuda(bv)) => Storage::Cuda(cuda::forward(av, bv, &plan)?),
+        (av, bv) => return Err(mixed_devices("mul", av.device(), bv.device())),
+    };
     let saved = [a.clone(), b.clone()];
     let out = plan.out.clone();
     Ok(record(
@@ -41,14 +37,21 @@ pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         out,
         &[a, b],
         Box::new(move |dy, needs| {
-            let g = host(dy.storage())?;
             let mut grads = Vec::with_capacity(2);
             for side in 0..2 {
                 grads.push(if needs[side] {
-                    let other = host(saved[1 - side].storage())?;
                     let shape = saved[side].shape();
-                    let d = cpu::backward(g, other, &plan, side, numel(shape))?;
-                    Some(Tensor::from_storage(Storage::Cpu(d), shape)?)
+                    let (len, other) = (numel(shape), saved[1 - side].storage());
+                    let d = match (dy.storage(), other) {
+                        (Storage::Cpu(g), Storage::Cpu(o)) => {
+                            Storage::Cpu(cpu::backward(g, o, &plan, side, len)?)
+                        }
+                        (Storage::Cuda(g), Storage::Cuda(o)) => {
+                            Storage::Cuda(cuda::backward(g, o, &plan, side, len)?)
+                        }
+                        (g, o) => return Err(mixed_devices("mul", g.device(), o.device())),
+                    };
+                    Some(Tensor::from_storage(d, shape)?)
                 } else {
                     None
                 });
