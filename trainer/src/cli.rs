@@ -298,6 +298,12 @@ pub struct EvaluateArgs {
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    /// Precision of the backbone's convolutions, as for `extract`: f16 or
+    /// bf16 operands with f32 accumulation (tensor cores on a GPU; on the
+    /// CPU an emulation, slower than f32), or f32. Any head works with any
+    /// precision's features: they differ by about one 16-bit rounding.
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::F32)]
+    pub precision: PrecisionChoice,
     /// Images per forward pass.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,

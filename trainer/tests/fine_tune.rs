@@ -346,10 +346,60 @@ fn fine_tune_library_case(model: &str, block: &str) -> Option<(usize, usize, usi
         data: Some(data.clone()),
         split: Split::Test,
         device: trainer::cli::DeviceChoice::Cpu,
+        precision: trainer::cli::PrecisionChoice::F32,
         batch_size: 64,
     })
     .unwrap();
     assert_eq!(evaluated, expected, "evaluate of the reloaded file");
+    // --precision bf16: the backbone's convs really run in bf16 (the result
+    // differs from f32), and the head still reads its features.
+    let in_bf16 = evaluate::run_evaluate(&trainer::cli::EvaluateArgs {
+        model_file: out.clone(),
+        data: Some(data.clone()),
+        split: Split::Test,
+        device: trainer::cli::DeviceChoice::Cpu,
+        precision: trainer::cli::PrecisionChoice::Bf16,
+        batch_size: 64,
+    })
+    .unwrap();
+    // What it runs: the same model with bf16 convolutions gives other
+    // probabilities (a 16-bit rounding apart), mostly the same classes.
+    let bf16_model =
+        evaluate::load_for_inference(&out, engine::Device::Cpu, engine::Precision::Bf16).unwrap();
+    let bf16_probs = evaluate::image_probabilities(
+        bf16_model.backbone.as_ref(),
+        &bf16_model.head,
+        &test_ds.images,
+        32,
+        64,
+        false,
+        "bf16 test",
+    )
+    .unwrap();
+    assert_ne!(
+        bf16_probs, in_memory,
+        "bf16 convolutions gave f32's probabilities"
+    );
+    let max_diff = bf16_probs
+        .iter()
+        .zip(&in_memory)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    eprintln!(
+        "{model}: bf16 vs f32 probabilities: max |Δ| {max_diff:.2e}; accuracy f32 {:.4}, bf16 {:.4}",
+        expected.accuracy, in_bf16.accuracy
+    );
+    assert_eq!(
+        evaluate::Evaluation::from_probabilities(&bf16_probs, &test_ds.labels, 10),
+        in_bf16,
+        "evaluate --precision bf16 is the bf16 model's evaluation"
+    );
+    assert!(
+        (in_bf16.accuracy - expected.accuracy).abs() <= 0.05,
+        "bf16 features moved the accuracy from {} to {}",
+        expected.accuracy,
+        in_bf16.accuracy
+    );
     eprintln!(
         "{model} library fine-tune of {block}: validation accuracy {val_acc:.4} reproduced, \
          test accuracy {:.4} reproduced by evaluate; {:.1} s",

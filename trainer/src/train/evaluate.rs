@@ -129,6 +129,19 @@ pub fn image_probabilities(
     Ok(out)
 }
 
+/// A saved model (`train`'s file) with its backbone on `device`, running its
+/// convolutions in `precision` (what `evaluate` and `predict` run).
+pub fn load_for_inference(
+    model_file: &Path,
+    device: engine::Device,
+    precision: engine::Precision,
+) -> Result<LoadedModel> {
+    let model = load_model(model_file)?;
+    model.backbone.to_device(device)?;
+    model.backbone.set_precision(precision);
+    Ok(model)
+}
+
 /// `trainer evaluate`: reloads the model file, rebuilds backbone + head from
 /// its metadata and evaluates them on raw images end to end.
 pub fn run_evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
@@ -138,10 +151,9 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
         backbone,
         head,
         meta,
-    } = load_model(&args.model_file)?;
-    backbone.to_device(device)?;
+    } = load_for_inference(&args.model_file, device, args.precision.precision())?;
     eprintln!(
-        "evaluate: {} ({} + {} head, {} classes, {}x{} input{}) loaded in {:.1} s",
+        "evaluate: {} ({} + {} head, {} classes, {}x{} input{}, {} convs) loaded in {:.1} s",
         args.model_file.display(),
         meta.model,
         meta.head,
@@ -149,6 +161,7 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
         meta.image_size,
         meta.image_size,
         if meta.tta { ", flip TTA" } else { "" },
+        args.precision.precision(),
         start.elapsed().as_secs_f64()
     );
     let dataset = super::load_split(args.data.as_deref(), args.split)?;
@@ -224,8 +237,7 @@ pub fn run_predict(args: &PredictArgs) -> Result<Vec<(String, f32)>> {
         backbone,
         head,
         meta,
-    } = load_model(model_file)?;
-    backbone.to_device(device)?;
+    } = load_for_inference(model_file, device, engine::Precision::F32)?;
     let pixels = read_image_32(&args.image)?;
     let _guard = engine::no_grad();
     let probs = image_probabilities(
