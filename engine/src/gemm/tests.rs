@@ -270,3 +270,91 @@ fn short_c_is_refused() {
         (3, 1),
     );
 }
+
+#[test]
+fn tile_in_place_reads_runs_and_matches_the_packed_gemm() {
+    if !avx512_available() {
+        crate::skipped("this CPU has no AVX-512F");
+        return;
+    }
+    // A's MR rows overlap in memory as a conv's fields do: row r is 3 runs
+    // of 7 floats, run s at r·5 + s·40 (k = 21). n = 40: a full and a
+    // partial panel of B. C rows are 45 apart, so 5 floats per row must stay.
+    let rows = RowsOfA {
+        row_stride: 5,
+        runs: 3,
+        run_len: 7,
+        run_stride: 40,
+    };
+    let (k, n, rsc) = (21, 40, 45);
+    let src = values((MR - 1) * 5 + 2 * 40 + 7, 7);
+    let b = values(k * n, 8);
+    let packed = PackedB::new(k, n, &b, (n as isize, 1));
+    // The same A as a plain matrix, for the naive product and the GEMM.
+    let a: Vec<f32> = (0..MR)
+        .flat_map(|r| (0..k).map(move |p| (r, p)))
+        .map(|(r, p)| src[r * 5 + (p / 7) * 40 + p % 7])
+        .collect();
+    for beta in [0.0, 1.0] {
+        let c0 = values(MR * rsc, 9);
+        let mut c = c0.clone();
+        tile_in_place(&src, rows, &packed, beta, &mut c, rsc);
+        let mut want = c0.clone();
+        sgemm_on(
+            Backend::Avx512,
+            MR,
+            k,
+            n,
+            1.0,
+            &a,
+            (k as isize, 1),
+            &b,
+            (n as isize, 1),
+            beta,
+            &mut want,
+            (rsc as isize, 1),
+        );
+        for (e, (&got, &want)) in c.iter().zip(&want).enumerate() {
+            assert_eq!(got.to_bits(), want.to_bits(), "beta={beta} C[{e}]");
+        }
+        for i in 0..MR {
+            for j in 0..n {
+                let dot: f64 = (0..k)
+                    .map(|p| a[i * k + p] as f64 * b[p * n + j] as f64)
+                    .sum();
+                let want = dot + beta as f64 * c0[i * rsc + j] as f64;
+                let got = c[i * rsc + j] as f64;
+                assert!(
+                    (got - want).abs() < 1e-5,
+                    "beta={beta} C[{i},{j}] = {got}, expected {want}"
+                );
+            }
+            for j in n..rsc {
+                let e = i * rsc + j;
+                assert_eq!(c[e].to_bits(), c0[e].to_bits(), "wrote C[{i},{j}] past n");
+            }
+        }
+    }
+}
+
+#[test]
+fn tile_in_place_refuses_a_short_a() {
+    if !avx512_available() {
+        crate::skipped("this CPU has no AVX-512F");
+        return;
+    }
+    // MR rows of 4 floats, 4 apart, need 4·MR floats: one fewer must panic.
+    let packed = PackedB::new(4, 32, &[0.0; 128], (32, 1));
+    let short = std::panic::catch_unwind(|| {
+        let mut c = vec![0.0; MR * 32];
+        tile_in_place(
+            &[0.0; 4 * MR - 1],
+            RowsOfA::packed(4, 4),
+            &packed,
+            0.0,
+            &mut c,
+            32,
+        );
+    });
+    assert!(short.is_err(), "a short A was read");
+}
