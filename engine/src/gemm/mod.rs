@@ -59,6 +59,7 @@ mod tests;
 
 use rayon::prelude::*;
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::thread::LocalKey;
 
@@ -478,19 +479,27 @@ impl Drop for PackedB {
     }
 }
 
-/// `MR` rows of `C = A·B + β·C` with A read where it lies, not packed.
+/// `MR` rows of `C = A·B` with A read where it lies, not packed.
 ///
 /// Row `r` of A is `rows.runs` runs of `rows.run_len` floats, run `s` at
 /// `a[r·rows.row_stride + s·rows.run_stride..]`: the shape of a
 /// convolution's receptive fields in NHWC memory, where packing would copy
 /// each field once per tile of C for nothing (conv2d's direct path). Row `r`
-/// of C is `c[r·rsc..r·rsc + b.n]`. Each element of C is summed in the same
-/// order as in [`gemm`] with a single K block, so the two give the same bits.
+/// of C is `c[r·rsc..r·rsc + b.n]`; it is written, never read, so C may be
+/// memory not yet initialised (a fresh output: no pass to zero it first).
+/// Each element of C is summed in the same order as in [`gemm`] with a
+/// single K block, so the two give the same bits.
 ///
 /// Panics without AVX-512F, if `runs·run_len` is not B's `k` or is above
 /// [`KC`] (B's panels are read from L1 once per tile), or if A or C is too
 /// short or C's rows overlap.
-pub fn tile_in_place(a: &[f32], rows: RowsOfA, b: &PackedB, beta: f32, c: &mut [f32], rsc: usize) {
+pub fn tile_in_place(
+    a: &[f32],
+    rows: RowsOfA,
+    b: &PackedB,
+    c: &mut [MaybeUninit<f32>],
+    rsc: usize,
+) {
     assert!(avx512_available(), "gemm: this CPU has no AVX-512F");
     assert_eq!(
         rows.runs * rows.run_len,
@@ -498,9 +507,7 @@ pub fn tile_in_place(a: &[f32], rows: RowsOfA, b: &PackedB, beta: f32, c: &mut [
         "gemm: A's rows are not B's k long"
     );
     assert!(b.k <= KC, "gemm: k = {} is too deep for one pass", b.k);
-    if b.k == 0 || b.n == 0 {
-        return;
-    }
+    assert!(b.k > 0 && b.n > 0, "gemm: empty product");
     let a_last = (MR - 1) * rows.row_stride + (rows.runs - 1) * rows.run_stride + rows.run_len;
     assert!(a_last <= a.len(), "gemm: A out of bounds");
     assert!(
@@ -512,16 +519,17 @@ pub fn tile_in_place(a: &[f32], rows: RowsOfA, b: &PackedB, beta: f32, c: &mut [
         // SAFETY: AVX-512F was checked; the asserts keep A's reads inside
         // `a`, the panel holds k·NR floats, and the MR × min(NR, n - jr)
         // elements written are inside `c` (`&mut`: no one else writes them).
+        // With beta = 0 the kernel only stores to C, so C may be uninitialised.
         unsafe {
             avx512::tile::<0>(
                 a.as_ptr(),
                 rows,
                 panel.as_ptr(),
-                c.as_mut_ptr().add(jr),
+                c.as_mut_ptr().add(jr).cast::<f32>(),
                 (rsc as isize, 1),
                 (MR, NR.min(b.n - jr)),
                 1.0,
-                beta,
+                0.0,
             );
         }
     }

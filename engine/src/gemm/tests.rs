@@ -3,6 +3,7 @@
 //! combination, strided C, and the BLAS rules for `beta == 0` and `k == 0`.
 
 use super::*;
+use std::mem::MaybeUninit;
 
 /// Row-major `[rows, cols]` as strides, or the transpose of a stored `[cols, rows]`.
 fn strides(rows: usize, cols: usize, transposed: bool) -> (isize, isize) {
@@ -295,44 +296,43 @@ fn tile_in_place_reads_runs_and_matches_the_packed_gemm() {
         .flat_map(|r| (0..k).map(move |p| (r, p)))
         .map(|(r, p)| src[r * 5 + (p / 7) * 40 + p % 7])
         .collect();
-    for beta in [0.0, 1.0] {
-        let c0 = values(MR * rsc, 9);
-        let mut c = c0.clone();
-        tile_in_place(&src, rows, &packed, beta, &mut c, rsc);
-        let mut want = c0.clone();
-        sgemm_on(
-            Backend::Avx512,
-            MR,
-            k,
-            n,
-            1.0,
-            &a,
-            (k as isize, 1),
-            &b,
-            (n as isize, 1),
-            beta,
-            &mut want,
-            (rsc as isize, 1),
-        );
-        for (e, (&got, &want)) in c.iter().zip(&want).enumerate() {
-            assert_eq!(got.to_bits(), want.to_bits(), "beta={beta} C[{e}]");
+    let c0 = values(MR * rsc, 9);
+    let mut c: Vec<MaybeUninit<f32>> = c0.iter().map(|&v| MaybeUninit::new(v)).collect();
+    tile_in_place(&src, rows, &packed, &mut c, rsc);
+    // SAFETY: every element was initialised above (and maybe overwritten).
+    let c: Vec<f32> = c.iter().map(|v| unsafe { v.assume_init() }).collect();
+    let mut want = c0.clone();
+    sgemm_on(
+        Backend::Avx512,
+        MR,
+        k,
+        n,
+        1.0,
+        &a,
+        (k as isize, 1),
+        &b,
+        (n as isize, 1),
+        0.0,
+        &mut want,
+        (rsc as isize, 1),
+    );
+    for (e, (&got, &want)) in c.iter().zip(&want).enumerate() {
+        assert_eq!(got.to_bits(), want.to_bits(), "C[{e}]");
+    }
+    for i in 0..MR {
+        for j in 0..n {
+            let want: f64 = (0..k)
+                .map(|p| a[i * k + p] as f64 * b[p * n + j] as f64)
+                .sum();
+            let got = c[i * rsc + j] as f64;
+            assert!(
+                (got - want).abs() < 1e-5,
+                "C[{i},{j}] = {got}, expected {want}"
+            );
         }
-        for i in 0..MR {
-            for j in 0..n {
-                let dot: f64 = (0..k)
-                    .map(|p| a[i * k + p] as f64 * b[p * n + j] as f64)
-                    .sum();
-                let want = dot + beta as f64 * c0[i * rsc + j] as f64;
-                let got = c[i * rsc + j] as f64;
-                assert!(
-                    (got - want).abs() < 1e-5,
-                    "beta={beta} C[{i},{j}] = {got}, expected {want}"
-                );
-            }
-            for j in n..rsc {
-                let e = i * rsc + j;
-                assert_eq!(c[e].to_bits(), c0[e].to_bits(), "wrote C[{i},{j}] past n");
-            }
+        for j in n..rsc {
+            let e = i * rsc + j;
+            assert_eq!(c[e].to_bits(), c0[e].to_bits(), "wrote C[{i},{j}] past n");
         }
     }
 }
@@ -346,12 +346,11 @@ fn tile_in_place_refuses_a_short_a() {
     // MR rows of 4 floats, 4 apart, need 4·MR floats: one fewer must panic.
     let packed = PackedB::new(4, 32, &[0.0; 128], (32, 1));
     let short = std::panic::catch_unwind(|| {
-        let mut c = vec![0.0; MR * 32];
+        let mut c = vec![MaybeUninit::new(0.0); MR * 32];
         tile_in_place(
             &[0.0; 4 * MR - 1],
             RowsOfA::packed(4, 4),
             &packed,
-            0.0,
             &mut c,
             32,
         );

@@ -53,6 +53,7 @@ use crate::error::{Error, Result};
 use crate::gemm::{self, MatrixA};
 use crate::tensor::{CpuStorage, DType};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// Upper bound on the im2col scratch memory of one conv2d call (forward:
@@ -413,9 +414,10 @@ fn forward_packed(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeome
 /// Each output row `(b, oy)` is one rayon task, cut into tiles of `MR`
 /// pixels; the last tile ends at the row's end and may overlap the one
 /// before (`ow` is rarely a multiple of `MR`: 112 = 9·12 + 4), which then
-/// computes those pixels again, to the same bits. Every element is summed
-/// in the same order as in [`forward_packed`] (one K block, `k ≤ KC`), so
-/// the two paths agree bit for bit, whatever the thread count.
+/// computes those pixels again, to the same bits (the kernel writes C, never
+/// adds to it). Every element is summed in the same order as in
+/// [`forward_packed`] (one K block, `k ≤ KC`), so the two paths agree bit
+/// for bit, whatever the thread count.
 fn forward_direct(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
     assert_eq!(x.len(), g.n * g.h * g.w * g.c, "conv2d: input size");
     let (o, image, input_row) = (g.o, g.h * g.w * g.c, g.w * g.c);
@@ -426,8 +428,12 @@ fn forward_direct(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeome
         run_len: g.kw * g.c,
         run_stride: input_row,
     };
-    let mut y = vec![0.0; g.n * g.oh * g.ow * o];
-    y.par_chunks_mut(g.ow * o)
+    // y is written by the tiles alone, so it is never zero-filled first (a
+    // pass over 12.8 MB for the stem at batch 4: a tenth of the time).
+    let len = g.n * g.oh * g.ow * o;
+    let mut y: Vec<f32> = Vec::with_capacity(len);
+    y.spare_capacity_mut()[..len]
+        .par_chunks_mut(g.ow * o)
         .enumerate()
         .for_each(|(row, y_row)| {
             let (b, oy) = (row / g.oh, row % g.oh);
@@ -436,12 +442,14 @@ fn forward_direct(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeome
             for ox in (0..g.ow).step_by(gemm::MR) {
                 let ox = ox.min(g.ow - gemm::MR);
                 let a = &top[ox * g.sw * g.c..];
-                // beta = 0, so recomputing an overlapped pixel is harmless.
-                gemm::tile_in_place(a, fields, &kernel, 0.0, &mut y_row[ox * o..], o);
+                gemm::tile_in_place(a, fields, &kernel, &mut y_row[ox * o..], o);
             }
             // The bias is added after the product, one rounding per element
             // as in forward_packed's beta = 1 (fl(bias + sum) either way).
             if let Some(bias) = bias {
+                // SAFETY: the tiles above wrote every pixel 0..ow of the row,
+                // all o channels of each.
+                let y_row = unsafe { &mut *(y_row as *mut [MaybeUninit<f32>] as *mut [f32]) };
                 for pixel in y_row.chunks_exact_mut(o) {
                     for (y, &b) in pixel.iter_mut().zip(bias) {
                         *y += b;
@@ -449,6 +457,8 @@ fn forward_direct(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeome
                 }
             }
         });
+    // SAFETY: every output row was written in full above.
+    unsafe { y.set_len(len) };
     y
 }
 
