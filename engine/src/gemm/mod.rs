@@ -385,10 +385,7 @@ pub fn gemm<A: MatrixA>(
         return;
     }
 
-    let threads = rayon::current_num_threads().max(1);
-    // Every thread gets a block even when m is small, but no block is so
-    // small that the packed B panel is re-read from L2 for a few rows only.
-    let mc = m.div_ceil(threads).next_multiple_of(MR).clamp(MR, MC);
+    let blocks = row_block_count(m, rayon::current_num_threads());
     // K blocks of equal depth (k = 576 as 3 × 192, not 256 + 256 + 64): a
     // thin last block would cost a full pass over C for little arithmetic.
     let kc_step = k.div_ceil(k.div_ceil(KC));
@@ -403,9 +400,9 @@ pub fn gemm<A: MatrixA>(
             let beta = if pc == 0 { beta } else { 1.0 };
             let b_pack = &b_pack[..];
             let c_ptr = &c_ptr;
-            (0..m.div_ceil(mc)).into_par_iter().for_each(move |block| {
-                let ic = block * mc;
-                let rows = mc.min(m - ic);
+            (0..blocks).into_par_iter().for_each(move |block| {
+                let Range { start: ic, end } = row_block(m, blocks, block);
+                let rows = end - ic;
                 let mut a_pack = take_aligned(&A_PACK, rows.next_multiple_of(MR) * A_STRIDE);
                 a.pack_rows(ic..ic + rows, pc..pc + kc, &mut a_pack);
                 // The rows padding the last tile are multiplied but never
@@ -533,6 +530,28 @@ pub fn tile_in_place(
             );
         }
     }
+}
+
+/// How many row blocks (rayon tasks) [`gemm`] cuts `m` rows into: blocks of
+/// at most `MC` rows, as many as a multiple of the thread count, so that with
+/// [`row_block`]'s even sizes every thread gets the same work. (Blocks of
+/// `MC` rows and a remainder cut m = 2048 into 11, so one of 2 threads did 6
+/// while the other waited: a tenth of a 2048³ product, a fifth of VGG16's
+/// block5_conv1 at m = 1568.)
+fn row_block_count(m: usize, threads: usize) -> usize {
+    let tiles = m.div_ceil(MR);
+    tiles
+        .div_ceil(MC / MR)
+        .next_multiple_of(threads.max(1))
+        .min(tiles)
+}
+
+/// Rows of block `block` of `blocks`: whole tiles of `MR` rows, the blocks'
+/// tile counts differing by one at most.
+fn row_block(m: usize, blocks: usize, block: usize) -> Range<usize> {
+    let tiles = m.div_ceil(MR);
+    let (first, end) = (block * tiles / blocks, (block + 1) * tiles / blocks);
+    first * MR..(end * MR).min(m)
 }
 
 /// C's pointer, shared by the tasks that write its disjoint row blocks.

@@ -357,3 +357,32 @@ fn tile_in_place_refuses_a_short_a() {
     });
     assert!(short.is_err(), "a short A was read");
 }
+
+#[test]
+fn row_blocks_cover_m_evenly_for_any_thread_count() {
+    for m in [1, 11, 12, 13, 203, 1568, 2048, 12544] {
+        for threads in [1, 2, 3, 7] {
+            let blocks = row_block_count(m, threads);
+            let tiles = m.div_ceil(MR);
+            assert!(
+                blocks == tiles || blocks % threads == 0,
+                "m={m} threads={threads}"
+            );
+            let mut next = 0;
+            let mut sizes = Vec::new();
+            for b in 0..blocks {
+                let rows = row_block(m, blocks, b);
+                assert_eq!(rows.start, next, "m={m} threads={threads} block {b}");
+                assert!(rows.start % MR == 0 && rows.len() <= MC);
+                next = rows.end;
+                sizes.push(rows.len().div_ceil(MR));
+            }
+            assert_eq!(next, m, "m={m} threads={threads}: rows not covered");
+            let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            assert!(
+                hi - lo <= 1,
+                "m={m} threads={threads}: block sizes {sizes:?}"
+            );
+        }
+    }
+}
