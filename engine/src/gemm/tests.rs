@@ -365,7 +365,7 @@ fn row_blocks_cover_m_evenly_for_any_thread_count() {
             let blocks = row_block_count(m, threads);
             let tiles = m.div_ceil(MR);
             assert!(
-                blocks == tiles || blocks % threads == 0,
+                blocks == tiles || blocks.is_multiple_of(threads),
                 "m={m} threads={threads}"
             );
             let mut next = 0;
@@ -373,7 +373,7 @@ fn row_blocks_cover_m_evenly_for_any_thread_count() {
             for b in 0..blocks {
                 let rows = row_block(m, blocks, b);
                 assert_eq!(rows.start, next, "m={m} threads={threads} block {b}");
-                assert!(rows.start % MR == 0 && rows.len() <= MC);
+                assert!(rows.start.is_multiple_of(MR) && rows.len() <= MC);
                 next = rows.end;
                 sizes.push(rows.len().div_ceil(MR));
             }
