@@ -1,5 +1,6 @@
 //! The AVX-512F micro-kernel: one `MR × NR` tile of C, `C = α·A·B + β·C`,
-//! from a packed `MR × kc` block of A and a packed `kc × NR` panel of B.
+//! from `MR` rows of A (a packed block, or rows read in place: [`RowsOfA`])
+//! and a packed `k × NR` panel of B.
 //!
 //! C is row-major in every caller (NHWC activations, `[k, n]` weights), so
 //! the kernel runs along a row of C: the tile is `MR` rows of `NV` zmm
@@ -29,23 +30,57 @@ const NV: usize = 2;
 /// Columns of C per tile.
 pub const NR: usize = 16 * NV;
 
+/// Where the kernel reads A: row `r` of the tile is `runs` runs of
+/// `run_len` floats, run `s` starting at `a + r·row_stride + s·run_stride`
+/// (so `k = runs·run_len`). A packed block is one run per row; a
+/// convolution's receptive fields, read in place from NHWC memory, are one
+/// run per kernel row (see [`super::tile_in_place`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RowsOfA {
+    /// Floats from one row of the tile to the next.
+    pub row_stride: usize,
+    /// Runs per row.
+    pub runs: usize,
+    /// Floats per run.
+    pub run_len: usize,
+    /// Floats from one run of a row to the next.
+    pub run_stride: usize,
+}
+
+impl RowsOfA {
+    /// A packed block: `kc` floats per row, rows `row_stride` apart.
+    pub fn packed(row_stride: usize, kc: usize) -> RowsOfA {
+        RowsOfA {
+            row_stride,
+            runs: 1,
+            run_len: kc,
+            run_stride: 0,
+        }
+    }
+}
+
 /// Computes the tile and writes its first `mr` rows and `nr` columns into C.
 ///
-/// `a` holds `MR` rows at a distance of `a_stride` floats, `kc` values each;
-/// `b` holds `kc` rows of `NR` floats. The rows and columns past `mr`/`nr`
-/// are computed from whatever the packed buffers hold there and thrown away.
-/// `beta == 0` writes C without reading it (NaN there is overwritten, as in BLAS).
+/// A is read as `rows` says (a packed block: [`RowsOfA::packed`]); `b` holds
+/// `k = runs·run_len` rows of `NR` floats. `A_STRIDE`, when not 0, is
+/// `rows.row_stride` known at compile time: the packed GEMM's case, where
+/// every broadcast then addresses A at a constant offset. With 0 the row
+/// stride is read from `rows` (A in place: [`super::tile_in_place`]).
+/// The rows and columns past `mr`/`nr` are computed from whatever A and B
+/// hold there and thrown away. `beta == 0` writes C without reading it (NaN
+/// there is overwritten, as in BLAS).
 ///
 /// # Safety
-/// The CPU must support AVX-512F. `a` must be readable for
-/// `(MR - 1)·a_stride + kc` floats, `b` for `kc·NR`, and
-/// `c + r·rsc + j·csc` must be valid for writes for every `r < mr`, `j < nr`,
-/// with no other thread touching those elements.
+/// The CPU must support AVX-512F. A must be readable at every
+/// `a + r·row_stride + s·run_stride + p` for `r < MR`, `s < runs`,
+/// `p < run_len`, `b` for `k·NR` floats, and `c + r·rsc + j·csc` must be
+/// valid for writes for every `r < mr`, `j < nr`, with no other thread
+/// touching those elements. `A_STRIDE` must be 0 or `rows.row_stride`.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 pub unsafe fn tile<const A_STRIDE: usize>(
-    kc: usize,
     a: *const f32,
+    rows: RowsOfA,
     b: *const f32,
     c: *mut f32,
     (rsc, csc): (isize, isize),
@@ -53,6 +88,12 @@ pub unsafe fn tile<const A_STRIDE: usize>(
     alpha: f32,
     beta: f32,
 ) {
+    debug_assert!(A_STRIDE == 0 || A_STRIDE == rows.row_stride);
+    let row_stride = if A_STRIDE != 0 {
+        A_STRIDE
+    } else {
+        rows.row_stride
+    };
     debug_assert!(mr <= MR && nr <= NR);
     // Ask for the tile of C now: it is read only after the kc steps below,
     // and a miss there would stall on every row.
@@ -62,17 +103,22 @@ pub unsafe fn tile<const A_STRIDE: usize>(
         _mm_prefetch::<_MM_HINT_T0>(row.offset(((nr - 1) as isize * csc) * 4));
     }
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-    for p in 0..kc {
-        // SAFETY (this loop): p < kc, so every read is inside the ranges the caller vouched for.
-        let bp = b.add(p * NR);
-        let mut bv = [_mm512_setzero_ps(); NV];
-        for (v, bv) in bv.iter_mut().enumerate() {
-            *bv = _mm512_loadu_ps(bp.add(16 * v));
-        }
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let ar = _mm512_set1_ps(*a.add(r * A_STRIDE + p));
-            for v in 0..NV {
-                acc[v] = _mm512_fmadd_ps(ar, bv[v], acc[v]);
+    for s in 0..rows.runs {
+        // SAFETY (this loop): s < runs and p < run_len, so every read is
+        // inside the ranges the caller vouched for.
+        let a = a.add(s * rows.run_stride);
+        let b = b.add(s * rows.run_len * NR);
+        for p in 0..rows.run_len {
+            let bp = b.add(p * NR);
+            let mut bv = [_mm512_setzero_ps(); NV];
+            for (v, bv) in bv.iter_mut().enumerate() {
+                *bv = _mm512_loadu_ps(bp.add(16 * v));
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let ar = _mm512_set1_ps(*a.add(r * row_stride + p));
+                for v in 0..NV {
+                    acc[v] = _mm512_fmadd_ps(ar, bv[v], acc[v]);
+                }
             }
         }
     }

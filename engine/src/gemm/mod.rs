@@ -59,10 +59,11 @@ mod tests;
 
 use rayon::prelude::*;
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::thread::LocalKey;
 
-pub use avx512::{MR, NR};
+pub use avx512::{RowsOfA, MR, NR};
 
 /// Depth of one packed block (the `k` of one pass of the micro-kernel).
 pub const KC: usize = 256;
@@ -384,10 +385,7 @@ pub fn gemm<A: MatrixA>(
         return;
     }
 
-    let threads = rayon::current_num_threads().max(1);
-    // Every thread gets a block even when m is small, but no block is so
-    // small that the packed B panel is re-read from L2 for a few rows only.
-    let mc = m.div_ceil(threads).next_multiple_of(MR).clamp(MR, MC);
+    let blocks = row_block_count(m, rayon::current_num_threads());
     // K blocks of equal depth (k = 576 as 3 × 192, not 256 + 256 + 64): a
     // thin last block would cost a full pass over C for little arithmetic.
     let kc_step = k.div_ceil(k.div_ceil(KC));
@@ -402,9 +400,9 @@ pub fn gemm<A: MatrixA>(
             let beta = if pc == 0 { beta } else { 1.0 };
             let b_pack = &b_pack[..];
             let c_ptr = &c_ptr;
-            (0..m.div_ceil(mc)).into_par_iter().for_each(move |block| {
-                let ic = block * mc;
-                let rows = mc.min(m - ic);
+            (0..blocks).into_par_iter().for_each(move |block| {
+                let Range { start: ic, end } = row_block(m, blocks, block);
+                let rows = end - ic;
                 let mut a_pack = take_aligned(&A_PACK, rows.next_multiple_of(MR) * A_STRIDE);
                 a.pack_rows(ic..ic + rows, pc..pc + kc, &mut a_pack);
                 // The rows padding the last tile are multiplied but never
@@ -423,8 +421,8 @@ pub fn gemm<A: MatrixA>(
                         // ic..ic+rows of C during this K block.
                         unsafe {
                             avx512::tile::<A_STRIDE>(
-                                kc,
                                 tile_a.as_ptr(),
+                                RowsOfA::packed(A_STRIDE, kc),
                                 panel.as_ptr(),
                                 c_ptr.0.add(offset),
                                 (rsc as isize, csc as isize),
@@ -440,6 +438,120 @@ pub fn gemm<A: MatrixA>(
         }
     }
     give_back(&B_PACK, b_pack);
+}
+
+/// B (`k × n`) packed into `NR`-column panels once, for a caller that runs
+/// the micro-kernel on A in place ([`tile_in_place`]) instead of through [`gemm`].
+pub struct PackedB {
+    panels: AlignedBuf,
+    k: usize,
+    n: usize,
+}
+
+impl PackedB {
+    /// Packs all of B, given by its slice and (row stride, column stride).
+    /// Panics if B is too short for its shape.
+    pub fn new(k: usize, n: usize, b: &[f32], sb: (isize, isize)) -> PackedB {
+        assert!(
+            k == 0 || n == 0 || last(k, n, sb) < b.len(),
+            "gemm: B out of bounds"
+        );
+        let mut panels = take_aligned(&B_PACK, k * n.next_multiple_of(NR));
+        pack_b(b, sb, 0..k, 0..n, &mut panels);
+        PackedB { panels, k, n }
+    }
+}
+
+impl Drop for PackedB {
+    fn drop(&mut self) {
+        let panels = std::mem::replace(
+            &mut self.panels,
+            AlignedBuf {
+                v: Vec::new(),
+                offset: 0,
+                len: 0,
+            },
+        );
+        give_back(&B_PACK, panels);
+    }
+}
+
+/// `MR` rows of `C = A·B` with A read where it lies, not packed.
+///
+/// Row `r` of A is `rows.runs` runs of `rows.run_len` floats, run `s` at
+/// `a[r·rows.row_stride + s·rows.run_stride..]`: the shape of a
+/// convolution's receptive fields in NHWC memory, where packing would copy
+/// each field once per tile of C for nothing (conv2d's direct path). Row `r`
+/// of C is `c[r·rsc..r·rsc + b.n]`; it is written, never read, so C may be
+/// memory not yet initialised (a fresh output: no pass to zero it first).
+/// Each element of C is summed in the same order as in [`gemm`] with a
+/// single K block, so the two give the same bits.
+///
+/// Panics without AVX-512F, if `runs·run_len` is not B's `k` or is above
+/// [`KC`] (B's panels are read from L1 once per tile), or if A or C is too
+/// short or C's rows overlap.
+pub fn tile_in_place(
+    a: &[f32],
+    rows: RowsOfA,
+    b: &PackedB,
+    c: &mut [MaybeUninit<f32>],
+    rsc: usize,
+) {
+    assert!(avx512_available(), "gemm: this CPU has no AVX-512F");
+    assert_eq!(
+        rows.runs * rows.run_len,
+        b.k,
+        "gemm: A's rows are not B's k long"
+    );
+    assert!(b.k <= KC, "gemm: k = {} is too deep for one pass", b.k);
+    assert!(b.k > 0 && b.n > 0, "gemm: empty product");
+    let a_last = (MR - 1) * rows.row_stride + (rows.runs - 1) * rows.run_stride + rows.run_len;
+    assert!(a_last <= a.len(), "gemm: A out of bounds");
+    assert!(
+        rsc >= b.n && (MR - 1) * rsc + b.n <= c.len(),
+        "gemm: C out of bounds or overlapping"
+    );
+    for jr in (0..b.n).step_by(NR) {
+        let panel = &b.panels[jr * b.k..(jr + NR) * b.k];
+        // SAFETY: AVX-512F was checked; the asserts keep A's reads inside
+        // `a`, the panel holds k·NR floats, and the MR × min(NR, n - jr)
+        // elements written are inside `c` (`&mut`: no one else writes them).
+        // With beta = 0 the kernel only stores to C, so C may be uninitialised.
+        unsafe {
+            avx512::tile::<0>(
+                a.as_ptr(),
+                rows,
+                panel.as_ptr(),
+                c.as_mut_ptr().add(jr).cast::<f32>(),
+                (rsc as isize, 1),
+                (MR, NR.min(b.n - jr)),
+                1.0,
+                0.0,
+            );
+        }
+    }
+}
+
+/// How many row blocks (rayon tasks) [`gemm`] cuts `m` rows into: blocks of
+/// at most `MC` rows, as many as a multiple of the thread count, so that with
+/// [`row_block`]'s even sizes every thread gets the same work. (Blocks of
+/// `MC` rows and a remainder cut m = 2048 into 11, so one of 2 threads did 6
+/// while the other waited: a tenth of a 2048³ product, a fifth of VGG16's
+/// block5_conv1 at m = 1568.)
+fn row_block_count(m: usize, threads: usize) -> usize {
+    let tiles = m.div_ceil(MR);
+    tiles
+        .div_ceil(MC / MR)
+        .next_multiple_of(threads.max(1))
+        .min(tiles)
+}
+
+/// Rows of block `block` of `blocks`: whole tiles of `MR` rows, the blocks'
+/// tile counts differing by one at most.
+fn row_block(m: usize, blocks: usize, block: usize) -> Range<usize> {
+    let tiles = m.div_ceil(MR);
+    let (first, end) = (block * tiles / blocks, (block + 1) * tiles / blocks);
+    first * MR..(end * MR).min(m)
 }
 
 /// C's pointer, shared by the tasks that write its disjoint row blocks.

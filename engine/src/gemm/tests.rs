@@ -3,6 +3,7 @@
 //! combination, strided C, and the BLAS rules for `beta == 0` and `k == 0`.
 
 use super::*;
+use std::mem::MaybeUninit;
 
 /// Row-major `[rows, cols]` as strides, or the transpose of a stored `[cols, rows]`.
 fn strides(rows: usize, cols: usize, transposed: bool) -> (isize, isize) {
@@ -269,4 +270,119 @@ fn short_c_is_refused() {
         &mut c,
         (3, 1),
     );
+}
+
+#[test]
+fn tile_in_place_reads_runs_and_matches_the_packed_gemm() {
+    if !avx512_available() {
+        crate::skipped("this CPU has no AVX-512F");
+        return;
+    }
+    // A's MR rows overlap in memory as a conv's fields do: row r is 3 runs
+    // of 7 floats, run s at r·5 + s·40 (k = 21). n = 40: a full and a
+    // partial panel of B. C rows are 45 apart, so 5 floats per row must stay.
+    let rows = RowsOfA {
+        row_stride: 5,
+        runs: 3,
+        run_len: 7,
+        run_stride: 40,
+    };
+    let (k, n, rsc) = (21, 40, 45);
+    let src = values((MR - 1) * 5 + 2 * 40 + 7, 7);
+    let b = values(k * n, 8);
+    let packed = PackedB::new(k, n, &b, (n as isize, 1));
+    // The same A as a plain matrix, for the naive product and the GEMM.
+    let a: Vec<f32> = (0..MR)
+        .flat_map(|r| (0..k).map(move |p| (r, p)))
+        .map(|(r, p)| src[r * 5 + (p / 7) * 40 + p % 7])
+        .collect();
+    let c0 = values(MR * rsc, 9);
+    let mut c: Vec<MaybeUninit<f32>> = c0.iter().map(|&v| MaybeUninit::new(v)).collect();
+    tile_in_place(&src, rows, &packed, &mut c, rsc);
+    // SAFETY: every element was initialised above (and maybe overwritten).
+    let c: Vec<f32> = c.iter().map(|v| unsafe { v.assume_init() }).collect();
+    let mut want = c0.clone();
+    sgemm_on(
+        Backend::Avx512,
+        MR,
+        k,
+        n,
+        1.0,
+        &a,
+        (k as isize, 1),
+        &b,
+        (n as isize, 1),
+        0.0,
+        &mut want,
+        (rsc as isize, 1),
+    );
+    for (e, (&got, &want)) in c.iter().zip(&want).enumerate() {
+        assert_eq!(got.to_bits(), want.to_bits(), "C[{e}]");
+    }
+    for i in 0..MR {
+        for j in 0..n {
+            let want: f64 = (0..k)
+                .map(|p| a[i * k + p] as f64 * b[p * n + j] as f64)
+                .sum();
+            let got = c[i * rsc + j] as f64;
+            assert!(
+                (got - want).abs() < 1e-5,
+                "C[{i},{j}] = {got}, expected {want}"
+            );
+        }
+        for j in n..rsc {
+            let e = i * rsc + j;
+            assert_eq!(c[e].to_bits(), c0[e].to_bits(), "wrote C[{i},{j}] past n");
+        }
+    }
+}
+
+#[test]
+fn tile_in_place_refuses_a_short_a() {
+    if !avx512_available() {
+        crate::skipped("this CPU has no AVX-512F");
+        return;
+    }
+    // MR rows of 4 floats, 4 apart, need 4·MR floats: one fewer must panic.
+    let packed = PackedB::new(4, 32, &[0.0; 128], (32, 1));
+    let short = std::panic::catch_unwind(|| {
+        let mut c = vec![MaybeUninit::new(0.0); MR * 32];
+        tile_in_place(
+            &[0.0; 4 * MR - 1],
+            RowsOfA::packed(4, 4),
+            &packed,
+            &mut c,
+            32,
+        );
+    });
+    assert!(short.is_err(), "a short A was read");
+}
+
+#[test]
+fn row_blocks_cover_m_evenly_for_any_thread_count() {
+    for m in [1, 11, 12, 13, 203, 1568, 2048, 12544] {
+        for threads in [1, 2, 3, 7] {
+            let blocks = row_block_count(m, threads);
+            let tiles = m.div_ceil(MR);
+            assert!(
+                blocks == tiles || blocks.is_multiple_of(threads),
+                "m={m} threads={threads}"
+            );
+            let mut next = 0;
+            let mut sizes = Vec::new();
+            for b in 0..blocks {
+                let rows = row_block(m, blocks, b);
+                assert_eq!(rows.start, next, "m={m} threads={threads} block {b}");
+                assert!(rows.start.is_multiple_of(MR) && rows.len() <= MC);
+                next = rows.end;
+                sizes.push(rows.len().div_ceil(MR));
+            }
+            assert_eq!(next, m, "m={m} threads={threads}: rows not covered");
+            let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            assert!(
+                hi - lo <= 1,
+                "m={m} threads={threads}: block sizes {sizes:?}"
+            );
+        }
+    }
 }

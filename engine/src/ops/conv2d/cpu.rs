@@ -26,8 +26,11 @@
 //! as much as the arithmetic. At stride 1 the same trick gives `dx`: it is
 //! the convolution of `dY` with the kernel turned by 180° (see
 //! `backward_dx_implicit`), so no `dcol` is written and nothing is scattered
-//! back. The im2col path below stays as the reference (f64, CPUs without
-//! AVX-512), for `dK`, and for `dx` at stride 2.
+//! back. Where every window lies inside the input and the field is short
+//! (ResNet's stem), even the packing is skipped: the micro-kernel reads the
+//! fields where they lie (`forward_direct`). The im2col path below stays as
+//! the reference (f64, CPUs without AVX-512), for `dK`, and for `dx` at
+//! stride 2.
 //!
 //! Threading has one level: the GEMM threads itself (over the rayon pool),
 //! and the im2col/col2im loops between GEMMs use rayon. No GEMM runs inside a
@@ -50,6 +53,7 @@ use crate::error::{Error, Result};
 use crate::gemm::{self, MatrixA};
 use crate::tensor::{CpuStorage, DType};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// Upper bound on the im2col scratch memory of one conv2d call (forward:
@@ -117,6 +121,22 @@ impl ConvGeometry {
             && self.pad_left == 0
             && self.oh == self.h
             && self.ow == self.w
+    }
+
+    /// Whether [`forward_direct`] applies: every window lies inside the
+    /// input (no padding is ever read, so the fields are plain NHWC memory),
+    /// the receptive field fits one K block of the GEMM (`kh·kw·c ≤ KC`), and
+    /// an output row holds at least one tile of `MR` pixels. 1×1 stride-1
+    /// convs are left to the GEMM, for which `x` already is A.
+    fn suits_direct(&self) -> bool {
+        self.pad_top == 0
+            && self.pad_left == 0
+            && self.oh > 0
+            && self.ow >= gemm::MR
+            && (self.oh - 1) * self.sh + self.kh <= self.h
+            && (self.ow - 1) * self.sw + self.kw <= self.w
+            && self.col_width() <= gemm::KC
+            && !self.is_pointwise()
     }
 
     /// Output rows `(b, oy)` per chunk, so that `buffers` col-sized buffers fit
@@ -354,8 +374,19 @@ impl MatrixA for ReceptiveFields<'_> {
 }
 
 /// The f32 forward as one implicit GEMM, `Y = col · K`, on our AVX-512
-/// GEMM, whose packing step reads `col` through [`ReceptiveFields`].
+/// GEMM: [`forward_direct`] where the receptive fields can be read in place,
+/// otherwise [`forward_packed`].
 fn forward_implicit(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
+    if g.suits_direct() {
+        forward_direct(x, kernel, bias, g)
+    } else {
+        forward_packed(x, kernel, bias, g)
+    }
+}
+
+/// The implicit GEMM through [`gemm::gemm`], whose packing step reads `col`
+/// through [`ReceptiveFields`].
+fn forward_packed(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
     let (cw, o, rows) = (g.col_width(), g.o, g.n * g.oh * g.ow);
     // The bias is written first and the GEMM adds onto it (beta = 1).
     let (mut y, beta) = match bias {
@@ -364,6 +395,70 @@ fn forward_implicit(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeo
     };
     let cols = ReceptiveFields::new(x, g);
     gemm::gemm(rows, cw, o, 1.0, &cols, kernel, rm(o), beta, &mut y, rm(o));
+    y
+}
+
+/// The implicit GEMM with no packing of A at all, for convolutions whose
+/// windows all lie inside the input and whose receptive field is short
+/// ([`ConvGeometry::suits_direct`]: ResNet's 7×7 stem, `kh·kw·c = 147`, on
+/// its pre-padded input). There a packed row of A is `kh` copies of
+/// `kw·c` floats (21 for the stem), used for only `o / NR` tiles of C (2),
+/// and packing cost a third of the time.
+///
+/// In NHWC the fields of `MR` neighbouring pixels of one output row are
+/// already laid out as the micro-kernel reads A: pixel `ox + r` starts
+/// `r·sw·c` floats after pixel `ox`, and each field is `kh` runs of `kw·c`
+/// contiguous floats, one input row (`w·c`) apart. So the kernel broadcasts
+/// straight from `x` ([`gemm::tile_in_place`]); only the kernel (B) is packed, once.
+///
+/// Each output row `(b, oy)` is one rayon task, cut into tiles of `MR`
+/// pixels; the last tile ends at the row's end and may overlap the one
+/// before (`ow` is rarely a multiple of `MR`: 112 = 9·12 + 4), which then
+/// computes those pixels again, to the same bits (the kernel writes C, never
+/// adds to it). Every element is summed in the same order as in
+/// [`forward_packed`] (one K block, `k ≤ KC`), so the two paths agree bit
+/// for bit, whatever the thread count.
+fn forward_direct(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
+    assert_eq!(x.len(), g.n * g.h * g.w * g.c, "conv2d: input size");
+    let (o, image, input_row) = (g.o, g.h * g.w * g.c, g.w * g.c);
+    let kernel = gemm::PackedB::new(g.col_width(), o, kernel, rm(o));
+    let fields = gemm::RowsOfA {
+        row_stride: g.sw * g.c,
+        runs: g.kh,
+        run_len: g.kw * g.c,
+        run_stride: input_row,
+    };
+    // y is written by the tiles alone, so it is never zero-filled first (a
+    // pass over 12.8 MB for the stem at batch 4: a tenth of the time).
+    let len = g.n * g.oh * g.ow * o;
+    let mut y: Vec<f32> = Vec::with_capacity(len);
+    y.spare_capacity_mut()[..len]
+        .par_chunks_mut(g.ow * o)
+        .enumerate()
+        .for_each(|(row, y_row)| {
+            let (b, oy) = (row / g.oh, row % g.oh);
+            // The window of pixel (oy, 0) starts at input row oy·sh, column 0.
+            let top = &x[b * image + oy * g.sh * input_row..(b + 1) * image];
+            for ox in (0..g.ow).step_by(gemm::MR) {
+                let ox = ox.min(g.ow - gemm::MR);
+                let a = &top[ox * g.sw * g.c..];
+                gemm::tile_in_place(a, fields, &kernel, &mut y_row[ox * o..], o);
+            }
+            // The bias is added after the product, one rounding per element
+            // as in forward_packed's beta = 1 (fl(bias + sum) either way).
+            if let Some(bias) = bias {
+                // SAFETY: the tiles above wrote every pixel 0..ow of the row,
+                // all o channels of each.
+                let y_row = unsafe { &mut *(y_row as *mut [MaybeUninit<f32>] as *mut [f32]) };
+                for pixel in y_row.chunks_exact_mut(o) {
+                    for (y, &b) in pixel.iter_mut().zip(bias) {
+                        *y += b;
+                    }
+                }
+            }
+        });
+    // SAFETY: every output row was written in full above.
+    unsafe { y.set_len(len) };
     y
 }
 
@@ -797,6 +892,95 @@ mod tests {
                     "{g:?} y[{i}] = {y}, expected {w}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn direct_forward_matches_the_definition_and_the_packed_path_bit_for_bit() {
+        if !gemm::avx512_available() {
+            crate::skipped("this CPU has no AVX-512F, the direct forward is not used");
+            return;
+        }
+        let valid = |n, (h, w, c), (kh, kw, o), (sh, sw): (usize, usize)| ConvGeometry {
+            n,
+            h,
+            w,
+            c,
+            kh,
+            kw,
+            o,
+            sh,
+            sw,
+            oh: (h - kh) / sh + 1,
+            ow: (w - kw) / sw + 1,
+            pad_top: 0,
+            pad_left: 0,
+        };
+        let cases = [
+            // ResNet's stem, smaller: 16 output columns, so the second tile
+            // (pixels 4..16) overlaps the first.
+            valid(2, (37, 37, 3), (7, 7, 64), (2, 2)),
+            // One input channel, exactly one tile per output row (ow = 12).
+            valid(1, (14, 14, 1), (3, 3, 32), (1, 1)),
+            // Two channels, 5×5 / 2 on a non-square input, n = 40 (a partial panel).
+            valid(3, (30, 29, 2), (5, 5, 40), (2, 2)),
+            // Four channels, strides differing by axis, an input row longer
+            // than the windows use (w not reached by the last window).
+            valid(2, (9, 31, 4), (3, 3, 17), (1, 2)),
+            // The widest field allowed: kh·kw·c = 252 ≤ KC.
+            valid(1, (6, 20, 28), (3, 3, 33), (1, 1)),
+        ];
+        let f32s = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<_>>();
+        for g in cases {
+            assert!(g.suits_direct(), "{g:?}");
+            let x = f32s(&values(g.n * g.h * g.w * g.c, 10));
+            let k = f32s(&values(g.kh * g.kw * g.c * g.o, 11));
+            let bias = f32s(&values(g.o, 12));
+            let want = naive(
+                &x.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+                &k.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+                &g,
+            );
+            for bias in [None, Some(&bias[..])] {
+                let run = |threads| {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    pool.install(|| forward_direct(&x, &k, bias, &g))
+                };
+                let got = run(1);
+                let packed = forward_packed(&x, &k, bias, &g);
+                let three = run(3);
+                assert_eq!(got.len(), want.len());
+                let tol = 1e-6 * g.col_width() as f64;
+                for (i, &y) in got.iter().enumerate() {
+                    let w = want[i] + bias.map_or(0.0, |b| b[i % g.o] as f64);
+                    assert!(
+                        (y as f64 - w).abs() < tol,
+                        "{g:?} y[{i}] = {y}, expected {w}"
+                    );
+                    assert_eq!(
+                        y.to_bits(),
+                        packed[i].to_bits(),
+                        "{g:?} y[{i}]: packed path differs"
+                    );
+                    assert_eq!(
+                        y.to_bits(),
+                        three[i].to_bits(),
+                        "{g:?} y[{i}]: 3 threads differ"
+                    );
+                }
+            }
+        }
+        // Padding, narrow outputs, deep fields and 1×1 convs take the packed path.
+        let mut padded = valid(1, (14, 14, 3), (3, 3, 8), (1, 1));
+        padded.pad_top = 1;
+        let narrow = valid(1, (13, 13, 3), (3, 3, 8), (1, 1)); // ow = 11 < MR
+        let deep = valid(1, (14, 14, 29), (3, 3, 8), (1, 1)); // 261 > KC
+        let pointwise = valid(1, (14, 14, 3), (1, 1, 8), (1, 1));
+        for g in [padded, narrow, deep, pointwise] {
+            assert!(!g.suits_direct(), "{g:?}");
         }
     }
 
