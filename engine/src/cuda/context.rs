@@ -297,13 +297,31 @@ impl CudaDevice {
             return Ok(m.clone());
         }
         let arch = self.info.arch();
+        // Machine code for this GPU first: it loads on any CUDA 13 driver,
+        // while PTX from a newer NVRTC than the driver is rejected (see
+        // kernels::compile_cubin). PTX (JIT-compiled by the driver) is the fallback.
+        let cubin_error = match kernels::compile_cubin(module, &arch) {
+            Ok(cubin) => {
+                match guarded("loading a CUBIN", || {
+                    self.ctx.load_module(Ptx::from_binary(cubin))
+                })? {
+                    Ok(loaded) => {
+                        modules.insert(module.to_string(), loaded.clone());
+                        return Ok(loaded);
+                    }
+                    Err(e) => format!("the driver rejects its CUBIN ({e})"),
+                }
+            }
+            Err(e) => e,
+        };
         let ptx = kernels::compile_ptx(module, &arch).map_err(Error::Cuda)?;
         let loaded =
             guarded("loading PTX", || self.ctx.load_module(Ptx::from_src(ptx)))?.map_err(|e| {
                 Error::Cuda(format!(
-                    "{module}.cu compiled for {arch} but the driver rejects its PTX ({e}); a \
-                     driver older than NVRTC 13 cannot load CUDA 13 PTX: update the driver or \
-                     run with --device cpu"
+                    "{module}.cu compiled for {arch} but the driver rejects its PTX ({e}) and \
+                     {cubin_error}; a driver older than the NVRTC in use cannot load its PTX: \
+                     update the driver, use the NVRTC of the driver's CUDA version \
+                     (THAW_NVRTC_LIB), or run with --device cpu"
                 ))
             })?;
         modules.insert(module.to_string(), loaded.clone());
