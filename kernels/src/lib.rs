@@ -300,7 +300,8 @@ pub fn compile_uncached(name: &str, source: &str, arch: &str) -> Result<String, 
 /// version (CUDA's minor-version compatibility). The ELF image starts with
 /// `\x7fELF`.
 pub fn compile_cubin(name: &str, arch: &str) -> Result<Vec<u8>, String> {
-    static CACHE: OnceLock<Mutex<HashMap<(String, String), Vec<u8>>>> = OnceLock::new();
+    type Cache = Mutex<HashMap<(String, String), Vec<u8>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     let (source, _) = module(name).ok_or_else(|| {
         let known: Vec<&str> = KERNELS.iter().map(|(n, _, _)| *n).collect();
         format!("kernels: no kernel module named {name:?}; the modules are {known:?}")
