@@ -1,9 +1,11 @@
 //! thaw's own CUDA kernels: the `.cu` sources, one file per op family, and
-//! their compilation to PTX with NVRTC at run time.
+//! their compilation with NVRTC at run time, to machine code (CUBIN) for the
+//! GPU's architecture and to PTX.
 //!
 //! Where this sits: an op's `cuda.rs` (in `engine/src/ops/<op>/`) asks
-//! `engine::cuda` for a kernel; the engine gets the PTX from
-//! [`compile_ptx`], loads it into its CUDA context once and launches it. Ops
+//! `engine::cuda` for a kernel; the engine gets the CUBIN from
+//! [`compile_cubin`] (or, if the driver refuses that, the PTX from
+//! [`compile_ptx`]), loads it into its CUDA context once and launches it. Ops
 //! served by cuBLAS or cuDNN (matmul, conv2d) have no file here.
 //!
 //! Nothing here needs CUDA at build time: the sources are embedded with
