@@ -15,21 +15,24 @@
 // The average is a sum divided by hw, as the CPU computes it.
 //
 // Launch geometry:
-//   forward kernels: one thread per output (b, j), 1-D grid over n * c
-//     (e.g. block 256); consecutive threads take consecutive channels, so each
+//   forward kernels: one thread per output (b, j), 1-D grid-stride loop over
+//     n * c (any grid: launch_1d caps it at 65,535 blocks, fewer than n * c / 256
+//     for big batches); consecutive threads take consecutive channels, so each
 //     step of the loop over p reads one contiguous run of c floats.
 //   backward kernels: one thread per input element, 1-D grid-stride loop over
 //     n * hw * c. Each dx element is written once: no atomics.
 
 extern "C" __global__ void global_avg_pool_forward_f32(const float* x, float* y, unsigned int n,
                                                        unsigned int hw, unsigned int c) {
-    unsigned long long o = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
-    if (o >= (unsigned long long)n * c) return;
-    unsigned long long b = o / c, j = o % c;
-    const float* base = x + b * hw * c + j;
-    float s = 0.0f;
-    for (unsigned int p = 0; p < hw; ++p) s += base[(unsigned long long)p * c];
-    y[o] = s / (float)hw;
+    unsigned long long total = (unsigned long long)n * c;
+    for (unsigned long long o = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
+         o < total; o += (unsigned long long)gridDim.x * blockDim.x) {
+        unsigned long long b = o / c, j = o % c;
+        const float* base = x + b * hw * c + j;
+        float s = 0.0f;
+        for (unsigned int p = 0; p < hw; ++p) s += base[(unsigned long long)p * c];
+        y[o] = s / (float)hw;
+    }
 }
 
 extern "C" __global__ void global_avg_pool_backward_f32(const float* dy, float* dx, unsigned int n,
@@ -45,21 +48,23 @@ extern "C" __global__ void global_avg_pool_backward_f32(const float* dy, float* 
 extern "C" __global__ void global_max_pool_forward_f32(const float* x, float* y, int* argmax,
                                                        unsigned int n, unsigned int hw,
                                                        unsigned int c) {
-    unsigned long long o = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
-    if (o >= (unsigned long long)n * c) return;
-    unsigned long long b = o / c, j = o % c;
-    const float* base = x + b * hw * c + j;
-    float best = base[0];
-    int best_p = 0;
-    for (unsigned int p = 1; p < hw; ++p) {
-        float v = base[(unsigned long long)p * c];
-        if (v > best) {  // strictly larger: ties keep the first position
-            best = v;
-            best_p = (int)p;
+    unsigned long long total = (unsigned long long)n * c;
+    for (unsigned long long o = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
+         o < total; o += (unsigned long long)gridDim.x * blockDim.x) {
+        unsigned long long b = o / c, j = o % c;
+        const float* base = x + b * hw * c + j;
+        float best = base[0];
+        int best_p = 0;
+        for (unsigned int p = 1; p < hw; ++p) {
+            float v = base[(unsigned long long)p * c];
+            if (v > best) {  // strictly larger: ties keep the first position
+                best = v;
+                best_p = (int)p;
+            }
         }
+        y[o] = best;
+        argmax[o] = best_p;
     }
-    y[o] = best;
-    argmax[o] = best_p;
 }
 
 extern "C" __global__ void global_max_pool_backward_f32(const float* dy, const int* argmax,

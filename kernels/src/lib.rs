@@ -1,9 +1,11 @@
 //! thaw's own CUDA kernels: the `.cu` sources, one file per op family, and
-//! their compilation to PTX with NVRTC at run time.
+//! their compilation with NVRTC at run time, to machine code (CUBIN) for the
+//! GPU's architecture and to PTX.
 //!
 //! Where this sits: an op's `cuda.rs` (in `engine/src/ops/<op>/`) asks
-//! `engine::cuda` for a kernel; the engine gets the PTX from
-//! [`compile_ptx`], loads it into its CUDA context once and launches it. Ops
+//! `engine::cuda` for a kernel; the engine gets the CUBIN from
+//! [`compile_cubin`] (or, if the driver refuses that, the PTX from
+//! [`compile_ptx`]), loads it into its CUDA context once and launches it. Ops
 //! served by cuBLAS or cuDNN (matmul, conv2d) have no file here.
 //!
 //! Nothing here needs CUDA at build time: the sources are embedded with
@@ -286,6 +288,91 @@ pub fn compile_uncached(name: &str, source: &str, arch: &str) -> Result<String, 
             "kernels: NVRTC failed on {name}.cu for {arch}: {e:?}"
         )),
     }
+}
+
+/// The CUBIN (machine code, SASS) of kernel module `name` for the real GPU
+/// architecture `arch` (e.g. "sm_90"), compiled with NVRTC on the first call
+/// for each (module, arch) and cached like [`compile_ptx`].
+///
+/// Why the engine loads this before the PTX: the driver JIT-compiles PTX
+/// only when the PTX's ISA version is one it knows, so PTX from an NVRTC
+/// newer than the driver (NVRTC 13.5 from PyPI on a CUDA 13.0 driver) is
+/// rejected with `CUDA_ERROR_UNSUPPORTED_PTX_VERSION`, while machine code
+/// for the GPU's own architecture loads on any driver of the same major
+/// version (CUDA's minor-version compatibility). The ELF image starts with
+/// `\x7fELF`.
+pub fn compile_cubin(name: &str, arch: &str) -> Result<Vec<u8>, String> {
+    type Cache = Mutex<HashMap<(String, String), Vec<u8>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let (source, _) = module(name).ok_or_else(|| {
+        let known: Vec<&str> = KERNELS.iter().map(|(n, _, _)| *n).collect();
+        format!("kernels: no kernel module named {name:?}; the modules are {known:?}")
+    })?;
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let key = (name.to_string(), arch.to_string());
+    if let Some(cubin) = cache.get(&key) {
+        return Ok(cubin.clone());
+    }
+    let cubin = compile_cubin_uncached(name, source, arch)?;
+    cache.insert(key, cubin.clone());
+    Ok(cubin)
+}
+
+/// [`compile_cubin`] without the cache.
+pub fn compile_cubin_uncached(name: &str, source: &str, arch: &str) -> Result<Vec<u8>, String> {
+    use cudarc::nvrtc::{result, sys};
+    nvrtc_version().map_err(|e| format!("kernels: cannot compile {name}.cu: {e}"))?;
+    if !arch.starts_with("sm_") {
+        return Err(format!(
+            "kernels: a CUBIN needs a real architecture (sm_XY), not {arch:?}"
+        ));
+    }
+    let src = std::ffi::CString::new(source)
+        .map_err(|_| format!("kernels: {name}.cu holds a NUL byte"))?;
+    let file = std::ffi::CString::new(format!("{name}.cu")).expect("module names hold no NUL");
+    let compiled = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<u8>, String> {
+        let prog = result::create_program(&src, Some(&file))
+            .map_err(|e| format!("kernels: NVRTC cannot create a program for {name}.cu: {e:?}"))?;
+        // SAFETY: prog was created above and is destroyed once, at the end.
+        let out = unsafe {
+            match result::compile_program(prog, &nvrtc_options(arch)) {
+                Err(e) => {
+                    let log = result::get_program_log(prog)
+                        .map(|l| {
+                            std::ffi::CStr::from_ptr(l.as_ptr())
+                                .to_string_lossy()
+                                .into_owned()
+                        })
+                        .unwrap_or_default();
+                    Err(format!(
+                        "kernels: {name}.cu does not compile for {arch} ({e:?}):\n{log}"
+                    ))
+                }
+                Ok(()) => {
+                    let mut size = 0usize;
+                    match sys::nvrtcGetCUBINSize(prog, &mut size).result() {
+                        Err(e) => Err(format!("kernels: no CUBIN for {name}.cu ({arch}): {e:?}")),
+                        Ok(()) => {
+                            let mut cubin = vec![0u8; size];
+                            sys::nvrtcGetCUBIN(prog, cubin.as_mut_ptr().cast())
+                                .result()
+                                .map(|()| cubin)
+                                .map_err(|e| {
+                                    format!("kernels: no CUBIN for {name}.cu ({arch}): {e:?}")
+                                })
+                        }
+                    }
+                }
+            }
+        };
+        // SAFETY: prog is a live program, destroyed only here.
+        let _ = unsafe { result::destroy_program(prog) };
+        out
+    }));
+    compiled.map_err(|_| format!("kernels: NVRTC panicked while compiling {name}.cu for {arch}"))?
 }
 
 /// The names of the kernels (`.entry` symbols) defined in a PTX text.

@@ -186,7 +186,7 @@ build) build ;;
 tests) tests ;;
 bench) shift; bench "$@" ;;
 weights) weights ;;
-extract) extract "${2:?extract needs vgg16 or resnet50}" "${3:-64}" ;;
+extract) extract "${2:?extract needs vgg16 or resnet50}" "${3:-64}" "${4:-f32}" ;;
 finetune) finetune "${2:?finetune needs vgg16 or resnet50}" "${3:-224}" ;;
 *)
     sed -n '2,15p' "$0"

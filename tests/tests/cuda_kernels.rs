@@ -102,6 +102,43 @@ fn every_kernel_compiles_for_sm80_and_sm90() {
     println!("total first-compile time: {total_ms:.0} ms");
 }
 
+/// The engine loads machine code (CUBIN) for the GPU's own architecture
+/// first, because a driver older than NVRTC rejects NVRTC's PTX: every
+/// module must also compile to an ELF image for sm_80 and sm_90 (H100/H200),
+/// and the names of its kernels must be in it.
+#[test]
+fn every_kernel_compiles_to_a_cubin_for_sm80_and_sm90() {
+    let Some(_) = nvrtc_or_skip() else {
+        return;
+    };
+    for (name, _, functions) in kernels::KERNELS {
+        for arch in ARCHS {
+            let cubin = kernels::compile_cubin(name, arch).unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                cubin.starts_with(b"\x7fELF"),
+                "{name}/{arch}: the CUBIN is not an ELF image"
+            );
+            for f in *functions {
+                assert!(
+                    cubin.windows(f.len()).any(|w| w == f.as_bytes()),
+                    "{name}/{arch}: no symbol {f} in the CUBIN"
+                );
+            }
+            assert_eq!(kernels::compile_cubin(name, arch).unwrap(), cubin);
+        }
+    }
+    let err =
+        kernels::compile_cubin_uncached("x", "extern \"C\" __global__ void x() {}", "compute_90")
+            .unwrap_err();
+    assert!(err.contains("sm_"), "{err}");
+    let broken = "extern \"C\" __global__ void broken(float* y) { y[0] = not_declared; }";
+    let err = kernels::compile_cubin_uncached("broken", broken, "sm_90").unwrap_err();
+    assert!(
+        err.contains("broken.cu") && err.contains("not_declared"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_kernel_that_does_not_compile_is_an_error_with_the_log() {
     let Some(_) = nvrtc_or_skip() else {

@@ -95,6 +95,7 @@ impl CudaDevice {
             // so the stream's order is all the synchronisation needed.
             unsafe { ctx.disable_event_tracking() };
             let stream = ctx.new_stream()?;
+            keep_freed_memory_pooled(&ctx);
             Ok::<_, cudarc::driver::DriverError>((ctx, stream))
         })?
         .map_err(|e| Error::Cuda(format!("creating a context on {info}: {e}")))?;
@@ -297,17 +298,63 @@ impl CudaDevice {
             return Ok(m.clone());
         }
         let arch = self.info.arch();
+        // Machine code for this GPU first: it loads on any CUDA 13 driver,
+        // while PTX from a newer NVRTC than the driver is rejected (see
+        // kernels::compile_cubin). PTX (JIT-compiled by the driver) is the fallback.
+        let cubin_error = match kernels::compile_cubin(module, &arch) {
+            Ok(cubin) => {
+                match guarded("loading a CUBIN", || {
+                    self.ctx.load_module(Ptx::from_binary(cubin))
+                })? {
+                    Ok(loaded) => {
+                        modules.insert(module.to_string(), loaded.clone());
+                        return Ok(loaded);
+                    }
+                    Err(e) => format!("the driver rejects its CUBIN ({e})"),
+                }
+            }
+            Err(e) => e,
+        };
         let ptx = kernels::compile_ptx(module, &arch).map_err(Error::Cuda)?;
         let loaded =
             guarded("loading PTX", || self.ctx.load_module(Ptx::from_src(ptx)))?.map_err(|e| {
                 Error::Cuda(format!(
-                    "{module}.cu compiled for {arch} but the driver rejects its PTX ({e}); a \
-                     driver older than NVRTC 13 cannot load CUDA 13 PTX: update the driver or \
-                     run with --device cpu"
+                    "{module}.cu compiled for {arch} but the driver rejects its PTX ({e}) and \
+                     {cubin_error}; a driver older than the NVRTC in use cannot load its PTX: \
+                     update the driver, use the NVRTC of the driver's CUDA version \
+                     (THAW_NVRTC_LIB), or run with --device cpu"
                 ))
             })?;
         modules.insert(module.to_string(), loaded.clone());
         Ok(loaded)
+    }
+}
+
+/// Buffers are allocated from the device's default memory pool
+/// (`cuMemAllocAsync`). Its release threshold is 0 by default: at every
+/// synchronisation (each copy of a batch's features to the host) the pool
+/// hands all freed memory back to the driver, and the next batch maps it
+/// again. Keeping it pooled (threshold u64::MAX) makes later allocations of
+/// the same sizes cheap; the memory stays this process's until it exits.
+/// Best effort: a driver that refuses only costs speed.
+fn keep_freed_memory_pooled(ctx: &CudaContext) {
+    use cudarc::driver::sys;
+    let mut pool = std::ptr::null_mut();
+    // SAFETY: a valid device handle and out-pointer; the context is current
+    // (new_stream just bound it).
+    if unsafe { sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) }
+        .result()
+        .is_ok()
+    {
+        let mut threshold = u64::MAX;
+        // SAFETY: the attribute takes a u64 (cuuint64_t) by pointer.
+        let _ = unsafe {
+            sys::cuMemPoolSetAttribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                (&mut threshold as *mut u64).cast(),
+            )
+        };
     }
 }
 

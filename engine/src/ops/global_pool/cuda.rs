@@ -20,7 +20,7 @@ pub fn avg_forward(x: &CudaStorage, d: Dims) -> Result<CudaStorage> {
     let f = dev.function("global_pool", "global_avg_pool_forward_f32")?;
     let mut args = dev.stream().launch_builder(&f);
     args.arg(x.slice()).arg(&mut y).arg(&n).arg(&hw).arg(&c);
-    // SAFETY: (x [n, hw, c], y [n, c], u32 n, hw, c), one thread per output.
+    // SAFETY: (x [n, hw, c], y [n, c], u32 n, hw, c), grid-stride over the outputs.
     unsafe { args.launch(launch_1d(d[0] * d[3])) }.map_err(dev.error("global_avg_pool"))?;
     Ok(CudaStorage::new(y, dev))
 }
@@ -52,7 +52,7 @@ pub fn max_forward(x: &CudaStorage, d: Dims) -> Result<(CudaStorage, CudaSlice<i
         .arg(&n)
         .arg(&hw)
         .arg(&c);
-    // SAFETY: (x [n, hw, c], y [n, c], argmax [n, c], u32 n, hw, c), one thread per output.
+    // SAFETY: (x [n, hw, c], y [n, c], argmax [n, c], u32 n, hw, c), grid-stride over the outputs.
     unsafe { args.launch(launch_1d(d[0] * d[3])) }.map_err(dev.error("global_max_pool"))?;
     Ok((CudaStorage::new(y, dev), argmax))
 }
