@@ -13,8 +13,12 @@ runs there as rows named `<workload>.cuda-<dtype>`, the names
 workloads.json's `cuda.peak`), conv2d forward and backward, backbones and
 extract in f32 and with autocast f16/bf16 (channels_last), the head step in
 f32. The f32 rows run with TF32 off (torch.backends.cudnn.allow_tf32 and
-torch.backends.cuda.matmul.allow_tf32 False), as thaw does by default;
-cudnn.benchmark is on (autotuned algorithms, as a tuned PyTorch user runs).
+torch.backends.cuda.matmul.allow_tf32 False), as thaw does by default.
+cuDNN algorithms: --cudnn benchmark (the default: cudnn.benchmark on,
+autotuned algorithms, as a tuned PyTorch user runs) or heuristic
+(cudnn.benchmark off); cudnn.deterministic stays False (nondeterministic
+algorithms allowed). `thaw-bench --cudnn` takes the same values and sets
+thaw's policy to match, so the two sides' GPU rows choose alike.
 Backbone and extract batches are at least `cuda.min_batch`, extract reads at
 least `cuda.extract_min_images` images. conv2d backward on the GPU uses
 loss = y.sum() (thaw has no GPU multiply yet), on the CPU sum(y * dy).
@@ -385,6 +389,11 @@ def main():
                     help="all: the CPU rows, and the GPU rows when torch sees a GPU; cpu: CPU "
                          "rows only; cuda: GPU rows only (an error without a GPU)")
     ap.add_argument("--no-cuda", action="store_true", help="same as --device cpu")
+    ap.add_argument("--cudnn", choices=("benchmark", "heuristic"), default="benchmark",
+                    help="GPU rows: benchmark = torch.backends.cudnn.benchmark on (cudnnFind, "
+                         "as thaw-bench --cudnn benchmark), heuristic = off (cuDNN's heuristic, "
+                         "as thaw-bench --cudnn heuristic); nondeterministic algorithms allowed "
+                         "either way")
     args = ap.parse_args()
     if args.no_cuda:
         args.device = "cpu"
@@ -451,7 +460,9 @@ def main():
         # The GPU rows: channels_last, f32 (TF32 off, as thaw) and autocast
         # f16/bf16; batches and image counts from workloads.json's "cuda".
         g = spec["cuda"]
-        torch.backends.cudnn.benchmark = True
+        # The same algorithm policy as thaw-bench --cudnn (see the docstring).
+        torch.backends.cudnn.benchmark = args.cudnn == "benchmark"
+        torch.backends.cudnn.deterministic = False
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
         push(peak(g["peak"], mode, gen, "cuda", ".cuda-f32"))

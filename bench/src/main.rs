@@ -61,12 +61,44 @@ struct Cli {
     /// CPU, saying why in one line).
     #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
     device: DeviceChoice,
+    /// How cuDNN convolution algorithms are chosen on the GPU: `benchmark`
+    /// times the candidates once per shape (cudnnFind; PyTorch's
+    /// `torch.backends.cudnn.benchmark = True`), `heuristic` takes cuDNN's
+    /// heuristic ranking (thaw's default outside the benchmark; PyTorch's
+    /// `benchmark = False`). Both allow nondeterministic algorithms, as
+    /// PyTorch does by default (`cudnn.deterministic = False`).
+    /// `pytorch_bench.py --cudnn` takes the same values, so the two sides'
+    /// GPU rows use one policy.
+    #[arg(long, value_enum, default_value_t = CudnnChoice::Benchmark)]
+    cudnn: CudnnChoice,
     /// Print the rows that would run on the chosen device, and exit.
     #[arg(long)]
     list: bool,
     /// Print the thaw/other ratio table of two --json files and exit.
     #[arg(long, num_args = 2, value_names = ["THAW.json", "OTHER.json"])]
     compare: Option<Vec<PathBuf>>,
+}
+
+/// `--cudnn`: how the GPU rows choose convolution algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CudnnChoice {
+    Benchmark,
+    Heuristic,
+}
+
+impl CudnnChoice {
+    /// The engine's policy for this choice (nondeterministic algorithms
+    /// allowed either way, as in PyTorch by default).
+    fn policy(self) -> engine::ops::conv2d::AlgorithmPolicy {
+        use engine::ops::conv2d::{AlgorithmPolicy, Search};
+        AlgorithmPolicy {
+            search: match self {
+                CudnnChoice::Benchmark => Search::Benchmark,
+                CudnnChoice::Heuristic => Search::Heuristic,
+            },
+            deterministic_only: false,
+        }
+    }
 }
 
 fn main() {
@@ -107,12 +139,15 @@ fn run(cli: Cli) -> Result<(), String> {
 
     let gpu = match device {
         Device::Cpu => None,
-        Device::Cuda(ordinal) => Some(
-            engine::cuda::CudaDevice::open(ordinal)
-                .map_err(|e| e.to_string())?
-                .info()
-                .to_string(),
-        ),
+        Device::Cuda(ordinal) => {
+            let gpu = engine::cuda::CudaDevice::open(ordinal).map_err(|e| e.to_string())?;
+            gpu.set_conv_algorithm_policy(cli.cudnn.policy());
+            eprintln!(
+                "thaw-bench: cuDNN algorithms by {:?} (--cudnn), nondeterministic allowed",
+                cli.cudnn
+            );
+            Some(gpu.info().to_string())
+        }
     };
     let info = RunInfo {
         engine: "thaw".into(),

@@ -6,7 +6,7 @@
 #   tests/gpu/run_on_device.sh tests          # there: cuda_kernels, cuda_parity, model_parity, fine_tune_gpu
 #   tests/gpu/run_on_device.sh extract MODEL [BATCH] [f32|f16|bf16]  # there: extract on all 60,000 images at 224 px
 #   tests/gpu/run_on_device.sh finetune MODEL [SIZE] # there: train + fine-tune on CIFAR-10 on the GPU
-#   tests/gpu/run_on_device.sh bench [--quick] # there: thaw-bench and pytorch_bench.py on the GPU, ratios
+#   tests/gpu/run_on_device.sh bench [--quick] [--cudnn benchmark|heuristic] # there: thaw-bench and pytorch_bench.py on the GPU, ratios
 #   tests/gpu/run_on_device.sh weights        # there: look for ImageNet-pretrained weights already on disk
 #
 # The bundle (test executables, trainer, seeded_weights, thaw-bench with
@@ -138,7 +138,8 @@ finetune() {
 }
 
 # thaw-bench --device cuda, then pytorch_bench.py's GPU rows with this
-# machine's python3, then the ratio table; everything in $OUT.
+# machine's python3, then the ratio table; everything in $OUT. Both get the
+# same arguments, so `--cudnn heuristic` (default benchmark) applies to both.
 bench() {
     setup
     [ -d /tmp/cifar10-jpeg ] || tar -xJf "$BUNDLE/cifar10-jpeg.tar.xz" -C /tmp

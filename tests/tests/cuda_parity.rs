@@ -597,6 +597,85 @@ fn mixed_devices_and_missing_gpus_are_clear_errors() {
 /// Also checks that the OHWI filter kept with a kernel's storage is reused
 /// and kept apart per precision: f32 after f16 on the same kernel is still
 /// the f32 result.
+/// The conv2d cases again under each cuDNN algorithm policy
+/// (`docs/cuda.md`, "Convolution algorithms"), each run twice: the first run
+/// makes the plans (in benchmark mode timing the candidates with
+/// cudnnFind), the second reuses them. Any allowed algorithm must match the
+/// CPU within the case's tolerance (FMA math, no TF32), and with
+/// deterministic algorithms only the two runs must agree bit for bit. (The
+/// policy is the device's: other tests of this binary running meanwhile use
+/// it too, and any allowed algorithm meets their tolerances as well.)
+#[test]
+fn conv2d_matches_the_cpu_under_every_algorithm_policy() {
+    use engine::ops::conv2d::{AlgorithmPolicy, Search};
+    const SEED: u64 = 77;
+    let convs: Vec<Case> = cases()
+        .into_iter()
+        .filter(|c| c.name.starts_with("conv2d"))
+        .collect();
+    let cpu: Vec<_> = convs
+        .iter()
+        .map(|c| run(c, SEED, Device::Cpu).unwrap_or_else(|e| panic!("{} on the CPU: {e}", c.name)))
+        .collect();
+    if let Some(why) = no_gpu() {
+        tests::skipped(format_args!(
+            "{} conv2d cases x 3 algorithm policies ran on the CPU only; no GPU: {why}",
+            convs.len()
+        ));
+        return;
+    }
+    let device = engine::cuda::CudaDevice::open(0).unwrap();
+    let before = device.conv_algorithm_policy();
+    let policies = [
+        (Search::Heuristic, true),
+        (Search::Benchmark, true),
+        (Search::Benchmark, false),
+    ];
+    let mut failures = Vec::new();
+    for (search, deterministic_only) in policies {
+        device.set_conv_algorithm_policy(AlgorithmPolicy {
+            search,
+            deterministic_only,
+        });
+        for (c, (y_cpu, g_cpu)) in convs.iter().zip(&cpu) {
+            let label = format!(
+                "{} ({search:?}, deterministic only: {deterministic_only})",
+                c.name
+            );
+            let runs = [run(c, SEED, Device::Cuda(0)), run(c, SEED, Device::Cuda(0))];
+            let [Ok(first), Ok(second)] = runs else {
+                let e = runs.into_iter().find_map(Result::err).unwrap();
+                failures.push(format!("{label}: {e}"));
+                continue;
+            };
+            let out = error(y_cpu, &first.0);
+            let grad = g_cpu
+                .iter()
+                .zip(&first.1)
+                .map(|(a, b)| error(a, b))
+                .fold(0f32, f32::max);
+            println!("{label:<90} {out:>10.2e} {grad:>10.2e}");
+            if !(out <= c.tol && grad <= c.tol) {
+                failures.push(format!(
+                    "{label}: output error {out:.2e}, worst gradient error {grad:.2e} > {:.0e}",
+                    c.tol
+                ));
+            }
+            if deterministic_only && first != second {
+                failures.push(format!(
+                    "{label}: two runs differ (deterministic algorithms)"
+                ));
+            }
+        }
+    }
+    device.set_conv_algorithm_policy(before);
+    assert!(
+        failures.is_empty(),
+        "GPU conv2d differs from the CPU or between runs:\n{}",
+        failures.join("\n")
+    );
+}
+
 #[test]
 fn half_precision_conv_matches_the_cpu_emulation() {
     use engine::Precision;

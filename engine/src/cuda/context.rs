@@ -8,8 +8,9 @@
 //!
 //! The device also owns, created on first use: the cuBLAS handle
 //! ([`CudaDevice::blas`]) and the cuDNN handle with one workspace buffer that
-//! every convolution reuses, grown when a convolution needs more
-//! ([`CudaDevice::with_cudnn`]).
+//! every convolution reuses, grown when a convolution needs more, and the
+//! convolutions' cuDNN plans (descriptors and chosen algorithm, one per
+//! geometry; `ops/conv2d/algorithm.rs`) ([`CudaDevice::with_cudnn`]).
 //!
 //! **Full f32 math by default.** On Ampere and newer GPUs cuDNN may run f32
 //! convolutions on tensor cores in TF32 (10-bit mantissa) unless told not
@@ -23,8 +24,9 @@
 
 use super::{guarded, probe_device, CudaInfo, DRIVER_LIBRARY};
 use crate::error::{Error, Result};
+use crate::ops::conv2d::{AlgorithmPolicy, PlanCache};
 use cudarc::cublas::CudaBlas;
-use cudarc::cudnn::Cudnn;
+use cudarc::cudnn::{result as cudnn_result, sys as cudnn_sys};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr, LaunchConfig,
     PushKernelArg, ValidAsZeroBits,
@@ -46,24 +48,60 @@ pub struct CudaDevice {
     allow_tf32: bool,
     blas: OnceLock<std::result::Result<CudaBlas, Error>>,
     cudnn: Mutex<Option<CudnnState>>,
+    conv_policy: Mutex<AlgorithmPolicy>,
 }
 
-/// The cuDNN handle and the convolution workspace, used under the device's lock.
+/// The cuDNN handle, the convolution workspace and the convolutions' plans,
+/// used under the device's lock.
 #[derive(Debug)]
 pub struct CudnnState {
     /// The handle, bound to the device's stream.
-    pub handle: Arc<Cudnn>,
+    pub handle: CudnnHandle,
     /// Scratch memory for the convolution algorithms, grown on demand, never shrunk.
-    pub workspace: Option<CudaSlice<u8>>,
+    pub workspace: Workspace,
+    /// One plan per convolution geometry and direction, made on first use.
+    pub conv_plans: PlanCache,
 }
 
-// SAFETY: cuDNN allows a handle to be used from any thread as long as no two
-// threads use it at once; CudnnState is only reached through the device's Mutex.
+// SAFETY: cuDNN allows a handle (and descriptors) to be used from any thread
+// as long as no two threads use it at once; CudnnState is only reached
+// through the device's Mutex.
 unsafe impl Send for CudnnState {}
 
-impl CudnnState {
+/// A raw cuDNN handle on the device's stream, destroyed on drop. (cudarc's
+/// `Cudnn` keeps its raw handle private; the algorithm search in
+/// `ops/conv2d/cudnn_plan.rs` calls cuDNN directly and needs it.)
+#[derive(Debug)]
+pub struct CudnnHandle(cudnn_sys::cudnnHandle_t);
+
+impl CudnnHandle {
+    fn new(stream: &CudaStream) -> std::result::Result<CudnnHandle, cudnn_result::CudnnError> {
+        let handle = CudnnHandle(cudnn_result::create_handle()?);
+        // SAFETY: a live handle and this context's stream.
+        unsafe { cudnn_result::set_stream(handle.0, stream.cu_stream() as _) }?;
+        Ok(handle)
+    }
+
+    /// The raw handle, for cuDNN calls.
+    pub fn raw(&self) -> cudnn_sys::cudnnHandle_t {
+        self.0
+    }
+}
+
+impl Drop for CudnnHandle {
+    fn drop(&mut self) {
+        // SAFETY: created by `new`, destroyed once; a failure can only leak it.
+        let _ = unsafe { cudnn_result::destroy_handle(self.0) };
+    }
+}
+
+/// The convolutions' shared workspace.
+#[derive(Debug, Default)]
+pub struct Workspace(Option<CudaSlice<u8>>);
+
+impl Workspace {
     /// The workspace, at least `bytes` long (None when no workspace is needed).
-    pub fn workspace(
+    pub fn at_least(
         &mut self,
         stream: &Arc<CudaStream>,
         bytes: usize,
@@ -71,23 +109,26 @@ impl CudnnState {
         if bytes == 0 {
             return Ok(None);
         }
-        if self.workspace.as_ref().is_none_or(|w| w.len() < bytes) {
-            self.workspace = None; // free the old one first
+        if self.0.as_ref().is_none_or(|w| w.len() < bytes) {
+            self.0 = None; // free the old one first
             let w = stream.alloc_zeros::<u8>(bytes).map_err(|e| {
                 Error::Cuda(format!(
                     "allocating a {bytes}-byte cuDNN workspace: {e}; use a smaller --batch-size"
                 ))
             })?;
-            self.workspace = Some(w);
+            self.0 = Some(w);
         }
-        Ok(self.workspace.as_mut())
+        Ok(self.0.as_mut())
     }
 }
 
 impl CudaDevice {
     /// Opens GPU `ordinal`: probes it (never panics), then creates its primary
-    /// context and a stream of its own.
+    /// context and a stream of its own. The convolution algorithm policy
+    /// comes from `THAW_CUDNN_BENCHMARK` / `THAW_CUDNN_DETERMINISTIC` (an
+    /// error if either is set to something other than 0 or 1).
     pub fn new(ordinal: usize) -> Result<Arc<CudaDevice>> {
+        let conv_policy = AlgorithmPolicy::from_env()?;
         let info = probe_device(DRIVER_LIBRARY, ordinal)?;
         let (ctx, stream) = guarded("creating the CUDA context", || {
             let ctx = CudaContext::new(ordinal)?;
@@ -107,6 +148,7 @@ impl CudaDevice {
             allow_tf32: std::env::var(ALLOW_TF32_ENV).is_ok_and(|v| v == "1"),
             blas: OnceLock::new(),
             cudnn: Mutex::new(None),
+            conv_policy: Mutex::new(conv_policy),
         }))
     }
 
@@ -134,6 +176,18 @@ impl CudaDevice {
     /// Whether TF32 tensor-core math is allowed (`THAW_ALLOW_TF32=1`; default: no).
     pub fn allow_tf32(&self) -> bool {
         self.allow_tf32
+    }
+
+    /// How this device chooses convolution algorithms.
+    pub fn conv_algorithm_policy(&self) -> AlgorithmPolicy {
+        *self.conv_policy.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes how this device chooses convolution algorithms from now on
+    /// (instead of the environment's policy); choices already made under
+    /// another policy stay cached under it.
+    pub fn set_conv_algorithm_policy(&self, policy: AlgorithmPolicy) {
+        *self.conv_policy.lock().unwrap_or_else(|p| p.into_inner()) = policy;
     }
 
     /// An error-mapping closure for a failed CUDA call `what` on this device.
@@ -217,8 +271,9 @@ impl CudaDevice {
             .map_err(Clone::clone)
     }
 
-    /// Runs `f` with the cuDNN handle and the shared workspace (created on
-    /// first use, on this device's stream), one caller at a time.
+    /// Runs `f` with the cuDNN handle, the shared workspace and the
+    /// convolution plans (created on first use, on this device's stream),
+    /// one caller at a time.
     pub fn with_cudnn<R>(&self, f: impl FnOnce(&mut CudnnState) -> Result<R>) -> Result<R> {
         self.ctx
             .bind_to_thread()
@@ -233,12 +288,13 @@ impl CudaDevice {
                 ));
             }
             let handle = guarded("creating the cuDNN handle", || {
-                Cudnn::new(self.stream.clone())
+                CudnnHandle::new(&self.stream)
             })?
             .map_err(self.error("creating the cuDNN handle"))?;
             *state = Some(CudnnState {
                 handle,
-                workspace: None,
+                workspace: Workspace::default(),
+                conv_plans: PlanCache::new(),
             });
         }
         let state = state.as_mut().expect("created above");

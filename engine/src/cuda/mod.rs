@@ -31,7 +31,7 @@
 mod context;
 mod storage;
 
-pub use context::{launch_1d, CudaDevice, CudnnState, ALLOW_TF32_ENV};
+pub use context::{launch_1d, CudaDevice, CudnnHandle, CudnnState, Workspace, ALLOW_TF32_ENV};
 /// The CUDA bindings, re-exported so ops and tests launch kernels with the same version.
 pub use cudarc;
 pub use storage::{CudaStorage, DerivedKey, DeviceBuffer, OnceMap};

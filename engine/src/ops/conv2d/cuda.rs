@@ -30,21 +30,23 @@
 //! is first zero-padded at the bottom/right by the difference (the
 //! `zero_pad2d` kernel), and the backward pass crops dx back.
 //!
-//! **Algorithms and math.** The algorithm is cuDNN's heuristic first choice
-//! (`cudnnGetConvolution*Algorithm_v7`, no benchmarking run), with the f32
-//! convolution's math type set to FMA (no TF32 tensor cores) unless
-//! `THAW_ALLOW_TF32=1`; its workspace is the device's shared buffer, grown
-//! when an algorithm needs more.
+//! **Algorithms and math.** Each direction (forward, backward-data,
+//! backward-filter) of each geometry and precision gets a cuDNN plan on
+//! first use (`cudnn_plan.rs`: descriptors, algorithm, math type, workspace
+//! size), kept per device and reused by every later call. The algorithm is
+//! the best-ranked one `algorithm.rs`'s rules allow: ranked by cuDNN's
+//! heuristic by default, by timing them with `THAW_CUDNN_BENCHMARK=1`; f32
+//! convolutions on FMA units (no TF32 tensor cores) unless
+//! `THAW_ALLOW_TF32=1`; deterministic algorithms only unless
+//! `THAW_CUDNN_DETERMINISTIC=0`. The workspace is the device's shared
+//! buffer, grown when an algorithm needs more.
 
+use super::algorithm::{AlgorithmKey, Direction};
 use super::cpu::ConvGeometry;
-use crate::cuda::cudarc::cudnn::sys::{
-    cudnnConvolutionMode_t, cudnnMathType_t, cudnnTensorFormat_t,
+use super::cudnn_plan::{self, Tensors};
+use crate::cuda::cudarc::driver::{
+    CudaSlice, DevicePtr, DevicePtrMut, DeviceRepr, PushKernelArg, ValidAsZeroBits,
 };
-use crate::cuda::cudarc::cudnn::{
-    ConvBackwardData, ConvBackwardFilter, ConvDescriptor, ConvForward, Cudnn, CudnnDataType,
-    FilterDescriptor, TensorDescriptor,
-};
-use crate::cuda::cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg, ValidAsZeroBits};
 use crate::cuda::{launch_1d, CudaDevice, CudaStorage, DerivedKey, DeviceBuffer};
 use crate::error::{Error, Result};
 use crate::ops::zero_pad2d::PadGeometry;
@@ -131,59 +133,55 @@ fn padded(g: &ConvGeometry) -> Result<Padded> {
     Ok(Padded { extra, h, w })
 }
 
-/// The descriptors of one convolution: input, filter and output in `T`
-/// (f32, f16 or bf16), the convolution's compute type always f32.
-struct Descriptors<T: CudnnDataType> {
-    x: TensorDescriptor<T>,
-    w: FilterDescriptor<T>,
-    y: TensorDescriptor<T>,
-    conv: ConvDescriptor<f32>,
-}
-
-fn descriptors<T: CudnnDataType>(
-    cudnn: &Arc<Cudnn>,
+/// Runs cuDNN's `direction` of the convolution `g` (input as padded in `p`)
+/// on `tensors` (see [`Tensors`]: the direction writes one of the three), with
+/// the plan for this geometry, made on first use.
+fn run_cudnn(
+    dev: &Arc<CudaDevice>,
     g: &ConvGeometry,
     p: &Padded,
-    math: cudnnMathType_t,
-) -> Result<Descriptors<T>> {
-    let err = |what: &'static str| {
-        move |e: crate::cuda::cudarc::cudnn::CudnnError| {
-            Error::Cuda(format!("conv2d: cuDNN {what}: {e:?} (geometry {g:?})"))
-        }
+    precision: Precision,
+    direction: Direction,
+    tensors: Tensors,
+) -> Result<()> {
+    let key = AlgorithmKey {
+        direction,
+        input: [g.n, p.h, p.w, g.c],
+        filter: [g.o, g.kh, g.kw, g.c],
+        stride: [g.sh, g.sw],
+        padding: [g.pad_top, g.pad_left],
+        precision,
+        allow_tf32: dev.allow_tf32(),
+        policy: dev.conv_algorithm_policy(),
     };
-    let nhwc = cudnnTensorFormat_t::CUDNN_TENSOR_NHWC;
-    let i = |v: usize| v as i32;
-    // Tensor dims are always given as (n, c, h, w); the format says the memory is NHWC.
-    let x = cudnn
-        .create_4d_tensor::<T>(nhwc, [i(g.n), i(g.c), i(p.h), i(p.w)])
-        .map_err(err("input descriptor"))?;
-    // Filter dims as (o, c, kh, kw); NHWC format means OHWI memory.
-    let w = cudnn
-        .create_4d_filter::<T>(nhwc, [i(g.o), i(g.c), i(g.kh), i(g.kw)])
-        .map_err(err("filter descriptor"))?;
-    let y = cudnn
-        .create_4d_tensor::<T>(nhwc, [i(g.n), i(g.o), i(g.oh), i(g.ow)])
-        .map_err(err("output descriptor"))?;
-    // f32 compute type: products are accumulated in f32 whatever T is.
-    let mut conv = cudnn
-        .create_conv2d::<f32>(
-            [i(g.pad_top), i(g.pad_left)],
-            [i(g.sh), i(g.sw)],
-            [1, 1],
-            cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
-        )
-        .map_err(err("convolution descriptor"))?;
-    conv.set_math_type(math).map_err(err("math type"))?;
-    Ok(Descriptors { x, w, y, conv })
+    dev.with_cudnn(|state| {
+        let handle = state.handle.raw();
+        // SAFETY (both calls): the callers pass live buffers of the sizes and
+        // layouts the key describes.
+        let plan = unsafe { cudnn_plan::plan(dev, handle, &mut state.conv_plans, &key, &tensors) }?;
+        let workspace = state
+            .workspace
+            .at_least(dev.stream(), plan.workspace_bytes)?;
+        unsafe { cudnn_plan::run(handle, plan, &tensors, workspace, dev.stream()) }.map_err(|e| {
+            Error::Cuda(format!(
+                "conv2d: cuDNN {direction:?} with {:?} on cuda:{}: {e:?} (for {key:?})",
+                plan.algorithm,
+                dev.info().ordinal
+            ))
+        })
+    })
 }
 
-/// The math type of an f32 convolution: FMA (no TF32), unless TF32 is allowed.
-fn f32_math(dev: &CudaDevice) -> cudnnMathType_t {
-    if dev.allow_tf32() {
-        cudnnMathType_t::CUDNN_DEFAULT_MATH
-    } else {
-        cudnnMathType_t::CUDNN_FMA_MATH
-    }
+/// The device address of a buffer cuDNN reads. (All of thaw's GPU work is
+/// on one stream with cudarc's event tracking off, see `cuda/context.rs`, so
+/// the address is all cuDNN needs.)
+fn address<T>(dev: &CudaDevice, buffer: &CudaSlice<T>) -> u64 {
+    buffer.device_ptr(dev.stream()).0
+}
+
+/// The device address of a buffer cuDNN writes.
+fn address_mut<T>(dev: &CudaDevice, buffer: &mut CudaSlice<T>) -> u64 {
+    buffer.device_ptr_mut(dev.stream()).0
 }
 
 /// `x` padded for cuDNN (a new buffer), or None when no padding is needed.
@@ -236,55 +234,41 @@ fn convert<A: DeviceRepr, B: DeviceRepr + ValidAsZeroBits>(
     Ok(y)
 }
 
-/// The forward convolution by cuDNN, input, filter and output in `T`.
-fn convolve<T: CudnnDataType + DeviceRepr + ValidAsZeroBits>(
+/// The forward convolution by cuDNN, input, filter and output in `T`
+/// (f32, or the 16-bit type of `precision`).
+fn convolve<T: DeviceRepr + ValidAsZeroBits>(
     dev: &Arc<CudaDevice>,
     g: &ConvGeometry,
     p: &Padded,
-    math: cudnnMathType_t,
+    precision: Precision,
     x: &CudaSlice<T>,
     filter: &CudaSlice<T>,
-    (one, zero): (T, T),
 ) -> Result<CudaSlice<T>> {
     let mut y = dev.alloc::<T>(g.n * g.oh * g.ow * g.o)?;
-    dev.with_cudnn(|state| {
-        let d = descriptors::<T>(&state.handle.clone(), g, p, math)?;
-        let op = ConvForward {
-            conv: &d.conv,
-            x: &d.x,
-            w: &d.w,
-            y: &d.y,
-        };
-        let algo = op
-            .pick_algorithm()
-            .map_err(dev.error("cuDNN forward algorithm"))?;
-        let bytes = op
-            .get_workspace_size(algo)
-            .map_err(dev.error("cuDNN forward workspace size"))?;
-        let workspace = state.workspace(dev.stream(), bytes)?;
-        // SAFETY: the buffers have the sizes and layouts the descriptors describe.
-        unsafe { op.launch(algo, workspace, (one, zero), x, filter, &mut y) }
-            .map_err(dev.error("cuDNN convolution forward"))
-    })?;
+    let tensors = Tensors {
+        x: address(dev, x),
+        filter: address(dev, filter),
+        y: address_mut(dev, &mut y),
+    };
+    run_cudnn(dev, g, p, precision, Direction::Forward, tensors)?;
     Ok(y)
 }
 
 /// The 16-bit forward (module docs): f32 input rounded to `T`, cuDNN in `T`
 /// with f32 accumulation on tensor cores, the output widened to f32.
-fn convolve_16bit<T: CudnnDataType + DeviceRepr + ValidAsZeroBits>(
+fn convolve_16bit<T: DeviceRepr + ValidAsZeroBits>(
     dev: &Arc<CudaDevice>,
     g: &ConvGeometry,
     p: &Padded,
+    precision: Precision,
     x: &CudaSlice<f32>,
     filter: &CudaSlice<T>,
     (narrow, widen): (&str, &str),
-    one_zero: (T, T),
 ) -> Result<CudaSlice<f32>> {
     let x16 = convert::<f32, T>(dev, x, narrow)?;
-    let tensor_cores = cudnnMathType_t::CUDNN_TENSOR_OP_MATH;
     // A cuDNN build or GPU without this 16-bit configuration answers
     // NOT_SUPPORTED somewhere in here: say what to do about it.
-    let y16 = convolve(dev, g, p, tensor_cores, &x16, filter, one_zero).map_err(|e| {
+    let y16 = convolve(dev, g, p, precision, &x16, filter).map_err(|e| {
         Error::Cuda(format!(
             "{e} (a 16-bit convolution, {narrow}; if this GPU or cuDNN does not support it, \
              use --precision f32)"
@@ -318,22 +302,14 @@ pub fn forward(
     let x_in = x_padded.as_ref().unwrap_or(x).slice();
     let filter = ohwi_filter(kernel, g, precision)?;
     let mut y = match &*filter {
-        DeviceBuffer::F32(f) => convolve(dev, g, &p, f32_math(dev), x_in, f, (1.0, 0.0))?,
+        DeviceBuffer::F32(f) => convolve(dev, g, &p, Precision::F32, x_in, f)?,
         DeviceBuffer::F16(f) => {
-            let one_zero = (half::f16::ONE, half::f16::ZERO);
-            convolve_16bit(dev, g, &p, x_in, f, ("f32_to_f16", "f16_to_f32"), one_zero)?
+            let names = ("f32_to_f16", "f16_to_f32");
+            convolve_16bit(dev, g, &p, Precision::F16, x_in, f, names)?
         }
         DeviceBuffer::Bf16(f) => {
-            let one_zero = (half::bf16::ONE, half::bf16::ZERO);
-            convolve_16bit(
-                dev,
-                g,
-                &p,
-                x_in,
-                f,
-                ("f32_to_bf16", "bf16_to_f32"),
-                one_zero,
-            )?
+            let names = ("f32_to_bf16", "bf16_to_f32");
+            convolve_16bit(dev, g, &p, Precision::Bf16, x_in, f, names)?
         }
     };
     if let Some(b) = bias {
@@ -375,59 +351,33 @@ pub fn backward(
                     .into(),
             ));
         };
-        dev.with_cudnn(|state| {
-            let d = descriptors::<f32>(&state.handle.clone(), g, &p, f32_math(dev))?;
-            if need_dx {
-                let op = ConvBackwardData {
-                    conv: &d.conv,
-                    dx: &d.x,
-                    w: &d.w,
-                    dy: &d.y,
-                };
-                let algo = op
-                    .pick_algorithm()
-                    .map_err(dev.error("cuDNN backward-data algorithm"))?;
-                let bytes = op
-                    .get_workspace_size(algo)
-                    .map_err(dev.error("cuDNN backward-data workspace size"))?;
-                let mut dx = dev.alloc::<f32>(g.n * p.h * p.w * g.c)?;
-                let workspace = state.workspace(dev.stream(), bytes)?;
-                // SAFETY: the buffers have the sizes and layouts the descriptors describe.
-                unsafe { op.launch(algo, workspace, (1.0, 0.0), &mut dx, filter, dy.slice()) }
-                    .map_err(dev.error("cuDNN convolution backward data"))?;
-                dx_padded = Some(CudaStorage::new(dx, dev));
-            }
-            if need_dk {
-                let op = ConvBackwardFilter {
-                    conv: &d.conv,
-                    x: &d.x,
-                    dw: &d.w,
-                    dy: &d.y,
-                };
-                let algo = op
-                    .pick_algorithm()
-                    .map_err(dev.error("cuDNN backward-filter algorithm"))?;
-                let bytes = op
-                    .get_workspace_size(algo)
-                    .map_err(dev.error("cuDNN backward-filter workspace size"))?;
-                let mut dw = dev.alloc::<f32>(g.o * k)?;
-                let workspace = state.workspace(dev.stream(), bytes)?;
-                // SAFETY: the buffers have the sizes and layouts the descriptors describe.
-                unsafe {
-                    op.launch(
-                        algo,
-                        workspace,
-                        (1.0, 0.0),
-                        x_in.slice(),
-                        &mut dw,
-                        dy.slice(),
-                    )
-                }
-                .map_err(dev.error("cuDNN convolution backward filter"))?;
-                dk_ohwi = Some(dw);
-            }
-            Ok(())
-        })?;
+        if need_dx {
+            let mut dx = dev.alloc::<f32>(g.n * p.h * p.w * g.c)?;
+            let tensors = Tensors {
+                x: address_mut(dev, &mut dx),
+                filter: address(dev, filter),
+                y: address(dev, dy.slice()),
+            };
+            run_cudnn(dev, g, &p, Precision::F32, Direction::BackwardData, tensors)?;
+            dx_padded = Some(CudaStorage::new(dx, dev));
+        }
+        if need_dk {
+            let mut dw = dev.alloc::<f32>(g.o * k)?;
+            let tensors = Tensors {
+                x: address(dev, x_in.slice()),
+                filter: address_mut(dev, &mut dw),
+                y: address(dev, dy.slice()),
+            };
+            run_cudnn(
+                dev,
+                g,
+                &p,
+                Precision::F32,
+                Direction::BackwardFilter,
+                tensors,
+            )?;
+            dk_ohwi = Some(dw);
+        }
     }
     let dx = match (dx_padded, &p.extra) {
         (Some(d), Some(pad)) => Some(crate::ops::zero_pad2d::cuda_crop(&d, pad)?),

@@ -37,8 +37,10 @@
 //! a gradient is an error ("train in f32"), not a gradient of a different
 //! function than the one computed.
 
+mod algorithm;
 mod cpu;
 mod cuda;
+mod cudnn_plan;
 mod half_precision;
 mod scratch;
 
@@ -47,9 +49,11 @@ use crate::autograd::{is_grad_enabled, record};
 use crate::error::{Error, Result};
 use crate::precision::Precision;
 use crate::tensor::{mixed_devices, same_kind, Storage, Tensor};
+pub use algorithm::{AlgorithmPolicy, Search, BENCHMARK_ENV, DETERMINISTIC_ENV};
 use cpu::ConvGeometry;
 pub use cpu::COL_BUDGET_BYTES;
 pub use cuda::{hwio_to_ohwi, ohwi_to_hwio};
+pub use cudnn_plan::{PlanCache, FIND_WORKSPACE_LIMIT};
 
 const OP: &str = "conv2d";
 
