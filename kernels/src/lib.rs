@@ -246,23 +246,37 @@ fn with_sources(e: &dyn std::error::Error) -> String {
 /// for the rest of the process; later calls return the cached text. The error
 /// names the module and carries NVRTC's log, or says why NVRTC is missing.
 pub fn compile_ptx(name: &str, arch: &str) -> Result<String, String> {
-    static CACHE: OnceLock<Mutex<HashMap<(String, String), String>>> = OnceLock::new();
+    static CACHE: CompileCache<String> = OnceLock::new();
+    cached(&CACHE, name, arch, compile_uncached)
+}
+
+/// Compiler output per (module, arch), for the rest of the process.
+type CompileCache<T> = OnceLock<Mutex<HashMap<(String, String), T>>>;
+
+/// Module `name` compiled for `arch` by `compile` (given the module's source)
+/// on the first call, from `cache` on later ones.
+fn cached<T: Clone>(
+    cache: &CompileCache<T>,
+    name: &str,
+    arch: &str,
+    compile: impl FnOnce(&str, &str, &str) -> Result<T, String>,
+) -> Result<T, String> {
     let (source, _) = module(name).ok_or_else(|| {
         let known: Vec<&str> = KERNELS.iter().map(|(n, _, _)| *n).collect();
         format!("kernels: no kernel module named {name:?}; the modules are {known:?}")
     })?;
     // The lock is held while compiling, so each module compiles exactly once.
-    let mut cache = CACHE
+    let mut cache = cache
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let key = (name.to_string(), arch.to_string());
-    if let Some(ptx) = cache.get(&key) {
-        return Ok(ptx.clone());
+    if let Some(compiled) = cache.get(&key) {
+        return Ok(compiled.clone());
     }
-    let ptx = compile_uncached(name, source, arch)?;
-    cache.insert(key, ptx.clone());
-    Ok(ptx)
+    let compiled = compile(name, source, arch)?;
+    cache.insert(key, compiled.clone());
+    Ok(compiled)
 }
 
 /// Compiles `source` (module `name`) for `arch` without the cache: for tests
@@ -302,23 +316,8 @@ pub fn compile_uncached(name: &str, source: &str, arch: &str) -> Result<String, 
 /// version (CUDA's minor-version compatibility). The ELF image starts with
 /// `\x7fELF`.
 pub fn compile_cubin(name: &str, arch: &str) -> Result<Vec<u8>, String> {
-    type Cache = Mutex<HashMap<(String, String), Vec<u8>>>;
-    static CACHE: OnceLock<Cache> = OnceLock::new();
-    let (source, _) = module(name).ok_or_else(|| {
-        let known: Vec<&str> = KERNELS.iter().map(|(n, _, _)| *n).collect();
-        format!("kernels: no kernel module named {name:?}; the modules are {known:?}")
-    })?;
-    let mut cache = CACHE
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let key = (name.to_string(), arch.to_string());
-    if let Some(cubin) = cache.get(&key) {
-        return Ok(cubin.clone());
-    }
-    let cubin = compile_cubin_uncached(name, source, arch)?;
-    cache.insert(key, cubin.clone());
-    Ok(cubin)
+    static CACHE: CompileCache<Vec<u8>> = OnceLock::new();
+    cached(&CACHE, name, arch, compile_cubin_uncached)
 }
 
 /// [`compile_cubin`] without the cache.
