@@ -8,6 +8,12 @@ use rayon::prelude::*;
 /// For each output coordinate along one axis: the two source indices and the
 /// weight of the second, `src = (dst + 0.5) · in/out − 0.5` (half-pixel
 /// centres) clamped to `[0, in − 1]`.
+///
+/// The coordinates are computed in f32, as Keras does (its resize computes
+/// them in the image's dtype): with f64 coordinates a 32 → 224 upsampling of
+/// 0..255 pixels moved up to 8.8e-4 away from `keras.layers.Resizing`, with
+/// f32 ones 2.4e-4. The CUDA kernels (`bilinear_resize.cu`) repeat these
+/// operations one for one, so both devices get the same taps.
 pub struct Taps<T> {
     pub lo: Vec<usize>,
     pub hi: Vec<usize>,
@@ -16,18 +22,18 @@ pub struct Taps<T> {
 
 /// The tap table of one axis, `in_size` → `out_size` (both > 0).
 pub fn taps<T: Element>(in_size: usize, out_size: usize) -> Taps<T> {
-    let scale = in_size as f64 / out_size as f64;
+    let scale = in_size as f32 / out_size as f32;
     let mut t = Taps {
         lo: Vec::with_capacity(out_size),
         hi: Vec::with_capacity(out_size),
         w_hi: Vec::with_capacity(out_size),
     };
     for dst in 0..out_size {
-        let src = ((dst as f64 + 0.5) * scale - 0.5).max(0.0);
+        let src = ((dst as f32 + 0.5) * scale - 0.5).max(0.0);
         let lo = (src.floor() as usize).min(in_size - 1);
         t.lo.push(lo);
         t.hi.push((lo + 1).min(in_size - 1));
-        t.w_hi.push(T::from_f64(src - lo as f64));
+        t.w_hi.push(T::from_f64((src - lo as f32) as f64));
     }
     t
 }
