@@ -311,6 +311,16 @@ impl CudaDevice {
             .map_err(self.error("waiting for the stream to finish"))
     }
 
+    /// The device memory free right now, in bytes (cuMemGetInfo: memory
+    /// this process's pool holds counts as used).
+    pub fn free_memory(&self) -> Result<usize> {
+        self.ctx
+            .bind_to_thread()
+            .and_then(|()| cudarc::driver::result::mem_get_info())
+            .map(|(free, _total)| free)
+            .map_err(self.error("asking for the free memory"))
+    }
+
     /// What the probe found about this GPU.
     pub fn info(&self) -> &CudaInfo {
         &self.info
