@@ -20,6 +20,10 @@
 //! epoch and batch (lower `--lr`). A raised stop flag (Ctrl-C) ends the run
 //! after the current batch, best weights restored.
 //!
+//! The head trains where its weights are (`Head::to_device`): the trainer
+//! moves it to the backbone's GPU for this phase, and each batch of cached
+//! feature rows is gathered on the host and uploaded.
+//!
 //! Everything random (initial weights, shuffles, dropout masks) comes from
 //! the seed, and the CPU ops are deterministic, so the same seed gives the
 //! same losses, bit for bit.
@@ -28,7 +32,7 @@ use super::head::Head;
 use crate::error::{Error, Result};
 use engine::optim::{zero_grad, Adam, Optimizer, Schedule};
 use engine::rng::Rng;
-use engine::{ops, Tensor};
+use engine::{ops, Device, Tensor};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -216,14 +220,16 @@ impl<'a> Rows<'a> {
         self.y.is_empty()
     }
 
-    /// The rows at `idx` as a `[idx.len(), dim]` tensor, with their labels.
-    pub fn gather(&self, idx: &[usize]) -> Result<(Tensor, Vec<usize>)> {
+    /// The rows at `idx` as a `[idx.len(), dim]` tensor on `device`, with
+    /// their labels.
+    pub fn gather(&self, idx: &[usize], device: Device) -> Result<(Tensor, Vec<usize>)> {
         let mut x = Vec::with_capacity(idx.len() * self.dim);
         for &i in idx {
             x.extend_from_slice(&self.x[i * self.dim..(i + 1) * self.dim]);
         }
         let y = idx.iter().map(|&i| self.y[i] as usize).collect();
-        Ok((Tensor::from_vec(x, &[idx.len(), self.dim])?, y))
+        let x = Tensor::from_vec(x, &[idx.len(), self.dim])?.to_device(device)?;
+        Ok((x, y))
     }
 }
 
@@ -321,7 +327,7 @@ pub fn evaluate_rows(head: &Head, rows: &Rows, batch_size: usize) -> Result<(f64
     let (mut loss_sum, mut correct) = (0.0, 0usize);
     let idx: Vec<usize> = (0..rows.len()).collect();
     for chunk in idx.chunks(batch_size.max(1)) {
-        let (x, y) = rows.gather(chunk)?;
+        let (x, y) = rows.gather(chunk, head.device())?;
         let logits = head.forward(&x, false)?;
         let loss = ops::softmax_cross_entropy(&logits, &y)?.item()?;
         loss_sum += loss * chunk.len() as f64;
@@ -380,7 +386,7 @@ pub fn fit_head(
         Rng::new(cfg.seed, 0x5348_5546_0000 + epoch as u64).shuffle(&mut order);
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
         for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
-            let (x, y) = train.gather(idx)?;
+            let (x, y) = train.gather(idx, head.device())?;
             let logits = head.forward(&x, true)?;
             let step = BatchStep {
                 phase: "head training",

@@ -536,6 +536,9 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
         }
         Ok(())
     };
+    // The head trains where the backbone is (on a GPU: uploaded batches of
+    // cached rows, the step there), then returns to the CPU.
+    head.to_device(device)?;
     let head_outcome = fit_head(
         &head,
         &train_rows,
@@ -546,7 +549,10 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
             epochs_bar.inc(1);
             on_epoch(m, imp, &head)
         },
-    )?;
+    );
+    let moved_back = head.to_device(engine::Device::Cpu);
+    let head_outcome = head_outcome?;
+    moved_back?;
     epochs_bar.finish();
     phases.end("head training");
     let mut history = head_outcome.history.clone();
