@@ -13,7 +13,8 @@
 //!
 //! Without a usable GPU the CPU half of every case still runs (so the table
 //! itself is checked everywhere), and the comparison prints
-//! `SKIPPED: <reason>`. THIS HAS NOT YET RUN ON A GPU: see docs/cuda.md.
+//! `SKIPPED: <reason>`. On an H100 (2026-11-23) every case passed; see
+//! docs/cuda.md, "Measured".
 
 use engine::ops::{self, Padding};
 use engine::{Device, Param, Tensor};

