@@ -9,7 +9,8 @@
 //! What runs where: on a GPU the backbone's weights move there once, each
 //! batch of uint8 images is uploaded and resized + preprocessed in one
 //! kernel, and the features come back to the host (for the `.npy` file, the
-//! feature cache). The head trains on the cached features on the GPU too:
+//! feature cache) with one batch in flight
+//! (`train::feature_cache::for_each_batch`). The head trains on the cached features on the GPU too:
 //! it moves there for the phase, and each batch of rows is uploaded (on an
 //! H100, 0.55 s per ResNet50 head epoch instead of about 4 s on 16 CPU
 //! cores). Fine-tuning (`--fine-tune`) runs on the GPU: the

@@ -24,6 +24,7 @@ use crate::drift::{self, Drift};
 use crate::error::{Error, Result};
 use crate::npy::{self, NpyWriter};
 use crate::progress::{Progress, Unit};
+use crate::train::feature_cache::for_each_batch;
 use engine::Tensor;
 use models::{Backbone, ModelOptions, Pooling};
 use std::path::{Path, PathBuf};
@@ -92,8 +93,8 @@ pub fn extract(
         Unit::Items("images"),
     );
     let mut drift = None;
-    for batch in dataset.images.chunks(batch_size * IMAGE_BYTES) {
-        let y = features_of_batch(backbone, batch, size)?;
+    let images = &dataset.images;
+    for_each_batch(backbone, images, size, batch_size, false, |_, batch, y| {
         if drift.is_none() && backbone.precision().is_half() {
             let d = drift::against_f32(backbone, batch.len() / IMAGE_BYTES, y.as_slice()?, || {
                 Ok(features_of_batch(backbone, batch, size)?.to_vec_f32())
@@ -103,7 +104,8 @@ pub fn extract(
         }
         writer.append(y.as_slice::<f32>()?)?;
         progress.inc((batch.len() / IMAGE_BYTES) as u64);
-    }
+        Ok(())
+    })?;
     writer.finish()?;
     progress.finish();
     let labels = labels_path(out);

@@ -363,3 +363,50 @@ fn head_training_on_the_gpu_matches_the_cpu() {
         failures.join("\n")
     );
 }
+
+/// Features of 29 images in batches of 8 (the last one 5) through
+/// `feature_cache::extract_features`, which keeps one batch in flight on a
+/// GPU, against `extract::features_of_batch` batch by batch (a synchronous
+/// copy after each): equal bit for bit, rows in order.
+fn pipelined_and_batch_by_batch(device: Device) -> (Vec<f32>, Vec<f32>) {
+    let backbone = model_file::build_backbone("vgg16").unwrap();
+    backbone
+        .load(weights::seeded::generate(&backbone.weight_spec(), SEED))
+        .unwrap();
+    backbone.to_device(device).unwrap();
+    let (px, _) = images(29, 4);
+    let pipelined =
+        feature_cache::extract_features(backbone.as_ref(), &px, 32, 8, false, "pipelined", None)
+            .unwrap();
+    let mut one_by_one = Vec::new();
+    for batch in px.chunks(8 * IMAGE_BYTES) {
+        let y = trainer::extract::features_of_batch(backbone.as_ref(), batch, 32).unwrap();
+        one_by_one.extend(y.to_vec_f32());
+    }
+    (pipelined, one_by_one)
+}
+
+#[test]
+fn pipelined_extraction_equals_batch_by_batch() {
+    let (pipelined, one_by_one) = pipelined_and_batch_by_batch(Device::Cpu);
+    assert_eq!(pipelined.len(), 29 * 512);
+    assert_eq!(pipelined, one_by_one, "CPU: the batches in order");
+    if let Some(why) = no_gpu() {
+        common::skipped(format_args!(
+            "pipelined extraction checked on the CPU only; no GPU: {why}"
+        ));
+        return;
+    }
+    let (pipelined, one_by_one) = pipelined_and_batch_by_batch(Device::Cuda(0));
+    assert_eq!(pipelined.len(), 29 * 512);
+    let equal = pipelined
+        .iter()
+        .zip(&one_by_one)
+        .filter(|(a, b)| a.to_bits() == b.to_bits())
+        .count();
+    println!(
+        "GPU: {equal} of {} features bit-equal between the pipelined and the batch-by-batch copies",
+        pipelined.len()
+    );
+    assert_eq!(equal, pipelined.len(), "GPU: pipelined features differ");
+}

@@ -30,11 +30,13 @@
 //! toolchain runs them (see `docs/cuda.md`).
 
 mod context;
+mod host_copy;
 mod storage;
 
 pub use context::{launch_1d, CudaDevice, CudnnHandle, CudnnState, Workspace, ALLOW_TF32_ENV};
 /// The CUDA bindings, re-exported so ops and tests launch kernels with the same version.
 pub use cudarc;
+pub use host_copy::HostStaging;
 pub use storage::{CudaStorage, DerivedKey, DeviceBuffer, OnceMap};
 
 use crate::error::{Error, Result};

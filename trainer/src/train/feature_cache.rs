@@ -236,9 +236,61 @@ pub fn model_input(
     )?)
 }
 
-/// Pooled features `[n, C]` of the uint8 images, computed batch by batch
-/// under `no_grad` (each activation is freed as soon as it is used), rows
-/// streamed to `writer` when given, with a progress report labelled `label`.
+/// The backbone's output for each batch of `batch_size` uint8 images, on
+/// the host and in order: `each(batch number, the batch's images, output)`,
+/// under `no_grad` (each activation is freed as soon as it is used).
+///
+/// On a GPU one batch is in flight: batch i+1 is uploaded and its forward
+/// pass queued before the host waits for batch i's output, which is copied
+/// into page-locked memory without stopping the stream
+/// ([`engine::cuda::HostStaging`]), so the GPU computes while the host
+/// writes. Each output is the same as a synchronous copy's, bit for bit.
+pub fn for_each_batch(
+    backbone: &dyn Backbone,
+    images: &[u8],
+    size: usize,
+    batch_size: usize,
+    flip: bool,
+    mut each: impl FnMut(usize, &[u8], Tensor) -> Result<()>,
+) -> Result<()> {
+    let _guard = engine::no_grad();
+    let forward = |chunk: &[u8]| {
+        let x = model_input(backbone, chunk, size, flip)?;
+        backbone
+            .forward(&x, false)
+            .map_err(|e| Error::Usage(format!("{} forward pass: {e}", backbone.name())))
+    };
+    let chunks: Vec<&[u8]> = images.chunks(batch_size.max(1) * IMAGE_BYTES).collect();
+    let ordinal = match backbone.device() {
+        engine::Device::Cpu => {
+            for (i, chunk) in chunks.iter().enumerate() {
+                each(i, chunk, forward(chunk)?)?;
+            }
+            return Ok(());
+        }
+        engine::Device::Cuda(ordinal) => ordinal,
+    };
+    let device = engine::cuda::CudaDevice::open(ordinal)?;
+    let mut staging = [
+        engine::cuda::HostStaging::new(device.clone()),
+        engine::cuda::HostStaging::new(device),
+    ];
+    for i in 0..=chunks.len() {
+        if let Some(chunk) = chunks.get(i) {
+            let y = forward(chunk)?;
+            staging[i % 2].start(&y)?;
+        }
+        if let Some(done) = i.checked_sub(1) {
+            let y = staging[done % 2].finish()?;
+            each(done, chunks[done], y)?;
+        }
+    }
+    Ok(())
+}
+
+/// Pooled features `[n, C]` of the uint8 images, batch by batch
+/// ([`for_each_batch`]), rows streamed to `writer` when given, with a
+/// progress report labelled `label`.
 pub fn extract_features(
     backbone: &dyn Backbone,
     images: &[u8],
@@ -254,17 +306,9 @@ pub fn extract_features(
         ));
     }
     let n = images.len() / IMAGE_BYTES;
-    let _guard = engine::no_grad();
     let mut out = Vec::new();
     let mut progress = Progress::new(label, Some(n as u64), Unit::Items("images"));
-    let forward = |x: &Tensor| {
-        backbone
-            .forward(x, false)
-            .map_err(|e| Error::Usage(format!("{} forward pass: {e}", backbone.name())))
-    };
-    for (i, chunk) in images.chunks(batch_size * IMAGE_BYTES).enumerate() {
-        let x = model_input(backbone, chunk, size, flip)?;
-        let y = forward(&x)?;
+    for_each_batch(backbone, images, size, batch_size, flip, |i, chunk, y| {
         if y.rank() != 2 {
             return Err(Error::Usage(format!(
                 "{} gave features of shape {:?}; the trainer needs pooled [n, C] features \
@@ -273,19 +317,22 @@ pub fn extract_features(
                 y.shape()
             )));
         }
-        let v = y.to_vec_f32();
+        let v = y.as_slice::<f32>()?;
         if i == 0 && backbone.precision().is_half() {
             let images = chunk.len() / IMAGE_BYTES;
-            let d =
-                crate::drift::against_f32(backbone, images, &v, || Ok(forward(&x)?.to_vec_f32()))?;
+            let d = crate::drift::against_f32(backbone, images, v, || {
+                let x = model_input(backbone, chunk, size, flip)?;
+                Ok(backbone.forward(&x, false)?.to_vec_f32())
+            })?;
             eprintln!("{label}: {d}");
         }
         if let Some(w) = writer.as_deref_mut() {
-            w.append(&v)?;
+            w.append(v)?;
         }
-        out.extend_from_slice(&v);
+        out.extend_from_slice(v);
         progress.inc((chunk.len() / IMAGE_BYTES) as u64);
-    }
+        Ok(())
+    })?;
     progress.finish();
     Ok(out)
 }
