@@ -172,6 +172,16 @@ fn relative_l2(a: &[f32], b: &[f32]) -> f64 {
     (num / den.max(1e-300)).sqrt()
 }
 
+/// Prints the relative L2 error between `name`'s updates on the two devices
+/// and records it in `failures` when above 1e-2 (see the module docs).
+fn check_update(name: &str, du_cpu: &[f32], du_gpu: &[f32], failures: &mut Vec<String>) {
+    let err = relative_l2(du_cpu, du_gpu);
+    println!("{name:<28} update error {err:.1e}");
+    if err.is_nan() || err > 1e-2 {
+        failures.push(format!("{name}: update differs by {err:.1e} (L2) > 1e-2"));
+    }
+}
+
 #[test]
 fn vgg16_fine_tune_on_the_gpu_matches_the_cpu() {
     let backbone = model_file::build_backbone("vgg16").unwrap();
@@ -242,11 +252,7 @@ fn vgg16_fine_tune_on_the_gpu_matches_the_cpu() {
             }
             continue;
         }
-        let err = relative_l2(&du_cpu, &du_gpu);
-        println!("{name:<28} update error {err:.1e}");
-        if err.is_nan() || err > 1e-2 {
-            failures.push(format!("{name}: update differs by {err:.1e} (L2) > 1e-2"));
-        }
+        check_update(name, &du_cpu, &du_gpu, &mut failures);
     }
     assert!(
         failures.is_empty(),
@@ -255,10 +261,13 @@ fn vgg16_fine_tune_on_the_gpu_matches_the_cpu() {
     );
 }
 
+/// Weights by name, as host values.
+type Weights = BTreeMap<String, Vec<f32>>;
+
 /// The head after two epochs of `fit_head` on `device` (from the same seeded
 /// start on every device), its per-epoch (training, validation) losses, and
 /// its weights by name.
-fn fit_head_on(device: Device) -> (Vec<(f64, f64)>, BTreeMap<String, Vec<f32>>) {
+fn fit_head_on(device: Device) -> (Vec<(f64, f64)>, Weights) {
     // 10 classes of 48 features: class k has mean +2 on feature k, noise in [-1, 1).
     let (dim, n, n_train) = (48, 400, 320);
     let mut rng = Rng::new(SEED, 9);
@@ -351,11 +360,12 @@ fn head_training_on_the_gpu_matches_the_cpu() {
     }
     for (name, w0) in &start {
         let update = |w: &[f32]| w.iter().zip(w0).map(|(a, b)| a - b).collect::<Vec<f32>>();
-        let err = relative_l2(&update(&cpu[name]), &update(&gpu[name]));
-        println!("{name:<28} update error {err:.1e}");
-        if err.is_nan() || err > 1e-2 {
-            failures.push(format!("{name}: update differs by {err:.1e} (L2) > 1e-2"));
-        }
+        check_update(
+            name,
+            &update(&cpu[name]),
+            &update(&gpu[name]),
+            &mut failures,
+        );
     }
     assert!(
         failures.is_empty(),
