@@ -10,10 +10,10 @@
 //! batch of uint8 images is uploaded and resized + preprocessed in one
 //! kernel, and the features come back to the host (for the `.npy` file, the
 //! feature cache) with one batch in flight
-//! (`train::feature_cache::for_each_batch`). The head trains on the cached features on the GPU too:
-//! it moves there for the phase, and each batch of rows is uploaded (on an
-//! H100, 0.55 s per ResNet50 head epoch instead of about 4 s on 16 CPU
-//! cores). Fine-tuning (`--fine-tune`) runs on the GPU: the
+//! (`train::feature_cache::for_each_batch`). The head trains on the cached
+//! features on the GPU too: it moves there for the phase, and each batch of
+//! rows is uploaded (on an H100, 0.55 s per ResNet50 head epoch instead of
+//! about 4 s on 16 CPU cores). Fine-tuning (`--fine-tune`) runs on the GPU: the
 //! head joins the backbone there for the run, batches go up as uint8 and are
 //! preprocessed there, forward, backward and the Adam step stay on the GPU
 //! (only the loss and the logits come back per step), and weights come back

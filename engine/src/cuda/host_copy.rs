@@ -72,10 +72,11 @@ impl HostStaging {
             move |e| Error::Cuda(format!("{OP}: {what} for {n} floats on cuda:{to}: {e:?}"))
         };
         if self.pinned.as_ref().is_none_or(|p| p.len() != n.max(1)) {
-            self.pinned = None; // free the old memory first
-                                // SAFETY: the memory is only read after a copy has written it (finish).
-                                // Flags 0: plain page-locked memory, fast for the host to read
-                                // (cudarc's alloc_pinned asks for write-combined memory, which is not).
+            // Free the old memory first.
+            self.pinned = None;
+            // SAFETY: the memory is only read after a copy has written it (finish).
+            // Flags 0: plain page-locked memory, fast for the host to read
+            // (cudarc's alloc_pinned asks for write-combined memory, which is not).
             let pinned = unsafe {
                 self.device
                     .context()

@@ -250,21 +250,16 @@ unsafe fn make_plan(
 /// it can be allocated (None below 1 MiB: then only algorithms needing no
 /// workspace are timed).
 fn find_scratch(dev: &CudaDevice) -> Result<Option<CudaSlice<u8>>> {
+    let bad_value = |v: &str| {
+        let msg = format!(
+            "{WORKSPACE_ENV}={v:?} is not a whole number of MiB; unset it for the default (half \
+             the free GPU memory, at most {} MiB)",
+            FIND_WORKSPACE_LIMIT >> 20
+        );
+        Error::invalid("conv2d", msg)
+    };
     let mut bytes = match std::env::var(WORKSPACE_ENV) {
-        Ok(v) => v
-            .trim()
-            .parse::<usize>()
-            .map(|mib| mib << 20)
-            .map_err(|_| {
-                Error::invalid(
-                    "conv2d",
-                    format!(
-                "{WORKSPACE_ENV}={v:?} is not a whole number of MiB; unset it for the default \
-                 (half the free GPU memory, at most {} MiB)",
-                    FIND_WORKSPACE_LIMIT >> 20
-                ),
-                )
-            })?,
+        Ok(v) => v.trim().parse::<usize>().map_err(|_| bad_value(&v))? << 20,
         Err(_) => {
             let free = dev.free_memory().unwrap_or(FIND_WORKSPACE_LIMIT);
             (free / 2).min(FIND_WORKSPACE_LIMIT)
