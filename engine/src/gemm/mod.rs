@@ -16,12 +16,12 @@
 //!
 //! # The loops (BLIS, Goto & van de Geijn 2008)
 //! ```text
-//! for jc in 0..n step NC                       B block
-//!   for pc in 0..k step KC                     pack B[pc.., jc..] into KC×NR panels (≤ 1 MiB: L2)
-//!     for ic in 0..m step mc   (rayon tasks)   pack A[ic.., pc..] into an mc×KC block
+//! for jc in 0..n step NC                       B block: pack B[.., jc..] into KC×NR panels
+//!   for ic in 0..m step mc   (rayon tasks)     one block of C's rows, all of k
+//!     for pc in 0..k step KC                   pack A[ic.., pc..] into an mc×KC block
 //!       for ir in 0..mc step MR                one A tile, MR×KC (12 KiB: stays in L1)
 //!         for jr in 0..nc step NR              micro-kernel: MR×NR tile of C in registers,
-//!                                              streaming one B panel from L2
+//!                                              streaming one B panel (KC×NR) from L2
 //! ```
 //! The kernel broadcasts from A and loads vectors from B, so, as in BLIS,
 //! the broadcast side (here A) is the one kept in L1 and the vector side
@@ -34,10 +34,20 @@
 //! On the 2048³ product the order `jr` outside `ir` (the B panel kept in L1,
 //! A tiles streaming) ran at 0.9-1.15x matrixmultiply's speed, this order at
 //! 1.2-1.45x (the same process alternating the two, one thread).
-//! Everything else was as fast either way, within the noise of this VM.
+//!
+//! Unlike BLIS, `pc` runs inside the rayon task, not outside it: all of a
+//! B block is packed first (`k × nc`: 1.2 MiB for VGG16's block3_conv1, 9
+//! MiB for block5_conv1, read from L3), then each task takes its rows
+//! through every K block, so its `mc × nc` block of C stays in L2 between
+//! K blocks, and the threads meet twice per B block instead of twice per K
+//! block. (With `pc` outside, block3_conv1 at batch 4, `m = 12544`, went
+//! over its 12.8 MB output five times and paid five waits for the slower
+//! thread; on 2 threads, min/median of 10 runs, three rounds alternating:
+//! 48.6-50.0 / 50.7-65.4 ms before, 40.8-45.5 / 46.6-47.0 ms after; the
+//! 2048³ product 115-116 / 124-137 ms before, 101-111 / 108-114 after.)
 //!
 //! # Threads and determinism
-//! The rayon tasks are the `mc`-row blocks of C inside one `(jc, pc)` step:
+//! The rayon tasks are the `mc`-row blocks of C inside one `jc` step:
 //! they write disjoint rows of C, and every element of C is summed in the same
 //! order (K block by K block, each in order) whichever task or thread
 //! computes it, so results are bit-for-bit repeatable and do not depend on
@@ -48,7 +58,7 @@
 //! Chosen for the Sapphire Rapids guest it was measured on (48 KiB L1d,
 //! 2 MiB L2 per core): a 12×32 tile (24 of 32 zmm registers hold C; 14×32
 //! was not measurably different), `KC = 256` (an A tile of 12 KiB in L1, a
-//! B panel of 32 KiB streaming past it), a B block of 1 MiB in L2. With
+//! B panel of 32 KiB streaming past it), a K block of B of 1 MiB in L2. With
 //! everything in cache the kernel ran at 118 GFLOP/s on one core, 92% of
 //! the 128 peak; on large products packing and cache misses take it to
 //! 70-105. See `BENCHMARKS.md` for whole-conv figures.
@@ -70,8 +80,12 @@ pub const KC: usize = 256;
 /// Most rows of A packed per rayon task (a multiple of [`MR`]).
 const MC: usize = 16 * MR;
 /// Most columns of B packed at once (a multiple of [`NR`]): a `KC × NC`
-/// block of B is 1 MiB, half of the L2 it is read from once per A tile.
+/// K block of B is 1 MiB, half of the L2 it is read from once per A tile.
 const NC: usize = 32 * NR;
+/// Most floats of B packed at once (16 MiB): for a deep product (a dense
+/// layer on 25,088 flattened features) the B block is narrowed below `NC`
+/// columns so that all `k` of its rows fit.
+const B_BLOCK: usize = 4 << 20;
 /// Distance between packed rows of A, in floats: `KC` plus one cache line, so
 /// that the `MR` rows a tile reads do not all fall into the same L1 sets.
 pub const A_STRIDE: usize = KC + 16;
@@ -391,35 +405,43 @@ pub fn gemm<A: MatrixA>(
     // thin last block would cost a full pass over C for little arithmetic.
     let kc_step = k.div_ceil(k.div_ceil(KC));
     let c_ptr = SharedC(c.as_mut_ptr());
-    let mut b_pack = take_aligned(&B_PACK, KC * NC.min(n.next_multiple_of(NR)));
-    for jc in (0..n).step_by(NC) {
-        let nc = NC.min(n - jc);
-        for pc in (0..k).step_by(kc_step) {
-            let kc = kc_step.min(k - pc);
-            pack_b(b, sb, pc..pc + kc, jc..jc + nc, &mut b_pack);
-            // Later K blocks add onto what the first one wrote.
-            let beta = if pc == 0 { beta } else { 1.0 };
-            let b_pack = &b_pack[..];
-            let c_ptr = &c_ptr;
-            (0..blocks).into_par_iter().for_each(move |block| {
-                let Range { start: ic, end } = row_block(m, blocks, block);
-                let rows = end - ic;
-                let mut a_pack = take_aligned(&A_PACK, rows.next_multiple_of(MR) * A_STRIDE);
+    let nc_step = (B_BLOCK / k / NR * NR).clamp(NR, NC);
+    let mut b_pack = take_aligned(&B_PACK, k * nc_step.min(n.next_multiple_of(NR)));
+    for jc in (0..n).step_by(nc_step) {
+        let nc = nc_step.min(n - jc);
+        // All of B[.., jc..jc + nc], K block by K block: block `pc` is
+        // `nc / NR` panels of `kc × NR` from `pc · nc_padded` on.
+        let nc_padded = nc.next_multiple_of(NR);
+        pack_b(b, sb, 0..k, jc..jc + nc, kc_step, &mut b_pack);
+        let b_pack = &b_pack[..];
+        let c_ptr = &c_ptr;
+        (0..blocks).into_par_iter().for_each(move |block| {
+            let Range { start: ic, end } = row_block(m, blocks, block);
+            let rows = end - ic;
+            let mut a_pack = take_aligned(&A_PACK, rows.next_multiple_of(MR) * A_STRIDE);
+            // One task runs every K block of its rows: its block of C stays
+            // in L2 from one K block to the next, and the threads meet once
+            // per B block, not once per K block.
+            for pc in (0..k).step_by(kc_step) {
+                let kc = kc_step.min(k - pc);
                 a.pack_rows(ic..ic + rows, pc..pc + kc, &mut a_pack);
                 // The rows padding the last tile are multiplied but never
                 // stored; zeros keep stale denormals from slowing the FMAs.
                 a_pack[rows * A_STRIDE..].fill(0.0);
+                // Later K blocks add onto what the first one wrote.
+                let beta = if pc == 0 { beta } else { 1.0 };
+                let b_block = &b_pack[pc * nc_padded..(pc + kc) * nc_padded];
                 for ir in (0..rows).step_by(MR) {
                     let tile_a = &a_pack[ir * A_STRIDE..(ir + MR) * A_STRIDE];
                     for jr in (0..nc).step_by(NR) {
-                        let panel = &b_pack[jr * kc..(jr + NR) * kc];
+                        let panel = &b_block[jr * kc..(jr + NR) * kc];
                         let offset = (ic + ir) * rsc + (jc + jr) * csc;
                         // SAFETY: AVX-512F was checked above; tile_a and panel
                         // hold the (MR-1)·A_STRIDE + kc and kc·NR floats the
                         // kernel reads; the asserts on C keep the tile's
                         // min(MR, rows-ir) × min(NR, nc-jr) elements inside
                         // `c` and distinct, and this task alone owns rows
-                        // ic..ic+rows of C during this K block.
+                        // ic..ic+rows of C during this B block.
                         unsafe {
                             avx512::tile::<A_STRIDE>(
                                 tile_a.as_ptr(),
@@ -434,9 +456,9 @@ pub fn gemm<A: MatrixA>(
                         }
                     }
                 }
-                give_back(&A_PACK, a_pack);
-            });
-        }
+            }
+            give_back(&A_PACK, a_pack);
+        });
     }
     give_back(&B_PACK, b_pack);
 }
@@ -458,7 +480,7 @@ impl PackedB {
             "gemm: B out of bounds"
         );
         let mut panels = take_aligned(&B_PACK, k * n.next_multiple_of(NR));
-        pack_b(b, sb, 0..k, 0..n, &mut panels);
+        pack_b(b, sb, 0..k, 0..n, k.max(1), &mut panels);
         PackedB { panels, k, n }
     }
 }
@@ -561,34 +583,57 @@ struct SharedC(*mut f32);
 // not outlive the `&mut` borrow of C that `gemm` holds.
 unsafe impl Sync for SharedC {}
 
-/// Packs `B[ks, js]` into `NR`-column panels, each `ks.len() × NR` row-major
-/// (panel `p` at `p·NR·kc`), zero-padding the last panel's missing columns.
+/// Packs `B[ks, js]` K block by K block (`kc_step` rows each, the last
+/// one shorter), each block into `NR`-column panels of `kc × NR` row-major:
+/// block `pc` (relative to `ks.start`) starts at `pc · js.len()` rounded up
+/// to `NR`, its panel `p` `p·NR·kc` further on. The last panel's missing
+/// columns are zero.
 fn pack_b(
     b: &[f32],
     (rsb, csb): (isize, isize),
     ks: Range<usize>,
     js: Range<usize>,
+    kc_step: usize,
     out: &mut [f32],
 ) {
-    let (rsb, csb, kc) = (rsb as usize, csb as usize, ks.len());
+    let (rsb, csb) = (rsb as usize, csb as usize);
+    let width_padded = js.len().next_multiple_of(NR);
+    let panels_per_block = width_padded / NR;
+    let blocks = ks.len().div_ceil(kc_step);
     // Panels are independent copies: the threads share them (a serial pack
     // left the other thread idle for a sixth of a 256×2048×256 product).
-    let panels = out[..js.len().next_multiple_of(NR) * kc].par_chunks_exact_mut(NR * kc);
-    panels.with_min_len(4).enumerate().for_each(|(p, panel)| {
-        let j0 = js.start + p * NR;
-        let width = NR.min(js.end - j0);
-        for (dst, k) in panel.chunks_exact_mut(NR).zip(ks.clone()) {
-            let start = k * rsb + j0 * csb;
-            if csb == 1 {
-                dst[..width].copy_from_slice(&b[start..start + width]);
-            } else {
-                for (j, d) in dst[..width].iter_mut().enumerate() {
-                    *d = b[start + j * csb];
+    let out = SharedC(out[..ks.len() * width_padded].as_mut_ptr());
+    let out = &out;
+    (0..blocks * panels_per_block)
+        .into_par_iter()
+        .with_min_len(4)
+        .for_each(|i| {
+            let (block, p) = (i / panels_per_block, i % panels_per_block);
+            let k0 = ks.start + block * kc_step;
+            let kc = kc_step.min(ks.end - k0);
+            let j0 = js.start + p * NR;
+            let width = NR.min(js.end - j0);
+            // SAFETY: panel (block, p) is the kc·NR floats at
+            // block·kc_step·width_padded + p·NR·kc, inside `out` and
+            // disjoint from every other panel's.
+            let panel = unsafe {
+                std::slice::from_raw_parts_mut(
+                    out.0.add(block * kc_step * width_padded + p * NR * kc),
+                    NR * kc,
+                )
+            };
+            for (dst, k) in panel.chunks_exact_mut(NR).zip(k0..k0 + kc) {
+                let start = k * rsb + j0 * csb;
+                if csb == 1 {
+                    dst[..width].copy_from_slice(&b[start..start + width]);
+                } else {
+                    for (j, d) in dst[..width].iter_mut().enumerate() {
+                        *d = b[start + j * csb];
+                    }
                 }
+                dst[width..].fill(0.0);
             }
-            dst[width..].fill(0.0);
-        }
-    });
+        });
 }
 
 thread_local! {

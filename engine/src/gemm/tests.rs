@@ -110,8 +110,10 @@ fn odd_shapes_all_transposes_and_scalars() {
 
 #[test]
 fn large_shapes_cross_every_block_boundary() {
-    // k > 2·KC: three K blocks; m > MC; n > NC: two N blocks.
+    // k > 2·KC: three K blocks; m > MC; n > NC: two N blocks; k so deep
+    // that B blocks are narrowed to fit B_BLOCK (k = 41,948: 96 columns).
     let shapes = [
+        (7, B_BLOCK / 100 + 5, 3 * NR + 3),
         (2 * MC + 5, 2 * KC + 3, 3 * NR + 7),
         (300, 600, 100),
         (5, 3, NC + 9),
