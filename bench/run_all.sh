@@ -2,11 +2,15 @@
 # Runs thaw's benchmark, then PyTorch's on the same workloads
 # (bench/workloads.json), then prints the thaw/PyTorch ratio table.
 #
-#     bench/run_all.sh [--quick] [--threads N]
+#     bench/run_all.sh [--quick] [--threads N] [--rounds R]
 #
 # Run from anywhere; works in the repository root. Results go to
 # target/bench/{thaw,pytorch}.json and the ratio table to
-# target/bench/compare.md. PYTHON picks the interpreter with torch and
+# target/bench/compare.md. With --rounds R (R > 1) both engines run R times,
+# taking turns at going first (round 1 thaw first, round 2 PyTorch first,
+# ...), into target/bench/{thaw,pytorch}.rN.json, and compare.md starts with
+# each row's ratio per round, their median and range: on a shared machine
+# one run's row can be off by 2x, so quote the median of several rounds. PYTHON picks the interpreter with torch and
 # torchvision (default: /work/venv-torch/bin/python if present, else python3).
 # The extract workloads read the CIFAR-10 JPEG test split, unpacked once into
 # target/bench-data from ../shared/data/cifar10-jpeg.tar.xz (or set
@@ -16,14 +20,21 @@ cd "$(dirname "$0")/.."
 
 args=()
 threads=$(nproc)
+rounds=1
+usage="usage: bench/run_all.sh [--quick] [--threads N] [--rounds R]"
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) args+=(--quick) ;;
-        --threads) threads="$2"; shift ;;
-        *) echo "usage: bench/run_all.sh [--quick] [--threads N]" >&2; exit 2 ;;
+        --threads) threads="${2:?$usage}"; shift ;;
+        --rounds) rounds="${2:?$usage}"; shift ;;
+        *) echo "$usage" >&2; exit 2 ;;
     esac
     shift
 done
+if ! [[ "$rounds" =~ ^[1-9][0-9]*$ ]]; then
+    echo "--rounds wants a whole number of rounds, 1 or more (got '$rounds'). $usage" >&2
+    exit 2
+fi
 
 if [ -z "${PYTHON:-}" ]; then
     if [ -x /work/venv-torch/bin/python ]; then PYTHON=/work/venv-torch/bin/python; else PYTHON=python3; fi
@@ -38,11 +49,34 @@ if [ ! -d "$data" ] && [ -z "${THAW_BENCH_DATA:-}" ] && [ -f "$tarball" ]; then
 fi
 
 mkdir -p target/bench
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)" >&2
 cargo build --release -p bench
-cargo run --release -q -p bench -- "${args[@]}" --threads "$threads" --data "$data" \
-    --json target/bench/thaw.json | tee target/bench/thaw.md
-"$PYTHON" bench/pytorch_bench.py "${args[@]}" --threads "$threads" --data "$data" \
-    --json target/bench/pytorch.json | tee target/bench/pytorch.md
-cargo run --release -q -p bench -- --compare target/bench/thaw.json target/bench/pytorch.json \
-    | tee target/bench/compare.md
+thaw_bench=(cargo run --release -q -p bench --)
+
+run_thaw() {  # $1: file stem (target/bench/$1.json, .md)
+    echo "load before thaw: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)" >&2
+    "${thaw_bench[@]}" "${args[@]}" --threads "$threads" --data "$data" \
+        --json "target/bench/$1.json" | tee "target/bench/$1.md"
+}
+run_pytorch() {
+    echo "load before PyTorch: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)" >&2
+    "$PYTHON" bench/pytorch_bench.py "${args[@]}" --threads "$threads" --data "$data" \
+        --json "target/bench/$1.json" | tee "target/bench/$1.md"
+}
+
+if [ "$rounds" = 1 ]; then
+    run_thaw thaw
+    run_pytorch pytorch
+    pairs=(target/bench/thaw.json target/bench/pytorch.json)
+else
+    pairs=()
+    for r in $(seq "$rounds"); do
+        echo "== round $r of $rounds ==" >&2
+        if [ $((r % 2)) = 1 ]; then
+            run_thaw "thaw.r$r"; run_pytorch "pytorch.r$r"
+        else
+            run_pytorch "pytorch.r$r"; run_thaw "thaw.r$r"
+        fi
+        pairs+=("target/bench/thaw.r$r.json" "target/bench/pytorch.r$r.json")
+    done
+fi
+"${thaw_bench[@]}" --compare "${pairs[@]}" | tee target/bench/compare.md

@@ -7,7 +7,8 @@
 //! thaw-bench --device auto --list                                    # the rows a run would produce
 //! python bench/pytorch_bench.py [--quick] [--json pytorch.json]      # PyTorch's table
 //! cargo run --release -p bench -- --compare thaw.json pytorch.json  # the ratios
-//! bench/run_all.sh [--quick]                                         # all three in one go
+//! thaw-bench --compare t1.json p1.json t2.json p2.json ...           # rounds: ratio per round, median
+//! bench/run_all.sh [--quick] [--rounds N]                            # all three in one go
 //! ```
 //!
 //! - [`spec`]: the workload list shared with `pytorch_bench.py`.
@@ -74,8 +75,11 @@ struct Cli {
     /// Print the rows that would run on the chosen device, and exit.
     #[arg(long)]
     list: bool,
-    /// Print the thaw/other ratio table of two --json files and exit.
-    #[arg(long, num_args = 2, value_names = ["THAW.json", "OTHER.json"])]
+    /// Print the thaw/other ratio table of two --json files and exit. More
+    /// pairs (THAW.json OTHER.json THAW2.json OTHER2.json ...) are rounds
+    /// of the same workloads: a table of each round's ratio with their
+    /// median and range, then each round's own table.
+    #[arg(long, num_args = 2.., value_names = ["THAW.json", "OTHER.json"])]
     compare: Option<Vec<PathBuf>>,
 }
 
@@ -110,9 +114,22 @@ fn main() {
 
 fn run(cli: Cli) -> Result<(), String> {
     if let Some(files) = &cli.compare {
-        let thaw = report::read_results(&files[0])?;
-        let other = report::read_results(&files[1])?;
-        println!("{}", report::compare(&thaw, &other));
+        if files.len() % 2 != 0 {
+            return Err(format!(
+                "--compare takes pairs of result files (THAW.json OTHER.json ...), got {} files",
+                files.len()
+            ));
+        }
+        let rounds = files
+            .chunks_exact(2)
+            .map(|pair| {
+                Ok((
+                    report::read_results(&pair[0])?,
+                    report::read_results(&pair[1])?,
+                ))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        println!("{}", report::compare_rounds(&rounds));
         return Ok(());
     }
     let spec = Spec::load(&cli.spec)?;

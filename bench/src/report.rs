@@ -406,6 +406,65 @@ pub fn compare(thaw: &Results, other: &Results) -> String {
     out
 }
 
+/// The thaw/other ratios of several rounds (each a thaw run and an other
+/// run of the same workloads, taken back to back), one column per round,
+/// then their median and range. On a shared machine one row of one run can
+/// be off by 2x; a ratio that holds in every round is one that can be
+/// quoted. Rows skipped or missing on either side in a round leave that
+/// round's cell empty and do not count towards the median. With one round
+/// this is [`compare`]'s table alone.
+pub fn compare_rounds(rounds: &[(Results, Results)]) -> String {
+    let Some((first_thaw, first_other)) = rounds.first() else {
+        return String::new();
+    };
+    if rounds.len() == 1 {
+        return compare(first_thaw, first_other);
+    }
+    let other_engine = &first_other.info.engine;
+    let mut out = format!(
+        "{} rounds of thaw and {other_engine} back to back; ratio = {other_engine} time / \
+         thaw time (above 1: thaw faster). Each round's own table follows this one.\n\n",
+        rounds.len()
+    );
+    out += "| workload | shape / batch |";
+    for r in 1..=rounds.len() {
+        out += &format!(" round {r} |");
+    }
+    out += " median | range |\n|---|---|";
+    out += &"---:|".repeat(rounds.len() + 2);
+    out += "\n";
+    for t in &first_thaw.records {
+        let ratios: Vec<Option<f64>> = rounds
+            .iter()
+            .map(|(thaw, other)| {
+                let t = thaw.records.iter().find(|r| r.name == t.name)?;
+                let o = other.records.iter().find(|r| r.name == t.name)?;
+                let ran = t.skipped.is_none() && o.skipped.is_none() && t.median_s > 0.0;
+                ran.then(|| o.median_s / t.median_s)
+            })
+            .collect();
+        let measured: Vec<f64> = ratios.iter().flatten().copied().collect();
+        if measured.is_empty() {
+            continue;
+        }
+        out += &format!("| {} | {} |", t.name, t.shape);
+        for r in &ratios {
+            out += &match r {
+                Some(r) => format!(" {r:.2}x |"),
+                None => " |".into(),
+            };
+        }
+        let (lo, hi) = measured
+            .iter()
+            .fold((f64::INFINITY, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+        out += &format!(" {:.2}x | {lo:.2}-{hi:.2}x |\n", median(&measured));
+    }
+    for (i, (thaw, other)) in rounds.iter().enumerate() {
+        out += &format!("\n### Round {}\n\n{}\n", i + 1, compare(thaw, other));
+    }
+    out
+}
+
 /// Reads a result file written by either side.
 pub fn read_results(path: &Path) -> Result<Results, String> {
     let text = std::fs::read_to_string(path)
@@ -477,6 +536,35 @@ mod tests {
         assert!(row_a.ends_with("| 2.00x |"), "{row_a}");
         assert!(table.contains("NOTE b: FLOP counts differ"), "{table}");
         assert!(!table.contains("NOTE a"), "{table}");
+    }
+
+    #[test]
+    fn rounds_give_each_rounds_ratio_then_the_median_and_range() {
+        let round = |thaw_a: f64, other_a: f64| {
+            (
+                results(
+                    "thaw",
+                    vec![record("a", thaw_a, 1e9), record("b", 1.0, 1e9)],
+                ),
+                results("pytorch", vec![record("a", other_a, 1e9)]),
+            )
+        };
+        let rounds = [round(1.0, 0.5), round(1.0, 2.0), round(0.5, 0.5)];
+        let table = compare_rounds(&rounds);
+        let row_a = table.lines().find(|l| l.starts_with("| a |")).unwrap();
+        assert!(
+            row_a.ends_with("| 0.50x | 2.00x | 1.00x | 1.00x | 0.50-2.00x |"),
+            "{row_a}"
+        );
+        // b never ran on the other side: no summary row, only the rounds' own tables.
+        let summary = table.split("### Round").next().unwrap();
+        assert!(!summary.lines().any(|l| l.starts_with("| b |")), "{table}");
+        assert_eq!(table.matches("### Round").count(), 3, "{table}");
+        // One round is compare's table, nothing more.
+        assert_eq!(
+            compare_rounds(&rounds[..1]),
+            compare(&rounds[0].0, &rounds[0].1)
+        );
     }
 
     #[test]

@@ -131,7 +131,7 @@ impl GradCheck {
                 let numeric = (lp - lm) / (2.0 * self.eps);
                 let a = analytic[e];
                 let err = (a - numeric).abs() / 1f64.max(a.abs()).max(numeric.abs());
-                if !(err <= self.tol) {
+                if err.is_nan() || err > self.tol {
                     return Err(Error::invalid(
                         "gradcheck",
                         format!(

@@ -3,7 +3,7 @@
 //! so a training run matches its Keras twin step for step.
 //!
 //! - [`Sgd`]: plain, momentum and Nesterov SGD (`keras.optimizers.SGD`).
-//! - [`Adam`]: `keras.optimizers.Adam`.
+//! - [`Adam`], as `keras.optimizers.Adam`.
 //! - [`Schedule`]: the learning rate as a function of the step (constant,
 //!   step decay, cosine decay).
 //!

@@ -116,7 +116,7 @@ pub fn batch_norm(
         moving_mean.to_vec_f64(),
         moving_var.to_vec_f64(),
     );
-    if let Some(j) = (0..c).find(|&j| !(var[j] + eps > 0.0)) {
+    if let Some(j) = (0..c).find(|&j| (var[j] + eps).is_nan() || var[j] + eps <= 0.0) {
         return Err(Error::invalid(
             OP,
             format!(
