@@ -59,7 +59,9 @@ impl RowsOfA {
     }
 }
 
-/// Computes the tile and writes its first `mr` rows and `nr` columns into C.
+/// Computes a tile of `M` rows (`MR`, or fewer for the last, partial tile
+/// of a row: the FMAs of rows that would be thrown away are not done) and
+/// writes its first `mr` rows and `nr` columns into C.
 ///
 /// A is read as `rows` says (a packed block: [`RowsOfA::packed`]); `b` holds
 /// `k = runs·run_len` rows of `NR` floats. `A_STRIDE`, when not 0, is
@@ -72,13 +74,14 @@ impl RowsOfA {
 ///
 /// # Safety
 /// The CPU must support AVX-512F. A must be readable at every
-/// `a + r·row_stride + s·run_stride + p` for `r < MR`, `s < runs`,
+/// `a + r·row_stride + s·run_stride + p` for `r < M`, `s < runs`,
 /// `p < run_len`, `b` for `k·NR` floats, and `c + r·rsc + j·csc` must be
 /// valid for writes for every `r < mr`, `j < nr`, with no other thread
-/// touching those elements. `A_STRIDE` must be 0 or `rows.row_stride`.
+/// touching those elements. `A_STRIDE` must be 0 or `rows.row_stride`, and
+/// `mr <= M <= MR`.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-pub unsafe fn tile<const A_STRIDE: usize>(
+pub unsafe fn tile<const A_STRIDE: usize, const M: usize>(
     a: *const f32,
     rows: RowsOfA,
     b: *const f32,
@@ -94,7 +97,7 @@ pub unsafe fn tile<const A_STRIDE: usize>(
     } else {
         rows.row_stride
     };
-    debug_assert!(mr <= MR && nr <= NR);
+    debug_assert!(mr <= M && M <= MR && nr <= NR);
     // Ask for the tile of C now: it is read only after the kc steps below,
     // and a miss there would stall on every row.
     for r in 0..mr {
@@ -102,7 +105,7 @@ pub unsafe fn tile<const A_STRIDE: usize>(
         _mm_prefetch::<_MM_HINT_T0>(row);
         _mm_prefetch::<_MM_HINT_T0>(row.offset(((nr - 1) as isize * csc) * 4));
     }
-    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+    let mut acc = [[_mm512_setzero_ps(); NV]; M];
     for s in 0..rows.runs {
         // SAFETY (this loop): s < runs and p < run_len, so every read is
         // inside the ranges the caller vouched for.
@@ -150,7 +153,7 @@ pub unsafe fn tile<const A_STRIDE: usize>(
         }
     } else {
         // Any other layout: spill the tile and write it one element at a time.
-        let mut t = [[0f32; NR]; MR];
+        let mut t = [[0f32; NR]; M];
         for (row, acc) in t.iter_mut().zip(&acc) {
             for (v, &acc) in acc.iter().enumerate() {
                 _mm512_storeu_ps(row.as_mut_ptr().add(16 * v), _mm512_mul_ps(acc, alpha));

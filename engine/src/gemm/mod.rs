@@ -443,7 +443,7 @@ pub fn gemm<A: MatrixA>(
                         // `c` and distinct, and this task alone owns rows
                         // ic..ic+rows of C during this B block.
                         unsafe {
-                            avx512::tile::<A_STRIDE>(
+                            avx512::tile::<A_STRIDE, MR>(
                                 tile_a.as_ptr(),
                                 RowsOfA::packed(A_STRIDE, kc),
                                 panel.as_ptr(),
@@ -520,6 +520,50 @@ pub fn tile_in_place(
     c: &mut [MaybeUninit<f32>],
     rsc: usize,
 ) {
+    // SAFETY (of in_place's contract): with beta = 0 C is only written.
+    unsafe { in_place(a, rows, b, c.as_mut_ptr().cast(), c.len(), rsc, MR, 0.0) }
+}
+
+/// `C += A·B` on the first `mr` rows of a tile, A read in place as in
+/// [`tile_in_place`] (all `MR` of its rows are read, the ones past `mr`
+/// computed and thrown away, so A must hold them). Each element becomes
+/// `fl(C + Σ)`, `Σ` summed in order: what [`gemm`] does with a K block after
+/// the first. conv2d's row-by-row forward sums a kernel row at a time with it.
+///
+/// Panics as [`tile_in_place`] does, or if `mr` is 0 or above [`MR`].
+pub fn tile_in_place_add(
+    a: &[f32],
+    rows: RowsOfA,
+    b: &PackedB,
+    c: &mut [f32],
+    rsc: usize,
+    mr: usize,
+) {
+    assert!(
+        mr > 0 && mr <= MR,
+        "gemm: mr = {mr} rows, expected 1..={MR}"
+    );
+    // SAFETY (of in_place's contract): C is initialised (`&mut [f32]`).
+    unsafe { in_place(a, rows, b, c.as_mut_ptr(), c.len(), rsc, mr, 1.0) }
+}
+
+/// The checks and panel loop of [`tile_in_place`] and [`tile_in_place_add`]:
+/// rows `0..mr` of `C = A·B + β·C`, C given as `c_len` floats at `c`.
+///
+/// # Safety
+/// `c` must be valid for writes of `c_len` floats that nothing else touches
+/// meanwhile, and initialised unless `beta == 0`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn in_place(
+    a: &[f32],
+    rows: RowsOfA,
+    b: &PackedB,
+    c: *mut f32,
+    c_len: usize,
+    rsc: usize,
+    mr: usize,
+    beta: f32,
+) {
     assert!(avx512_available(), "gemm: this CPU has no AVX-512F");
     assert_eq!(
         rows.runs * rows.run_len,
@@ -531,25 +575,33 @@ pub fn tile_in_place(
     let a_last = (MR - 1) * rows.row_stride + (rows.runs - 1) * rows.run_stride + rows.run_len;
     assert!(a_last <= a.len(), "gemm: A out of bounds");
     assert!(
-        rsc >= b.n && (MR - 1) * rsc + b.n <= c.len(),
+        rsc >= b.n && (mr - 1) * rsc + b.n <= c_len,
         "gemm: C out of bounds or overlapping"
     );
     for jr in (0..b.n).step_by(NR) {
         let panel = &b.panels[jr * b.k..(jr + NR) * b.k];
         // SAFETY: AVX-512F was checked; the asserts keep A's reads inside
-        // `a`, the panel holds k·NR floats, and the MR × min(NR, n - jr)
-        // elements written are inside `c` (`&mut`: no one else writes them).
-        // With beta = 0 the kernel only stores to C, so C may be uninitialised.
+        // `a`, the panel holds k·NR floats, and the mr × min(NR, n - jr)
+        // elements written are inside `c`, which the caller vouched for
+        // (only read when beta != 0, and then initialised).
         unsafe {
-            avx512::tile::<0>(
+            let tile = match mr {
+                // A partial tile (the end of a conv output row) runs only
+                // the rows it keeps, in steps of 4: 8 of 12 for VGG16's
+                // 32-pixel rows (32 = 12 + 12 + 8).
+                1..=4 => avx512::tile::<0, 4>,
+                5..=8 => avx512::tile::<0, 8>,
+                _ => avx512::tile::<0, MR>,
+            };
+            tile(
                 a.as_ptr(),
                 rows,
                 panel.as_ptr(),
-                c.as_mut_ptr().add(jr).cast::<f32>(),
+                c.add(jr),
                 (rsc as isize, 1),
-                (MR, NR.min(b.n - jr)),
+                (mr, NR.min(b.n - jr)),
                 1.0,
-                0.0,
+                beta,
             );
         }
     }

@@ -28,7 +28,12 @@
 //! `backward_dx_implicit`), so no `dcol` is written and nothing is scattered
 //! back. Where every window lies inside the input and the field is short
 //! (ResNet's stem), even the packing is skipped: the micro-kernel reads the
-//! fields where they lie (`forward_direct`). The im2col path below stays as
+//! fields where they lie (`forward_direct`). The 64-channel 3×3 layers
+//! (VGG16's block1_conv2, ResNet's conv2 blocks) skip it one kernel row at a
+//! time: each row of a receptive field is one run of input memory, so after
+//! copying each input row once into a zero-padded buffer the micro-kernel
+//! reads the runs in place and adds each kernel row's product onto the
+//! output (`forward_rows`). The im2col path below stays as
 //! the reference (f64, CPUs without AVX-512), for `dK`, and for `dx` at
 //! stride 2.
 //!
@@ -137,6 +142,22 @@ impl ConvGeometry {
             && (self.ow - 1) * self.sw + self.kw <= self.w
             && self.col_width() <= gemm::KC
             && !self.is_pointwise()
+    }
+
+    /// Whether [`forward_rows`] applies: stride 1, a 3×3-like kernel whose
+    /// rows are each one K block (`kw·c ≤ KC`) and long enough to keep the
+    /// kernel busy (`kw·c ≥ 128`: 64-channel 3×3 layers, such as VGG16's
+    /// block1_conv2 and ResNet50's conv2 blocks), output rows of at least
+    /// one tile, and not already taken by [`forward_direct`].
+    fn suits_rows(&self) -> bool {
+        let run = self.kw * self.c;
+        self.sh == 1
+            && self.sw == 1
+            && self.kh > 1
+            && (128..=gemm::KC).contains(&run)
+            && self.ow >= gemm::MR
+            && self.oh > 0
+            && !self.suits_direct()
     }
 
     /// Output rows `(b, oy)` per chunk, so that `buffers` col-sized buffers fit
@@ -375,10 +396,13 @@ impl MatrixA for ReceptiveFields<'_> {
 
 /// The f32 forward as one implicit GEMM, `Y = col · K`, on our AVX-512
 /// GEMM: [`forward_direct`] where the receptive fields can be read in place,
-/// otherwise [`forward_packed`].
+/// [`forward_rows`] where each kernel row's part of them can, otherwise
+/// [`forward_packed`].
 fn forward_implicit(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
     if g.suits_direct() {
         forward_direct(x, kernel, bias, g)
+    } else if g.suits_rows() {
+        forward_rows(x, kernel, bias, g)
     } else {
         forward_packed(x, kernel, bias, g)
     }
@@ -459,6 +483,70 @@ fn forward_direct(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeome
         });
     // SAFETY: every output row was written in full above.
     unsafe { y.set_len(len) };
+    y
+}
+
+/// The implicit GEMM one kernel row at a time, for stride-1 convs whose
+/// kernel rows span `128 ≤ kw·c ≤ KC` floats of a receptive field
+/// ([`ConvGeometry::suits_rows`]: the 64-channel 3×3 layers, `kw·c = 192`).
+/// There the packed path spends a sixth of its time copying fields into A
+/// (each packed tile of A serves only `o / NR = 2` tiles of C).
+///
+/// For output pixel `(oy, ox)` and kernel row `ky`, the field's part is one
+/// run of `kw·c` floats of input row `iy = oy + ky - pad_top`, starting at
+/// column `ox - pad_left`, and the next pixel's run starts `c` floats later:
+/// exactly what the micro-kernel reads in place ([`gemm::tile_in_place_add`],
+/// rows `c` apart). Only the columns of padding are missing, so each task
+/// (one output row) copies its `kh` input rows into a zero-padded buffer,
+/// 3 copies of 24 KiB for block1_conv2@32 where packing copied 72 KiB, and
+/// adds each kernel row's product onto the output row. Input rows in the
+/// vertical padding contribute zeros and are skipped.
+///
+/// The output starts as the bias (or zeros) and every kernel row adds onto
+/// it, so each element is `fl(fl(bias + Σ₀) + Σ₁) + …`: what
+/// [`forward_packed`] computes when its K blocks are the kernel rows
+/// (`kw·c` divides into `kh` blocks of equal depth, as 192 does 576).
+fn forward_rows(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
+    assert_eq!(x.len(), g.n * g.h * g.w * g.c, "conv2d: input size");
+    let (o, c, run) = (g.o, g.c, g.kw * g.c);
+    // B, one kernel row at a time: rows ky·kw·c.. of the [kh·kw·c, o] kernel.
+    let kernel_rows: Vec<gemm::PackedB> = kernel
+        .chunks_exact(run * o)
+        .map(|k| gemm::PackedB::new(run, o, k, rm(o)))
+        .collect();
+    let fields = gemm::RowsOfA {
+        row_stride: c,
+        runs: 1,
+        run_len: run,
+        run_stride: 0,
+    };
+    // One padded input row: pad_left pixels of zeros, the row, zeros up to
+    // where the last tile's (discarded) rows read, MR pixels past the end.
+    let padded_len = (g.ow.next_multiple_of(gemm::MR) + g.kw) * c;
+    let mut y = match bias {
+        Some(b) => b.repeat(g.n * g.oh * g.ow),
+        None => vec![0.0; g.n * g.oh * g.ow * o],
+    };
+    y.par_chunks_mut(g.ow * o).enumerate().for_each_init(
+        || vec![0f32; padded_len],
+        |padded, (row, y_row)| {
+            let (b, oy) = (row / g.oh, row % g.oh);
+            for (ky, kernel_row) in kernel_rows.iter().enumerate() {
+                let iy = (oy + ky) as isize - g.pad_top as isize;
+                if iy < 0 || iy >= g.h as isize {
+                    continue;
+                }
+                let start = ((b * g.h + iy as usize) * g.w) * c;
+                padded[g.pad_left * c..(g.pad_left + g.w) * c]
+                    .copy_from_slice(&x[start..start + g.w * c]);
+                for ox in (0..g.ow).step_by(gemm::MR) {
+                    let mr = gemm::MR.min(g.ow - ox);
+                    let a = &padded[ox * c..];
+                    gemm::tile_in_place_add(a, fields, kernel_row, &mut y_row[ox * o..], o, mr);
+                }
+            }
+        },
+    );
     y
 }
 
@@ -981,6 +1069,102 @@ mod tests {
         let pointwise = valid(1, (14, 14, 3), (1, 1, 8), (1, 1));
         for g in [padded, narrow, deep, pointwise] {
             assert!(!g.suits_direct(), "{g:?}");
+        }
+    }
+
+    #[test]
+    fn row_forward_matches_the_definition_and_the_packed_path() {
+        if !gemm::avx512_available() {
+            crate::skipped("this CPU has no AVX-512F, the row-by-row forward is not used");
+            return;
+        }
+        // Stride 1; (h, w, c), (kh, kw, o), (pad_top, pad_left), output size.
+        let conv = |n, (h, w, c), (kh, kw, o), (pad_top, pad_left), (oh, ow)| ConvGeometry {
+            n,
+            h,
+            w,
+            c,
+            kh,
+            kw,
+            o,
+            sh: 1,
+            sw: 1,
+            oh,
+            ow,
+            pad_top,
+            pad_left,
+        };
+        // (geometry, whether its K blocks are its kernel rows, so that the
+        // packed path sums in the same order)
+        let cases = [
+            // VGG16's block1_conv2, small: 'same', 13 columns (a tile of 12
+            // and a tile of 1), c = 64 (K = 576: blocks of 192 = kw·c).
+            (conv(2, (11, 13, 64), (3, 3, 64), (1, 1), (11, 13)), true),
+            // A partial panel (o = 40) on a wide, short input.
+            (conv(1, (4, 29, 64), (3, 3, 40), (1, 1), (4, 29)), true),
+            // No padding at all ('valid', but too deep for forward_direct).
+            (conv(1, (14, 15, 64), (3, 3, 32), (0, 0), (12, 13)), true),
+            // c = 48: kw·c = 144, but K = 432 is cut into two blocks of 216
+            // by the packed path, so only the definition is compared.
+            (conv(2, (12, 12, 48), (3, 3, 24), (1, 1), (12, 12)), false),
+            // A 2×2 kernel 'same' (TensorFlow pads bottom and right only),
+            // kw·c = 128: the shortest run allowed.
+            (conv(1, (12, 14, 64), (2, 2, 16), (0, 0), (12, 14)), false),
+        ];
+        let f32s = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<_>>();
+        for (g, same_blocks) in cases {
+            assert!(g.suits_rows(), "{g:?}");
+            let x = f32s(&values(g.n * g.h * g.w * g.c, 20));
+            let k = f32s(&values(g.kh * g.kw * g.c * g.o, 21));
+            let bias = f32s(&values(g.o, 22));
+            let want = naive(
+                &x.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+                &k.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+                &g,
+            );
+            for bias in [None, Some(&bias[..])] {
+                let run = |threads| {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    pool.install(|| forward_rows(&x, &k, bias, &g))
+                };
+                let got = run(1);
+                let three = run(3);
+                let packed = forward_packed(&x, &k, bias, &g);
+                assert_eq!(got.len(), want.len());
+                let tol = 1e-6 * g.col_width() as f64;
+                for (i, &y) in got.iter().enumerate() {
+                    let w = want[i] + bias.map_or(0.0, |b| b[i % g.o] as f64);
+                    assert!(
+                        (y as f64 - w).abs() < tol,
+                        "{g:?} y[{i}] = {y}, expected {w}"
+                    );
+                    assert_eq!(
+                        y.to_bits(),
+                        three[i].to_bits(),
+                        "{g:?} y[{i}]: 3 threads differ"
+                    );
+                    // Equal values (a skipped padding row keeps a -0.0 that
+                    // adding the packed path's +0.0 would turn into +0.0).
+                    if same_blocks {
+                        assert_eq!(y, packed[i], "{g:?} y[{i}]: packed path differs");
+                    }
+                }
+            }
+        }
+        // Strides, short rows, short or long kernel rows and direct-path
+        // shapes take the other paths.
+        let mut strided = conv(1, (14, 28, 64), (3, 3, 8), (0, 0), (6, 13));
+        strided.sh = 2;
+        strided.sw = 2;
+        let narrow = conv(1, (11, 11, 64), (3, 3, 8), (1, 1), (11, 11)); // ow < MR
+        let thin = conv(1, (14, 14, 3), (3, 3, 8), (1, 1), (14, 14)); // kw·c = 9
+        let wide = conv(1, (14, 14, 128), (3, 3, 8), (1, 1), (14, 14)); // kw·c = 384 > KC
+        let direct = conv(1, (14, 14, 28), (3, 3, 8), (0, 0), (12, 12));
+        for g in [strided, narrow, thin, wide, direct] {
+            assert!(!g.suits_rows(), "{g:?}");
         }
     }
 
