@@ -467,21 +467,46 @@ pub fn gemm<A: MatrixA>(
 /// the micro-kernel on A in place ([`tile_in_place`]) instead of through [`gemm`].
 pub struct PackedB {
     panels: AlignedBuf,
+    /// Rows of B in each K block (the last block may be shorter).
     k: usize,
+    /// Rows of B in all.
+    rows: usize,
     n: usize,
 }
 
 impl PackedB {
-    /// Packs all of B, given by its slice and (row stride, column stride).
-    /// Panics if B is too short for its shape.
+    /// Packs all of B, given by its slice and (row stride, column stride),
+    /// as one K block. Panics if B is too short for its shape.
     pub fn new(k: usize, n: usize, b: &[f32], sb: (isize, isize)) -> PackedB {
+        PackedB::blocked(k, n, b, sb, k)
+    }
+
+    /// Packs all of B in K blocks of `kc` rows, for callers that take block
+    /// `i` (rows `i·kc..`) at a time ([`tile_in_place_add`]'s `block`).
+    /// Panics if B is too short for its shape or `kc` is 0 with `k > 0`.
+    pub fn blocked(k: usize, n: usize, b: &[f32], sb: (isize, isize), kc: usize) -> PackedB {
         assert!(
             k == 0 || n == 0 || last(k, n, sb) < b.len(),
             "gemm: B out of bounds"
         );
+        assert!(kc > 0 || k == 0, "gemm: K blocks of 0 rows");
         let mut panels = take_aligned(&B_PACK, k * n.next_multiple_of(NR));
-        pack_b(b, sb, 0..k, 0..n, k.max(1), &mut panels);
-        PackedB { panels, k, n }
+        pack_b(b, sb, 0..k, 0..n, kc.max(1), &mut panels);
+        PackedB {
+            panels,
+            k: kc.min(k),
+            rows: k,
+            n,
+        }
+    }
+
+    /// K block `i`'s depth and its `NR`-column panels, one after another.
+    fn block(&self, i: usize) -> (usize, &[f32]) {
+        let start = i * self.k;
+        assert!(start < self.rows, "gemm: B has no K block {i}");
+        let depth = self.k.min(self.rows - start);
+        let width = self.n.next_multiple_of(NR);
+        (depth, &self.panels[start * width..(start + depth) * width])
     }
 }
 
@@ -520,13 +545,16 @@ pub fn tile_in_place(
     c: &mut [MaybeUninit<f32>],
     rsc: usize,
 ) {
+    assert_eq!(b.k, b.rows, "gemm: B is packed in K blocks, not one");
     // SAFETY (of in_place's contract): with beta = 0 C is only written.
-    unsafe { in_place(a, rows, b, c.as_mut_ptr().cast(), c.len(), rsc, MR, 0.0) }
+    unsafe { in_place(a, rows, b, 0, c.as_mut_ptr().cast(), c.len(), rsc, MR, 0.0) }
 }
 
-/// `C += A·B` on the first `mr` rows of a tile, A read in place as in
-/// [`tile_in_place`] (all `MR` of its rows are read, the ones past `mr`
-/// computed and thrown away, so A must hold them). Each element becomes
+/// `C += A·B_block` on the first `mr` rows of a tile, with `B_block` K
+/// block `block` of B ([`PackedB::blocked`]) and A read in place as in
+/// [`tile_in_place`] (A's rows must be that block's depth long; all `MR`
+/// of them are read, the ones past `mr` computed and thrown away, so A must
+/// hold them). Each element becomes
 /// `fl(C + Σ)`, `Σ` summed in order: what [`gemm`] does with a K block after
 /// the first. conv2d's row-by-row forward sums a kernel row at a time with it.
 ///
@@ -535,6 +563,7 @@ pub fn tile_in_place_add(
     a: &[f32],
     rows: RowsOfA,
     b: &PackedB,
+    block: usize,
     c: &mut [f32],
     rsc: usize,
     mr: usize,
@@ -544,11 +573,11 @@ pub fn tile_in_place_add(
         "gemm: mr = {mr} rows, expected 1..={MR}"
     );
     // SAFETY (of in_place's contract): C is initialised (`&mut [f32]`).
-    unsafe { in_place(a, rows, b, c.as_mut_ptr(), c.len(), rsc, mr, 1.0) }
+    unsafe { in_place(a, rows, b, block, c.as_mut_ptr(), c.len(), rsc, mr, 1.0) }
 }
 
 /// The checks and panel loop of [`tile_in_place`] and [`tile_in_place_add`]:
-/// rows `0..mr` of `C = A·B + β·C`, C given as `c_len` floats at `c`.
+/// rows `0..mr` of `C = A·B_block + β·C`, C given as `c_len` floats at `c`.
 ///
 /// # Safety
 /// `c` must be valid for writes of `c_len` floats that nothing else touches
@@ -558,6 +587,7 @@ unsafe fn in_place(
     a: &[f32],
     rows: RowsOfA,
     b: &PackedB,
+    block: usize,
     c: *mut f32,
     c_len: usize,
     rsc: usize,
@@ -565,13 +595,14 @@ unsafe fn in_place(
     beta: f32,
 ) {
     assert!(avx512_available(), "gemm: this CPU has no AVX-512F");
+    assert!(b.k > 0 && b.n > 0, "gemm: empty product");
+    let (k, panels) = b.block(block);
     assert_eq!(
         rows.runs * rows.run_len,
-        b.k,
+        k,
         "gemm: A's rows are not B's k long"
     );
-    assert!(b.k <= KC, "gemm: k = {} is too deep for one pass", b.k);
-    assert!(b.k > 0 && b.n > 0, "gemm: empty product");
+    assert!(k <= KC, "gemm: k = {k} is too deep for one pass");
     let a_last = (MR - 1) * rows.row_stride + (rows.runs - 1) * rows.run_stride + rows.run_len;
     assert!(a_last <= a.len(), "gemm: A out of bounds");
     assert!(
@@ -579,7 +610,7 @@ unsafe fn in_place(
         "gemm: C out of bounds or overlapping"
     );
     for jr in (0..b.n).step_by(NR) {
-        let panel = &b.panels[jr * b.k..(jr + NR) * b.k];
+        let panel = &panels[jr * k..(jr + NR) * k];
         // SAFETY: AVX-512F was checked; the asserts keep A's reads inside
         // `a`, the panel holds k·NR floats, and the mr × min(NR, n - jr)
         // elements written are inside `c`, which the caller vouched for

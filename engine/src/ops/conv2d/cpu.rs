@@ -486,6 +486,13 @@ fn forward_direct(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeome
     y
 }
 
+thread_local! {
+    /// [`forward_rows`]' padded input row, kept per thread between calls.
+    /// (Not [`scratch`]'s pool: a small buffer there displaced a `col`
+    /// buffer that backward then had to allocate again, 25 MB at a time.)
+    static PADDED_ROWS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// The implicit GEMM one kernel row at a time, for stride-1 convs whose
 /// kernel rows span `128 ≤ kw·c ≤ KC` floats of a receptive field
 /// ([`ConvGeometry::suits_rows`]: the 64-channel 3×3 layers, `kw·c = 192`).
@@ -509,11 +516,9 @@ fn forward_direct(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeome
 fn forward_rows(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
     assert_eq!(x.len(), g.n * g.h * g.w * g.c, "conv2d: input size");
     let (o, c, run) = (g.o, g.c, g.kw * g.c);
-    // B, one kernel row at a time: rows ky·kw·c.. of the [kh·kw·c, o] kernel.
-    let kernel_rows: Vec<gemm::PackedB> = kernel
-        .chunks_exact(run * o)
-        .map(|k| gemm::PackedB::new(run, o, k, rm(o)))
-        .collect();
+    // B in K blocks of one kernel row: block ky is rows ky·kw·c.. of the
+    // [kh·kw·c, o] kernel.
+    let kernel = gemm::PackedB::blocked(g.col_width(), o, kernel, rm(o), run);
     let fields = gemm::RowsOfA {
         row_stride: c,
         runs: 1,
@@ -521,32 +526,39 @@ fn forward_rows(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeometr
         run_stride: 0,
     };
     // One padded input row: pad_left pixels of zeros, the row, zeros up to
-    // where the last tile's (discarded) rows read, MR pixels past the end.
+    // where the last tile's (discarded) rows read, up to MR pixels past the end.
     let padded_len = (g.ow.next_multiple_of(gemm::MR) + g.kw) * c;
     let mut y = match bias {
         Some(b) => b.repeat(g.n * g.oh * g.ow),
         None => vec![0.0; g.n * g.oh * g.ow * o],
     };
-    y.par_chunks_mut(g.ow * o).enumerate().for_each_init(
-        || vec![0f32; padded_len],
-        |padded, (row, y_row)| {
+    y.par_chunks_mut(g.ow * o)
+        .enumerate()
+        .for_each(|(row, y_row)| {
             let (b, oy) = (row / g.oh, row % g.oh);
-            for (ky, kernel_row) in kernel_rows.iter().enumerate() {
+            // A buffer kept by this thread between calls (a fresh one per
+            // task cost a page fault per 4 KiB, each time); the input rows
+            // below overwrite its middle, the padding around it stays zero.
+            let mut padded = PADDED_ROWS.with(|b| b.take());
+            padded.resize(padded_len, 0.0);
+            let (inside, after) = (g.pad_left * c, (g.pad_left + g.w) * c);
+            padded[..inside].fill(0.0);
+            padded[after..].fill(0.0);
+            for ky in 0..g.kh {
                 let iy = (oy + ky) as isize - g.pad_top as isize;
                 if iy < 0 || iy >= g.h as isize {
                     continue;
                 }
                 let start = ((b * g.h + iy as usize) * g.w) * c;
-                padded[g.pad_left * c..(g.pad_left + g.w) * c]
-                    .copy_from_slice(&x[start..start + g.w * c]);
+                padded[inside..after].copy_from_slice(&x[start..start + g.w * c]);
                 for ox in (0..g.ow).step_by(gemm::MR) {
                     let mr = gemm::MR.min(g.ow - ox);
                     let a = &padded[ox * c..];
-                    gemm::tile_in_place_add(a, fields, kernel_row, &mut y_row[ox * o..], o, mr);
+                    gemm::tile_in_place_add(a, fields, &kernel, ky, &mut y_row[ox * o..], o, mr);
                 }
             }
-        },
-    );
+            PADDED_ROWS.with(|b| b.set(padded));
+        });
     y
 }
 
