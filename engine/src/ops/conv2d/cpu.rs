@@ -488,8 +488,9 @@ fn forward_direct(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeome
 
 thread_local! {
     /// [`forward_rows`]' padded input row, kept per thread between calls.
-    /// (Not [`scratch`]'s pool: a small buffer there displaced a `col`
-    /// buffer that backward then had to allocate again, 25 MB at a time.)
+    /// Its own pool, not [`scratch`]'s: that one keeps two buffers a
+    /// thread, for backward's `col` and `dcol`, and this small one would
+    /// take a place there.
     static PADDED_ROWS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
@@ -536,9 +537,9 @@ fn forward_rows(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeometr
         .enumerate()
         .for_each(|(row, y_row)| {
             let (b, oy) = (row / g.oh, row % g.oh);
-            // A buffer kept by this thread between calls (a fresh one per
-            // task cost a page fault per 4 KiB, each time); the input rows
-            // below overwrite its middle, the padding around it stays zero.
+            // A buffer kept by this thread between calls, not allocated per
+            // task; the input rows below overwrite its middle, and the
+            // padding around it, zeroed here, stays zero.
             let mut padded = PADDED_ROWS.with(|b| b.take());
             padded.resize(padded_len, 0.0);
             let (inside, after) = (g.pad_left * c, (g.pad_left + g.w) * c);
