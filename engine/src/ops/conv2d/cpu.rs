@@ -877,6 +877,100 @@ mod tests {
             .collect()
     }
 
+    /// A stride-1 geometry: input `(h, w, c)`, kernel `(kh, kw, o)`, output
+    /// `(oh, ow)` and the padding above and left of the input.
+    fn stride_1(
+        n: usize,
+        (h, w, c): (usize, usize, usize),
+        (kh, kw, o): (usize, usize, usize),
+        (oh, ow): (usize, usize),
+        (pad_top, pad_left): (usize, usize),
+    ) -> ConvGeometry {
+        ConvGeometry {
+            n,
+            h,
+            w,
+            c,
+            kh,
+            kw,
+            o,
+            sh: 1,
+            sw: 1,
+            oh,
+            ow,
+            pad_top,
+            pad_left,
+        }
+    }
+
+    /// `f` run on a rayon pool of `threads` threads.
+    fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(f)
+    }
+
+    /// One of the f32 forward paths: `forward_direct`, `forward_rows`, ...
+    type ForwardPath = fn(&[f32], &[f32], Option<&[f32]>, &ConvGeometry) -> Vec<f32>;
+
+    /// How a forward path's result must compare with [`forward_packed`]'s.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum AgainstPacked {
+        SameBits,
+        /// Equal values (`-0.0 == 0.0`).
+        SameValues,
+        /// Summed in another order: compared with the definition only.
+        OtherOrder,
+    }
+
+    /// Runs the f32 forward `path` on `g` with random input and kernel,
+    /// with and without a bias, on 1 and 3 threads, and checks it against
+    /// the definition, the two thread counts against each other bit for
+    /// bit, and against the packed path as `packed` says.
+    fn check_forward_path(g: &ConvGeometry, seed: u64, path: ForwardPath, packed: AgainstPacked) {
+        let f32s = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<_>>();
+        let x = f32s(&values(g.n * g.h * g.w * g.c, seed));
+        let k = f32s(&values(g.kh * g.kw * g.c * g.o, seed + 1));
+        let bias = f32s(&values(g.o, seed + 2));
+        let want = naive(
+            &x.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+            &k.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+            g,
+        );
+        for bias in [None, Some(&bias[..])] {
+            let got = on_threads(1, || path(&x, &k, bias, g));
+            let three = on_threads(3, || path(&x, &k, bias, g));
+            let reference = forward_packed(&x, &k, bias, g);
+            assert_eq!(got.len(), want.len());
+            let tol = 1e-6 * g.col_width() as f64;
+            for (i, &y) in got.iter().enumerate() {
+                let w = want[i] + bias.map_or(0.0, |b| b[i % g.o] as f64);
+                assert!(
+                    (y as f64 - w).abs() < tol,
+                    "{g:?} y[{i}] = {y}, expected {w}"
+                );
+                assert_eq!(
+                    y.to_bits(),
+                    three[i].to_bits(),
+                    "{g:?} y[{i}]: 3 threads differ"
+                );
+                match packed {
+                    AgainstPacked::SameBits => assert_eq!(
+                        y.to_bits(),
+                        reference[i].to_bits(),
+                        "{g:?} y[{i}]: packed path differs"
+                    ),
+                    AgainstPacked::SameValues => {
+                        assert_eq!(y, reference[i], "{g:?} y[{i}]: packed path differs")
+                    }
+                    AgainstPacked::OtherOrder => {}
+                }
+            }
+        }
+    }
+
     #[test]
     fn row_chunks_give_the_whole_batch_result() {
         let g = geometry();
@@ -1031,48 +1125,9 @@ mod tests {
             // The widest field allowed: kh·kw·c = 252 ≤ KC.
             valid(1, (6, 20, 28), (3, 3, 33), (1, 1)),
         ];
-        let f32s = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<_>>();
         for g in cases {
             assert!(g.suits_direct(), "{g:?}");
-            let x = f32s(&values(g.n * g.h * g.w * g.c, 10));
-            let k = f32s(&values(g.kh * g.kw * g.c * g.o, 11));
-            let bias = f32s(&values(g.o, 12));
-            let want = naive(
-                &x.iter().map(|&v| v as f64).collect::<Vec<_>>(),
-                &k.iter().map(|&v| v as f64).collect::<Vec<_>>(),
-                &g,
-            );
-            for bias in [None, Some(&bias[..])] {
-                let run = |threads| {
-                    let pool = rayon::ThreadPoolBuilder::new()
-                        .num_threads(threads)
-                        .build()
-                        .unwrap();
-                    pool.install(|| forward_direct(&x, &k, bias, &g))
-                };
-                let got = run(1);
-                let packed = forward_packed(&x, &k, bias, &g);
-                let three = run(3);
-                assert_eq!(got.len(), want.len());
-                let tol = 1e-6 * g.col_width() as f64;
-                for (i, &y) in got.iter().enumerate() {
-                    let w = want[i] + bias.map_or(0.0, |b| b[i % g.o] as f64);
-                    assert!(
-                        (y as f64 - w).abs() < tol,
-                        "{g:?} y[{i}] = {y}, expected {w}"
-                    );
-                    assert_eq!(
-                        y.to_bits(),
-                        packed[i].to_bits(),
-                        "{g:?} y[{i}]: packed path differs"
-                    );
-                    assert_eq!(
-                        y.to_bits(),
-                        three[i].to_bits(),
-                        "{g:?} y[{i}]: 3 threads differ"
-                    );
-                }
-            }
+            check_forward_path(&g, 10, forward_direct, AgainstPacked::SameBits);
         }
         // Padding, narrow outputs, deep fields and 1×1 convs take the packed path.
         let mut padded = valid(1, (14, 14, 3), (3, 3, 8), (1, 1));
@@ -1091,91 +1146,54 @@ mod tests {
             crate::skipped("this CPU has no AVX-512F, the row-by-row forward is not used");
             return;
         }
-        // Stride 1; (h, w, c), (kh, kw, o), (pad_top, pad_left), output size.
-        let conv = |n, (h, w, c), (kh, kw, o), (pad_top, pad_left), (oh, ow)| ConvGeometry {
-            n,
-            h,
-            w,
-            c,
-            kh,
-            kw,
-            o,
-            sh: 1,
-            sw: 1,
-            oh,
-            ow,
-            pad_top,
-            pad_left,
-        };
-        // (geometry, whether its K blocks are its kernel rows, so that the
-        // packed path sums in the same order)
+        let conv = stride_1;
+        // (geometry, how it compares with the packed path: the same values
+        // where that path's K blocks are the kernel rows, so that it sums in
+        // the same order; a skipped padding row keeps a -0.0 that adding the
+        // packed path's +0.0 would turn into +0.0)
         let cases = [
             // VGG16's block1_conv2, small: 'same', 13 columns (a tile of 12
             // and a tile of 1), c = 64 (K = 576: blocks of 192 = kw·c).
-            (conv(2, (11, 13, 64), (3, 3, 64), (1, 1), (11, 13)), true),
+            (
+                conv(2, (11, 13, 64), (3, 3, 64), (11, 13), (1, 1)),
+                AgainstPacked::SameValues,
+            ),
             // A partial panel (o = 40) on a wide, short input.
-            (conv(1, (4, 29, 64), (3, 3, 40), (1, 1), (4, 29)), true),
+            (
+                conv(1, (4, 29, 64), (3, 3, 40), (4, 29), (1, 1)),
+                AgainstPacked::SameValues,
+            ),
             // No padding at all ('valid', but too deep for forward_direct).
-            (conv(1, (14, 15, 64), (3, 3, 32), (0, 0), (12, 13)), true),
+            (
+                conv(1, (14, 15, 64), (3, 3, 32), (12, 13), (0, 0)),
+                AgainstPacked::SameValues,
+            ),
             // c = 48: kw·c = 144, but K = 432 is cut into two blocks of 216
             // by the packed path, so only the definition is compared.
-            (conv(2, (12, 12, 48), (3, 3, 24), (1, 1), (12, 12)), false),
+            (
+                conv(2, (12, 12, 48), (3, 3, 24), (12, 12), (1, 1)),
+                AgainstPacked::OtherOrder,
+            ),
             // A 2×2 kernel 'same' (TensorFlow pads bottom and right only),
             // kw·c = 128: the shortest run allowed.
-            (conv(1, (12, 14, 64), (2, 2, 16), (0, 0), (12, 14)), false),
+            (
+                conv(1, (12, 14, 64), (2, 2, 16), (12, 14), (0, 0)),
+                AgainstPacked::OtherOrder,
+            ),
         ];
-        let f32s = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<_>>();
-        for (g, same_blocks) in cases {
+        for (g, packed) in cases {
             assert!(g.suits_rows(), "{g:?}");
-            let x = f32s(&values(g.n * g.h * g.w * g.c, 20));
-            let k = f32s(&values(g.kh * g.kw * g.c * g.o, 21));
-            let bias = f32s(&values(g.o, 22));
-            let want = naive(
-                &x.iter().map(|&v| v as f64).collect::<Vec<_>>(),
-                &k.iter().map(|&v| v as f64).collect::<Vec<_>>(),
-                &g,
-            );
-            for bias in [None, Some(&bias[..])] {
-                let run = |threads| {
-                    let pool = rayon::ThreadPoolBuilder::new()
-                        .num_threads(threads)
-                        .build()
-                        .unwrap();
-                    pool.install(|| forward_rows(&x, &k, bias, &g))
-                };
-                let got = run(1);
-                let three = run(3);
-                let packed = forward_packed(&x, &k, bias, &g);
-                assert_eq!(got.len(), want.len());
-                let tol = 1e-6 * g.col_width() as f64;
-                for (i, &y) in got.iter().enumerate() {
-                    let w = want[i] + bias.map_or(0.0, |b| b[i % g.o] as f64);
-                    assert!(
-                        (y as f64 - w).abs() < tol,
-                        "{g:?} y[{i}] = {y}, expected {w}"
-                    );
-                    assert_eq!(
-                        y.to_bits(),
-                        three[i].to_bits(),
-                        "{g:?} y[{i}]: 3 threads differ"
-                    );
-                    // Equal values (a skipped padding row keeps a -0.0 that
-                    // adding the packed path's +0.0 would turn into +0.0).
-                    if same_blocks {
-                        assert_eq!(y, packed[i], "{g:?} y[{i}]: packed path differs");
-                    }
-                }
-            }
+            check_forward_path(&g, 20, forward_rows, packed);
         }
         // Strides, short rows, short or long kernel rows and direct-path
         // shapes take the other paths.
-        let mut strided = conv(1, (14, 28, 64), (3, 3, 8), (0, 0), (6, 13));
+        let mut strided = conv(1, (14, 28, 64), (3, 3, 8), (6, 13), (0, 0));
         strided.sh = 2;
         strided.sw = 2;
-        let narrow = conv(1, (11, 11, 64), (3, 3, 8), (1, 1), (11, 11)); // ow < MR
-        let thin = conv(1, (14, 14, 3), (3, 3, 8), (1, 1), (14, 14)); // kw·c = 9
-        let wide = conv(1, (14, 14, 128), (3, 3, 8), (1, 1), (14, 14)); // kw·c = 384 > KC
-        let direct = conv(1, (14, 14, 28), (3, 3, 8), (0, 0), (12, 12));
+        let narrow = conv(1, (11, 11, 64), (3, 3, 8), (11, 11), (1, 1)); // ow < MR
+        let thin = conv(1, (14, 14, 3), (3, 3, 8), (14, 14), (1, 1)); // kw·c = 9
+        let wide = conv(1, (14, 14, 128), (3, 3, 8), (14, 14), (1, 1)); // kw·c = 384 > KC
+        let direct = conv(1, (14, 14, 28), (3, 3, 8), (12, 12), (0, 0));
         for g in [strided, narrow, thin, wide, direct] {
             assert!(!g.suits_rows(), "{g:?}");
         }
@@ -1187,21 +1205,7 @@ mod tests {
             crate::skipped("this CPU has no AVX-512F, the implicit-GEMM dx is not used");
             return;
         }
-        let conv = |n, (h, w, c), (kh, kw, o), (oh, ow), (pad_top, pad_left)| ConvGeometry {
-            n,
-            h,
-            w,
-            c,
-            kh,
-            kw,
-            o,
-            sh: 1,
-            sw: 1,
-            oh,
-            ow,
-            pad_top,
-            pad_left,
-        };
+        let conv = stride_1;
         let cases = [
             // 'same' 3×3, 'valid' 3×2, 'same' 4×4 (pads 1 above/left, 2 below/right),
             // a window wider than the input, and a 1×1 on a wide channel count.
