@@ -505,10 +505,11 @@ thread_local! {
 /// column `ox - pad_left`, and the next pixel's run starts `c` floats later:
 /// exactly what the micro-kernel reads in place ([`gemm::tile_in_place_add`],
 /// rows `c` apart). Only the columns of padding are missing, so each task
-/// (one output row) copies its `kh` input rows into a zero-padded buffer,
-/// 3 copies of 24 KiB for block1_conv2@32 where packing copied 72 KiB, and
-/// adds each kernel row's product onto the output row. Input rows in the
-/// vertical padding contribute zeros and are skipped.
+/// (one output row) copies its `kh` input rows into zero-padded buffers,
+/// 24 KiB for block1_conv2@32 where packing copied 72 KiB, then goes along
+/// the output row a tile of `MR` pixels at a time, adding each kernel row's
+/// product onto the tile while it stays in L1. Input rows in the vertical
+/// padding contribute zeros and are skipped.
 ///
 /// The output starts as the bias (or zeros) and every kernel row adds onto
 /// it, so each element is `fl(fl(bias + Σ₀) + Σ₁) + …`: what
@@ -528,38 +529,58 @@ fn forward_rows(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeometr
     };
     // One padded input row: pad_left pixels of zeros, the row, zeros up to
     // where the last tile's (discarded) rows read, up to MR pixels past the end.
-    let padded_len = (g.ow.next_multiple_of(gemm::MR) + g.kw) * c;
-    let mut y = match bias {
-        Some(b) => b.repeat(g.n * g.oh * g.ow),
-        None => vec![0.0; g.n * g.oh * g.ow * o],
-    };
-    y.par_chunks_mut(g.ow * o)
+    let row_len = (g.ow.next_multiple_of(gemm::MR) + g.kw) * c;
+    let (inside, after) = (g.pad_left * c, (g.pad_left + g.w) * c);
+    // y is written tile by tile below (bias first, then each kernel row
+    // added), so it is never filled beforehand: no pass over it but those.
+    let len = g.n * g.oh * g.ow * o;
+    let mut y: Vec<f32> = Vec::with_capacity(len);
+    y.spare_capacity_mut()[..len]
+        .par_chunks_mut(g.ow * o)
         .enumerate()
         .for_each(|(row, y_row)| {
             let (b, oy) = (row / g.oh, row % g.oh);
-            // A buffer kept by this thread between calls, not allocated per
-            // task; the input rows below overwrite its middle, and the
-            // padding around it, zeroed here, stays zero.
+            // Kernel rows ky read input row iy = oy + ky - pad_top; those
+            // inside the input (a range of ky) are copied, each zero-padded,
+            // into a buffer kept by this thread between calls (not
+            // allocated per task); the others only read padding: skipped.
+            let kys = g.pad_top.saturating_sub(oy)..(g.h + g.pad_top - oy).min(g.kh);
             let mut padded = PADDED_ROWS.with(|b| b.take());
-            padded.resize(padded_len, 0.0);
-            let (inside, after) = (g.pad_left * c, (g.pad_left + g.w) * c);
-            padded[..inside].fill(0.0);
-            padded[after..].fill(0.0);
-            for ky in 0..g.kh {
-                let iy = (oy + ky) as isize - g.pad_top as isize;
-                if iy < 0 || iy >= g.h as isize {
-                    continue;
+            padded.resize(g.kh * row_len, 0.0);
+            for ky in kys.clone() {
+                let iy = oy + ky - g.pad_top;
+                let start = ((b * g.h + iy) * g.w) * c;
+                let dst = &mut padded[ky * row_len..(ky + 1) * row_len];
+                dst[..inside].fill(0.0);
+                dst[inside..after].copy_from_slice(&x[start..start + g.w * c]);
+                dst[after..].fill(0.0);
+            }
+            // Tile by tile, so that the tile of y stays in L1 while every
+            // kernel row adds onto it.
+            for ox in (0..g.ow).step_by(gemm::MR) {
+                let mr = gemm::MR.min(g.ow - ox);
+                let tile = &mut y_row[ox * o..(ox + mr) * o];
+                match bias {
+                    Some(bias) => {
+                        for (pixel, y) in tile.chunks_exact_mut(o).zip(std::iter::repeat(bias)) {
+                            for (y, &b) in pixel.iter_mut().zip(y) {
+                                y.write(b);
+                            }
+                        }
+                    }
+                    None => tile.fill(MaybeUninit::new(0.0)),
                 }
-                let start = ((b * g.h + iy as usize) * g.w) * c;
-                padded[inside..after].copy_from_slice(&x[start..start + g.w * c]);
-                for ox in (0..g.ow).step_by(gemm::MR) {
-                    let mr = gemm::MR.min(g.ow - ox);
-                    let a = &padded[ox * c..];
-                    gemm::tile_in_place_add(a, fields, &kernel, ky, &mut y_row[ox * o..], o, mr);
+                // SAFETY: every element of the tile was written just above.
+                let tile = unsafe { &mut *(tile as *mut [MaybeUninit<f32>] as *mut [f32]) };
+                for ky in kys.clone() {
+                    let a = &padded[ky * row_len + ox * c..(ky + 1) * row_len];
+                    gemm::tile_in_place_add(a, fields, &kernel, ky, tile, o, mr);
                 }
             }
             PADDED_ROWS.with(|b| b.set(padded));
         });
+    // SAFETY: every output row's tiles were written in full above.
+    unsafe { y.set_len(len) };
     y
 }
 
