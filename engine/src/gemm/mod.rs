@@ -409,10 +409,8 @@ pub fn gemm<A: MatrixA>(
     let mut b_pack = take_aligned(&B_PACK, k * nc_step.min(n.next_multiple_of(NR)));
     for jc in (0..n).step_by(nc_step) {
         let nc = nc_step.min(n - jc);
-        // All of B[.., jc..jc + nc], K block by K block: block `pc` is
-        // `nc / NR` panels of `kc × NR` from `pc · nc_padded` on.
-        let nc_padded = nc.next_multiple_of(NR);
-        pack_b(b, sb, 0..k, jc..jc + nc, kc_step, &mut b_pack);
+        // All of B[.., jc..jc + nc], K block by K block.
+        pack_b(b, sb, k, jc..jc + nc, kc_step, &mut b_pack);
         let b_pack = &b_pack[..];
         let c_ptr = &c_ptr;
         (0..blocks).into_par_iter().for_each(move |block| {
@@ -430,7 +428,7 @@ pub fn gemm<A: MatrixA>(
                 a_pack[rows * A_STRIDE..].fill(0.0);
                 // Later K blocks add onto what the first one wrote.
                 let beta = if pc == 0 { beta } else { 1.0 };
-                let b_block = &b_pack[pc * nc_padded..(pc + kc) * nc_padded];
+                let b_block = k_block(b_pack, nc, pc..pc + kc);
                 for ir in (0..rows).step_by(MR) {
                     let tile_a = &a_pack[ir * A_STRIDE..(ir + MR) * A_STRIDE];
                     for jr in (0..nc).step_by(NR) {
@@ -467,10 +465,10 @@ pub fn gemm<A: MatrixA>(
 /// the micro-kernel on A in place ([`tile_in_place`]) instead of through [`gemm`].
 pub struct PackedB {
     panels: AlignedBuf,
-    /// Rows of B in each K block (the last block may be shorter).
+    /// Rows of B.
     k: usize,
-    /// Rows of B in all.
-    rows: usize,
+    /// Rows of B in each K block (the last block may be shorter).
+    kc: usize,
     n: usize,
 }
 
@@ -491,22 +489,17 @@ impl PackedB {
         );
         assert!(kc > 0 || k == 0, "gemm: K blocks of 0 rows");
         let mut panels = take_aligned(&B_PACK, k * n.next_multiple_of(NR));
-        pack_b(b, sb, 0..k, 0..n, kc.max(1), &mut panels);
-        PackedB {
-            panels,
-            k: kc.min(k),
-            rows: k,
-            n,
-        }
+        let kc = kc.min(k);
+        pack_b(b, sb, k, 0..n, kc, &mut panels);
+        PackedB { panels, k, kc, n }
     }
 
     /// K block `i`'s depth and its `NR`-column panels, one after another.
     fn block(&self, i: usize) -> (usize, &[f32]) {
-        let start = i * self.k;
-        assert!(start < self.rows, "gemm: B has no K block {i}");
-        let depth = self.k.min(self.rows - start);
-        let width = self.n.next_multiple_of(NR);
-        (depth, &self.panels[start * width..(start + depth) * width])
+        let start = i * self.kc;
+        assert!(start < self.k, "gemm: B has no K block {i}");
+        let depth = self.kc.min(self.k - start);
+        (depth, k_block(&self.panels, self.n, start..start + depth))
     }
 }
 
@@ -545,7 +538,7 @@ pub fn tile_in_place(
     c: &mut [MaybeUninit<f32>],
     rsc: usize,
 ) {
-    assert_eq!(b.k, b.rows, "gemm: B is packed in K blocks, not one");
+    assert_eq!(b.kc, b.k, "gemm: B is packed in K blocks, not one");
     // SAFETY (of in_place's contract): with beta = 0 C is only written.
     unsafe { in_place(a, rows, b, 0, c.as_mut_ptr().cast(), c.len(), rsc, MR, 0.0) }
 }
@@ -666,57 +659,53 @@ struct SharedC(*mut f32);
 // not outlive the `&mut` borrow of C that `gemm` holds.
 unsafe impl Sync for SharedC {}
 
-/// Packs `B[ks, js]` K block by K block (`kc_step` rows each, the last
+/// Packs `B[0..k, js]` K block by K block (`kc_step` rows each, the last
 /// one shorter), each block into `NR`-column panels of `kc × NR` row-major:
-/// block `pc` (relative to `ks.start`) starts at `pc · js.len()` rounded up
-/// to `NR`, its panel `p` `p·NR·kc` further on. The last panel's missing
-/// columns are zero.
+/// block `i` is the `kc·width` floats at `i·kc_step·width` ([`k_block`]),
+/// `width` being `js.len()` rounded up to `NR`, and its panel `p` starts
+/// `p·NR·kc` into it. The last panel's missing columns are zero.
 fn pack_b(
     b: &[f32],
     (rsb, csb): (isize, isize),
-    ks: Range<usize>,
+    k: usize,
     js: Range<usize>,
     kc_step: usize,
     out: &mut [f32],
 ) {
+    if k == 0 || js.is_empty() {
+        return;
+    }
     let (rsb, csb) = (rsb as usize, csb as usize);
-    let width_padded = js.len().next_multiple_of(NR);
-    let panels_per_block = width_padded / NR;
-    let blocks = ks.len().div_ceil(kc_step);
+    let width = js.len().next_multiple_of(NR);
     // Panels are independent copies: the threads share them (a serial pack
     // left the other thread idle for a sixth of a 256×2048×256 product).
-    let out = SharedC(out[..ks.len() * width_padded].as_mut_ptr());
-    let out = &out;
-    (0..blocks * panels_per_block)
-        .into_par_iter()
-        .with_min_len(4)
-        .for_each(|i| {
-            let (block, p) = (i / panels_per_block, i % panels_per_block);
-            let k0 = ks.start + block * kc_step;
-            let kc = kc_step.min(ks.end - k0);
+    let blocks = out[..k * width].par_chunks_mut(kc_step * width);
+    blocks.enumerate().for_each(|(block, out)| {
+        let (k0, kc) = (block * kc_step, out.len() / width);
+        let panels = out.par_chunks_exact_mut(NR * kc).with_min_len(4);
+        panels.enumerate().for_each(|(p, panel)| {
             let j0 = js.start + p * NR;
-            let width = NR.min(js.end - j0);
-            // SAFETY: panel (block, p) is the kc·NR floats at
-            // block·kc_step·width_padded + p·NR·kc, inside `out` and
-            // disjoint from every other panel's.
-            let panel = unsafe {
-                std::slice::from_raw_parts_mut(
-                    out.0.add(block * kc_step * width_padded + p * NR * kc),
-                    NR * kc,
-                )
-            };
+            let cols = NR.min(js.end - j0);
             for (dst, k) in panel.chunks_exact_mut(NR).zip(k0..k0 + kc) {
                 let start = k * rsb + j0 * csb;
                 if csb == 1 {
-                    dst[..width].copy_from_slice(&b[start..start + width]);
+                    dst[..cols].copy_from_slice(&b[start..start + cols]);
                 } else {
-                    for (j, d) in dst[..width].iter_mut().enumerate() {
+                    for (j, d) in dst[..cols].iter_mut().enumerate() {
                         *d = b[start + j * csb];
                     }
                 }
-                dst[width..].fill(0.0);
+                dst[cols..].fill(0.0);
             }
         });
+    });
+}
+
+/// The panels of K block `rows` (a block [`pack_b`] wrote: rows
+/// `rows.start..rows.end` of B) in a packed B block `n` columns wide.
+fn k_block(packed: &[f32], n: usize, rows: Range<usize>) -> &[f32] {
+    let width = n.next_multiple_of(NR);
+    &packed[rows.start * width..rows.end * width]
 }
 
 thread_local! {

@@ -562,8 +562,8 @@ fn forward_rows(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeometr
                 let tile = &mut y_row[ox * o..(ox + mr) * o];
                 match bias {
                     Some(bias) => {
-                        for (pixel, y) in tile.chunks_exact_mut(o).zip(std::iter::repeat(bias)) {
-                            for (y, &b) in pixel.iter_mut().zip(y) {
+                        for pixel in tile.chunks_exact_mut(o) {
+                            for (y, &b) in pixel.iter_mut().zip(bias) {
                                 y.write(b);
                             }
                         }
