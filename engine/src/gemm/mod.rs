@@ -157,6 +157,17 @@ pub struct Strided<'a> {
     cs: usize,
 }
 
+impl<'a> Strided<'a> {
+    /// A row-major matrix with `cols` columns (rows `cols` floats apart).
+    pub fn row_major(data: &'a [f32], cols: usize) -> Strided<'a> {
+        Strided {
+            data,
+            rs: cols,
+            cs: 1,
+        }
+    }
+}
+
 impl MatrixA for Strided<'_> {
     fn copy_row(&self, row: usize, cols: Range<usize>, out: &mut [f32]) {
         let start = row * self.rs + cols.start * self.cs;
@@ -414,51 +425,132 @@ pub fn gemm<A: MatrixA>(
         let b_pack = &b_pack[..];
         let c_ptr = &c_ptr;
         (0..blocks).into_par_iter().for_each(move |block| {
-            let Range { start: ic, end } = row_block(m, blocks, block);
-            let rows = end - ic;
-            let mut a_pack = take_aligned(&A_PACK, rows.next_multiple_of(MR) * A_STRIDE);
+            let rows = row_block(m, blocks, block);
             // One task runs every K block of its rows: its block of C stays
             // in L2 from one K block to the next, and the threads meet once
             // per B block, not once per K block.
-            for pc in (0..k).step_by(kc_step) {
+            let k_blocks = (0..k).step_by(kc_step).map(|pc| {
                 let kc = kc_step.min(k - pc);
-                a.pack_rows(ic..ic + rows, pc..pc + kc, &mut a_pack);
-                // The rows padding the last tile are multiplied but never
-                // stored; zeros keep stale denormals from slowing the FMAs.
-                a_pack[rows * A_STRIDE..].fill(0.0);
-                // Later K blocks add onto what the first one wrote.
-                let beta = if pc == 0 { beta } else { 1.0 };
-                let b_block = k_block(b_pack, nc, pc..pc + kc);
-                for ir in (0..rows).step_by(MR) {
-                    let tile_a = &a_pack[ir * A_STRIDE..(ir + MR) * A_STRIDE];
-                    for jr in (0..nc).step_by(NR) {
-                        let panel = &b_block[jr * kc..(jr + NR) * kc];
-                        let offset = (ic + ir) * rsc + (jc + jr) * csc;
-                        // SAFETY: AVX-512F was checked above; tile_a and panel
-                        // hold the (MR-1)·A_STRIDE + kc and kc·NR floats the
-                        // kernel reads; the asserts on C keep the tile's
-                        // min(MR, rows-ir) × min(NR, nc-jr) elements inside
-                        // `c` and distinct, and this task alone owns rows
-                        // ic..ic+rows of C during this B block.
-                        unsafe {
-                            avx512::tile::<A_STRIDE, MR>(
-                                tile_a.as_ptr(),
-                                RowsOfA::packed(A_STRIDE, kc),
-                                panel.as_ptr(),
-                                c_ptr.0.add(offset),
-                                (rsc as isize, csc as isize),
-                                (MR.min(rows - ir), NR.min(nc - jr)),
-                                alpha,
-                                beta,
-                            );
-                        }
-                    }
-                }
-            }
-            give_back(&A_PACK, a_pack);
+                (pc..pc + kc, k_block(b_pack, nc, pc..pc + kc))
+            });
+            // SAFETY: AVX-512F was checked above; the asserts on C keep every
+            // element of rows × (jc..jc + nc) inside `c` and distinct, and
+            // this task alone owns these rows of C during this B block.
+            unsafe {
+                multiply_rows(
+                    a,
+                    rows,
+                    k_blocks,
+                    nc,
+                    c_ptr.0.add(jc * csc),
+                    (rsc, csc),
+                    alpha,
+                    beta,
+                )
+            };
         });
     }
     give_back(&B_PACK, b_pack);
+}
+
+/// Rows `rows` of `C = α·A·B + β·C` for one block of B's columns (`nc`
+/// wide, C's column 0 at `c`), K block by K block: `k_blocks` yields, in
+/// order, the columns of A each block covers and its packed panels (`kc × NR`
+/// each, [`pack_b`]'s layout). The rows of A are packed block by block into
+/// this thread's buffer; the first K block scales C by `beta`, the others add.
+///
+/// # Safety
+/// The CPU must support AVX-512F, and `c + r·rsc + j·csc` must be valid for
+/// writes (and reads, unless `beta == 0` and one K block) for every `r` in
+/// `rows` and `j < nc`, with no other thread touching those elements.
+#[allow(clippy::too_many_arguments)]
+unsafe fn multiply_rows<'b, A: MatrixA + ?Sized>(
+    a: &A,
+    rows: Range<usize>,
+    k_blocks: impl Iterator<Item = (Range<usize>, &'b [f32])>,
+    nc: usize,
+    c: *mut f32,
+    (rsc, csc): (usize, usize),
+    alpha: f32,
+    beta: f32,
+) {
+    let (ic, m) = (rows.start, rows.len());
+    let mut a_pack = take_aligned(&A_PACK, m.next_multiple_of(MR) * A_STRIDE);
+    for (i, (cols, b_block)) in k_blocks.enumerate() {
+        let kc = cols.len();
+        a.pack_rows(rows.clone(), cols, &mut a_pack);
+        // The rows padding the last tile are multiplied but never
+        // stored; zeros keep stale denormals from slowing the FMAs.
+        a_pack[m * A_STRIDE..].fill(0.0);
+        // Later K blocks add onto what the first one wrote.
+        let beta = if i == 0 { beta } else { 1.0 };
+        for ir in (0..m).step_by(MR) {
+            let tile_a = &a_pack[ir * A_STRIDE..(ir + MR) * A_STRIDE];
+            // The last tile of the block runs only the rows it keeps, in
+            // steps of 4 (49 rows: 4 tiles of 12 and one of 4, not of 12).
+            let tile = match m - ir {
+                1..=4 => avx512::tile::<A_STRIDE, 4>,
+                5..=8 => avx512::tile::<A_STRIDE, 8>,
+                _ => avx512::tile::<A_STRIDE, MR>,
+            };
+            for jr in (0..nc).step_by(NR) {
+                let panel = &b_block[jr * kc..(jr + NR) * kc];
+                // SAFETY: tile_a and panel hold the (MR-1)·A_STRIDE + kc and
+                // kc·NR floats the kernel reads; the caller vouched for the
+                // min(MR, m-ir) × min(NR, nc-jr) elements of C written.
+                unsafe {
+                    tile(
+                        tile_a.as_ptr(),
+                        RowsOfA::packed(A_STRIDE, kc),
+                        panel.as_ptr(),
+                        c.add((ic + ir) * rsc + jr * csc),
+                        (rsc as isize, csc as isize),
+                        (MR.min(m - ir), NR.min(nc - jr)),
+                        alpha,
+                        beta,
+                    );
+                }
+            }
+        }
+    }
+    give_back(&A_PACK, a_pack);
+}
+
+/// `C = A·B_blocks` on the calling thread, for a caller that runs many small
+/// products on a B it packed once ([`PackedB::blocked`]), each in its own
+/// rayon task: A is `m × k`, `k` the depth of K blocks `blocks` of B
+/// together (A's column 0 meets the first row of block `blocks.start`), and
+/// C is `m × b.n`, rows `rsc` floats apart, overwritten. Each element is
+/// summed as [`gemm`] sums it when its K blocks are these.
+///
+/// Panics without AVX-512F, if `blocks` is empty or past B's end, or if C
+/// is too short or its rows overlap.
+pub fn gemm_packed<A: MatrixA>(
+    m: usize,
+    a: &A,
+    b: &PackedB,
+    blocks: Range<usize>,
+    c: &mut [f32],
+    rsc: usize,
+) {
+    assert!(avx512_available(), "gemm: this CPU has no AVX-512F");
+    assert!(!blocks.is_empty() && b.n > 0, "gemm: empty product");
+    if m == 0 {
+        return;
+    }
+    assert!(
+        rsc >= b.n && (m - 1) * rsc + b.n <= c.len(),
+        "gemm: C out of bounds or overlapping"
+    );
+    let mut col = 0;
+    let k_blocks = blocks.map(|i| {
+        let (depth, panels) = b.block(i);
+        col += depth;
+        (col - depth..col, panels)
+    });
+    // SAFETY: AVX-512F was checked, and the assert keeps the m × n elements
+    // of C, written with beta = 0, inside `c` (borrowed mutably here).
+    unsafe { multiply_rows(a, 0..m, k_blocks, b.n, c.as_mut_ptr(), (rsc, 1), 1.0, 0.0) };
 }
 
 /// B (`k × n`) packed into `NR`-column panels once, for a caller that runs
@@ -688,7 +780,13 @@ fn pack_b(
             let cols = NR.min(js.end - j0);
             for (dst, k) in panel.chunks_exact_mut(NR).zip(k0..k0 + kc) {
                 let start = k * rsb + j0 * csb;
-                if csb == 1 {
+                if csb == 1 && cols == NR {
+                    // A whole panel row as one fixed-size copy: vector moves,
+                    // not a call to memcpy per 128 bytes.
+                    let src: &[f32; NR] = b[start..start + NR].try_into().unwrap();
+                    *<&mut [f32; NR]>::try_from(dst).unwrap() = *src;
+                    continue;
+                } else if csb == 1 {
                     dst[..cols].copy_from_slice(&b[start..start + cols]);
                 } else {
                     for (j, d) in dst[..cols].iter_mut().enumerate() {

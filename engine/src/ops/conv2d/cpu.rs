@@ -33,7 +33,9 @@
 //! time: each row of a receptive field is one run of input memory, so after
 //! copying each input row once into a zero-padded buffer the micro-kernel
 //! reads the runs in place and adds each kernel row's product onto the
-//! output (`forward_rows`). The im2col path below stays as
+//! output (`forward_rows`). 3×3 stride-1 layers of 128 channels and more
+//! (and their `dx`) take Winograd's F(2×2, 3×3) instead, 2.25x less
+//! arithmetic through the same GEMM (`winograd.rs`). The im2col path below stays as
 //! the reference (f64, CPUs without AVX-512), for `dK`, and for `dx` at
 //! stride 2.
 //!
@@ -52,7 +54,7 @@
 //! `B`, `kh·kw·c × o`, copied once per GEMM call) would outweigh that: it has
 //! at least [`MIN_ROWS_PER_OUT_CHANNEL`]`·o` pixels.
 
-use super::scratch;
+use super::{scratch, winograd};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::gemm::{self, MatrixA};
@@ -216,6 +218,15 @@ pub fn forward(
         Ok(T::wrap(forward_typed(x, k, b, g, COL_BUDGET_BYTES)))
     }
     match x.dtype() {
+        DType::F32 if winograd::suits(g) => {
+            let b = bias.map(|b| typed::<f32>(b, "bias")).transpose()?;
+            Ok(CpuStorage::F32(winograd::forward(
+                typed::<f32>(x, "input")?,
+                typed::<f32>(kernel, "kernel")?,
+                b,
+                g,
+            )))
+        }
         DType::F32 if gemm::avx512_available() => {
             let b = bias.map(|b| typed::<f32>(b, "bias")).transpose()?;
             Ok(CpuStorage::F32(forward_implicit(
@@ -632,6 +643,9 @@ fn backward_dx_implicit(kernel: &[f32], dy: &[f32], g: &ConvGeometry) -> Vec<f32
         pad_left: g.kw - 1 - g.pad_left,
         ..*g
     };
+    if winograd::suits(&back) {
+        return winograd::forward(dy, &turned, None, &back);
+    }
     let mut dx = vec![0.0; g.n * g.h * g.w * c];
     let cols = ReceptiveFields::new(dy, &back);
     let rows = g.n * g.h * g.w;
@@ -1221,6 +1235,72 @@ mod tests {
     }
 
     #[test]
+    fn winograd_forward_matches_the_definition() {
+        if !gemm::avx512_available() {
+            crate::skipped(
+                "this CPU has no AVX-512F, the packed path the checker also runs is not there",
+            );
+            return;
+        }
+        let conv = stride_1;
+        let cases = [
+            // 'same' on an even size; c and o not multiples of 16 lanes.
+            conv(2, (6, 8, 19), (3, 3, 21), (6, 8), (1, 1)),
+            // Odd height and width: the last row and column of tiles are
+            // half outside the output.
+            conv(1, (7, 5, 17), (3, 3, 33), (7, 5), (1, 1)),
+            // 'valid': windows never read padding; odd output 7×5.
+            conv(2, (9, 7, 16), (3, 3, 8), (7, 5), (0, 0)),
+            // One output pixel.
+            conv(3, (3, 3, 5), (3, 3, 3), (1, 1), (0, 0)),
+            // A shape it is chosen for: 128 channels, 7×7 (ResNet50's conv5 at 224 px, smaller).
+            conv(2, (7, 7, 128), (3, 3, 40), (7, 7), (1, 1)),
+        ];
+        for g in cases {
+            check_forward_path(&g, 30, winograd::forward, AgainstPacked::OtherOrder);
+            // Groups of one row of tiles give the same bits as one group.
+            let x = values(g.n * g.h * g.w * g.c, 31)
+                .iter()
+                .map(|&v| v as f32)
+                .collect::<Vec<_>>();
+            let k = values(9 * g.c * g.o, 32)
+                .iter()
+                .map(|&v| v as f32)
+                .collect::<Vec<_>>();
+            let whole = winograd::forward(&x, &k, None, &g);
+            let by_rows = winograd::forward_in_groups(&x, &k, None, &g, 1);
+            assert!(
+                whole
+                    .iter()
+                    .zip(&by_rows)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{g:?}"
+            );
+        }
+        // Chosen for VGG16's and ResNet50's 3×3 layers of 128 channels and
+        // more at stride 1 with outputs of 2×2 and larger (not 3×3: 64
+        // products for 81, nor 1×1), not for the 64-channel ones, strides or other windows.
+        for (g, chosen) in [
+            (conv(8, (14, 14, 512), (3, 3, 512), (14, 14), (1, 1)), true),
+            (conv(4, (56, 56, 128), (3, 3, 256), (56, 56), (1, 1)), true),
+            (conv(32, (2, 2, 512), (3, 3, 512), (2, 2), (1, 1)), true),
+            (conv(32, (3, 3, 512), (3, 3, 512), (3, 3), (1, 1)), false),
+            (conv(32, (1, 1, 512), (3, 3, 512), (1, 1), (1, 1)), false),
+            (
+                conv(2, (224, 224, 64), (3, 3, 64), (224, 224), (1, 1)),
+                false,
+            ),
+            (conv(2, (14, 14, 512), (1, 1, 512), (14, 14), (0, 0)), false),
+        ] {
+            assert_eq!(winograd::suits(&g), chosen, "{g:?}");
+        }
+        let mut strided = conv(1, (14, 14, 256), (3, 3, 256), (7, 7), (0, 0));
+        strided.sh = 2;
+        strided.sw = 2;
+        assert!(!winograd::suits(&strided));
+    }
+
+    #[test]
     fn implicit_gemm_dx_at_stride_1_matches_col2im() {
         if !gemm::avx512_available() {
             crate::skipped("this CPU has no AVX-512F, the implicit-GEMM dx is not used");
@@ -1235,7 +1315,18 @@ mod tests {
             conv(2, (5, 6, 3), (4, 4, 9), (5, 6), (1, 1)),
             conv(1, (2, 3, 4), (5, 5, 3), (2, 3), (2, 2)),
             conv(2, (3, 3, 300), (1, 1, 20), (3, 3), (0, 0)),
+            // 'same' 3×3 with 128 output channels: dx through the Winograd forward.
+            conv(2, (6, 5, 24), (3, 3, 128), (6, 5), (1, 1)),
         ];
+        let winograd_dx = |g: &ConvGeometry| {
+            let back = ConvGeometry {
+                c: g.o,
+                o: g.c,
+                ..*g
+            };
+            winograd::suits(&back)
+        };
+        assert!(winograd_dx(&cases[5]) && !winograd_dx(&cases[0]));
         for g in cases {
             let x = values(g.n * g.h * g.w * g.c, 7);
             let k = values(g.kh * g.kw * g.c * g.o, 8);

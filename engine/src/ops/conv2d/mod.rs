@@ -43,6 +43,7 @@ mod cuda;
 mod cudnn_plan;
 mod half_precision;
 mod scratch;
+mod winograd;
 
 use super::padding::{window_2d, Padding};
 use crate::autograd::{is_grad_enabled, record};
