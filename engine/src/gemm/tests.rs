@@ -340,6 +340,68 @@ fn tile_in_place_reads_runs_and_matches_the_packed_gemm() {
 }
 
 #[test]
+fn gemm_packed_multiplies_by_the_chosen_k_blocks() {
+    if !avx512_available() {
+        crate::skipped("this CPU has no AVX-512F");
+        return;
+    }
+    // B is 5 K blocks of 200 rows, packed once; A (29 rows: two tiles and
+    // a partial one of 5) meets blocks 2 and 3, rows 400..800 of B. C rows
+    // are 80 apart (n = 77), so the 3 floats past each row must stay.
+    let (m, kc, n, rsc) = (29, 200, 77, 80);
+    let b = values(5 * kc * n, 10);
+    let packed = PackedB::blocked(5 * kc, n, &b, (n as isize, 1), kc);
+    let a = values(m * 2 * kc, 11);
+    let c0 = values(m * rsc, 12);
+    let mut c = c0.clone();
+    gemm_packed(
+        m,
+        &Strided::row_major(&a, 2 * kc),
+        &packed,
+        2..4,
+        &mut c,
+        rsc,
+    );
+    // The same product by sgemm on rows 400..800 of B: k = 400 is cut into
+    // the same two blocks of 200, so the bits agree.
+    let mut want = c0.clone();
+    sgemm_on(
+        Backend::Avx512,
+        m,
+        2 * kc,
+        n,
+        1.0,
+        &a,
+        ((2 * kc) as isize, 1),
+        &b[2 * kc * n..],
+        (n as isize, 1),
+        0.0,
+        &mut want,
+        (rsc as isize, 1),
+    );
+    for (e, (&got, &want)) in c.iter().zip(&want).enumerate() {
+        assert_eq!(got.to_bits(), want.to_bits(), "C[{e}]");
+    }
+    // And against the definition, with C's padding untouched.
+    for i in 0..m {
+        for j in 0..n {
+            let want: f64 = (0..2 * kc)
+                .map(|p| a[i * 2 * kc + p] as f64 * b[(2 * kc + p) * n + j] as f64)
+                .sum();
+            let got = c[i * rsc + j] as f64;
+            assert!(
+                (got - want).abs() < 1e-4,
+                "C[{i},{j}] = {got}, expected {want}"
+            );
+        }
+        for j in n..rsc {
+            let e = i * rsc + j;
+            assert_eq!(c[e].to_bits(), c0[e].to_bits(), "wrote C[{i},{j}] past n");
+        }
+    }
+}
+
+#[test]
 fn tile_in_place_refuses_a_short_a() {
     if !avx512_available() {
         crate::skipped("this CPU has no AVX-512F");
