@@ -1279,11 +1279,17 @@ mod tests {
         }
         // Chosen for VGG16's and ResNet50's 3×3 layers of 128 channels and
         // more at stride 1 with outputs of 2×2 and larger (not 3×3: 64
-        // products for 81, nor 1×1), not for the 64-channel ones, strides or other windows.
+        // products for 81, nor 1×1) on enough pixels, not for the
+        // 64-channel ones, strides or other windows.
         for (g, chosen) in [
             (conv(8, (14, 14, 512), (3, 3, 512), (14, 14), (1, 1)), true),
             (conv(4, (56, 56, 128), (3, 3, 256), (56, 56), (1, 1)), true),
-            (conv(32, (2, 2, 512), (3, 3, 512), (2, 2), (1, 1)), true),
+            (conv(16, (7, 7, 512), (3, 3, 512), (7, 7), (1, 1)), true),
+            (conv(4, (14, 14, 256), (3, 3, 256), (14, 14), (1, 1)), true),
+            (conv(128, (2, 2, 512), (3, 3, 512), (2, 2), (1, 1)), true),
+            // Too few pixels to pay for transforming the kernel.
+            (conv(32, (2, 2, 512), (3, 3, 512), (2, 2), (1, 1)), false),
+            (conv(4, (7, 7, 512), (3, 3, 512), (7, 7), (1, 1)), false),
             (conv(32, (3, 3, 512), (3, 3, 512), (3, 3), (1, 1)), false),
             (conv(32, (1, 1, 512), (3, 3, 512), (1, 1), (1, 1)), false),
             (
@@ -1316,7 +1322,7 @@ mod tests {
             conv(1, (2, 3, 4), (5, 5, 3), (2, 3), (2, 2)),
             conv(2, (3, 3, 300), (1, 1, 20), (3, 3), (0, 0)),
             // 'same' 3×3 with 128 output channels: dx through the Winograd forward.
-            conv(2, (6, 5, 24), (3, 3, 128), (6, 5), (1, 1)),
+            conv(2, (24, 23, 8), (3, 3, 128), (24, 23), (1, 1)),
         ];
         let winograd_dx = |g: &ConvGeometry| {
             let back = ConvGeometry {

@@ -76,17 +76,19 @@ const LANES: usize = 16;
 type Lanes = [f32; LANES];
 
 /// Whether the Winograd forward applies, and pays: a CPU with AVX-512F (its
-/// GEMMs are [`gemm::gemm_packed`]'s), a 3×3 kernel at stride 1,
-/// at least 128 input channels, and at least 1.5x fewer products than the direct
+/// GEMMs are [`gemm::gemm_packed`]'s), a 3×3 kernel at stride 1, at least
+/// 128 input channels, at least 1.5x fewer products than the direct
 /// convolution once the partial tiles of an odd-sized output are counted
-/// (7×7: 1.7x; 3×3: 1.3x, not used; 1×1: never).
+/// (7×7: 1.7x; 3×3: 1.3x, not used; 1×1: never), and enough of them saved
+/// to pay for transforming the kernel: [`MIN_SAVED_PER_PAIR`].
 ///
 /// The 64-channel layers keep their row-by-row path: with 64 channels the
 /// GEMMs are 64 deep and 64 wide, and Winograd took 0.94-1.14x the row path's
 /// time (VGG16's block1_conv2 at 32 and 224 px, ResNet50's conv2 3×3; 2
 /// threads, three rounds alternating).
 pub(super) fn suits(g: &ConvGeometry) -> bool {
-    let products = POSITIONS * g.oh.div_ceil(OUT) * g.ow.div_ceil(OUT);
+    let tiles = g.n * g.oh.div_ceil(OUT) * g.ow.div_ceil(OUT);
+    let (direct, winograd) = (9 * g.n * g.oh * g.ow, POSITIONS * tiles);
     gemm::avx512_available()
         && g.kh == 3
         && g.kw == 3
@@ -94,10 +96,18 @@ pub(super) fn suits(g: &ConvGeometry) -> bool {
         && g.sw == 1
         && g.c >= 128
         && g.o > 0
-        && g.oh > 0
-        && g.ow > 0
-        && 3 * products <= 2 * 9 * g.oh * g.ow
+        && 3 * winograd <= 2 * direct
+        && direct - winograd >= MIN_SAVED_PER_PAIR
 }
+
+/// Fewest multiply-adds per (input, output) channel pair that Winograd must
+/// save. Transforming and packing the kernel (16 values per pair, written
+/// and read back once per call) cost, beyond the direct path's packing of
+/// the kernel, 10-12 ns per pair up to 256×256 channels and 16-27 ns at
+/// 512×512 (one 2×2 image, 2 threads, three rounds): the time of about
+/// 1,000-2,000 multiply-adds. Convolutions on few pixels (VGG16's block5 at
+/// 32 px, ResNet50's conv5 at batch 4) keep the direct path.
+const MIN_SAVED_PER_PAIR: usize = 2048;
 
 /// Most bytes of transformed input and products (`V` and `M`) one group
 /// of tiles has: half the 2 MiB L2 per core of the machine this was tuned
