@@ -106,6 +106,9 @@ impl CudnnChoice {
 }
 
 fn main() {
+    // Reuse freed activation buffers instead of faulting in fresh pages for
+    // every op's output (see engine::memory).
+    engine::memory::keep_freed_memory();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e}");
         std::process::exit(1);

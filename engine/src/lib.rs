@@ -8,6 +8,8 @@
 //!   the convolutions, with f32 accumulation (feature extraction).
 //! - [`rng`]: the one seeded counter-based random generator.
 //! - [`gradcheck`]: finite-difference gradient checking.
+//! - [`memory`]: [`memory::keep_freed_memory`], the allocator setting that
+//!   spares large activations their page faults.
 //! - [`cuda`]: GPU probe, device (context, stream, cuBLAS, cuDNN, our NVRTC
 //!   kernels) and [`cuda::CudaStorage`], the data of a `Device::Cuda` tensor.
 //!
@@ -21,6 +23,7 @@ pub mod element;
 pub mod error;
 pub mod gemm;
 pub mod gradcheck;
+pub mod memory;
 pub mod ops;
 pub mod optim;
 pub mod precision;

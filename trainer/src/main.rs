@@ -7,6 +7,9 @@ use clap::Parser;
 use std::sync::atomic::Ordering;
 
 fn main() {
+    // Reuse freed activation buffers instead of faulting in fresh pages for
+    // every op's output (see engine::memory).
+    engine::memory::keep_freed_memory();
     let cli = trainer::cli::Cli::parse();
     if let Err(e) = trainer::cli::run(cli.into_command()) {
         eprintln!("error: {e}");
