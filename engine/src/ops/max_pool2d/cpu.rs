@@ -43,9 +43,8 @@ fn forward_typed<T: Element>(x: &[T], g: &PoolGeometry) -> Vec<T> {
                 for ix in cols.clone() {
                     let cell = &x[at(iy, ix)..at(iy, ix) + c];
                     for (m, &v) in out.iter_mut().zip(cell) {
-                        if v > *m {
-                            *m = v;
-                        }
+                        // A select, not a branch: the compiler makes it a vector max.
+                        *m = if v > *m { v } else { *m };
                     }
                 }
             }
