@@ -21,6 +21,7 @@ pub mod matmul;
 pub mod max_pool2d;
 pub mod mul;
 pub mod padding;
+mod parallel;
 pub mod reduce;
 pub mod relu;
 pub mod reshape;

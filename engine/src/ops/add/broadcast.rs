@@ -12,6 +12,7 @@
 
 use crate::element::Element;
 use crate::error::{Error, Result};
+use crate::ops::parallel;
 use crate::tensor::numel;
 
 /// How the two operands map onto the output.
@@ -191,19 +192,19 @@ impl Plan {
 }
 
 /// `f(a, b)` elementwise over the broadcast output.
-pub(crate) fn zip_with<T: Element>(plan: &Plan, a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> Vec<T> {
+pub(crate) fn zip_with<T: Element>(
+    plan: &Plan,
+    a: &[T],
+    b: &[T],
+    f: impl Fn(T, T) -> T + Sync,
+) -> Vec<T> {
     if numel(&plan.out) == 0 {
         return Vec::new(); // (and `chunks(0)` below would panic)
     }
     match plan.layout {
-        Layout::Same => a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect(),
-        Layout::Repeats(1) => {
-            let mut out = Vec::with_capacity(a.len());
-            for row in a.chunks(b.len()) {
-                out.extend(row.iter().zip(b).map(|(&x, &y)| f(x, y)));
-            }
-            out
-        }
+        // The two layouts of a network's adds (residual, bias): over rayon.
+        Layout::Same => parallel::zip(a, b, f),
+        Layout::Repeats(1) => parallel::zip_rows(a, b, |x, &y| f(x, y)),
         Layout::Repeats(_) => {
             let mut out = Vec::with_capacity(b.len());
             for row in b.chunks(a.len()) {

@@ -2,6 +2,7 @@
 //! rows of `c` channels; per-channel statistics and sums run in f64.
 
 use crate::element::Element;
+use crate::ops::parallel;
 
 /// Per-channel mean and biased variance (Σ(x − mean)² / rows), two passes.
 pub fn moments<T: Element>(x: &[T], c: usize) -> (Vec<f64>, Vec<f64>) {
@@ -29,16 +30,9 @@ pub fn affine<T: Element>(x: &[T], scale: &[f64], shift: &[f64]) -> Vec<T> {
     let c = scale.len();
     let scale: Vec<T> = scale.iter().map(|&s| T::from_f64(s)).collect();
     let shift: Vec<T> = shift.iter().map(|&s| T::from_f64(s)).collect();
-    let mut y = Vec::with_capacity(x.len());
-    for row in x.chunks(c) {
-        y.extend(
-            row.iter()
-                .zip(&scale)
-                .zip(&shift)
-                .map(|((&v, &s), &t)| v * s + t),
-        );
-    }
-    y
+    let scale_shift: Vec<(T, T)> = scale.into_iter().zip(shift).collect();
+    debug_assert_eq!(scale_shift.len(), c);
+    parallel::zip_rows(x, &scale_shift, |v, &(s, t)| v * s + t)
 }
 
 /// Per-channel Σ dy and Σ dy · (x − center).

@@ -3,13 +3,15 @@
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::map_cpu;
+use crate::ops::parallel;
 use crate::tensor::CpuStorage;
 
 pub fn forward(x: &CpuStorage) -> CpuStorage {
-    map_cpu!(x, |v: T| v
-        .iter()
-        .map(|&a| if a > T::ZERO { a } else { T::ZERO })
-        .collect())
+    map_cpu!(x, |v: T| parallel::map(v, |a| if a > T::ZERO {
+        a
+    } else {
+        T::ZERO
+    }))
 }
 
 pub fn backward(x: &CpuStorage, dy: &CpuStorage) -> Result<CpuStorage> {
