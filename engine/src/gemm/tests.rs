@@ -274,6 +274,56 @@ fn short_c_is_refused() {
     );
 }
 
+/// Checks `c` (`m` rows of `n`, `rsc` apart, from `c0`) against sgemm's
+/// `C = A·B` bit for bit (A `m×k`, B `k×n`, both row-major), against the
+/// definition within `tol`, and that the `rsc - n` floats past each row
+/// still hold `c0`'s values.
+#[allow(clippy::too_many_arguments)]
+fn check_like_sgemm(
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    b: &[f32],
+    c0: &[f32],
+    c: &[f32],
+    rsc: usize,
+    tol: f64,
+) {
+    let mut want = c0.to_vec();
+    sgemm_on(
+        Backend::Avx512,
+        m,
+        k,
+        n,
+        1.0,
+        a,
+        (k as isize, 1),
+        b,
+        (n as isize, 1),
+        0.0,
+        &mut want,
+        (rsc as isize, 1),
+    );
+    for (e, (&got, &want)) in c.iter().zip(&want).enumerate() {
+        assert_eq!(got.to_bits(), want.to_bits(), "C[{e}]");
+    }
+    for i in 0..m {
+        for j in 0..n {
+            let want: f64 = (0..k)
+                .map(|p| a[i * k + p] as f64 * b[p * n + j] as f64)
+                .sum();
+            let got = c[i * rsc + j] as f64;
+            assert!(
+                (got - want).abs() < tol,
+                "C[{i},{j}] = {got}, expected {want}"
+            );
+        }
+        for j in n..rsc {
+            let e = i * rsc + j;
+            assert_eq!(c[e].to_bits(), c0[e].to_bits(), "wrote C[{i},{j}] past n");
+        }
+    }
+}
+
 #[test]
 fn tile_in_place_reads_runs_and_matches_the_packed_gemm() {
     if !avx512_available() {
@@ -303,40 +353,7 @@ fn tile_in_place_reads_runs_and_matches_the_packed_gemm() {
     tile_in_place(&src, rows, &packed, &mut c, rsc);
     // SAFETY: every element was initialised above (and maybe overwritten).
     let c: Vec<f32> = c.iter().map(|v| unsafe { v.assume_init() }).collect();
-    let mut want = c0.clone();
-    sgemm_on(
-        Backend::Avx512,
-        MR,
-        k,
-        n,
-        1.0,
-        &a,
-        (k as isize, 1),
-        &b,
-        (n as isize, 1),
-        0.0,
-        &mut want,
-        (rsc as isize, 1),
-    );
-    for (e, (&got, &want)) in c.iter().zip(&want).enumerate() {
-        assert_eq!(got.to_bits(), want.to_bits(), "C[{e}]");
-    }
-    for i in 0..MR {
-        for j in 0..n {
-            let want: f64 = (0..k)
-                .map(|p| a[i * k + p] as f64 * b[p * n + j] as f64)
-                .sum();
-            let got = c[i * rsc + j] as f64;
-            assert!(
-                (got - want).abs() < 1e-5,
-                "C[{i},{j}] = {got}, expected {want}"
-            );
-        }
-        for j in n..rsc {
-            let e = i * rsc + j;
-            assert_eq!(c[e].to_bits(), c0[e].to_bits(), "wrote C[{i},{j}] past n");
-        }
-    }
+    check_like_sgemm((MR, k, n), &a, &b, &c0, &c, rsc, 1e-5);
 }
 
 #[test]
@@ -364,41 +381,7 @@ fn gemm_packed_multiplies_by_the_chosen_k_blocks() {
     );
     // The same product by sgemm on rows 400..800 of B: k = 400 is cut into
     // the same two blocks of 200, so the bits agree.
-    let mut want = c0.clone();
-    sgemm_on(
-        Backend::Avx512,
-        m,
-        2 * kc,
-        n,
-        1.0,
-        &a,
-        ((2 * kc) as isize, 1),
-        &b[2 * kc * n..],
-        (n as isize, 1),
-        0.0,
-        &mut want,
-        (rsc as isize, 1),
-    );
-    for (e, (&got, &want)) in c.iter().zip(&want).enumerate() {
-        assert_eq!(got.to_bits(), want.to_bits(), "C[{e}]");
-    }
-    // And against the definition, with C's padding untouched.
-    for i in 0..m {
-        for j in 0..n {
-            let want: f64 = (0..2 * kc)
-                .map(|p| a[i * 2 * kc + p] as f64 * b[(2 * kc + p) * n + j] as f64)
-                .sum();
-            let got = c[i * rsc + j] as f64;
-            assert!(
-                (got - want).abs() < 1e-4,
-                "C[{i},{j}] = {got}, expected {want}"
-            );
-        }
-        for j in n..rsc {
-            let e = i * rsc + j;
-            assert_eq!(c[e].to_bits(), c0[e].to_bits(), "wrote C[{i},{j}] past n");
-        }
-    }
+    check_like_sgemm((m, 2 * kc, n), &a, &b[2 * kc * n..], &c0, &c, rsc, 1e-4);
 }
 
 #[test]

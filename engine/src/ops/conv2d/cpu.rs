@@ -1253,7 +1253,7 @@ mod tests {
             conv(2, (9, 7, 16), (3, 3, 8), (7, 5), (0, 0)),
             // One output pixel.
             conv(3, (3, 3, 5), (3, 3, 3), (1, 1), (0, 0)),
-            // A shape it is chosen for: 128 channels, 7×7 (ResNet50's conv5 at 224 px, smaller).
+            // 128 channels on a 7×7 map, as ResNet50's conv5 at 224 px (smaller).
             conv(2, (7, 7, 128), (3, 3, 40), (7, 7), (1, 1)),
         ];
         for g in cases {
