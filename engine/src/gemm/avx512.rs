@@ -59,6 +59,22 @@ impl RowsOfA {
     }
 }
 
+/// The signature of every [`tile`] variant.
+pub type TileFn =
+    unsafe fn(*const f32, RowsOfA, *const f32, *mut f32, (isize, isize), (usize, usize), f32, f32);
+
+/// The [`tile`] variant for a tile that keeps `mr` rows: a partial tile
+/// (the end of a conv output row, the last rows of a row block) runs only
+/// the rows it keeps, in steps of 4: 8 of 12 for VGG16's 32-pixel rows
+/// (32 = 12 + 12 + 8), 4 for a block of 49 rows (4 tiles of 12 and one of 4).
+pub fn tile_for<const A_STRIDE: usize>(mr: usize) -> TileFn {
+    match mr {
+        1..=4 => tile::<A_STRIDE, 4>,
+        5..=8 => tile::<A_STRIDE, 8>,
+        _ => tile::<A_STRIDE, MR>,
+    }
+}
+
 /// Computes a tile of `M` rows (`MR`, or fewer for the last, partial tile
 /// of a row: the FMAs of rows that would be thrown away are not done) and
 /// writes its first `mr` rows and `nr` columns into C.

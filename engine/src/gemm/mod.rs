@@ -486,13 +486,7 @@ unsafe fn multiply_rows<'b, A: MatrixA + ?Sized>(
         let beta = if i == 0 { beta } else { 1.0 };
         for ir in (0..m).step_by(MR) {
             let tile_a = &a_pack[ir * A_STRIDE..(ir + MR) * A_STRIDE];
-            // The last tile of the block runs only the rows it keeps, in
-            // steps of 4 (49 rows: 4 tiles of 12 and one of 4, not of 12).
-            let tile = match m - ir {
-                1..=4 => avx512::tile::<A_STRIDE, 4>,
-                5..=8 => avx512::tile::<A_STRIDE, 8>,
-                _ => avx512::tile::<A_STRIDE, MR>,
-            };
+            let tile = avx512::tile_for::<A_STRIDE>(m - ir);
             for jr in (0..nc).step_by(NR) {
                 let panel = &b_block[jr * kc..(jr + NR) * kc];
                 // SAFETY: tile_a and panel hold the (MR-1)·A_STRIDE + kc and
@@ -701,15 +695,7 @@ unsafe fn in_place(
         // elements written are inside `c`, which the caller vouched for
         // (only read when beta != 0, and then initialised).
         unsafe {
-            let tile = match mr {
-                // A partial tile (the end of a conv output row) runs only
-                // the rows it keeps, in steps of 4: 8 of 12 for VGG16's
-                // 32-pixel rows (32 = 12 + 12 + 8).
-                1..=4 => avx512::tile::<0, 4>,
-                5..=8 => avx512::tile::<0, 8>,
-                _ => avx512::tile::<0, MR>,
-            };
-            tile(
+            avx512::tile_for::<0>(mr)(
                 a.as_ptr(),
                 rows,
                 panel.as_ptr(),
@@ -784,8 +770,7 @@ fn pack_b(
                     // A whole panel row as one fixed-size copy: vector moves,
                     // not a call to memcpy per 128 bytes.
                     let src: &[f32; NR] = b[start..start + NR].try_into().unwrap();
-                    *<&mut [f32; NR]>::try_from(dst).unwrap() = *src;
-                    continue;
+                    *<&mut [f32; NR]>::try_from(&mut *dst).unwrap() = *src;
                 } else if csb == 1 {
                     dst[..cols].copy_from_slice(&b[start..start + cols]);
                 } else {

@@ -180,6 +180,25 @@ impl ConvGeometry {
             .min(self.rows_per_chunk::<T>(budget_bytes, 1))
     }
 
+    /// At stride 1, the forward convolution that gives this one's `dx`: over
+    /// `dy` (`oh × ow × o`), with the turned kernel (`o` in, `c` out), to an
+    /// `h × w × c` output, padded by `kh − 1 − pt` above and `kw − 1 − pl` on
+    /// the left (see `backward_dx_implicit`).
+    fn dx_as_forward(&self) -> ConvGeometry {
+        debug_assert!(self.sh == 1 && self.sw == 1);
+        ConvGeometry {
+            h: self.oh,
+            w: self.ow,
+            c: self.o,
+            o: self.c,
+            oh: self.h,
+            ow: self.w,
+            pad_top: self.kh - 1 - self.pad_top,
+            pad_left: self.kw - 1 - self.pad_left,
+            ..*self
+        }
+    }
+
     /// Columns `kx` of the kernel that land inside the input for output
     /// column `ox`, as the half-open range `lo..hi`, and the input column of `kx = 0`.
     fn kx_range(&self, ox: usize) -> (usize, usize, isize) {
@@ -218,15 +237,6 @@ pub fn forward(
         Ok(T::wrap(forward_typed(x, k, b, g, COL_BUDGET_BYTES)))
     }
     match x.dtype() {
-        DType::F32 if winograd::suits(g) => {
-            let b = bias.map(|b| typed::<f32>(b, "bias")).transpose()?;
-            Ok(CpuStorage::F32(winograd::forward(
-                typed::<f32>(x, "input")?,
-                typed::<f32>(kernel, "kernel")?,
-                b,
-                g,
-            )))
-        }
         DType::F32 if gemm::avx512_available() => {
             let b = bias.map(|b| typed::<f32>(b, "bias")).transpose()?;
             Ok(CpuStorage::F32(forward_implicit(
@@ -405,12 +415,15 @@ impl MatrixA for ReceptiveFields<'_> {
     }
 }
 
-/// The f32 forward as one implicit GEMM, `Y = col · K`, on our AVX-512
-/// GEMM: [`forward_direct`] where the receptive fields can be read in place,
+/// The f32 forward on our AVX-512 GEMM: Winograd where it pays
+/// ([`winograd::suits`]), else one implicit GEMM, `Y = col · K`:
+/// [`forward_direct`] where the receptive fields can be read in place,
 /// [`forward_rows`] where each kernel row's part of them can, otherwise
 /// [`forward_packed`].
 fn forward_implicit(x: &[f32], kernel: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
-    if g.suits_direct() {
+    if winograd::suits(g) {
+        winograd::forward(x, kernel, bias, g)
+    } else if g.suits_direct() {
         forward_direct(x, kernel, bias, g)
     } else if g.suits_rows() {
         forward_rows(x, kernel, bias, g)
@@ -632,17 +645,7 @@ fn backward_dx_implicit(kernel: &[f32], dy: &[f32], g: &ConvGeometry) -> Vec<f32
                 }
             }
         });
-    let back = ConvGeometry {
-        h: g.oh,
-        w: g.ow,
-        c: o,
-        o: c,
-        oh: g.h,
-        ow: g.w,
-        pad_top: g.kh - 1 - g.pad_top,
-        pad_left: g.kw - 1 - g.pad_left,
-        ..*g
-    };
+    let back = g.dx_as_forward();
     if winograd::suits(&back) {
         return winograd::forward(dy, &turned, None, &back);
     }
@@ -912,6 +915,11 @@ mod tests {
             .collect()
     }
 
+    /// [`values`] rounded to f32.
+    fn f32_values(n: usize, seed: u64) -> Vec<f32> {
+        values(n, seed).iter().map(|&v| v as f32).collect()
+    }
+
     /// A stride-1 geometry: input `(h, w, c)`, kernel `(kh, kw, o)`, output
     /// `(oh, ow)` and the padding above and left of the input.
     fn stride_1(
@@ -965,10 +973,9 @@ mod tests {
     /// the definition, the two thread counts against each other bit for
     /// bit, and against the packed path as `packed` says.
     fn check_forward_path(g: &ConvGeometry, seed: u64, path: ForwardPath, packed: AgainstPacked) {
-        let f32s = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<_>>();
-        let x = f32s(&values(g.n * g.h * g.w * g.c, seed));
-        let k = f32s(&values(g.kh * g.kw * g.c * g.o, seed + 1));
-        let bias = f32s(&values(g.o, seed + 2));
+        let x = f32_values(g.n * g.h * g.w * g.c, seed);
+        let k = f32_values(g.kh * g.kw * g.c * g.o, seed + 1);
+        let bias = f32_values(g.o, seed + 2);
         let want = naive(
             &x.iter().map(|&v| v as f64).collect::<Vec<_>>(),
             &k.iter().map(|&v| v as f64).collect::<Vec<_>>(),
@@ -1259,14 +1266,8 @@ mod tests {
         for g in cases {
             check_forward_path(&g, 30, winograd::forward, AgainstPacked::OtherOrder);
             // Groups of one row of tiles give the same bits as one group.
-            let x = values(g.n * g.h * g.w * g.c, 31)
-                .iter()
-                .map(|&v| v as f32)
-                .collect::<Vec<_>>();
-            let k = values(9 * g.c * g.o, 32)
-                .iter()
-                .map(|&v| v as f32)
-                .collect::<Vec<_>>();
+            let x = f32_values(g.n * g.h * g.w * g.c, 31);
+            let k = f32_values(9 * g.c * g.o, 32);
             let whole = winograd::forward(&x, &k, None, &g);
             let by_rows = winograd::forward_in_groups(&x, &k, None, &g, 1);
             assert!(
@@ -1324,14 +1325,7 @@ mod tests {
             // 'same' 3×3 with 128 output channels: dx through the Winograd forward.
             conv(2, (24, 23, 8), (3, 3, 128), (24, 23), (1, 1)),
         ];
-        let winograd_dx = |g: &ConvGeometry| {
-            let back = ConvGeometry {
-                c: g.o,
-                o: g.c,
-                ..*g
-            };
-            winograd::suits(&back)
-        };
+        let winograd_dx = |g: &ConvGeometry| winograd::suits(&g.dx_as_forward());
         assert!(winograd_dx(&cases[5]) && !winograd_dx(&cases[0]));
         for g in cases {
             let x = values(g.n * g.h * g.w * g.c, 7);

@@ -160,6 +160,7 @@ pub(super) fn forward_in_groups(
     assert_eq!(kernel.len(), 9 * g.c * g.o, "conv2d: kernel size");
     let (c, o) = (g.c, g.o);
     let tiles_x = g.ow.div_ceil(OUT);
+    let rows_per_group = rows_per_group.max(1);
 
     // U as one [16·c, o] matrix packed for the GEMM in K blocks that divide
     // c, so that plane ξ is blocks ξ·blocks..(ξ + 1)·blocks.
@@ -182,10 +183,10 @@ pub(super) fn forward_in_groups(
         .collect();
 
     out_rows
-        .par_chunks_mut(rows_per_group.max(1))
+        .par_chunks_mut(rows_per_group)
         .enumerate()
         .for_each(|(group, y_rows)| {
-            let first = group * rows_per_group.max(1);
+            let first = group * rows_per_group;
             let tiles = y_rows.len() * tiles_x;
             // V and M as 16 planes, one per position ξ: V[ξ] is [tiles, c]
             // and M[ξ] is [tiles, o], plain row-major matrices for the GEMM.
