@@ -263,6 +263,7 @@ fn build_backbone(model: &str) -> Result<Box<dyn Backbone>> {
         pooling: Pooling::Avg,
         input_size: None,
         init_seed: 0,
+        alpha: None,
     };
     let m = models::build(model, &options).map_err(ctx(model))?;
     m.set_trainable(false);

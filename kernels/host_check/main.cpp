@@ -72,19 +72,37 @@ int main() {
         snprintf(what, sizeof what, "resize %dx%d -> %dx%d backward (gather) vs scatter", ih, iw, oh, ow);
         check(what, bwd, 1e-5);
     }
-    {  // Fused uint8 + caffe preprocessing = float resize, then RGB->BGR and mean subtraction.
+    {  // Fused uint8 + preprocessing = float resize, then each mode's map (models/src/preprocess.rs):
+       // caffe RGB->BGR minus the means, tf x / 127.5 - 1, lite (x - 127) / 128.
         int ih = 32, iw = 32, oh = 224, ow = 224;
         std::vector<unsigned char> u(ih * iw * 3);
         for (auto& v : u) v = (unsigned char)((uniform(&seed) + 0.5f) * 255.0f);
         std::vector<float> xf(u.begin(), u.end()), yf(oh * ow * 3), yu(oh * ow * 3);
         resize_bilinear_forward_f32(xf.data(), yf.data(), 1, ih, iw, 3, oh, ow);
-        resize_bilinear_u8_caffe_f32(u.data(), yu.data(), 1, ih, iw, oh, ow);
         const float mean[3] = {103.939f, 116.779f, 123.68f};
-        double err = 0;
-        for (int p = 0; p < oh * ow; p++)
-            for (int k = 0; k < 3; k++)
-                err = std::max(err, (double)fabsf(yu[p * 3 + k] - (yf[p * 3 + 2 - k] - mean[k])));
-        check("resize u8 + caffe (fused) vs resize, then BGR - mean", err, 0.0);
+        for (int mode = 0; mode < 3; mode++) {
+            if (mode == 0)
+                resize_bilinear_u8_f32(u.data(), yu.data(), 1, ih, iw, oh, ow, 2, 1, 0, 1.0f, 1.0f,
+                                       1.0f, mean[0], mean[1], mean[2]);
+            else if (mode == 1)
+                resize_bilinear_u8_f32(u.data(), yu.data(), 1, ih, iw, oh, ow, 0, 1, 2, 127.5f, 127.5f,
+                                       127.5f, 1.0f, 1.0f, 1.0f);
+            else
+                resize_bilinear_u8_f32(u.data(), yu.data(), 1, ih, iw, oh, ow, 0, 1, 2, 128.0f, 128.0f,
+                                       128.0f, 127.0f / 128.0f, 127.0f / 128.0f, 127.0f / 128.0f);
+            double err = 0;
+            for (int p = 0; p < oh * ow; p++)
+                for (int k = 0; k < 3; k++) {
+                    float want = mode == 0   ? yf[p * 3 + 2 - k] - mean[k]
+                                 : mode == 1 ? yf[p * 3 + k] / 127.5f - 1.0f
+                                             : (yf[p * 3 + k] - 127.0f) / 128.0f;
+                    err = std::max(err, (double)fabsf(yu[p * 3 + k] - want));
+                }
+            const char* what[3] = {"resize u8 + caffe (fused) vs resize, then BGR - mean",
+                                   "resize u8 + tf (fused) vs resize, then x / 127.5 - 1",
+                                   "resize u8 + lite (fused) vs resize, then (x - 127) / 128"};
+            check(what[mode], err, 0.0);
+        }
     }
     {  // Adam, 5 steps, against Keras 3's formulas in f64.
         const int n = 4;

@@ -1,7 +1,7 @@
 // Bilinear resize of NHWC images with half-pixel centres, as tf.image.resize
 // (method "bilinear", antialias off, TensorFlow's ResizeBilinear with
 // half_pixel_centers=True), and its backward pass. The input side is also
-// fused with the conversion from uint8 and Keras's "caffe" preprocessing.
+// fused with the conversion from uint8 and Keras's preprocess_input.
 //
 // Math, along one axis (rows; columns the same), input size in_h, output
 // size out_h, scale = in_h / out_h:
@@ -17,16 +17,18 @@
 //   wy(oy, iy) = (lo(oy) == iy ? 1 - ly : 0) + (hi(oy) == iy ? ly : 0)
 // (both terms count when lo == hi, so the weights of an output always sum to 1).
 //
-// Fused input kernel (uint8 RGB in, float BGR out, Keras's
-// imagenet_utils.preprocess_input with mode "caffe"): channels reversed
-// (RGB -> BGR), then the ImageNet means subtracted per BGR channel:
-//   y[.., 0] = resize(R G B)[2] - 103.939   (B)
-//   y[.., 1] = resize(R G B)[1] - 116.779   (G)
-//   y[.., 2] = resize(R G B)[0] - 123.68    (R)
-// Keras resizes first and preprocesses after; the mean subtraction commutes
-// with the interpolation because the weights sum to 1, so this is the same
-// math in one pass, without writing the float image in between.
-//
+// Fused input kernel (uint8 RGB in, float out, Keras's
+// imagenet_utils.preprocess_input): each output channel c reads input
+// channel src[c], then is divided and shifted,
+//   y[.., c] = resize(x)[.., src[c]] / div[c] - off[c]
+// with (src, div, off) given by the model's preprocessing
+// (models::Preprocessing::pixel_map):
+//   caffe: src = (2, 1, 0) (RGB -> BGR), div = 1,     off = (103.939, 116.779, 123.68)
+//   tf:    src = (0, 1, 2),              div = 127.5, off = 1         (x / 127.5 - 1)
+//   lite:  src = (0, 1, 2),              div = 128,   off = 127 / 128 ((x - 127) / 128)
+// Keras resizes first and preprocesses after, as here: the resize runs on the
+// uint8 values, the map on the resized floats, without writing the float
+// image in between.
 // Scales, weights and the forward's products are computed in f32 with the
 // operations of the CPU reference (engine/src/ops/bilinear_resize/cpu.rs), one
 // for one, so the forward equals the CPU's bit for bit. The _rn intrinsics
@@ -39,7 +41,7 @@
 //   resize_bilinear_forward_f32: one thread per output element
 //     (b, oy, ox, ch), 1-D grid-stride loop over n * out_h * out_w * c;
 //     consecutive threads take consecutive channels.
-//   resize_bilinear_u8_caffe_f32: one thread per output pixel (b, oy, ox),
+//   resize_bilinear_u8_f32: one thread per output pixel (b, oy, ox),
 //     writing its 3 channels; 1-D grid-stride loop over n * out_h * out_w.
 //   resize_bilinear_backward_f32: one thread per input element
 //     (b, iy, ix, ch) gathering from the window of outputs that read it
@@ -108,11 +110,15 @@ extern "C" __global__ void resize_bilinear_forward_f32(const float* x, float* y,
     }
 }
 
-extern "C" __global__ void resize_bilinear_u8_caffe_f32(const unsigned char* x, float* y, int n,
-                                                        int in_h, int in_w, int out_h,
-                                                        int out_w) {
+extern "C" __global__ void resize_bilinear_u8_f32(const unsigned char* x, float* y, int n,
+                                                  int in_h, int in_w, int out_h, int out_w,
+                                                  int src0, int src1, int src2, float div0,
+                                                  float div1, float div2, float off0,
+                                                  float off1, float off2) {
     const float sy = axis_scale(in_h, out_h), sx = axis_scale(in_w, out_w);
-    const float bgr_mean[3] = {103.939f, 116.779f, 123.68f};
+    const int src[3] = {src0, src1, src2};
+    const float div[3] = {div0, div1, div2};
+    const float off[3] = {off0, off1, off2};
     unsigned long long total = (unsigned long long)n * out_h * out_w;
     for (unsigned long long pix = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
          pix < total; pix += (unsigned long long)gridDim.x * blockDim.x) {
@@ -122,14 +128,15 @@ extern "C" __global__ void resize_bilinear_u8_caffe_f32(const unsigned char* x, 
         Lerp ly = axis_lerp(oy, sy, in_h), lx = axis_lerp(ox, sx, in_w);
         const unsigned char* img = x + b * in_h * in_w * 3;
         for (int out_ch = 0; out_ch < 3; ++out_ch) {
-            int rgb = 2 - out_ch;  // BGR output channel out_ch reads RGB channel 2 - out_ch
-            float top_left = (float)img[((unsigned long long)ly.lo * in_w + lx.lo) * 3 + rgb];
-            float top_right = (float)img[((unsigned long long)ly.lo * in_w + lx.hi) * 3 + rgb];
-            float bottom_left = (float)img[((unsigned long long)ly.hi * in_w + lx.lo) * 3 + rgb];
-            float bottom_right = (float)img[((unsigned long long)ly.hi * in_w + lx.hi) * 3 + rgb];
+            int in_ch = src[out_ch];
+            float top_left = (float)img[((unsigned long long)ly.lo * in_w + lx.lo) * 3 + in_ch];
+            float top_right = (float)img[((unsigned long long)ly.lo * in_w + lx.hi) * 3 + in_ch];
+            float bottom_left = (float)img[((unsigned long long)ly.hi * in_w + lx.lo) * 3 + in_ch];
+            float bottom_right =
+                (float)img[((unsigned long long)ly.hi * in_w + lx.hi) * 3 + in_ch];
             float resized = lerp(lerp(top_left, top_right, lx.frac),
                                  lerp(bottom_left, bottom_right, lx.frac), ly.frac);
-            y[pix * 3 + out_ch] = __fsub_rn(resized, bgr_mean[out_ch]);
+            y[pix * 3 + out_ch] = __fsub_rn(__fdiv_rn(resized, div[out_ch]), off[out_ch]);
         }
     }
 }

@@ -48,7 +48,7 @@ pub const KERNELS: &[(&str, &str, &[&str])] = &[
         include_str!("bilinear_resize.cu"),
         &[
             "resize_bilinear_forward_f32",
-            "resize_bilinear_u8_caffe_f32",
+            "resize_bilinear_u8_f32",
             "resize_bilinear_backward_f32",
         ],
     ),

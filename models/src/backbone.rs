@@ -1,7 +1,7 @@
 //! What every model offers, whatever its architecture: the [`Backbone`]
 //! trait (forward, activations by Keras layer name, weight list, loading,
-//! freezing), the construction options ([`ModelOptions`], [`Pooling`]) and
-//! [`build`], which makes a model from its name.
+//! freezing) and the construction options ([`ModelOptions`], [`Pooling`]).
+//! Models are built by name through [`crate::registry::build`].
 //!
 //! The weight-related methods are written once here, over the model's list of
 //! [`WeightedLayer`]s in Keras order; each architecture only says which
@@ -9,16 +9,11 @@
 
 use crate::error::{Error, Result};
 use crate::layers::WeightedLayer;
-use crate::{ResNet50, Vgg16};
+use crate::registry;
 use engine::{DType, Device, Param, Precision, Tensor};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
 use weights::{NamedTensors, WeightSpec};
-
-/// The smallest input height and width Keras accepts for these models.
-pub const MIN_INPUT_SIZE: usize = 32;
-/// The only input size of a model with its 1000-class ImageNet top.
-pub const TOP_INPUT_SIZE: usize = 224;
 
 /// Keras's `pooling` argument: what follows the last convolutional block
 /// when the model has no top.
@@ -48,48 +43,33 @@ impl FromStr for Pooling {
 }
 
 /// How to build a model (Keras's `include_top`, `input_shape`, `pooling`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ModelOptions {
     /// The 1000-class ImageNet classifier on top; then the input must be
-    /// 224x224 and `pooling` is ignored, as in Keras.
+    /// the registered top size (224x224) and `pooling` is ignored, as in Keras.
     pub include_top: bool,
     /// Pooling after the last block when there is no top.
     pub pooling: Pooling,
-    /// Fixed input (height, width); `None` accepts any size >= 32 (224 with the top).
+    /// Fixed input (height, width); `None` accepts any size from the
+    /// registered minimum on (only the top size with the top).
     pub input_size: Option<(usize, usize)>,
     /// Seed of the initial (Glorot) weights, before any weights are loaded.
     pub init_seed: u64,
+    /// Keras's width multiplier of the models that have one (MobileNet,
+    /// MobileNetV2); None means the model's default, 1.0.
+    /// [`crate::registry::build`] refuses it for a model without variants
+    /// and resolves None to 1.0 for one with them.
+    pub alpha: Option<f64>,
 }
 
 impl ModelOptions {
-    /// Checks the options against Keras's rules; `model` names the model in errors.
+    /// Checks the options against Keras's rules and the model's registered
+    /// input sizes; `model` is the registered or Keras name, also used in errors.
     pub(crate) fn check(&self, model: &str) -> Result<()> {
-        if let Some((h, w)) = self.input_size {
-            if self.include_top && (h, w) != (TOP_INPUT_SIZE, TOP_INPUT_SIZE) {
-                return Err(Error::model(format!(
-                    "{model} with include_top takes 224x224 inputs only (as in Keras), got \
-                     {h}x{w}; build it without the top to use another size"
-                )));
-            }
-            if h < MIN_INPUT_SIZE || w < MIN_INPUT_SIZE {
-                return Err(Error::model(format!(
-                    "{model}: input size {h}x{w} is below the minimum of 32x32 (as in Keras); \
-                     resize the images first"
-                )));
-            }
+        if let Some(size) = self.input_size {
+            registry::find(model)?.check_size(size, self.include_top)?;
         }
         Ok(())
-    }
-}
-
-/// A model known by name: "vgg16" or "resnet50".
-pub fn build(name: &str, options: &ModelOptions) -> Result<Box<dyn Backbone>> {
-    match name.to_ascii_lowercase().as_str() {
-        "vgg16" => Ok(Box::new(Vgg16::new(options)?)),
-        "resnet50" => Ok(Box::new(ResNet50::new(options)?)),
-        other => Err(Error::model(format!(
-            "unknown model '{other}': use vgg16 or resnet50"
-        ))),
     }
 }
 
@@ -151,7 +131,7 @@ pub(crate) fn check_input(
     if s.len() != 4 || s[3] != 3 {
         return Err(Error::model(format!(
             "{model}: input has shape {s:?}, expected NHWC [n, h, w, 3] RGB-derived images \
-             (after preprocess_input_caffe)"
+             (after preprocess_input)"
         )));
     }
     if x.dtype() != DType::F32 {
@@ -166,18 +146,9 @@ pub(crate) fn check_input(
             "{model}: input has shape {s:?}, an empty batch"
         )));
     }
-    if include_top && (h, w) != (TOP_INPUT_SIZE, TOP_INPUT_SIZE) {
-        return Err(Error::model(format!(
-            "{model} with include_top takes 224x224 inputs only (as in Keras), got {h}x{w} \
-             (shape {s:?}); resize to 224 or build the model without the top"
-        )));
-    }
-    if h < MIN_INPUT_SIZE || w < MIN_INPUT_SIZE {
-        return Err(Error::model(format!(
-            "{model}: input is {h}x{w} (shape {s:?}), below the minimum of 32x32 (as in \
-             Keras); resize the images first (bilinear_resize)"
-        )));
-    }
+    registry::find(model)?
+        .check_size((h, w), include_top)
+        .map_err(|e| Error::model(format!("{e} (input shape {s:?})")))?;
     if let Some(size) = fixed {
         if (h, w) != size {
             return Err(Error::model(format!(
@@ -189,13 +160,14 @@ pub(crate) fn check_input(
     Ok(())
 }
 
-/// A Keras image model: VGG16 or ResNet50, with or without its top.
+/// A Keras image model (see [`crate::registry::MODELS`]), with or without its top.
 ///
 /// Implementors provide the architecture ([`Backbone::run`],
 /// [`Backbone::weighted_layers`], [`Backbone::layer_names`]); weight listing,
 /// loading and freezing come with the trait.
 pub trait Backbone: Send + Sync {
-    /// Model name as Keras has it ("vgg16", "resnet50").
+    /// The model's registered name ("vgg16", "mobilenet_v2"): the key of its
+    /// [`crate::registry::ModelEntry`].
     fn name(&self) -> &'static str;
 
     /// The options the model was built with.

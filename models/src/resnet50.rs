@@ -24,8 +24,8 @@
 //! graph's topological order: in a first block that is `_1_conv, _1_bn,
 //! _2_conv, _2_bn, _0_conv, _3_conv, _0_bn, _3_bn`.
 
-use crate::backbone::{check_input, Backbone, ModelOptions, Pooling, Taps, MIN_INPUT_SIZE};
-use crate::error::{Error, Result};
+use crate::backbone::{check_input, Backbone, ModelOptions, Pooling, Taps};
+use crate::error::Result;
 use crate::layers::{
     Activation, Add, BatchNormalization, Conv2D, Dense, GlobalAveragePooling2D, GlobalMaxPooling2D,
     Init, MaxPooling2D, ReLU, WeightedLayer, ZeroPadding2D,
@@ -359,17 +359,8 @@ impl Backbone for ResNet50 {
     }
 
     fn output_shape(&self, n: usize, h: usize, w: usize) -> Result<Vec<usize>> {
-        if h < MIN_INPUT_SIZE || w < MIN_INPUT_SIZE {
-            return Err(Error::model(format!(
-                "ResNet50: input is {h}x{w}, below the minimum of 32x32"
-            )));
-        }
+        crate::registry::find(self.name())?.check_size((h, w), self.options.include_top)?;
         if self.options.include_top {
-            if (h, w) != (224, 224) {
-                return Err(Error::model(format!(
-                    "ResNet50 with include_top takes 224x224 inputs only, got {h}x{w}"
-                )));
-            }
             return Ok(vec![n, 1000]);
         }
         // conv1 (pad 3, 7x7/2), pool1 (pad 1, 3x3/2) and the stride-2 1x1

@@ -9,7 +9,7 @@
 //! `global_average_pooling2d` or `global_max_pooling2d`; so do we.
 
 use crate::backbone::{check_input, Backbone, ModelOptions, Pooling, Taps};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::layers::{
     Activation, Conv2D, Dense, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Init,
     MaxPooling2D, WeightedLayer,
@@ -193,17 +193,8 @@ impl Backbone for Vgg16 {
     }
 
     fn output_shape(&self, n: usize, h: usize, w: usize) -> Result<Vec<usize>> {
-        if h < crate::backbone::MIN_INPUT_SIZE || w < crate::backbone::MIN_INPUT_SIZE {
-            return Err(Error::model(format!(
-                "VGG16: input is {h}x{w}, below the minimum of 32x32"
-            )));
-        }
+        crate::registry::find(self.name())?.check_size((h, w), self.options.include_top)?;
         if self.options.include_top {
-            if (h, w) != (224, 224) {
-                return Err(Error::model(format!(
-                    "VGG16 with include_top takes 224x224 inputs only, got {h}x{w}"
-                )));
-            }
             return Ok(vec![n, 1000]);
         }
         // Five 2x2/2 'valid' pools: floor(h / 2) each time.

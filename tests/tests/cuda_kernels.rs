@@ -422,7 +422,8 @@ fn gpu_dropout_and_relu_kernels_match_the_cpu() {
 }
 
 /// The math of the kernels that need no cooperation between threads
-/// (resize forward/backward and the fused uint8 + caffe input, Adam and SGD
+/// (resize forward/backward and the fused uint8 input in each preprocessing
+/// mode, Adam and SGD
 /// against the CPU's f32 loops bit for bit, global pooling, mul and the
 /// general add/mul broadcast with its gradient) run on the host: `kernels/host_check/main.cpp` compiles the `.cu`
 /// files with the host C++ compiler through a tiny CUDA shim and compares

@@ -415,41 +415,58 @@ fn every_op_matches_the_cpu_on_the_gpu() {
 }
 
 #[test]
-fn fused_uint8_caffe_input_matches_resize_then_preprocess() {
+fn fused_uint8_input_matches_resize_then_preprocess_in_every_mode() {
     let (n, h, w, size) = (3, 32, 32, 67);
     let bytes: Vec<u8> = (0..n * h * w * 3)
         .map(|i| (engine::rng::random_u64(5, 0, i as u64) % 256) as u8)
         .collect();
     let floats: Vec<f32> = bytes.iter().map(|&b| b as f32).collect();
     let x = Tensor::from_vec(floats, &[n, h, w, 3]).unwrap();
-    let cpu = models::preprocess_input_caffe(&ops::bilinear_resize(&x, size, size).unwrap())
-        .unwrap()
-        .to_vec_f32();
+    let resized = ops::bilinear_resize(&x, size, size).unwrap();
     // On the CPU the fused path is refused with a message naming the CPU path.
-    let e = ops::bilinear_resize::resize_u8_caffe(&bytes, [n, h, w], size, size, Device::Cpu)
+    let map = models::Preprocessing::Caffe.pixel_map();
+    let e = ops::bilinear_resize::resize_u8(&bytes, [n, h, w], size, size, &map, Device::Cpu)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("preprocess_input_caffe"), "{e}");
+    assert!(e.contains("preprocess_input"), "{e}");
     if let Some(why) = no_gpu() {
         tests::skipped(format_args!("no GPU: {why}"));
         return;
     }
-    let gpu = ops::bilinear_resize::resize_u8_caffe(&bytes, [n, h, w], size, size, Device::Cuda(0))
+    for mode in models::Preprocessing::ALL {
+        let cpu = models::preprocess_input(mode, &resized)
+            .unwrap()
+            .to_vec_f32();
+        let gpu = ops::bilinear_resize::resize_u8(
+            &bytes,
+            [n, h, w],
+            size,
+            size,
+            &mode.pixel_map(),
+            Device::Cuda(0),
+        )
         .unwrap()
         .to_vec_f32();
-    let err = error(&cpu, &gpu);
-    let equal = cpu
-        .iter()
-        .zip(&gpu)
-        .filter(|(a, b)| a.to_bits() == b.to_bits())
-        .count();
-    println!(
-        "fused u8 -> resize -> caffe: max error {err:.2e} (relative to max |x|), {equal} of {} bit-equal",
-        cpu.len()
-    );
-    // The kernel repeats the CPU's taps and products operation for operation
-    // (no FMA contraction), so the two are equal bit for bit.
-    assert_eq!(equal, cpu.len(), "fused input path differs: {err:.2e}");
+        let err = error(&cpu, &gpu);
+        let equal = cpu
+            .iter()
+            .zip(&gpu)
+            .filter(|(a, b)| a.to_bits() == b.to_bits())
+            .count();
+        println!(
+            "fused u8 -> resize -> {mode}: max error {err:.2e} (relative to max |x|), {equal} of {} \
+             bit-equal",
+            cpu.len()
+        );
+        // The kernel repeats the CPU's taps, products, division and
+        // subtraction operation for operation (no FMA contraction), so the
+        // two are equal bit for bit.
+        assert_eq!(
+            equal,
+            cpu.len(),
+            "fused {mode} input path differs: {err:.2e}"
+        );
+    }
 }
 
 /// Three steps of every optimizer variant on one parameter, on the CPU and

@@ -3,7 +3,7 @@
 //! twin `tests/fixtures/keras/seeded.py`), on 4 real CIFAR-10 images
 //! (`tests/fixtures/keras/cifar_sample.bin`, decoded pixels), at the input
 //! sizes the fixture holds (32 and 64), through exactly what `extract` does:
-//! bilinear resize, caffe preprocessing, the backbone, global pooling.
+//! bilinear resize, the model's preprocessing, the backbone, global pooling.
 //!
 //! Expected values: `tests/fixtures/keras/<model>_reference.{json,bin}`,
 //! written by `tests/fixtures/keras/gen_keras.py` with Keras 3 (format in
@@ -14,7 +14,7 @@
 //! the figures.
 //!
 //! The `*_on_the_gpu` tests run the same comparison on GPU 0 (weights moved
-//! there once; the input through the fused uint8 -> resize -> caffe kernel),
+//! there once; the input through the fused uint8 -> resize -> preprocessing kernel),
 //! with the same tolerance: TF32 is off, so cuDNN and cuBLAS compute in f32.
 //! Without a usable GPU they print SKIPPED. On an H100 (2026-11-23) the
 //! worst relative L2 errors on the GPU were 2.3e-6 (VGG16 block5_conv3 at
@@ -22,7 +22,7 @@
 
 use engine::{ops, Device, Tensor};
 use models::layers::{GlobalAveragePooling2D, GlobalMaxPooling2D};
-use models::{build, preprocess_input_caffe, ModelOptions};
+use models::{build, preprocess_input, ModelOptions};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -142,6 +142,7 @@ fn parity(model: &str, device: Device) {
     sizes.dedup();
     assert!(sizes.len() >= 2, "at least two input sizes");
     let _frozen = engine::no_grad();
+    let preprocessing = models::registry::find(model).unwrap().preprocessing;
     let mut worst = (0f64, String::new());
     let mut checked = 0;
     for &size in &sizes {
@@ -161,12 +162,13 @@ fn parity(model: &str, device: Device) {
             ops::bilinear_resize(&images_on_device, s, s).unwrap()
         };
         let x = match device {
-            Device::Cpu => preprocess_input_caffe(&resized).unwrap(),
+            Device::Cpu => preprocess_input(preprocessing, &resized).unwrap(),
             Device::Cuda(_) => {
                 // The values are whole numbers 0..255: the uint8 bytes exactly.
                 let bytes: Vec<u8> = images.to_vec_f32().iter().map(|&v| v as u8).collect();
                 let n = images.shape()[0];
-                ops::bilinear_resize::resize_u8_caffe(&bytes, [n, 32, 32], s, s, device).unwrap()
+                let map = preprocessing.pixel_map();
+                ops::bilinear_resize::resize_u8(&bytes, [n, 32, 32], s, s, &map, device).unwrap()
             }
         };
         let (features, taps) = net.forward_with_taps(&x, &layers).unwrap();

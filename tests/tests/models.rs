@@ -11,7 +11,9 @@
 
 use engine::{DType, Tensor};
 use models::layers::{BatchNormalization, Dropout, WeightedLayer};
-use models::{build, preprocess_input_caffe, Backbone, ModelOptions, Pooling, ResNet50, Vgg16};
+use models::{
+    build, preprocess_input, Backbone, ModelOptions, Pooling, Preprocessing, ResNet50, Vgg16,
+};
 use std::path::PathBuf;
 
 fn notop(pooling: Pooling) -> ModelOptions {
@@ -354,9 +356,12 @@ fn bad_input_is_an_error_naming_model_and_shape() {
     assert!(err.contains("vgg19") && err.contains("resnet50"), "{err}");
     let err = "mean".parse::<Pooling>().unwrap_err().to_string();
     assert!(err.contains("mean") && err.contains("avg"), "{err}");
-    let err = preprocess_input_caffe(&Tensor::zeros(&[2, 8, 8, 4], DType::F32))
-        .unwrap_err()
-        .to_string();
+    let err = preprocess_input(
+        Preprocessing::Caffe,
+        &Tensor::zeros(&[2, 8, 8, 4], DType::F32),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("[2, 8, 8, 4]"), "{err}");
 }
 
@@ -487,7 +492,9 @@ fn dropout_layer_advances_its_stream_and_is_identity_in_inference() {
 fn caffe_preprocessing_is_bgr_minus_imagenet_mean() {
     // One pixel R=10, G=20, B=30 -> [30 − 103.939, 20 − 116.779, 10 − 123.68].
     let x = Tensor::from_vec(vec![10f32, 20., 30.], &[1, 1, 1, 3]).unwrap();
-    let y = preprocess_input_caffe(&x).unwrap().to_vec_f32();
+    let y = preprocess_input(Preprocessing::Caffe, &x)
+        .unwrap()
+        .to_vec_f32();
     let want = [30f32 - 103.939, 20. - 116.779, 10. - 123.68];
     assert_eq!(y, want);
 }

@@ -10,11 +10,13 @@
 
 use crate::data::Split;
 use crate::error::{Error, Result};
+use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-/// thaw: transfer learning from Keras's ImageNet VGG16 and ResNet50 to new
-/// image datasets (CIFAR-10 by default), on a from-scratch Rust engine.
+/// thaw: transfer learning from Keras's ImageNet backbones (VGG16, ResNet50,
+/// MobileNet, MobileNetV2) to new image datasets (CIFAR-10 by default), on
+/// a from-scratch Rust engine.
 ///
 /// With no subcommand, runs `train` (CIFAR-10 with ResNet50 and Keras's
 /// ImageNet weights, downloaded into the cache when missing).
@@ -53,23 +55,54 @@ pub enum Command {
     Bench(BenchArgs),
 }
 
-/// A backbone architecture, as `keras.applications` builds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ModelName {
-    /// VGG16 (block1_conv1 .. block5_pool; 512 features).
-    Vgg16,
-    /// ResNet50 (conv1_conv .. conv5_block3_out; 2048 features).
-    Resnet50,
+/// `--model`: the registered model names ([`models::registry::MODELS`]),
+/// each listed in `--help` with its summary.
+fn model_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(
+        models::registry::MODELS
+            .iter()
+            .map(|e| PossibleValue::new(e.name).help(e.summary)),
+    )
 }
 
-impl ModelName {
-    /// The name as `models::build` and Keras spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModelName::Vgg16 => "vgg16",
-            ModelName::Resnet50 => "resnet50",
-        }
-    }
+/// `--fine-tune`'s help: what it does and every model's blocks, from the registry.
+fn fine_tune_help() -> String {
+    let blocks: Vec<String> = models::registry::MODELS
+        .iter()
+        .flat_map(|e| {
+            e.fine_tune
+                .iter()
+                .map(move |b| format!("`{}` for {} ({})", b.name, e.name, b.unfreezes))
+        })
+        .collect();
+    format!(
+        "After the head, unfreeze this block and train end to end on images with a small \
+         learning rate (batch norm stays in inference mode): {}. Default: no fine-tuning",
+        blocks.join("; ")
+    )
+}
+
+/// `--alpha`'s help: every model's published alphas, from the registry.
+fn alpha_help() -> String {
+    let lists: Vec<String> = models::registry::MODELS
+        .iter()
+        .filter_map(|e| match e.variants {
+            models::registry::Variants::Alpha(alphas) => {
+                let a: Vec<String> = alphas
+                    .iter()
+                    .map(|&a| models::registry::python_float(a))
+                    .collect();
+                Some(format!("{}: {}", e.name, a.join(", ")))
+            }
+            models::registry::Variants::None => None,
+        })
+        .collect();
+    format!(
+        "Width multiplier (Keras's `alpha`) of the models that have one ({}); default {}. \
+         Refused for models without variants",
+        lists.join("; "),
+        models::registry::python_float(models::registry::DEFAULT_ALPHA)
+    )
 }
 
 /// Where to compute.
@@ -129,11 +162,15 @@ pub enum HeadChoice {
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
     /// Backbone architecture.
-    #[arg(long, value_enum, default_value_t = ModelName::Resnet50)]
-    pub model: ModelName,
+    #[arg(long, value_parser = model_names(), default_value = "resnet50")]
+    pub model: String,
+    /// Width multiplier (see the help text).
+    #[arg(long, value_name = "A", help = alpha_help())]
+    pub alpha: Option<f64>,
     /// Backbone weights: a Keras .h5 or a thaw .safetensors (told apart by
     /// their magic bytes). Default: Keras's ImageNet weights (no top),
-    /// downloaded into the cache when missing, md5-checked and converted.
+    /// downloaded into the cache when missing, checked (md5, or the layout
+    /// where Keras publishes no checksum) and converted.
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
     /// Dataset: a directory of CIFAR-10 binary batches, or an image folder
@@ -177,10 +214,8 @@ pub struct TrainArgs {
     /// and its horizontal flip.
     #[arg(long)]
     pub tta: bool,
-    /// After the head, unfreeze this block and train end to end on images
-    /// with a small learning rate (batch norm stays in inference mode):
-    /// `block5` for VGG16, `conv5` for ResNet50. Default: no fine-tuning.
-    #[arg(long, value_name = "BLOCK")]
+    /// Block to unfreeze (see the help text).
+    #[arg(long, value_name = "BLOCK", help = fine_tune_help())]
     pub fine_tune: Option<String>,
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
@@ -229,8 +264,11 @@ pub struct TrainArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ConvertArgs {
     /// Architecture the weights belong to (checked layer by layer).
-    #[arg(long, value_enum)]
-    pub model: ModelName,
+    #[arg(long, value_parser = model_names())]
+    pub model: String,
+    /// Width multiplier (see the help text).
+    #[arg(long, value_name = "A", help = alpha_help())]
+    pub alpha: Option<f64>,
     /// The Keras legacy .h5 weights file (e.g. Keras's published
     /// vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5).
     #[arg(long, value_name = "IN.h5")]
@@ -244,11 +282,16 @@ pub struct ConvertArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ExtractArgs {
     /// Backbone architecture.
-    #[arg(long, value_enum)]
-    pub model: ModelName,
-    /// Backbone weights (.safetensors, as written by `convert`).
+    #[arg(long, value_parser = model_names())]
+    pub model: String,
+    /// Width multiplier (see the help text).
+    #[arg(long, value_name = "A", help = alpha_help())]
+    pub alpha: Option<f64>,
+    /// Backbone weights: a thaw .safetensors (as written by `convert`) or a
+    /// Keras .h5. Default: Keras's ImageNet weights (no top) for the model,
+    /// alpha and --image-size, downloaded and checked as `train` does.
     #[arg(long, value_name = "W.safetensors")]
-    pub weights: PathBuf,
+    pub weights: Option<PathBuf>,
     /// A CIFAR-10 binary batch file, a directory of batches, or an image
     /// folder (class subfolders, or train/ and test/ holding them).
     #[arg(long, value_name = "PATH")]
@@ -288,6 +331,10 @@ pub struct EvaluateArgs {
     /// The saved model (written by `train`).
     #[arg(long, value_name = "FILE", default_value = "cifar10.safetensors")]
     pub model_file: PathBuf,
+    /// The alpha the saved model must have (the file records it; the model
+    /// is rebuilt from the file either way): a check, refused when it differs.
+    #[arg(long, value_name = "A")]
+    pub alpha: Option<f64>,
     /// Dataset to evaluate on (as for `train`). Default: the CIFAR-10 test
     /// set from the cache (downloaded when missing).
     #[arg(long, value_name = "PATH")]
@@ -323,8 +370,12 @@ pub struct PredictArgs {
     #[arg(long, value_name = "W.safetensors")]
     pub weights: Option<PathBuf>,
     /// Architecture of --weights.
-    #[arg(long, value_enum, default_value_t = ModelName::Resnet50)]
-    pub model: ModelName,
+    #[arg(long, value_parser = model_names(), default_value = "resnet50")]
+    pub model: String,
+    /// Alpha of --weights (see `train --help`); with --model-file, a check
+    /// against the alpha the file records.
+    #[arg(long, value_name = "A")]
+    pub alpha: Option<f64>,
     /// How many classes to print, most probable first.
     #[arg(long, default_value_t = 5)]
     pub top: usize,
@@ -338,8 +389,8 @@ pub struct PredictArgs {
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Backbone architecture.
-    #[arg(long, value_enum, default_value_t = ModelName::Resnet50)]
-    pub model: ModelName,
+    #[arg(long, value_parser = model_names(), default_value = "resnet50")]
+    pub model: String,
     /// Input size (square).
     #[arg(long, value_name = "S", default_value_t = 32)]
     pub image_size: usize,

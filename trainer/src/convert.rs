@@ -8,8 +8,9 @@
 //! the model's weight list (without the top, or with it when the file holds
 //! the 1000-class classifier) and writes the result atomically.
 
-use crate::cli::{ConvertArgs, ModelName};
+use crate::cli::ConvertArgs;
 use crate::error::{Error, Result};
+use models::registry::{self, WeightConversion};
 use models::{Backbone, ModelOptions};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -29,34 +30,45 @@ pub struct ConvertReport {
     pub include_top: bool,
 }
 
-/// Builds `model` without pooling; with the ImageNet top when `include_top`.
-fn build(model: ModelName, include_top: bool) -> Result<Box<dyn Backbone>> {
+/// Builds `model` (with `alpha`) without pooling; with the ImageNet top when `include_top`.
+fn build(model: &str, alpha: Option<f64>, include_top: bool) -> Result<Box<dyn Backbone>> {
     let options = ModelOptions {
         include_top,
+        alpha,
         ..ModelOptions::default()
     };
-    Ok(models::build(model.as_str(), &options)?)
+    Ok(models::build(model, &options)?)
 }
 
-/// Converts `keras_h5` (weights of `model`, with or without the top) to
-/// `out` (.safetensors; metadata: model, include_top, source file name).
-pub fn convert(model: ModelName, keras_h5: &Path, out: &Path) -> Result<ConvertReport> {
-    let notop = build(model, false)?;
-    let (tensors, include_top) = match weights::convert_keras_h5(keras_h5, &notop.weight_spec()) {
+/// Converts `keras_h5` (weights of `model` at `alpha`, with or without the
+/// top) to `out` (.safetensors; metadata: model, alpha when the model has
+/// one, include_top, source file name).
+pub fn convert(
+    model: &str,
+    alpha: Option<f64>,
+    keras_h5: &Path,
+    out: &Path,
+) -> Result<ConvertReport> {
+    let notop = build(model, alpha, false)?;
+    let spec = notop.weight_spec();
+    let (tensors, include_top) = match read_h5(keras_h5, model, &spec) {
         Ok(t) => (t, false),
         // A well-formed file that does not fit the model without its top may
         // be the with-top file (extra layers fc1, fc2, predictions / predictions).
-        Err(first @ weights::Error::Mismatch(_)) => {
-            let top = build(model, true)?;
-            match weights::convert_keras_h5(keras_h5, &top.weight_spec()) {
+        Err(Error::Weights(first @ weights::Error::Mismatch(_))) => {
+            let top = build(model, alpha, true)?;
+            match read_h5(keras_h5, model, &top.weight_spec()) {
                 Ok(t) => (t, true),
                 Err(_) => return Err(first.into()),
             }
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
     let mut metadata = BTreeMap::new();
-    metadata.insert("model".to_string(), model.as_str().to_string());
+    metadata.insert("model".to_string(), notop.name().to_string());
+    if let Some(a) = notop.options().alpha {
+        metadata.insert("alpha".to_string(), registry::python_float(a));
+    }
     metadata.insert("include_top".to_string(), include_top.to_string());
     if let Some(name) = keras_h5.file_name() {
         metadata.insert("source".to_string(), name.to_string_lossy().into_owned());
@@ -69,14 +81,31 @@ pub fn convert(model: ModelName, keras_h5: &Path, out: &Path) -> Result<ConvertR
     })
 }
 
+/// Reads a Keras .h5 of `model` the way its registration says its weights convert.
+fn read_h5(
+    path: &Path,
+    model: &str,
+    spec: &[weights::WeightSpec],
+) -> Result<weights::NamedTensors> {
+    match registry::find(model)?.conversion {
+        WeightConversion::KerasH5ByName => Ok(weights::convert_keras_h5(path, spec)?),
+        other => Err(Error::Usage(format!(
+            "{model}'s weights convert as {other:?}, for which thaw has no converter yet"
+        ))),
+    }
+}
+
 /// Runs `trainer convert` and prints what was written.
 pub fn run(args: &ConvertArgs) -> Result<()> {
     let t = std::time::Instant::now();
-    let r = convert(args.model, &args.keras_h5, &args.out)?;
+    let r = convert(&args.model, args.alpha, &args.keras_h5, &args.out)?;
     eprintln!(
-        "converted {} ({}{}): {} tensors, {} values -> {} in {:.2} s",
+        "converted {} ({}{}{}): {} tensors, {} values -> {} in {:.2} s",
         args.keras_h5.display(),
-        args.model.as_str(),
+        args.model,
+        args.alpha
+            .map(|a| format!(" alpha {}", registry::python_float(a)))
+            .unwrap_or_default(),
         if r.include_top {
             ", with top"
         } else {
@@ -90,29 +119,26 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
     Ok(())
 }
 
-/// Reads a weights file for a model with weight list `spec`: a Keras .h5
-/// (converted on the fly) or a thaw .safetensors, told apart by their magic
-/// bytes.
-pub fn read_weight_file(
-    path: &Path,
-    spec: &[weights::WeightSpec],
-) -> Result<weights::NamedTensors> {
+/// Reads a weights file for `backbone`: a Keras .h5 (converted on the fly,
+/// as its registration says) or a thaw .safetensors, told apart by their
+/// magic bytes.
+pub fn read_weight_file(path: &Path, backbone: &dyn Backbone) -> Result<weights::NamedTensors> {
     let mut magic = [0u8; 8];
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "reading", e))?;
     let n = f
         .read(&mut magic)
         .map_err(|e| Error::io(path, "reading", e))?;
-    Ok(if n == 8 && &magic == HDF5_MAGIC {
-        weights::convert_keras_h5(path, spec)?
+    if n == 8 && &magic == HDF5_MAGIC {
+        read_h5(path, backbone.name(), &backbone.weight_spec())
     } else {
-        weights::load_safetensors(path)?.0
-    })
+        Ok(weights::load_safetensors(path)?.0)
+    }
 }
 
 /// Reads the weights of `backbone` from a Keras .h5 or a thaw .safetensors
 /// (see [`read_weight_file`]) and loads them into it; every tensor is checked
 /// (names, shapes) before any is set.
 pub fn read_backbone_weights(path: &Path, backbone: &dyn Backbone) -> Result<()> {
-    backbone.load(read_weight_file(path, &backbone.weight_spec())?)?;
+    backbone.load(read_weight_file(path, backbone)?)?;
     Ok(())
 }

@@ -2,11 +2,15 @@
 //! archive and the Keras ImageNet weights, fetched once when missing.
 //!
 //! A download goes to a temporary file beside its destination while its md5
-//! is computed on the fly; only a complete transfer whose md5 equals the
-//! published one is renamed into place. A wrong checksum, a connection closed
-//! before `Content-Length` bytes arrived, or any other failure deletes the
-//! temporary file, so a file at a destination path is always complete and
-//! verified. Without a network the connection fails within seconds (connect
+//! is computed on the fly; only a complete transfer that passes its [`Check`]
+//! is renamed into place: an md5 equal to the published one, or, for files
+//! published without a checksum (Keras's MobileNet weights), a check of the
+//! content itself (for weights: every tensor of the model present with its
+//! shape, every value finite). The second is weaker: it proves the file is
+//! whole and usable, not that it is the publisher's bytes. A failed check, a
+//! connection closed before `Content-Length` bytes arrived, or any other
+//! failure deletes the temporary file, so a file at a destination path is
+//! always complete and verified. Without a network the connection fails within seconds (connect
 //! timeout) and the error says which URL to fetch by hand and where to put it.
 //!
 //! Archives (`.tar.gz`) are unpacked into a temporary folder that is renamed
@@ -19,13 +23,15 @@ use crate::data::cifar_binary;
 use crate::error::{Error, Result};
 use crate::progress::{Progress, Unit};
 use md5::{Digest, Md5};
+use models::registry::{WeightsCheck, WeightsFile};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// A file published on the web, with its checksum.
+/// A file published on the web with its md5 (the datasets; model weights
+/// are described by their registration, [`models::registry::WeightsFile`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KnownFile {
     /// File name in the cache directory.
@@ -45,47 +51,6 @@ pub const CIFAR10_BINARY: KnownFile = KnownFile {
     md5: "c32a1d4ab5d03f1284b67883e8d87530",
     what: "the CIFAR-10 dataset, binary version",
 };
-
-/// Keras's ImageNet VGG16 weights without the classifier top (58,889,256 bytes).
-pub const VGG16_NOTOP: KnownFile = KnownFile {
-    file_name: "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    url: "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    md5: "6d6bbae143d832006294945121d1f1fc",
-    what: "Keras's ImageNet weights for VGG16 (no top)",
-};
-
-/// Keras's ImageNet ResNet50 weights without the classifier top.
-pub const RESNET50_NOTOP: KnownFile = KnownFile {
-    file_name: "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    url: "https://storage.googleapis.com/tensorflow/keras-applications/resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    md5: "4d473c1dd8becc155b73f8504c6f6626",
-    what: "Keras's ImageNet weights for ResNet50 (no top)",
-};
-
-/// Keras's ImageNet VGG16 weights with the 1000-class top.
-pub const VGG16_TOP: KnownFile = KnownFile {
-    file_name: "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
-    url: "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels.h5",
-    md5: "64373286793e3c8b2b4e3219cbf3544b",
-    what: "Keras's ImageNet weights for VGG16 (with top)",
-};
-
-/// Keras's ImageNet ResNet50 weights with the 1000-class top.
-pub const RESNET50_TOP: KnownFile = KnownFile {
-    file_name: "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
-    url: "https://storage.googleapis.com/tensorflow/keras-applications/resnet/resnet50_weights_tf_dim_ordering_tf_kernels.h5",
-    md5: "2cb95161c43110f7111970584f804107",
-    what: "Keras's ImageNet weights for ResNet50 (with top)",
-};
-
-/// Every file the trainer knows how to fetch.
-pub const KNOWN_FILES: [KnownFile; 5] = [
-    CIFAR10_BINARY,
-    VGG16_NOTOP,
-    RESNET50_NOTOP,
-    VGG16_TOP,
-    RESNET50_TOP,
-];
 
 /// The cache directory: `$THAW_CACHE_DIR`, else `$XDG_CACHE_HOME/thaw`,
 /// else `$HOME/.cache/thaw` (not created here).
@@ -181,10 +146,44 @@ impl Drop for TempGuard {
     }
 }
 
-/// Downloads `url` to `dest`, checking its md5 against `md5` before the file
-/// is renamed into place. `hint` ends every error message: it should say what
+/// How a downloaded file is verified before it is used.
+#[derive(Clone, Copy)]
+pub enum Check<'a> {
+    /// Its md5 (hex) must equal this published one.
+    Md5(&'a str),
+    /// No checksum is published: this function reads the complete file at
+    /// the path it is given and says what is wrong with it, if anything.
+    Content(&'a dyn Fn(&Path) -> Result<()>),
+}
+
+impl Check<'_> {
+    /// Checks the file at `path` (of `bytes` bytes, md5 `got`); the error
+    /// says what was found.
+    fn verify(&self, path: &Path, bytes: u64, got: &str) -> std::result::Result<(), String> {
+        match self {
+            Check::Md5(md5) if got.eq_ignore_ascii_case(md5) => Ok(()),
+            Check::Md5(md5) => Err(format!(
+                "md5 of the {bytes} bytes is {got}, expected {md5}"
+            )),
+            Check::Content(check) => check(path).map_err(|e| {
+                format!("the {bytes} bytes (no checksum is published) do not pass the content check: {e}")
+            }),
+        }
+    }
+
+    /// How the file is checked, for the manual hint.
+    fn describe(&self) -> String {
+        match self {
+            Check::Md5(md5) => format!("md5 {md5}"),
+            Check::Content(_) => "no published checksum: it is checked by its content".into(),
+        }
+    }
+}
+
+/// Downloads `url` to `dest`, verifying it with `check` before the file is
+/// renamed into place. `hint` ends every error message: it should say what
 /// to do by hand (which file, where to put it). Overwrites `dest` on success.
-pub fn fetch(url: &str, md5: &str, dest: &Path, opts: &FetchOptions, hint: &str) -> Result<()> {
+pub fn fetch(url: &str, check: &Check, dest: &Path, opts: &FetchOptions, hint: &str) -> Result<()> {
     let fail = |msg: String| Error::download(url, format!("{msg}. {hint}"));
     if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, "creating", e))?;
@@ -263,66 +262,79 @@ pub fn fetch(url: &str, md5: &str, dest: &Path, opts: &FetchOptions, hint: &str)
     if let Some(p) = progress.as_mut() {
         p.finish();
     }
-    let got = hex(&hasher.finalize());
-    if !got.eq_ignore_ascii_case(md5) {
-        return Err(fail(format!(
-            "md5 of the {received} bytes received is {got}, expected {md5}; the file was \
-             deleted, nothing was saved"
-        )));
-    }
     file.sync_all().map_err(|e| Error::io(&tmp, "writing", e))?;
     drop(file);
+    let got = hex(&hasher.finalize());
+    if let Err(why) = check.verify(&tmp, received, &got) {
+        return Err(fail(format!(
+            "{why}; the file was deleted, nothing was saved"
+        )));
+    }
     std::fs::rename(&tmp, dest).map_err(|e| Error::io(dest, "renaming into place", e))?;
     let mut guard = guard;
     guard.armed = false;
     Ok(())
 }
 
-/// What to do by hand when `file` cannot be downloaded to `dest`.
-pub fn manual_hint(file: &KnownFile, dest: &Path) -> String {
+/// What to do by hand when `file` (checked by `check`) cannot be downloaded to `dest`.
+pub fn manual_hint(file_name: &str, what: &str, url: &str, check: &Check, dest: &Path) -> String {
     format!(
-        "To proceed without this download, fetch {} ({}) yourself from {} (md5 {}) and put \
-         it at {}",
-        file.file_name,
-        file.what,
-        file.url,
-        file.md5,
+        "To proceed without this download, fetch {file_name} ({what}) yourself from {url} ({}) \
+         and put it at {}",
+        check.describe(),
         dest.display()
     )
 }
 
-/// `dest` if it is there, else downloaded from `url` and verified against
-/// `md5`. A file already at `dest` that someone put there by hand is checked
-/// too (md5), so a bad copy is reported, not used.
+/// `dest` if it is there, else downloaded from `url`; either way verified
+/// by `check`, so a bad copy someone put there by hand is reported, not used.
 pub fn ensure_file(
     url: &str,
-    md5: &str,
+    check: &Check,
     dest: &Path,
     opts: &FetchOptions,
     hint: &str,
 ) -> Result<PathBuf> {
     if dest.is_file() {
-        let got = md5_file(dest)?;
-        if !got.eq_ignore_ascii_case(md5) {
+        let bytes = std::fs::metadata(dest)
+            .map_err(|e| Error::io(dest, "reading", e))?
+            .len();
+        let got = match check {
+            Check::Md5(_) => md5_file(dest)?,
+            Check::Content(_) => String::new(),
+        };
+        if let Err(why) = check.verify(dest, bytes, &got) {
             return Err(Error::download(
                 url,
                 format!(
-                    "the file already at {} has md5 {got}, expected {md5}: it is incomplete or \
-                     a different file. Delete it to have it downloaded again. {hint}",
+                    "the file already at {}: {why}; it is incomplete or a different file. \
+                     Delete it to have it downloaded again. {hint}",
                     dest.display()
                 ),
             ));
         }
         return Ok(dest.to_path_buf());
     }
-    fetch(url, md5, dest, opts, hint)?;
+    fetch(url, check, dest, opts, hint)?;
     Ok(dest.to_path_buf())
 }
 
-/// Fetches a [`KnownFile`] into `cache` (see [`ensure_file`]).
-pub fn ensure_known(file: &KnownFile, cache: &Path, opts: &FetchOptions) -> Result<PathBuf> {
-    let dest = cache.join(file.file_name);
-    ensure_file(file.url, file.md5, &dest, opts, &manual_hint(file, &dest))
+/// A model's published weights file (its registration's
+/// [`WeightsFile`]) in `cache`, fetched when missing, checked by its md5 or,
+/// when none is published, by `layout` (see [`Check::Content`]).
+pub fn ensure_weights(
+    file: &WeightsFile,
+    cache: &Path,
+    opts: &FetchOptions,
+    layout: &dyn Fn(&Path) -> Result<()>,
+) -> Result<PathBuf> {
+    let dest = cache.join(&file.file_name);
+    let check = match file.check {
+        WeightsCheck::Md5(md5) => Check::Md5(md5),
+        WeightsCheck::Layout => Check::Content(layout),
+    };
+    let hint = manual_hint(&file.file_name, &file.what, &file.url, &check, &dest);
+    ensure_file(&file.url, &check, &dest, opts, &hint)
 }
 
 /// Unpacks the `.tar.gz` at `archive` so that its contents end up in
@@ -381,7 +393,7 @@ pub fn ensure_cifar10_from(
         archive.display(),
         cifar_binary::ARCHIVE_DIR
     );
-    ensure_file(url, md5, &archive, opts, &hint)?;
+    ensure_file(url, &Check::Md5(md5), &archive, opts, &hint)?;
     unpack_tar_gz(&archive, &unpacked)?;
     if !batches.is_dir() {
         return Err(Error::data(

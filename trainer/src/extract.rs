@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! uint8 32x32 RGB ─▶ f32 ─▶ bilinear resize 32 -> S (half-pixel centres; skipped at S = 32)
-//!   ─▶ caffe preprocessing (RGB -> BGR, minus the ImageNet means)
+//!   ─▶ the model's preprocessing (caffe: RGB -> BGR minus the ImageNet means; tf: x / 127.5 - 1)
 //!   ─▶ backbone (frozen, under engine::no_grad) ─▶ pooling avg | max | none
 //!   ─▶ rows appended to FEATURES.npy (streamed: the whole output never sits in memory)
 //! ```
@@ -17,8 +17,7 @@
 //! batch is then run once more in f32 and the difference printed
 //! ([`crate::drift`]).
 
-use crate::cli::{ExtractArgs, ModelName, PoolingChoice};
-use crate::convert::read_backbone_weights;
+use crate::cli::{ExtractArgs, PoolingChoice};
 use crate::data::{self, Dataset, IMAGE_BYTES};
 use crate::drift::{self, Drift};
 use crate::error::{Error, Result};
@@ -57,7 +56,7 @@ pub fn labels_path(features: &Path) -> PathBuf {
 }
 
 /// One batch of uint8 NHWC 32x32 images to the backbone's output, as Keras
-/// computes it: resize the raw pixels to `size`, caffe preprocessing,
+/// computes it: resize the raw pixels to `size`, the model's preprocessing,
 /// forward in inference mode with recording off, on the backbone's device
 /// (see [`crate::train::feature_cache::model_input`]); the features come
 /// back to the host.
@@ -119,8 +118,12 @@ pub fn extract(
     })
 }
 
-/// Builds `model` without its top, with `pooling`, for inputs of any size.
-pub fn build_backbone(model: ModelName, pooling: PoolingChoice) -> Result<Box<dyn Backbone>> {
+/// Builds `model` (at `alpha`) without its top, with `pooling`, for inputs of any size.
+pub fn build_backbone(
+    model: &str,
+    alpha: Option<f64>,
+    pooling: PoolingChoice,
+) -> Result<Box<dyn Backbone>> {
     let pooling = match pooling {
         PoolingChoice::Avg => Pooling::Avg,
         PoolingChoice::Max => Pooling::Max,
@@ -129,24 +132,35 @@ pub fn build_backbone(model: ModelName, pooling: PoolingChoice) -> Result<Box<dy
     let options = ModelOptions {
         include_top: false,
         pooling,
+        alpha,
         ..ModelOptions::default()
     };
-    Ok(models::build(model.as_str(), &options)?)
+    Ok(models::build(model, &options)?)
 }
 
 /// Runs `trainer extract` and prints what was written.
 pub fn run(args: &ExtractArgs) -> Result<()> {
     let device = crate::device::resolve(args.device)?;
-    if args.image_size < models::MIN_INPUT_SIZE {
+    let min = models::registry::find(&args.model)?.sizes.min;
+    if args.image_size < min {
         return Err(Error::Usage(format!(
-            "--image-size {}: {} needs inputs of at least {} px (as in Keras)",
-            args.image_size,
-            args.model.as_str(),
-            models::MIN_INPUT_SIZE
+            "--image-size {}: {} needs inputs of at least {min} px (as in Keras)",
+            args.image_size, args.model
         )));
     }
-    let backbone = build_backbone(args.model, args.pooling)?;
-    read_backbone_weights(&args.weights, backbone.as_ref())?;
+    let backbone = build_backbone(&args.model, args.alpha, args.pooling)?;
+    let (tensors, _, from) = crate::train::resolve_weights(
+        args.weights.as_deref(),
+        backbone.as_ref(),
+        args.image_size,
+        &crate::download::cache_dir()?,
+    )?;
+    backbone.load(tensors).map_err(|e| {
+        Error::Usage(format!(
+            "weights {from} do not fit {}: {e}",
+            backbone.name()
+        ))
+    })?;
     backbone.to_device(device)?;
     backbone.set_precision(args.precision.precision());
     let t = std::time::Instant::now();

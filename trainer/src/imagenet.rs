@@ -2,19 +2,19 @@
 //! under a model with Keras's 1000-class top, as Keras's
 //! `decode_predictions(model.predict(preprocess_input(img)))` prints them.
 //!
-//! The image is decoded, resized to 224x224 with bilinear interpolation
-//! (half-pixel centres, no antialiasing: `keras.layers.Resizing`), given
-//! caffe preprocessing, and run through the backbone and its top, whose last
+//! The image is decoded, resized to the model's with-top size (224x224) with
+//! bilinear interpolation (half-pixel centres, no antialiasing:
+//! `keras.layers.Resizing`), given the model's preprocessing (its
+//! registration's), and run through the backbone and its top, whose last
 //! layer is already a softmax. Class names are the 1000 ILSVRC-2012 classes
 //! in the standard order of Keras's `imagenet_class_index.json` (sorted
 //! WordNet ids), committed as `imagenet_classes.txt` (from torchvision's
 //! category list, which uses the same order).
 
-use crate::cli::ModelName;
 use crate::convert::read_backbone_weights;
 use crate::error::{Error, Result};
 use engine::Tensor;
-use models::{ModelOptions, TOP_INPUT_SIZE};
+use models::ModelOptions;
 use std::path::Path;
 
 const CLASS_LIST: &str = include_str!("imagenet_classes.txt");
@@ -37,32 +37,38 @@ pub fn read_image(path: &Path) -> Result<Tensor> {
 }
 
 /// The `top` most probable ImageNet classes of `image` with their
-/// probabilities, most probable first. `weights` must hold the model with
-/// its top (a with-top Keras .h5 or its `trainer convert` output).
+/// probabilities, most probable first. `weights` must hold `model` (at
+/// `alpha`) with its top (a with-top Keras .h5 or its `trainer convert` output).
 pub fn predict(
-    model: ModelName,
+    model: &str,
+    alpha: Option<f64>,
     weights: &Path,
     image: &Path,
     top: usize,
 ) -> Result<Vec<(String, f32)>> {
+    let entry = models::registry::find(model)?;
     let options = ModelOptions {
         include_top: true,
+        alpha,
         ..ModelOptions::default()
     };
-    let backbone = models::build(model.as_str(), &options)?;
+    let backbone = models::build(model, &options)?;
     read_backbone_weights(weights, backbone.as_ref()).map_err(|e| {
+        let example = entry
+            .weights_file(alpha, entry.sizes.top, true)
+            .map(|f| f.file_name)
+            .unwrap_or_default();
         Error::Usage(format!(
-            "{e}\nHINT: predict --weights needs the with-top weights of {} \
-             (e.g. {}_weights_tf_dim_ordering_tf_kernels.h5, or its `trainer convert` output); \
-             for a model trained by `trainer train` use --model-file",
-            model.as_str(),
-            model.as_str()
+            "{e}\nHINT: predict --weights needs the with-top weights of {model} \
+             (e.g. {example}, or its `trainer convert` output); for a model trained by \
+             `trainer train` use --model-file"
         ))
     })?;
     let x = read_image(image)?;
     let _no_grad = engine::no_grad();
-    let x = engine::ops::bilinear_resize(&x, TOP_INPUT_SIZE, TOP_INPUT_SIZE)?;
-    let x = models::preprocess_input_caffe(&x)?;
+    let size = entry.sizes.top;
+    let x = engine::ops::bilinear_resize(&x, size, size)?;
+    let x = models::preprocess_input(entry.preprocessing, &x)?;
     let probs = backbone.forward(&x, false)?.to_vec_f32();
     let names = class_names();
     if probs.len() != names.len() {

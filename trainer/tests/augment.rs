@@ -66,7 +66,7 @@ fn flip_doubles_the_training_rows_and_tta_averages_image_and_flip() {
     let t0 = std::time::Instant::now();
     let dir = TempDir::new("augment");
     let data = unpack_subset(&archive, dir.path());
-    let backbone = trainer::train::model_file::build_backbone("vgg16").unwrap();
+    let backbone = trainer::train::model_file::build_backbone("vgg16", None).unwrap();
     let seeded = weights::seeded::generate(&backbone.weight_spec(), 5);
     let weights_file = dir.path().join("vgg16-seeded.safetensors");
     weights::save_safetensors(&weights_file, &seeded, &Default::default()).unwrap();
@@ -150,11 +150,17 @@ fn flip_doubles_the_training_rows_and_tta_averages_image_and_flip() {
     }
     let _guard = engine::no_grad();
     let direct_flip = backbone
-        .forward(&image_batch(&mirrored(&px), 32, false).unwrap(), false)
+        .forward(
+            &image_batch(&mirrored(&px), 32, false, models::Preprocessing::Caffe).unwrap(),
+            false,
+        )
         .unwrap()
         .to_vec_f32();
     let direct_plain = backbone
-        .forward(&image_batch(&px, 32, false).unwrap(), false)
+        .forward(
+            &image_batch(&px, 32, false, models::Preprocessing::Caffe).unwrap(),
+            false,
+        )
         .unwrap()
         .to_vec_f32();
     let rows = |all: &[f32]| -> Vec<f32> {
@@ -198,7 +204,7 @@ fn flip_doubles_the_training_rows_and_tta_averages_image_and_flip() {
     )
     .unwrap();
     let probs = |pixels: &[u8]| -> Vec<f32> {
-        let x: Tensor = image_batch(pixels, 32, false).unwrap();
+        let x: Tensor = image_batch(pixels, 32, false, models::Preprocessing::Caffe).unwrap();
         let features = model.backbone.forward(&x, false).unwrap();
         model.head.predict_proba(&features).unwrap().to_vec_f32()
     };

@@ -8,13 +8,14 @@ mod common;
 
 use common::{entries, TempDir};
 use md5::{Digest, Md5};
+use models::registry::WeightsCheck;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use trainer::data::{self, Split};
-use trainer::download::{self, FetchOptions};
+use trainer::download::{self, Check, FetchOptions};
 
 /// What the test server does with one connection.
 #[derive(Clone)]
@@ -147,13 +148,26 @@ fn download_succeeds_and_is_verified() {
         progress: true, // plain lines on stderr under the test harness
         ..FetchOptions::default()
     };
-    download::fetch(&format!("{url}/file.bin"), &md5, &dest, &opts, HINT).unwrap();
+    download::fetch(
+        &format!("{url}/file.bin"),
+        &Check::Md5(&md5),
+        &dest,
+        &opts,
+        HINT,
+    )
+    .unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), body);
     assert_eq!(entries(&dir.path().join("sub")), vec!["file.bin"]);
     assert_eq!(server.join().unwrap(), 1);
 
     // ensure_file: already there and correct, so no request is made (no server).
-    let again = download::ensure_file("http://127.0.0.1:9/none", &md5, &dest, &quiet(), HINT);
+    let again = download::ensure_file(
+        "http://127.0.0.1:9/none",
+        &Check::Md5(&md5),
+        &dest,
+        &quiet(),
+        HINT,
+    );
     assert_eq!(again.unwrap(), dest);
 }
 
@@ -164,7 +178,14 @@ fn wrong_checksum_is_an_error_and_nothing_is_cached() {
     let dir = TempDir::new("dl-md5");
     let dest = dir.path().join("weights.h5");
     let wrong = "0123456789abcdef0123456789abcdef";
-    let err = download::fetch(&format!("{url}/w.h5"), wrong, &dest, &quiet(), HINT).unwrap_err();
+    let err = download::fetch(
+        &format!("{url}/w.h5"),
+        &Check::Md5(wrong),
+        &dest,
+        &quiet(),
+        HINT,
+    )
+    .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains(&format!("expected {wrong}")), "{msg}");
     assert!(msg.contains("nothing was saved"), "{msg}");
@@ -186,9 +207,15 @@ fn interrupted_transfer_leaves_no_file_taken_as_complete() {
     }]);
     let dir = TempDir::new("dl-cut");
     let dest = dir.path().join("data.tar.gz");
-    let err = download::fetch(&format!("{url}/data.tar.gz"), &md5, &dest, &quiet(), HINT)
-        .unwrap_err()
-        .to_string();
+    let err = download::fetch(
+        &format!("{url}/data.tar.gz"),
+        &Check::Md5(&md5),
+        &dest,
+        &quiet(),
+        HINT,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("100000"), "{err}");
     assert!(err.contains("nothing was saved"), "{err}");
     assert!(!dest.exists());
@@ -201,9 +228,15 @@ fn http_error_status_is_reported() {
     let (url, server) = serve(vec![Reply::Status(404)]);
     let dir = TempDir::new("dl-404");
     let dest = dir.path().join("x");
-    let msg = download::fetch(&format!("{url}/x"), "00", &dest, &quiet(), HINT)
-        .unwrap_err()
-        .to_string();
+    let msg = download::fetch(
+        &format!("{url}/x"),
+        &Check::Md5("00"),
+        &dest,
+        &quiet(),
+        HINT,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(msg.contains("HTTP 404"), "{msg}");
     assert!(entries(dir.path()).is_empty());
     server.join().unwrap();
@@ -249,7 +282,7 @@ fn server_that_never_answers_times_out() {
         ..quiet()
     };
     let t = Instant::now();
-    let msg = download::fetch(&format!("{url}/x"), "00", &dest, &opts, HINT)
+    let msg = download::fetch(&format!("{url}/x"), &Check::Md5("00"), &dest, &opts, HINT)
         .unwrap_err()
         .to_string();
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
@@ -329,14 +362,27 @@ fn a_corrupt_archive_is_not_unpacked_into_place() {
     assert_eq!(entries(dir.path()), vec!["a.tar.gz"]);
 }
 
+/// The md5 the registry gives VGG16's published no-top weights.
+fn vgg16_notop_md5() -> &'static str {
+    let file = models::registry::find("vgg16")
+        .unwrap()
+        .weights_file(None, 224, false)
+        .unwrap();
+    match file.check {
+        WeightsCheck::Md5(md5) => md5,
+        WeightsCheck::Layout => panic!("VGG16's weights have a published md5"),
+    }
+}
+
 #[test]
 fn a_bad_file_already_in_the_cache_is_reported_not_used() {
     let dir = TempDir::new("dl-badcache");
     let dest = dir.path().join("vgg16.h5");
     std::fs::write(&dest, b"half a file").unwrap();
+    let md5 = vgg16_notop_md5();
     let msg = download::ensure_file(
         "http://127.0.0.1:9/vgg16.h5",
-        download::VGG16_NOTOP.md5,
+        &Check::Md5(md5),
         &dest,
         &quiet(),
         HINT,
@@ -344,19 +390,81 @@ fn a_bad_file_already_in_the_cache_is_reported_not_used() {
     .unwrap_err()
     .to_string();
     assert!(msg.contains("Delete it"), "{msg}");
-    assert!(msg.contains(download::VGG16_NOTOP.md5), "{msg}");
+    assert!(msg.contains(md5), "{msg}");
+}
+
+/// A content check standing in for the weights layout check: the file must
+/// start with these bytes (the real check converts the .h5 for the model).
+fn starts_with(prefix: &'static [u8]) -> impl Fn(&Path) -> trainer::error::Result<()> {
+    move |path: &Path| {
+        let bytes = std::fs::read(path).unwrap();
+        if bytes.starts_with(prefix) {
+            Ok(())
+        } else {
+            Err(trainer::error::Error::Usage(format!(
+                "{} does not start with {prefix:?}",
+                path.display()
+            )))
+        }
+    }
 }
 
 #[test]
-fn known_files_and_cache_dir() {
-    for f in download::KNOWN_FILES {
-        assert!(f.url.starts_with("https://"), "{}", f.url);
-        assert!(f.url.ends_with(f.file_name), "{}", f.url);
-        assert_eq!(f.md5.len(), 32);
-        assert!(f.md5.chars().all(|c| c.is_ascii_hexdigit()));
+fn a_file_without_checksum_is_kept_only_when_its_content_check_passes() {
+    let mut good = b"LAYOUT".to_vec();
+    good.extend(payload(20_000));
+    let bad = payload(20_000);
+    let (url, server) = serve(vec![Reply::Full(bad), Reply::Full(good.clone())]);
+    let dir = TempDir::new("dl-content");
+    let dest = dir.path().join("mobilenet.h5");
+    let check_fn = starts_with(b"LAYOUT");
+    let check = Check::Content(&check_fn);
+    // The first answer fails the check: an error, and nothing is left behind.
+    let msg = download::fetch(&format!("{url}/m.h5"), &check, &dest, &quiet(), HINT)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("no checksum is published"), "{msg}");
+    assert!(msg.contains("does not start with"), "{msg}");
+    assert!(
+        msg.contains("nothing was saved") && msg.ends_with(HINT),
+        "{msg}"
+    );
+    assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+    // The second passes and is renamed into place.
+    download::fetch(&format!("{url}/m.h5"), &check, &dest, &quiet(), HINT).unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), good);
+    assert_eq!(entries(dir.path()), vec!["mobilenet.h5"]);
+    assert_eq!(server.join().unwrap(), 2);
+    // Already in the cache: checked again, no request (no server).
+    let again = download::ensure_file("http://127.0.0.1:9/m.h5", &check, &dest, &quiet(), HINT);
+    assert_eq!(again.unwrap(), dest);
+    // A damaged copy in the cache is reported, not used.
+    std::fs::write(&dest, b"damaged").unwrap();
+    let msg = download::ensure_file("http://127.0.0.1:9/m.h5", &check, &dest, &quiet(), HINT)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("Delete it") && msg.contains("does not start with"),
+        "{msg}"
+    );
+    // The manual hint says that no checksum is published.
+    let hint = download::manual_hint("m.h5", "weights", "https://x/m.h5", &check, &dest);
+    assert!(hint.contains("no published checksum"), "{hint}");
+}
+
+#[test]
+fn registered_weights_and_cache_dir() {
+    for entry in models::registry::MODELS {
+        for top in [false, true] {
+            let f = entry.weights_file(None, entry.sizes.default, top).unwrap();
+            assert!(f.url.starts_with("https://"), "{}", f.url);
+            assert!(f.url.ends_with(&f.file_name), "{}", f.url);
+            if let WeightsCheck::Md5(md5) = f.check {
+                assert_eq!(md5.len(), 32);
+                assert!(md5.chars().all(|c| c.is_ascii_hexdigit()));
+            }
+        }
     }
-    let hint = download::manual_hint(&download::RESNET50_NOTOP, Path::new("/c/r.h5"));
-    assert!(hint.contains(download::RESNET50_NOTOP.url) && hint.contains("/c/r.h5"));
     // The only test in this binary that touches these variables.
     std::env::set_var("THAW_CACHE_DIR", "/tmp/thaw-explicit");
     assert_eq!(

@@ -48,7 +48,7 @@ fn cli_case(model: &str, block: &str) {
     let dir = TempDir::new(&format!("fine-tune-{model}"));
     let data = unpack_subset(&archive, dir.path());
 
-    let backbone = trainer::train::model_file::build_backbone(model).unwrap();
+    let backbone = trainer::train::model_file::build_backbone(model, None).unwrap();
     let seeded = weights::seeded::generate(&backbone.weight_spec(), 77);
     let weights_file = dir.path().join(format!("{model}-seeded.safetensors"));
     weights::save_safetensors(&weights_file, &seeded, &Default::default()).unwrap();
@@ -218,7 +218,7 @@ fn fine_tune_library_case(model: &str, block: &str) -> Option<(usize, usize, usi
     let test_ds = trainer::data::load(&data, Split::Test).unwrap();
     assert_eq!((train_ds.len(), test_ds.len()), (300, 100));
 
-    let backbone = trainer::train::model_file::build_backbone(model).unwrap();
+    let backbone = trainer::train::model_file::build_backbone(model, None).unwrap();
     let seeded = weights::seeded::generate(&backbone.weight_spec(), 77);
     backbone.load(seeded.clone()).unwrap();
     let dim = backbone.output_shape(1, 32, 32).unwrap()[1];
@@ -263,6 +263,8 @@ fn fine_tune_library_case(model: &str, block: &str) -> Option<(usize, usize, usi
     let out = dir.path().join("ft.safetensors");
     let meta = ModelMeta {
         model: model.to_string(),
+        alpha: None,
+        preprocessing: models::Preprocessing::Caffe,
         classes: train_ds.classes.clone(),
         image_size: 32,
         head: HeadKind::Mlp,
@@ -343,6 +345,7 @@ fn fine_tune_library_case(model: &str, block: &str) -> Option<(usize, usize, usi
     let expected = evaluate::Evaluation::from_probabilities(&in_memory, &test_ds.labels, 10);
     let evaluated = evaluate::run_evaluate(&trainer::cli::EvaluateArgs {
         model_file: out.clone(),
+        alpha: None,
         data: Some(data.clone()),
         split: Split::Test,
         device: trainer::cli::DeviceChoice::Cpu,
@@ -355,6 +358,7 @@ fn fine_tune_library_case(model: &str, block: &str) -> Option<(usize, usize, usi
     // differs from f32), and the head still reads its features.
     let in_bf16 = evaluate::run_evaluate(&trainer::cli::EvaluateArgs {
         model_file: out.clone(),
+        alpha: None,
         data: Some(data.clone()),
         split: Split::Test,
         device: trainer::cli::DeviceChoice::Cpu,
@@ -365,7 +369,8 @@ fn fine_tune_library_case(model: &str, block: &str) -> Option<(usize, usize, usi
     // What it runs: the same model with bf16 convolutions gives other
     // probabilities (a 16-bit rounding apart), mostly the same classes.
     let bf16_model =
-        evaluate::load_for_inference(&out, engine::Device::Cpu, engine::Precision::Bf16).unwrap();
+        evaluate::load_for_inference(&out, None, engine::Device::Cpu, engine::Precision::Bf16)
+            .unwrap();
     let bf16_probs = evaluate::image_probabilities(
         bf16_model.backbone.as_ref(),
         &bf16_model.head,

@@ -64,7 +64,7 @@ fn model(
     adapt_rows: &[f32],
     device: Device,
 ) -> (Box<dyn models::Backbone>, Head) {
-    let backbone = model_file::build_backbone("vgg16").unwrap();
+    let backbone = model_file::build_backbone("vgg16", None).unwrap();
     backbone.load(seeded.to_vec()).unwrap();
     backbone.to_device(device).unwrap();
     let head = Head::new(HeadKind::Mlp, 512, 10, 5)
@@ -94,6 +94,8 @@ fn fine_tune_on(
     let stop = AtomicBool::new(false);
     let meta = ModelMeta {
         model: "vgg16".into(),
+        alpha: None,
+        preprocessing: models::Preprocessing::Caffe,
         classes: (0..10).map(|c| format!("class{c}")).collect(),
         image_size: 32,
         head: HeadKind::Mlp,
@@ -184,7 +186,7 @@ fn check_update(name: &str, du_cpu: &[f32], du_gpu: &[f32], failures: &mut Vec<S
 
 #[test]
 fn vgg16_fine_tune_on_the_gpu_matches_the_cpu() {
-    let backbone = model_file::build_backbone("vgg16").unwrap();
+    let backbone = model_file::build_backbone("vgg16", None).unwrap();
     let seeded = weights::seeded::generate(&backbone.weight_spec(), SEED);
     backbone.load(seeded.clone()).unwrap();
     // The head's standardization, adapted once on the CPU on the training
@@ -379,7 +381,7 @@ fn head_training_on_the_gpu_matches_the_cpu() {
 /// GPU, against `extract::features_of_batch` batch by batch (a synchronous
 /// copy after each): equal bit for bit, rows in order.
 fn pipelined_and_batch_by_batch(device: Device) -> (Vec<f32>, Vec<f32>) {
-    let backbone = model_file::build_backbone("vgg16").unwrap();
+    let backbone = model_file::build_backbone("vgg16", None).unwrap();
     backbone
         .load(weights::seeded::generate(&backbone.weight_spec(), SEED))
         .unwrap();

@@ -293,7 +293,7 @@ fn a_raised_stop_flag_ends_training_after_the_current_batch() {
 #[test]
 fn model_file_round_trip_keeps_metadata_and_every_weight() {
     let dir = temp_dir("roundtrip");
-    let backbone = model_file::build_backbone("resnet50").unwrap();
+    let backbone = model_file::build_backbone("resnet50", None).unwrap();
     let seeded = weights::seeded::generate(&backbone.weight_spec(), 21);
     backbone.load(seeded).unwrap();
     let (rows, _) = blobs(10, 2048, 3);
@@ -303,6 +303,8 @@ fn model_file_round_trip_keeps_metadata_and_every_weight() {
         .unwrap();
     let meta = ModelMeta {
         model: "resnet50".into(),
+        alpha: None,
+        preprocessing: models::Preprocessing::Caffe,
         classes: vec!["cat".into(), "dog, big".into(), "\"quoted\"".into()],
         image_size: 48,
         head: HeadKind::Mlp,

@@ -6,7 +6,6 @@ use engine::Tensor;
 use models::ModelOptions;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use trainer::cli::ModelName;
 use trainer::imagenet;
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -54,7 +53,7 @@ fn resnet50_top_k_is_a_sorted_distribution_over_the_1000_classes() {
     let img = dir.join("pattern.png");
     write_png(&img);
 
-    let all = imagenet::predict(ModelName::Resnet50, &w, &img, 1000).unwrap();
+    let all = imagenet::predict("resnet50", None, &w, &img, 1000).unwrap();
     assert_eq!(all.len(), 1000);
     let total: f64 = all.iter().map(|(_, p)| *p as f64).sum();
     assert!((total - 1.0).abs() < 1e-4, "softmax sums to {total}");
@@ -64,7 +63,7 @@ fn resnet50_top_k_is_a_sorted_distribution_over_the_1000_classes() {
     names.dedup();
     assert_eq!(names.len(), 1000, "every class exactly once");
 
-    let top5 = imagenet::predict(ModelName::Resnet50, &w, &img, 5).unwrap();
+    let top5 = imagenet::predict("resnet50", None, &w, &img, 5).unwrap();
     assert_eq!(
         top5,
         all[..5].to_vec(),
@@ -85,7 +84,7 @@ fn no_top_weights_or_a_non_image_give_clear_errors() {
     let notop = seeded_weights(&dir, "resnet50", false);
     let img = dir.join("pattern.png");
     write_png(&img);
-    let err = imagenet::predict(ModelName::Resnet50, &notop, &img, 5)
+    let err = imagenet::predict("resnet50", None, &notop, &img, 5)
         .unwrap_err()
         .to_string();
     assert!(err.contains("with-top"), "{err}");
@@ -93,7 +92,7 @@ fn no_top_weights_or_a_non_image_give_clear_errors() {
     let top = seeded_weights(&dir, "resnet50", true);
     let not_image = dir.join("notes.txt");
     std::fs::write(&not_image, "not an image").unwrap();
-    let err = imagenet::predict(ModelName::Resnet50, &top, &not_image, 5)
+    let err = imagenet::predict("resnet50", None, &top, &not_image, 5)
         .unwrap_err()
         .to_string();
     assert!(err.contains("cannot decode"), "{err}");

@@ -39,7 +39,7 @@ fn sigint_keeps_the_best_model_intact_and_exits_130() {
     let t0 = Instant::now();
     let dir = TempDir::new("interrupt");
     let data = unpack_subset(&archive, dir.path());
-    let backbone = trainer::train::model_file::build_backbone("vgg16").unwrap();
+    let backbone = trainer::train::model_file::build_backbone("vgg16", None).unwrap();
     let seeded = weights::seeded::generate(&backbone.weight_spec(), 11);
     let weights_file = dir.path().join("vgg16-seeded.safetensors");
     weights::save_safetensors(&weights_file, &seeded, &Default::default()).unwrap();

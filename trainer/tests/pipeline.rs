@@ -71,7 +71,7 @@ fn train_evaluate_predict_on_real_cifar10_subset() {
     eprintln!("unpacked the subset in {:.1} s", t0.elapsed().as_secs_f64());
 
     // Full-size ResNet50 with seeded weights, as a .safetensors file.
-    let backbone = trainer::train::model_file::build_backbone("resnet50").unwrap();
+    let backbone = trainer::train::model_file::build_backbone("resnet50", None).unwrap();
     let seeded = weights::seeded::generate(&backbone.weight_spec(), 2024);
     let weights_file = dir.join("resnet50-seeded.safetensors");
     weights::save_safetensors(&weights_file, &seeded, &Default::default()).unwrap();

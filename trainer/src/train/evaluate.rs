@@ -3,7 +3,7 @@
 //! `evaluate` and `predict` subcommands built on them.
 //!
 //! ```text
-//! uint8 images ─▶ model_input (resize, caffe) ─▶ backbone ─▶ head ─▶ softmax ─▶ probabilities
+//! uint8 images ─▶ model_input (resize, preprocessing) ─▶ backbone ─▶ head ─▶ softmax ─▶ probabilities
 //! (the backbone on `--device`; the head on the CPU)
 //!                     (with --tta, the same for the flipped images, and the two averaged)
 //! ```
@@ -130,13 +130,31 @@ pub fn image_probabilities(
 }
 
 /// A saved model (`train`'s file) with its backbone on `device`, running its
-/// convolutions in `precision` (what `evaluate` and `predict` run).
+/// convolutions in `precision` (what `evaluate` and `predict` run). The
+/// model is rebuilt from the file's model name and alpha; an `alpha` given
+/// on the command line must be the file's.
 pub fn load_for_inference(
     model_file: &Path,
+    alpha: Option<f64>,
     device: engine::Device,
     precision: engine::Precision,
 ) -> Result<LoadedModel> {
     let model = load_model(model_file)?;
+    if let Some(requested) = alpha {
+        let entry = models::registry::find(&model.meta.model)?;
+        if entry.alpha(Some(requested))? != model.meta.alpha {
+            return Err(Error::Usage(format!(
+                "--alpha {requested}: {} holds {} with alpha {}; drop --alpha (the file says \
+                 which model it is) or pass another model file",
+                model_file.display(),
+                model.meta.model,
+                model
+                    .meta
+                    .alpha
+                    .map_or("-".into(), models::registry::python_float)
+            )));
+        }
+    }
     model.backbone.to_device(device)?;
     model.backbone.set_precision(precision);
     Ok(model)
@@ -151,7 +169,12 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
         backbone,
         head,
         meta,
-    } = load_for_inference(&args.model_file, device, args.precision.precision())?;
+    } = load_for_inference(
+        &args.model_file,
+        args.alpha,
+        device,
+        args.precision.precision(),
+    )?;
     eprintln!(
         "evaluate: {} ({} + {} head, {} classes, {}x{} input{}, {} convs) loaded in {:.1} s",
         args.model_file.display(),
@@ -229,7 +252,13 @@ pub fn run_predict(args: &PredictArgs) -> Result<Vec<(String, f32)>> {
                     .into(),
             ));
         };
-        let ranked = crate::imagenet::predict(args.model, weights, &args.image, args.top.max(1))?;
+        let ranked = crate::imagenet::predict(
+            &args.model,
+            args.alpha,
+            weights,
+            &args.image,
+            args.top.max(1),
+        )?;
         print_ranking(&args.image, &ranked);
         return Ok(ranked);
     };
@@ -237,7 +266,7 @@ pub fn run_predict(args: &PredictArgs) -> Result<Vec<(String, f32)>> {
         backbone,
         head,
         meta,
-    } = load_for_inference(model_file, device, engine::Precision::F32)?;
+    } = load_for_inference(model_file, args.alpha, device, engine::Precision::F32)?;
     let pixels = read_image_32(&args.image)?;
     let _guard = engine::no_grad();
     let probs = image_probabilities(

@@ -2,7 +2,7 @@
 //! training, and the step that makes head training cheap.
 //!
 //! ```text
-//! uint8 images [n, 32, 32, 3] ─▶ (flip) ─▶ bilinear resize 32 → S ─▶ caffe preprocessing
+//! uint8 images [n, 32, 32, 3] ─▶ (flip) ─▶ bilinear resize 32 → S ─▶ the model's preprocessing
 //!   ─▶ backbone (frozen, under no_grad, pooling = avg) ─▶ features [n, C] f32
 //! ```
 //!
@@ -12,7 +12,8 @@
 //!
 //! The cache is a folder of `.npy` files (`<cache dir>/features/`, see
 //! [`crate::download::cache_dir`]) whose names carry every input the
-//! features depend on ([`FeatureKey`]): the model, a hash of the weights
+//! features depend on ([`FeatureKey`]): the model, its alpha, its
+//! preprocessing, a hash of the weights
 //! file, the image size, the precision of the convolutions (f32, f16, bf16:
 //! 16-bit features must never stand in for f32 ones), a hash of the
 //! dataset's images, labels and class names, the split, and whether the
@@ -32,10 +33,14 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// Everything a cached feature file depends on; its file name encodes all of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FeatureKey {
-    /// Backbone name (`resnet50`, `vgg16`).
+    /// Backbone name (`resnet50`, `vgg16`, `mobilenet_v2`).
     pub model: String,
+    /// The model's alpha, for models with variants.
+    pub alpha: Option<f64>,
+    /// The preprocessing the images were given.
+    pub preprocessing: models::Preprocessing,
     /// Hex hash of the weights (the md5 of the weights file's bytes).
     pub weights_hash: String,
     /// Input size S the 32x32 images are resized to.
@@ -51,13 +56,19 @@ pub struct FeatureKey {
 }
 
 impl FeatureKey {
-    /// The cache file name: `resnet50-w<hash>-s32-f32-d<hash>-train[-flip].npy`
+    /// The cache file name:
+    /// `resnet50[-a<alpha>]-<preprocessing>-w<hash>-s32-f32-d<hash>-train[-flip].npy`
     /// (`f16`, `bf16` for features computed in half precision).
     pub fn file_name(&self) -> String {
         let short = |h: &str| h.chars().take(16).collect::<String>();
+        let alpha = self
+            .alpha
+            .map(|a| format!("-a{}", models::registry::python_float(a)))
+            .unwrap_or_default();
         format!(
-            "{}-w{}-s{}-{}-d{}-{}{}.npy",
+            "{}{alpha}-{}-w{}-s{}-{}-d{}-{}{}.npy",
             self.model,
+            self.preprocessing,
             short(&self.weights_hash),
             self.image_size,
             self.precision.name(),
@@ -201,37 +212,45 @@ fn checked_pixels<'a>(what: &str, images: &'a [u8], flip: bool) -> Result<(usize
 
 /// Model input for uint8 images `[n, 32, 32, 3]` (flat HWC per image):
 /// optionally flipped, resized bilinearly (half-pixel centres, as Keras) to
-/// `size x size`, then caffe-preprocessed. No autograd history.
-pub fn image_batch(images: &[u8], size: usize, flip: bool) -> Result<Tensor> {
+/// `size x size`, then given `preprocessing`. No autograd history.
+pub fn image_batch(
+    images: &[u8],
+    size: usize,
+    flip: bool,
+    preprocessing: models::Preprocessing,
+) -> Result<Tensor> {
     let (n, pixels) = checked_pixels("image_batch", images, flip)?;
     let raw: Vec<f32> = pixels.iter().map(|&p| p as f32).collect();
     let mut x = Tensor::from_vec(raw, &[n, IMAGE_SIDE, IMAGE_SIDE, 3])?;
     if size != IMAGE_SIDE {
         x = ops::bilinear_resize(&x, size, size)?;
     }
-    models::preprocess_input_caffe(&x).map_err(|e| Error::Usage(format!("image_batch: {e}")))
+    models::preprocess_input(preprocessing, &x)
+        .map_err(|e| Error::Usage(format!("image_batch: {e}")))
 }
 
-/// [`image_batch`] on the backbone's device: on the CPU exactly
-/// [`image_batch`]; on a GPU the (optionally flipped) uint8 images are
-/// uploaded and resized + caffe-preprocessed there in one kernel
-/// (`engine::ops::bilinear_resize::resize_u8_caffe`).
+/// [`image_batch`] for `backbone`, with its registered preprocessing, on its
+/// device: on the CPU exactly [`image_batch`]; on a GPU the (optionally
+/// flipped) uint8 images are uploaded and resized + preprocessed there in
+/// one kernel (`engine::ops::bilinear_resize::resize_u8`).
 pub fn model_input(
     backbone: &dyn Backbone,
     images: &[u8],
     size: usize,
     flip: bool,
 ) -> Result<Tensor> {
+    let preprocessing = models::registry::find(backbone.name())?.preprocessing;
     let device = backbone.device();
     if device == engine::Device::Cpu {
-        return image_batch(images, size, flip);
+        return image_batch(images, size, flip, preprocessing);
     }
     let (n, pixels) = checked_pixels("model_input", images, flip)?;
-    Ok(ops::bilinear_resize::resize_u8_caffe(
+    Ok(ops::bilinear_resize::resize_u8(
         &pixels,
         [n, IMAGE_SIDE, IMAGE_SIDE],
         size,
         size,
+        &preprocessing.pixel_map(),
         device,
     )?)
 }
@@ -345,6 +364,8 @@ mod tests {
     fn key(precision: Precision) -> FeatureKey {
         FeatureKey {
             model: "vgg16".into(),
+            alpha: None,
+            preprocessing: models::Preprocessing::Caffe,
             weights_hash: "0123456789abcdef0123".into(),
             image_size: 32,
             precision,
@@ -358,7 +379,17 @@ mod tests {
     fn the_precision_is_part_of_the_cache_key() {
         assert_eq!(
             key(Precision::F32).file_name(),
-            "vgg16-w0123456789abcdef-s32-f32-dfedcba9876543210-train.npy"
+            "vgg16-caffe-w0123456789abcdef-s32-f32-dfedcba9876543210-train.npy"
+        );
+        let mobilenet = FeatureKey {
+            model: "mobilenet_v2".into(),
+            alpha: Some(0.35),
+            preprocessing: models::Preprocessing::Tf,
+            ..key(Precision::F32)
+        };
+        assert_eq!(
+            mobilenet.file_name(),
+            "mobilenet_v2-a0.35-tf-w0123456789abcdef-s32-f32-dfedcba9876543210-train.npy"
         );
         let names: Vec<String> = Precision::ALL.iter().map(|&p| key(p).file_name()).collect();
         assert!(

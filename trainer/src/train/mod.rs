@@ -3,10 +3,10 @@
 //!
 //! ```text
 //! data (uint8 32x32) ──┐
-//! weights (.h5/.st) ───┴─▶ feature_cache: resize → caffe → frozen backbone → GAP → features [N, C]
-//!                            (computed once, cached as .npy, keyed by model/weights/size/data/flip)
+//! weights (.h5/.st) ───┴─▶ feature_cache: resize → preprocessing → frozen backbone → GAP → features [N, C]
+//!                            (computed once, cached as .npy, keyed by model/alpha/weights/size/data/flip)
 //!   ─▶ fit: head (Dense 256 relu → Dropout 0.5 → Dense K) with Adam, validation, early stopping
-//!   ─▶ fine_tune (optional): unfreeze block5/conv5, train end to end on images
+//!   ─▶ fine_tune (optional): unfreeze the --fine-tune block, train end to end on images
 //!   ─▶ model_file: backbone + head + metadata in one .safetensors (saved at each improvement)
 //!   ─▶ evaluate: test accuracy, per class, confusion matrix;  report: metrics CSV, PNGs, summary
 //! ```
@@ -38,12 +38,13 @@ pub use model_file::{load_model, save_model, LoadedModel, ModelMeta};
 
 use crate::cli::{DeviceChoice, HeadChoice, TrainArgs};
 use crate::data::{self, Dataset, Split, IMAGE_BYTES};
-use crate::download::{self, FetchOptions, KnownFile};
+use crate::download::{self, FetchOptions};
 use crate::error::{Error, Result};
 use crate::progress::{Progress, Unit};
 use engine::rng::Rng;
 use feature_cache::{dataset_hash, extract_features};
 use fine_tune::ImageRows;
+use models::registry::{self, WeightsCheck, WeightsFile};
 use models::Backbone;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,8 +59,10 @@ pub const GPU_IMAGE_SIZE: usize = 224;
 /// Everything `train` needs to know (the flags of `trainer train`).
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
-    /// Backbone name: `resnet50` or `vgg16`.
+    /// Backbone name (a registered one: `resnet50`, `vgg16`, ...).
     pub model: String,
+    /// Its alpha, for models with variants (None: the model's default).
+    pub alpha: Option<f64>,
     /// Backbone weights file (.h5 or .safetensors); None: Keras's ImageNet weights.
     pub weights: Option<PathBuf>,
     /// Dataset folder; None: CIFAR-10 from the cache (downloaded when missing).
@@ -100,7 +103,8 @@ impl TrainOptions {
     /// The options of a parsed `train` command line.
     pub fn from_args(a: &TrainArgs) -> TrainOptions {
         TrainOptions {
-            model: a.model.as_str().to_string(),
+            model: a.model.clone(),
+            alpha: a.alpha,
             weights: a.weights.clone(),
             data: a.data.clone(),
             image_size: a.image_size,
@@ -195,62 +199,82 @@ pub fn load_split(data: Option<&Path>, split: Split) -> Result<Dataset> {
     Ok(ds)
 }
 
-/// Keras's published no-top ImageNet weights for `model`.
-fn imagenet_weights(model: &str) -> Result<KnownFile> {
-    match model {
-        "resnet50" => Ok(download::RESNET50_NOTOP),
-        "vgg16" => Ok(download::VGG16_NOTOP),
-        other => Err(Error::Usage(format!(
-            "unknown model '{other}': use vgg16 or resnet50"
-        ))),
-    }
-}
-
 /// Reads a weights file for `backbone`, a Keras .h5 or a .safetensors told
 /// apart by magic bytes; returns the tensors and the file's md5.
 pub fn read_weights(
     path: &Path,
     backbone: &dyn Backbone,
 ) -> Result<(weights::NamedTensors, String)> {
-    let tensors = crate::convert::read_weight_file(path, &backbone.weight_spec()).map_err(|e| {
+    let tensors = crate::convert::read_weight_file(path, backbone).map_err(|e| {
+        let example = registry::find(backbone.name())
+            .and_then(|entry| entry.weights_file(backbone.options().alpha, 224, false))
+            .map(|f| f.file_name)
+            .unwrap_or_default();
         Error::Usage(format!(
-            "weights {}: {e}; HINT: --weights takes a Keras .h5 (e.g. {}) or a .safetensors \
-             written by `trainer convert`",
+            "weights {}: {e}; HINT: --weights takes a Keras .h5 (e.g. {example}) or a \
+             .safetensors written by `trainer convert`",
             path.display(),
-            imagenet_weights(backbone.name())
-                .map(|k| k.file_name)
-                .unwrap_or("")
         ))
     })?;
     let hash = download::md5_file(path)?;
     Ok((tensors, hash))
 }
 
-/// The backbone weights: `--weights FILE`, or Keras's ImageNet weights
-/// (downloaded into the cache when missing, md5-checked, converted once and
-/// kept as .safetensors beside the .h5).
-fn resolve_weights(
+/// The layout check of a weights file published without a checksum: it
+/// converts for `backbone` (every tensor present, with its shape: the
+/// error names the first that is not) and every value is finite.
+pub fn check_layout(path: &Path, backbone: &dyn Backbone) -> Result<()> {
+    let tensors = crate::convert::read_weight_file(path, backbone)?;
+    weights::validate(&tensors, &backbone.weight_spec())?;
+    for (name, t) in &tensors {
+        if let Some(i) = t.try_to_vec_f32()?.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Usage(format!(
+                "tensor {name} holds a value that is not finite (at flat index {i}): the file is \
+                 damaged"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The backbone weights: `--weights FILE`, or the model's published ImageNet
+/// weights for its alpha and `image_size` (downloaded into the cache when
+/// missing, checked by md5 or by layout, converted once and kept as
+/// .safetensors beside the .h5). Returns the tensors, a hash of the weights
+/// (for the feature cache) and where they came from.
+pub fn resolve_weights(
     weights_file: Option<&Path>,
     backbone: &dyn Backbone,
+    image_size: usize,
     cache: &Path,
 ) -> Result<(weights::NamedTensors, String, String)> {
     if let Some(path) = weights_file {
         let (t, hash) = read_weights(path, backbone)?;
         return Ok((t, hash, path.display().to_string()));
     }
-    let known = imagenet_weights(backbone.name())?;
+    let entry = registry::find(backbone.name())?;
+    let known: WeightsFile = entry.weights_file(backbone.options().alpha, image_size, false)?;
+    if let Some(note) = &known.fallback {
+        eprintln!("note: {note}");
+    }
+    let h5 = cache.join(&known.file_name);
     let converted = cache.join(known.file_name.replace(".h5", ".safetensors"));
-    if converted.is_file() {
+    let hash = |h5: &Path| match known.check {
+        WeightsCheck::Md5(md5) => Ok(md5.to_string()),
+        WeightsCheck::Layout => download::md5_file(h5),
+    };
+    if converted.is_file() && (h5.is_file() || matches!(known.check, WeightsCheck::Md5(_))) {
         if let Ok((t, _)) = weights::load_safetensors(&converted) {
-            return Ok((t, known.md5.to_string(), converted.display().to_string()));
+            return Ok((t, hash(&h5)?, converted.display().to_string()));
         }
     }
     std::fs::create_dir_all(cache).map_err(|e| Error::io(cache, "creating", e))?;
-    let h5 = download::ensure_known(&known, cache, &FetchOptions::default())?;
-    let (t, hash) = read_weights(&h5, backbone)?;
+    let layout = |path: &Path| check_layout(path, backbone);
+    let h5 = download::ensure_weights(&known, cache, &FetchOptions::default(), &layout)?;
+    let (t, _) = read_weights(&h5, backbone)?;
     weights::save_safetensors(&converted, &t, &Default::default())
         .map_err(|e| Error::Usage(format!("caching converted weights: {e}")))?;
-    Ok((t, hash, h5.display().to_string()))
+    Ok((t, hash(&h5)?, h5.display().to_string()))
 }
 
 /// Splits `0..n` into (train, validation) index lists: a seeded draw of
@@ -320,10 +344,11 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
         engine::Device::Cpu => CPU_IMAGE_SIZE,
         engine::Device::Cuda(_) => GPU_IMAGE_SIZE,
     });
-    if image_size < models::MIN_INPUT_SIZE {
+    let entry = registry::find(&opts.model)?;
+    if image_size < entry.sizes.min {
         return Err(Error::Usage(format!(
-            "--image-size {image_size} is below {}, the smallest input of the Keras backbones",
-            models::MIN_INPUT_SIZE
+            "--image-size {image_size} is below {}, the smallest input of {} (as in Keras)",
+            entry.sizes.min, entry.name
         )));
     }
     opts.fit.check("head training")?;
@@ -372,10 +397,14 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     phases.end("load data");
 
     // 2. Backbone and weights.
-    let backbone = model_file::build_backbone(&opts.model)?;
+    let backbone = model_file::build_backbone(&opts.model, opts.alpha)?;
     let cache_root = download::cache_dir()?;
-    let (tensors, weights_hash, weights_from) =
-        resolve_weights(opts.weights.as_deref(), backbone.as_ref(), &cache_root)?;
+    let (tensors, weights_hash, weights_from) = resolve_weights(
+        opts.weights.as_deref(),
+        backbone.as_ref(),
+        image_size,
+        &cache_root,
+    )?;
     backbone.load(tensors).map_err(|e| {
         Error::Usage(format!(
             "weights {weights_from} do not fit {}: {e}",
@@ -408,6 +437,8 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     let mut features = |ds: &Dataset, split: Split, flip: bool| -> Result<Vec<f32>> {
         let key = FeatureKey {
             model: backbone.name().to_string(),
+            alpha: backbone.options().alpha,
+            preprocessing: entry.preprocessing,
             weights_hash: weights_hash.clone(),
             image_size,
             precision: opts.precision,
@@ -487,6 +518,8 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     }
     let mut meta = ModelMeta {
         model: backbone.name().to_string(),
+        alpha: backbone.options().alpha,
+        preprocessing: entry.preprocessing,
         classes: classes.clone(),
         image_size,
         head: opts.head,

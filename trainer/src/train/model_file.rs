@@ -10,10 +10,11 @@
 //! | key             | example                                         |
 //! |-----------------|-------------------------------------------------|
 //! | `format`        | `thaw-classifier-v1`                            |
-//! | `model`         | `resnet50`                                      |
+//! | `model`         | `resnet50` (a registered name)                  |
+//! | `alpha`         | `0.35` (only for models with variants; files without it: 1.0) |
 //! | `classes`       | `["airplane","automobile",...]` (JSON)          |
 //! | `image_size`    | `32` (the 32x32 input is resized to this)       |
-//! | `preprocessing` | `caffe` (RGB→BGR, minus the ImageNet means)     |
+//! | `preprocessing` | `caffe`, `tf` or `lite` (the model's, see `models::Preprocessing`) |
 //! | `pooling`       | `avg`                                           |
 //! | `head`          | `mlp` or `linear`                               |
 //! | `input_layout`  | `NHWC uint8 RGB 32x32, bilinear resize to image_size` |
@@ -28,22 +29,24 @@
 use super::head::{Head, HeadKind, HEAD_PREFIX};
 use crate::error::{Error, Result};
 use engine::Tensor;
-use models::{Backbone, ModelOptions, Pooling};
+use models::{registry, Backbone, ModelOptions, Pooling, Preprocessing};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The value of the `format` metadata key of files this version writes.
 pub const FORMAT: &str = "thaw-classifier-v1";
-/// The only preprocessing the backbones take.
-pub const PREPROCESSING: &str = "caffe";
 /// How the saved model expects its input.
 pub const INPUT_LAYOUT: &str = "NHWC uint8 RGB 32x32, bilinear resize to image_size";
 
 /// What a saved model says about itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelMeta {
-    /// Backbone name (`resnet50`, `vgg16`).
+    /// Backbone name (`resnet50`, `vgg16`, `mobilenet_v2`: a registered name).
     pub model: String,
+    /// The backbone's alpha, for models with variants (None: the model's default).
+    pub alpha: Option<f64>,
+    /// The preprocessing the backbone's input takes (the model's registered one).
+    pub preprocessing: Preprocessing,
     /// Class names; output `k` is `classes[k]`.
     pub classes: Vec<String>,
     /// Side the 32x32 images are resized to before the backbone.
@@ -64,12 +67,15 @@ impl ModelMeta {
         let mut m = BTreeMap::new();
         m.insert("format".into(), FORMAT.into());
         m.insert("model".into(), self.model.clone());
+        if let Some(a) = self.alpha {
+            m.insert("alpha".into(), registry::python_float(a));
+        }
         m.insert(
             "classes".into(),
             serde_json::to_string(&self.classes).expect("strings serialise"),
         );
         m.insert("image_size".into(), self.image_size.to_string());
-        m.insert("preprocessing".into(), PREPROCESSING.into());
+        m.insert("preprocessing".into(), self.preprocessing.name().into());
         m.insert("pooling".into(), "avg".into());
         m.insert("head".into(), self.head.as_str().into());
         m.insert("input_layout".into(), INPUT_LAYOUT.into());
@@ -101,10 +107,24 @@ impl ModelMeta {
                 "metadata format is '{format}', this trainer reads '{FORMAT}'"
             )));
         }
-        let preprocessing = get("preprocessing")?;
-        if preprocessing != PREPROCESSING {
+        let model = get("model")?.clone();
+        let entry = registry::find(&model).map_err(|e| bad(e.to_string()))?;
+        let alpha = match m.get("alpha") {
+            None => None,
+            Some(a) => Some(
+                a.parse::<f64>()
+                    .map_err(|_| bad(format!("'alpha' is '{a}', not a number")))?,
+            ),
+        };
+        let alpha = entry.alpha(alpha).map_err(|e| bad(e.to_string()))?;
+        let preprocessing: Preprocessing = get("preprocessing")?
+            .parse()
+            .map_err(|e: models::Error| bad(e.to_string()))?;
+        if preprocessing != entry.preprocessing {
             return Err(bad(format!(
-                "preprocessing is '{preprocessing}', only '{PREPROCESSING}' is supported"
+                "it records '{preprocessing}' preprocessing, but {model} takes \
+                 '{}' (what its ImageNet weights were trained with)",
+                entry.preprocessing
             )));
         }
         let classes: Vec<String> = serde_json::from_str(get("classes")?)
@@ -117,7 +137,9 @@ impl ModelMeta {
         let standardize = m.get("standardize").is_some_and(|v| v == "true");
         let val_accuracy = m.get("val_accuracy").and_then(|v| v.parse().ok());
         Ok(ModelMeta {
-            model: get("model")?.clone(),
+            model,
+            alpha,
+            preprocessing,
             classes,
             image_size,
             head,
@@ -156,14 +178,15 @@ pub struct LoadedModel {
     pub meta: ModelMeta,
 }
 
-/// Builds a frozen backbone by name with global average pooling (the
-/// trainer's feature extractor).
-pub fn build_backbone(model: &str) -> Result<Box<dyn Backbone>> {
+/// Builds a frozen backbone by name (and alpha, for models with variants)
+/// with global average pooling (the trainer's feature extractor).
+pub fn build_backbone(model: &str, alpha: Option<f64>) -> Result<Box<dyn Backbone>> {
     let options = ModelOptions {
         include_top: false,
         pooling: Pooling::Avg,
         input_size: None,
         init_seed: 0,
+        alpha,
     };
     let backbone = models::build(model, &options).map_err(|e| Error::Usage(e.to_string()))?;
     backbone.set_trainable(false);
@@ -185,7 +208,7 @@ pub fn load_model(path: &Path) -> Result<LoadedModel> {
     let (head_tensors, backbone_tensors): (Vec<(String, Tensor)>, Vec<(String, Tensor)>) = tensors
         .into_iter()
         .partition(|(name, _)| name.starts_with(HEAD_PREFIX));
-    let backbone = build_backbone(&meta.model)?;
+    let backbone = build_backbone(&meta.model, meta.alpha)?;
     backbone.load(backbone_tensors).map_err(|e| {
         Error::Usage(format!(
             "{}: the {} weights in this model file do not fit: {e}",
@@ -208,4 +231,72 @@ pub fn load_model(path: &Path) -> Result<LoadedModel> {
         head,
         meta,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(model: &str, alpha: Option<f64>, preprocessing: Preprocessing) -> ModelMeta {
+        ModelMeta {
+            model: model.into(),
+            alpha,
+            preprocessing,
+            classes: vec!["cat".into(), "dog".into()],
+            image_size: 96,
+            head: HeadKind::Linear,
+            tta: false,
+            standardize: false,
+            val_accuracy: Some(0.75),
+        }
+    }
+
+    #[test]
+    fn metadata_round_trips_with_alpha() {
+        let path = Path::new("m.safetensors");
+        for (model, alpha, prep) in [
+            ("mobilenet_v2", Some(0.35), Preprocessing::Tf),
+            ("mobilenet", Some(1.0), Preprocessing::Tf),
+            ("vgg16", None, Preprocessing::Caffe),
+        ] {
+            let m = meta(model, alpha, prep);
+            let map = m.to_map();
+            assert_eq!(map.get("alpha").cloned(), alpha.map(registry::python_float));
+            assert_eq!(map["preprocessing"], prep.name());
+            assert_eq!(ModelMeta::from_map(path, &map).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn a_file_written_before_alpha_existed_still_loads() {
+        let path = Path::new("old.safetensors");
+        // What this trainer wrote before models had variants: no `alpha` key.
+        let mut old = meta("resnet50", None, Preprocessing::Caffe).to_map();
+        assert!(!old.contains_key("alpha"));
+        assert_eq!(
+            ModelMeta::from_map(path, &old).unwrap(),
+            meta("resnet50", None, Preprocessing::Caffe)
+        );
+        // For a model with variants, a missing alpha is the default one.
+        old.insert("model".into(), "mobilenet".into());
+        old.insert("preprocessing".into(), "tf".into());
+        assert_eq!(ModelMeta::from_map(path, &old).unwrap().alpha, Some(1.0));
+    }
+
+    #[test]
+    fn inconsistent_metadata_is_refused() {
+        let path = Path::new("bad.safetensors");
+        let mut map = meta("vgg16", None, Preprocessing::Caffe).to_map();
+        map.insert("preprocessing".into(), "tf".into());
+        let e = ModelMeta::from_map(path, &map).unwrap_err().to_string();
+        assert!(e.contains("'tf'") && e.contains("'caffe'"), "{e}");
+        let mut map = meta("vgg16", None, Preprocessing::Caffe).to_map();
+        map.insert("alpha".into(), "0.5".into());
+        let e = ModelMeta::from_map(path, &map).unwrap_err().to_string();
+        assert!(e.contains("no variants"), "{e}");
+        let mut map = meta("mobilenet_v2", Some(0.5), Preprocessing::Tf).to_map();
+        map.insert("alpha".into(), "half".into());
+        let e = ModelMeta::from_map(path, &map).unwrap_err().to_string();
+        assert!(e.contains("'half'"), "{e}");
+    }
 }

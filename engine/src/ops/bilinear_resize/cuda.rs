@@ -1,7 +1,7 @@
 //! CUDA path for bilinear resize: `kernels/src/bilinear_resize.cu`, the
 //! forward one thread per output, the backward a gather (one thread per
-//! input, no atomics), and the fused uint8 -> resize -> caffe kernel that
-//! `extract` uses on the GPU.
+//! input, no atomics), and the fused uint8 -> resize -> preprocessing kernel
+//! that `extract` uses on the GPU.
 
 use crate::cuda::cudarc::driver::PushKernelArg;
 use crate::cuda::{launch_1d, CudaDevice, CudaStorage};
@@ -55,26 +55,33 @@ pub fn backward(
     Ok(CudaStorage::new(dx, dev))
 }
 
-/// uint8 RGB `[n, h, w, 3]` (host) to float BGR minus the ImageNet means,
-/// resized to `[n, out_h, out_w, 3]` on `dev`.
-pub fn u8_caffe(
+/// uint8 RGB `[n, h, w, 3]` (host) resized to `[n, out_h, out_w, 3]` on
+/// `dev`, each output channel mapped by `map` (a preprocessing mode).
+pub fn u8_mapped(
     dev: &Arc<CudaDevice>,
     images: &[u8],
     [n, h, w]: [usize; 3],
     out_h: usize,
     out_w: usize,
+    map: &super::PixelMap,
 ) -> Result<CudaStorage> {
     let x = dev.upload(images)?;
     let pixels = n * out_h * out_w;
     let mut y = dev.alloc::<f32>(pixels * 3)?;
     let s = [n, h, w, out_h, out_w].map(|d| d as i32);
-    let f = dev.function("bilinear_resize", "resize_bilinear_u8_caffe_f32")?;
+    let source = map.source.map(|c| c as i32);
+    let (divisor, offset) = (map.divisor.map(|v| v as f32), map.offset.map(|v| v as f32));
+    let f = dev.function("bilinear_resize", "resize_bilinear_u8_f32")?;
     let mut args = dev.stream().launch_builder(&f);
     args.arg(&x).arg(&mut y);
-    for v in &s {
+    for v in s.iter().chain(&source) {
         args.arg(v);
     }
-    // SAFETY: (x u8 [n,h,w,3], y [n,out_h,out_w,3], 5 ints), grid-stride over output pixels.
-    unsafe { args.launch(launch_1d(pixels)) }.map_err(dev.error("resize_bilinear_u8_caffe_f32"))?;
+    for v in divisor.iter().chain(&offset) {
+        args.arg(v);
+    }
+    // SAFETY: (x u8 [n,h,w,3], y [n,out_h,out_w,3], 5 + 3 ints, 6 floats), grid-stride
+    // over output pixels; every source channel is 0..=2 (checked by resize_u8).
+    unsafe { args.launch(launch_1d(pixels)) }.map_err(dev.error("resize_bilinear_u8_f32"))?;
     Ok(CudaStorage::new(y, dev))
 }

@@ -69,22 +69,36 @@ pub fn bilinear_resize(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor>
     ))
 }
 
+/// A per-channel affine map applied to resized RGB pixels, the form every
+/// Keras `preprocess_input` mode takes: output channel `c` is
+/// `x[source[c]] / divisor[c] - offset[c]` (see `models::Preprocessing`,
+/// which owns the numbers of each mode).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PixelMap {
+    /// The input channel each output channel reads (`[2, 1, 0]`: RGB -> BGR).
+    pub source: [usize; 3],
+    /// What each output channel is divided by.
+    pub divisor: [f64; 3],
+    /// What is then subtracted from each output channel.
+    pub offset: [f64; 3],
+}
+
 /// uint8 RGB images `[n, h, w, 3]` (row-major bytes on the host) resized to
-/// `out_h`×`out_w` and preprocessed as Keras's caffe mode (RGB -> BGR, minus
-/// the ImageNet means), in one GPU kernel on `device`: the `extract` input
-/// path on a GPU. Same math as `bilinear_resize` of the float image followed
-/// by `models::preprocess_input_caffe` (the mean commutes with the
-/// interpolation, whose weights sum to 1). No autograd history (model input).
-/// Errors on `Device::Cpu` (the CPU path is those two ops), or when
-/// `images.len() != n·h·w·3`.
-pub fn resize_u8_caffe(
+/// `out_h`×`out_w` and mapped by `map` (a Keras preprocessing mode), in one
+/// GPU kernel on `device`: the input path of `extract` and `train` on a GPU.
+/// Same math as `bilinear_resize` of the float image followed by the map in
+/// f32 (`models::preprocess_input`), the order Keras uses. No autograd
+/// history (model input). Errors on `Device::Cpu` (the CPU path is those two
+/// steps), on a `source` channel above 2, or when `images.len() != n·h·w·3`.
+pub fn resize_u8(
     images: &[u8],
     [n, h, w]: [usize; 3],
     out_h: usize,
     out_w: usize,
+    map: &PixelMap,
     device: Device,
 ) -> Result<Tensor> {
-    const OP: &str = "resize_u8_caffe";
+    const OP: &str = "resize_u8";
     if images.len() != n * h * w * 3 || n * h * w * out_h * out_w == 0 {
         return Err(Error::shape(
             OP,
@@ -96,15 +110,24 @@ pub fn resize_u8_caffe(
             ),
         ));
     }
+    if map.source.iter().any(|&c| c > 2) {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "pixel map reads channels {:?}; RGB images have channels 0, 1 and 2",
+                map.source
+            ),
+        ));
+    }
     match device {
         Device::Cpu => Err(Error::unsupported(
             OP,
-            "the fused uint8 -> caffe resize is the GPU input path; on the CPU use \
-             bilinear_resize, then models::preprocess_input_caffe",
+            "the fused uint8 -> resize -> preprocessing kernel is the GPU input path; on the CPU \
+             use bilinear_resize, then models::preprocess_input",
         )),
         Device::Cuda(ordinal) => {
             let dev = crate::cuda::CudaDevice::open(ordinal)?;
-            let y = cuda::u8_caffe(&dev, images, [n, h, w], out_h, out_w)?;
+            let y = cuda::u8_mapped(&dev, images, [n, h, w], out_h, out_w, map)?;
             Tensor::from_storage(Storage::Cuda(y), &[n, out_h, out_w, 3])
         }
     }
