@@ -77,7 +77,7 @@ pub struct Timing {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Backbone {
     pub name: String,
-    /// "vgg16" or "resnet50".
+    /// A registered model name (`models::registry::MODELS`), built by `models::build`.
     pub model: String,
     pub size: usize,
     pub batch: usize,

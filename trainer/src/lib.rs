@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! --data / download ─▶ data::{cifar_binary, image_folder} ─▶ Dataset (uint8 NHWC)
-//!   ─▶ resize + caffe preprocessing ─▶ backbone ─▶ features ─▶ npy / head training
+//!   ─▶ resize + the model's preprocessing ─▶ backbone ─▶ features ─▶ npy / head training
 //! ```
 //!
 //! - [`data`]: the dataset readers, [`data::Dataset`] and [`data::preprocess_data`].

@@ -313,6 +313,24 @@ fn help_lists_every_subcommand_and_contract_flag() {
     for flag in ["--model", "--keras-h5", "--out"] {
         assert!(text.contains(flag), "convert --help lacks {flag}: {text}");
     }
+    // --model lists the registered names, and --alpha is on every command
+    // that builds a model.
+    for sub in ["train", "extract", "convert", "evaluate", "predict"] {
+        let o = trainer(&[sub, "--help"]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains("--alpha"),
+            "{sub} --help lacks --alpha: {text}"
+        );
+        if sub != "evaluate" {
+            for name in models::registry::names() {
+                assert!(
+                    text.contains(name),
+                    "{sub} --help lacks model {name}: {text}"
+                );
+            }
+        }
+    }
     // A mistyped flag is a usage error (status 2), not a run.
     let o = trainer(&["extract", "--model", "vgg19"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
@@ -357,4 +375,63 @@ fn extract_errors_say_what_to_do() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
     assert!(!out.exists());
+}
+
+#[test]
+fn extract_without_weights_uses_the_model_s_default_weights() {
+    let dir = TempDir::new("extract-default");
+    let w = seeded_weights("vgg16", dir.path());
+    let with = dir.path().join("with.npy");
+    let (_, expected, _) = run_extract("vgg16", &w, 32, "avg", &with);
+    // A cache holding the converted default weights (as `train` leaves them
+    // after a download): extract without --weights must use them, offline.
+    let cache = dir.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let default = models::registry::find("vgg16")
+        .unwrap()
+        .weights_file(None, 32, false)
+        .unwrap();
+    std::fs::copy(
+        &w,
+        cache.join(default.file_name.replace(".h5", ".safetensors")),
+    )
+    .unwrap();
+    let out = dir.path().join("without.npy");
+    let data = keras_fixture("cifar_sample.bin");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_trainer"))
+            .env("THAW_CACHE_DIR", &cache)
+            .args(["extract", "--model", "vgg16", "--data"])
+            .arg(&data)
+            .args(["--image-size", "32", "--pooling", "avg", "--device", "cpu"])
+            .args(["--batch-size", "3", "--out"]) // as run_extract: the same GEMM shapes
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let NpyData::F32(got) = npy::read(&out).unwrap().data else {
+        panic!("features are not f32")
+    };
+    // The same weights, images and batches: the same bits.
+    assert!(
+        got == expected,
+        "features differ from --weights' (max |diff| {})",
+        {
+            got.iter()
+                .zip(&expected)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max)
+        }
+    );
+    // --alpha is refused for a model without variants, before any work.
+    let o = run(&["--alpha", "0.5"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("vgg16 has no variants"),
+        "{}",
+        stderr(&o)
+    );
 }

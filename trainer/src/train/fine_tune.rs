@@ -6,13 +6,13 @@
 //! One step:
 //!
 //! ```text
-//! uint8 batch ─▶ model_input (resize, caffe) ─▶ backbone (recording from BLOCK on) ─▶ head (dropout on)
+//! uint8 batch ─▶ model_input (resize, preprocessing) ─▶ backbone (recording from BLOCK on) ─▶ head (dropout on)
 //!   ─▶ softmax cross-entropy ─▶ backward ─▶ Adam on the unfrozen block + head
 //! ```
 //!
 //! It runs where the backbone is. On a GPU the head moves there for the
 //! run (and back to the CPU at the end); each batch goes up as uint8 and is
-//! resized + caffe-preprocessed there in one kernel (as in extraction), the
+//! resized + preprocessed there in one kernel (as in extraction), the
 //! forward, backward and Adam step stay on the GPU, and only the loss and
 //! the logits (for the accuracy) come back per step. Snapshots of the best
 //! weights stay on the GPU too; the model file gets host copies.

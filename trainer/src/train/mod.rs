@@ -207,7 +207,7 @@ pub fn read_weights(
 ) -> Result<(weights::NamedTensors, String)> {
     let tensors = crate::convert::read_weight_file(path, backbone).map_err(|e| {
         let example = registry::find(backbone.name())
-            .and_then(|entry| entry.weights_file(backbone.options().alpha, 224, false))
+            .and_then(|e| e.weights_file(backbone.options().alpha, e.sizes.default, false))
             .map(|f| f.file_name)
             .unwrap_or_default();
         Error::Usage(format!(
