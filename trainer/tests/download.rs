@@ -481,3 +481,43 @@ fn registered_weights_and_cache_dir() {
         Path::new("/home/someone/.cache/thaw")
     );
 }
+
+#[test]
+fn the_layout_check_names_the_first_missing_or_non_finite_tensor() {
+    // The check `train` and `extract` give weights published without a
+    // checksum (MobileNet), here on VGG16's weight list.
+    let dir = TempDir::new("layout");
+    let backbone = trainer::train::model_file::build_backbone("vgg16", None).unwrap();
+    let spec = backbone.weight_spec();
+    let mut tensors = weights::seeded::generate(&spec, 7);
+    let good = dir.path().join("good.safetensors");
+    weights::save_safetensors(&good, &tensors, &Default::default()).unwrap();
+    trainer::train::check_layout(&good, backbone.as_ref()).unwrap();
+
+    // A NaN in block3_conv2's bias.
+    let i = tensors
+        .iter()
+        .position(|(n, _)| n == "block3_conv2/bias")
+        .unwrap();
+    let mut v = tensors[i].1.to_vec_f32();
+    v[5] = f32::NAN;
+    tensors[i].1 = engine::Tensor::from_vec(v, &[256]).unwrap();
+    let nan = dir.path().join("nan.safetensors");
+    weights::save_safetensors(&nan, &tensors, &Default::default()).unwrap();
+    let msg = trainer::train::check_layout(&nan, backbone.as_ref())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("block3_conv2/bias") && msg.contains("not finite"),
+        "{msg}"
+    );
+
+    // A file without block5_conv3's kernel (another model's, or cut short).
+    tensors.retain(|(n, _)| n != "block5_conv3/kernel");
+    let missing = dir.path().join("missing.safetensors");
+    weights::save_safetensors(&missing, &tensors, &Default::default()).unwrap();
+    let msg = trainer::train::check_layout(&missing, backbone.as_ref())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("block5_conv3/kernel is missing"), "{msg}");
+}

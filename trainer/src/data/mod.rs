@@ -38,10 +38,6 @@ pub const CIFAR10_CLASSES: [&str; 10] = [
     "truck",
 ];
 
-/// Keras's 'caffe' preprocessing subtracts these ImageNet channel means, in
-/// B, G, R order, after flipping RGB to BGR.
-pub const CAFFE_MEAN_BGR: [f32; 3] = [103.939, 116.779, 123.68];
-
 /// Which part of a dataset to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Split {
@@ -149,18 +145,6 @@ pub fn load(path: &Path, split: Split) -> Result<Dataset> {
     }
 }
 
-/// Keras's `preprocess_input` in 'caffe' mode on uint8 RGB NHWC pixels:
-/// out = BGR pixel - ImageNet BGR mean, as f32 NHWC of the same shape.
-pub fn caffe_preprocess(images: &[u8]) -> Vec<f32> {
-    let mut out = vec![0f32; images.len()];
-    for (o, px) in out.chunks_exact_mut(3).zip(images.chunks_exact(3)) {
-        o[0] = px[2] as f32 - CAFFE_MEAN_BGR[0];
-        o[1] = px[1] as f32 - CAFFE_MEAN_BGR[1];
-        o[2] = px[0] as f32 - CAFFE_MEAN_BGR[2];
-    }
-    out
-}
-
 /// One-hot rows `(N, num_classes)` from integer labels; errors on a label
 /// outside `0..num_classes`.
 pub fn one_hot(labels: &[u8], num_classes: usize) -> Result<Vec<f32>> {
@@ -179,7 +163,7 @@ pub fn one_hot(labels: &[u8], num_classes: usize) -> Result<Vec<f32>> {
 
 /// The original assignment's `preprocess_data(X, Y)`: uint8 images
 /// `(N, 32, 32, 3)` (flat NHWC, RGB) and labels `(N,)` in; the model's
-/// preprocessed input (f32 NHWC, caffe mode: BGR minus the ImageNet means,
+/// preprocessed input (f32 NHWC, caffe mode, the default ResNet50's: BGR minus the ImageNet means,
 /// still 32x32: resizing to the model's input size happens in the model
 /// pipeline) and one-hot labels `(N, num_classes)` out.
 pub fn preprocess_data(
@@ -196,7 +180,9 @@ pub fn preprocess_data(
             n * IMAGE_BYTES
         )));
     }
-    let x = Tensor::from_vec(caffe_preprocess(images), &[n, IMAGE_SIDE, IMAGE_SIDE, 3])?;
+    let pixels: Vec<f32> = images.iter().map(|&p| p as f32).collect();
+    let x = Tensor::from_vec(pixels, &[n, IMAGE_SIDE, IMAGE_SIDE, 3])?;
+    let x = models::preprocess_input(models::Preprocessing::Caffe, &x)?;
     let y = Tensor::from_vec(one_hot(labels, num_classes)?, &[n, num_classes])?;
     Ok((x, y))
 }

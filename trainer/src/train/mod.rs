@@ -415,9 +415,14 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
         .output_shape(1, image_size, image_size)
         .map_err(|e| Error::Usage(e.to_string()))?[1];
     eprintln!(
-        "backbone: {} ({} weight tensors from {weights_from}), {image_size}x{image_size} input, \
-         {dim} features, convolutions in {} for feature extraction",
+        "backbone: {}{} ({} weight tensors from {weights_from}), {image_size}x{image_size} \
+         input, {dim} features, convolutions in {} for feature extraction",
         backbone.name(),
+        backbone
+            .options()
+            .alpha
+            .map(|a| format!(" alpha {}", registry::python_float(a)))
+            .unwrap_or_default(),
         backbone.params().len(),
         opts.precision
     );
