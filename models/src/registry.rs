@@ -184,8 +184,7 @@ pub static MODELS: &[ModelEntry] = &[
     ModelEntry {
         name: "mobilenet",
         keras_name: "MobileNet",
-        summary: "MobileNet v1 (conv1 .. conv_pw_13; 1024 x alpha features; --alpha 0.25, 0.5, \
-                  0.75, 1.0)",
+        summary: "MobileNet v1 (conv1 .. conv_pw_13; 1024 x alpha features)",
         variants: Variants::Alpha(&[0.25, 0.5, 0.75, 1.0]),
         sizes: InputSizes {
             default: 224,
@@ -210,8 +209,7 @@ pub static MODELS: &[ModelEntry] = &[
     ModelEntry {
         name: "mobilenet_v2",
         keras_name: "MobileNetV2",
-        summary: "MobileNetV2 (Conv1 .. Conv_1; 1280 features, more above alpha 1; --alpha \
-                  0.35, 0.5, 0.75, 1.0, 1.3, 1.4)",
+        summary: "MobileNetV2 (Conv1 .. Conv_1; 1280 features, more above alpha 1)",
         variants: Variants::Alpha(&[0.35, 0.5, 0.75, 1.0, 1.3, 1.4]),
         sizes: InputSizes {
             default: 224,
@@ -352,12 +350,6 @@ impl ModelEntry {
             )));
         }
         Ok(())
-    }
-
-    /// The `--fine-tune` block names, comma-separated (for messages and `--help`).
-    pub fn fine_tune_names(&self) -> String {
-        let names: Vec<&str> = self.fine_tune.iter().map(|b| b.name).collect();
-        names.join(", ")
     }
 }
 
