@@ -18,6 +18,9 @@ pub enum Error {
     Corrupt(String),
     /// The file is well formed but does not fit the model (missing, extra, wrong shape or dtype).
     Mismatch(String),
+    /// The file asks for something a safe reader never does (a PyTorch
+    /// pickle naming code, or a tensor type thaw does not read).
+    Refused(String),
 }
 
 impl Error {
@@ -39,6 +42,7 @@ impl fmt::Display for Error {
             Error::Io { what, source } => write!(f, "weights: {what}: {source}"),
             Error::Corrupt(msg) => write!(f, "weights: corrupt file: {msg}"),
             Error::Mismatch(msg) => write!(f, "weights: {msg}"),
+            Error::Refused(msg) => write!(f, "weights: {msg}"),
         }
     }
 }

