@@ -9,7 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::layers::WeightedLayer;
-use crate::{ResNet50, Vgg16};
+use crate::{MobileNet, MobileNetV2, ResNet50, Vgg16};
 use engine::{DType, Device, Param, Precision, Tensor};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
@@ -82,13 +82,16 @@ impl ModelOptions {
     }
 }
 
-/// A model known by name: "vgg16" or "resnet50".
+/// A model known by name: "vgg16", "resnet50", "mobilenet" or "mobilenet_v2"
+/// (the MobileNets at α = 1.0; `MobileNet::with_alpha` for the others).
 pub fn build(name: &str, options: &ModelOptions) -> Result<Box<dyn Backbone>> {
     match name.to_ascii_lowercase().as_str() {
         "vgg16" => Ok(Box::new(Vgg16::new(options)?)),
         "resnet50" => Ok(Box::new(ResNet50::new(options)?)),
+        "mobilenet" => Ok(Box::new(MobileNet::new(options)?)),
+        "mobilenet_v2" => Ok(Box::new(MobileNetV2::new(options)?)),
         other => Err(Error::model(format!(
-            "unknown model '{other}': use vgg16 or resnet50"
+            "unknown model '{other}': use vgg16, resnet50, mobilenet or mobilenet_v2"
         ))),
     }
 }

@@ -1,12 +1,16 @@
-//! Whole-model parity with Keras: full-size VGG16 and ResNet50 with the
-//! seeded weights (`weights::seeded::generate`, bit-identical to the Python
-//! twin `tests/fixtures/keras/seeded.py`), on 4 real CIFAR-10 images
-//! (`tests/fixtures/keras/cifar_sample.bin`, decoded pixels), at the input
-//! sizes the fixture holds (32 and 64), through exactly what `extract` does:
-//! bilinear resize, caffe preprocessing, the backbone, global pooling.
+//! Whole-model parity with Keras: full-size VGG16, ResNet50, MobileNet and
+//! MobileNetV2 with the seeded weights (`weights::seeded::generate`,
+//! bit-identical to the Python twin `tests/fixtures/keras/seeded.py`), on 4
+//! real CIFAR-10 images (`tests/fixtures/keras/cifar_sample.bin`, decoded
+//! pixels), at the input sizes the fixtures hold, through exactly what
+//! `extract` does: bilinear resize, preprocessing ('caffe' for VGG16 and
+//! ResNet50 at 32 and 64; 'tf' for the MobileNets, at several alphas and at
+//! sizes 32 to 128 that include odd sides before stride-2 layers, plus the
+//! with-top model at 224), the backbone, global pooling.
 //!
 //! Expected values: `tests/fixtures/keras/<model>_reference.{json,bin}`,
-//! written by `tests/fixtures/keras/gen_keras.py` with Keras 3 (format in
+//! written by `tests/fixtures/keras/gen_keras.py` (VGG16, ResNet50) and
+//! `gen_mobilenet.py` (the MobileNets) with Keras 3 (format in
 //! `tests/fixtures/keras/README.md`): the pooled features in full and
 //! intermediate activations at seeded sample positions. Each compared tensor
 //! must be within relative L2 error 1e-5, rel = ||ours − keras||₂ / ||keras||₂
@@ -22,7 +26,7 @@
 
 use engine::{ops, Device, Tensor};
 use models::layers::{GlobalAveragePooling2D, GlobalMaxPooling2D};
-use models::{build, preprocess_input_caffe, ModelOptions};
+use models::{build, preprocess_input_caffe, Backbone, MobileNet, MobileNetV2, ModelOptions};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -251,4 +255,147 @@ fn resnet50_matches_keras_on_the_gpu() {
     if let Some(device) = gpu_or_skip() {
         parity("resnet50", device);
     }
+}
+
+/// Keras's 'tf' preprocessing, `x / 127.5 - 1` in f32 (as numpy does it:
+/// divide, then subtract), for the MobileNets.
+fn preprocess_tf(x: &Tensor) -> Tensor {
+    let v: Vec<f32> = x
+        .to_vec_f32()
+        .iter()
+        .map(|&p| p / 127.5f32 - 1.0f32)
+        .collect();
+    Tensor::from_vec(v, x.shape()).unwrap()
+}
+
+/// A MobileNet or MobileNetV2 of width `alpha`, with or without its top, with
+/// the seeded weights of `seed`.
+fn mobilenet(model: &str, alpha: f64, include_top: bool, seed: u64) -> Box<dyn Backbone> {
+    let options = ModelOptions {
+        include_top,
+        ..ModelOptions::default()
+    };
+    let net: Box<dyn Backbone> = match model {
+        "mobilenet" => Box::new(MobileNet::with_alpha(&options, alpha).unwrap()),
+        "mobilenet_v2" => Box::new(MobileNetV2::with_alpha(&options, alpha).unwrap()),
+        other => panic!("not a MobileNet: {other}"),
+    };
+    net.load(weights::seeded::generate(&net.weight_spec(), seed))
+        .unwrap();
+    net
+}
+
+/// The MobileNets' parity on the CPU: one model per (alpha, size) group of
+/// the fixture (`gen_mobilenet.py`, Keras built with a fixed input_shape per
+/// size), as `parity` does it (resize, 'tf' preprocessing, backbone, pooling),
+/// plus the with-top model at 224 (its pooled features, v1's logits and the
+/// probabilities).
+fn mobilenet_parity(model: &str) {
+    let dir = fixture_dir();
+    let index: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(format!("{model}_reference.json")))
+            .expect("written by gen_mobilenet.py"),
+    )
+    .unwrap();
+    let blob = std::fs::read(dir.join(index["data"].as_str().unwrap())).unwrap();
+    let images =
+        read_cifar_batch(&std::fs::read(dir.join(index["images"].as_str().unwrap())).unwrap());
+    let seed = index["seed"].as_u64().unwrap();
+    let entries = index["entries"].as_array().unwrap();
+
+    // (alpha, size, with top) groups in fixture order.
+    let mut groups: Vec<(f64, u64, bool)> = Vec::new();
+    for e in entries {
+        let g = (
+            e["alpha"].as_f64().unwrap(),
+            e["size"].as_u64().unwrap(),
+            e["top"].as_bool().unwrap_or(false),
+        );
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    assert!(groups.len() >= 4, "several alphas and sizes: {groups:?}");
+    let _frozen = engine::no_grad();
+    let mut worst = (0f64, String::new());
+    let mut checked = 0;
+    for &(alpha, size, top) in &groups {
+        let s = size as usize;
+        let at: Vec<&Value> = entries
+            .iter()
+            .filter(|e| {
+                e["alpha"].as_f64() == Some(alpha)
+                    && e["size"] == size
+                    && e["top"].as_bool().unwrap_or(false) == top
+            })
+            .collect();
+        let layers: Vec<&str> = at
+            .iter()
+            .filter(|e| e["stage"] == "layer")
+            .map(|e| e["layer"].as_str().unwrap())
+            .collect();
+        let net = mobilenet(model, alpha, top, seed);
+        let start = std::time::Instant::now();
+        let resized = if s == 32 {
+            images.clone()
+        } else {
+            ops::bilinear_resize(&images, s, s).unwrap()
+        };
+        let x = preprocess_tf(&resized);
+        let (out, taps) = net.forward_with_taps(&x, &layers).unwrap();
+        let (avg, max) = if top {
+            (None, None)
+        } else {
+            (
+                Some(GlobalAveragePooling2D::new("avg").forward(&out).unwrap()),
+                Some(GlobalMaxPooling2D::new("max").forward(&out).unwrap()),
+            )
+        };
+        println!(
+            "{model} alpha {alpha} at {s}x{s}{}: forward {:.2} s",
+            if top { " with its top" } else { "" },
+            start.elapsed().as_secs_f64()
+        );
+        for e in at {
+            let ours = match e["stage"].as_str().unwrap() {
+                "preprocessed" => &x,
+                "layer" => &taps[e["layer"].as_str().unwrap()],
+                "output" => &out,
+                "pooled" => match e["pooling"].as_str().unwrap() {
+                    "avg" => avg.as_ref().unwrap(),
+                    "max" => max.as_ref().unwrap(),
+                    other => panic!("unknown pooling {other}"),
+                },
+                other => panic!("unknown stage {other}"),
+            };
+            let rel = compare(ours, e, &blob);
+            let name = e["name"].as_str().unwrap();
+            let n = e["values"]["count"].as_u64().unwrap();
+            println!("  {model:12} {name:38} {n:6} values  rel L2 {rel:.3e}");
+            if rel.is_nan() || rel > worst.0 {
+                worst = (rel, name.to_string());
+            }
+            checked += 1;
+        }
+    }
+    println!(
+        "{model}: {checked} tensors compared, worst rel L2 {:.3e} ({})",
+        worst.0, worst.1
+    );
+    assert!(
+        worst.0 <= TOLERANCE,
+        "{model}: {} differs from Keras by rel L2 {:.3e} > {TOLERANCE:e}",
+        worst.1,
+        worst.0
+    );
+}
+
+#[test]
+fn mobilenet_matches_keras() {
+    mobilenet_parity("mobilenet");
+}
+
+#[test]
+fn mobilenet_v2_matches_keras() {
+    mobilenet_parity("mobilenet_v2");
 }
