@@ -18,7 +18,8 @@
 //! the figures.
 //!
 //! The `*_on_the_gpu` tests run the same comparison on GPU 0 (weights moved
-//! there once; the input through the fused uint8 -> resize -> caffe kernel),
+//! there once; the input through the fused uint8 -> resize -> caffe kernel;
+//! for the MobileNets, resized on the GPU and 'tf'-preprocessed on the host),
 //! with the same tolerance: TF32 is off, so cuDNN and cuBLAS compute in f32.
 //! Without a usable GPU they print SKIPPED. On an H100 (2026-11-23) the
 //! worst relative L2 errors on the GPU were 2.3e-6 (VGG16 block5_conv3 at
@@ -258,19 +259,28 @@ fn resnet50_matches_keras_on_the_gpu() {
 }
 
 /// Keras's 'tf' preprocessing, `x / 127.5 - 1` in f32 (as numpy does it:
-/// divide, then subtract), for the MobileNets.
+/// divide, then subtract), for the MobileNets; on the host, the result on `x`'s device.
 fn preprocess_tf(x: &Tensor) -> Tensor {
     let v: Vec<f32> = x
         .to_vec_f32()
         .iter()
         .map(|&p| p / 127.5f32 - 1.0f32)
         .collect();
-    Tensor::from_vec(v, x.shape()).unwrap()
+    Tensor::from_vec(v, x.shape())
+        .unwrap()
+        .to_device(x.device())
+        .unwrap()
 }
 
 /// A MobileNet or MobileNetV2 of width `alpha`, with or without its top, with
-/// the seeded weights of `seed`.
-fn mobilenet(model: &str, alpha: f64, include_top: bool, seed: u64) -> Box<dyn Backbone> {
+/// the seeded weights of `seed`, on `device`.
+fn mobilenet(
+    model: &str,
+    alpha: f64,
+    include_top: bool,
+    seed: u64,
+    device: Device,
+) -> Box<dyn Backbone> {
     let options = ModelOptions {
         include_top,
         ..ModelOptions::default()
@@ -282,15 +292,16 @@ fn mobilenet(model: &str, alpha: f64, include_top: bool, seed: u64) -> Box<dyn B
     };
     net.load(weights::seeded::generate(&net.weight_spec(), seed))
         .unwrap();
+    net.to_device(device).unwrap();
     net
 }
 
-/// The MobileNets' parity on the CPU: one model per (alpha, size) group of
+/// The MobileNets' parity on `device`: one model per (alpha, size) group of
 /// the fixture (`gen_mobilenet.py`, Keras built with a fixed input_shape per
 /// size), as `parity` does it (resize, 'tf' preprocessing, backbone, pooling),
 /// plus the with-top model at 224 (its pooled features, v1's logits and the
 /// probabilities).
-fn mobilenet_parity(model: &str) {
+fn mobilenet_parity(model: &str, device: Device) {
     let dir = fixture_dir();
     let index: Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join(format!("{model}_reference.json")))
@@ -299,7 +310,9 @@ fn mobilenet_parity(model: &str) {
     .unwrap();
     let blob = std::fs::read(dir.join(index["data"].as_str().unwrap())).unwrap();
     let images =
-        read_cifar_batch(&std::fs::read(dir.join(index["images"].as_str().unwrap())).unwrap());
+        read_cifar_batch(&std::fs::read(dir.join(index["images"].as_str().unwrap())).unwrap())
+            .to_device(device)
+            .unwrap();
     let seed = index["seed"].as_u64().unwrap();
     let entries = index["entries"].as_array().unwrap();
 
@@ -334,7 +347,7 @@ fn mobilenet_parity(model: &str) {
             .filter(|e| e["stage"] == "layer")
             .map(|e| e["layer"].as_str().unwrap())
             .collect();
-        let net = mobilenet(model, alpha, top, seed);
+        let net = mobilenet(model, alpha, top, seed, device);
         let start = std::time::Instant::now();
         let resized = if s == 32 {
             images.clone()
@@ -352,7 +365,7 @@ fn mobilenet_parity(model: &str) {
             )
         };
         println!(
-            "{model} alpha {alpha} at {s}x{s}{}: forward {:.2} s",
+            "{model} alpha {alpha} at {s}x{s}{} on {device}: forward {:.2} s",
             if top { " with its top" } else { "" },
             start.elapsed().as_secs_f64()
         );
@@ -392,10 +405,24 @@ fn mobilenet_parity(model: &str) {
 
 #[test]
 fn mobilenet_matches_keras() {
-    mobilenet_parity("mobilenet");
+    mobilenet_parity("mobilenet", Device::Cpu);
 }
 
 #[test]
 fn mobilenet_v2_matches_keras() {
-    mobilenet_parity("mobilenet_v2");
+    mobilenet_parity("mobilenet_v2", Device::Cpu);
+}
+
+#[test]
+fn mobilenet_matches_keras_on_the_gpu() {
+    if let Some(device) = gpu_or_skip() {
+        mobilenet_parity("mobilenet", device);
+    }
+}
+
+#[test]
+fn mobilenet_v2_matches_keras_on_the_gpu() {
+    if let Some(device) = gpu_or_skip() {
+        mobilenet_parity("mobilenet_v2", device);
+    }
 }
