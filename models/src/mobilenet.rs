@@ -63,9 +63,9 @@ pub(crate) fn check_alpha(model: &str, alpha: f64, allowed: &[f64]) -> Result<()
     if allowed.contains(&alpha) {
         return Ok(());
     }
-    let list: Vec<String> = allowed.iter().map(|a| format!("{a}")).collect();
+    let list: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
     Err(Error::model(format!(
-        "{model}: alpha {alpha} is not one Keras publishes weights for; use one of {}",
+        "{model}: alpha {alpha:?} is not one Keras publishes weights for; use one of {}",
         list.join(", ")
     )))
 }

@@ -713,12 +713,12 @@ fn mobilenet_refuses_alphas_keras_does_not_publish() {
     let o = ModelOptions::default();
     let err = MobileNet::with_alpha(&o, 0.35).err().unwrap().to_string();
     assert!(
-        err.contains("MobileNet: alpha 0.35") && err.contains("0.25, 0.5, 0.75, 1"),
+        err.contains("MobileNet: alpha 0.35") && err.contains("0.25, 0.5, 0.75, 1.0"),
         "{err}"
     );
     let err = MobileNetV2::with_alpha(&o, 0.25).err().unwrap().to_string();
     assert!(
-        err.contains("MobileNetV2: alpha 0.25") && err.contains("0.35, 0.5, 0.75, 1, 1.3, 1.4"),
+        err.contains("MobileNetV2: alpha 0.25") && err.contains("0.35, 0.5, 0.75, 1.0, 1.3, 1.4"),
         "{err}"
     );
     assert!(MobileNetV2::with_alpha(&o, 2.0).is_err());
