@@ -15,6 +15,8 @@
 //   add_bias_inplace_f32: y[i] += bias[i % c]          (a conv's bias, on cuDNN's fresh output)
 //   relu_forward_f32:   y = x > 0 ? x : 0
 //   relu_backward_f32:  dx = x > 0 ? dy : 0            (derivative at 0 is 0, as on the CPU)
+//   relu6_forward_f32:  y = x > 0 ? (x < 6 ? x : 6) : 0
+//   relu6_backward_f32: dx = 0 < x < 6 ? dy : 0       (0 at both kinks: TensorFlow's Relu6Grad)
 //   bias_relu_forward_f32:  y = max(x + bias, 0)       (Conv2D/Dense + ReLU in one pass;
 //                       its backward is relu_backward on y, since y > 0 iff x + bias > 0)
 //   column_sum_partial_f32 / column_sum_final_f32:
@@ -116,6 +118,24 @@ extern "C" __global__ void relu_backward_f32(const float* x, const float* dy, fl
     for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
          i += (unsigned long long)gridDim.x * blockDim.x) {
         dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+    }
+}
+
+extern "C" __global__ void relu6_forward_f32(const float* x, float* y, unsigned long long n) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x) {
+        float v = x[i];
+        // Comparisons (not fminf/fmaxf), so NaN maps to 0 as on the CPU.
+        y[i] = v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f;
+    }
+}
+
+extern "C" __global__ void relu6_backward_f32(const float* x, const float* dy, float* dx,
+                                              unsigned long long n) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x) {
+        float v = x[i];
+        dx[i] = (v > 0.0f && v < 6.0f) ? dy[i] : 0.0f;
     }
 }
 

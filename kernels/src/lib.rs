@@ -80,6 +80,8 @@ pub const KERNELS: &[(&str, &str, &[&str])] = &[
             "add_bias_inplace_f32",
             "relu_forward_f32",
             "relu_backward_f32",
+            "relu6_forward_f32",
+            "relu6_backward_f32",
             "bias_relu_forward_f32",
             "column_sum_partial_f32",
             "column_sum_final_f32",
@@ -122,6 +124,15 @@ pub const KERNELS: &[(&str, &str, &[&str])] = &[
         &["sgd_update_f32", "sgd_momentum_update_f32"],
     ),
     ("conv2d", include_str!("conv2d.cu"), &["transpose_f32"]),
+    (
+        "depthwise_conv2d",
+        include_str!("depthwise_conv2d.cu"),
+        &[
+            "depthwise_conv2d_forward_f32",
+            "depthwise_conv2d_dx_f32",
+            "depthwise_conv2d_dkernel_partial_f32",
+        ],
+    ),
     (
         "pool2d",
         include_str!("pool2d.cu"),

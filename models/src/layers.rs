@@ -52,6 +52,8 @@ pub enum Activation {
     Linear,
     /// y = max(x, 0).
     Relu,
+    /// y = min(max(x, 0), 6) (Keras `ReLU(6.0)`).
+    Relu6,
     /// Softmax along the last axis (ImageNet predictions).
     Softmax,
 }
@@ -61,6 +63,7 @@ impl Activation {
         match self {
             Activation::Linear => Ok(x),
             Activation::Relu => ops::relu(&x),
+            Activation::Relu6 => ops::relu6(&x),
             Activation::Softmax => ops::softmax(&x),
         }
     }
@@ -154,6 +157,12 @@ impl Conv2D {
         }
     }
 
+    /// The same layer without its bias (Keras `use_bias=False`).
+    pub fn without_bias(mut self) -> Conv2D {
+        self.bias = None;
+        self
+    }
+
     /// Output channels.
     pub fn filters(&self) -> usize {
         *self.kernel.shape().last().unwrap_or(&0)
@@ -195,6 +204,74 @@ impl WeightedLayer for Conv2D {
     }
     fn precision(&self) -> Precision {
         *self.precision.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Keras `DepthwiseConv2D`: each input channel convolved with its own
+/// `m` filters (depth multiplier m), no mixing across channels; kernel
+/// `[kh, kw, c, m]`, output channel `ci·m + j`. The multiply-accumulate is
+/// always f32 (a memory-bound layer gains nothing from 16-bit operands).
+pub struct DepthwiseConv2D {
+    name: String,
+    /// `<name>/depthwise_kernel`, `[kh, kw, c, m]` (the published files' name).
+    pub kernel: Param,
+    /// `<name>/bias`, `[c·m]`, when Keras has `use_bias=True`.
+    pub bias: Option<Param>,
+    /// Stride (height, width).
+    pub stride: (usize, usize),
+    /// Keras `padding`: `Same` or `Valid`.
+    pub padding: Padding,
+}
+
+impl DepthwiseConv2D {
+    /// A depthwise layer over `channels` channels with a `kh`×`kw` kernel and
+    /// depth multiplier 1, without bias (as MobileNet uses it); Glorot-initialised
+    /// with Keras's fans for a `[kh, kw, c, 1]` kernel.
+    pub fn new(
+        name: &str,
+        (kh, kw): (usize, usize),
+        channels: usize,
+        stride: usize,
+        padding: Padding,
+        init: &mut Init,
+    ) -> DepthwiseConv2D {
+        let kernel = init.glorot(&[kh, kw, channels, 1], kh * kw * channels, kh * kw);
+        DepthwiseConv2D {
+            name: name.to_string(),
+            kernel: Param::new(format!("{name}/depthwise_kernel"), kernel),
+            bias: None,
+            stride: (stride, stride),
+            padding,
+        }
+    }
+
+    /// Runs the layer.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let bias = self.bias.as_ref().map(|b| b.tensor());
+        ops::depthwise_conv2d(
+            x,
+            &self.kernel.tensor(),
+            bias.as_ref(),
+            self.stride,
+            self.padding,
+        )
+        .map_err(Error::in_layer(&self.name))
+    }
+}
+
+impl WeightedLayer for DepthwiseConv2D {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn weights(&self) -> Vec<Param> {
+        std::iter::once(self.kernel.clone())
+            .chain(self.bias.clone())
+            .collect()
+    }
+    fn set_trainable(&self, trainable: bool) {
+        self.weights()
+            .iter()
+            .for_each(|p| p.set_trainable(trainable));
     }
 }
 
@@ -274,7 +351,8 @@ pub struct BatchNormalization {
     pub moving_variance: Param,
     /// Added to the variance (ResNet50 uses 1.001e-5, Keras's default is 1e-3).
     pub epsilon: f64,
-    /// Weight of the old value in the moving-average update (Keras: 0.99).
+    /// Weight of the old value in the moving-average update (Keras: 0.99;
+    /// MobileNetV2: 0.999, see [`BatchNormalization::with_momentum`]).
     pub momentum: f64,
     inference_only: AtomicBool,
 }
@@ -302,6 +380,12 @@ impl BatchNormalization {
             momentum: BN_MOMENTUM,
             inference_only: AtomicBool::new(false),
         }
+    }
+
+    /// The same layer with another moving-average momentum.
+    pub fn with_momentum(mut self, momentum: f64) -> BatchNormalization {
+        self.momentum = momentum;
+        self
     }
 
     /// Pins the layer to inference mode (true) even when the model runs in
@@ -403,6 +487,25 @@ impl ReLU {
     }
 }
 
+/// Keras `ReLU(6.0)` as its own named layer (MobileNet's `conv1_relu`).
+pub struct ReLU6 {
+    /// The Keras layer name.
+    pub name: String,
+}
+
+impl ReLU6 {
+    /// A named ReLU6 layer.
+    pub fn new(name: &str) -> ReLU6 {
+        ReLU6 {
+            name: name.to_string(),
+        }
+    }
+    /// y = min(max(x, 0), 6).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ops::relu6(x).map_err(Error::in_layer(&self.name))
+    }
+}
+
 /// Keras `MaxPooling2D` (Keras's default padding is `valid`).
 pub struct MaxPooling2D {
     /// The Keras layer name (`block1_pool`).
@@ -461,25 +564,98 @@ impl AveragePooling2D {
     }
 }
 
+/// How many zero rows and columns a [`ZeroPadding2D`] adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZeroPad {
+    /// Keras `padding=((top, bottom), (left, right))`.
+    Fixed {
+        /// Rows above.
+        top: usize,
+        /// Rows below.
+        bottom: usize,
+        /// Columns on the left.
+        left: usize,
+        /// Columns on the right.
+        right: usize,
+    },
+    /// Keras's `imagenet_utils.correct_pad(x, kernel)`, the padding before a
+    /// stride-2 'valid' convolution in MobileNetV2: `k/2` below and on the
+    /// right, `k/2` above and on the left for an odd side but `k/2 − 1` for an
+    /// even one. Keras computes it from the static input size (assuming even
+    /// sides when the size is `None`); thaw computes it from the actual side
+    /// of each input, which is Keras's model built with a fixed
+    /// `input_shape=(S, S, 3)`.
+    CorrectPad {
+        /// The kernel side of the convolution that follows.
+        kernel: usize,
+    },
+}
+
+impl ZeroPad {
+    /// (top, bottom, left, right) for an input of `h`×`w`.
+    pub fn amounts(self, h: usize, w: usize) -> (usize, usize, usize, usize) {
+        match self {
+            ZeroPad::Fixed {
+                top,
+                bottom,
+                left,
+                right,
+            } => (top, bottom, left, right),
+            ZeroPad::CorrectPad { kernel } => {
+                let c = kernel / 2;
+                // adjust = 1 − side % 2; before = c − adjust.
+                (
+                    (c + h % 2).saturating_sub(1),
+                    c,
+                    (c + w % 2).saturating_sub(1),
+                    c,
+                )
+            }
+        }
+    }
+}
+
 /// Keras `ZeroPadding2D`: zero rows and columns around the image.
 pub struct ZeroPadding2D {
     /// The Keras layer name (`conv1_pad`).
     pub name: String,
-    /// Rows added at the top and bottom, columns at the left and right.
-    pub padding: (usize, usize, usize, usize),
+    /// The rows and columns added.
+    pub padding: ZeroPad,
 }
 
 impl ZeroPadding2D {
     /// `p` zeros on every side (Keras `padding=((p, p), (p, p))`).
     pub fn new(name: &str, p: usize) -> ZeroPadding2D {
+        ZeroPadding2D::with(name, (p, p), (p, p))
+    }
+    /// Keras `padding=((top, bottom), (left, right))`.
+    pub fn with(
+        name: &str,
+        (top, bottom): (usize, usize),
+        (left, right): (usize, usize),
+    ) -> ZeroPadding2D {
         ZeroPadding2D {
             name: name.to_string(),
-            padding: (p, p, p, p),
+            padding: ZeroPad::Fixed {
+                top,
+                bottom,
+                left,
+                right,
+            },
+        }
+    }
+    /// Keras `padding=correct_pad(x, kernel)`, from each input's own size (see [`ZeroPad::CorrectPad`]).
+    pub fn correct_pad(name: &str, kernel: usize) -> ZeroPadding2D {
+        ZeroPadding2D {
+            name: name.to_string(),
+            padding: ZeroPad::CorrectPad { kernel },
         }
     }
     /// Pads height and width.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (t, b, l, r) = self.padding;
+        let s = x.shape();
+        let (h, w) = if s.len() == 4 { (s[1], s[2]) } else { (0, 0) };
+        let (t, b, l, r) = self.padding.amounts(h, w);
         ops::zero_pad2d(x, t, b, l, r).map_err(Error::in_layer(&self.name))
     }
 }
@@ -539,6 +715,34 @@ impl Flatten {
     /// Flattens all axes but the first.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         ops::flatten(x).map_err(Error::in_layer(&self.name))
+    }
+}
+
+/// Keras `Reshape`: `[n, ...]` to `[n, target...]` (row-major, as Keras for
+/// channels-last tensors).
+pub struct Reshape {
+    /// The Keras layer name (`reshape_1`).
+    pub name: String,
+    /// The shape of one sample (Keras's `target_shape`).
+    pub target: Vec<usize>,
+}
+
+impl Reshape {
+    /// A named layer reshaping each sample to `target`.
+    pub fn new(name: &str, target: &[usize]) -> Reshape {
+        Reshape {
+            name: name.to_string(),
+            target: target.to_vec(),
+        }
+    }
+    /// Reshapes all axes but the first.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let shape: Vec<usize> = x.shape()[..1.min(x.shape().len())]
+            .iter()
+            .chain(&self.target)
+            .copied()
+            .collect();
+        ops::reshape(x, &shape).map_err(Error::in_layer(&self.name))
     }
 }
 

@@ -9,9 +9,12 @@
 //! - [`registry`]: one [`ModelEntry`] per model (name, variants, sizes,
 //!   preprocessing, weights, fine-tune blocks, feature width, top, citation,
 //!   constructor) and [`build`] by name. The rest of thaw reads only this.
-//! - [`layers`]: the Keras layers (Conv2D, Dense, BatchNormalization, pools,
-//!   ZeroPadding2D, Flatten, Dropout, Add), thin wrappers over engine ops.
-//! - [`vgg16`] and [`resnet50`]: the two architectures of `keras.applications`.
+//! - [`layers`]: the Keras layers (Conv2D, DepthwiseConv2D, Dense,
+//!   BatchNormalization, ReLU, ReLU6, pools, ZeroPadding2D, Flatten, Reshape,
+//!   Dropout, Add), thin wrappers over engine ops.
+//! - [`vgg16`], [`resnet50`], [`mobilenet`] and [`mobilenet_v2`]: the
+//!   architectures of `keras.applications` (the MobileNets at each published
+//!   width multiplier α).
 //! - [`backbone`]: the [`Backbone`] trait they share (forward, activations by
 //!   layer name, weight spec, loading, freezing) and [`ModelOptions`].
 //! - [`preprocess`]: Keras's `preprocess_input` modes ([`Preprocessing`]:
@@ -25,6 +28,8 @@
 pub mod backbone;
 pub mod error;
 pub mod layers;
+pub mod mobilenet;
+pub mod mobilenet_v2;
 pub mod preprocess;
 pub mod registry;
 pub mod resnet50;
@@ -32,6 +37,8 @@ pub mod vgg16;
 
 pub use backbone::{Backbone, ModelOptions, Pooling};
 pub use error::{Error, Result};
+pub use mobilenet::MobileNet;
+pub use mobilenet_v2::MobileNetV2;
 pub use preprocess::{preprocess_input, Preprocessing, CAFFE_MEAN_BGR};
 pub use registry::{build, ModelEntry};
 pub use resnet50::ResNet50;

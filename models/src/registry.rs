@@ -185,7 +185,7 @@ pub static MODELS: &[ModelEntry] = &[
         name: "mobilenet",
         keras_name: "MobileNet",
         summary: "MobileNet v1 (conv1 .. conv_pw_13; 1024 x alpha features)",
-        variants: Variants::Alpha(&[0.25, 0.5, 0.75, 1.0]),
+        variants: Variants::Alpha(&crate::mobilenet::MOBILENET_ALPHAS),
         sizes: InputSizes {
             default: 224,
             min: 32,
@@ -203,14 +203,13 @@ pub static MODELS: &[ModelEntry] = &[
         top: TopKind::PooledConv1x1,
         citation: "A. G. Howard et al.: MobileNets: Efficient Convolutional Neural Networks for \
                    Mobile Vision Applications, 2017, arXiv:1704.04861",
-        // MERGE: replace with `|o| Ok(Box::new(crate::MobileNet::new(o)?))`.
-        build: |_| Err(not_in_this_build("mobilenet")),
+        build: |o| Ok(Box::new(crate::MobileNet::new(o)?)),
     },
     ModelEntry {
         name: "mobilenet_v2",
         keras_name: "MobileNetV2",
         summary: "MobileNetV2 (Conv1 .. Conv_1; 1280 features, more above alpha 1)",
-        variants: Variants::Alpha(&[0.35, 0.5, 0.75, 1.0, 1.3, 1.4]),
+        variants: Variants::Alpha(&crate::mobilenet_v2::MOBILENET_V2_ALPHAS),
         sizes: InputSizes {
             default: 224,
             min: 32,
@@ -235,17 +234,9 @@ pub static MODELS: &[ModelEntry] = &[
         top: TopKind::PooledDense,
         citation: "M. Sandler, A. Howard, M. Zhu, A. Zhmoginov, L.-C. Chen: MobileNetV2: \
                    Inverted Residuals and Linear Bottlenecks, CVPR 2018, arXiv:1801.04381",
-        // MERGE: replace with `|o| Ok(Box::new(crate::MobileNetV2::new(o)?))`.
-        build: |_| Err(not_in_this_build("mobilenet_v2")),
+        build: |o| Ok(Box::new(crate::MobileNetV2::new(o)?)),
     },
 ];
-
-fn not_in_this_build(name: &str) -> Error {
-    Error::model(format!(
-        "{name} is registered but its architecture is not in this build yet; use vgg16 or \
-         resnet50"
-    ))
-}
 
 /// The registered names, in registry order.
 pub fn names() -> Vec<&'static str> {

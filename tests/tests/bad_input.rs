@@ -264,4 +264,54 @@ fn relu_and_matmul() {
         vec![0.0; 8]
     );
     assert_eq!(ops::relu(&t(&[0, 3])).unwrap().shape(), &[0, 3]);
+    assert_eq!(ops::relu6(&t(&[0, 3])).unwrap().shape(), &[0, 3]);
+    expect_err(
+        ops::relu6(&t(&[2, 3])).and_then(|y| ops::mul(&y, &t64(&[2, 3]))),
+        "mul",
+        &["f32", "f64"],
+    );
+}
+
+#[test]
+fn depthwise_conv2d() {
+    use engine::ops::Padding;
+    let op = "depthwise_conv2d";
+    let dw = |x: &Tensor, k: &Tensor, b: Option<&Tensor>, stride: (usize, usize)| {
+        ops::depthwise_conv2d(x, k, b, stride, Padding::Same)
+    };
+    let (x, k) = (t(&[2, 7, 5, 3]), t(&[3, 3, 3, 2]));
+    // Ranks: a 3-D input, a conv2d-style 3-D kernel, a 2-D bias.
+    expect_err(dw(&t(&[7, 5, 3]), &k, None, (1, 1)), op, &["[7, 5, 3]"]);
+    expect_err(dw(&x, &t(&[3, 3, 3]), None, (1, 1)), op, &["[3, 3, 3]"]);
+    expect_err(
+        dw(&x, &k, Some(&t(&[1, 6])), (1, 1)),
+        op,
+        &["[1, 6]", "[6]"],
+    );
+    // Channels: the kernel's third dim must be the input's channels.
+    expect_err(
+        dw(&x, &t(&[3, 3, 4, 1]), None, (1, 1)),
+        op,
+        &["3 channels", "[3, 3, 4, 1]", "HINT"],
+    );
+    // A bias of c instead of c·m values.
+    expect_err(dw(&x, &k, Some(&t(&[3])), (1, 1)), op, &["[3]", "[6]"]);
+    // Zero-sized dims, a zero stride, a window larger than the input.
+    expect_err(dw(&t(&[0, 7, 5, 3]), &k, None, (1, 1)), op, &["zero-sized"]);
+    expect_err(dw(&x, &t(&[3, 3, 3, 0]), None, (1, 1)), op, &["zero-sized"]);
+    expect_err(dw(&x, &k, None, (0, 1)), op, &["stride 0"]);
+    expect_err(
+        ops::depthwise_conv2d(&t(&[1, 2, 5, 3]), &k, None, (1, 1), Padding::Valid),
+        op,
+        &["[1, 2, 5, 3]", "smaller than the window 3"],
+    );
+    // Mixed dtypes.
+    expect_err(
+        dw(&x, &t64(&[3, 3, 3, 2]), None, (1, 1)),
+        op,
+        &["f32", "f64"],
+    );
+    expect_err(dw(&x, &k, Some(&t64(&[6])), (1, 1)), op, &["f32", "f64"]);
+    // And good input works: [2, 7, 5, 3] at stride 2 'same' → [2, 4, 3, 6].
+    assert_eq!(dw(&x, &k, None, (2, 2)).unwrap().shape(), &[2, 4, 3, 6]);
 }

@@ -321,3 +321,207 @@ fn full_size_vgg16_file_converts_bit_exactly() {
 fn full_size_resnet50_file_converts_bit_exactly() {
     full_size("resnet50");
 }
+
+/// Python for write_h5.py, or None after printing SKIPPED (a panic when
+/// THAW_REQUIRE_FULL_H5 is set).
+fn python_or_skip(what: &str) -> Option<String> {
+    let py = python();
+    if py.is_none() {
+        if std::env::var("THAW_REQUIRE_FULL_H5").is_ok() {
+            panic!("THAW_REQUIRE_FULL_H5 is set but no python with numpy and h5py was found (set THAW_PYTHON)");
+        }
+        tests::skipped(format_args!(
+            "{what}: no python with numpy and h5py (set THAW_PYTHON)"
+        ));
+    }
+    py
+}
+
+/// Writes `dir/name` with write_h5.py and `args`.
+fn write_h5(py: &str, dir: &std::path::Path, name: &str, args: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    let run = Command::new(py)
+        .arg(fixture("write_h5.py"))
+        .args(args)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "write_h5.py {args:?} failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    out
+}
+
+/// A MobileNet or MobileNetV2's weight spec at `alpha`, with or without its top.
+fn mobilenet_spec(model: &str, alpha: f64, include_top: bool) -> Vec<WeightSpec> {
+    use models::{Backbone, MobileNet, MobileNetV2, ModelOptions};
+    let options = ModelOptions {
+        include_top,
+        ..ModelOptions::default()
+    };
+    match model {
+        "mobilenet" => MobileNet::new(&ModelOptions {
+            alpha: Some(alpha),
+            ..options.clone()
+        })
+        .unwrap()
+        .weight_spec(),
+        _ => MobileNetV2::new(&ModelOptions {
+            alpha: Some(alpha),
+            ..options.clone()
+        })
+        .unwrap()
+        .weight_spec(),
+    }
+}
+
+fn temp_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("thaw-converter-{what}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Full-size MobileNet files in the published Keras-2 layout (write_h5.py
+/// from the layouts gen_mobilenet.py took from Keras; `conv_dw_1/conv_dw_1/
+/// depthwise_kernel:0`, weightless layers with empty weight_names; the
+/// with-top files with v1's conv_preds and v2's Logits) convert bit for bit
+/// to the seeded weights, and load into the model.
+#[test]
+fn full_size_mobilenet_files_convert_bit_exactly() {
+    let Some(py) = python_or_skip("full-size MobileNet .h5 conversion") else {
+        return;
+    };
+    let dir = temp_dir("mobilenet");
+    for (model, alpha, top) in [
+        ("mobilenet", 0.25, false),
+        ("mobilenet", 0.25, true),
+        ("mobilenet", 1.0, false),
+        ("mobilenet_v2", 0.35, false),
+        ("mobilenet_v2", 0.35, true),
+        ("mobilenet_v2", 1.4, false),
+    ] {
+        let what = format!("{model} alpha {alpha} top={top}");
+        let alpha_arg = format!("{alpha:?}");
+        let mut args = vec!["--model", model, "--alpha", &alpha_arg];
+        if top {
+            args.push("--top");
+        }
+        let h5 = write_h5(&py, &dir, &format!("{model}_{alpha:?}_{top}.h5"), &args);
+        let spec = mobilenet_spec(model, alpha, top);
+        let start = Instant::now();
+        let got = convert_keras_h5(&h5, &spec).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let secs = start.elapsed().as_secs_f64();
+        let (_, seed) = spec_and_seed(model);
+        let want = weights::seeded::generate(&spec, seed);
+        assert_eq!(got.len(), spec.len(), "{what}");
+        for ((name, t), (_, w)) in got.iter().zip(&want) {
+            let bits = |t: &engine::Tensor| -> Vec<u32> {
+                t.as_slice::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .collect()
+            };
+            assert_eq!(bits(t), bits(w), "{what}: {name}");
+        }
+        weights::validate(&got, &spec).unwrap();
+        let values: usize = got.iter().map(|(_, t)| t.numel()).sum();
+        eprintln!(
+            "{what}: {} tensors, {values} values bit-identical, convert {secs:.2} s",
+            got.len()
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A file of another alpha, of the other MobileNet, with a top the model
+/// lacks, with a NaN, or truncated: a clear error naming the first
+/// mismatched tensor (or the file and the damage).
+#[test]
+fn wrong_mobilenet_files_name_the_first_mismatch() {
+    let Some(py) = python_or_skip("MobileNet .h5 mismatch errors") else {
+        return;
+    };
+    let dir = temp_dir("mobilenet-bad");
+    let spec = mobilenet_spec("mobilenet", 0.25, false);
+
+    let h5 = write_h5(
+        &py,
+        &dir,
+        "v1_0.5.h5",
+        &["--model", "mobilenet", "--alpha", "0.5"],
+    );
+    let e = convert_keras_h5(&h5, &spec).unwrap_err();
+    let m = e.to_string();
+    assert!(matches!(e, Error::Mismatch(_)), "{m}");
+    assert!(
+        m.contains("layer conv1: dataset conv1/kernel:0 (weight conv1/kernel) has shape [3,3,3,16], expected [3,3,3,8]"),
+        "{m}"
+    );
+    assert!(m.contains("another alpha"), "{m}");
+
+    let h5 = write_h5(
+        &py,
+        &dir,
+        "v2.h5",
+        &["--model", "mobilenet_v2", "--alpha", "0.35"],
+    );
+    let m = convert_keras_h5(&h5, &spec).unwrap_err().to_string();
+    assert!(
+        m.contains("layer conv1 is missing from the file (its layers begin Conv1, bn_Conv1, expanded_conv_depthwise, expanded_conv_depthwise_BN)"),
+        "{m}"
+    );
+    assert!(m.contains("another model"), "{m}");
+
+    let h5 = write_h5(
+        &py,
+        &dir,
+        "v1_top.h5",
+        &["--model", "mobilenet", "--alpha", "0.25", "--top"],
+    );
+    let m = convert_keras_h5(&h5, &spec).unwrap_err().to_string();
+    assert!(
+        m.contains("the file has layer conv_preds (2 weights), which the model does not have"),
+        "{m}"
+    );
+
+    let h5 = write_h5(
+        &py,
+        &dir,
+        "v1_nan.h5",
+        &[
+            "--model",
+            "mobilenet",
+            "--alpha",
+            "0.25",
+            "--nan",
+            "conv_dw_7/depthwise_kernel",
+        ],
+    );
+    let e = convert_keras_h5(&h5, &spec).unwrap_err();
+    let m = e.to_string();
+    assert!(matches!(e, Error::Corrupt(_)), "{m}");
+    assert!(
+        m.contains("layer conv_dw_7: dataset conv_dw_7/depthwise_kernel:0: value NaN at flat index 576 is not finite"),
+        "{m}"
+    );
+
+    let good = write_h5(
+        &py,
+        &dir,
+        "v1.h5",
+        &["--model", "mobilenet", "--alpha", "0.25"],
+    );
+    let bytes = std::fs::read(&good).unwrap();
+    for cut in [bytes.len() / 3, bytes.len() * 2 / 3, bytes.len() - 100] {
+        let cut_file = dir.join("v1_cut.h5");
+        std::fs::write(&cut_file, &bytes[..cut]).unwrap();
+        let e = convert_keras_h5(&cut_file, &spec).unwrap_err();
+        assert!(matches!(e, Error::Corrupt(_)), "cut at {cut}: {e}");
+        assert!(e.to_string().contains("v1_cut.h5"), "{e}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

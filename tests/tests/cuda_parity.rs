@@ -58,6 +58,8 @@ struct Case {
 fn cases() -> Vec<Case> {
     const CONV: f32 = 1e-5;
     const CONV_WHY: &str = "cuDNN sums in another order than im2col+GEMM, f32 FMA math (no TF32)";
+    const DEPTHWISE_WHY: &str =
+        "y and dx summed in the CPU's order without FMA; dK's partial sums grouped differently";
     vec![
         Case {
             name: "conv2d 3x3 s1 same + bias",
@@ -100,6 +102,35 @@ fn cases() -> Vec<Case> {
             op: |t| ops::conv2d(&t[0], &t[1], None, (2, 2), Padding::Same),
             tol: CONV,
             why: CONV_WHY,
+        },
+        Case {
+            name: "depthwise_conv2d 3x3 s1 same + bias, 19 channels",
+            inputs: vec![input(&[2, 7, 9, 19]), input(&[3, 3, 19, 1]), input(&[19])],
+            op: |t| ops::depthwise_conv2d(&t[0], &t[1], Some(&t[2]), (1, 1), Padding::Same),
+            tol: 1e-5,
+            why: DEPTHWISE_WHY,
+        },
+        Case {
+            name: "depthwise_conv2d 3x3 s2 same, odd sizes, m=2",
+            inputs: vec![input(&[2, 9, 11, 5]), input(&[3, 3, 5, 2]), input(&[10])],
+            op: |t| ops::depthwise_conv2d(&t[0], &t[1], Some(&t[2]), (2, 2), Padding::Same),
+            tol: 1e-5,
+            why: DEPTHWISE_WHY,
+        },
+        Case {
+            name: "depthwise_conv2d 3x3 s2 explicit (0, 1, 0, 1) (MobileNet's)",
+            inputs: vec![input(&[2, 8, 10, 4]), input(&[3, 3, 4, 1])],
+            op: |t| {
+                let pad = Padding::Explicit {
+                    top: 0,
+                    bottom: 1,
+                    left: 0,
+                    right: 1,
+                };
+                ops::depthwise_conv2d(&t[0], &t[1], None, (2, 2), pad)
+            },
+            tol: 1e-5,
+            why: DEPTHWISE_WHY,
         },
         Case {
             name: "matmul [5,7]·[7,3]",
@@ -170,6 +201,17 @@ fn cases() -> Vec<Case> {
             op: |t| ops::relu(&t[0]),
             tol: 0.0,
             why: "a comparison and a copy",
+        },
+        Case {
+            name: "relu6",
+            inputs: vec![Input {
+                shape: &[3, 4, 5],
+                range: (-2.0, 8.0),
+                grad: true,
+            }],
+            op: |t| ops::relu6(&t[0]),
+            tol: 0.0,
+            why: "comparisons and a copy",
         },
         Case {
             name: "batch_norm inference",

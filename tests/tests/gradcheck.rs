@@ -53,6 +53,24 @@ fn relu() {
 }
 
 #[test]
+fn relu6() {
+    // Both sides of both kinks (x in [-1, 7)), nothing within 0.05 of 0 or 6.
+    let v: Vec<f64> = uniform(&[2, 7, 5, 3], -1.0, 7.0, 3)
+        .to_vec_f64()
+        .into_iter()
+        .map(|v| {
+            if v.abs() < 0.05 || (v - 6.0).abs() < 0.05 {
+                v + 0.1
+            } else {
+                v
+            }
+        })
+        .collect();
+    let x = Tensor::from_vec(v, &[2, 7, 5, 3]).unwrap();
+    check(|x| ops::relu6(&x[0]), &[x]);
+}
+
+#[test]
 fn matmul() {
     check(
         |x| ops::matmul(&x[0], &x[1]),

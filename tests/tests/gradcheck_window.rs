@@ -1,5 +1,5 @@
 //! Finite-difference gradient checks (f64, central differences, tolerance
-//! 1e-6 relative) of the window ops: conv2d, zero_pad2d, max_pool2d,
+//! 1e-6 relative) of the window ops: conv2d, depthwise_conv2d, zero_pad2d, max_pool2d,
 //! avg_pool2d, global average/max pooling. Odd shapes (7×5, 3 or 5
 //! channels, batch 2), strides 1 and 2, 'same', 'valid' and explicit
 //! padding, non-square windows. Max-pool inputs are pairwise distinct
@@ -114,6 +114,48 @@ fn conv2d_frozen_input_gives_dkernel_only() {
     check(
         |t| ops::conv2d(&x, &t[0], None, (1, 1), Padding::Same),
         &[uniform(&[3, 3, 3, 2], -1.0, 1.0, 24)],
+    );
+}
+
+/// depthwise_conv2d with bias, on a 7×5 input of 3 channels, depth multiplier `m`.
+fn depthwise_with_bias(kh: usize, kw: usize, m: usize, stride: (usize, usize), padding: Padding) {
+    let x = uniform(&[2, 7, 5, 3], -1.0, 1.0, 20);
+    let k = uniform(&[kh, kw, 3, m], -1.0, 1.0, 21);
+    let b = uniform(&[3 * m], -1.0, 1.0, 22);
+    check(
+        |t| ops::depthwise_conv2d(&t[0], &t[1], Some(&t[2]), stride, padding),
+        &[x, k, b],
+    );
+}
+
+#[test]
+fn depthwise_conv2d_3x3_stride1_same_bias() {
+    depthwise_with_bias(3, 3, 1, (1, 1), Padding::Same);
+}
+
+#[test]
+fn depthwise_conv2d_3x3_stride2_same_multiplier_2() {
+    // 7 → 4 rows (pads 1/1), 5 → 3 columns (pads 1/1); output channel ci·2 + j.
+    depthwise_with_bias(3, 3, 2, (2, 2), Padding::Same);
+}
+
+#[test]
+fn depthwise_conv2d_3x2_stride_2x1_valid() {
+    depthwise_with_bias(3, 2, 1, (2, 1), Padding::Valid);
+}
+
+#[test]
+fn depthwise_conv2d_2x3_stride2_explicit_multiplier_2() {
+    depthwise_with_bias(2, 3, 2, (2, 2), EXPLICIT);
+}
+
+#[test]
+fn depthwise_conv2d_without_bias_stride2_valid_multiplier_3() {
+    let x = uniform(&[2, 7, 5, 2], -1.0, 1.0, 23);
+    let k = uniform(&[3, 3, 2, 3], -1.0, 1.0, 24);
+    check(
+        |t| ops::depthwise_conv2d(&t[0], &t[1], None, (2, 2), Padding::Valid),
+        &[x, k],
     );
 }
 

@@ -1,12 +1,16 @@
-//! Whole-model parity with Keras: full-size VGG16 and ResNet50 with the
-//! seeded weights (`weights::seeded::generate`, bit-identical to the Python
-//! twin `tests/fixtures/keras/seeded.py`), on 4 real CIFAR-10 images
-//! (`tests/fixtures/keras/cifar_sample.bin`, decoded pixels), at the input
-//! sizes the fixture holds (32 and 64), through exactly what `extract` does:
-//! bilinear resize, the model's preprocessing, the backbone, global pooling.
+//! Whole-model parity with Keras: full-size VGG16, ResNet50, MobileNet and
+//! MobileNetV2 with the seeded weights (`weights::seeded::generate`,
+//! bit-identical to the Python twin `tests/fixtures/keras/seeded.py`), on 4
+//! real CIFAR-10 images (`tests/fixtures/keras/cifar_sample.bin`, decoded
+//! pixels), at the input sizes the fixtures hold, through exactly what
+//! `extract` does: bilinear resize, preprocessing ('caffe' for VGG16 and
+//! ResNet50 at 32 and 64; 'tf' for the MobileNets, at several alphas and at
+//! sizes 32 to 128 that include odd sides before stride-2 layers, plus the
+//! with-top model at 224), the backbone, global pooling.
 //!
 //! Expected values: `tests/fixtures/keras/<model>_reference.{json,bin}`,
-//! written by `tests/fixtures/keras/gen_keras.py` with Keras 3 (format in
+//! written by `tests/fixtures/keras/gen_keras.py` (VGG16, ResNet50) and
+//! `gen_mobilenet.py` (the MobileNets) with Keras 3 (format in
 //! `tests/fixtures/keras/README.md`): the pooled features in full and
 //! intermediate activations at seeded sample positions. Each compared tensor
 //! must be within relative L2 error 1e-5, rel = ||ours − keras||₂ / ||keras||₂
@@ -14,7 +18,8 @@
 //! the figures.
 //!
 //! The `*_on_the_gpu` tests run the same comparison on GPU 0 (weights moved
-//! there once; the input through the fused uint8 -> resize -> preprocessing kernel),
+//! there once; the input through the fused uint8 -> resize -> preprocessing kernel, in each
+//! model's registered mode),
 //! with the same tolerance: TF32 is off, so cuDNN and cuBLAS compute in f32.
 //! Without a usable GPU they print SKIPPED. On an H100 (2026-11-23) the
 //! worst relative L2 errors on the GPU were 2.3e-6 (VGG16 block5_conv3 at
@@ -22,7 +27,7 @@
 
 use engine::{ops, Device, Tensor};
 use models::layers::{GlobalAveragePooling2D, GlobalMaxPooling2D};
-use models::{build, preprocess_input, ModelOptions};
+use models::{build, preprocess_input, Backbone, MobileNet, MobileNetV2, ModelOptions};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -142,7 +147,6 @@ fn parity(model: &str, device: Device) {
     sizes.dedup();
     assert!(sizes.len() >= 2, "at least two input sizes");
     let _frozen = engine::no_grad();
-    let preprocessing = models::registry::find(model).unwrap().preprocessing;
     let mut worst = (0f64, String::new());
     let mut checked = 0;
     for &size in &sizes {
@@ -156,21 +160,7 @@ fn parity(model: &str, device: Device) {
         assert!(layers.len() >= 3, "at least three intermediate activations");
 
         let start = std::time::Instant::now();
-        let resized = if s == 32 {
-            images_on_device.clone()
-        } else {
-            ops::bilinear_resize(&images_on_device, s, s).unwrap()
-        };
-        let x = match device {
-            Device::Cpu => preprocess_input(preprocessing, &resized).unwrap(),
-            Device::Cuda(_) => {
-                // The values are whole numbers 0..255: the uint8 bytes exactly.
-                let bytes: Vec<u8> = images.to_vec_f32().iter().map(|&v| v as u8).collect();
-                let n = images.shape()[0];
-                let map = preprocessing.pixel_map();
-                ops::bilinear_resize::resize_u8(&bytes, [n, 32, 32], s, s, &map, device).unwrap()
-            }
-        };
+        let (resized, x) = model_input(model, &images, &images_on_device, s, device);
         let (features, taps) = net.forward_with_taps(&x, &layers).unwrap();
         let pooled_avg = GlobalAveragePooling2D::new("avg")
             .forward(&features)
@@ -227,6 +217,36 @@ fn resnet50_matches_keras() {
     parity("resnet50", Device::Cpu);
 }
 
+/// The backbone's input for the `images` (f32 0..255 on the host, and a copy
+/// on `device`) at `s` x `s`, as `extract` makes it: (resized, preprocessed
+/// in the model's registered mode). On the GPU through the fused uint8 ->
+/// resize -> preprocessing kernel, so "resized" is then the host's resize.
+fn model_input(
+    model: &str,
+    images: &Tensor,
+    images_on_device: &Tensor,
+    s: usize,
+    device: Device,
+) -> (Tensor, Tensor) {
+    let preprocessing = models::registry::find(model).unwrap().preprocessing;
+    let resized = if s == 32 {
+        images_on_device.clone()
+    } else {
+        ops::bilinear_resize(images_on_device, s, s).unwrap()
+    };
+    let x = match device {
+        Device::Cpu => preprocess_input(preprocessing, &resized).unwrap(),
+        Device::Cuda(_) => {
+            // The values are whole numbers 0..255: the uint8 bytes exactly.
+            let bytes: Vec<u8> = images.to_vec_f32().iter().map(|&v| v as u8).collect();
+            let n = images.shape()[0];
+            let map = preprocessing.pixel_map();
+            ops::bilinear_resize::resize_u8(&bytes, [n, 32, 32], s, s, &map, device).unwrap()
+        }
+    };
+    (resized, x)
+}
+
 /// GPU 0, or None after printing why the GPU test is skipped.
 fn gpu_or_skip() -> Option<Device> {
     match engine::cuda::probe() {
@@ -252,5 +272,166 @@ fn vgg16_matches_keras_on_the_gpu() {
 fn resnet50_matches_keras_on_the_gpu() {
     if let Some(device) = gpu_or_skip() {
         parity("resnet50", device);
+    }
+}
+
+/// A MobileNet or MobileNetV2 of width `alpha`, with or without its top, with
+/// the seeded weights of `seed`, on `device`.
+fn mobilenet(
+    model: &str,
+    alpha: f64,
+    include_top: bool,
+    seed: u64,
+    device: Device,
+) -> Box<dyn Backbone> {
+    let options = ModelOptions {
+        include_top,
+        ..ModelOptions::default()
+    };
+    let net: Box<dyn Backbone> = match model {
+        "mobilenet" => Box::new(
+            MobileNet::new(&ModelOptions {
+                alpha: Some(alpha),
+                ..options.clone()
+            })
+            .unwrap(),
+        ),
+        "mobilenet_v2" => Box::new(
+            MobileNetV2::new(&ModelOptions {
+                alpha: Some(alpha),
+                ..options.clone()
+            })
+            .unwrap(),
+        ),
+        other => panic!("not a MobileNet: {other}"),
+    };
+    net.load(weights::seeded::generate(&net.weight_spec(), seed))
+        .unwrap();
+    net.to_device(device).unwrap();
+    net
+}
+
+/// The MobileNets' parity on `device`: one model per (alpha, size) group of
+/// the fixture (`gen_mobilenet.py`, Keras built with a fixed input_shape per
+/// size), as `parity` does it (resize, 'tf' preprocessing, backbone, pooling),
+/// plus the with-top model at 224 (its pooled features, v1's logits and the
+/// probabilities).
+fn mobilenet_parity(model: &str, device: Device) {
+    let dir = fixture_dir();
+    let index: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(format!("{model}_reference.json")))
+            .expect("written by gen_mobilenet.py"),
+    )
+    .unwrap();
+    let blob = std::fs::read(dir.join(index["data"].as_str().unwrap())).unwrap();
+    let images =
+        read_cifar_batch(&std::fs::read(dir.join(index["images"].as_str().unwrap())).unwrap());
+    let images_on_device = images.to_device(device).unwrap();
+    let seed = index["seed"].as_u64().unwrap();
+    let entries = index["entries"].as_array().unwrap();
+
+    // (alpha, size, with top) groups in fixture order.
+    let mut groups: Vec<(f64, u64, bool)> = Vec::new();
+    for e in entries {
+        let g = (
+            e["alpha"].as_f64().unwrap(),
+            e["size"].as_u64().unwrap(),
+            e["top"].as_bool().unwrap_or(false),
+        );
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    assert!(groups.len() >= 4, "several alphas and sizes: {groups:?}");
+    let _frozen = engine::no_grad();
+    let mut worst = (0f64, String::new());
+    let mut checked = 0;
+    for &(alpha, size, top) in &groups {
+        let s = size as usize;
+        let at: Vec<&Value> = entries
+            .iter()
+            .filter(|e| {
+                e["alpha"].as_f64() == Some(alpha)
+                    && e["size"] == size
+                    && e["top"].as_bool().unwrap_or(false) == top
+            })
+            .collect();
+        let layers: Vec<&str> = at
+            .iter()
+            .filter(|e| e["stage"] == "layer")
+            .map(|e| e["layer"].as_str().unwrap())
+            .collect();
+        let net = mobilenet(model, alpha, top, seed, device);
+        let start = std::time::Instant::now();
+        let (_, x) = model_input(model, &images, &images_on_device, s, device);
+        let (out, taps) = net.forward_with_taps(&x, &layers).unwrap();
+        let (avg, max) = if top {
+            (None, None)
+        } else {
+            (
+                Some(GlobalAveragePooling2D::new("avg").forward(&out).unwrap()),
+                Some(GlobalMaxPooling2D::new("max").forward(&out).unwrap()),
+            )
+        };
+        println!(
+            "{model} alpha {alpha} at {s}x{s}{} on {device}: forward {:.2} s",
+            if top { " with its top" } else { "" },
+            start.elapsed().as_secs_f64()
+        );
+        for e in at {
+            let ours = match e["stage"].as_str().unwrap() {
+                "preprocessed" => &x,
+                "layer" => &taps[e["layer"].as_str().unwrap()],
+                "output" => &out,
+                "pooled" => match e["pooling"].as_str().unwrap() {
+                    "avg" => avg.as_ref().unwrap(),
+                    "max" => max.as_ref().unwrap(),
+                    other => panic!("unknown pooling {other}"),
+                },
+                other => panic!("unknown stage {other}"),
+            };
+            let rel = compare(ours, e, &blob);
+            let name = e["name"].as_str().unwrap();
+            let n = e["values"]["count"].as_u64().unwrap();
+            println!("  {model:12} {name:38} {n:6} values  rel L2 {rel:.3e}");
+            if rel.is_nan() || rel > worst.0 {
+                worst = (rel, name.to_string());
+            }
+            checked += 1;
+        }
+    }
+    println!(
+        "{model}: {checked} tensors compared, worst rel L2 {:.3e} ({})",
+        worst.0, worst.1
+    );
+    assert!(
+        worst.0 <= TOLERANCE,
+        "{model}: {} differs from Keras by rel L2 {:.3e} > {TOLERANCE:e}",
+        worst.1,
+        worst.0
+    );
+}
+
+#[test]
+fn mobilenet_matches_keras() {
+    mobilenet_parity("mobilenet", Device::Cpu);
+}
+
+#[test]
+fn mobilenet_v2_matches_keras() {
+    mobilenet_parity("mobilenet_v2", Device::Cpu);
+}
+
+#[test]
+fn mobilenet_matches_keras_on_the_gpu() {
+    if let Some(device) = gpu_or_skip() {
+        mobilenet_parity("mobilenet", device);
+    }
+}
+
+#[test]
+fn mobilenet_v2_matches_keras_on_the_gpu() {
+    if let Some(device) = gpu_or_skip() {
+        mobilenet_parity("mobilenet_v2", device);
     }
 }

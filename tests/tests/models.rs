@@ -1,4 +1,5 @@
-//! The models crate against Keras's architecture: weight lists (names, shapes,
+//! The models crate against Keras's architecture (VGG16, ResNet50, MobileNet
+//! and MobileNetV2 at every published alpha): weight lists (names, shapes,
 //! order) as `keras.applications` has them, output shapes at several input
 //! sizes, the include_top rule, freezing, the Keras layers' training-mode
 //! behaviour, and clear errors for bad input.
@@ -7,12 +8,17 @@
 //! (`keras.applications.VGG16/ResNet50(weights=None, include_top=False,
 //! input_shape=(s, s, 3)).output_shape`); the full weight layouts come from
 //! `tests/fixtures/keras/{vgg16,resnet50}_layout.json`, written by
-//! `tests/fixtures/keras/gen_keras.py` from Keras itself.
+//! `tests/fixtures/keras/gen_keras.py` from Keras itself, and
+//! `mobilenet[_v2]_<alpha>_layout.json`, written by `gen_mobilenet.py`.
 
 use engine::{DType, Tensor};
-use models::layers::{BatchNormalization, Dropout, WeightedLayer};
+use models::layers::{BatchNormalization, Dropout, WeightedLayer, ZeroPad};
+use models::mobilenet::MOBILENET_ALPHAS;
+use models::mobilenet_v2::MOBILENET_V2_ALPHAS;
+use models::registry::make_divisible;
 use models::{
-    build, preprocess_input, Backbone, ModelOptions, Pooling, Preprocessing, ResNet50, Vgg16,
+    build, preprocess_input, Backbone, MobileNet, MobileNetV2, ModelOptions, Pooling,
+    Preprocessing, ResNet50, Vgg16,
 };
 use std::path::PathBuf;
 
@@ -591,5 +597,255 @@ fn set_precision_runs_every_conv_in_16_bits_for_extraction_only() {
         assert!(e.contains("train in f32"), "{name}: {e}");
         m.set_precision(Precision::F32);
         assert!(m.forward(&x, false).is_ok());
+    }
+}
+
+/// A MobileNet (`v2` false) or MobileNetV2 of width `alpha`.
+fn mobilenet(v2: bool, alpha: f64, options: &ModelOptions) -> Box<dyn Backbone> {
+    let options = ModelOptions {
+        alpha: Some(alpha),
+        ..options.clone()
+    };
+    if v2 {
+        Box::new(MobileNetV2::new(&options).unwrap())
+    } else {
+        Box::new(MobileNet::new(&options).unwrap())
+    }
+}
+
+/// At every published alpha, every layer name (weightless ones included) and
+/// every weight name and shape, in order, equal Keras's
+/// (`tests/fixtures/keras/mobilenet[_v2]_<alpha>_layout.json`, written by
+/// `gen_mobilenet.py` from `keras.applications` with the published files'
+/// names: `depthwise_kernel`, v1's `conv_preds` top, v2's `Logits`).
+#[test]
+fn mobilenet_layouts_equal_keras_at_every_alpha() {
+    for (v2, model, alphas) in [
+        (false, "mobilenet", &MOBILENET_ALPHAS[..]),
+        (true, "mobilenet_v2", &MOBILENET_V2_ALPHAS[..]),
+    ] {
+        for &alpha in alphas {
+            let file = format!("{model}_{alpha:?}_layout.json");
+            let text = std::fs::read_to_string(fixture(&file))
+                .unwrap_or_else(|e| panic!("{file}: {e} (written by gen_mobilenet.py)"));
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let names = |key: &str| -> Vec<String> {
+                v[key]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|l| l["class"] != "InputLayer")
+                    .map(|l| l["name"].as_str().unwrap().to_string())
+                    .collect()
+            };
+            let notop_names = names("layers");
+            let m = mobilenet(v2, alpha, &ModelOptions::default());
+            assert_eq!(m.layer_names(), notop_names, "{file}: layer names");
+            let top = mobilenet(v2, alpha, &with_top());
+            let mut with_top_names = notop_names.clone();
+            with_top_names.extend(names("top_layers"));
+            assert_eq!(top.layer_names(), with_top_names, "{file}: top layers");
+
+            let expected = keras_layout(&text);
+            for (m, is_top) in [(&m, false), (&top, true)] {
+                let got: Vec<(String, Vec<usize>)> = m
+                    .weight_spec()
+                    .into_iter()
+                    .map(|s| (s.name, s.shape))
+                    .collect();
+                let want: Vec<(String, Vec<usize>)> = expected
+                    .iter()
+                    .filter(|(_, t, _)| is_top || !t)
+                    .map(|(n, _, s)| (n.clone(), s.clone()))
+                    .collect();
+                assert_eq!(got, want, "{file} top={is_top}");
+            }
+        }
+    }
+}
+
+#[test]
+fn mobilenet_output_shapes_match_keras_at_odd_sizes() {
+    let _g = engine::no_grad();
+    // (model, alpha, size, side, channels) as Keras reports them with
+    // input_shape=(size, size, 3) (gen_mobilenet.py prints them).
+    for (v2, alpha, size, side, c) in [
+        (false, 0.25, 32, 1, 256),
+        (false, 0.25, 75, 2, 256),
+        (true, 0.35, 32, 1, 1280),
+        (true, 0.35, 75, 3, 1280),
+        (true, 1.4, 64, 2, 1792),
+    ] {
+        let m = mobilenet(v2, alpha, &notop(Pooling::None));
+        let y = m.forward(&images(1, size, size), false).unwrap();
+        assert_eq!(y.shape(), &[1, side, side, c], "v2={v2} {alpha} at {size}");
+        assert_eq!(m.output_shape(1, size, size).unwrap(), y.shape().to_vec());
+    }
+    // Non-square, odd and pooled: output_shape agrees with the forward pass.
+    for v2 in [false, true] {
+        for pooling in [Pooling::None, Pooling::Avg, Pooling::Max] {
+            let m = mobilenet(v2, if v2 { 0.35 } else { 0.25 }, &notop(pooling));
+            let y = m.forward(&images(2, 33, 47), false).unwrap();
+            assert_eq!(m.output_shape(2, 33, 47).unwrap(), y.shape().to_vec());
+        }
+    }
+    // At 224 (shape only): 7x7, 1024·α and 1280 (or make_divisible(1280·α, 8)) channels.
+    for (v2, alpha, c) in [
+        (false, 0.75, 768),
+        (false, 1.0, 1024),
+        (true, 1.0, 1280),
+        (true, 1.3, 1664),
+    ] {
+        let m = mobilenet(v2, alpha, &notop(Pooling::None));
+        assert_eq!(m.output_shape(3, 224, 224).unwrap(), vec![3, 7, 7, c]);
+    }
+}
+
+#[test]
+fn mobilenet_top_gives_probabilities_at_224_only() {
+    let _g = engine::no_grad();
+    for v2 in [false, true] {
+        let m = mobilenet(v2, if v2 { 0.35 } else { 0.25 }, &with_top());
+        let err = m
+            .forward(&images(1, 96, 96), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("224x224") && err.contains("96x96"), "{err}");
+        let y = m.forward(&images(1, 224, 224), false).unwrap();
+        assert_eq!(y.shape(), &[1, 1000]);
+        let total: f64 = y.to_vec_f64().iter().sum();
+        assert!((total - 1.0).abs() < 1e-4, "softmax sums to {total}");
+    }
+}
+
+#[test]
+fn mobilenet_refuses_alphas_keras_does_not_publish() {
+    let o = ModelOptions::default();
+    let err = MobileNet::new(&ModelOptions {
+        alpha: Some(0.35),
+        ..o.clone()
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("mobilenet: alpha 0.35") && err.contains("0.25, 0.5, 0.75, 1.0"),
+        "{err}"
+    );
+    let err = MobileNetV2::new(&ModelOptions {
+        alpha: Some(0.25),
+        ..o.clone()
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("mobilenet_v2: alpha 0.25") && err.contains("0.35, 0.5, 0.75, 1.0, 1.3, 1.4"),
+        "{err}"
+    );
+    assert!(MobileNetV2::new(&ModelOptions {
+        alpha: Some(2.0),
+        ..o.clone()
+    })
+    .is_err());
+    assert!(MobileNet::new(&ModelOptions {
+        alpha: Some(f64::NAN),
+        ..o.clone()
+    })
+    .is_err());
+    // build() gives alpha 1.0.
+    let m = build("mobilenet_v2", &o).unwrap();
+    assert_eq!(m.output_shape(1, 224, 224).unwrap(), vec![1, 7, 7, 1280]);
+}
+
+/// Keras's correct_pad: (0, 1) rows before a stride-2 layer of even side,
+/// (1, 1) of odd side; imagenet_utils.correct_pad(x, 3) with x of static
+/// shape (None, 38, 19, c) is ((0, 1), (1, 1)).
+#[test]
+fn correct_pad_follows_each_inputs_parity() {
+    let pad = ZeroPad::CorrectPad { kernel: 3 };
+    assert_eq!(pad.amounts(38, 19), (0, 1, 1, 1));
+    assert_eq!(pad.amounts(10, 10), (0, 1, 0, 1));
+    assert_eq!(pad.amounts(5, 7), (1, 1, 1, 1));
+    assert_eq!(make_divisible(32.0 * 0.35, 8), 16);
+    assert_eq!(make_divisible(1280.0 * 1.3, 8), 1664);
+    assert_eq!(make_divisible(5.0, 8), 8);
+}
+
+/// The fine-tuning blocks: v1's last depthwise/pointwise pair (`conv_dw_13`),
+/// v2's `block_16` then `Conv_1`; the top trains too, moving statistics never.
+/// A training-mode pass with batch norm pinned to inference leaves every
+/// moving statistic where it was and sends gradients to the unfrozen weights only.
+#[test]
+fn mobilenet_fine_tuning_blocks_unfreeze_the_last_layers() {
+    let v1 = MobileNet::new(&ModelOptions {
+        alpha: Some(0.25),
+        ..with_top().clone()
+    })
+    .unwrap();
+    v1.set_trainable_from("conv_dw_13").unwrap();
+    let names: Vec<String> = v1
+        .trainable_params()
+        .iter()
+        .map(|p| p.name().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "conv_dw_13/depthwise_kernel",
+            "conv_dw_13_bn/gamma",
+            "conv_dw_13_bn/beta",
+            "conv_pw_13/kernel",
+            "conv_pw_13_bn/gamma",
+            "conv_pw_13_bn/beta",
+            "conv_preds/kernel",
+            "conv_preds/bias"
+        ]
+    );
+    let v2 = MobileNetV2::new(&ModelOptions {
+        alpha: Some(0.35),
+        ..notop(Pooling::Avg).clone()
+    })
+    .unwrap();
+    v2.set_trainable_from("block_16").unwrap();
+    let names: Vec<String> = v2
+        .trainable_params()
+        .iter()
+        .map(|p| p.name().to_string())
+        .collect();
+    let mut want = Vec::new();
+    for (conv, bn) in [
+        ("block_16_expand", "block_16_expand_BN"),
+        ("block_16_depthwise", "block_16_depthwise_BN"),
+        ("block_16_project", "block_16_project_BN"),
+        ("Conv_1", "Conv_1_bn"),
+    ] {
+        let kind = if conv.ends_with("depthwise") {
+            "depthwise_kernel"
+        } else {
+            "kernel"
+        };
+        want.extend([
+            format!("{conv}/{kind}"),
+            format!("{bn}/gamma"),
+            format!("{bn}/beta"),
+        ]);
+    }
+    assert_eq!(names, want);
+    let err = v2.set_trainable_from("block_17").unwrap_err().to_string();
+    assert!(err.contains("block_17"), "{err}");
+
+    v2.set_bn_inference_only(true);
+    let before: Vec<Vec<f32>> = v2.params().iter().map(|p| p.value().to_vec_f32()).collect();
+    let y = v2.forward(&images(2, 32, 32), true).unwrap();
+    engine::ops::mean(&y).unwrap().backward().unwrap();
+    for (p, old) in v2.params().iter().zip(&before) {
+        assert_eq!(
+            p.grad().is_some(),
+            want.iter().any(|w| w == p.name()),
+            "{}",
+            p.name()
+        );
+        assert_eq!(&p.value().to_vec_f32(), old, "{}", p.name());
     }
 }

@@ -1,4 +1,5 @@
-//! Forward values of the window ops against real Keras, against a naive
+//! Forward values of the window ops (conv2d, depthwise_conv2d, padding,
+//! pooling) against real Keras, against a naive
 //! direct-loop convolution, the max-pool tie rule, and the errors returned
 //! for bad input.
 //!
@@ -78,6 +79,32 @@ fn conv2d_matches_keras() {
         let t = |name: &str| f[&format!("{case}/{name}")].clone();
         let bias = f.get(&format!("{case}/bias"));
         let y = ops::conv2d(&t("x"), &t("kernel"), bias, stride, padding).unwrap();
+        assert_close(case, &y, &t("y"));
+    }
+}
+
+#[test]
+fn depthwise_conv2d_matches_keras() {
+    let f = fixture();
+    // (case, stride, padding): the settings gen_window.py gave
+    // keras.layers.DepthwiseConv2D; its ZeroPadding2D(((0, 1), (0, 1))) + 'valid'
+    // is thaw's explicit padding.
+    let zero_pad = Padding::Explicit {
+        top: 0,
+        bottom: 1,
+        left: 0,
+        right: 1,
+    };
+    let cases = [
+        ("dw_s2_same", (2, 2), Padding::Same),
+        ("dw_m2_valid", (2, 1), Padding::Valid),
+        ("dw_s1_same", (1, 1), Padding::Same),
+        ("dw_zero_pad_valid", (2, 2), zero_pad),
+    ];
+    for (case, stride, padding) in cases {
+        let t = |name: &str| f[&format!("{case}/{name}")].clone();
+        let bias = f.get(&format!("{case}/bias"));
+        let y = ops::depthwise_conv2d(&t("x"), &t("kernel"), bias, stride, padding).unwrap();
         assert_close(case, &y, &t("y"));
     }
 }

@@ -56,14 +56,19 @@ fn read_samples() -> Vec<Samples> {
 }
 
 #[test]
-fn fixture_covers_both_models_and_every_weight() {
+fn fixture_covers_every_model_and_every_weight() {
     let all = read_samples();
     let names: Vec<&str> = all.iter().map(|m| m.model.as_str()).collect();
-    assert_eq!(names, ["vgg16", "resnet50"]);
+    assert_eq!(names, ["vgg16", "resnet50", "mobilenet", "mobilenet_v2"]);
     let counts: Vec<usize> = all.iter().map(|m| m.spec.len()).collect();
     // VGG16: 13 conv + 3 dense layers, kernel and bias each. ResNet50: 53 conv
-    // (kernel, bias) + 53 BN (4 each) + predictions (kernel, bias).
-    assert_eq!(counts, [32, 53 * 2 + 53 * 4 + 2]);
+    // (kernel, bias) + 53 BN (4 each) + predictions (kernel, bias). MobileNet
+    // (alpha 1.0): 27 convs (kernel), 27 BN + conv_preds (kernel, bias).
+    // MobileNetV2: 52 convs, 52 BN + Logits (kernel, bias).
+    assert_eq!(
+        counts,
+        [32, 53 * 2 + 53 * 4 + 2, 27 + 27 * 4 + 2, 52 + 52 * 4 + 2]
+    );
     for m in &all {
         assert!(
             m.samples.len() >= 400,
@@ -149,6 +154,7 @@ fn values_have_the_documented_ranges_and_scales() {
         WeightSpec::new("bn/moving_mean", &[4096]),
         WeightSpec::new("bn/moving_variance", &[4096]),
         WeightSpec::new("conv2_block1_3_bn/gamma", &[4096]),
+        WeightSpec::new("conv_dw_1/depthwise_kernel", &[3, 3, 512, 1]),
     ];
     let w = generate(&spec, 3);
     let stats = |k: usize| {
@@ -168,6 +174,18 @@ fn values_have_the_documented_ranges_and_scales() {
     );
     assert!(
         mean.abs() < 0.002 && (var / (2.0 / 576.0) - 1.0).abs() < 0.02,
+        "{mean} {var}"
+    );
+    // A depthwise kernel: fan_in = 3·3 (no channel mixing), not 3·3·512.
+    let (lo, hi, mean, var) = stats(7);
+    let bound = (3.0f64 * 2.0 / 9.0).sqrt() as f32;
+    assert!(
+        lo >= -bound && hi < bound && lo < -0.95 * bound && hi > 0.95 * bound,
+        "{lo} {hi}"
+    );
+    // 4,608 values of standard deviation 0.47: the mean's standard error is 0.007.
+    assert!(
+        mean.abs() < 0.03 && (var / (2.0 / 9.0) - 1.0).abs() < 0.03,
         "{mean} {var}"
     );
     for (k, lo_want, hi_want) in [

@@ -104,28 +104,48 @@ fn run_extract(
     pooling: &str,
     out: &Path,
 ) -> (Vec<usize>, Vec<f32>, Vec<i64>) {
+    run_extract_alpha(model, None, weights, size, pooling, out)
+}
+
+/// [`run_extract`] with `--alpha` when `alpha` is given.
+fn run_extract_alpha(
+    model: &str,
+    alpha: Option<&str>,
+    weights: &Path,
+    size: usize,
+    pooling: &str,
+    out: &Path,
+) -> (Vec<usize>, Vec<f32>, Vec<i64>) {
     let data = keras_fixture("cifar_sample.bin");
     let size = size.to_string();
     let t = std::time::Instant::now();
-    let o = trainer(&[
-        "extract",
-        "--model",
-        model,
-        "--weights",
-        weights.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--image-size",
-        &size,
-        "--pooling",
-        pooling,
-        "--out",
-        out.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--batch-size",
-        "3", // 4 images: one full batch and one partial
-    ]);
+    let mut model_args = vec!["--model", model];
+    if let Some(a) = alpha {
+        model_args.extend(["--alpha", a]);
+    }
+    let o = trainer(
+        &[
+            &["extract"][..],
+            &model_args,
+            &[
+                "--weights",
+                weights.to_str().unwrap(),
+                "--data",
+                data.to_str().unwrap(),
+                "--image-size",
+                &size,
+                "--pooling",
+                pooling,
+                "--out",
+                out.to_str().unwrap(),
+                "--device",
+                "cpu",
+                "--batch-size",
+                "3", // 4 images: one full batch and one partial
+            ],
+        ]
+        .concat(),
+    );
     assert!(o.status.success(), "extract failed: {}", stderr(&o));
     println!(
         "extract {model} {size} px {pooling}: {:.2} s",
@@ -278,6 +298,71 @@ fn convert_then_extract_matches_keras() {
     println!("convert with the wrong model: {}", stderr(&o).trim());
     assert!(stderr(&o).starts_with("error: "), "{}", stderr(&o));
     assert!(!bad.exists());
+}
+
+/// The MobileNets through the CLI as a user runs them: a full-size .h5 in
+/// the published layout (written by write_h5.py from the seeded weights),
+/// `convert --alpha`, then `extract --alpha` at 75 px (odd sides before the
+/// stride-2 layers), against Keras (`gen_mobilenet.py`'s references).
+#[test]
+fn convert_then_extract_matches_keras_mobilenets() {
+    let Some(py) = python_with_h5py() else {
+        common::skipped(format_args!(
+            "convert of a full-size MobileNet .h5: no python with numpy and h5py"
+        ));
+        return;
+    };
+    let dir = TempDir::new("convert-mobilenets");
+    for (model, alpha, other_alpha) in [
+        ("mobilenet", "0.25", "0.5"),
+        ("mobilenet_v2", "0.35", "1.0"),
+    ] {
+        let h5 = dir.path().join(format!("{model}_{alpha}_notop.h5"));
+        let o = Command::new(&py)
+            .arg(keras_fixture("write_h5.py"))
+            .args(["--model", model, "--alpha", alpha, "--out"])
+            .arg(&h5)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "write_h5.py: {}", stderr(&o));
+        let st = dir.path().join(format!("{model}.safetensors"));
+        let convert = |alpha: &str, out: &Path| {
+            trainer(&[
+                "convert",
+                "--model",
+                model,
+                "--alpha",
+                alpha,
+                "--keras-h5",
+                h5.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+        };
+        let o = convert(alpha, &st);
+        assert!(o.status.success(), "convert failed: {}", stderr(&o));
+
+        let out = dir.path().join("f.npy");
+        let (shape, ours, labels) = run_extract_alpha(model, Some(alpha), &st, 75, "avg", &out);
+        let (kshape, keras, _) = reference(model, &format!("a{alpha}/s75/pool_avg"));
+        assert_eq!(shape, kshape);
+        assert_eq!(labels, vec![0, 3, 8, 9]);
+        let err = rel_l2(&ours, &keras);
+        println!("convert + extract {model} alpha {alpha} 75 px avg: rel L2 {err:.2e}");
+        assert!(err <= 1e-5, "rel L2 {err}");
+
+        // The file of one alpha converted as another: a clear error naming
+        // the first mismatched tensor, and no output file.
+        let bad = dir.path().join("bad.safetensors");
+        let o = convert(other_alpha, &bad);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        println!(
+            "{model} converted with alpha {other_alpha}: {}",
+            stderr(&o).trim()
+        );
+        assert!(stderr(&o).contains("shape"), "{}", stderr(&o));
+        assert!(!bad.exists());
+    }
 }
 
 #[test]

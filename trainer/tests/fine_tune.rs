@@ -153,7 +153,7 @@ fn cli_case(model: &str, block: &str) {
 }
 
 /// Compares the weights `now` (by name) with the seeded `start`: trainable
-/// tensors of `block` changed (or, when `block_changed` is false, all
+/// tensors of `block` and after it changed (or, when `block_changed` is false, all
 /// bit-identical: the weights from before fine-tuning were restored),
 /// everything before it and every batch norm moving statistic bit-identical.
 /// Returns (block tensors, earlier tensors, moving statistics).
@@ -164,7 +164,12 @@ fn check_weights(
     block_changed: bool,
 ) -> (usize, usize, usize) {
     let (mut changed, mut frozen, mut stats) = (0, 0, 0);
+    // `start` is in Keras order: `block` and everything after it (as
+    // `set_trainable_from` unfreezes: MobileNet's conv_pw_13 after
+    // conv_dw_13, MobileNetV2's Conv_1 after block_16) is trainable.
+    let mut in_block = false;
     for (name, before) in start {
+        in_block |= name.starts_with(block);
         let after = now
             .get(name)
             .unwrap_or_else(|| panic!("the saved model lacks {name}"));
@@ -173,7 +178,7 @@ fn check_weights(
         if name.ends_with("/moving_mean") || name.ends_with("/moving_variance") {
             assert!(same, "{name}: batch norm moving statistic changed");
             stats += 1;
-        } else if name.starts_with(block) {
+        } else if in_block {
             if block_changed {
                 assert!(!same, "{name}: in the fine-tuned block but unchanged");
             } else {
@@ -264,7 +269,6 @@ fn fine_tune_library_case(model: &str, block: &str) -> Option<(usize, usize, usi
     let meta = ModelMeta {
         model: model.to_string(),
         alpha: None,
-        preprocessing: models::Preprocessing::Caffe,
         classes: train_ds.classes.clone(),
         image_size: 32,
         head: HeadKind::Mlp,
@@ -429,6 +433,31 @@ fn resnet50_fine_tune_conv5_moves_only_conv5_and_keeps_bn_statistics() {
         // conv5: 10 convolutions (kernel, bias) and 10 batch norms (gamma, beta).
         assert_eq!(stats, 2 * 53);
         assert_eq!(changed, 40);
+        assert!(frozen > 0);
+    }
+}
+
+#[test]
+fn mobilenet_fine_tune_conv_dw_13_moves_only_the_last_pair() {
+    if let Some((changed, frozen, stats)) = fine_tune_library_case("mobilenet", "conv_dw_13") {
+        // 27 batch norms (conv1_bn, then a depthwise and a pointwise one per
+        // block), two moving statistics each, all unchanged; conv_dw_13 and
+        // conv_pw_13: a kernel (no bias) and a batch norm's gamma and beta each.
+        assert_eq!(stats, 2 * 27);
+        assert_eq!(changed, 6);
+        assert!(frozen > 0);
+    }
+}
+
+#[test]
+fn mobilenet_v2_fine_tune_block_16_moves_only_block_16_and_conv_1() {
+    if let Some((changed, frozen, stats)) = fine_tune_library_case("mobilenet_v2", "block_16") {
+        // 52 batch norms (bn_Conv1, 2 in expanded_conv, 3 in each of
+        // block_1..block_16, Conv_1_bn), two moving statistics each, all
+        // unchanged; block_16's expand, depthwise and project and Conv_1: a
+        // kernel (no bias) and a batch norm's gamma and beta each.
+        assert_eq!(stats, 2 * 52);
+        assert_eq!(changed, 12);
         assert!(frozen > 0);
     }
 }

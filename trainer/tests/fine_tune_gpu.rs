@@ -95,7 +95,6 @@ fn fine_tune_on(
     let meta = ModelMeta {
         model: "vgg16".into(),
         alpha: None,
-        preprocessing: models::Preprocessing::Caffe,
         classes: (0..10).map(|c| format!("class{c}")).collect(),
         image_size: 32,
         head: HeadKind::Mlp,

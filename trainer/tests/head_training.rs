@@ -304,7 +304,6 @@ fn model_file_round_trip_keeps_metadata_and_every_weight() {
     let meta = ModelMeta {
         model: "resnet50".into(),
         alpha: None,
-        preprocessing: models::Preprocessing::Caffe,
         classes: vec!["cat".into(), "dog, big".into(), "\"quoted\"".into()],
         image_size: 48,
         head: HeadKind::Mlp,

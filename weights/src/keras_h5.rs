@@ -17,6 +17,10 @@
 //!     └── conv1_bn/gamma:0       (a path: Keras 2 and 3 nest a group per layer)
 //! ```
 //!
+//! Keras publishes no checksums for these files, so a file is verified by its
+//! layout: every tensor the model needs present, with its shape, and every
+//! value finite.
+//!
 //! Layers come from `layer_names` in order; each layer's weights are the
 //! datasets its `weight_names` lists, in that order; layers without weights
 //! are skipped. Layers are matched to the model by name (a missing or extra
@@ -184,7 +188,7 @@ fn convert_bytes(path: &Path, bytes: Vec<u8>, spec: &[WeightSpec]) -> Result<Nam
         .find(|l| !wanted.contains_key(l.name.as_str()))
     {
         return Err(Error::Mismatch(format!(
-            "{counts}; the file has layer {} ({} weights), which the model does not have. HINT: with-top files hold fc1, fc2, predictions: build the model with its top, or use the _notop file",
+            "{counts}; the file has layer {} ({} weights), which the model does not have. HINT: with-top files hold the ImageNet classifier (fc1, fc2, predictions; conv_preds; Logits): build the model with its top, or use the _notop / _no_top file",
             extra.name,
             extra.weight_names.len()
         )));
@@ -214,7 +218,9 @@ fn convert_bytes(path: &Path, bytes: Vec<u8>, spec: &[WeightSpec]) -> Result<Nam
             );
             let t = read_f32(&file, &full, &w.shape).map_err(|e| match e {
                 ReadError::Shape(shape) => Error::Mismatch(format!(
-                    "{}: layer {layer}: dataset {dataset_name} (weight {}) has shape {}, expected {}",
+                    "{}: layer {layer}: dataset {dataset_name} (weight {}) has shape {}, expected {}. \
+                     HINT: the layer names match but not this shape: is it the file of another \
+                     variant of the model (for MobileNet and MobileNetV2, another alpha)?",
                     path.display(),
                     w.name,
                     fmt_shape(&shape),
@@ -279,8 +285,8 @@ enum ReadError {
 }
 
 /// A float dataset of shape `expected` as an f32 tensor (f64 files are
-/// rounded to f32). The shape is checked before anything is allocated, so a
-/// damaged header claiming a huge shape cannot exhaust memory.
+/// rounded to f32), every value finite. The shape is checked before anything
+/// is allocated, so a damaged header claiming a huge shape cannot exhaust memory.
 fn read_f32(
     file: &Hdf5File,
     full_path: &str,
@@ -314,5 +320,11 @@ fn read_f32(
             )))
         }
     };
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(ReadError::Other(format!(
+            "value {} at flat index {i} is not finite; the file is damaged: download it again",
+            values[i]
+        )));
+    }
     Tensor::from_vec(values, &shape).map_err(|e| ReadError::Other(e.to_string()))
 }

@@ -12,6 +12,7 @@
 //! | kind              | value                                  | range              |
 //! |-------------------|----------------------------------------|--------------------|
 //! | `kernel`          | `r · c`, `c = sqrt(3) · sqrt(2 / fan_in)` | He-scaled uniform: variance 2 / fan_in |
+//! | `depthwise_kernel` | the same, `fan_in = kh · kw`          | He-scaled uniform  |
 //! | `bias`, `beta`    | `r · 0.1`                              | [-0.1, 0.1)        |
 //! | `gamma`           | `r · 0.5 + 1`                          | [0.5, 1.5)         |
 //! | `gamma` of a `*_3_bn` layer | `r · 0.1 + 0.2`              | [0.1, 0.3)         |
@@ -24,10 +25,12 @@
 //! branch small next to its shortcut (as zero-initialising it does in "Bag of
 //! Tricks"), so the activations do not grow by ~2x per block through 16
 //! blocks. `fan_in` is the product of all kernel dimensions but the last (kh·kw·in for
-//! a conv, in for a dense layer). Each constant is computed in f64 and rounded
+//! a conv, in for a dense layer); a depthwise kernel `[kh, kw, c, m]` mixes no
+//! channels, so its `fan_in` is kh·kw (with kh·kw·c, 17-28 depthwise layers of
+//! MobileNet would shrink the activations to nothing). Each constant is computed in f64 and rounded
 //! to f32 once; every step after is one f32 operation (rounded to nearest
 //! even), so numpy's float32 arithmetic in the same order gives the same bits.
-//! With these scales the activations of VGG16 and ResNet50 stay finite and
+//! With these scales the activations of VGG16, ResNet50, MobileNet and MobileNetV2 stay finite and
 //! non-degenerate through every layer (checked in Keras by `gen_keras.py`).
 
 use crate::{NamedTensors, WeightSpec};
@@ -58,6 +61,10 @@ pub fn mapping(spec: &WeightSpec) -> Mapping {
         "kernel" => {
             let last = spec.shape.len().saturating_sub(1);
             let fan_in: usize = spec.shape[..last].iter().product::<usize>().max(1);
+            sym(3f64.sqrt() * (2.0 / fan_in as f64).sqrt(), 0.0)
+        }
+        "depthwise_kernel" => {
+            let fan_in: usize = spec.shape.iter().take(2).product::<usize>().max(1);
             sym(3f64.sqrt() * (2.0 / fan_in as f64).sqrt(), 0.0)
         }
         "gamma" if spec.layer().ends_with("_3_bn") => sym(0.1, 0.2),

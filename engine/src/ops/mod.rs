@@ -6,6 +6,11 @@
 //! and in the backward closure. `reshape` needs no GPU path (no data
 //! moves); `sum`/`mean` of a GPU tensor are summed on the host.
 //!
+//! The ops: `add`, `mul`, `matmul`, `relu`, `relu6` (Keras `ReLU(6.0)`),
+//! `conv2d`, `depthwise_conv2d` (Keras `DepthwiseConv2D`, MobileNet's),
+//! `batch_norm`, `max_pool2d`, `avg_pool2d`, `global_pool`, `zero_pad2d`,
+//! `bilinear_resize`, `dropout`, `softmax_cross_entropy`, `reshape`, `reduce`.
+//!
 //! Adding an op: a new folder here, one line below, and one row in each test
 //! table (gradient checks in `tests/tests/gradcheck.rs`, CPU/GPU parity in
 //! `tests/tests/cuda_parity.rs`).
@@ -15,6 +20,7 @@ pub mod avg_pool2d;
 pub mod batch_norm;
 pub mod bilinear_resize;
 pub mod conv2d;
+pub mod depthwise_conv2d;
 pub mod dropout;
 pub mod global_pool;
 pub mod matmul;
@@ -24,6 +30,7 @@ pub mod padding;
 mod parallel;
 pub mod reduce;
 pub mod relu;
+pub mod relu6;
 pub mod reshape;
 pub mod softmax_cross_entropy;
 pub mod zero_pad2d;
@@ -33,6 +40,7 @@ pub use avg_pool2d::avg_pool2d;
 pub use batch_norm::{batch_norm, batch_norm_train};
 pub use bilinear_resize::bilinear_resize;
 pub use conv2d::{conv2d, conv2d_in};
+pub use depthwise_conv2d::depthwise_conv2d;
 pub use dropout::dropout;
 pub use global_pool::{global_avg_pool, global_max_pool};
 pub use matmul::matmul;
@@ -41,6 +49,7 @@ pub use mul::mul;
 pub use padding::{window_2d, Padding, Window2d};
 pub use reduce::{mean, sum};
 pub use relu::relu;
+pub use relu6::relu6;
 pub use reshape::{flatten, reshape};
 pub use softmax_cross_entropy::{softmax, softmax_cross_entropy};
 pub use zero_pad2d::zero_pad2d;

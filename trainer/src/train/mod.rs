@@ -524,7 +524,6 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     let mut meta = ModelMeta {
         model: backbone.name().to_string(),
         alpha: backbone.options().alpha,
-        preprocessing: entry.preprocessing,
         classes: classes.clone(),
         image_size,
         head: opts.head,

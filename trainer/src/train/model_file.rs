@@ -45,8 +45,6 @@ pub struct ModelMeta {
     pub model: String,
     /// The backbone's alpha, for models with variants (None: the model's default).
     pub alpha: Option<f64>,
-    /// The preprocessing the backbone's input takes (the model's registered one).
-    pub preprocessing: Preprocessing,
     /// Class names; output `k` is `classes[k]`.
     pub classes: Vec<String>,
     /// Side the 32x32 images are resized to before the backbone.
@@ -75,7 +73,10 @@ impl ModelMeta {
             serde_json::to_string(&self.classes).expect("strings serialise"),
         );
         m.insert("image_size".into(), self.image_size.to_string());
-        m.insert("preprocessing".into(), self.preprocessing.name().into());
+        // Recorded for readers of the file; it is the model's registered one.
+        if let Ok(entry) = registry::find(&self.model) {
+            m.insert("preprocessing".into(), entry.preprocessing.name().into());
+        }
         m.insert("pooling".into(), "avg".into());
         m.insert("head".into(), self.head.as_str().into());
         m.insert("input_layout".into(), INPUT_LAYOUT.into());
@@ -139,7 +140,6 @@ impl ModelMeta {
         Ok(ModelMeta {
             model,
             alpha,
-            preprocessing,
             classes,
             image_size,
             head,
@@ -237,11 +237,10 @@ pub fn load_model(path: &Path) -> Result<LoadedModel> {
 mod tests {
     use super::*;
 
-    fn meta(model: &str, alpha: Option<f64>, preprocessing: Preprocessing) -> ModelMeta {
+    fn meta(model: &str, alpha: Option<f64>) -> ModelMeta {
         ModelMeta {
             model: model.into(),
             alpha,
-            preprocessing,
             classes: vec!["cat".into(), "dog".into()],
             image_size: 96,
             head: HeadKind::Linear,
@@ -259,7 +258,7 @@ mod tests {
             ("mobilenet", Some(1.0), Preprocessing::Tf),
             ("vgg16", None, Preprocessing::Caffe),
         ] {
-            let m = meta(model, alpha, prep);
+            let m = meta(model, alpha);
             let map = m.to_map();
             assert_eq!(map.get("alpha").cloned(), alpha.map(registry::python_float));
             assert_eq!(map["preprocessing"], prep.name());
@@ -271,11 +270,11 @@ mod tests {
     fn a_file_written_before_alpha_existed_still_loads() {
         let path = Path::new("old.safetensors");
         // What this trainer wrote before models had variants: no `alpha` key.
-        let mut old = meta("resnet50", None, Preprocessing::Caffe).to_map();
+        let mut old = meta("resnet50", None).to_map();
         assert!(!old.contains_key("alpha"));
         assert_eq!(
             ModelMeta::from_map(path, &old).unwrap(),
-            meta("resnet50", None, Preprocessing::Caffe)
+            meta("resnet50", None)
         );
         // For a model with variants, a missing alpha is the default one.
         old.insert("model".into(), "mobilenet".into());
@@ -286,15 +285,15 @@ mod tests {
     #[test]
     fn inconsistent_metadata_is_refused() {
         let path = Path::new("bad.safetensors");
-        let mut map = meta("vgg16", None, Preprocessing::Caffe).to_map();
+        let mut map = meta("vgg16", None).to_map();
         map.insert("preprocessing".into(), "tf".into());
         let e = ModelMeta::from_map(path, &map).unwrap_err().to_string();
         assert!(e.contains("'tf'") && e.contains("'caffe'"), "{e}");
-        let mut map = meta("vgg16", None, Preprocessing::Caffe).to_map();
+        let mut map = meta("vgg16", None).to_map();
         map.insert("alpha".into(), "0.5".into());
         let e = ModelMeta::from_map(path, &map).unwrap_err().to_string();
         assert!(e.contains("no variants"), "{e}");
-        let mut map = meta("mobilenet_v2", Some(0.5), Preprocessing::Tf).to_map();
+        let mut map = meta("mobilenet_v2", Some(0.5)).to_map();
         map.insert("alpha".into(), "half".into());
         let e = ModelMeta::from_map(path, &map).unwrap_err().to_string();
         assert!(e.contains("'half'"), "{e}");
