@@ -204,37 +204,49 @@ fn zeroed_rows(rows: usize, row_len: usize, write: impl Fn(usize, &mut [f32]) + 
     v
 }
 
-/// Channels summed in registers at once by [`sum_of_products`]: four
-/// AVX-512 vectors of 16.
-const BLOCK: usize = 64;
-
 /// `out[i] = Σ_t a[t.0 + i] · b[t.1 + i]` over the pairs `t` of `terms` in
-/// order, from zero, for `i < out.len()`; `out` must hold zeros. Each block
-/// of [`BLOCK`] channels is summed over every term in registers and stored
-/// once (the compiler keeps the `[f32; BLOCK]` in vector registers), rather
-/// than loaded and stored again for each term; the last, shorter block
-/// accumulates in `out` itself. Every element sees the same sequence of
+/// order, from zero, for `i < out.len()`; `out` must hold zeros. Blocks of
+/// channels (64 while they last, then 16: four AVX-512 vectors, or one) are
+/// summed over every term in registers and stored once ([`sum_block`]),
+/// rather than loaded and stored again for each term; the last few channels
+/// accumulate in `out` itself. Every element sees the same sequence of
 /// roundings either way.
 #[inline(always)]
 fn sum_of_products(out: &mut [f32], a: &[f32], b: &[f32], terms: &[(usize, usize)]) {
-    let mut blocks = out.chunks_exact_mut(BLOCK);
     let mut start = 0;
-    for block in &mut blocks {
-        let mut acc = [0.0f32; BLOCK];
-        for &(ta, tb) in terms {
-            let (a, b) = (&a[ta + start..][..BLOCK], &b[tb + start..][..BLOCK]);
-            for i in 0..BLOCK {
-                acc[i] += a[i] * b[i];
-            }
-        }
-        block.copy_from_slice(&acc);
-        start += BLOCK;
+    while out.len() - start >= 64 {
+        sum_block::<64>(out, a, b, terms, start);
+        start += 64;
     }
-    let rest = blocks.into_remainder();
+    while out.len() - start >= 16 {
+        sum_block::<16>(out, a, b, terms, start);
+        start += 16;
+    }
+    let rest = &mut out[start..];
     for &(ta, tb) in terms {
         let len = rest.len();
         mul_add(rest, &a[ta + start..][..len], &b[tb + start..][..len]);
     }
+}
+
+/// `out[start..start + N]` of [`sum_of_products`], summed in a `[f32; N]`
+/// that the compiler keeps in vector registers.
+#[inline(always)]
+fn sum_block<const N: usize>(
+    out: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    terms: &[(usize, usize)],
+    start: usize,
+) {
+    let mut acc = [0.0f32; N];
+    for &(ta, tb) in terms {
+        let (a, b) = (&a[ta + start..][..N], &b[tb + start..][..N]);
+        for i in 0..N {
+            acc[i] += a[i] * b[i];
+        }
+    }
+    out[start..start + N].copy_from_slice(&acc);
 }
 
 /// `acc[i] += a[i] · b[i]`.
@@ -351,7 +363,7 @@ mod tests {
     /// module docs) and bit for bit between 1 and 3 threads, over odd sizes,
     /// m = 1, 2 and 3, strides 1 and 2, every padding kind, with and without bias,
     /// channel counts that are not multiples of 16, and more than one
-    /// 64-channel block ([`BLOCK`]), whole or with a rest.
+    /// register block ([`sum_block`]).
     #[test]
     fn direct_path_matches_the_reference() {
         let explicit = Padding::Explicit {
@@ -371,9 +383,10 @@ mod tests {
             ([2, 12, 12, 40, 1], (3, 3), 2, Padding::Same),
             // Many output rows: several partial dK blocks.
             ([4, 16, 9, 24, 1], (3, 3), 1, Padding::Same),
-            // One 64-channel register block and a rest of 6; exactly two blocks.
+            // Register blocks of 64 + a rest of 6; 64 + 64; 3·64 + 2·16 + 3.
             ([2, 7, 6, 70, 1], (3, 3), 2, Padding::Same),
             ([1, 5, 5, 128, 1], (3, 3), 1, explicit),
+            ([1, 6, 5, 227, 1], (3, 3), 1, Padding::Same),
         ];
         for (i, (dims, k, s, padding)) in cases.into_iter().enumerate() {
             let g = geometry(dims, k, s, padding);
