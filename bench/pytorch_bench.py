@@ -65,13 +65,14 @@ def measure(warmup, reps, fn, sync=None):
     return times
 
 
-def record(name, shape, times, flops, items, unit, skipped=None):
+def record(name, shape, times, flops, items, unit, skipped=None, bytes_moved=0):
     return {
         "name": name,
         "shape": shape,
         "median_s": statistics.median(times) if times else 0.0,
         "times_s": times,
         "flops": float(flops),
+        "bytes": float(bytes_moved),
         "items": float(items),
         "unit": unit,
         "skipped": skipped,
@@ -156,6 +157,49 @@ def conv(c, timing, mode, gen, device="cpu", dtype=None, suffix=""):
         sys.exit(f'{c["name"]}.bwd: backward did not produce dx and dW')
     records.append(record(f'{c["name"]}.bwd{suffix}', conv_shape(c), t_bwd, 2 * flops, c["n"],
                           "img/s"))
+    return records
+
+
+def depthwise(d, timing, mode, gen):
+    """Depthwise convolution forward (inference_mode) and backward (dx and dW)
+    on the CPU: two records, timed as conv() times conv2d. The layer is
+    nn.Conv2d(c, c, k, stride, pad, groups=c, bias=False) in channels_last:
+    Keras's MobileNet depthwise layers have no bias, nor has thaw's row.
+    Bytes as thaw-bench counts them: 4 (x + y + K) forward, 4 (2x + y + 2K)
+    backward (it reads x, dy, K and writes dx, dK)."""
+    n, c, k, s, pad = d["n"], d["c"], d["k"], d["stride"], d["pad"]
+    oh = (d["h"] + 2 * pad - k) // s + 1
+    ow = (d["w"] + 2 * pad - k) // s + 1
+    layer = nn.Conv2d(c, c, k, s, pad, groups=c, bias=False).to(memory_format=CL)
+    with torch.no_grad():
+        layer.weight.copy_(rand((c, 1, k, k), (6.0 / (k * k)) ** 0.5, gen))
+    x = rand((n, c, d["h"], d["w"]), 1.0, gen).contiguous(memory_format=CL)
+    r = reps(timing, mode)
+    flops = 2.0 * n * oh * ow * c * k * k
+    xs, ys, ks = n * d["h"] * d["w"] * c, n * oh * ow * c, k * k * c
+    shape = f'n={n} {d["h"]}x{d["w"]}x{c} k{k}/{s} pad {pad}'
+
+    def fwd():
+        with torch.inference_mode():
+            layer(x)
+
+    t_fwd = measure(timing["warmup"], r, fwd)
+    records = [record(f'{d["name"]}.fwd', shape, t_fwd, flops, n, "img/s",
+                      bytes_moved=4 * (xs + ys + ks))]
+    xg = x.clone().requires_grad_()
+    y = layer(xg)
+    loss = (y * rand(tuple(y.shape), 1.0, gen).contiguous(memory_format=CL)).sum()
+
+    def bwd():
+        xg.grad = None
+        layer.weight.grad = None
+        loss.backward(retain_graph=True)
+
+    t_bwd = measure(timing["warmup"], r, bwd)
+    if xg.grad is None or layer.weight.grad is None:
+        sys.exit(f'{d["name"]}.bwd: backward did not produce dx and dW')
+    records.append(record(f'{d["name"]}.bwd', shape, t_bwd, 2 * flops, n, "img/s",
+                          bytes_moved=4 * (2 * xs + ys + 2 * ks)))
     return records
 
 
@@ -338,6 +382,8 @@ def rate_text(r):
         parts.append(f'{sig(r["items"] / r["median_s"])} {r["unit"]}')
     if r["flops"] > 0 and r["median_s"] > 0:
         parts.append(f'{sig(r["flops"] / r["median_s"] / 1e9)} GFLOP/s')
+    if r.get("bytes", 0) > 0 and r["median_s"] > 0:
+        parts.append(f'{sig(r["bytes"] / r["median_s"] / 1e9)} GB/s')
     return ", ".join(parts)
 
 
@@ -446,6 +492,9 @@ def main():
         push(peak(spec["peak"], mode, gen))
         for c in filter(wanted, spec["conv2d"]):
             for r in conv(c, spec["conv2d_timing"], mode, gen):
+                push(r)
+        for d in filter(wanted, spec["depthwise_conv2d"]):
+            for r in depthwise(d, spec["depthwise_timing"], mode, gen):
                 push(r)
         for b in filter(wanted, spec["backbone"]):
             push(backbone(b, mode, gen))

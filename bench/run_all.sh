@@ -2,7 +2,7 @@
 # Runs thaw's benchmark, then PyTorch's on the same workloads
 # (bench/workloads.json), then prints the thaw/PyTorch ratio table.
 #
-#     bench/run_all.sh [--quick] [--threads N] [--rounds R]
+#     bench/run_all.sh [--quick] [--threads N] [--rounds R] [--filter TEXT]
 #
 # Run from anywhere; works in the repository root. Results go to
 # target/bench/{thaw,pytorch}.json and the ratio table to
@@ -10,7 +10,10 @@
 # taking turns at going first (round 1 thaw first, round 2 PyTorch first,
 # ...), into target/bench/{thaw,pytorch}.rN.json, and compare.md starts with
 # each row's ratio per round, their median and range: on a shared machine
-# one run's row can be off by 2x, so quote the median of several rounds. PYTHON picks the interpreter with torch and
+# one run's row can be off by 2x, so quote the median of several rounds.
+# --filter TEXT runs only the workloads whose names contain TEXT (and the
+# peak), on both sides: `--filter dw.` gives the depthwise rows.
+# PYTHON picks the interpreter with torch and
 # torchvision (default: /work/venv-torch/bin/python if present, else python3).
 # The extract workloads read the CIFAR-10 JPEG test split, unpacked once into
 # target/bench-data from ../shared/data/cifar10-jpeg.tar.xz (or set
@@ -21,12 +24,13 @@ cd "$(dirname "$0")/.."
 args=()
 threads=$(nproc)
 rounds=1
-usage="usage: bench/run_all.sh [--quick] [--threads N] [--rounds R]"
+usage="usage: bench/run_all.sh [--quick] [--threads N] [--rounds R] [--filter TEXT]"
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) args+=(--quick) ;;
         --threads) threads="${2:?$usage}"; shift ;;
         --rounds) rounds="${2:?$usage}"; shift ;;
+        --filter) args+=(--filter "${2:?$usage}"); shift ;;
         *) echo "$usage" >&2; exit 2 ;;
     esac
     shift

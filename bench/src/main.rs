@@ -30,7 +30,7 @@ use trainer::cli::DeviceChoice;
 use workloads::{row_name, row_name_in};
 
 /// thaw's benchmark: conv2d forward/backward on VGG16 and ResNet50 layer
-/// shapes, whole-backbone forward, a head training step and end-to-end
+/// shapes, depthwise convolution forward/backward on MobileNetV2's, whole-backbone forward, a head training step and end-to-end
 /// feature extraction, on the CPU or a GPU, timed as the median of repeated
 /// runs after warm-up. `bench/pytorch_bench.py` runs the same workloads with PyTorch.
 #[derive(Debug, Parser)]
@@ -232,6 +232,21 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         }
     }
+    for d in spec
+        .depthwise_conv2d
+        .iter()
+        .filter(|d| wanted(&d.name, d.quick))
+    {
+        match workloads::depthwise(d, &spec.depthwise_timing, mode, device) {
+            Ok(rs) => rs.into_iter().for_each(|r| push(Ok(r), "", String::new())),
+            Err(why) => {
+                for pass in ["fwd", "bwd"] {
+                    let name = row_name(&format!("{}.{pass}", d.name), device);
+                    push(Err(why.clone()), &name, String::new());
+                }
+            }
+        }
+    }
     for b in spec.backbone.iter().filter(|b| wanted(&b.name, b.quick)) {
         let batch = gpu_batch(b.batch);
         for &p in precisions(device) {
@@ -318,6 +333,7 @@ fn skipped(name: &str, shape: String, why: String) -> Record {
         median_s: 0.0,
         times_s: Vec::new(),
         flops: 0.0,
+        bytes: 0.0,
         items: 0.0,
         unit: "img/s".into(),
         skipped: Some(why),
@@ -337,6 +353,12 @@ fn plan(spec: &Spec, mode: Mode, filter: Option<&str>, device: Device) -> Vec<St
         if selected(mode, filter, &c.name, c.quick) {
             rows.push(row_name(&format!("{}.fwd", c.name), device));
             rows.push(row_name(&format!("{}.bwd", c.name), device));
+        }
+    }
+    for d in &spec.depthwise_conv2d {
+        if selected(mode, filter, &d.name, d.quick) {
+            rows.push(row_name(&format!("{}.fwd", d.name), device));
+            rows.push(row_name(&format!("{}.bwd", d.name), device));
         }
     }
     let mut add = |name: &str, quick: bool, precisions: &[Precision]| {

@@ -21,6 +21,10 @@ pub struct Record {
     pub times_s: Vec<f64>,
     /// Floating-point operations of one run, 2 per multiply-add (0: not counted).
     pub flops: f64,
+    /// Bytes one run must at least move to or from memory (0: not counted;
+    /// the depthwise rows, which are bound by memory, not arithmetic).
+    #[serde(default)]
+    pub bytes: f64,
     /// Images (or steps) processed by one run.
     pub items: f64,
     /// What `items` counts per second: "img/s", "step/s", or "" for none.
@@ -35,12 +39,17 @@ impl Record {
         (self.flops > 0.0 && self.median_s > 0.0).then(|| self.flops / self.median_s / 1e9)
     }
 
+    /// GB/s of the median run (None if not counted or skipped).
+    pub fn gbytes_per_s(&self) -> Option<f64> {
+        (self.bytes > 0.0 && self.median_s > 0.0).then(|| self.bytes / self.median_s / 1e9)
+    }
+
     /// Items per second of the median run (None without a unit).
     pub fn rate(&self) -> Option<f64> {
         (!self.unit.is_empty() && self.median_s > 0.0).then(|| self.items / self.median_s)
     }
 
-    /// "123.4 GFLOP/s", "56.7 img/s, 89.0 GFLOP/s" or "12.3 step/s, ..." for tables.
+    /// "123.4 GFLOP/s", "56.7 img/s, 89.0 GFLOP/s, 12.0 GB/s" or "12.3 step/s, ..." for tables.
     pub fn rate_text(&self) -> String {
         let mut parts = Vec::new();
         if let Some(r) = self.rate() {
@@ -48,6 +57,9 @@ impl Record {
         }
         if let Some(g) = self.gflops() {
             parts.push(format!("{} GFLOP/s", sig(g)));
+        }
+        if let Some(b) = self.gbytes_per_s() {
+            parts.push(format!("{} GB/s", sig(b)));
         }
         parts.join(", ")
     }
@@ -488,6 +500,7 @@ mod tests {
             median_s,
             times_s: vec![median_s],
             flops,
+            bytes: 0.0,
             items: 4.0,
             unit: "img/s".into(),
             skipped: None,
@@ -701,5 +714,8 @@ mod tests {
         assert_eq!(r.gflops(), Some(6.0));
         assert_eq!(r.rate(), Some(8.0));
         assert_eq!(r.rate_text(), "8.00 img/s, 6.00 GFLOP/s");
+        let r = Record { bytes: 2e9, ..r };
+        assert_eq!(r.gbytes_per_s(), Some(4.0));
+        assert_eq!(r.rate_text(), "8.00 img/s, 6.00 GFLOP/s, 4.00 GB/s");
     }
 }

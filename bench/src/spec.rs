@@ -66,7 +66,30 @@ pub struct Conv {
     pub quick: bool,
 }
 
-/// Warm-up and repetitions shared by every conv2d workload.
+/// One depthwise convolution layer's shape (NHWC input, kernel `[k, k, c, 1]`,
+/// no bias, `pad` zeros on every side).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Depthwise {
+    pub name: String,
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub quick: bool,
+}
+
+impl Depthwise {
+    /// Output height and width (the same rule in both engines).
+    pub fn out(&self) -> (usize, usize) {
+        let out = |size: usize| (size + 2 * self.pad - self.k) / self.stride + 1;
+        (out(self.h), out(self.w))
+    }
+}
+
+/// Warm-up and repetitions shared by every conv2d (or depthwise) workload.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Timing {
     pub warmup: usize,
@@ -145,6 +168,8 @@ pub struct Spec {
     pub peak: Peak,
     pub conv2d: Vec<Conv>,
     pub conv2d_timing: Timing,
+    pub depthwise_conv2d: Vec<Depthwise>,
+    pub depthwise_timing: Timing,
     pub backbone: Vec<Backbone>,
     pub head: Head,
     pub extract: Vec<Extract>,
@@ -193,6 +218,18 @@ impl Spec {
                 return Err(format!("{}: a size is zero", c.name));
             }
         }
+        for d in &self.depthwise_conv2d {
+            if [d.n, d.h, d.w, d.c, d.k, d.stride].contains(&0) {
+                return Err(format!("{}: a size is zero", d.name));
+            }
+            if d.pad >= d.k || d.h.min(d.w) + 2 * d.pad < d.k {
+                return Err(format!(
+                    "{}: pad {} with a {}x{} window on {}x{}: the pad must be smaller than the \
+                     window, and the padded input at least as large",
+                    d.name, d.pad, d.k, d.k, d.h, d.w
+                ));
+            }
+        }
         for e in &self.extract {
             if e.images == 0 || e.images % 10 != 0 || e.batch == 0 {
                 return Err(format!(
@@ -225,6 +262,10 @@ impl Spec {
         for c in &self.conv2d {
             names.push(format!("{}.fwd", c.name));
             names.push(format!("{}.bwd", c.name));
+        }
+        for d in &self.depthwise_conv2d {
+            names.push(format!("{}.fwd", d.name));
+            names.push(format!("{}.bwd", d.name));
         }
         names.extend(self.backbone.iter().map(|b| b.name.clone()));
         names.push(self.head.name.clone());

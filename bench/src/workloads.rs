@@ -4,7 +4,9 @@
 //! `pytorch_bench.py` does the same work with PyTorch, function for function.
 //!
 //! FLOPs are 2 per multiply-add and count convolutions and dense layers only
-//! (batch norm, ReLU, pooling and adds are left out, as is usual).
+//! (batch norm, ReLU, pooling and adds are left out, as is usual). The
+//! depthwise rows also count bytes (`Record::bytes`), since a depthwise
+//! layer is bound by memory: the f32 tensors the op must read and write.
 //!
 //! Every workload takes the [`Device`] it runs on. On a GPU the inputs and
 //! weights are moved there before timing, each timed run ends with
@@ -107,6 +109,7 @@ fn record(
         median_s: median(&times),
         times_s: times,
         flops,
+        bytes: 0.0,
         items,
         unit: unit.to_string(),
         skipped: None,
@@ -251,6 +254,85 @@ pub fn conv(c: &spec::Conv, t: &spec::Timing, mode: Mode, device: Device) -> Res
     Ok([
         record(&fwd_name, shape.clone(), fwd, flops, c.n as f64, "img/s"),
         record(&bwd_name, shape, bwd, 2.0 * flops, c.n as f64, "img/s"),
+    ])
+}
+
+/// Depthwise convolution forward (under `no_grad`) and backward (dx and
+/// dkernel), as two records, timed as [`conv`] times conv2d (the backward
+/// through `loss = sum(y · dy)`, so its time includes that loss's
+/// elementwise backward on both engines).
+///
+/// Bytes: forward reads x and K and writes y; backward reads x, dy and K and
+/// writes dx and dK: `4·(x + y + K)` and `4·(2x + y + 2K)`, in f32 elements.
+pub fn depthwise(
+    d: &spec::Depthwise,
+    t: &spec::Timing,
+    mode: Mode,
+    device: Device,
+) -> Result<[Record; 2]> {
+    let padding = Padding::Explicit {
+        top: d.pad,
+        bottom: d.pad,
+        left: d.pad,
+        right: d.pad,
+    };
+    let stride = (d.stride, d.stride);
+    let (oh, ow) = d.out();
+    let x = on(device, random(&[d.n, d.h, d.w, d.c], 1.0, 3))?;
+    let scale = (6.0 / (d.k * d.k) as f32).sqrt();
+    let k = on(device, random(&[d.k, d.k, d.c, 1], scale, 4))?;
+    let flops = 2.0 * (d.n * oh * ow * d.c * d.k * d.k) as f64;
+    let (xs, ys, ks) = (d.n * d.h * d.w * d.c, d.n * oh * ow * d.c, d.k * d.k * d.c);
+    let fwd_bytes = 4.0 * (xs + ys + ks) as f64;
+    let bwd_bytes = 4.0 * (2 * xs + ys + 2 * ks) as f64;
+    let reps = t.reps.get(mode);
+    let shape = format!(
+        "n={} {}x{}x{} k{}/{} pad {}",
+        d.n, d.h, d.w, d.c, d.k, d.stride, d.pad
+    );
+
+    let fwd_name = row_name(&format!("{}.fwd", d.name), device);
+    let fwd = {
+        let _guard = no_grad();
+        measure(t.warmup, reps, || {
+            ops::depthwise_conv2d(&x, &k, None, stride, padding).map_err(|e| e.to_string())?;
+            sync(device)
+        })
+        .map_err(ctx(&fwd_name))?
+    };
+
+    let bwd_name = row_name(&format!("{}.bwd", d.name), device);
+    let (xp, kp) = (Param::new("x", x), Param::new("kernel", k));
+    let loss = (|| {
+        let y = ops::depthwise_conv2d(&xp.tensor(), &kp.tensor(), None, stride, padding)?;
+        match device {
+            Device::Cpu => ops::sum(&ops::mul(&y, &random(y.shape(), 1.0, 5))?),
+            Device::Cuda(_) => ops::sum(&y),
+        }
+    })()
+    .map_err(ctx(&bwd_name))?;
+    let bwd = measure(t.warmup, reps, || {
+        xp.zero_grad();
+        kp.zero_grad();
+        loss.backward().map_err(|e| e.to_string())?;
+        sync(device)
+    })
+    .map_err(ctx(&bwd_name))?;
+    if xp.grad().is_none() || kp.grad().is_none() {
+        return Err(format!(
+            "{bwd_name}: backward did not produce dx and dkernel"
+        ));
+    }
+    let with_bytes = |r: Record, bytes| Record { bytes, ..r };
+    Ok([
+        with_bytes(
+            record(&fwd_name, shape.clone(), fwd, flops, d.n as f64, "img/s"),
+            fwd_bytes,
+        ),
+        with_bytes(
+            record(&bwd_name, shape, bwd, 2.0 * flops, d.n as f64, "img/s"),
+            bwd_bytes,
+        ),
     ])
 }
 
