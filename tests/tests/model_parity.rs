@@ -568,7 +568,7 @@ fn lite_parity(variant: &str) {
             let name = e["name"].as_str().unwrap();
             let n = e["values"]["count"].as_u64().unwrap();
             println!("  {model:18} {name:24} {n:6} values  rel L2 {rel:.3e}");
-            if !(rel <= worst.0) {
+            if rel.is_nan() || rel > worst.0 {
                 worst = (rel, name.to_string());
             }
             checked += 1;
