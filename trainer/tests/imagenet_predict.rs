@@ -170,7 +170,7 @@ fn efficientnet_lite0_imagenet_top5_on_real_cifar10_images() {
     /// probability 2.5-7.5%, 1-3 of 40 images. A seeded network that puts
     /// the same classes on top for every image hits at most a class's 10.
     const CONTROL_MAX: usize = 10;
-    let Some(wheel) = common::lite_wheel("lite0", "EfficientNet-Lite0 ImageNet top-5") else {
+    let Some(wheel) = tests::lite_wheel("lite0", "EfficientNet-Lite0 ImageNet top-5") else {
         return;
     };
     let Some(archive) = common::archive() else {
@@ -237,7 +237,7 @@ fn efficientnet_lite0_imagenet_top5_on_real_cifar10_images() {
 /// Lite0 is named as Lite1's.
 #[test]
 fn predict_cli_takes_the_lite_wheel_and_names_another_variant_s() {
-    let Some(lite0) = common::lite_wheel("lite0", "predict with the Lite0 wheel") else {
+    let Some(lite0) = tests::lite_wheel("lite0", "predict with the Lite0 wheel") else {
         return;
     };
     let dir = common::TempDir::new("lite-cli");
@@ -258,7 +258,7 @@ fn predict_cli_takes_the_lite_wheel_and_names_another_variant_s() {
     );
     let lines: Vec<&str> = stdout.lines().filter(|l| l.contains('%')).collect();
     assert_eq!(lines.len(), 5, "{stdout}");
-    let Some(lite1) = common::lite_wheel("lite1", "a Lite1 wheel given for Lite0") else {
+    let Some(lite1) = tests::lite_wheel("lite1", "a Lite1 wheel given for Lite0") else {
         return;
     };
     let err = imagenet::predict("efficientnet_lite0", None, &lite1, &img, 5)
