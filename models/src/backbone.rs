@@ -311,18 +311,26 @@ pub trait Backbone: Send + Sync {
     }
 
     /// Unfreezes the layers from `block` on (a layer name, or a prefix such
-    /// as `block5` for VGG16 or `conv5` for ResNet50, matching `block5_conv1`,
-    /// `conv5_block1_1_conv`, ...) and everything after it, top included;
+    /// as `block5` for VGG16, `conv5` for ResNet50 or `_blocks.15` for
+    /// EfficientNet-Lite0, matching `block5_conv1`, `conv5_block1_1_conv`,
+    /// `_blocks.15._expand_conv`, ...) and everything after it, top included;
     /// freezes every layer before it. Errors if no layer matches.
     fn set_trainable_from(&self, block: &str) -> Result<()> {
         let layers = self.weighted_layers();
-        let prefix = format!("{block}_");
-        let matches = |name: &str| name == block || name.starts_with(&prefix);
+        let (keras, module) = (format!("{block}_"), format!("{block}."));
+        let matches =
+            |name: &str| name == block || name.starts_with(&keras) || name.starts_with(&module);
         let Some(first) = layers.iter().position(|l| matches(l.name())) else {
-            let blocks: BTreeSet<&str> = layers
-                .iter()
-                .map(|l| l.name().split('_').next().unwrap_or(""))
-                .collect();
+            // Keras names: the part before the first '_' (block5); module
+            // paths: the module holding the layer (_blocks.15), or the layer (_conv_head).
+            let block_of = |name: &str| -> String {
+                match name.rsplit_once('.') {
+                    Some((module, _)) => module.to_string(),
+                    None if name.starts_with('_') => name.to_string(),
+                    None => name.split('_').next().unwrap_or("").to_string(),
+                }
+            };
+            let blocks: BTreeSet<String> = layers.iter().map(|l| block_of(l.name())).collect();
             return Err(Error::model(format!(
                 "{} has no layer '{block}' to unfreeze from; use one of {}",
                 self.name(),

@@ -157,6 +157,22 @@ impl Conv2D {
         }
     }
 
+    /// A 1x1, stride-1 convolution without bias or activation (the
+    /// expansions and projections of inverted residual blocks).
+    pub fn pointwise(name: &str, c_in: usize, c_out: usize, init: &mut Init) -> Conv2D {
+        Conv2D::new(
+            name,
+            (1, 1),
+            c_in,
+            c_out,
+            1,
+            Padding::Same,
+            Activation::Linear,
+            init,
+        )
+        .without_bias()
+    }
+
     /// The same layer without its bias (Keras `use_bias=False`).
     pub fn without_bias(mut self) -> Conv2D {
         self.bias = None;

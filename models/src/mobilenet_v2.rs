@@ -81,20 +81,6 @@ fn bn(name: &str, channels: usize) -> BatchNormalization {
         .with_momentum(MOBILENET_V2_BN_MOMENTUM)
 }
 
-fn conv_1x1(name: &str, c_in: usize, c_out: usize, init: &mut Init) -> Conv2D {
-    Conv2D::new(
-        name,
-        (1, 1),
-        c_in,
-        c_out,
-        1,
-        Padding::Same,
-        Activation::Linear,
-        init,
-    )
-    .without_bias()
-}
-
 /// One inverted residual block (`_inverted_res_block`).
 struct Block {
     expand: Option<(Conv2D, BatchNormalization, ReLU6)>,
@@ -124,7 +110,7 @@ impl Block {
         let expand = (id != 0).then(|| {
             let c = expansion * c_in;
             (
-                conv_1x1(&format!("{p}expand"), c_in, c, init),
+                Conv2D::pointwise(&format!("{p}expand"), c_in, c, init),
                 bn(&format!("{p}expand_BN"), c),
                 ReLU6::new(&format!("{p}expand_relu")),
             )
@@ -137,7 +123,7 @@ impl Block {
         };
         let depthwise =
             DepthwiseConv2D::new(&format!("{p}depthwise"), (3, 3), c, stride, padding, init);
-        let project = conv_1x1(&format!("{p}project"), c, c_out, init);
+        let project = Conv2D::pointwise(&format!("{p}project"), c, c_out, init);
         Block {
             expand,
             pad: (stride == 2).then(|| ZeroPadding2D::correct_pad(&format!("{p}pad"), 3)),
@@ -277,7 +263,7 @@ impl MobileNetV2 {
         } else {
             1280
         };
-        let conv_1 = conv_1x1("Conv_1", c_in, last, &mut init);
+        let conv_1 = Conv2D::pointwise("Conv_1", c_in, last, &mut init);
         let head = if options.include_top {
             Head::Top(
                 GlobalAveragePooling2D::new("global_average_pooling2d"),

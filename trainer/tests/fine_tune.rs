@@ -1,5 +1,5 @@
 //! Fine-tuning (`--fine-tune block5` for VGG16, `--fine-tune conv5` for
-//! ResNet50) on a small subset of real CIFAR-10 images (30 training and 10
+//! ResNet50, and the MobileNets' and EfficientNet-Lite0's last blocks) on a small subset of real CIFAR-10 images (30 training and 10
 //! test images per class from `../shared/data/cifar10-jpeg.tar.xz`) at
 //! 32 px, with seeded full-size backbones (`weights::seeded`; ImageNet
 //! weights cannot be downloaded here), one epoch.
@@ -457,6 +457,21 @@ fn mobilenet_v2_fine_tune_block_16_moves_only_block_16_and_conv_1() {
         // unchanged; block_16's expand, depthwise and project and Conv_1: a
         // kernel (no bias) and a batch norm's gamma and beta each.
         assert_eq!(stats, 2 * 52);
+        assert_eq!(changed, 12);
+        assert!(frozen > 0);
+    }
+}
+
+#[test]
+fn efficientnet_lite0_fine_tune_blocks_15_moves_only_the_last_stage_and_head() {
+    if let Some((changed, frozen, stats)) =
+        fine_tune_library_case("efficientnet_lite0", "_blocks.15")
+    {
+        // 49 batch norms (_bn0, 2 in _blocks.0, 3 in each of _blocks.1..15,
+        // _bn1), two moving statistics each, all unchanged; _blocks.15's
+        // expand, depthwise and project convs and _conv_head: a kernel (no
+        // bias) and a batch norm's gamma and beta each.
+        assert_eq!(stats, 2 * 49);
         assert_eq!(changed, 12);
         assert!(frozen > 0);
     }

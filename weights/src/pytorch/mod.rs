@@ -57,8 +57,11 @@
 //! or hostile file gives an [`Error`], never a panic, an out-of-bounds read
 //! or an unbounded allocation.
 
+mod convert;
 mod pickle;
 mod zip;
+
+pub use convert::convert_pytorch_state_dict;
 
 use crate::error::{Error, Result};
 use crate::NamedTensors;
