@@ -140,6 +140,36 @@ pub fn build_backbone(
 
 /// Runs `trainer extract` and prints what was written.
 pub fn run(args: &ExtractArgs) -> Result<()> {
+    use crate::outputs::{refuse_inputs_as_outputs, Input, Output};
+    let cache = crate::download::cache_dir()?;
+    let weights = match &args.weights {
+        Some(w) => Input {
+            what: "--weights",
+            path: w,
+        },
+        None => Input {
+            what: "the cache folder (of the default weights)",
+            path: &cache,
+        },
+    };
+    let data = Input {
+        what: "--data",
+        path: &args.data,
+    };
+    let labels = labels_path(&args.out);
+    refuse_inputs_as_outputs(
+        &[weights, data],
+        &[
+            Output {
+                what: "--out",
+                path: &args.out,
+            },
+            Output {
+                what: "the labels file of --out",
+                path: &labels,
+            },
+        ],
+    )?;
     let device = crate::device::resolve(args.device)?;
     let min = models::registry::find(&args.model)?.sizes.min;
     if args.image_size < min {
