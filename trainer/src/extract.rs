@@ -101,7 +101,11 @@ pub fn extract(
             eprintln!("{d}");
             drift = Some(d);
         }
-        writer.append(y.as_slice::<f32>()?)?;
+        let rows = writer.rows_written();
+        let values = y.as_slice::<f32>()?;
+        let row_len = values.len() / y.shape()[0].max(1);
+        crate::train::feature_cache::check_finite_features("extract", values, row_len, rows)?;
+        writer.append(values)?;
         progress.inc((batch.len() / IMAGE_BYTES) as u64);
         Ok(())
     })?;
@@ -187,7 +191,7 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
     )?;
     backbone.load(tensors).map_err(|e| {
         Error::Usage(format!(
-            "weights {from} do not fit {}: {e}",
+            "weights {from} cannot be used for {}: {e}",
             backbone.name()
         ))
     })?;

@@ -28,8 +28,6 @@
 
 use crate::data::{Dataset, IMAGE_BYTES, IMAGE_SIDE};
 use crate::error::{Error, Result};
-#[cfg(test)]
-use crate::npy::CHECKSUM_TRAILER_LEN;
 use crate::npy::{self, NpyData, NpyWriter};
 use crate::progress::{Progress, Unit};
 use engine::{ops, Tensor};
@@ -175,7 +173,18 @@ fn read_features(path: &Path, rows: usize, channels: usize) -> Option<Vec<f32>> 
     let problem = match npy::read_checksummed(path) {
         Err(e) => e.to_string(),
         Ok(a) => match a.data {
-            NpyData::F32(v) if a.shape == [rows, channels] => return Some(v),
+            NpyData::F32(v) if a.shape == [rows, channels] => {
+                match v.iter().position(|x| !x.is_finite()) {
+                    None => return Some(v),
+                    Some(i) => format!(
+                        "{}: holds {} at row {}, feature {} (features must be finite)",
+                        path.display(),
+                        v[i],
+                        i / channels.max(1),
+                        i % channels.max(1)
+                    ),
+                }
+            }
             _ => format!(
                 "{}: has shape {:?}, expected [{rows}, {channels}] f32",
                 path.display(),
@@ -185,6 +194,30 @@ fn read_features(path: &Path, rows: usize, channels: usize) -> Option<Vec<f32>> 
     };
     eprintln!("feature cache: {problem}; recomputing it");
     None
+}
+
+/// Checks that the features of a batch are finite before they are used,
+/// cached or written: `values` holds rows of `row_len` values, the first
+/// being image `first_row` of `what`. Weights that are finite but absurd
+/// (1e30) give features that overflow; this is where that shows.
+pub fn check_finite_features(
+    what: &str,
+    values: &[f32],
+    row_len: usize,
+    first_row: usize,
+) -> Result<()> {
+    let Some(i) = values.iter().position(|v| !v.is_finite()) else {
+        return Ok(());
+    };
+    Err(Error::Usage(format!(
+        "{what}: the features of image {} are not finite (feature {} is {}): the backbone's \
+         output overflowed f32, so nothing was written or cached. HINT: check the weights \
+         (--weights): every value finite is not enough, values such as 1e30 overflow; use \
+         the model's published or converted weights",
+        first_row + i / row_len.max(1),
+        i % row_len.max(1),
+        values[i]
+    )))
 }
 
 /// Test hook: `THAW_TEST_CACHE_WRITE_PAUSE_MS=N` sleeps N ms after each
@@ -360,6 +393,8 @@ pub fn extract_features(
             )));
         }
         let v = y.as_slice::<f32>()?;
+        let channels = y.shape()[1];
+        check_finite_features(label, v, channels, out.len() / channels.max(1))?;
         if i == 0 && backbone.precision().is_half() {
             let images = chunk.len() / IMAGE_BYTES;
             let d = crate::drift::against_f32(backbone, images, v, || {
@@ -475,6 +510,28 @@ mod tests {
             assert_eq!(again, recomputed, "{what}");
             std::fs::write(&path, &good).unwrap();
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_cache_file_of_non_finite_features_is_recomputed() {
+        let dir = std::env::temp_dir().join(format!("thaw-cache-nan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cache = FeatureCache::new(&dir);
+        let k = key(Precision::F32);
+        // Intact as a file (its checksum matches), but not usable.
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut w = NpyWriter::<f32>::create_checksummed(cache.path(&k).unwrap(), &[1, 2]).unwrap();
+        w.append(&[1.0, f32::NAN]).unwrap();
+        w.finish().unwrap();
+        let (got, outcome) = cache
+            .get_or_compute(&k, 1, 2, |w| {
+                w.expect("caching").append(&[3.0, 4.0])?;
+                Ok(vec![3.0, 4.0])
+            })
+            .unwrap();
+        assert!(matches!(outcome, CacheOutcome::Stored(_)), "{outcome:?}");
+        assert_eq!(got, vec![3.0, 4.0]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

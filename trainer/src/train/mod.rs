@@ -408,7 +408,7 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     )?;
     backbone.load(tensors).map_err(|e| {
         Error::Usage(format!(
-            "weights {weights_from} do not fit {}: {e}",
+            "weights {weights_from} cannot be used for {}: {e}",
             backbone.name()
         ))
     })?;
