@@ -360,7 +360,8 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Reads a C-order `<f4`, `<i8` or `|u1` .npy file (format 1.0, 2.0 or 3.0).
+/// Reads a C-order `<f4`, `<i8` or `|u1` .npy file (format 1.0, 2.0 or
+/// 3.0); a checksum trailer is skipped unverified.
 pub fn read(path: impl AsRef<Path>) -> Result<NpyArray> {
     let path = path.as_ref();
     parse(path, &read_bytes(path)?)
@@ -440,6 +441,14 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<NpyArray> {
                 "has dtype {other}; only <f4, <i8 and |u1 are read"
             )))
         }
+    };
+    // A checksum trailer ([`read_checksummed`] verifies it) is skipped, as numpy does.
+    let trailer = body.len().checked_sub(count * elem);
+    let body = match trailer {
+        Some(CHECKSUM_TRAILER_LEN) if body[count * elem..].starts_with(CHECKSUM_MAGIC) => {
+            &body[..count * elem]
+        }
+        _ => body,
     };
     if body.len() != count * elem {
         return Err(bad(format!(

@@ -105,8 +105,8 @@ pub fn check_values(tensors: &NamedTensors) -> Result<()> {
                     retrain the model)";
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
             return Err(Error::Corrupt(format!(
-                "tensor {name} holds {} at flat index {i} (of {}): weights must be finite \
-                 numbers, so the file is damaged or the training that wrote it diverged. {hint}",
+                "tensor {name} holds {} at flat index {i} (of {}), a value that is not finite: \
+                 the file is damaged or the training that wrote it diverged. {hint}",
                 values[i],
                 values.len()
             )));
