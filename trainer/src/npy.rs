@@ -382,7 +382,10 @@ pub fn read_checksummed(path: impl AsRef<Path>) -> Result<NpyArray> {
     };
     let (npy, trailer) = bytes.split_at(npy_len);
     if &trailer[..8] != CHECKSUM_MAGIC {
-        return Err(Error::npy(path, "has no checksum trailer (truncated?)"));
+        return Err(Error::npy(
+            path,
+            "has no checksum trailer (truncated, or written by an older thaw)",
+        ));
     }
     if Md5::digest(npy).as_slice() != &trailer[8..] {
         return Err(Error::npy(path, "fails its md5 checksum (damaged)"));
