@@ -110,6 +110,17 @@ fn read_h5(
 
 /// Runs `trainer convert` and prints what was written.
 pub fn run(args: &ConvertArgs) -> Result<()> {
+    use crate::outputs::{refuse_inputs_as_outputs, Input, Output};
+    refuse_inputs_as_outputs(
+        &[Input {
+            what: "--keras-h5",
+            path: &args.keras_h5,
+        }],
+        &[Output {
+            what: "--out",
+            path: &args.out,
+        }],
+    )?;
     let t = std::time::Instant::now();
     let torch = registry::find(&args.model)?.conversion == WeightConversion::TorchStateDict;
     let input = match (&args.keras_h5, &args.torch) {

@@ -101,7 +101,11 @@ pub fn extract(
             eprintln!("{d}");
             drift = Some(d);
         }
-        writer.append(y.as_slice::<f32>()?)?;
+        let rows = writer.rows_written();
+        let values = y.as_slice::<f32>()?;
+        let row_len = values.len() / y.shape()[0].max(1);
+        crate::train::feature_cache::check_finite_features("extract", values, row_len, rows)?;
+        writer.append(values)?;
         progress.inc((batch.len() / IMAGE_BYTES) as u64);
         Ok(())
     })?;
@@ -140,6 +144,36 @@ pub fn build_backbone(
 
 /// Runs `trainer extract` and prints what was written.
 pub fn run(args: &ExtractArgs) -> Result<()> {
+    use crate::outputs::{refuse_inputs_as_outputs, Input, Output};
+    let cache = crate::download::cache_dir()?;
+    let weights = match &args.weights {
+        Some(w) => Input {
+            what: "--weights",
+            path: w,
+        },
+        None => Input {
+            what: "the cache folder (of the default weights)",
+            path: &cache,
+        },
+    };
+    let data = Input {
+        what: "--data",
+        path: &args.data,
+    };
+    let labels = labels_path(&args.out);
+    refuse_inputs_as_outputs(
+        &[weights, data],
+        &[
+            Output {
+                what: "--out",
+                path: &args.out,
+            },
+            Output {
+                what: "the labels file of --out",
+                path: &labels,
+            },
+        ],
+    )?;
     let device = crate::device::resolve(args.device)?;
     let min = models::registry::find(&args.model)?.sizes.min;
     if args.image_size < min {
@@ -157,7 +191,7 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
     )?;
     backbone.load(tensors).map_err(|e| {
         Error::Usage(format!(
-            "weights {from} do not fit {}: {e}",
+            "weights {from} cannot be used for {}: {e}",
             backbone.name()
         ))
     })?;

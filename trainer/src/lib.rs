@@ -8,6 +8,7 @@
 //! - [`data`]: the dataset readers, [`data::Dataset`] and [`data::preprocess_data`].
 //! - [`download`]: md5-verified downloads and atomic unpacking into the cache.
 //! - [`npy`]: the streaming `.npy` writer and a reader.
+//! - [`outputs`]: the check, before any work, that no output is an input.
 //! - [`progress`]: progress bars, or plain lines off a terminal.
 //! - [`train`]: feature cache, head training, fine-tuning, the saved model,
 //!   evaluate/predict and the reports.
@@ -28,6 +29,7 @@ pub mod error;
 pub mod extract;
 pub mod imagenet;
 pub mod npy;
+pub mod outputs;
 pub mod progress;
 pub mod train;
 

@@ -13,9 +13,17 @@
 //! [`NpyWriter`] is created with the full shape, takes rows batch by batch
 //! (features of 50,000 images never sit in memory whole) and on
 //! [`NpyWriter::finish`] renames its temporary file into place: a file at the
-//! final path is always complete.
+//! final path is always complete. Its temporary file has a name no other
+//! writer uses (`.NAME.tmp-PID-N-RANDOM`, created only if new), so two
+//! processes writing one path never write one file.
+//!
+//! A checksummed file ([`NpyWriter::create_checksummed`], the feature
+//! cache's) ends with a trailer after the data: [`CHECKSUM_MAGIC`] and the
+//! md5 of every byte before it; [`read_checksummed`] verifies it all.
+//! numpy's `np.load` reads the array and ignores the trailer.
 
 use crate::error::{Error, Result};
+use md5::{Digest, Md5};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -25,6 +33,10 @@ const ARRAY_ALIGN: usize = 64;
 /// numpy leaves room after the dict for a first dimension this many digits long.
 const GROWTH_AXIS_MAX_DIGITS: usize = 21;
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
+/// Opens the trailer of a checksummed file; the md5 of the file's bytes before it follows.
+pub const CHECKSUM_MAGIC: &[u8; 8] = b"THAW-MD5";
+/// Bytes of the trailer: the magic and a 16-byte md5.
+pub const CHECKSUM_TRAILER_LEN: usize = 24;
 
 /// An element type a .npy file can hold here, with its numpy `descr`.
 pub trait NpyElement: Copy + Send + Sync + 'static {
@@ -102,13 +114,15 @@ pub fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
 
 /// Writes a .npy file of a shape known up front, rows appended in order.
 ///
-/// Data goes to `PATH.partial` beside the destination; [`finish`](Self::finish)
-/// checks every row was written and renames it into place. Dropping an
-/// unfinished writer deletes the temporary file.
+/// Data goes to a temporary file of its own beside the destination
+/// ([`temp_file`]); [`finish`](Self::finish) checks every row was written
+/// and renames it into place. Dropping an unfinished writer deletes the
+/// temporary file.
 pub struct NpyWriter<T: NpyElement> {
     path: PathBuf,
     tmp_path: PathBuf,
     file: Option<BufWriter<File>>,
+    checksum: Option<Md5>,
     shape: Vec<usize>,
     row_len: usize,
     rows_written: usize,
@@ -120,7 +134,17 @@ impl<T: NpyElement> NpyWriter<T> {
     /// Starts writing an array of `shape` (rank >= 1; the first dimension
     /// counts rows) to `path`.
     pub fn create(path: impl AsRef<Path>, shape: &[usize]) -> Result<Self> {
-        let path = path.as_ref().to_path_buf();
+        Self::open(path.as_ref(), shape, None)
+    }
+
+    /// As [`create`](Self::create), and [`finish`](Self::finish) appends the
+    /// checksum trailer that [`read_checksummed`] verifies.
+    pub fn create_checksummed(path: impl AsRef<Path>, shape: &[usize]) -> Result<Self> {
+        Self::open(path.as_ref(), shape, Some(Md5::new()))
+    }
+
+    fn open(path: &Path, shape: &[usize], mut checksum: Option<Md5>) -> Result<Self> {
+        let path = path.to_path_buf();
         if shape.is_empty() {
             return Err(Error::npy(
                 &path,
@@ -134,17 +158,18 @@ impl<T: NpyElement> NpyWriter<T> {
                 format!("shape {shape:?} makes a header too long for format 1.0"),
             ));
         }
-        let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-        tmp_name.push(".partial");
-        let tmp_path = path.with_file_name(tmp_name);
-        let file = File::create(&tmp_path).map_err(|e| Error::io(&tmp_path, "creating", e))?;
+        let (file, tmp_path) = temp_file(&path)?;
         let mut file = BufWriter::with_capacity(1 << 20, file);
         file.write_all(&header)
             .map_err(|e| Error::io(&tmp_path, "writing", e))?;
+        if let Some(h) = checksum.as_mut() {
+            h.update(&header);
+        }
         Ok(NpyWriter {
             path,
             tmp_path,
             file: Some(file),
+            checksum,
             row_len: shape[1..].iter().product(),
             shape: shape.to_vec(),
             rows_written: 0,
@@ -204,6 +229,9 @@ impl<T: NpyElement> NpyWriter<T> {
         }
         self.scratch.clear();
         T::extend_le(values, &mut self.scratch);
+        if let Some(h) = self.checksum.as_mut() {
+            h.update(&self.scratch);
+        }
         let file = self.file.as_mut().expect("writer used after finish");
         file.write_all(&self.scratch)
             .map_err(|e| Error::io(&self.tmp_path, "writing", e))?;
@@ -223,16 +251,63 @@ impl<T: NpyElement> NpyWriter<T> {
                 ),
             ));
         }
-        let file = self.file.take().expect("writer used after finish");
+        let mut file = self.file.take().expect("writer used after finish");
+        if let Some(h) = self.checksum.take() {
+            let result = file
+                .write_all(CHECKSUM_MAGIC)
+                .and_then(|()| file.write_all(&h.finalize()));
+            if let Err(e) = result {
+                let _ = std::fs::remove_file(&self.tmp_path);
+                return Err(Error::io(&self.tmp_path, "writing", e));
+            }
+        }
         let file = file
             .into_inner()
             .map_err(|e| Error::io(&self.tmp_path, "writing", e.into_error()))?;
         file.sync_all()
             .map_err(|e| Error::io(&self.tmp_path, "writing", e))?;
         drop(file);
-        std::fs::rename(&self.tmp_path, &self.path)
-            .map_err(|e| Error::io(&self.path, "renaming into place", e))?;
+        std::fs::rename(&self.tmp_path, &self.path).map_err(|e| {
+            let _ = std::fs::remove_file(&self.tmp_path);
+            Error::io(&self.path, "renaming into place", e)
+        })?;
+        // Make the rename durable (best effort: not every platform opens folders).
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
         Ok(())
+    }
+}
+
+/// A new temporary file beside `path`, `.NAME.tmp-PID-N-RANDOM` (process id,
+/// a counter, a random number), created only if no such file exists, so no
+/// two writers, in one process or several, ever share one.
+fn temp_file(path: &Path) -> Result<(File, PathBuf)> {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        // RandomState is seeded from the operating system's randomness.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let tmp = path.with_file_name(format!(
+            ".{name}.tmp-{}-{n}-{random:016x}",
+            std::process::id()
+        ));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((f, tmp)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(&tmp, "creating", e)),
+        }
     }
 }
 
@@ -277,13 +352,49 @@ pub struct NpyArray {
     pub data: NpyData,
 }
 
-/// Reads a C-order `<f4`, `<i8` or `|u1` .npy file (format 1.0, 2.0 or 3.0).
-pub fn read(path: impl AsRef<Path>) -> Result<NpyArray> {
-    let path = path.as_ref();
+fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(|e| Error::io(path, "reading", e))?;
+    Ok(bytes)
+}
+
+/// Reads a C-order `<f4`, `<i8` or `|u1` .npy file (format 1.0, 2.0 or
+/// 3.0); a checksum trailer is skipped unverified.
+pub fn read(path: impl AsRef<Path>) -> Result<NpyArray> {
+    let path = path.as_ref();
+    parse(path, &read_bytes(path)?)
+}
+
+/// Reads a file written by [`NpyWriter::create_checksummed`], verified
+/// whole: the trailer is there, the md5 of every byte before it matches,
+/// and the data is exactly the size the header gives. The error says which
+/// check failed.
+pub fn read_checksummed(path: impl AsRef<Path>) -> Result<NpyArray> {
+    let path = path.as_ref();
+    let bytes = read_bytes(path)?;
+    let Some(npy_len) = bytes.len().checked_sub(CHECKSUM_TRAILER_LEN) else {
+        return Err(Error::npy(
+            path,
+            format!("is {} bytes, too short to hold a checksum", bytes.len()),
+        ));
+    };
+    let (npy, trailer) = bytes.split_at(npy_len);
+    if &trailer[..8] != CHECKSUM_MAGIC {
+        return Err(Error::npy(
+            path,
+            "has no checksum trailer (truncated, or written by an older thaw)",
+        ));
+    }
+    if Md5::digest(npy).as_slice() != &trailer[8..] {
+        return Err(Error::npy(path, "fails its md5 checksum (damaged)"));
+    }
+    parse(path, npy)
+}
+
+/// Parses the bytes of a .npy file (`path` names it in errors).
+fn parse(path: &Path, bytes: &[u8]) -> Result<NpyArray> {
     let bad = |msg: String| Error::npy(path, msg);
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err(bad("is not a .npy file (no \\x93NUMPY magic)".into()));
@@ -333,6 +444,14 @@ pub fn read(path: impl AsRef<Path>) -> Result<NpyArray> {
                 "has dtype {other}; only <f4, <i8 and |u1 are read"
             )))
         }
+    };
+    // A checksum trailer ([`read_checksummed`] verifies it) is skipped, as numpy does.
+    let trailer = body.len().checked_sub(count * elem);
+    let body = match trailer {
+        Some(CHECKSUM_TRAILER_LEN) if body[count * elem..].starts_with(CHECKSUM_MAGIC) => {
+            &body[..count * elem]
+        }
+        _ => body,
     };
     if body.len() != count * elem {
         return Err(bad(format!(

@@ -56,7 +56,8 @@ struct FileLayer {
 ///
 /// Errors name the file and the first problem: not an HDF5 file, truncated,
 /// no `layer_names`, a model layer missing from the file, a file layer the
-/// model does not have, a wrong weight count or shape within a layer.
+/// model does not have, a wrong weight count or shape within a layer, a
+/// value that is not finite or a negative variance ([`crate::check_values`]).
 pub fn convert_keras_h5(path: impl AsRef<Path>, spec: &[WeightSpec]) -> Result<NamedTensors> {
     let path = path.as_ref();
     let bytes =
@@ -233,6 +234,11 @@ fn convert_bytes(path: &Path, bytes: Vec<u8>, spec: &[WeightSpec]) -> Result<Nam
             out.push((w.name.clone(), t));
         }
     }
+    // Values too: a damaged file must not convert into NaN weights.
+    crate::validate::check_values(&out).map_err(|e| match e {
+        Error::Corrupt(msg) => Error::corrupt(path, msg),
+        e => e,
+    })?;
     Ok(out)
 }
 

@@ -37,7 +37,7 @@ pub use error::{Error, Result};
 pub use keras_h5::convert_keras_h5;
 pub use pytorch::{convert_pytorch_state_dict, read_pytorch_state_dict};
 pub use safetensors_file::{load_safetensors, save_safetensors};
-pub use validate::validate;
+pub use validate::{check_values, validate};
 
 /// One weight a model expects: its name and its shape, as Keras has them.
 ///

@@ -19,8 +19,12 @@
 //! dataset's images, labels and class names, the split, and whether the
 //! images were flipped. Change any of them
 //! and the name changes, so a stale file is never read. Files are written
-//! atomically (a temporary file renamed into place), so an interrupted run
-//! never leaves a half-written cache entry behind.
+//! atomically (a temporary file of the writer's own, renamed into place
+//! when complete), so an interrupted run never leaves a half-written cache
+//! entry behind, and runs sharing the cache never write one file. Each file
+//! ends with an md5 of its contents ([`npy::read_checksummed`]): a file
+//! that is truncated, damaged, of the wrong shape or not finite is
+//! recomputed, with a message, never used.
 
 use crate::data::{Dataset, IMAGE_BYTES, IMAGE_SIDE};
 use crate::error::{Error, Result};
@@ -147,35 +151,87 @@ impl FeatureCache {
         let Some(path) = self.path(key) else {
             return Ok((compute(None)?, CacheOutcome::Disabled));
         };
-        if path.is_file() {
-            if let Some(features) = read_features(&path, rows, channels)? {
+        if path.exists() {
+            if let Some(features) = read_features(&path, rows, channels) {
                 return Ok((features, CacheOutcome::Hit(path)));
             }
         }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "creating", e))?;
         }
-        let mut writer = NpyWriter::<f32>::create(&path, &[rows, channels])?;
+        let mut writer = NpyWriter::<f32>::create_checksummed(&path, &[rows, channels])?;
         let features = compute(Some(&mut writer))?;
         writer.finish()?;
         Ok((features, CacheOutcome::Stored(path)))
     }
 }
 
-/// Reads a cached features file; `None` (recompute) if its shape is not
-/// `[rows, channels]` f32, which only happens if someone replaced the file.
-fn read_features(path: &Path, rows: usize, channels: usize) -> Result<Option<Vec<f32>>> {
-    let array = npy::read(path)?;
-    match array.data {
-        NpyData::F32(v) if array.shape == [rows, channels] => Ok(Some(v)),
-        _ => {
-            eprintln!(
-                "feature cache: {} has shape {:?}, expected [{rows}, {channels}] f32; recomputing it",
+/// Reads a cached features file, verified whole ([`npy::read_checksummed`]):
+/// `None` (recompute, with a message) unless it is intact and holds
+/// `[rows, channels]` f32 values.
+fn read_features(path: &Path, rows: usize, channels: usize) -> Option<Vec<f32>> {
+    let problem = match npy::read_checksummed(path) {
+        Err(e) => e.to_string(),
+        Ok(a) => match a.data {
+            NpyData::F32(v) if a.shape == [rows, channels] => {
+                match v.iter().position(|x| !x.is_finite()) {
+                    None => return Some(v),
+                    Some(i) => format!(
+                        "{}: holds {} at row {}, feature {} (features must be finite)",
+                        path.display(),
+                        v[i],
+                        i / channels.max(1),
+                        i % channels.max(1)
+                    ),
+                }
+            }
+            _ => format!(
+                "{}: has shape {:?}, expected [{rows}, {channels}] f32",
                 path.display(),
-                array.shape
-            );
-            Ok(None)
-        }
+                a.shape
+            ),
+        },
+    };
+    eprintln!("feature cache: {problem}; recomputing it");
+    None
+}
+
+/// Checks that the features of a batch are finite before they are used,
+/// cached or written: `values` holds rows of `row_len` values, the first
+/// being image `first_row` of `what`. Weights that are finite but absurd
+/// (1e30) give features that overflow; this is where that shows.
+pub fn check_finite_features(
+    what: &str,
+    values: &[f32],
+    row_len: usize,
+    first_row: usize,
+) -> Result<()> {
+    let Some(i) = values.iter().position(|v| !v.is_finite()) else {
+        return Ok(());
+    };
+    Err(Error::Usage(format!(
+        "{what}: the features of image {} are not finite (feature {} is {}): the backbone's \
+         output overflowed f32, so nothing was written or cached. HINT: check the weights \
+         (--weights): every value finite is not enough, values such as 1e30 overflow; use \
+         the model's published or converted weights",
+        first_row + i / row_len.max(1),
+        i % row_len.max(1),
+        values[i]
+    )))
+}
+
+/// Test hook: `THAW_TEST_CACHE_WRITE_PAUSE_MS=N` sleeps N ms after each
+/// batch written to the cache, so a test can kill a run while it is
+/// writing (`trainer/tests/feature_cache_race.rs`). Unset, it does nothing.
+fn pause_for_tests() {
+    static PAUSE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let pause = PAUSE.get_or_init(|| {
+        std::env::var("THAW_TEST_CACHE_WRITE_PAUSE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if let Some(ms) = *pause {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
     }
 }
 
@@ -337,6 +393,8 @@ pub fn extract_features(
             )));
         }
         let v = y.as_slice::<f32>()?;
+        let channels = y.shape()[1];
+        check_finite_features(label, v, channels, out.len() / channels.max(1))?;
         if i == 0 && backbone.precision().is_half() {
             let images = chunk.len() / IMAGE_BYTES;
             let d = crate::drift::against_f32(backbone, images, v, || {
@@ -347,6 +405,7 @@ pub fn extract_features(
         }
         if let Some(w) = writer.as_deref_mut() {
             w.append(v)?;
+            pause_for_tests();
         }
         out.extend_from_slice(v);
         progress.inc((chunk.len() / IMAGE_BYTES) as u64);
@@ -359,6 +418,7 @@ pub fn extract_features(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::npy::CHECKSUM_TRAILER_LEN;
     use engine::Precision;
 
     fn key(precision: Precision) -> FeatureKey {
@@ -397,6 +457,82 @@ mod tests {
             "{names:?}"
         );
         assert!(names[0] != names[1] && names[1] != names[2] && names[0] != names[2]);
+    }
+
+    #[test]
+    fn a_truncated_or_bit_flipped_cache_file_is_recomputed() {
+        let dir = std::env::temp_dir().join(format!("thaw-cache-damage-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cache = FeatureCache::new(&dir);
+        let k = key(Precision::F32);
+        let values: Vec<f32> = (0..6).map(|i| i as f32 * 0.5).collect();
+        let store = |v: &[f32]| {
+            cache
+                .get_or_compute(&k, 3, 2, |w| {
+                    w.expect("caching").append(v)?;
+                    Ok(v.to_vec())
+                })
+                .unwrap()
+        };
+        let (_, stored) = store(&values);
+        let CacheOutcome::Stored(path) = stored else {
+            panic!("{stored:?}")
+        };
+        let good = std::fs::read(&path).unwrap();
+        let npy_end = good.len() - CHECKSUM_TRAILER_LEN;
+        let damages: Vec<(&str, Vec<u8>)> = vec![
+            ("truncated by one byte", good[..good.len() - 1].to_vec()),
+            ("truncated to its header", good[..128].to_vec()),
+            ("empty", Vec::new()),
+            ("one bit flipped in the data", {
+                let mut b = good.clone();
+                b[npy_end - 5] ^= 0x10;
+                b
+            }),
+            ("one bit flipped in the checksum", {
+                let mut b = good.clone();
+                *b.last_mut().unwrap() ^= 1;
+                b
+            }),
+            ("without its checksum", good[..npy_end].to_vec()),
+        ];
+        for (what, bytes) in damages {
+            std::fs::write(&path, &bytes).unwrap();
+            let recomputed: Vec<f32> = values.iter().map(|v| v + 1.0).collect();
+            let (got, outcome) = store(&recomputed);
+            assert!(
+                matches!(outcome, CacheOutcome::Stored(_)) && got == recomputed,
+                "a cache file {what} was used: {outcome:?}"
+            );
+            // What was stored in its place is whole and is reused.
+            let (again, hit) = store(&values);
+            assert!(matches!(hit, CacheOutcome::Hit(_)), "{what}: {hit:?}");
+            assert_eq!(again, recomputed, "{what}");
+            std::fs::write(&path, &good).unwrap();
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_cache_file_of_non_finite_features_is_recomputed() {
+        let dir = std::env::temp_dir().join(format!("thaw-cache-nan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cache = FeatureCache::new(&dir);
+        let k = key(Precision::F32);
+        // Intact as a file (its checksum matches), but not usable.
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut w = NpyWriter::<f32>::create_checksummed(cache.path(&k).unwrap(), &[1, 2]).unwrap();
+        w.append(&[1.0, f32::NAN]).unwrap();
+        w.finish().unwrap();
+        let (got, outcome) = cache
+            .get_or_compute(&k, 1, 2, |w| {
+                w.expect("caching").append(&[3.0, 4.0])?;
+                Ok(vec![3.0, 4.0])
+            })
+            .unwrap();
+        assert!(matches!(outcome, CacheOutcome::Stored(_)), "{outcome:?}");
+        assert_eq!(got, vec![3.0, 4.0]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

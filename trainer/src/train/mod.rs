@@ -355,6 +355,7 @@ impl Phases {
 
 /// Runs `train` (see the module docs) and prints its summary.
 pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
+    refuse_overwriting_inputs(opts)?;
     let device = crate::device::resolve(opts.device)?;
     let image_size = opts.image_size.unwrap_or(match device {
         engine::Device::Cpu => CPU_IMAGE_SIZE,
@@ -423,7 +424,7 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     )?;
     backbone.load(tensors).map_err(|e| {
         Error::Usage(format!(
-            "weights {weights_from} do not fit {}: {e}",
+            "weights {weights_from} cannot be used for {}: {e}",
             backbone.name()
         ))
     })?;
@@ -733,6 +734,44 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
         interrupted,
         out: opts.out.clone(),
     })
+}
+
+/// Refuses a `--out` (or a file written beside it) that is an input: the
+/// weights, the dataset or the cache folder when the run reads it.
+fn refuse_overwriting_inputs(opts: &TrainOptions) -> Result<()> {
+    use crate::outputs::{refuse_inputs_as_outputs, Input, Output};
+    let cache = download::cache_dir().ok();
+    let mut inputs = Vec::new();
+    if let Some(w) = &opts.weights {
+        inputs.push(Input {
+            what: "--weights",
+            path: w,
+        });
+    }
+    if let Some(d) = &opts.data {
+        inputs.push(Input {
+            what: "--data",
+            path: d,
+        });
+    }
+    let uses_cache = opts.weights.is_none() || opts.data.is_none() || !opts.no_cache;
+    if let (Some(c), true) = (&cache, uses_cache) {
+        inputs.push(Input {
+            what: "the cache folder",
+            path: c,
+        });
+    }
+    let siblings =
+        ["metrics.csv", "curves.png", "confusion.png"].map(|s| report::sibling(&opts.out, s));
+    let mut outputs = vec![Output {
+        what: "--out",
+        path: &opts.out,
+    }];
+    outputs.extend(siblings.iter().map(|p| Output {
+        what: "the report file of --out",
+        path: p,
+    }));
+    refuse_inputs_as_outputs(&inputs, &outputs)
 }
 
 fn describe_stop(phase: &str, o: &FitOutcome, out: &Path) {

@@ -211,7 +211,7 @@ pub fn load_model(path: &Path) -> Result<LoadedModel> {
     let backbone = build_backbone(&meta.model, meta.alpha)?;
     backbone.load(backbone_tensors).map_err(|e| {
         Error::Usage(format!(
-            "{}: the {} weights in this model file do not fit: {e}",
+            "{}: the {} weights in this model file cannot be used: {e}",
             path.display(),
             meta.model
         ))
@@ -224,6 +224,8 @@ pub fn load_model(path: &Path) -> Result<LoadedModel> {
         // Placeholder statistics of the right shape; `load` sets the saved ones.
         head = head.adapt(&vec![0.0; features])?;
     }
+    weights::check_values(&head_tensors)
+        .map_err(|e| Error::Usage(format!("{}: the head's weights: {e}", path.display())))?;
     head.load(&head_tensors)
         .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
     Ok(LoadedModel {
