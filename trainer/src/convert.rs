@@ -110,17 +110,6 @@ fn read_h5(
 
 /// Runs `trainer convert` and prints what was written.
 pub fn run(args: &ConvertArgs) -> Result<()> {
-    use crate::outputs::{refuse_inputs_as_outputs, Input, Output};
-    refuse_inputs_as_outputs(
-        &[Input {
-            what: "--keras-h5",
-            path: &args.keras_h5,
-        }],
-        &[Output {
-            what: "--out",
-            path: &args.out,
-        }],
-    )?;
     let t = std::time::Instant::now();
     let torch = registry::find(&args.model)?.conversion == WeightConversion::TorchStateDict;
     let input = match (&args.keras_h5, &args.torch) {
@@ -140,6 +129,17 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
             )))
         }
     };
+    use crate::outputs::{refuse_inputs_as_outputs, Input, Output};
+    refuse_inputs_as_outputs(
+        &[Input {
+            what: if torch { "--torch" } else { "--keras-h5" },
+            path: input,
+        }],
+        &[Output {
+            what: "--out",
+            path: &args.out,
+        }],
+    )?;
     let r = convert(&args.model, args.alpha, input, &args.out)?;
     eprintln!(
         "converted {} ({}{}{}): {} tensors, {} values -> {} in {:.2} s",
