@@ -14,11 +14,26 @@
 //!
 //! Each output row (of `y`, `dx`, or one tap of `dK`) is a sum of such
 //! products over a list of terms: the window's taps, or the output pixels
-//! that use a tap. [`sum_of_products`] sums 64 channels at a time over the
-//! whole list in registers, in SIMD loops the compiler builds for AVX-512
-//! where the CPU has it ([`vectorised`]). With `m > 1` the input value of
-//! channel `ci` multiplies `m` consecutive kernel values ([`mul_add_spread`],
-//! [`mul_add_grouped`]), one term at a time.
+//! that use a tap. [`sum_of_products`] sums up to 64 channels at a time over
+//! the whole list in registers, in SIMD loops the compiler builds for
+//! AVX-512 where the CPU has it ([`vectorised`]).
+//!
+//! A product of two rows loaded from memory takes two loads per multiply
+//! and add, and the CPU issues about one vector load per cycle: the loads,
+//! not the arithmetic, would set the pace. So outputs that share one of the
+//! two rows are summed side by side, one load of the shared row serving all
+//! of them (the blocking of [`sum_of_products`]):
+//!
+//! ```text
+//! forward:  PIXELS neighbouring output pixels share each kernel tap K[ky, kx, :] (stride 1)
+//! dx:       PIXELS input pixels sw columns apart share each kernel tap
+//! dK:       the 9 taps of a 3×3 window share each output pixel's dy[b, oy, ox, :]
+//! ```
+//!
+//! Only where the border cuts no window do the outputs have the same list
+//! of terms; border pixels are summed one at a time. With `m > 1` the input
+//! value of channel `ci` multiplies `m` consecutive kernel values
+//! ([`mul_add_spread`], [`mul_add_grouped`]), one term at a time.
 //!
 //! Forward and dx sum in the order of the reference in `cpu.rs` (taps in
 //! ascending `(ky, kx)`, from zero, the bias last), with separate
@@ -26,14 +41,15 @@
 //! bit for bit, on any number of threads. Forward is split over output rows
 //! `(b, oy)`, dx over input rows `(b, iy)`: each task writes its own rows.
 //! dK sums over every output pixel, so each block of [`ROWS_PER_PARTIAL`]
-//! output rows adds into its own partial dK, and the partials are summed in
-//! order afterwards: the result depends on the geometry only, not on the
-//! thread count, and differs from the reference's single running sum only by
-//! rounding.
+//! output rows adds into its own partial dK (its inner pixels first, then
+//! the border's), and the partials are summed in order afterwards: the
+//! result depends on the geometry only, not on the thread count, and differs
+//! from the reference's single running sum only by rounding.
 
 use super::cpu::Geometry;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 /// Output rows `(b, oy)` per partial dK. Fixed, so that the sum's grouping
 /// (and its rounding) never depends on the machine. Each tap of a partial
@@ -42,10 +58,22 @@ use std::mem::MaybeUninit;
 /// x 215 KB) took dK 4.2-4.5 ms at batch 8 against 6.3-9.3 ms with eight.
 const ROWS_PER_PARTIAL: usize = 2;
 
+/// Pixels that forward and dx sum side by side (see [`sum_of_products`]).
+const PIXELS: usize = 4;
+
 /// `y` as `[n, oh, ow, c·m]`, one rayon task per output row.
+///
+/// Inside the input (every tap of the window present), [`PIXELS`]
+/// neighbouring output pixels have the same taps, their input pixels `sw`
+/// columns apart: at stride 1 they are summed together, one load of each
+/// kernel tap serving all of them. Pixels at the border, every pixel when
+/// `m > 1`, and every pixel at larger strides, are summed one at a time: at
+/// stride 2 (MobileNetV2's 112×112×96 layer, whose 38.5 MB input streams
+/// from memory) the groups took 1.3-1.6x the time of single pixels.
 pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry) -> Vec<f32> {
     let cm = g.cm();
     let image = g.h * g.w * g.c;
+    let full = full_range(g.ow, |ox| (0..g.kw).all(|kx| g.input_col(ox, kx).is_some()));
     zeroed_rows(g.n * g.oh, g.ow * cm, |row, out| {
         let (b, oy) = (row / g.oh, row % g.oh);
         let x = &x[b * image..(b + 1) * image];
@@ -53,7 +81,8 @@ pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry) -> Vec<
         vectorised(
             #[inline(always)]
             || {
-                for (ox, acc) in out.chunks_exact_mut(cm).enumerate() {
+                let mut ox = 0;
+                while ox < g.ow {
                     // (offset of the input pixel, offset of the kernel tap) per tap inside the input.
                     taps.clear();
                     for ky in 0..g.kh {
@@ -66,18 +95,31 @@ pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry) -> Vec<
                             }
                         }
                     }
-                    if g.m == 1 {
-                        sum_of_products(acc, x, k, &taps);
+                    let grouped = g.m == 1 && g.sw == 1 && full.contains(&ox);
+                    let pixels = if grouped && ox + PIXELS <= full.end {
+                        let outs = std::array::from_fn(|p| (ox + p) * cm);
+                        // At stride 1, input pixels one column apart.
+                        let steps = std::array::from_fn(|p| p * g.c);
+                        sum_of_products::<PIXELS>(out, outs, cm, x, steps, k, &taps);
+                        PIXELS
+                    } else if g.m == 1 {
+                        sum_of_products::<1>(out, [ox * cm], cm, x, [0], k, &taps);
+                        1
                     } else {
+                        let acc = &mut out[ox * cm..(ox + 1) * cm];
                         for &(xi, ki) in &taps {
                             mul_add_spread(acc, &x[xi..][..g.c], &k[ki..][..cm], g.m);
                         }
-                    }
+                        1
+                    };
                     if let Some(bias) = bias {
-                        for (a, &b) in acc.iter_mut().zip(bias) {
-                            *a += b;
+                        for acc in out[ox * cm..(ox + pixels) * cm].chunks_exact_mut(cm) {
+                            for (a, &b) in acc.iter_mut().zip(bias) {
+                                *a += b;
+                            }
                         }
                     }
+                    ox += pixels;
                 }
             },
         )
@@ -86,6 +128,12 @@ pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry) -> Vec<
 
 /// `dx` as `[n, h, w, c]`, one rayon task per input row: a gather over the
 /// output pixels whose windows read each input pixel.
+///
+/// Input columns `ix, ix + sw, ix + 2·sw, ..` read the same kernel taps of
+/// output columns `ox, ox + 1, ox + 2, ..` where no window is cut by the
+/// border: [`PIXELS`] of them are summed together, sharing each tap's load.
+/// So the columns are visited by their remainder modulo `sw`: `0, sw, 2·sw,
+/// ..`, then `1, 1 + sw, ..`, and so on.
 pub fn dx(k: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
     let cm = g.cm();
     // The (kx, ox) pairs whose window column reads input column ix, per ix:
@@ -97,6 +145,17 @@ pub fn dx(k: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
                 .collect()
         })
         .collect();
+    // Whether input column ix + p·sw reads the taps of ix, p output columns on.
+    let shifted = |ix: usize, p: usize| {
+        let (first, other) = (&col_taps[ix], col_taps.get(ix + p * g.sw));
+        other.is_some_and(|other| {
+            other.len() == first.len()
+                && first
+                    .iter()
+                    .zip(other)
+                    .all(|(&(kx, ox), &o)| o == (kx, ox + p))
+        })
+    };
     zeroed_rows(g.n * g.h, g.w * g.c, |row, out| {
         let (b, iy) = (row / g.h, row % g.h);
         let dy = &dy[b * g.oh * g.ow * cm..(b + 1) * g.oh * g.ow * cm];
@@ -107,20 +166,32 @@ pub fn dx(k: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
         vectorised(
             #[inline(always)]
             || {
-                for (acc, col_taps) in out.chunks_exact_mut(g.c).zip(&col_taps) {
-                    // (offset of the output pixel's gradient, offset of the kernel tap).
-                    taps.clear();
-                    for &(ky, oy) in &row_taps {
-                        for &(kx, ox) in col_taps {
-                            taps.push(((oy * g.ow + ox) * cm, (ky * g.kw + kx) * cm));
+                for first in 0..g.sw.min(g.w) {
+                    let mut ix = first;
+                    while ix < g.w {
+                        // (offset of the output pixel's gradient, offset of the kernel tap).
+                        taps.clear();
+                        for &(ky, oy) in &row_taps {
+                            for &(kx, ox) in &col_taps[ix] {
+                                taps.push(((oy * g.ow + ox) * cm, (ky * g.kw + kx) * cm));
+                            }
                         }
-                    }
-                    if g.m == 1 {
-                        sum_of_products(acc, dy, k, &taps);
-                    } else {
-                        for &(di, ki) in &taps {
-                            mul_add_grouped(acc, &dy[di..][..cm], &k[ki..][..cm], g.m);
-                        }
+                        let pixels = if g.m == 1 && (1..PIXELS).all(|p| shifted(ix, p)) {
+                            let outs = std::array::from_fn(|p| (ix + p * g.sw) * g.c);
+                            let steps = std::array::from_fn(|p| p * cm);
+                            sum_of_products::<PIXELS>(out, outs, g.c, dy, steps, k, &taps);
+                            PIXELS
+                        } else if g.m == 1 {
+                            sum_of_products::<1>(out, [ix * g.c], g.c, dy, [0], k, &taps);
+                            1
+                        } else {
+                            let acc = &mut out[ix * g.c..(ix + 1) * g.c];
+                            for &(di, ki) in &taps {
+                                mul_add_grouped(acc, &dy[di..][..cm], &k[ki..][..cm], g.m);
+                            }
+                            1
+                        };
+                        ix += pixels * g.sw;
                     }
                 }
             },
@@ -130,9 +201,24 @@ pub fn dx(k: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
 
 /// `dK` as `[kh, kw, c, m]`: partial sums over blocks of output rows, in
 /// parallel, then added in block order (see the module docs).
+///
+/// One output pixel's gradient `dy[b, oy, ox, :]` multiplies the input under
+/// every tap of its window. For a 3×3 window inside the input (`m = 1`),
+/// all nine taps are summed together over the block's inner pixels, each
+/// load of `dy` serving nine products; then each tap sums, one at a time,
+/// the pixels whose window the border cuts (all pixels, for other kernels).
 pub fn dkernel(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
+    // The taps of a 3×3 window, summed side by side (the number must be a
+    // constant, for the compiler to keep their sums in registers).
+    const TAPS: usize = 9;
     let cm = g.cm();
     let rows = g.n * g.oh;
+    let full_cols = full_range(g.ow, |ox| (0..g.kw).all(|kx| g.input_col(ox, kx).is_some()));
+    let by_window = g.m == 1 && g.kh == 3 && g.kw == 3;
+    // Whether all taps of output pixel (oy, ox) are summed together.
+    let inner = |oy: usize, ox: usize| {
+        by_window && full_cols.contains(&ox) && (0..g.kh).all(|ky| g.input_row(oy, ky).is_some())
+    };
     let partials: Vec<Vec<f32>> = (0..rows.div_ceil(ROWS_PER_PARTIAL))
         .into_par_iter()
         .map(|p| {
@@ -142,17 +228,36 @@ pub fn dkernel(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
             vectorised(
                 #[inline(always)]
                 || {
+                    if by_window {
+                        // (offset of the input under tap (0, 0), offset of the
+                        // output pixel's gradient) for every inner pixel.
+                        pixels.clear();
+                        for row in rows.clone() {
+                            let (b, oy) = (row / g.oh, row % g.oh);
+                            for ox in full_cols.clone().filter(|&ox| inner(oy, ox)) {
+                                let (iy, ix) = (oy * g.sh - g.pad_top, ox * g.sw - g.pad_left);
+                                pixels.push((
+                                    ((b * g.h + iy) * g.w + ix) * g.c,
+                                    (row * g.ow + ox) * cm,
+                                ));
+                            }
+                        }
+                        let outs = std::array::from_fn(|t| t * cm);
+                        let steps = std::array::from_fn(|t| ((t / 3) * g.w + t % 3) * g.c);
+                        sum_of_products::<TAPS>(&mut dk, outs, cm, x, steps, dy, &pixels);
+                    }
                     for (tap, acc) in dk.chunks_exact_mut(cm).enumerate() {
                         let (ky, kx) = (tap / g.kw, tap % g.kw);
                         // (offset of the input pixel, offset of the output pixel's
-                        // gradient) for every output pixel whose tap (ky, kx) is inside the input.
+                        // gradient) for every other output pixel whose tap (ky, kx)
+                        // is inside the input.
                         pixels.clear();
                         for row in rows.clone() {
                             let (b, oy) = (row / g.oh, row % g.oh);
                             let Some(iy) = g.input_row(oy, ky) else {
                                 continue;
                             };
-                            for ox in 0..g.ow {
+                            for ox in (0..g.ow).filter(|&ox| !inner(oy, ox)) {
                                 if let Some(ix) = g.input_col(ox, kx) {
                                     let xi = ((b * g.h + iy) * g.w + ix) * g.c;
                                     pixels.push((xi, (row * g.ow + ox) * cm));
@@ -160,7 +265,7 @@ pub fn dkernel(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
                             }
                         }
                         if g.m == 1 {
-                            sum_of_products(acc, x, dy, &pixels);
+                            sum_of_products::<1>(acc, [0], cm, x, [0], dy, &pixels);
                         } else {
                             for &(xi, di) in &pixels {
                                 mul_add_spread(acc, &x[xi..][..g.c], &dy[di..][..cm], g.m);
@@ -179,6 +284,15 @@ pub fn dkernel(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
         }
     }
     dk
+}
+
+/// The indices `i < len` with `inside(i)`, which must be one contiguous
+/// range (the output pixels whose window the border does not cut).
+fn full_range(len: usize, inside: impl Fn(usize) -> bool) -> Range<usize> {
+    let start = (0..len).find(|&i| inside(i)).unwrap_or(len);
+    let end = (start..len).find(|&i| !inside(i)).unwrap_or(len);
+    debug_assert!((end..len).all(|i| !inside(i)));
+    start..end
 }
 
 /// A vector of `rows · row_len` zeros, handed to `write(row, out)` one row at
@@ -204,49 +318,87 @@ fn zeroed_rows(rows: usize, row_len: usize, write: impl Fn(usize, &mut [f32]) + 
     v
 }
 
-/// `out[i] = Σ_t a[t.0 + i] · b[t.1 + i]` over the pairs `t` of `terms` in
-/// order, from zero, for `i < out.len()`; `out` must hold zeros. Blocks of
-/// channels (64 while they last, then 16: four AVX-512 vectors, or one) are
-/// summed over every term in registers and stored once ([`sum_block`]),
-/// rather than loaded and stored again for each term; the last few channels
-/// accumulate in `out` itself. Every element sees the same sequence of
-/// roundings either way.
+/// For each of `P` rows of `out`, `out[outs[p] + i] += Σ_t a[t.0 +
+/// steps[p] + i] · b[t.1 + i]` over the pairs `t` of `terms` in order, for
+/// `i < len`. `P` outputs that read the same `b` rows (the same kernel taps
+/// for `P` pixels; the same `dy` pixel for the `P` taps of dK) are summed
+/// side by side, so that each load of a `b` row serves `P` products: a
+/// multiply-add of two loaded rows would otherwise take twice the loads the
+/// CPU can issue per multiply and add.
+///
+/// Blocks of channels (64 while they last when `P ≤ 4`, then 16: four
+/// AVX-512 vectors, or one) are summed over every term in registers, `P` at
+/// a time, and stored once ([`sum_block`]), rather than loaded and stored
+/// again for each term; the last few channels accumulate in `out` itself.
+/// Every element sees the same sequence of roundings either way.
 #[inline(always)]
-fn sum_of_products(out: &mut [f32], a: &[f32], b: &[f32], terms: &[(usize, usize)]) {
+fn sum_of_products<const P: usize>(
+    out: &mut [f32],
+    outs: [usize; P],
+    len: usize,
+    a: &[f32],
+    steps: [usize; P],
+    b: &[f32],
+    terms: &[(usize, usize)],
+) {
     let mut start = 0;
-    while out.len() - start >= 64 {
-        sum_block::<64>(out, a, b, terms, start);
+    // 4·P registers of sums for 64 channels, 2·P for 32: at most 18 of
+    // AVX-512's 32.
+    while P <= 4 && len - start >= 64 {
+        sum_block::<64, P>(out, &outs, a, &steps, b, terms, start);
         start += 64;
     }
-    while out.len() - start >= 16 {
-        sum_block::<16>(out, a, b, terms, start);
+    while P <= 9 && len - start >= 32 {
+        sum_block::<32, P>(out, &outs, a, &steps, b, terms, start);
+        start += 32;
+    }
+    while len - start >= 16 {
+        sum_block::<16, P>(out, &outs, a, &steps, b, terms, start);
         start += 16;
     }
-    let rest = &mut out[start..];
+    let rest = len - start;
     for &(ta, tb) in terms {
-        let len = rest.len();
-        mul_add(rest, &a[ta + start..][..len], &b[tb + start..][..len]);
+        let b = &b[tb + start..][..rest];
+        for (&o, &step) in outs.iter().zip(&steps) {
+            mul_add(
+                &mut out[o + start..][..rest],
+                &a[ta + step + start..][..rest],
+                b,
+            );
+        }
     }
 }
 
-/// `out[start..start + N]` of [`sum_of_products`], summed in a `[f32; N]`
-/// that the compiler keeps in vector registers.
+/// Channels `start..start + N` of [`sum_of_products`], summed in `P` arrays
+/// `[f32; N]` that the compiler keeps in vector registers.
 #[inline(always)]
-fn sum_block<const N: usize>(
+fn sum_block<const N: usize, const P: usize>(
     out: &mut [f32],
+    outs: &[usize; P],
     a: &[f32],
+    steps: &[usize; P],
     b: &[f32],
     terms: &[(usize, usize)],
     start: usize,
 ) {
-    let mut acc = [0.0f32; N];
+    let mut acc = [[0.0f32; N]; P];
+    for (acc, &o) in acc.iter_mut().zip(outs) {
+        acc.copy_from_slice(&out[o + start..][..N]);
+    }
     for &(ta, tb) in terms {
-        let (a, b) = (&a[ta + start..][..N], &b[tb + start..][..N]);
-        for i in 0..N {
-            acc[i] += a[i] * b[i];
+        // Copied into registers once: read from memory, it would be loaded
+        // again for each of the P products.
+        let b: [f32; N] = b[tb + start..][..N].try_into().unwrap();
+        for (acc, &step) in acc.iter_mut().zip(steps) {
+            let a = &a[ta + step + start..][..N];
+            for i in 0..N {
+                acc[i] += a[i] * b[i];
+            }
         }
     }
-    out[start..start + N].copy_from_slice(&acc);
+    for (acc, &o) in acc.iter().zip(outs) {
+        out[o + start..][..N].copy_from_slice(acc);
+    }
 }
 
 /// `acc[i] += a[i] · b[i]`.
@@ -363,7 +515,9 @@ mod tests {
     /// module docs) and bit for bit between 1 and 3 threads, over odd sizes,
     /// m = 1, 2 and 3, strides 1 and 2, every padding kind, with and without bias,
     /// channel counts that are not multiples of 16, and more than one
-    /// register block ([`sum_block`]).
+    /// register block ([`sum_block`]); the 3×3 cases cover groups of
+    /// [`PIXELS`] pixels next to single border pixels, and dK's taps summed
+    /// side by side.
     #[test]
     fn direct_path_matches_the_reference() {
         let explicit = Padding::Explicit {
