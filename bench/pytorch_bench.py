@@ -203,9 +203,10 @@ def depthwise(d, timing, mode, gen):
     return records
 
 
-def build_backbone(model):
-    """The backbone as keras.applications builds it without its top, with
-    global average pooling, channels_last, in eval mode, random weights."""
+def build_backbone(model, size):
+    """The backbone as keras.applications (or, for EfficientNet-Lite, the
+    checkpoint's own code) builds it without its top, with global average
+    pooling, channels_last, in eval mode, random weights, for `size` px."""
     if model == "vgg16":
         # features ends with block5_pool, as Keras's VGG16.
         net = nn.Sequential(torchvision.models.vgg16(weights=None).features,
@@ -219,9 +220,62 @@ def build_backbone(model):
             stage[0].conv1.stride, stage[0].conv2.stride = (2, 2), (1, 1)
         net = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2,
                             r.layer3, r.layer4, r.avgpool, nn.Flatten())
+    elif model == "efficientnet_lite0":
+        net = efficientnet_lite0(size)
     else:
-        sys.exit(f"unknown model {model!r}: use vgg16 or resnet50")
+        sys.exit(f"unknown model {model!r}: use vgg16, resnet50 or efficientnet_lite0")
     return net.eval().to(memory_format=CL)
+
+
+def tf_same_pad(size, k, s):
+    """TensorFlow 'SAME' padding of one side pair: (before, after)."""
+    total = max((-(-size // s) - 1) * s + k - size, 0)
+    return total // 2, total - total // 2
+
+
+def efficientnet_lite0(size):
+    """EfficientNet-Lite0 without its top, as a fast PyTorch model pads it:
+    `padding=k//2` at stride 1, an explicit TensorFlow-'SAME' pad only before
+    the five stride-2 layers (at even sizes that is (0, 1) for k=3 and (1, 2)
+    for k=5). Batch norm eps 1e-3, ReLU6, no squeeze-excite."""
+    def bn(c):
+        return nn.BatchNorm2d(c, eps=1e-3)
+
+    def strided(cin, cout, k, groups, size):
+        lo, hi = tf_same_pad(size, k, 2)
+        return [nn.ZeroPad2d((lo, hi, lo, hi)),
+                nn.Conv2d(cin, cout, k, 2, 0, groups=groups, bias=False)]
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, k, s, e, size):
+            super().__init__()
+            mid = cin * e
+            layers = [nn.Conv2d(cin, mid, 1, bias=False), bn(mid), nn.ReLU6()] if e != 1 else []
+            if s == 1:
+                layers.append(nn.Conv2d(mid, mid, k, 1, k // 2, groups=mid, bias=False))
+            else:
+                layers += strided(mid, mid, k, mid, size)
+            layers += [bn(mid), nn.ReLU6(), nn.Conv2d(mid, cout, 1, bias=False), bn(cout)]
+            self.body = nn.Sequential(*layers)
+            self.residual = s == 1 and cin == cout
+
+        def forward(self, x):
+            y = self.body(x)
+            return x + y if self.residual else y
+
+    layers = strided(3, 32, 3, 1, size) + [bn(32), nn.ReLU6()]
+    size, cin = -(-size // 2), 32
+    # (kernel, first block's stride, expand ratio, output channels, repeats)
+    for k, s, e, cout, repeats in [(3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2),
+                                   (3, 2, 6, 80, 3), (5, 1, 6, 112, 3), (5, 2, 6, 192, 4),
+                                   (3, 1, 6, 320, 1)]:
+        for r in range(repeats):
+            stride = s if r == 0 else 1
+            layers.append(Block(cin, cout, k, stride, e, size))
+            size, cin = -(-size // stride), cout
+    layers += [nn.Conv2d(320, 1280, 1, bias=False), bn(1280), nn.ReLU6(),
+               nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers)
 
 
 def flops_per_image(net, size, device="cpu"):
@@ -246,7 +300,7 @@ def flops_per_image(net, size, device="cpu"):
 
 
 def backbone(b, mode, gen, device="cpu", dtype=None, suffix="", batch=None):
-    net = build_backbone(b["model"]).to(device)
+    net = build_backbone(b["model"], b["size"]).to(device)
     batch = batch or b["batch"]
     flops = batch * flops_per_image(net, b["size"], device)
     x = rand((batch, 3, b["size"], b["size"]), 120.0, gen, device).contiguous(memory_format=CL)
@@ -307,11 +361,12 @@ def select_images(folder, images):
 
 def extract(e, files, mode, threads, device="cpu", dtype=None, suffix="", batch=None):
     """JPEG files -> decode (PIL, `threads` at a time) -> resize 32 -> size
-    (bilinear, half-pixel) -> caffe preprocessing -> backbone -> pooled
+    (bilinear, half-pixel) -> the model's preprocessing (Keras 'caffe', or
+    (x - 127) / 128 for EfficientNet-Lite) -> backbone -> pooled
     features. On the GPU the uint8 pixels are uploaded and resized and
     preprocessed there, the backbone runs under autocast `dtype` when given,
     and the features come back to the host (as thaw's side does)."""
-    net = build_backbone(e["model"]).to(device)
+    net = build_backbone(e["model"], e["size"]).to(device)
     batch = batch or e["batch"]
     flops = len(files) * flops_per_image(net, e["size"], device)
     mean = torch.tensor(CAFFE_MEAN_BGR, device=device).view(1, 3, 1, 1)
@@ -331,7 +386,10 @@ def extract(e, files, mode, threads, device="cpu", dtype=None, suffix="", batch=
                 if e["size"] != 32:
                     x = F.interpolate(x, size=(e["size"], e["size"]), mode="bilinear",
                                       align_corners=False, antialias=False)
-                x = (x[:, [2, 1, 0]] - mean).contiguous(memory_format=CL)
+                if e["model"].startswith("efficientnet_lite"):
+                    x = ((x - 127.0) / 128.0).contiguous(memory_format=CL)
+                else:
+                    x = (x[:, [2, 1, 0]] - mean).contiguous(memory_format=CL)
                 with torch.autocast(device, dtype=dtype or torch.bfloat16,
                                     enabled=dtype is not None):
                     features.append(net(x).float().cpu())

@@ -354,13 +354,20 @@ fn build_backbone(model: &str) -> Result<Box<dyn Backbone>> {
 
 /// FLOPs of one image through `model` at `size` x `size`, counted from the
 /// model's own layers: every weight named `<layer>/kernel` of rank 4 (a
-/// conv) or 2 (a dense layer) is matched with that layer's output shape,
+/// conv) or 2 (a dense layer), or `<layer>/depthwise_kernel`, is matched with that layer's output shape,
 /// read from a forward pass on one image with every such layer tapped.
 pub fn backbone_flops_per_image(model: &dyn Backbone, size: usize) -> Result<f64> {
     let mut kernels = Vec::new();
     for layer in model.weighted_layers() {
-        let kernel_name = format!("{}/kernel", layer.name());
-        if let Some(k) = layer.weights().iter().find(|p| p.name() == kernel_name) {
+        let names = [
+            format!("{}/kernel", layer.name()),
+            format!("{}/depthwise_kernel", layer.name()),
+        ];
+        if let Some(k) = layer
+            .weights()
+            .iter()
+            .find(|p| names.iter().any(|n| p.name() == n))
+        {
             kernels.push((layer.name().to_string(), k.shape()));
         }
     }
@@ -376,7 +383,8 @@ pub fn backbone_flops_per_image(model: &dyn Backbone, size: usize) -> Result<f64
             .get(name)
             .ok_or_else(|| format!("{}: layer {name} was not tapped", model.name()))?;
         let out_pixels: usize = y.shape()[1..y.rank() - 1].iter().product();
-        // k = [kh, kw, cin, cout] or [in, out]: multiply-adds per output pixel = product of k.
+        // k = [kh, kw, cin, cout], [in, out], or a depthwise [kh, kw, c, m]
+        // (c·m outputs of kh·kw each): multiply-adds per output pixel = product of k.
         flops += 2.0 * (out_pixels * k.iter().product::<usize>()) as f64;
     }
     Ok(flops)
@@ -593,6 +601,47 @@ mod tests {
         assert_eq!(counted, vgg16_closed_form(32));
         // At 224 the closed form gives the well-known ~30.7 GFLOP (15.35 GMAC).
         assert!((vgg16_closed_form(224) / 1e9 - 30.7).abs() < 0.1);
+    }
+
+    /// EfficientNet-Lite0's conv FLOPs in closed form from its stage table
+    /// (kernel, first stride, expand ratio, output channels, repeats): per
+    /// block a 1x1 expand at the input size (when the ratio is not 1), a
+    /// depthwise kxk and a 1x1 project at the output size.
+    fn efficientnet_lite0_closed_form(size: usize) -> f64 {
+        let stages = [
+            (3, 1, 1, 16, 1),
+            (3, 2, 6, 24, 2),
+            (5, 2, 6, 40, 2),
+            (3, 2, 6, 80, 3),
+            (5, 1, 6, 112, 3),
+            (5, 2, 6, 192, 4),
+            (3, 1, 6, 320, 1),
+        ];
+        let mut s = size.div_ceil(2);
+        let mut macs = s * s * 9 * 3 * 32;
+        let mut c = 32;
+        for (k, stride, e, o, repeats) in stages {
+            for r in 0..repeats {
+                let mid = c * e;
+                if e != 1 {
+                    macs += s * s * c * mid;
+                }
+                s = s.div_ceil(if r == 0 { stride } else { 1 });
+                macs += s * s * (k * k * mid + mid * o);
+                c = o;
+            }
+        }
+        2.0 * (macs + s * s * 320 * 1280) as f64
+    }
+
+    #[test]
+    fn tapped_flop_count_equals_the_closed_form_for_efficientnet_lite0() {
+        let model = build_backbone("efficientnet_lite0").unwrap();
+        let counted = backbone_flops_per_image(model.as_ref(), 64).unwrap();
+        assert_eq!(counted, efficientnet_lite0_closed_form(64));
+        // At 224 that is the published ~0.39 GMAC (0.78 GFLOP) of Lite0 without its top.
+        let g = efficientnet_lite0_closed_form(224) / 1e9;
+        assert!((0.70..0.80).contains(&g), "{g} GFLOP");
     }
 
     #[test]
