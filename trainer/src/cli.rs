@@ -181,8 +181,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
     /// Input size the 32x32 images are resized to (bilinear) before the
-    /// backbone. Default: 224 on a CUDA device, 32 on the CPU (224 px takes
-    /// hours on a CPU).
+    /// backbone. Default: the model's ImageNet size (224; 240 and 260 for
+    /// EfficientNet-Lite1 and -Lite2), on the CPU too; the expected
+    /// extraction time is printed after the first batch. Smaller is faster
+    /// and less accurate.
     #[arg(long, value_name = "S")]
     pub image_size: Option<usize>,
     /// Maximum epochs of head training (early stopping may end sooner).

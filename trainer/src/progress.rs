@@ -16,6 +16,16 @@ pub enum Unit {
     Items(&'static str),
 }
 
+/// A duration for people: "45 s", "12 min", "1 h 40 min".
+pub fn duration(secs: f64) -> String {
+    let secs = secs.max(0.0).round() as u64;
+    match secs {
+        0..=89 => format!("{secs} s"),
+        90..=5399 => format!("{} min", (secs + 30) / 60),
+        _ => format!("{} h {} min", secs / 3600, (secs % 3600 + 30) / 60),
+    }
+}
+
 /// Seconds between plain lines.
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
 
@@ -146,5 +156,20 @@ impl Drop for Progress {
         if !self.finished {
             self.abandon();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+
+    #[test]
+    fn durations_read_as_seconds_minutes_or_hours() {
+        assert_eq!(duration(14.6), "15 s");
+        assert_eq!(duration(89.0), "89 s");
+        assert_eq!(duration(90.0), "2 min");
+        assert_eq!(duration(40.0 * 60.0 + 10.0), "40 min");
+        assert_eq!(duration(6000.0), "1 h 40 min");
+        assert_eq!(duration(-1.0), "0 s");
     }
 }

@@ -237,6 +237,7 @@ fn fine_tune_library_case(model: &str, block: &str) -> Option<(usize, usize, usi
         false,
         "adapt",
         None,
+        None,
     )
     .unwrap();
     let head = Head::new(HeadKind::Mlp, dim, 10, 5)

@@ -191,9 +191,17 @@ fn vgg16_fine_tune_on_the_gpu_matches_the_cpu() {
     // The head's standardization, adapted once on the CPU on the training
     // images (as `--standardize` does), the same for both runs.
     let (adapt_px, _) = images(8, 1); // the training images
-    let adapt_rows =
-        feature_cache::extract_features(backbone.as_ref(), &adapt_px, 32, 8, false, "adapt", None)
-            .unwrap();
+    let adapt_rows = feature_cache::extract_features(
+        backbone.as_ref(),
+        &adapt_px,
+        32,
+        8,
+        false,
+        "adapt",
+        None,
+        None,
+    )
+    .unwrap();
     drop(backbone);
     let start: BTreeMap<String, Vec<f32>> = {
         let (b, h) = model(&seeded, &adapt_rows, Device::Cpu);
@@ -386,9 +394,17 @@ fn pipelined_and_batch_by_batch(device: Device) -> (Vec<f32>, Vec<f32>) {
         .unwrap();
     backbone.to_device(device).unwrap();
     let (px, _) = images(29, 4);
-    let pipelined =
-        feature_cache::extract_features(backbone.as_ref(), &px, 32, 8, false, "pipelined", None)
-            .unwrap();
+    let pipelined = feature_cache::extract_features(
+        backbone.as_ref(),
+        &px,
+        32,
+        8,
+        false,
+        "pipelined",
+        None,
+        None,
+    )
+    .unwrap();
     let mut one_by_one = Vec::new();
     for batch in px.chunks(8 * IMAGE_BYTES) {
         let y = trainer::extract::features_of_batch(backbone.as_ref(), batch, 32).unwrap();

@@ -125,6 +125,15 @@ fn train_evaluate_predict_on_real_cifar10_subset() {
     );
     let cached = files_in(&cache.join("features"));
     assert_eq!(cached.len(), 2, "{cached:?}");
+    // The time estimate, from the first batch, for every image of both splits.
+    let images: usize = ["training images", "test images"]
+        .iter()
+        .map(|what| number_before(&stderr1, what))
+        .sum();
+    assert!(
+        stderr1.contains(&format!("this run extracts up to {images} images: about ")),
+        "{stderr1}"
+    );
 
     let metrics = std::fs::read_to_string(dir.join("cifar10.metrics.csv")).unwrap();
     let mut lines = metrics.lines();
@@ -204,6 +213,7 @@ fn train_evaluate_predict_on_real_cifar10_subset() {
         "{stderr2}"
     );
     assert!(!stderr2.contains("computed"), "{stderr2}");
+    assert!(!stderr2.contains("this run extracts"), "{stderr2}");
     assert_eq!(files_in(&cache.join("features")), cached);
     assert!(
         stdout2.contains("every feature set came from the cache"),
@@ -233,4 +243,14 @@ fn train_evaluate_predict_on_real_cifar10_subset() {
     assert_eq!(ranked.len(), 3, "{pred}");
     assert!(ranked.iter().all(|l| l.contains('%')), "{pred}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The number just before the first `what` in `text` ("data: 200 training
+/// images ..., 100 test images" gives 200 for "training images").
+fn number_before(text: &str, what: &str) -> usize {
+    let at = text
+        .find(what)
+        .unwrap_or_else(|| panic!("no {what:?} in {text}"));
+    let words: Vec<&str> = text[..at].split_whitespace().collect();
+    words.last().unwrap().parse().unwrap()
 }

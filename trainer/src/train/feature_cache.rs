@@ -36,6 +36,49 @@ use models::Backbone;
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
+/// The extraction time a run still has ahead, printed once, after its first
+/// extracted batch: extrapolated from that batch (a fixed images/s would be
+/// wrong on any other machine), with how to trade accuracy for time.
+#[derive(Debug)]
+pub struct ExtractionEstimate {
+    /// Images the run may still extract, this phase's included (cached
+    /// phases are not known ahead, so this is an upper bound).
+    pub images_left: usize,
+    /// How to make it faster, printed when the estimate is over a minute.
+    pub hint: String,
+    printed: bool,
+}
+
+impl ExtractionEstimate {
+    /// An estimate for a run that may extract `images_left` images.
+    pub fn new(images_left: usize, hint: String) -> Self {
+        ExtractionEstimate {
+            images_left,
+            hint,
+            printed: false,
+        }
+    }
+
+    /// The first batch of `images` took `secs`: print the estimate (once).
+    fn first_batch(&mut self, images: usize, secs: f64) {
+        if self.printed || images == 0 {
+            return;
+        }
+        self.printed = true;
+        let rate = images as f64 / secs.max(1e-9);
+        let left = self.images_left as f64 / rate;
+        eprintln!(
+            "extraction: the first {images} images took {secs:.2} s ({rate:.1} images/s); \
+             this run extracts up to {} images: about {} on this machine",
+            self.images_left,
+            crate::progress::duration(left)
+        );
+        if left > 60.0 && !self.hint.is_empty() {
+            eprintln!("extraction: to trade accuracy for time, {}", self.hint);
+        }
+    }
+}
+
 /// Everything a cached feature file depends on; its file name encodes all of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureKey {
@@ -374,6 +417,7 @@ pub fn extract_features(
     flip: bool,
     label: &str,
     mut writer: Option<&mut NpyWriter<f32>>,
+    mut estimate: Option<&mut ExtractionEstimate>,
 ) -> Result<Vec<f32>> {
     if batch_size == 0 {
         return Err(Error::Usage(
@@ -383,7 +427,13 @@ pub fn extract_features(
     let n = images.len() / IMAGE_BYTES;
     let mut out = Vec::new();
     let mut progress = Progress::new(label, Some(n as u64), Unit::Items("images"));
+    let start = std::time::Instant::now();
     for_each_batch(backbone, images, size, batch_size, flip, |i, chunk, y| {
+        if i == 0 {
+            if let Some(e) = estimate.as_deref_mut() {
+                e.first_batch(chunk.len() / IMAGE_BYTES, start.elapsed().as_secs_f64());
+            }
+        }
         if y.rank() != 2 {
             return Err(Error::Usage(format!(
                 "{} gave features of shape {:?}; the trainer needs pooled [n, C] features \

