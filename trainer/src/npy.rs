@@ -311,6 +311,21 @@ fn temp_file(path: &Path) -> Result<(File, PathBuf)> {
     }
 }
 
+/// Writes `bytes` to `path` as the writers here do: a temporary file of
+/// its own beside it, synced, renamed into place; removed on any error.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let (mut file, tmp) = temp_file(path)?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(&tmp, "writing", e))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, "writing", e)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 impl<T: NpyElement> Drop for NpyWriter<T> {
     fn drop(&mut self) {
         if self.file.take().is_some() {

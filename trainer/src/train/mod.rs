@@ -29,6 +29,7 @@ pub mod fit;
 pub mod head;
 pub mod model_file;
 pub mod report;
+pub mod split_file;
 
 pub use evaluate::{run_evaluate, run_predict, Evaluation};
 pub use feature_cache::{CacheOutcome, FeatureCache, FeatureKey};
@@ -719,6 +720,34 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     };
     let test = Evaluation::from_probabilities(&probs, &test_ds.labels, classes.len());
     phases.end("test evaluation");
+    let split = report::sibling(&opts.out, "split.json");
+    split_file::write(
+        &split,
+        &split_file::SplitRecord {
+            validation_indices: &val_idx,
+            train_labels: &train_ds.labels,
+            test_labels: &test_ds.labels,
+            features: split_file::FeatureFiles {
+                train: outcomes.first(),
+                test: outcomes.get(1),
+                train_flipped: outcomes.get(2).filter(|_| opts.flip),
+                test_flipped: outcomes
+                    .get(if opts.flip { 3 } else { 2 })
+                    .filter(|_| opts.tta),
+            },
+            head: opts.head.to_string(),
+            standardize: opts.standardize,
+            tta: opts.tta,
+            fine_tuned,
+            fit: &opts.fit,
+            best_val_accuracy: best_val_acc,
+            test_accuracy: test.accuracy,
+        },
+    )?;
+    eprintln!(
+        "split and feature files (for trainer/scripts/second_opinion.py): {}",
+        split.display()
+    );
     let confusion = report::sibling(&opts.out, "confusion.png");
     if report::plot_confusion(&confusion, &test, &classes)? {
         eprintln!("confusion matrix: {}", confusion.display());
@@ -782,8 +811,8 @@ fn refuse_overwriting_inputs(opts: &TrainOptions) -> Result<()> {
             path: c,
         });
     }
-    let siblings =
-        ["metrics.csv", "curves.png", "confusion.png"].map(|s| report::sibling(&opts.out, s));
+    let siblings = ["metrics.csv", "curves.png", "confusion.png", "split.json"]
+        .map(|s| report::sibling(&opts.out, s));
     let mut outputs = vec![Output {
         what: "--out",
         path: &opts.out,
