@@ -1,7 +1,7 @@
 //! Fine-tuning: after the head has learned on frozen features, unfreeze the
 //! last block of the backbone (`block5` of VGG16, `conv5` of ResNet50) and
-//! train it together with the head, end to end on images, with a small
-//! learning rate. The optional last phase of `train` (`--fine-tune BLOCK`).
+//! train it together with the head, with a small learning rate. The
+//! optional last phase of `train` (`--fine-tune BLOCK`).
 //!
 //! One step, on images end to end ([`TuneRows::Images`]) or on the
 //! activations at BLOCK's input computed once ([`TuneRows::Activations`],
@@ -15,8 +15,11 @@
 //!
 //! Both give the same features up to the f16 rounding of the activations:
 //! the suffix runs the very operations of the whole forward pass from BLOCK
-//! on. It runs where the backbone is. On a GPU the head moves there for the
-//! run (and back to the CPU at the end); each batch goes up as uint8 and is
+//! on. `train` uses the activations on the CPU, and images on a GPU or with
+//! `--no-cache` (see [`super::activation_cache`] for why).
+//!
+//! It runs where the backbone is. On a GPU the head moves there for the
+//! run (and back to the CPU at the end); each image batch goes up as uint8 and is
 //! resized + preprocessed there in one kernel (as in extraction), the
 //! forward, backward and Adam step stay on the GPU, and only the loss and
 //! the logits (for the accuracy) come back per step. Snapshots of the best
@@ -169,7 +172,7 @@ impl TuneRows<'_> {
                 Ok((backbone.forward(&x, false).map_err(pass)?, y))
             }
             TuneRows::Activations(r) => {
-                let a = r.batch(idx)?;
+                let a = r.batch(idx)?.to_device(backbone.device())?;
                 let y = idx.iter().map(|&i| r.labels[i] as usize).collect();
                 Ok((backbone.forward_suffix(&a, block, false).map_err(pass)?, y))
             }

@@ -633,8 +633,14 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
             ..opts.fit.clone()
         };
         let cached = use_activation_cache(opts, device, backbone.as_ref(), block);
-        let (mut tpx, mut tly) = gather_images(&train_ds, &train_idx);
-        let (vpx, vly) = gather_images(&train_ds, &val_idx);
+        let ((mut tpx, mut tly), (vpx, vly)) = if cached {
+            Default::default()
+        } else {
+            (
+                gather_images(&train_ds, &train_idx),
+                gather_images(&train_ds, &val_idx),
+            )
+        };
         let mut sets = Vec::new();
         if cached {
             let key = |ds: &Dataset, split: Split, flip: bool| FeatureKey {
@@ -685,7 +691,7 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
                 sets.push(set);
                 outcomes.push(outcome);
             }
-            phases.end("fine-tune activations");
+            phases.end("activations");
         } else if opts.flip {
             // The flipped copies of the training images join them, as in head training.
             tpx.extend(feature_cache::flip_horizontal(&tpx));
