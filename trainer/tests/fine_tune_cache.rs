@@ -10,6 +10,8 @@
 //!   gives bit for bit the first run's epochs and model.
 //! - A damaged cache file is detected (md5), recomputed and not used: the
 //!   run again equals the first bit for bit.
+//! - With `--flip --tta` the flipped sets are added (the others reused),
+//!   and they hold the flipped images' activations, bit for bit.
 //! - Too little free disk space (`THAW_TEST_FREE_BYTES`) stops the run
 //!   before anything is computed, with the numbers and what to do.
 //!
@@ -20,6 +22,28 @@ mod common;
 use common::{archive, trainer, unpack_subset, TempDir};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use trainer::data::{Split, IMAGE_BYTES};
+use trainer::npy::{self, NpyData};
+use trainer::train::feature_cache::image_batch;
+
+/// Asserts that fine-tuning epochs through the cache (`c`) and end to end
+/// (`e`) agree up to the f16 rounding of the cached activations: f16 keeps
+/// 11 significant bits, so each cached activation differs from the f32 one
+/// by at most 2^-11 (5e-4) of itself. Measured (the first case): losses
+/// within 4e-4 relative, the same accuracies. The bounds: losses within
+/// 1e-3, at most one of the `train` training or `val` validation images
+/// decided differently. A cache of wrong activations (another block's, the
+/// stem run twice, unflipped for flipped) misses them by far.
+fn assert_close(c: &[[f64; 4]], e: &[[f64; 4]], train: f64, val: f64) {
+    for (c, e) in c.iter().zip(e) {
+        eprintln!("epoch through the cache {c:?}, end to end {e:?}");
+        for k in [0, 2] {
+            assert!((c[k] - e[k]).abs() <= 1e-3 * e[k].abs(), "{c:?} vs {e:?}");
+        }
+        assert!((c[1] - e[1]).abs() <= 1.0 / train + 1e-9, "{c:?} vs {e:?}");
+        assert!((c[3] - e[3]).abs() <= 1.0 / val + 1e-9, "{c:?} vs {e:?}");
+    }
+}
 
 /// The fine-tune rows of a metrics.csv: (loss, train_acc, val_loss, val_acc).
 fn fine_tune_rows(out: &Path) -> Vec<[f64; 4]> {
@@ -147,22 +171,9 @@ fn fine_tuning_through_the_activation_cache_matches_end_to_end_and_reuses_it() {
         "{log}"
     );
     assert!(!log.contains("activations train"), "{log}");
-    // f16 keeps 11 significant bits: each cached activation differs from
-    // the f32 one by at most 2^-11 (5e-4) of itself. Measured on this run:
-    // losses within 4e-4 relative, the same accuracies, the backbone weights' moves
-    // within 3.5% of each other. The bounds: losses within 1e-3, at most one
-    // of the 240 training or 60 validation images decided differently, the
-    // moves within 10%. A cache of wrong activations (another block's, the
-    // stem run twice, unflipped for flipped) misses all of these by far.
-    for (c, e) in rows.iter().zip(fine_tune_rows(&end_to_end)) {
-        eprintln!("epoch through the cache {c:?}, end to end {e:?}");
-        for k in [0, 2] {
-            assert!((c[k] - e[k]).abs() <= 1e-3 * e[k].abs(), "{c:?} vs {e:?}");
-        }
-        assert!((c[1] - e[1]).abs() <= 1.0 / 240.0 + 1e-9, "{c:?} vs {e:?}");
-        assert!((c[3] - e[3]).abs() <= 1.0 / 60.0 + 1e-9, "{c:?} vs {e:?}");
-    }
-    // The backbone's weights: how far each run moved them from the seeded ones.
+    assert_close(&rows, &fine_tune_rows(&end_to_end), 240.0, 60.0);
+    // The backbone's weights: how far each run moved them from the seeded
+    // ones. Measured: the two moves within 3.5% of each other; bound 10%.
     let start: std::collections::BTreeMap<String, Vec<f32>> = seeded
         .iter()
         .map(|(n, t)| (n.clone(), t.to_vec_f32()))
@@ -218,7 +229,56 @@ fn fine_tuning_through_the_activation_cache_matches_end_to_end_and_reuses_it() {
     assert_eq!(fine_tune_rows(&repaired), rows);
     assert_eq!(model_bits(&repaired), bits);
 
-    // 5. Too little disk: refused before computing, with the numbers and the ways out.
+    // 5. --flip --tta: the flipped sets are computed (the others reused)
+    // and fine-tuning trains on 480 rows.
+    let (flipped, stdout, log) = run("flip-tta", &cache, &["--flip", "--tta"]);
+    assert!(
+        log.contains("activations train: reused from the activation cache")
+            && log.contains("activations train (flipped): 300 images through the frozen layers")
+            && log.contains("activations test (flipped): 100 images through the frozen layers")
+            && log.contains("fine-tune epoch 2: 480 images of 480 images"),
+        "{log}"
+    );
+    // The flipped sets hold the prefix of the flipped images, rounded to
+    // f16, bit for bit (in the run's batches of 32).
+    let backbone = trainer::train::model_file::build_backbone(model, None).unwrap();
+    backbone.load(seeded.clone()).unwrap();
+    for (split, name) in [(Split::Train, "train"), (Split::Test, "test")] {
+        let ds = trainer::data::load(&data, split).unwrap();
+        let mut want = Vec::new();
+        for chunk in ds.images.chunks(32 * IMAGE_BYTES) {
+            let x = image_batch(chunk, 32, true, models::Preprocessing::Lite).unwrap();
+            let a = backbone.forward_prefix(&x, "_blocks.11").unwrap();
+            want.extend(
+                a.to_vec_f32()
+                    .iter()
+                    .map(|&v| half::f16::from_f32(v).to_bits()),
+            );
+        }
+        let file = activation_files(&cache)
+            .into_iter()
+            .map(|(p, _)| p)
+            .find(|p| {
+                p.to_str()
+                    .unwrap()
+                    .ends_with(&format!("-{name}-flip-at_blocks.11.npy"))
+            })
+            .unwrap_or_else(|| panic!("no flipped {name} activations"));
+        let NpyData::F16(got) = npy::read_checksummed(&file).unwrap().data else {
+            panic!("{} is not f16", file.display())
+        };
+        let got: Vec<u16> = got.iter().map(|v| v.to_bits()).collect();
+        assert!(
+            got == want,
+            "{} is not the flipped images' prefix",
+            file.display()
+        );
+    }
+    assert!(fine_tune_rows(&flipped).iter().all(|r| r[0].is_finite()));
+    let right = common::accuracy_line(stdout.split("== summary ==").nth(1).unwrap()).1;
+    eprintln!("--flip --tta through the cache: {right} of 100 test images right");
+
+    // 6. Too little disk: refused before computing, with the numbers and the ways out.
     let out = dir.path().join("no-space.safetensors");
     let result = Command::new(env!("CARGO_BIN_EXE_trainer"))
         .args(args(&out))
