@@ -1,6 +1,7 @@
 //! What every model offers, whatever its architecture: the [`Backbone`]
-//! trait (forward, activations by Keras layer name, weight list, loading,
-//! freezing) and the construction options ([`ModelOptions`], [`Pooling`]).
+//! trait (forward, activations by Keras layer name, the forward pass split
+//! at a block, weight list, loading, freezing) and the construction options
+//! ([`ModelOptions`], [`Pooling`]).
 //! Models are built by name through [`crate::registry::build`].
 //!
 //! The weight-related methods are written once here, over the model's list of
@@ -119,14 +120,67 @@ impl Taps {
     }
 }
 
-/// Checks an input batch against a model: NHWC rank 4, 3 channels, f32,
-/// height and width at least 32, exactly `size` when the model fixes it.
+/// A part of the forward pass, cut at the input of one of the model's
+/// blocks ([`Backbone::block_names`]): every model runs a stem, its blocks
+/// in order, then what follows them (the last convolution, pooling, top).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    /// Image to output: the whole forward pass.
+    Whole,
+    /// Image to the input of block `i`: the stem and blocks `0..i`.
+    Prefix(usize),
+    /// The input of block `i` to the output: blocks `i..` and what follows them.
+    Suffix(usize),
+}
+
+impl Span {
+    /// Whether the span starts at the image (so the stem runs).
+    pub fn from_image(self) -> bool {
+        !matches!(self, Span::Suffix(_))
+    }
+
+    /// Whether the span ends at the model's output (so what follows the blocks runs).
+    pub fn to_output(self) -> bool {
+        !matches!(self, Span::Prefix(_))
+    }
+
+    /// The blocks it runs, of a model with `n` blocks.
+    pub fn blocks(self, n: usize) -> std::ops::Range<usize> {
+        match self {
+            Span::Whole => 0..n,
+            Span::Prefix(i) => 0..i.min(n),
+            Span::Suffix(i) => i.min(n)..n,
+        }
+    }
+}
+
+/// Checks an activation given to a [`Span::Suffix`]: NHWC f32, non-empty.
+pub(crate) fn check_activation(model: &str, x: &Tensor) -> Result<()> {
+    let s = x.shape();
+    if s.len() != 4 || s[0] == 0 || x.dtype() != DType::F32 {
+        return Err(Error::model(format!(
+            "{model}: the activation at a block's input must be a non-empty NHWC f32 batch \
+             (the output of Backbone::forward_prefix), got {} of shape {s:?}",
+            x.dtype()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the input of `span` against a model: an activation
+/// ([`check_activation`]) when the span starts at a block; else an image
+/// batch: NHWC rank 4, 3 channels, f32, height and width at least 32,
+/// exactly `size` when the model fixes it.
 pub(crate) fn check_input(
     model: &str,
     x: &Tensor,
+    span: Span,
     fixed: Option<(usize, usize)>,
     include_top: bool,
 ) -> Result<()> {
+    if !span.from_image() {
+        return check_activation(model, x);
+    }
     let s = x.shape();
     if s.len() != 4 || s[3] != 3 {
         return Err(Error::model(format!(
@@ -162,7 +216,7 @@ pub(crate) fn check_input(
 
 /// A Keras image model (see [`crate::registry::MODELS`]), with or without its top.
 ///
-/// Implementors provide the architecture ([`Backbone::run`],
+/// Implementors provide the architecture ([`Backbone::run_span`], [`Backbone::block_names`],
 /// [`Backbone::weighted_layers`], [`Backbone::layer_names`]); weight listing,
 /// loading and freezing come with the trait.
 pub trait Backbone: Send + Sync {
@@ -181,10 +235,61 @@ pub trait Backbone: Send + Sync {
     /// `model.weights` in Keras and of the published .h5 files).
     fn weighted_layers(&self) -> Vec<&dyn WeightedLayer>;
 
-    /// The forward pass: `training` selects batch statistics in trainable
-    /// BatchNormalization layers and active dropout; `taps` collects outputs
-    /// of the named layers.
-    fn run(&self, x: &Tensor, training: bool, taps: &mut Taps) -> Result<Tensor>;
+    /// The names of the blocks the forward pass runs in order, between its
+    /// stem and what follows the blocks (`block1` .. `block5` of VGG16,
+    /// `conv2_block1` .. `conv5_block3` of ResNet50, `_blocks.0` .. of
+    /// EfficientNet-Lite): where [`Span`] may cut it.
+    fn block_names(&self) -> Vec<String>;
+
+    /// The part `span` of the forward pass: from the image (checked as an
+    /// input) or from the activation at a block's input, to the model's
+    /// output or to a block's input. `training` selects batch statistics in
+    /// trainable BatchNormalization layers and active dropout; `taps`
+    /// collects outputs of the named layers the span runs.
+    fn run_span(&self, x: &Tensor, span: Span, training: bool, taps: &mut Taps) -> Result<Tensor>;
+
+    /// The whole forward pass ([`Backbone::run_span`] of [`Span::Whole`]).
+    fn run(&self, x: &Tensor, training: bool, taps: &mut Taps) -> Result<Tensor> {
+        self.run_span(x, Span::Whole, training, taps)
+    }
+
+    /// Where the forward pass splits for fine-tuning from `block` (a name
+    /// `--fine-tune` takes: a block's name, or a prefix such as `conv5`
+    /// that names a group of blocks): the index of the first block named
+    /// `block`, `block_...` or `block.…`. Errors, naming the blocks, when
+    /// none is.
+    fn split_index(&self, block: &str) -> Result<usize> {
+        let names = self.block_names();
+        let (keras, module) = (format!("{block}_"), format!("{block}."));
+        names
+            .iter()
+            .position(|n| n == block || n.starts_with(&keras) || n.starts_with(&module))
+            .ok_or_else(|| {
+                Error::model(format!(
+                    "{} has no block '{block}' to split its forward pass at; its blocks are {}",
+                    self.name(),
+                    names.join(", ")
+                ))
+            })
+    }
+
+    /// The frozen part before `block`: the activation at the input of
+    /// `block` for a preprocessed image batch, in inference mode, recording
+    /// nothing (run under `engine::no_grad()`).
+    fn forward_prefix(&self, x: &Tensor, block: &str) -> Result<Tensor> {
+        let i = self.split_index(block)?;
+        let _no_grad = engine::no_grad();
+        self.run_span(x, Span::Prefix(i), false, &mut Taps::none())
+    }
+
+    /// The part from `block` on, for an activation at its input (what
+    /// [`Backbone::forward_prefix`] gives): `forward_suffix(forward_prefix(x))`
+    /// runs the same operations in the same order as `forward(x)`, so it
+    /// gives the same values, bit for bit.
+    fn forward_suffix(&self, activation: &Tensor, block: &str, training: bool) -> Result<Tensor> {
+        let i = self.split_index(block)?;
+        self.run_span(activation, Span::Suffix(i), training, &mut Taps::none())
+    }
 
     /// Output shape for an `[n, h, w, 3]` input (without running the model).
     fn output_shape(&self, n: usize, h: usize, w: usize) -> Result<Vec<usize>>;
@@ -341,5 +446,87 @@ pub trait Backbone: Send + Sync {
             l.set_trainable(i >= first);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::MODELS;
+
+    /// A seeded batch of two 32x32 images in [-1, 1].
+    fn images() -> Tensor {
+        let v: Vec<f32> = (0..2 * 32 * 32 * 3)
+            .map(|i| engine::rng::uniform_f32(7, 0, i) * 2.0 - 1.0)
+            .collect();
+        Tensor::from_vec(v, &[2, 32, 32, 3]).unwrap()
+    }
+
+    #[test]
+    fn the_suffix_of_the_prefix_is_the_forward_pass_bit_for_bit() {
+        let x = images();
+        for entry in MODELS {
+            let options = ModelOptions {
+                pooling: Pooling::Avg,
+                init_seed: 3,
+                ..Default::default()
+            };
+            let model = crate::registry::build(entry.name, &options).unwrap();
+            let whole = model.forward(&x, false).unwrap().to_vec_f32();
+            assert!(whole.iter().all(|v| v.is_finite()), "{}", entry.name);
+            for block in entry.fine_tune {
+                let a = model.forward_prefix(&x, block.name).unwrap();
+                assert_eq!(a.rank(), 4, "{} {}", entry.name, block.name);
+                let y = model.forward_suffix(&a, block.name, false).unwrap();
+                let (got, want): (Vec<u32>, Vec<u32>) = (
+                    y.to_vec_f32().iter().map(|v| v.to_bits()).collect(),
+                    whole.iter().map(|v| v.to_bits()).collect(),
+                );
+                assert_eq!(got, want, "{} split at {}", entry.name, block.name);
+            }
+        }
+    }
+
+    #[test]
+    fn every_registered_fine_tune_block_is_a_split_point() {
+        for entry in MODELS {
+            let model = crate::registry::build(entry.name, &ModelOptions::default()).unwrap();
+            for block in entry.fine_tune {
+                let i = model.split_index(block.name).unwrap();
+                assert!(
+                    i > 0,
+                    "{} {}: splits before every block",
+                    entry.name,
+                    block.name
+                );
+            }
+        }
+        let lite0 = crate::registry::build("efficientnet_lite0", &Default::default()).unwrap();
+        assert_eq!(lite0.split_index("_blocks.11").unwrap(), 11);
+        assert_eq!(lite0.split_index("_blocks.1").unwrap(), 1);
+        let resnet = crate::registry::build("resnet50", &Default::default()).unwrap();
+        assert_eq!(
+            resnet.block_names()[resnet.split_index("conv5").unwrap()],
+            "conv5_block1"
+        );
+    }
+
+    #[test]
+    fn a_block_the_model_lacks_is_a_clear_error() {
+        let x = images();
+        let model = crate::registry::build("vgg16", &ModelOptions::default()).unwrap();
+        for bad in ["block6", "block5_conv2", "conv5", ""] {
+            let e = model.forward_prefix(&x, bad).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("no block '{bad}'")) && e.contains("block1, block2"),
+                "{e}"
+            );
+        }
+        // An empty activation is refused before anything runs.
+        let e = model
+            .forward_suffix(&Tensor::zeros(&[0, 2, 2, 512], DType::F32), "block5", false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("non-empty NHWC f32"), "{e}");
     }
 }

@@ -53,7 +53,7 @@
 //!
 //! Input: RGB in 0..255, then (x − 127) / 128 (`Preprocessing::Lite`).
 
-use crate::backbone::{check_input, Backbone, ModelOptions, Pooling, Taps};
+use crate::backbone::{check_input, Backbone, ModelOptions, Pooling, Span, Taps};
 use crate::error::{Error, Result};
 use crate::layers::{
     Activation, Add, BatchNormalization, Conv2D, Dense, DepthwiseConv2D, GlobalAveragePooling2D,
@@ -416,21 +416,32 @@ impl Backbone for EfficientNetLite {
         v
     }
 
-    fn run(&self, x: &Tensor, training: bool, taps: &mut Taps) -> Result<Tensor> {
+    fn block_names(&self) -> Vec<String> {
+        self.blocks.iter().map(|b| b.name.clone()).collect()
+    }
+
+    fn run_span(&self, x: &Tensor, span: Span, training: bool, taps: &mut Taps) -> Result<Tensor> {
         check_input(
             self.variant.name,
             x,
+            span,
             self.options.input_size,
             self.options.include_top,
         )?;
-        let x = self.conv_stem.forward(x)?;
-        taps.put(self.conv_stem.name(), &x);
-        let x = self.bn0.forward(&x, training)?;
-        taps.put(self.bn0.name(), &x);
-        let mut x = self.relu0.forward(&x)?;
-        taps.put(&self.relu0.name, &x);
-        for b in &self.blocks {
+        let mut x = x.clone();
+        if span.from_image() {
+            x = self.conv_stem.forward(&x)?;
+            taps.put(self.conv_stem.name(), &x);
+            x = self.bn0.forward(&x, training)?;
+            taps.put(self.bn0.name(), &x);
+            x = self.relu0.forward(&x)?;
+            taps.put(&self.relu0.name, &x);
+        }
+        for b in &self.blocks[span.blocks(self.blocks.len())] {
             x = b.forward(x, training, taps)?;
+        }
+        if !span.to_output() {
+            return Ok(x);
         }
         x = self.conv_head.forward(&x)?;
         taps.put(self.conv_head.name(), &x);

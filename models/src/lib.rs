@@ -37,7 +37,7 @@ pub mod registry;
 pub mod resnet50;
 pub mod vgg16;
 
-pub use backbone::{Backbone, ModelOptions, Pooling};
+pub use backbone::{Backbone, ModelOptions, Pooling, Span};
 pub use efficientnet_lite::EfficientNetLite;
 pub use error::{Error, Result};
 pub use mobilenet::MobileNet;

@@ -23,7 +23,7 @@
 //! keras-applications): Keras 3 builds the same math with other names for
 //! the weightless layers (`predictions`, no `reshape_1`).
 
-use crate::backbone::{check_input, Backbone, ModelOptions, Pooling, Taps};
+use crate::backbone::{check_input, Backbone, ModelOptions, Pooling, Span, Taps};
 use crate::error::{Error, Result};
 use crate::layers::{
     Activation, BatchNormalization, Conv2D, DepthwiseConv2D, Dropout, GlobalAveragePooling2D,
@@ -298,21 +298,35 @@ impl Backbone for MobileNet {
         v
     }
 
-    fn run(&self, x: &Tensor, training: bool, taps: &mut Taps) -> Result<Tensor> {
+    fn block_names(&self) -> Vec<String> {
+        self.blocks
+            .iter()
+            .map(|b| b.dw.name().to_string())
+            .collect()
+    }
+
+    fn run_span(&self, x: &Tensor, span: Span, training: bool, taps: &mut Taps) -> Result<Tensor> {
         check_input(
             "MobileNet",
             x,
+            span,
             self.options.input_size,
             self.options.include_top,
         )?;
-        let x = self.conv1.forward(x)?;
-        taps.put(self.conv1.name(), &x);
-        let x = self.conv1_bn.forward(&x, training)?;
-        taps.put(self.conv1_bn.name(), &x);
-        let mut x = self.conv1_relu.forward(&x)?;
-        taps.put(&self.conv1_relu.name, &x);
-        for b in &self.blocks {
+        let mut x = x.clone();
+        if span.from_image() {
+            x = self.conv1.forward(&x)?;
+            taps.put(self.conv1.name(), &x);
+            x = self.conv1_bn.forward(&x, training)?;
+            taps.put(self.conv1_bn.name(), &x);
+            x = self.conv1_relu.forward(&x)?;
+            taps.put(&self.conv1_relu.name, &x);
+        }
+        for b in &self.blocks[span.blocks(self.blocks.len())] {
             x = b.forward(x, training, taps)?;
+        }
+        if !span.to_output() {
+            return Ok(x);
         }
         match &self.head {
             Head::Top(t) => {

@@ -36,7 +36,7 @@
 //! keras-applications in 2018), whose classifier is named `Logits`; Keras 3
 //! names it `predictions`.
 
-use crate::backbone::{check_input, Backbone, ModelOptions, Pooling, Taps};
+use crate::backbone::{check_input, Backbone, ModelOptions, Pooling, Span, Taps};
 use crate::error::Result;
 use crate::layers::{
     Activation, Add, BatchNormalization, Conv2D, Dense, DepthwiseConv2D, GlobalAveragePooling2D,
@@ -345,21 +345,41 @@ impl Backbone for MobileNetV2 {
         v
     }
 
-    fn run(&self, x: &Tensor, training: bool, taps: &mut Taps) -> Result<Tensor> {
+    fn block_names(&self) -> Vec<String> {
+        // expanded_conv, block_1, ... block_16: the prefix of the block's layer names.
+        self.blocks
+            .iter()
+            .map(|b| {
+                b.depthwise
+                    .name()
+                    .trim_end_matches("_depthwise")
+                    .to_string()
+            })
+            .collect()
+    }
+
+    fn run_span(&self, x: &Tensor, span: Span, training: bool, taps: &mut Taps) -> Result<Tensor> {
         check_input(
             "MobileNetV2",
             x,
+            span,
             self.options.input_size,
             self.options.include_top,
         )?;
-        let x = self.conv1.forward(x)?;
-        taps.put(self.conv1.name(), &x);
-        let x = self.bn_conv1.forward(&x, training)?;
-        taps.put(self.bn_conv1.name(), &x);
-        let mut x = self.conv1_relu.forward(&x)?;
-        taps.put(&self.conv1_relu.name, &x);
-        for b in &self.blocks {
+        let mut x = x.clone();
+        if span.from_image() {
+            x = self.conv1.forward(&x)?;
+            taps.put(self.conv1.name(), &x);
+            x = self.bn_conv1.forward(&x, training)?;
+            taps.put(self.bn_conv1.name(), &x);
+            x = self.conv1_relu.forward(&x)?;
+            taps.put(&self.conv1_relu.name, &x);
+        }
+        for b in &self.blocks[span.blocks(self.blocks.len())] {
             x = b.forward(x, training, taps)?;
+        }
+        if !span.to_output() {
+            return Ok(x);
         }
         x = self.conv_1.forward(&x)?;
         taps.put(self.conv_1.name(), &x);

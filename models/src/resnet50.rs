@@ -24,7 +24,7 @@
 //! graph's topological order: in a first block that is `_1_conv, _1_bn,
 //! _2_conv, _2_bn, _0_conv, _3_conv, _0_bn, _3_bn`.
 
-use crate::backbone::{check_input, Backbone, ModelOptions, Pooling, Taps};
+use crate::backbone::{check_input, Backbone, ModelOptions, Pooling, Span, Taps};
 use crate::error::Result;
 use crate::layers::{
     Activation, Add, BatchNormalization, Conv2D, Dense, GlobalAveragePooling2D, GlobalMaxPooling2D,
@@ -149,6 +149,11 @@ impl Bottleneck {
         }
         v.extend([self.add.name.clone(), self.out.name.clone()]);
         v
+    }
+
+    /// The block's name, the prefix of its layers' (`conv2_block1`).
+    fn name(&self) -> String {
+        self.add.name.trim_end_matches("_add").to_string()
     }
 
     fn forward(&self, x: Tensor, training: bool, taps: &mut Taps) -> Result<Tensor> {
@@ -316,27 +321,38 @@ impl Backbone for ResNet50 {
         v
     }
 
-    fn run(&self, x: &Tensor, training: bool, taps: &mut Taps) -> Result<Tensor> {
+    fn block_names(&self) -> Vec<String> {
+        self.blocks.iter().map(|b| b.name()).collect()
+    }
+
+    fn run_span(&self, x: &Tensor, span: Span, training: bool, taps: &mut Taps) -> Result<Tensor> {
         check_input(
             "ResNet50",
             x,
+            span,
             self.options.input_size,
             self.options.include_top,
         )?;
-        let x = self.conv1_pad.forward(x)?;
-        taps.put(&self.conv1_pad.name, &x);
-        let x = self.conv1_conv.forward(&x)?;
-        taps.put(self.conv1_conv.name(), &x);
-        let x = self.conv1_bn.forward(&x, training)?;
-        taps.put(self.conv1_bn.name(), &x);
-        let x = self.conv1_relu.forward(&x)?;
-        taps.put(&self.conv1_relu.name, &x);
-        let x = self.pool1_pad.forward(&x)?;
-        taps.put(&self.pool1_pad.name, &x);
-        let mut x = self.pool1_pool.forward(&x)?;
-        taps.put(&self.pool1_pool.name, &x);
-        for b in &self.blocks {
+        let mut x = x.clone();
+        if span.from_image() {
+            x = self.conv1_pad.forward(&x)?;
+            taps.put(&self.conv1_pad.name, &x);
+            x = self.conv1_conv.forward(&x)?;
+            taps.put(self.conv1_conv.name(), &x);
+            x = self.conv1_bn.forward(&x, training)?;
+            taps.put(self.conv1_bn.name(), &x);
+            x = self.conv1_relu.forward(&x)?;
+            taps.put(&self.conv1_relu.name, &x);
+            x = self.pool1_pad.forward(&x)?;
+            taps.put(&self.pool1_pad.name, &x);
+            x = self.pool1_pool.forward(&x)?;
+            taps.put(&self.pool1_pool.name, &x);
+        }
+        for b in &self.blocks[span.blocks(self.blocks.len())] {
             x = b.forward(x, training, taps)?;
+        }
+        if !span.to_output() {
+            return Ok(x);
         }
         match &self.head {
             Head::Top(pool, dense) => {

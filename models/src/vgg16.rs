@@ -8,7 +8,7 @@
 //! Keras names the optional global pooling layer of VGG16 automatically:
 //! `global_average_pooling2d` or `global_max_pooling2d`; so do we.
 
-use crate::backbone::{check_input, Backbone, ModelOptions, Pooling, Taps};
+use crate::backbone::{check_input, Backbone, ModelOptions, Pooling, Span, Taps};
 use crate::error::Result;
 use crate::layers::{
     Activation, Conv2D, Dense, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Init,
@@ -154,21 +154,31 @@ impl Backbone for Vgg16 {
         layers
     }
 
-    fn run(&self, x: &Tensor, _training: bool, taps: &mut Taps) -> Result<Tensor> {
+    fn block_names(&self) -> Vec<String> {
+        (1..=self.blocks.len())
+            .map(|b| format!("block{b}"))
+            .collect()
+    }
+
+    fn run_span(&self, x: &Tensor, span: Span, _training: bool, taps: &mut Taps) -> Result<Tensor> {
         check_input(
             "VGG16",
             x,
+            span,
             self.options.input_size,
             self.options.include_top,
         )?;
         let mut x = x.clone();
-        for b in &self.blocks {
+        for b in &self.blocks[span.blocks(self.blocks.len())] {
             for conv in &b.convs {
                 x = conv.forward(&x)?;
                 taps.put(conv.name(), &x);
             }
             x = b.pool.forward(&x)?;
             taps.put(&b.pool.name, &x);
+        }
+        if !span.to_output() {
+            return Ok(x);
         }
         match &self.head {
             Head::Top(t) => {

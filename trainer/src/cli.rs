@@ -232,7 +232,8 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = PrecisionChoice::F32)]
     pub precision: PrecisionChoice,
     /// Recompute features even if the feature cache holds them (and do not
-    /// write the cache).
+    /// write the cache); fine-tune end to end on images, without the
+    /// activation cache.
     #[arg(long)]
     pub no_cache: bool,
     /// Where to save the best model (backbone, head, class names, image size

@@ -40,7 +40,7 @@ pub const CHECKSUM_TRAILER_LEN: usize = 24;
 
 /// An element type a .npy file can hold here, with its numpy `descr`.
 pub trait NpyElement: Copy + Send + Sync + 'static {
-    /// numpy's type string: `<f4`, `<i8`, `|u1`.
+    /// numpy's type string: `<f4`, `<f2`, `<i8`, `|u1`.
     const DESCR: &'static str;
     /// Appends the little-endian bytes of `values` to `out`.
     fn extend_le(values: &[Self], out: &mut Vec<u8>);
@@ -50,6 +50,16 @@ impl NpyElement for f32 {
     const DESCR: &'static str = "<f4";
     fn extend_le(values: &[Self], out: &mut Vec<u8>) {
         out.reserve(values.len() * 4);
+        for v in values {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+impl NpyElement for half::f16 {
+    const DESCR: &'static str = "<f2";
+    fn extend_le(values: &[Self], out: &mut Vec<u8>) {
+        out.reserve(values.len() * 2);
         for v in values {
             out.extend_from_slice(&v.to_le_bytes());
         }
@@ -352,6 +362,8 @@ pub fn write_labels(path: impl AsRef<Path>, labels: &[u8]) -> Result<()> {
 pub enum NpyData {
     /// `<f4`
     F32(Vec<f32>),
+    /// `<f2` (the activation cache's)
+    F16(Vec<half::f16>),
     /// `<i8`
     I64(Vec<i64>),
     /// `|u1`
@@ -375,7 +387,7 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Reads a C-order `<f4`, `<i8` or `|u1` .npy file (format 1.0, 2.0 or
+/// Reads a C-order `<f4`, `<f2`, `<i8` or `|u1` .npy file (format 1.0, 2.0 or
 /// 3.0); a checksum trailer is skipped unverified.
 pub fn read(path: impl AsRef<Path>) -> Result<NpyArray> {
     let path = path.as_ref();
@@ -452,11 +464,12 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<NpyArray> {
     let body = &bytes[start + hlen..];
     let elem = match descr.as_str() {
         "<f4" => 4,
+        "<f2" => 2,
         "<i8" => 8,
         "|u1" => 1,
         other => {
             return Err(bad(format!(
-                "has dtype {other}; only <f4, <i8 and |u1 are read"
+                "has dtype {other}; only <f4, <f2, <i8 and |u1 are read"
             )))
         }
     };
@@ -479,6 +492,11 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<NpyArray> {
         4 => NpyData::F32(
             body.chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        ),
+        2 => NpyData::F16(
+            body.chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]))
                 .collect(),
         ),
         8 => NpyData::I64(

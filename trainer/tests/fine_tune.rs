@@ -205,7 +205,7 @@ fn check_weights(
 /// does; returns the seeded weights and the saved file's tensors.
 fn fine_tune_library_case(model: &str, block: &str) -> Option<(usize, usize, usize)> {
     use trainer::data::{Split, IMAGE_BYTES};
-    use trainer::train::fine_tune::{fine_tune, probability_scores, ImageRows};
+    use trainer::train::fine_tune::{fine_tune, probability_scores, ImageRows, TuneRows};
     use trainer::train::{
         evaluate, feature_cache, holdout, load_model, save_model, FitConfig, Head, HeadKind,
         LrSchedule, ModelMeta,
@@ -285,14 +285,14 @@ fn fine_tune_library_case(model: &str, block: &str) -> Option<(usize, usize, usi
         backbone.as_ref(),
         &head,
         block,
-        &ImageRows {
+        &TuneRows::Images(ImageRows {
             images: &tpx,
             labels: &tly,
-        },
-        &ImageRows {
+        }),
+        &TuneRows::Images(ImageRows {
             images: &vpx,
             labels: &vly,
-        },
+        }),
         32,
         &cfg,
         1,

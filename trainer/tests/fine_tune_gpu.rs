@@ -32,7 +32,7 @@ use engine::{Device, Tensor};
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use trainer::data::IMAGE_BYTES;
-use trainer::train::fine_tune::{fine_tune, ImageRows};
+use trainer::train::fine_tune::{fine_tune, ImageRows, TuneRows};
 use trainer::train::{
     feature_cache, fit_head, model_file, save_model, FitConfig, Head, HeadKind, LrSchedule,
     ModelMeta, Rows,
@@ -106,14 +106,14 @@ fn fine_tune_on(
         backbone.as_ref(),
         &head,
         BLOCK,
-        &ImageRows {
+        &TuneRows::Images(ImageRows {
             images: &tpx,
             labels: &tly,
-        },
-        &ImageRows {
+        }),
+        &TuneRows::Images(ImageRows {
             images: &vpx,
             labels: &vly,
-        },
+        }),
         32,
         &cfg,
         1,

@@ -1,17 +1,25 @@
 //! Fine-tuning: after the head has learned on frozen features, unfreeze the
 //! last block of the backbone (`block5` of VGG16, `conv5` of ResNet50) and
-//! train it together with the head, end to end on images, with a small
-//! learning rate. The optional last phase of `train` (`--fine-tune BLOCK`).
+//! train it together with the head, with a small learning rate. The
+//! optional last phase of `train` (`--fine-tune BLOCK`).
 //!
-//! One step:
+//! One step, on images end to end ([`TuneRows::Images`]) or on the
+//! activations at BLOCK's input computed once ([`TuneRows::Activations`],
+//! see [`super::activation_cache`]):
 //!
 //! ```text
-//! uint8 batch ─▶ model_input (resize, preprocessing) ─▶ backbone (recording from BLOCK on) ─▶ head (dropout on)
+//! uint8 batch ─▶ model_input (resize, preprocessing) ─▶ backbone (recording from BLOCK on) ─┐
+//! f16 activations at BLOCK's input ─▶ widened to f32 ─▶ backbone from BLOCK on (recording) ──┴▶ head (dropout on)
 //!   ─▶ softmax cross-entropy ─▶ backward ─▶ Adam on the unfrozen block + head
 //! ```
 //!
+//! Both give the same features up to the f16 rounding of the activations:
+//! the suffix runs the very operations of the whole forward pass from BLOCK
+//! on. `train` uses the activations on the CPU, and images on a GPU or with
+//! `--no-cache` (see [`super::activation_cache`] for why).
+//!
 //! It runs where the backbone is. On a GPU the head moves there for the
-//! run (and back to the CPU at the end); each batch goes up as uint8 and is
+//! run (and back to the CPU at the end); each image batch goes up as uint8 and is
 //! resized + preprocessed there in one kernel (as in extraction), the
 //! forward, backward and Adam step stay on the GPU, and only the loss and
 //! the logits (for the accuracy) come back per step. Snapshots of the best
@@ -23,20 +31,23 @@
 //! the pretrained features. Layers before BLOCK stay frozen, so the tape only
 //! starts at BLOCK and their activations are not kept.
 //!
-//! Validation runs end to end on the held-out images after every epoch, as
-//! in [`super::fit`]; the best weights (backbone block and head) are
+//! Validation runs on the held-out rows (images or their activations) after
+//! every epoch, as in [`super::fit`]; the best weights (backbone block and head) are
 //! restored at the end, and if no epoch beats the head-only model, the
 //! weights from before fine-tuning are.
 
-use super::evaluate::image_probabilities;
+use super::activation_cache::Activations;
+use super::evaluate::{average, image_probabilities};
 use super::feature_cache::model_input;
 use super::fit::{argmax_rows, BatchStep, EpochMetrics, FitConfig, FitOutcome, StopReason};
 use super::head::Head;
 use crate::data::IMAGE_BYTES;
 use crate::error::{Error, Result};
+use crate::progress::{Progress, Unit};
 use engine::optim::{Adam, Optimizer};
 use engine::rng::Rng;
 use engine::{Param, Tensor};
+use half::f16;
 use models::Backbone;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -66,6 +77,158 @@ impl ImageRows<'_> {
         }
         (px, idx.iter().map(|&i| self.labels[i] as usize).collect())
     }
+}
+
+/// Activations at BLOCK's input of some images (rows of one or more
+/// [`Activations`] sets, in any order) and their labels.
+#[derive(Debug, Clone)]
+pub struct ActivationRows<'a> {
+    /// One `h * w * c` row per image.
+    pub rows: Vec<&'a [f16]>,
+    /// One label per row.
+    pub labels: Vec<u8>,
+    /// `[h, w, c]`.
+    pub shape: [usize; 3],
+}
+
+impl<'a> ActivationRows<'a> {
+    /// Rows `idx` of `set`, labelled from `labels` (indexed as the set).
+    pub fn gather(set: &'a Activations, labels: &[u8], idx: &[usize]) -> ActivationRows<'a> {
+        let [_, h, w, c] = set.shape;
+        ActivationRows {
+            rows: idx.iter().map(|&i| set.row(i)).collect(),
+            labels: idx.iter().map(|&i| labels[i]).collect(),
+            shape: [h, w, c],
+        }
+    }
+
+    /// Every row of `set`, in order.
+    pub fn all(set: &'a Activations, labels: &[u8]) -> ActivationRows<'a> {
+        let idx: Vec<usize> = (0..set.shape[0]).collect();
+        ActivationRows::gather(set, labels, &idx)
+    }
+
+    /// These rows followed by `more`'s.
+    pub fn chain(mut self, more: ActivationRows<'a>) -> ActivationRows<'a> {
+        self.rows.extend(more.rows);
+        self.labels.extend(more.labels);
+        self
+    }
+
+    /// Rows `idx` widened to f32, as a `[n, h, w, c]` batch.
+    fn batch(&self, idx: &[usize]) -> Result<Tensor> {
+        let [h, w, c] = self.shape;
+        let mut v = Vec::with_capacity(idx.len() * h * w * c);
+        for &i in idx {
+            v.extend(self.rows[i].iter().map(|x| x.to_f32()));
+        }
+        Ok(Tensor::from_vec(v, &[idx.len(), h, w, c])?)
+    }
+}
+
+/// What fine-tuning trains and validates on.
+#[derive(Debug, Clone)]
+pub enum TuneRows<'a> {
+    /// Images, run end to end every epoch.
+    Images(ImageRows<'a>),
+    /// Activations at BLOCK's input, computed once: only BLOCK on runs.
+    Activations(ActivationRows<'a>),
+}
+
+impl TuneRows<'_> {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.labels().len()
+    }
+
+    /// Whether there is no row.
+    pub fn is_empty(&self) -> bool {
+        self.labels().is_empty()
+    }
+
+    /// One label per row.
+    pub fn labels(&self) -> &[u8] {
+        match self {
+            TuneRows::Images(r) => r.labels,
+            TuneRows::Activations(r) => &r.labels,
+        }
+    }
+
+    /// The backbone's output (inference mode, recorded from BLOCK on unless
+    /// under `no_grad`) for rows `idx`, and their labels.
+    fn features(
+        &self,
+        backbone: &dyn Backbone,
+        block: &str,
+        image_size: usize,
+        idx: &[usize],
+    ) -> Result<(Tensor, Vec<usize>)> {
+        let pass =
+            |e: models::Error| Error::Usage(format!("{} forward pass: {e}", backbone.name()));
+        match self {
+            TuneRows::Images(r) => {
+                let (pixels, y) = r.gather(idx);
+                let x = model_input(backbone, &pixels, image_size, false)?;
+                Ok((backbone.forward(&x, false).map_err(pass)?, y))
+            }
+            TuneRows::Activations(r) => {
+                let a = r.batch(idx)?.to_device(backbone.device())?;
+                let y = idx.iter().map(|&i| r.labels[i] as usize).collect();
+                Ok((backbone.forward_suffix(&a, block, false).map_err(pass)?, y))
+            }
+        }
+    }
+}
+
+/// The head's class probabilities `[n, classes]` for every row of `rows`
+/// (averaged with those of `flipped`, the same images mirrored, when given:
+/// test-time augmentation), in batches of `batch_size`, with a progress
+/// report labelled `label`.
+#[allow(clippy::too_many_arguments)]
+pub fn tune_probabilities(
+    backbone: &dyn Backbone,
+    head: &Head,
+    block: &str,
+    rows: &TuneRows,
+    flipped: Option<&TuneRows>,
+    image_size: usize,
+    batch_size: usize,
+    label: &str,
+) -> Result<Vec<f32>> {
+    if let TuneRows::Images(r) = rows {
+        // End to end: the flips are made on the fly.
+        return image_probabilities(
+            backbone,
+            head,
+            r.images,
+            image_size,
+            batch_size,
+            flipped.is_some(),
+            label,
+        );
+    }
+    let _guard = engine::no_grad();
+    let n = rows.len();
+    let mut progress = Progress::new(label, Some(n as u64), Unit::Items("images"));
+    let mut out = Vec::with_capacity(n * head.classes());
+    let order: Vec<usize> = (0..n).collect();
+    for idx in order.chunks(batch_size.max(1)) {
+        let mut probs: Option<Vec<f32>> = None;
+        for set in std::iter::once(rows).chain(flipped) {
+            let (features, _) = set.features(backbone, block, image_size, idx)?;
+            let p = head
+                .predict_proba(&features.to_device(head.device())?)?
+                .try_to_vec_f32()?;
+            probs = Some(match probs {
+                None => p,
+                Some(q) => average(&q, &p),
+            });
+        }
+        out.extend(probs.expect("at least one pass"));
+        progress.inc(idx.len() as u64);
+    }
+    progress.finish();
+    Ok(out)
 }
 
 /// Mean cross-entropy and accuracy of probabilities `[n, c]` against labels.
@@ -104,8 +267,8 @@ pub fn fine_tune(
     backbone: &dyn Backbone,
     head: &Head,
     block: &str,
-    train: &ImageRows,
-    val: &ImageRows,
+    train: &TuneRows,
+    val: &TuneRows,
     image_size: usize,
     cfg: &FitConfig,
     first_epoch: usize,
@@ -137,6 +300,7 @@ pub fn fine_tune(
     let result = run(
         backbone,
         head,
+        block,
         train,
         val,
         image_size,
@@ -158,8 +322,9 @@ pub fn fine_tune(
 fn run(
     backbone: &dyn Backbone,
     head: &Head,
-    train: &ImageRows,
-    val: &ImageRows,
+    block: &str,
+    train: &TuneRows,
+    val: &TuneRows,
     image_size: usize,
     cfg: &FitConfig,
     first_epoch: usize,
@@ -198,17 +363,13 @@ fn run(
         let mut order: Vec<usize> = (0..train.len()).collect();
         Rng::new(cfg.seed, 0x4649_4e45_0000 + e as u64).shuffle(&mut order);
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
-        let mut progress = crate::progress::Progress::new(
+        let mut progress = Progress::new(
             format!("fine-tune epoch {epoch}"),
             Some(train.len() as u64),
-            crate::progress::Unit::Items("images"),
+            Unit::Items("images"),
         );
         for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
-            let (pixels, y) = train.gather(idx);
-            let x = model_input(backbone, &pixels, image_size, false)?;
-            let features = backbone
-                .forward(&x, false)
-                .map_err(|e| Error::Usage(format!("{} forward pass: {e}", backbone.name())))?;
+            let (features, y) = train.features(backbone, block, image_size, idx)?;
             let logits = head.forward(&features, true)?;
             let step = BatchStep {
                 phase: "fine-tuning",
@@ -227,16 +388,17 @@ fn run(
             }
         }
         progress.finish();
-        let probs = image_probabilities(
+        let probs = tune_probabilities(
             backbone,
             head,
-            val.images,
+            block,
+            val,
+            None,
             image_size,
             cfg.batch_size.max(32),
-            false,
             "fine-tune validation",
         )?;
-        let (val_loss, val_acc) = probability_scores(&probs, val.labels, head.classes());
+        let (val_loss, val_acc) = probability_scores(&probs, val.labels(), head.classes());
         let m = EpochMetrics {
             epoch,
             phase: "fine-tune",

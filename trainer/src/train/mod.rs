@@ -6,7 +6,9 @@
 //! weights (.h5/.st) ───┴─▶ feature_cache: resize → preprocessing → frozen backbone → GAP → features [N, C]
 //!                            (computed once, cached as .npy, keyed by model/alpha/weights/size/data/flip)
 //!   ─▶ fit: head (Dense 256 relu → Dropout 0.5 → Dense K) with Adam, validation, early stopping
-//!   ─▶ fine_tune (optional): unfreeze the --fine-tune block, train end to end on images
+//!   ─▶ fine_tune (optional): unfreeze the --fine-tune block, train it with the head on the
+//!      activations at its input (activation_cache: computed once, cached as f16 .npy; on a GPU
+//!      or with --no-cache, end to end on images)
 //!   ─▶ model_file: backbone + head + metadata in one .safetensors (saved at each improvement)
 //!   ─▶ evaluate: test accuracy, per class, confusion matrix;  report: metrics CSV, PNGs, summary
 //! ```
@@ -22,6 +24,7 @@
 //! `mlp`, 30 epochs of batch 64, Adam lr 1e-3 with cosine decay to lr/100,
 //! patience 5, seed 0.
 
+pub mod activation_cache;
 pub mod evaluate;
 pub mod feature_cache;
 pub mod fine_tune;
@@ -42,9 +45,10 @@ use crate::data::{self, Dataset, Split, IMAGE_BYTES};
 use crate::download::{self, FetchOptions};
 use crate::error::{Error, Result};
 use crate::progress::{Progress, Unit};
+use activation_cache::{ActivationCache, ActivationJob, Activations};
 use engine::rng::Rng;
 use feature_cache::{dataset_hash, extract_features, ExtractionEstimate};
-use fine_tune::ImageRows;
+use fine_tune::{ActivationRows, ImageRows, TuneRows};
 use models::registry::{self, PublishedWeights, WeightsCheck, WeightsFile};
 use models::Backbone;
 use std::path::{Path, PathBuf};
@@ -141,7 +145,8 @@ pub struct TrainSummary {
     pub best_val_acc: f64,
     /// Test-split figures of the saved model (None if interrupted first).
     pub test: Option<Evaluation>,
-    /// How each feature set was obtained, in order: train, test, then flips.
+    /// How each feature set was obtained, in order: train, test, then flips;
+    /// then the fine-tuning activation sets (train, test, then flips).
     pub cache: Vec<CacheOutcome>,
     /// Wall seconds per phase, in order.
     pub phases: Vec<(String, f64)>,
@@ -636,31 +641,122 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     let mut interrupted = head_outcome.stop == StopReason::Interrupted;
     describe_stop("head training", &head_outcome, &opts.out);
 
-    // 5. Optional fine-tuning, end to end on images, where the backbone is
-    // (on a GPU the head joins it there for the run: see crate::device), in
-    // f32: 16-bit convolutions have no backward.
+    // 5. Optional fine-tuning, where the backbone is (on a GPU the head joins
+    // it there for the run: see crate::device), in f32: 16-bit convolutions
+    // have no backward. On the CPU it runs on the activations at the
+    // block's input, computed once (see activation_cache).
     backbone.set_precision(engine::Precision::F32);
     let mut fine_tuned = false;
+    let mut tuned_test: Option<(Activations, Option<Activations>)> = None;
     if let (Some(block), false) = (&opts.fine_tune, interrupted) {
-        let (tpx, tly) = gather_images(&train_ds, &train_idx);
-        let (vpx, vly) = gather_images(&train_ds, &val_idx);
         let cfg = FitConfig {
             epochs: opts.fine_tune_epochs,
             lr: opts.fine_tune_lr,
             ..opts.fit.clone()
         };
+        let cached = use_activation_cache(opts, device, backbone.as_ref(), block);
+        let ((mut tpx, mut tly), (vpx, vly)) = if cached {
+            Default::default()
+        } else {
+            (
+                gather_images(&train_ds, &train_idx),
+                gather_images(&train_ds, &val_idx),
+            )
+        };
+        let mut sets = Vec::new();
+        if cached {
+            let key = |ds: &Dataset, split: Split, flip: bool| FeatureKey {
+                model: backbone.name().to_string(),
+                alpha: backbone.options().alpha,
+                preprocessing: entry.preprocessing,
+                weights_hash: weights_hash.clone(),
+                image_size,
+                precision: backbone.precision(),
+                dataset_hash: dataset_hash(ds),
+                split: split.name().to_string(),
+                flip,
+            };
+            let mut jobs = vec![
+                ActivationJob {
+                    key: key(&train_ds, Split::Train, false),
+                    images: &train_ds.images,
+                    label: "train".into(),
+                },
+                ActivationJob {
+                    key: key(&test_ds, Split::Test, false),
+                    images: &test_ds.images,
+                    label: "test".into(),
+                },
+            ];
+            if opts.flip {
+                jobs.push(ActivationJob {
+                    key: key(&train_ds, Split::Train, true),
+                    images: &train_ds.images,
+                    label: "train (flipped)".into(),
+                });
+            }
+            if opts.tta {
+                jobs.push(ActivationJob {
+                    key: key(&test_ds, Split::Test, true),
+                    images: &test_ds.images,
+                    label: "test (flipped)".into(),
+                });
+            }
+            let store = ActivationCache::new(cache_root.join("activations"));
+            for (set, outcome) in store.get_or_compute(
+                backbone.as_ref(),
+                block,
+                &jobs,
+                image_size,
+                opts.extract_batch_size,
+            )? {
+                sets.push(set);
+                outcomes.push(outcome);
+            }
+            phases.end("activations");
+        } else if opts.flip {
+            // The flipped copies of the training images join them, as in head training.
+            tpx.extend(feature_cache::flip_horizontal(&tpx));
+            tly.extend_from_within(..);
+        }
+        let (train_rows, val_rows) = if cached {
+            let [train_set, _, rest @ ..] = &sets[..] else {
+                unreachable!("train and test sets were asked for")
+            };
+            let mut t = ActivationRows::gather(train_set, &train_ds.labels, &train_idx);
+            if opts.flip {
+                t = t.chain(ActivationRows::gather(
+                    &rest[0],
+                    &train_ds.labels,
+                    &train_idx,
+                ));
+            }
+            (
+                TuneRows::Activations(t),
+                TuneRows::Activations(ActivationRows::gather(
+                    train_set,
+                    &train_ds.labels,
+                    &val_idx,
+                )),
+            )
+        } else {
+            (
+                TuneRows::Images(ImageRows {
+                    images: &tpx,
+                    labels: &tly,
+                }),
+                TuneRows::Images(ImageRows {
+                    images: &vpx,
+                    labels: &vly,
+                }),
+            )
+        };
         let outcome = fine_tune::fine_tune(
             backbone.as_ref(),
             &head,
             block,
-            &ImageRows {
-                images: &tpx,
-                labels: &tly,
-            },
-            &ImageRows {
-                images: &vpx,
-                labels: &vly,
-            },
+            &train_rows,
+            &val_rows,
             image_size,
             &cfg,
             history.len() + 1,
@@ -674,6 +770,13 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
         describe_stop("fine-tuning", &outcome, &opts.out);
         history.extend(outcome.history);
         phases.end("fine-tuning");
+        drop((train_rows, val_rows));
+        if cached {
+            let mut sets = sets.into_iter();
+            let test = sets.nth(1).expect("the test set");
+            let test_flipped = if opts.tta { sets.last() } else { None };
+            tuned_test = Some((test, test_flipped));
+        }
     }
 
     let curves = report::sibling(&opts.out, "curves.png");
@@ -698,7 +801,26 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     }
 
     // 6. Test: the saved model's accuracy on the test split.
-    let probs = if fine_tuned {
+    let probs = if let (true, Some(block), Some((test, flipped))) =
+        (fine_tuned, &opts.fine_tune, &tuned_test)
+    {
+        // The backbone changed from the block on: run it from the cached
+        // activations at the block's input.
+        let rows = TuneRows::Activations(ActivationRows::all(test, &test_ds.labels));
+        let flipped = flipped
+            .as_ref()
+            .map(|f| TuneRows::Activations(ActivationRows::all(f, &test_ds.labels)));
+        fine_tune::tune_probabilities(
+            backbone.as_ref(),
+            &head,
+            block,
+            &rows,
+            flipped.as_ref(),
+            image_size,
+            opts.extract_batch_size,
+            "test (fine-tuned model)",
+        )?
+    } else if fine_tuned {
         // The backbone changed: features must be computed anew, end to end.
         evaluate::image_probabilities(
             backbone.as_ref(),
@@ -784,6 +906,34 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
         interrupted,
         out: opts.out.clone(),
     })
+}
+
+/// Whether fine-tuning from `block` runs on cached activations at the
+/// block's input (see [`activation_cache`]): on the CPU, unless
+/// `--no-cache`, when the forward pass can be split at `block` (a layer
+/// inside a block, which `--fine-tune` also takes, cannot: then it runs end
+/// to end, with a note).
+fn use_activation_cache(
+    opts: &TrainOptions,
+    device: engine::Device,
+    backbone: &dyn Backbone,
+    block: &str,
+) -> bool {
+    if opts.no_cache {
+        eprintln!("fine-tuning end to end on images (--no-cache: no activation cache)");
+        return false;
+    }
+    if device != engine::Device::Cpu {
+        eprintln!("fine-tuning end to end on images (the activation cache serves the CPU)");
+        return false;
+    }
+    match backbone.split_index(block) {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("note: fine-tuning end to end on images, without the activation cache: {e}");
+            false
+        }
+    }
 }
 
 /// Refuses a `--out` (or a file written beside it) that is an input: the
