@@ -176,12 +176,18 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
     )?;
     let device = crate::device::resolve(args.device)?;
     let min = models::registry::find(&args.model)?.sizes.min;
-    if args.image_size < min {
-        return Err(Error::Usage(format!(
-            "--image-size {}: {} needs inputs of at least {min} px (as in Keras)",
-            args.image_size, args.model
-        )));
-    }
+    crate::limits::check_image_size(
+        &args.model,
+        min,
+        args.image_size,
+        "--image-size",
+        args.batch_size,
+        "--batch-size",
+        match device {
+            engine::Device::Cpu => crate::limits::available_memory(),
+            engine::Device::Cuda(_) => None,
+        },
+    )?;
     let backbone = build_backbone(&args.model, args.alpha, args.pooling)?;
     let (tensors, _, from) = crate::train::resolve_weights(
         args.weights.as_deref(),

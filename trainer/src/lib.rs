@@ -10,6 +10,7 @@
 //! - [`npy`]: the streaming `.npy` writer and a reader.
 //! - [`outputs`]: the check, before any work, that no output is an input.
 //! - [`progress`]: progress bars, or plain lines off a terminal.
+//! - [`limits`]: image sizes and memory checked before anything is allocated.
 //! - [`train`]: feature cache, head training, fine-tuning, the saved model,
 //!   evaluate/predict and the reports.
 //! - [`convert`] and [`extract`]: the `convert` and `extract` subcommands.
@@ -28,6 +29,7 @@ pub mod drift;
 pub mod error;
 pub mod extract;
 pub mod imagenet;
+pub mod limits;
 pub mod npy;
 pub mod outputs;
 pub mod progress;

@@ -362,13 +362,27 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
         engine::Device::Cuda(_) => GPU_IMAGE_SIZE,
     });
     let entry = registry::find(&opts.model)?;
-    if image_size < entry.sizes.min {
-        return Err(Error::Usage(format!(
-            "--image-size {image_size} is below {}, the smallest input of {} (as in Keras)",
-            entry.sizes.min, entry.name
-        )));
+    if opts.extract_batch_size == 0 {
+        return Err(Error::Usage(
+            "--extract-batch-size is 0; use at least 1".into(),
+        ));
     }
     opts.fit.check("head training")?;
+    let (batch, batch_flag) = match &opts.fine_tune {
+        Some(_) if opts.fit.batch_size > opts.extract_batch_size => {
+            (opts.fit.batch_size, "--batch-size")
+        }
+        _ => (opts.extract_batch_size, "--extract-batch-size"),
+    };
+    crate::limits::check_image_size(
+        entry.name,
+        entry.sizes.min,
+        image_size,
+        "--image-size",
+        batch,
+        batch_flag,
+        host_memory(device),
+    )?;
     if opts.fine_tune.is_some() {
         FitConfig {
             epochs: opts.fine_tune_epochs,
@@ -736,6 +750,14 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     })
 }
 
+/// The host memory a batch may use on `device` (the CPU computes in it);
+/// None on a GPU, whose memory the engine reports when it runs out.
+fn host_memory(device: engine::Device) -> Option<u128> {
+    match device {
+        engine::Device::Cpu => crate::limits::available_memory(),
+        engine::Device::Cuda(_) => None,
+    }
+}
 /// Refuses a `--out` (or a file written beside it) that is an input: the
 /// weights, the dataset or the cache folder when the run reads it.
 fn refuse_overwriting_inputs(opts: &TrainOptions) -> Result<()> {
