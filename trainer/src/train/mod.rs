@@ -404,7 +404,10 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     let stop = stop_flag();
     let mut phases = Phases::new();
 
-    // 1. Data.
+    // 1. Data: a training split and a separate test split, two classes at least.
+    if let Some(path) = &opts.data {
+        data::require_test_split(path)?;
+    }
     let train_ds = load_split(opts.data.as_deref(), Split::Train)?;
     let test_ds = load_split(opts.data.as_deref(), Split::Test)?;
     if train_ds.classes != test_ds.classes {
