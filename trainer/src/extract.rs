@@ -174,6 +174,10 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
             },
         ],
     )?;
+    crate::outputs::check_writable_file("--out", &args.out)?;
+    if args.batch_size == 0 {
+        return Err(Error::Usage("--batch-size must be at least 1".into()));
+    }
     let device = crate::device::resolve(args.device)?;
     let min = models::registry::find(&args.model)?.sizes.min;
     crate::limits::check_image_size(

@@ -354,8 +354,13 @@ impl Phases {
 }
 
 /// Runs `train` (see the module docs) and prints its summary.
+///
+/// Everything that can be checked is checked before the weights are read:
+/// the flags, the image size against memory, `--out`, the `--fine-tune`
+/// block, the cache folder, and the dataset (two splits, two classes).
 pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     refuse_overwriting_inputs(opts)?;
+    crate::outputs::check_writable_file("--out", &opts.out)?;
     let device = crate::device::resolve(opts.device)?;
     let image_size = opts.image_size.unwrap_or(match device {
         engine::Device::Cpu => CPU_IMAGE_SIZE,
@@ -391,15 +396,16 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
         }
         .check("fine-tuning (--fine-tune-epochs, --fine-tune-lr)")?;
     }
-    if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.is_dir() {
-            return Err(Error::Usage(format!(
-                "--out {}: folder {} does not exist; create it or choose another path",
-                opts.out.display(),
-                dir.display()
-            )));
-        }
+    let backbone = model_file::build_backbone(&opts.model, opts.alpha)?;
+    if let Some(block) = &opts.fine_tune {
+        check_fine_tune_block(backbone.as_ref(), block)?;
     }
+    let cache_root = download::cache_dir()?;
+    let cache = if opts.no_cache {
+        FeatureCache::disabled()
+    } else {
+        usable_feature_cache(&cache_root.join("features"))
+    };
     install_ctrlc_handler();
     let stop = stop_flag();
     let mut phases = Phases::new();
@@ -418,6 +424,16 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
         )));
     }
     let classes = train_ds.classes.clone();
+    let present = train_ds.class_counts().iter().filter(|&&c| c > 0).count();
+    if present < 2 {
+        return Err(Error::Usage(format!(
+            "the training images hold {present} class ({} class name(s): [{}]); a classifier \
+             needs at least two classes. HINT: add a second class folder (or use a dataset \
+             with several classes)",
+            classes.len(),
+            classes.join(", ")
+        )));
+    }
     let (train_idx, val_idx) = holdout(train_ds.len(), opts.val_split, opts.fit.seed)?;
     eprintln!(
         "data: {} training images ({} for training, {} held out for validation), {} test \
@@ -430,9 +446,7 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     );
     phases.end("load data");
 
-    // 2. Backbone and weights.
-    let backbone = model_file::build_backbone(&opts.model, opts.alpha)?;
-    let cache_root = download::cache_dir()?;
+    // 2. Weights.
     let (tensors, weights_hash, weights_from) = resolve_weights(
         opts.weights.as_deref(),
         backbone.as_ref(),
@@ -466,11 +480,6 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     // its convolutions in `--precision`).
     backbone.to_device(device)?;
     backbone.set_precision(opts.precision);
-    let cache = if opts.no_cache {
-        FeatureCache::disabled()
-    } else {
-        FeatureCache::new(cache_root.join("features"))
-    };
     let mut outcomes = Vec::new();
     let mut extracted_images = 0usize;
     let mut features = |ds: &Dataset, split: Split, flip: bool| -> Result<Vec<f32>> {
@@ -761,6 +770,46 @@ fn host_memory(device: engine::Device) -> Option<u128> {
         engine::Device::Cuda(_) => None,
     }
 }
+
+/// Refuses a `--fine-tune` block that `backbone` does not have, before any
+/// work (the same test fine-tuning applies, undone at once).
+fn check_fine_tune_block(backbone: &dyn Backbone, block: &str) -> Result<()> {
+    let result = backbone.set_trainable_from(block);
+    backbone.set_trainable(false);
+    result.map_err(|e| {
+        let meant: Vec<&str> = registry::find(backbone.name())
+            .map(|m| m.fine_tune.iter().map(|b| b.name).collect())
+            .unwrap_or_default();
+        Error::Usage(format!(
+            "--fine-tune {block}: {e} (the blocks meant for {}: {}); nothing was run",
+            backbone.name(),
+            meant.join(", ")
+        ))
+    })
+}
+
+/// The feature cache in `dir`, or none (with a warning) when no file can
+/// be made there (or, while it does not exist, in its nearest existing
+/// folder): the run then computes its features without it.
+fn usable_feature_cache(dir: &Path) -> FeatureCache {
+    let existing = dir
+        .ancestors()
+        .find(|d| d.exists())
+        .unwrap_or(Path::new("."));
+    match crate::outputs::probe_writable(existing) {
+        Ok(()) => FeatureCache::new(dir),
+        Err(e) => {
+            eprintln!(
+                "warning: the feature cache {} is not writable ({e}); running without it \
+                 (features are computed and not stored). HINT: make it writable, or set \
+                 THAW_CACHE_DIR to a writable folder",
+                dir.display()
+            );
+            FeatureCache::disabled()
+        }
+    }
+}
+
 /// Refuses a `--out` (or a file written beside it) that is an input: the
 /// weights, the dataset or the cache folder when the run reads it.
 fn refuse_overwriting_inputs(opts: &TrainOptions) -> Result<()> {
