@@ -423,8 +423,9 @@ pub const BENCH_POINTER: &str = "`trainer bench` does not measure anything itsel
      32/64/224, head step and extraction; `-- --quick` for a short run, `-- --help` for its \
      flags; results in BENCHMARKS.md)";
 
-/// Exit status of a `train` run stopped by Ctrl-C (SIGINT), after it has
-/// printed where the best model is: 128 + 2, the shell's convention.
+/// Exit status of a `train` or `extract` run stopped by Ctrl-C (SIGINT),
+/// SIGTERM or SIGHUP, after it has said what was saved: 128 + 2, the
+/// shell's convention for SIGINT (the same for the other two).
 pub const INTERRUPTED_EXIT_STATUS: i32 = 130;
 
 /// Runs one subcommand.

@@ -155,21 +155,28 @@ pub struct TrainSummary {
     pub out: PathBuf,
 }
 
-/// Raised by Ctrl-C; training loops poll it after every batch.
+/// Raised by Ctrl-C, SIGTERM or SIGHUP; training and extraction loops poll
+/// it after every batch.
 pub fn stop_flag() -> &'static AtomicBool {
     static STOP: AtomicBool = AtomicBool::new(false);
     &STOP
 }
 
-/// Installs the Ctrl-C handler (once per process): the first Ctrl-C stops
-/// training after the current batch, a second one exits at once.
+/// Installs the handler of Ctrl-C, SIGTERM and SIGHUP (once per process):
+/// the first signal stops training or extraction after the current batch,
+/// a second one deletes this process's temporary files
+/// ([`crate::temp_files::remove_own`]) and exits at once.
 pub fn install_ctrlc_handler() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
         let result = ctrlc::set_handler(|| {
             if stop_flag().swap(true, Ordering::SeqCst) {
-                eprintln!("\nsecond interrupt: exiting now");
-                std::process::exit(130);
+                let removed = crate::temp_files::remove_own();
+                eprintln!(
+                    "\nsecond interrupt: exiting now ({removed} temporary file(s) deleted; \
+                     files already complete stay as they are)"
+                );
+                std::process::exit(crate::cli::INTERRUPTED_EXIT_STATUS);
             }
             eprintln!(
                 "\ninterrupt: stopping after the current batch (the best model file on disk \
@@ -407,6 +414,12 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
         usable_feature_cache(&cache_root.join("features"))
     };
     install_ctrlc_handler();
+    crate::temp_files::watch(opts.out.parent().unwrap_or(Path::new(".")));
+    crate::temp_files::watch(&cache_root);
+    if let Some(dir) = cache.dir() {
+        crate::temp_files::watch(dir);
+        crate::temp_files::remove_stale(dir);
+    }
     let stop = stop_flag();
     let mut phases = Phases::new();
 
@@ -526,17 +539,26 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
         outcomes.push(outcome);
         Ok(f)
     };
-    let train_f = features(&train_ds, Split::Train, false)?;
-    let test_f = features(&test_ds, Split::Test, false)?;
-    let train_flip_f = if opts.flip {
-        Some(features(&train_ds, Split::Train, true)?)
-    } else {
-        None
-    };
-    let test_flip_f = if opts.tta {
-        Some(features(&test_ds, Split::Test, true)?)
-    } else {
-        None
+    let extracted = (|| {
+        let train_f = features(&train_ds, Split::Train, false)?;
+        let test_f = features(&test_ds, Split::Test, false)?;
+        let train_flip_f = match opts.flip {
+            true => Some(features(&train_ds, Split::Train, true)?),
+            false => None,
+        };
+        let test_flip_f = match opts.tta {
+            true => Some(features(&test_ds, Split::Test, true)?),
+            false => None,
+        };
+        Ok((train_f, test_f, train_flip_f, test_flip_f))
+    })();
+    let (train_f, test_f, train_flip_f, test_flip_f) = match extracted {
+        Err(Error::Interrupted(what)) => {
+            return Err(Error::Interrupted(stopped_in_extraction(
+                &what, &outcomes, &opts.out,
+            )))
+        }
+        other => other?,
     };
     let extract_secs = phases.end("features");
     if extracted_images > 0 {
@@ -686,10 +708,17 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     }
     eprintln!("metrics: {}", metrics.path().display());
     if interrupted {
-        eprintln!(
-            "interrupted: the best model so far (validation accuracy {best_val_acc:.4}) is in {}",
-            opts.out.display()
-        );
+        match meta.val_accuracy {
+            Some(_) => eprintln!(
+                "interrupted: the best model so far (validation accuracy {best_val_acc:.4}) is \
+                 in {}",
+                opts.out.display()
+            ),
+            None => eprintln!(
+                "interrupted before the first epoch ended: no model was written ({})",
+                not_written(&opts.out)
+            ),
+        }
         return Ok(TrainSummary {
             history,
             best_val_acc,
@@ -760,6 +789,37 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
         interrupted,
         out: opts.out.clone(),
     })
+}
+
+/// What became of `out` when no model was written.
+fn not_written(out: &Path) -> String {
+    match out.exists() {
+        true => format!("{} is an earlier run's file, left as it was", out.display()),
+        false => format!("{} does not exist", out.display()),
+    }
+}
+
+/// What a run stopped during feature extraction tells the user: no model,
+/// and which feature sets are complete in the cache (`outcomes`).
+fn stopped_in_extraction(what: &str, outcomes: &[CacheOutcome], out: &Path) -> String {
+    let complete: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            CacheOutcome::Hit(p) | CacheOutcome::Stored(p) => Some(p.display().to_string()),
+            CacheOutcome::Disabled => None,
+        })
+        .collect();
+    let cache = match complete.is_empty() {
+        true => "no feature set was complete, so none was cached".to_string(),
+        false => format!(
+            "the complete feature sets are in the cache for the next run: {}",
+            complete.join(", ")
+        ),
+    };
+    format!(
+        "{what}; no model was written ({}); {cache}; no partial file was kept",
+        not_written(out)
+    )
 }
 
 /// The host memory a batch may use on `device` (the CPU computes in it);
