@@ -287,17 +287,68 @@ pub fn resolve_weights(
         WeightsCheck::Layout => download::md5_file(h5),
     };
     if converted.is_file() && (h5.is_file() || matches!(known.check, WeightsCheck::Md5(_))) {
-        if let Ok((t, _)) = weights::load_safetensors(&converted) {
-            return Ok((t, hash(&h5)?, converted.display().to_string()));
+        match load_converted(&converted) {
+            Ok(t) => return Ok((t, hash(&h5)?, converted.display().to_string())),
+            Err(why) => eprintln!(
+                "note: the converted weights in the cache, {}, {why}; converting them again",
+                converted.display()
+            ),
         }
     }
     std::fs::create_dir_all(cache).map_err(|e| Error::io(cache, "creating", e))?;
     let layout = |path: &Path| check_layout(path, backbone);
     let h5 = download::ensure_weights(&known, cache, &FetchOptions::default(), &layout)?;
     let (t, _) = read_weights(&h5, backbone)?;
-    weights::save_safetensors(&converted, &t, &Default::default())
-        .map_err(|e| Error::Usage(format!("caching converted weights: {e}")))?;
+    store_converted(&converted, &t)?;
     Ok((t, hash(&h5)?, h5.display().to_string()))
+}
+
+/// The file beside converted weights in the cache that holds their md5:
+/// `NAME.safetensors.md5`.
+pub fn converted_hash_path(converted: &Path) -> PathBuf {
+    let mut name = converted.file_name().unwrap_or_default().to_os_string();
+    name.push(".md5");
+    converted.with_file_name(name)
+}
+
+/// Caches converted weights: the .safetensors, then its md5 beside it
+/// ([`converted_hash_path`]), each written atomically; [`load_converted`]
+/// uses the file only when both are there and agree.
+pub fn store_converted(converted: &Path, tensors: &weights::NamedTensors) -> Result<()> {
+    weights::save_safetensors(converted, tensors, &Default::default())
+        .map_err(|e| Error::Usage(format!("caching converted weights: {e}")))?;
+    let md5 = download::md5_file(converted)?;
+    let sidecar = converted_hash_path(converted);
+    let tmp = sidecar.with_file_name(format!(
+        ".{}.tmp-{}-0",
+        sidecar.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, format!("{md5}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &sidecar))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io(&sidecar, "writing", e)
+        })
+}
+
+/// Converted weights from the cache, verified against the md5 stored beside
+/// them; the error says why they cannot be used (then they are converted again).
+fn load_converted(converted: &Path) -> std::result::Result<weights::NamedTensors, String> {
+    let sidecar = converted_hash_path(converted);
+    let recorded = std::fs::read_to_string(&sidecar)
+        .map_err(|e| format!("have no readable recorded md5 ({}: {e})", sidecar.display()))?;
+    let actual = download::md5_file(converted).map_err(|e| e.to_string())?;
+    if recorded.trim() != actual {
+        return Err(format!(
+            "do not match the md5 recorded beside them ({actual}, recorded {}): damaged or \
+             changed",
+            recorded.trim()
+        ));
+    }
+    weights::load_safetensors(converted)
+        .map(|(t, _)| t)
+        .map_err(|e| format!("cannot be read ({e})"))
 }
 
 /// Splits `0..n` into (train, validation) index lists: a seeded draw of
