@@ -198,7 +198,9 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     /// Early stopping: epochs without a better validation accuracy before
-    /// training stops (the best weights are restored).
+    /// training stops (the best weights are restored). 0 acts as 1, as in
+    /// Keras: stop at the first epoch without improvement. To never stop
+    /// early, give a patience of at least --epochs.
     #[arg(long, default_value_t = 5)]
     pub patience: usize,
     /// Seed of weight initialisation, shuffling and dropout (same seed, same
@@ -359,7 +361,7 @@ pub struct EvaluateArgs {
     /// precision's features: they differ by about one 16-bit rounding.
     #[arg(long, value_enum, default_value_t = PrecisionChoice::F32)]
     pub precision: PrecisionChoice,
-    /// Images per forward pass.
+    /// Images per forward pass (at least 1).
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
 }

@@ -186,6 +186,9 @@ fn check_batch_fits(
 /// `trainer evaluate`: reloads the model file, rebuilds backbone + head from
 /// its metadata and evaluates them on raw images end to end.
 pub fn run_evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
+    if args.batch_size == 0 {
+        return Err(Error::Usage("--batch-size must be at least 1".into()));
+    }
     let device = crate::device::resolve(args.device)?;
     let start = Instant::now();
     let LoadedModel {
@@ -251,17 +254,11 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
     Ok(eval)
 }
 
-/// Reads one image (JPEG or PNG, any size, RGB, grayscale or with alpha)
-/// as 32x32 RGB uint8: other sizes are resized to 32x32 bilinearly (the
+/// Reads one image (JPEG or PNG, told apart by content; any size, RGB,
+/// grayscale or with alpha) as 32x32 RGB uint8: other sizes are resized to 32x32 bilinearly (the
 /// model was trained on 32x32 CIFAR-like images).
 pub fn read_image_32(path: &Path) -> Result<Vec<u8>> {
-    let img = image::open(path).map_err(|e| {
-        Error::data(
-            path,
-            format!("cannot be read as an image ({e}); predict takes a JPEG or PNG file"),
-        )
-    })?;
-    let rgb = img.to_rgb8();
+    let rgb = crate::data::image_folder::read_image_file(path)?.to_rgb8();
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     if (w, h) == (IMAGE_SIDE, IMAGE_SIDE) {
         return Ok(rgb.into_raw());
