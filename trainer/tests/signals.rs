@@ -268,3 +268,25 @@ fn extract_to_a_folder_is_refused_before_any_work() {
     assert_eq!(entries(d), before);
     assert_eq!(entries(&out), Vec::<String>::new());
 }
+
+/// The labels file failing at the end (here its path is a folder, so its
+/// rename fails) leaves no features file without its labels.
+#[test]
+fn extract_leaves_no_features_without_their_labels() {
+    let dir = TempDir::new("labels-fail");
+    let d = dir.path();
+    let (w, data) = (small_weights(d, 3), random_cifar(d, 4, 4));
+    let run_dir = d.join("run");
+    std::fs::create_dir_all(run_dir.join("f.labels.npy")).unwrap();
+    let out = run_dir.join("f.npy");
+    let mut args = vec!["extract"];
+    args.extend(SMALL_MODEL);
+    args.extend(["--weights", w.to_str().unwrap()]);
+    let batch = data.join("test_batch.bin");
+    args.extend(["--data", batch.to_str().unwrap(), "--pooling", "avg"]);
+    args.extend(["--out", out.to_str().unwrap()]);
+    let (code, _, err) = common::run_trainer(&args, &d.join("cache"));
+    println!("{err}");
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(entries(&run_dir), ["f.labels.npy"], "{err}");
+}
