@@ -535,6 +535,30 @@ mod tests {
     }
 
     #[test]
+    fn a_cache_file_of_another_dtype_or_shape_is_recomputed() {
+        let dir = std::env::temp_dir().join(format!("thaw-cache-dtype-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cache = FeatureCache::new(&dir);
+        let k = key(Precision::F32);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = cache.path(&k).unwrap();
+        // Intact files (their checksums match) of the wrong dtype, then the wrong shape.
+        let mut w = NpyWriter::<i64>::create_checksummed(&path, &[1, 2]).unwrap();
+        w.append(&[1, 2]).unwrap();
+        w.finish().unwrap();
+        let compute = |w: Option<&mut NpyWriter<f32>>| {
+            w.expect("caching").append(&[3.0, 4.0])?;
+            Ok(vec![3.0, 4.0])
+        };
+        let (got, outcome) = cache.get_or_compute(&k, 1, 2, compute).unwrap();
+        assert!(matches!(outcome, CacheOutcome::Stored(_)), "{outcome:?}");
+        assert_eq!(got, vec![3.0, 4.0]);
+        let (_, outcome) = cache.get_or_compute(&k, 2, 1, compute).unwrap();
+        assert!(matches!(outcome, CacheOutcome::Stored(_)), "{outcome:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_cache_file_of_non_finite_features_is_recomputed() {
         let dir = std::env::temp_dir().join(format!("thaw-cache-nan-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
