@@ -17,8 +17,9 @@ and the head's settings. This script trains the same head on the same rows:
 - Adam (beta 0.9/0.999, epsilon 1e-7) at thaw's lr, its schedule per step
   (cosine to lr/100 over the planned steps, step x0.1 every third, or
   constant), batch size, epochs, a fresh shuffle each epoch;
-- early stopping on validation accuracy with thaw's patience (0: never), the
-  best epoch's weights restored;
+- early stopping on validation accuracy with thaw's patience (Keras's rule:
+  stop after `patience` epochs without a better one; 0 and 1 both stop at
+  the first), the best epoch's weights restored;
 - test: softmax probabilities, averaged with the flipped test images' when
   thaw had `--tta`.
 
@@ -155,7 +156,7 @@ def main():
         else:
             since_best += 1
         print(f"epoch {epoch}: val_acc {val_acc:.4f}{'  (best so far)' if improved else ''}")
-        if fit["patience"] > 0 and since_best >= fit["patience"]:
+        if since_best > 0 and since_best >= fit["patience"]:
             print(f"early stop after epoch {epoch}")
             break
     net.load_state_dict(best)

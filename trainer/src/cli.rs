@@ -200,7 +200,9 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     /// Early stopping: epochs without a better validation accuracy before
-    /// training stops (the best weights are restored).
+    /// training stops (the best weights are restored). 0 acts as 1, as in
+    /// Keras: stop at the first epoch without improvement. To never stop
+    /// early, give a patience of at least --epochs.
     #[arg(long, default_value_t = 5)]
     pub patience: usize,
     /// Seed of weight initialisation, shuffling and dropout (same seed, same
@@ -362,7 +364,7 @@ pub struct EvaluateArgs {
     /// precision's features: they differ by about one 16-bit rounding.
     #[arg(long, value_enum, default_value_t = PrecisionChoice::F32)]
     pub precision: PrecisionChoice,
-    /// Images per forward pass.
+    /// Images per forward pass (at least 1).
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
 }
@@ -426,8 +428,9 @@ pub const BENCH_POINTER: &str = "`trainer bench` does not measure anything itsel
      32/64/224, head step and extraction; `-- --quick` for a short run, `-- --help` for its \
      flags; results in BENCHMARKS.md)";
 
-/// Exit status of a `train` run stopped by Ctrl-C (SIGINT), after it has
-/// printed where the best model is: 128 + 2, the shell's convention.
+/// Exit status of a `train` or `extract` run stopped by Ctrl-C (SIGINT),
+/// SIGTERM or SIGHUP, after it has said what was saved: 128 + 2, the
+/// shell's convention for SIGINT (the same for the other two).
 pub const INTERRUPTED_EXIT_STATUS: i32 = 130;
 
 /// Runs one subcommand.

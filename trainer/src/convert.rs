@@ -170,6 +170,16 @@ pub fn read_weight_file(path: &Path, backbone: &dyn Backbone) -> Result<weights:
     let n = f
         .read(&mut magic)
         .map_err(|e| Error::io(path, "reading", e))?;
+    let is_h5_name = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("h5") || e.eq_ignore_ascii_case("hdf5"));
+    if n == 0 {
+        return Err(Error::Usage(format!(
+            "{} is empty (0 bytes): not a Keras .h5, PyTorch checkpoint or .safetensors file \
+             (an interrupted download or copy?); fetch or convert it again",
+            path.display()
+        )));
+    }
     if n == 8 && &magic == HDF5_MAGIC {
         read_h5(path, backbone.name(), &backbone.weight_spec())
     } else if n == 8 && (magic.starts_with(b"PK\x03\x04") || magic.starts_with(TORCH_LEGACY)) {
@@ -178,7 +188,18 @@ pub fn read_weight_file(path: &Path, backbone: &dyn Backbone) -> Result<weights:
         // be tens of MB here.
         read_torch(path, backbone)
     } else {
-        Ok(weights::load_safetensors(path)?.0)
+        // Told apart by content: a .safetensors may be named anything.
+        weights::load_safetensors(path)
+            .map(|(t, _)| t)
+            .map_err(|e| match is_h5_name {
+                true => Error::Usage(format!(
+                    "{} is named .h5 but does not start with HDF5's signature, and it is not a \
+                 .safetensors file either ({e}): it is damaged, truncated or not a weights \
+                 file; fetch it again",
+                    path.display()
+                )),
+                false => e.into(),
+            })
     }
 }
 

@@ -43,6 +43,9 @@ pub enum Error {
     },
     /// Arguments that do not fit together (checked after parsing).
     Usage(String),
+    /// A run stopped by SIGINT, SIGTERM or SIGHUP before it finished: what
+    /// was saved and what was not (`trainer` exits with status 130).
+    Interrupted(String),
     /// A command whose engine parts are not written yet.
     NotYetAvailable {
         /// The subcommand, e.g. `train`.
@@ -102,6 +105,7 @@ impl fmt::Display for Error {
             Error::Download { url, msg } => write!(f, "download of {url} failed: {msg}"),
             Error::Npy { path, msg } => write!(f, "{}: {msg}", path.display()),
             Error::Usage(msg) => write!(f, "{msg}"),
+            Error::Interrupted(msg) => write!(f, "interrupted: {msg}"),
             Error::NotYetAvailable { command, needs } => write!(
                 f,
                 "`{command}` is not yet available: it needs {needs}, which is not written yet"

@@ -10,7 +10,9 @@
 //! ```
 //!
 //! The labels go to `FEATURES.labels.npy` (int64). Both files appear only
-//! once complete (written beside, then renamed).
+//! once complete (written beside, then renamed), the labels last: an error
+//! or a signal (SIGINT, SIGTERM, SIGHUP: extraction stops after the current
+//! batch) leaves neither, nor any temporary file.
 //!
 //! `--precision f16|bf16` runs the backbone's convolutions with 16-bit
 //! operands and f32 accumulation (`Backbone::set_precision`); the first
@@ -21,7 +23,7 @@ use crate::cli::{ExtractArgs, PoolingChoice};
 use crate::data::{self, Dataset, IMAGE_BYTES};
 use crate::drift::{self, Drift};
 use crate::error::{Error, Result};
-use crate::npy::{self, NpyWriter};
+use crate::npy::NpyWriter;
 use crate::progress::{Progress, Unit};
 use crate::train::feature_cache::for_each_batch;
 use engine::Tensor;
@@ -85,6 +87,12 @@ pub fn extract(
     }
     let start = std::time::Instant::now();
     let shape = backbone.output_shape(dataset.len(), size, size)?;
+    // The labels are written first, to a temporary file renamed into place
+    // only after the features: no result without its companion.
+    let labels = labels_path(out);
+    let mut labels_writer = NpyWriter::<i64>::create(&labels, &[dataset.len()])?;
+    let label_values: Vec<i64> = dataset.labels.iter().map(|&l| l as i64).collect();
+    labels_writer.append(&label_values)?;
     let mut writer = NpyWriter::<f32>::create(out, &shape)?;
     let mut progress = Progress::new(
         format!("extracting {} features", backbone.name()),
@@ -106,13 +114,24 @@ pub fn extract(
         let row_len = values.len() / y.shape()[0].max(1);
         crate::train::feature_cache::check_finite_features("extract", values, row_len, rows)?;
         writer.append(values)?;
+        crate::train::feature_cache::pause_for_tests();
         progress.inc((batch.len() / IMAGE_BYTES) as u64);
         Ok(())
+    })
+    .map_err(|e| match e {
+        Error::Interrupted(what) => Error::Interrupted(format!(
+            "{what}; nothing was written ({} and {} were not created)",
+            out.display(),
+            labels.display()
+        )),
+        e => e,
     })?;
     writer.finish()?;
+    if let Err(e) = labels_writer.finish() {
+        let _ = std::fs::remove_file(out);
+        return Err(e);
+    }
     progress.finish();
-    let labels = labels_path(out);
-    npy::write_labels(&labels, &dataset.labels)?;
     Ok(ExtractReport {
         shape,
         features: out.to_path_buf(),
@@ -174,14 +193,27 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
             },
         ],
     )?;
+    crate::outputs::check_writable_file("--out", &args.out)?;
+    if args.batch_size == 0 {
+        return Err(Error::Usage("--batch-size must be at least 1".into()));
+    }
     let device = crate::device::resolve(args.device)?;
     let min = models::registry::find(&args.model)?.sizes.min;
-    if args.image_size < min {
-        return Err(Error::Usage(format!(
-            "--image-size {}: {} needs inputs of at least {min} px (as in Keras)",
-            args.image_size, args.model
-        )));
-    }
+    crate::limits::check_image_size(
+        &args.model,
+        min,
+        args.image_size,
+        "--image-size",
+        args.batch_size,
+        "--batch-size",
+        match device {
+            engine::Device::Cpu => crate::limits::available_memory(),
+            engine::Device::Cuda(_) => None,
+        },
+    )?;
+    crate::train::install_ctrlc_handler();
+    crate::temp_files::watch(args.out.parent().unwrap_or(Path::new(".")));
+    crate::temp_files::watch(&cache);
     let backbone = build_backbone(&args.model, args.alpha, args.pooling)?;
     let (tensors, _, from) = crate::train::resolve_weights(
         args.weights.as_deref(),

@@ -24,13 +24,10 @@ pub fn class_names() -> Vec<&'static str> {
     CLASS_LIST.lines().collect()
 }
 
-/// Decodes an image file to `[1, h, w, 3]` f32 RGB values in 0..255.
+/// Decodes an image file (JPEG or PNG, told apart by content) to
+/// `[1, h, w, 3]` f32 RGB values in 0..255.
 pub fn read_image(path: &Path) -> Result<Tensor> {
-    let img = image::open(path).map_err(|e| Error::Data {
-        path: path.to_path_buf(),
-        msg: format!("cannot decode the image ({e}); give a JPEG or PNG file"),
-    })?;
-    let rgb = img.to_rgb8();
+    let rgb = crate::data::image_folder::read_image_file(path)?.to_rgb8();
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     let pixels: Vec<f32> = rgb.into_raw().into_iter().map(f32::from).collect();
     Ok(Tensor::from_vec(pixels, &[1, h, w, 3])?)

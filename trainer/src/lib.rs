@@ -10,6 +10,8 @@
 //! - [`npy`]: the streaming `.npy` writer and a reader.
 //! - [`outputs`]: the check, before any work, that no output is an input.
 //! - [`progress`]: progress bars, or plain lines off a terminal.
+//! - [`temp_files`]: temporary files on errors, signals and killed runs.
+//! - [`limits`]: image sizes and memory checked before anything is allocated.
 //! - [`train`]: feature cache, head training, fine-tuning, the saved model,
 //!   evaluate/predict and the reports.
 //! - [`convert`] and [`extract`]: the `convert` and `extract` subcommands.
@@ -28,9 +30,11 @@ pub mod drift;
 pub mod error;
 pub mod extract;
 pub mod imagenet;
+pub mod limits;
 pub mod npy;
 pub mod outputs;
 pub mod progress;
+pub mod temp_files;
 pub mod train;
 
 pub use data::{preprocess_data, Dataset, Split};

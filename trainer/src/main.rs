@@ -1,7 +1,7 @@
 //! `trainer`: parses the command line and runs the subcommand (see
 //! [`trainer::cli`]). Errors go to stderr with exit status 1; clap's usage
-//! errors exit with status 2; a run stopped by Ctrl-C (SIGINT) exits with
-//! status 130 once it has saved and named the best model.
+//! errors exit with status 2; a run stopped by Ctrl-C (SIGINT), SIGTERM or
+//! SIGHUP exits with status 130 once it has said what was saved.
 
 use clap::Parser;
 use std::sync::atomic::Ordering;
@@ -11,9 +11,16 @@ fn main() {
     // every op's output (see engine::memory).
     engine::memory::keep_freed_memory();
     let cli = trainer::cli::Cli::parse();
-    if let Err(e) = trainer::cli::run(cli.into_command()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
+    match trainer::cli::run(cli.into_command()) {
+        Ok(()) => {}
+        Err(e @ trainer::Error::Interrupted(_)) => {
+            eprintln!("{e}");
+            std::process::exit(trainer::cli::INTERRUPTED_EXIT_STATUS);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
     }
     // The Ctrl-C handler raised the stop flag and training ended early (it
     // printed where the best model is): say so to the shell, as programs

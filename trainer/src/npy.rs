@@ -126,8 +126,9 @@ pub fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
 ///
 /// Data goes to a temporary file of its own beside the destination
 /// ([`temp_file`]); [`finish`](Self::finish) checks every row was written
-/// and renames it into place. Dropping an unfinished writer deletes the
-/// temporary file.
+/// and renames it into place. Dropping an unfinished writer, or a
+/// [`finish`](Self::finish) that fails at any step (a full disk shows when
+/// the last buffered bytes are flushed), deletes the temporary file.
 pub struct NpyWriter<T: NpyElement> {
     path: PathBuf,
     tmp_path: PathBuf,
@@ -137,6 +138,9 @@ pub struct NpyWriter<T: NpyElement> {
     row_len: usize,
     rows_written: usize,
     scratch: Vec<u8>,
+    /// Set once the file is renamed into place; until then `Drop` deletes
+    /// the temporary file, whatever step failed.
+    done: bool,
     _elem: std::marker::PhantomData<T>,
 }
 
@@ -184,6 +188,7 @@ impl<T: NpyElement> NpyWriter<T> {
             shape: shape.to_vec(),
             rows_written: 0,
             scratch: Vec::new(),
+            done: false,
             _elem: std::marker::PhantomData,
         })
     }
@@ -252,6 +257,12 @@ impl<T: NpyElement> NpyWriter<T> {
     /// Checks that all rows were written, flushes to disk and renames the
     /// file into place.
     pub fn finish(mut self) -> Result<()> {
+        self.finish_inner()?;
+        self.done = true;
+        Ok(())
+    }
+
+    fn finish_inner(&mut self) -> Result<()> {
         if self.rows_written != self.shape[0] {
             return Err(Error::npy(
                 &self.path,
@@ -267,7 +278,6 @@ impl<T: NpyElement> NpyWriter<T> {
                 .write_all(CHECKSUM_MAGIC)
                 .and_then(|()| file.write_all(&h.finalize()));
             if let Err(e) = result {
-                let _ = std::fs::remove_file(&self.tmp_path);
                 return Err(Error::io(&self.tmp_path, "writing", e));
             }
         }
@@ -277,10 +287,8 @@ impl<T: NpyElement> NpyWriter<T> {
         file.sync_all()
             .map_err(|e| Error::io(&self.tmp_path, "writing", e))?;
         drop(file);
-        std::fs::rename(&self.tmp_path, &self.path).map_err(|e| {
-            let _ = std::fs::remove_file(&self.tmp_path);
-            Error::io(&self.path, "renaming into place", e)
-        })?;
+        std::fs::rename(&self.tmp_path, &self.path)
+            .map_err(|e| Error::io(&self.path, "renaming into place", e))?;
         // Make the rename durable (best effort: not every platform opens folders).
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if let Ok(d) = File::open(dir) {
@@ -338,7 +346,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 
 impl<T: NpyElement> Drop for NpyWriter<T> {
     fn drop(&mut self) {
-        if self.file.take().is_some() {
+        if !self.done {
             let _ = std::fs::remove_file(&self.tmp_path);
         }
     }

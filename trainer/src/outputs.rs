@@ -126,6 +126,50 @@ pub fn refuse_inputs_as_outputs(inputs: &[Input], outputs: &[Output]) -> Result<
     Ok(())
 }
 
+/// Whether a file can be created in `dir`: creates and deletes a hidden
+/// probe file there (named as a temporary file, so a run killed in between
+/// leaves nothing [`crate::temp_files::remove_stale`] would not delete).
+pub fn probe_writable(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".write-probe.tmp-{}-0", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
+/// Refuses, before any work, an output file `path` (named by `flag`) that
+/// cannot be written: a folder, a path whose folder does not exist, or a
+/// folder where no file can be created.
+pub fn check_writable_file(flag: &str, path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return Err(Error::Usage(format!(
+            "{flag} {} is a folder; it takes a file name. HINT: e.g. {}",
+            path.display(),
+            path.join("model.safetensors").display()
+        )));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::Usage(format!(
+            "{flag} {}: folder {} does not exist; create it or choose another path",
+            path.display(),
+            dir.display()
+        )));
+    }
+    probe_writable(dir).map_err(|e| {
+        Error::Usage(format!(
+            "{flag} {}: no file can be created in {} ({e}); nothing was run. HINT: choose a \
+             folder you can write to",
+            path.display(),
+            dir.display()
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -476,11 +476,11 @@ fn extract_without_weights_uses_the_model_s_default_weights() {
         .unwrap()
         .weights_file(None, 32, false)
         .unwrap();
-    std::fs::copy(
-        &w,
-        cache.join(default.file_name.replace(".h5", ".safetensors")),
-    )
-    .unwrap();
+    let converted = cache.join(default.file_name.replace(".h5", ".safetensors"));
+    std::fs::copy(&w, &converted).unwrap();
+    // With its md5 beside it, as the trainer stores it.
+    let md5 = trainer::download::md5_file(&converted).unwrap();
+    std::fs::write(trainer::train::converted_hash_path(&converted), md5).unwrap();
     let out = dir.path().join("without.npy");
     let data = keras_fixture("cifar_sample.bin");
     let run = |extra: &[&str]| {

@@ -12,34 +12,10 @@
 
 mod common;
 
-use common::{entries, TempDir};
+use common::{entries, random_cifar, TempDir};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// A CIFAR-10 binary folder: data_batch_1..5.bin of 512 images each and
-/// test_batch.bin of 200, pixels and labels from a fixed LCG.
-fn random_cifar(dir: &Path) -> PathBuf {
-    let root = dir.join("cifar");
-    std::fs::create_dir_all(&root).unwrap();
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (state >> 33) as u8
-    };
-    let names = (1..=5).map(|i| (format!("data_batch_{i}.bin"), 512));
-    for (name, n) in names.chain([("test_batch.bin".to_string(), 200)]) {
-        let mut bytes = Vec::with_capacity(n * 3073);
-        for _ in 0..n {
-            bytes.push(next() % 10);
-            bytes.extend((0..3072).map(|_| next()));
-        }
-        std::fs::write(root.join(name), bytes).unwrap();
-    }
-    root
-}
 
 fn seeded_weights(dir: &Path) -> PathBuf {
     let options = models::ModelOptions {
@@ -129,7 +105,7 @@ fn wait_for(child: &mut Child, what: &str, until: impl Fn() -> bool) {
 fn a_run_killed_mid_write_leaves_the_other_runs_cache_whole() {
     let dir = TempDir::new("cache-race");
     let d = dir.path();
-    let (weights, data) = (seeded_weights(d), random_cifar(d));
+    let (weights, data) = (seeded_weights(d), random_cifar(d, 512, 200));
 
     // Alone.
     let solo_cache = d.join("solo-cache");

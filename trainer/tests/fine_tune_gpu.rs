@@ -88,7 +88,7 @@ fn fine_tune_on(
         batch_size: 4,
         lr: 1e-4,
         schedule: LrSchedule::Constant,
-        patience: 0,
+        patience: usize::MAX,
         seed: 3,
     };
     let stop = AtomicBool::new(false);
@@ -298,7 +298,7 @@ fn fit_head_on(device: Device) -> (Vec<(f64, f64)>, Weights) {
         batch_size: 32,
         lr: 1e-2,
         schedule: LrSchedule::Cosine,
-        patience: 0,
+        patience: usize::MAX,
         seed: SEED,
     };
     let outcome = fit_head(

@@ -39,6 +39,9 @@ fn blobs(n: usize, dim: usize, seed: u64) -> (Vec<f32>, Vec<u8>) {
     (x, y)
 }
 
+/// A patience no run reaches: early stopping never triggers.
+const NEVER: usize = usize::MAX;
+
 fn config(epochs: usize, patience: usize, seed: u64) -> FitConfig {
     FitConfig {
         epochs,
@@ -160,7 +163,7 @@ fn training_learns_and_the_same_seed_gives_the_same_losses() {
     let val = Rows::new(&vx, &vy, dim).unwrap();
     let losses = |seed: u64| -> Vec<EpochMetrics> {
         let head = Head::new(HeadKind::Mlp, dim, 3, seed).unwrap();
-        run(&head, &train, &val, &config(6, 0, seed)).0.history
+        run(&head, &train, &val, &config(6, NEVER, seed)).0.history
     };
     let a = losses(3);
     let b = losses(3);
@@ -237,7 +240,7 @@ fn a_nan_loss_stops_training_with_a_clear_error() {
         &head,
         &train,
         &val,
-        &config(3, 0, 0),
+        &config(3, NEVER, 0),
         &AtomicBool::new(false),
         &mut |_, _| {
             epochs += 1;
@@ -254,7 +257,7 @@ fn a_nan_loss_stops_training_with_a_clear_error() {
     let (x, y) = blobs(64, dim, 7);
     let train = Rows::new(&x, &y, dim).unwrap();
     let head = Head::new(HeadKind::Mlp, dim, 3, 0).unwrap();
-    let mut cfg = config(50, 0, 0);
+    let mut cfg = config(50, NEVER, 0);
     cfg.lr = 1e35;
     cfg.schedule = LrSchedule::Constant;
     let r = fit_head(
@@ -281,7 +284,7 @@ fn a_raised_stop_flag_ends_training_after_the_current_batch() {
         &head,
         &train,
         &val,
-        &config(5, 0, 0),
+        &config(5, NEVER, 0),
         &AtomicBool::new(true),
         &mut |_, _| Ok(()),
     )

@@ -51,7 +51,7 @@ fn sigint_keeps_the_best_model_intact_and_exits_130() {
     let out = run_dir.join("model.safetensors");
     let stdout_path = dir.path().join("stdout.txt");
     let stderr_path = dir.path().join("stderr.txt");
-    // 100,000 epochs without early stopping: hours of work, so the run is
+    // 100,000 epochs and as much patience (no early stop): hours of work, so the run is
     // certainly still training when the signal comes.
     let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
         .args(["train", "--model", "vgg16", "--weights"])
@@ -64,7 +64,7 @@ fn sigint_keeps_the_best_model_intact_and_exits_130() {
             "--epochs",
             "100000",
             "--patience",
-            "0",
+            "100000",
             "--batch-size",
             "8",
             "--standardize",

@@ -1,6 +1,7 @@
 //! Non-finite numbers are stopped where they enter, with an error naming
 //! them, instead of training on nonsense: the real binary on small inputs
-//! (the 4 CIFAR-10 images of `tests/fixtures/keras/cifar_sample.bin`).
+//! (the 4 CIFAR-10 images of `tests/fixtures/keras/cifar_sample.bin`; for
+//! `train`, a folder of a few random CIFAR-10 batches).
 //!
 //! - weights with a NaN or an infinity, or a negative batch-norm moving
 //!   variance (MobileNet alpha 0.25, seeded): `extract` and `train` name
@@ -74,8 +75,12 @@ fn extract_args<'a>(model: &'a [&'a str], w: &'a str, out: &'a str) -> Vec<&'a s
     v
 }
 
+/// `train` needs a separate test split: a CIFAR-10 folder of 4 x 5 random
+/// training and 4 test images, made beside `out`.
 fn train_args<'a>(model: &'a [&'a str], w: &'a str, out: &'a str) -> Vec<&'a str> {
-    let data = small_batch().to_str().unwrap().to_string().leak();
+    let dir = Path::new(out).parent().unwrap();
+    let data = common::random_cifar(dir, 4, 4);
+    let data = data.to_str().unwrap().to_string().leak();
     let mut v = vec!["train"];
     v.extend(model);
     v.extend(["--weights", w, "--data", data, "--image-size", "32"]);

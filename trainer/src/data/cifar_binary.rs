@@ -213,6 +213,22 @@ fn class_names(dir: &Path) -> Result<Vec<String>> {
         .filter(|l| !l.is_empty())
         .map(String::from)
         .collect();
+    if let Some((i, name)) = names
+        .iter()
+        .enumerate()
+        .find(|(i, n)| names[..*i].contains(n))
+    {
+        return Err(Error::data(
+            &meta,
+            format!(
+                "lists the class name '{name}' twice (names {} and {} of its list); each of the \
+                 10 labels needs its own name. Restore it from cifar-10-binary.tar.gz or delete it to use \
+                 the standard names",
+                names.iter().position(|n| n == name).unwrap() + 1,
+                i + 1
+            ),
+        ));
+    }
     if names.len() != 10 {
         return Err(Error::data(
             &meta,

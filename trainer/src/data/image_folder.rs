@@ -29,11 +29,18 @@ fn subfolders(dir: &Path) -> Result<Vec<String>> {
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, "listing", e))? {
         let entry = entry.map_err(|e| Error::io(dir, "listing", e))?;
         let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || !path.is_dir() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') || !path.is_dir() {
             continue;
         }
-        names.push(name);
+        let Some(name) = name.to_str() else {
+            return Err(Error::data(
+                &path,
+                "is a folder whose name is not valid UTF-8; class names are text (they are \
+                 saved in the model file). Rename the folder",
+            ));
+        };
+        names.push(name.to_string());
     }
     names.sort();
     Ok(names)
@@ -146,22 +153,7 @@ fn class_files(class_dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Decodes one 32x32 RGB JPEG or PNG into `out` (HWC, 3,072 bytes).
 pub fn decode_image(path: &Path, out: &mut [u8]) -> Result<()> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "reading", e))?;
-    let format = image::guess_format(&bytes).map_err(|_| {
-        Error::data(
-            path,
-            "is not a JPEG or PNG image; class folders must hold only images (move other \
-             files out, or name them with a leading '.' to have them skipped)",
-        )
-    })?;
-    if !matches!(format, image::ImageFormat::Jpeg | image::ImageFormat::Png) {
-        return Err(Error::data(
-            path,
-            format!("is a {format:?} image; only JPEG and PNG are read. Convert it to PNG"),
-        ));
-    }
-    let img = image::load_from_memory_with_format(&bytes, format)
-        .map_err(|e| Error::data(path, format!("cannot be decoded as {format:?}: {e}")))?;
+    let img = read_image_file(path)?;
     if img.width() as usize != IMAGE_SIDE || img.height() as usize != IMAGE_SIDE {
         return Err(Error::data(
             path,
@@ -187,6 +179,29 @@ pub fn decode_image(path: &Path, out: &mut [u8]) -> Result<()> {
             ),
         )),
     }
+}
+
+/// Reads the image file at `path` and decodes it as the JPEG or PNG its
+/// bytes say it is, whatever its name's extension (the decoder of the
+/// dataset readers and of `predict`).
+pub fn read_image_file(path: &Path) -> Result<image::DynamicImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "reading", e))?;
+    let format = image::guess_format(&bytes).map_err(|_| {
+        Error::data(
+            path,
+            "is not a JPEG or PNG image (judged by its content, not its name); only those \
+             are read (in a class folder, move other files out, or name them with a leading \
+             '.' to have them skipped)",
+        )
+    })?;
+    if !matches!(format, image::ImageFormat::Jpeg | image::ImageFormat::Png) {
+        return Err(Error::data(
+            path,
+            format!("is a {format:?} image; only JPEG and PNG are read. Convert it to PNG"),
+        ));
+    }
+    image::load_from_memory_with_format(&bytes, format)
+        .map_err(|e| Error::data(path, format!("cannot be decoded as {format:?}: {e}")))
 }
 
 /// Reads the `split` of the image folder at `dir` (see the module docs).

@@ -145,6 +145,30 @@ pub fn load(path: &Path, split: Split) -> Result<Dataset> {
     }
 }
 
+/// Refuses, for training, a dataset without a test split of its own (a
+/// single batch file, or class folders without `train/` and `test/`): the
+/// model would be scored on the images it was trained on.
+pub fn require_test_split(path: &Path) -> Result<()> {
+    let what = match detect(path)? {
+        Format::CifarBinaryDir => return Ok(()),
+        Format::ImageFolder if image_folder::split_root(path, Split::Test)? != path => {
+            return Ok(())
+        }
+        Format::ImageFolder => "holds class folders but no train/ and test/ folders",
+        Format::CifarBinaryFile => "is a single CIFAR-10 batch file",
+    };
+    Err(Error::data(
+        path,
+        format!(
+            "{what}, so it has no separate test split: training would score the model on its \
+             own training images. Nothing was run. HINT: give --data a folder with train/ and \
+             test/ (each holding the class folders), or a folder of CIFAR-10 batches \
+             (data_batch_1..5.bin and test_batch.bin); `extract` and `evaluate` take a single \
+             file or folder"
+        ),
+    ))
+}
+
 /// One-hot rows `(N, num_classes)` from integer labels; errors on a label
 /// outside `0..num_classes`.
 pub fn one_hot(labels: &[u8], num_classes: usize) -> Result<Vec<f32>> {

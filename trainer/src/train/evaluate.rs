@@ -160,9 +160,35 @@ pub fn load_for_inference(
     Ok(model)
 }
 
+/// Checks that one batch of `batch` images at the model file's image size
+/// fits in memory on `device`, before any image is read.
+fn check_batch_fits(
+    model: &LoadedModel,
+    batch: usize,
+    batch_flag: &str,
+    device: engine::Device,
+) -> Result<()> {
+    let entry = models::registry::find(&model.meta.model)?;
+    crate::limits::check_image_size(
+        entry.name,
+        entry.sizes.min,
+        model.meta.image_size,
+        "the model file's image_size",
+        batch * if model.meta.tta { 2 } else { 1 },
+        batch_flag,
+        match device {
+            engine::Device::Cpu => crate::limits::available_memory(),
+            engine::Device::Cuda(_) => None,
+        },
+    )
+}
+
 /// `trainer evaluate`: reloads the model file, rebuilds backbone + head from
 /// its metadata and evaluates them on raw images end to end.
 pub fn run_evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
+    if args.batch_size == 0 {
+        return Err(Error::Usage("--batch-size must be at least 1".into()));
+    }
     let device = crate::device::resolve(args.device)?;
     let start = Instant::now();
     let LoadedModel {
@@ -175,6 +201,17 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
         device,
         args.precision.precision(),
     )?;
+    let loaded = LoadedModel {
+        backbone,
+        head,
+        meta,
+    };
+    check_batch_fits(&loaded, args.batch_size, "--batch-size", device)?;
+    let LoadedModel {
+        backbone,
+        head,
+        meta,
+    } = loaded;
     eprintln!(
         "evaluate: {} ({} + {} head, {} classes, {}x{} input{}, {} convs) loaded in {:.1} s",
         args.model_file.display(),
@@ -217,17 +254,11 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
     Ok(eval)
 }
 
-/// Reads one image (JPEG or PNG, any size, RGB, grayscale or with alpha)
-/// as 32x32 RGB uint8: other sizes are resized to 32x32 bilinearly (the
+/// Reads one image (JPEG or PNG, told apart by content; any size, RGB,
+/// grayscale or with alpha) as 32x32 RGB uint8: other sizes are resized to 32x32 bilinearly (the
 /// model was trained on 32x32 CIFAR-like images).
 pub fn read_image_32(path: &Path) -> Result<Vec<u8>> {
-    let img = image::open(path).map_err(|e| {
-        Error::data(
-            path,
-            format!("cannot be read as an image ({e}); predict takes a JPEG or PNG file"),
-        )
-    })?;
-    let rgb = img.to_rgb8();
+    let rgb = crate::data::image_folder::read_image_file(path)?.to_rgb8();
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     if (w, h) == (IMAGE_SIDE, IMAGE_SIDE) {
         return Ok(rgb.into_raw());
@@ -266,7 +297,11 @@ pub fn run_predict(args: &PredictArgs) -> Result<Vec<(String, f32)>> {
         backbone,
         head,
         meta,
-    } = load_for_inference(model_file, args.alpha, device, engine::Precision::F32)?;
+    } = {
+        let loaded = load_for_inference(model_file, args.alpha, device, engine::Precision::F32)?;
+        check_batch_fits(&loaded, 1, "a batch", device)?;
+        loaded
+    };
     let pixels = read_image_32(&args.image)?;
     let _guard = engine::no_grad();
     let probs = image_probabilities(

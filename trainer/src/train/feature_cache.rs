@@ -176,6 +176,11 @@ impl FeatureCache {
         FeatureCache { dir: None }
     }
 
+    /// The cache's folder (None when disabled).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
     /// Where `key`'s file lives (None when disabled).
     pub fn path(&self, key: &FeatureKey) -> Option<PathBuf> {
         self.dir.as_ref().map(|d| d.join(key.file_name()))
@@ -264,9 +269,11 @@ pub fn check_finite_features(
 }
 
 /// Test hook: `THAW_TEST_CACHE_WRITE_PAUSE_MS=N` sleeps N ms after each
-/// batch written to the cache, so a test can kill a run while it is
-/// writing (`trainer/tests/feature_cache_race.rs`). Unset, it does nothing.
-fn pause_for_tests() {
+/// batch of features written (to the cache, or by `extract`), so a test can
+/// kill or signal a run while it is writing
+/// (`trainer/tests/feature_cache_race.rs`, `trainer/tests/signals.rs`).
+/// Unset, it does nothing.
+pub fn pause_for_tests() {
     static PAUSE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
     let pause = PAUSE.get_or_init(|| {
         std::env::var("THAW_TEST_CACHE_WRITE_PAUSE_MS")
@@ -356,7 +363,9 @@ pub fn model_input(
 
 /// The backbone's output for each batch of `batch_size` uint8 images, on
 /// the host and in order: `each(batch number, the batch's images, output)`,
-/// under `no_grad` (each activation is freed as soon as it is used).
+/// under `no_grad` (each activation is freed as soon as it is used). A
+/// raised stop flag ([`super::stop_flag`]: Ctrl-C, SIGTERM) ends it after
+/// the current batch with [`Error::Interrupted`].
 ///
 /// On a GPU one batch is in flight: batch i+1 is uploaded and its forward
 /// pass queued before the host waits for batch i's output, which is copied
@@ -379,10 +388,21 @@ pub fn for_each_batch(
             .map_err(|e| Error::Usage(format!("{} forward pass: {e}", backbone.name())))
     };
     let chunks: Vec<&[u8]> = images.chunks(batch_size.max(1) * IMAGE_BYTES).collect();
+    let stopped = |done: usize| {
+        let n = images.len() / IMAGE_BYTES;
+        let images_done = (done * batch_size.max(1)).min(n);
+        match super::stop_flag().load(std::sync::atomic::Ordering::SeqCst) && done < chunks.len() {
+            true => Err(Error::Interrupted(format!(
+                "stopped during feature extraction after {images_done} of {n} images"
+            ))),
+            false => Ok(()),
+        }
+    };
     let ordinal = match backbone.device() {
         engine::Device::Cpu => {
             for (i, chunk) in chunks.iter().enumerate() {
                 each(i, chunk, forward(chunk)?)?;
+                stopped(i + 1)?;
             }
             return Ok(());
         }
@@ -401,6 +421,7 @@ pub fn for_each_batch(
         if let Some(done) = i.checked_sub(1) {
             let y = staging[done % 2].finish()?;
             each(done, chunks[done], y)?;
+            stopped(done + 1)?;
         }
     }
     Ok(())
@@ -560,6 +581,30 @@ mod tests {
             assert_eq!(again, recomputed, "{what}");
             std::fs::write(&path, &good).unwrap();
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_cache_file_of_another_dtype_or_shape_is_recomputed() {
+        let dir = std::env::temp_dir().join(format!("thaw-cache-dtype-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cache = FeatureCache::new(&dir);
+        let k = key(Precision::F32);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = cache.path(&k).unwrap();
+        // Intact files (their checksums match) of the wrong dtype, then the wrong shape.
+        let mut w = NpyWriter::<i64>::create_checksummed(&path, &[1, 2]).unwrap();
+        w.append(&[1, 2]).unwrap();
+        w.finish().unwrap();
+        let compute = |w: Option<&mut NpyWriter<f32>>| {
+            w.expect("caching").append(&[3.0, 4.0])?;
+            Ok(vec![3.0, 4.0])
+        };
+        let (got, outcome) = cache.get_or_compute(&k, 1, 2, compute).unwrap();
+        assert!(matches!(outcome, CacheOutcome::Stored(_)), "{outcome:?}");
+        assert_eq!(got, vec![3.0, 4.0]);
+        let (_, outcome) = cache.get_or_compute(&k, 2, 1, compute).unwrap();
+        assert!(matches!(outcome, CacheOutcome::Stored(_)), "{outcome:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -419,7 +419,7 @@ fn run(
         }
         on_epoch(&m, improved)?;
         history.push(m);
-        if cfg.patience > 0 && since_best >= cfg.patience {
+        if cfg.stops_early(since_best) {
             reason = StopReason::EarlyStopped;
             break;
         }

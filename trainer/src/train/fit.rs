@@ -110,13 +110,23 @@ pub struct FitConfig {
     pub lr: f64,
     /// How the rate decays.
     pub schedule: LrSchedule,
-    /// Epochs without a better validation accuracy before stopping (0: never stop early).
+    /// Epochs without a better validation accuracy before stopping; 0 acts
+    /// as 1, as in Keras's `EarlyStopping`: stop at the first epoch without
+    /// improvement.
     pub patience: usize,
     /// Seed of the shuffles (stream = epoch number).
     pub seed: u64,
 }
 
 impl FitConfig {
+    /// Whether training stops after `since_best` epochs in a row without a
+    /// better validation accuracy (Keras's `EarlyStopping`: `wait >= patience`
+    /// counted after the epoch, so patience 0 and 1 both stop at the first
+    /// epoch without improvement).
+    pub fn stops_early(&self, since_best: usize) -> bool {
+        since_best > 0 && since_best >= self.patience
+    }
+
     /// Checks the settings, naming the flag at fault.
     pub fn check(&self, phase: &str) -> Result<()> {
         if self.epochs == 0 {
@@ -249,7 +259,8 @@ pub fn argmax_rows(values: &[f32], c: usize) -> Vec<usize> {
         .collect()
 }
 
-/// Errors unless the loss is finite, naming where training diverged.
+/// Errors unless the loss is finite, naming where training diverged
+/// (`batch` 0: in the validation after the epoch).
 pub(crate) fn check_loss(
     loss: f64,
     phase: &str,
@@ -260,10 +271,14 @@ pub(crate) fn check_loss(
     if loss.is_finite() {
         return Ok(());
     }
+    let at = match batch {
+        0 => format!("while validating epoch {epoch}"),
+        _ => format!("at epoch {epoch}, batch {batch}"),
+    };
     Err(Error::Engine(engine::Error::non_finite(
         "training",
         format!(
-            "{phase}: the loss became {loss} at epoch {epoch}, batch {batch} (learning rate \
+            "{phase}: the loss became {loss} {at} (learning rate \
              {lr:.3e}); training diverged and was stopped. The model file keeps the last best \
              weights. HINT: lower the learning rate (--lr / --fine-tune-lr), or check the \
              inputs for NaN or infinite values"
@@ -387,7 +402,10 @@ pub fn fit_head(
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
         for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
             let (x, y) = train.gather(idx, head.device())?;
-            let logits = head.forward(&x, true)?;
+            let lr = opt.current_lr();
+            let logits = head
+                .forward(&x, true)
+                .map_err(|e| diverged(e, "head training", epoch, b + 1, lr))?;
             let step = BatchStep {
                 phase: "head training",
                 epoch,
@@ -402,7 +420,9 @@ pub fn fit_head(
                 break 'epochs;
             }
         }
-        let (val_loss, val_acc) = evaluate_rows(head, val, cfg.batch_size.max(256))?;
+        let lr = opt.lr.at(opt.iterations().saturating_sub(1));
+        let (val_loss, val_acc) = evaluate_rows(head, val, cfg.batch_size.max(256))
+            .map_err(|e| diverged(e, "head training", epoch, 0, lr))?;
         let m = EpochMetrics {
             epoch,
             phase: "head",
@@ -422,7 +442,7 @@ pub fn fit_head(
         }
         on_epoch(&m, improved)?;
         history.push(m);
-        if cfg.patience > 0 && since_best >= cfg.patience {
+        if cfg.stops_early(since_best) {
             reason = StopReason::EarlyStopped;
             break;
         }

@@ -156,21 +156,28 @@ pub struct TrainSummary {
     pub out: PathBuf,
 }
 
-/// Raised by Ctrl-C; training loops poll it after every batch.
+/// Raised by Ctrl-C, SIGTERM or SIGHUP; training and extraction loops poll
+/// it after every batch.
 pub fn stop_flag() -> &'static AtomicBool {
     static STOP: AtomicBool = AtomicBool::new(false);
     &STOP
 }
 
-/// Installs the Ctrl-C handler (once per process): the first Ctrl-C stops
-/// training after the current batch, a second one exits at once.
+/// Installs the handler of Ctrl-C, SIGTERM and SIGHUP (once per process):
+/// the first signal stops training or extraction after the current batch,
+/// a second one deletes this process's temporary files
+/// ([`crate::temp_files::remove_own`]) and exits at once.
 pub fn install_ctrlc_handler() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
         let result = ctrlc::set_handler(|| {
             if stop_flag().swap(true, Ordering::SeqCst) {
-                eprintln!("\nsecond interrupt: exiting now");
-                std::process::exit(130);
+                let removed = crate::temp_files::remove_own();
+                eprintln!(
+                    "\nsecond interrupt: exiting now ({removed} temporary file(s) deleted; \
+                     files already complete stay as they are)"
+                );
+                std::process::exit(crate::cli::INTERRUPTED_EXIT_STATUS);
             }
             eprintln!(
                 "\ninterrupt: stopping after the current batch (the best model file on disk \
@@ -281,17 +288,68 @@ pub fn resolve_weights(
         WeightsCheck::Layout => download::md5_file(h5),
     };
     if converted.is_file() && (h5.is_file() || matches!(known.check, WeightsCheck::Md5(_))) {
-        if let Ok((t, _)) = weights::load_safetensors(&converted) {
-            return Ok((t, hash(&h5)?, converted.display().to_string()));
+        match load_converted(&converted) {
+            Ok(t) => return Ok((t, hash(&h5)?, converted.display().to_string())),
+            Err(why) => eprintln!(
+                "note: the converted weights in the cache, {}, {why}; converting them again",
+                converted.display()
+            ),
         }
     }
     std::fs::create_dir_all(cache).map_err(|e| Error::io(cache, "creating", e))?;
     let layout = |path: &Path| check_layout(path, backbone);
     let h5 = download::ensure_weights(&known, cache, &FetchOptions::default(), &layout)?;
     let (t, _) = read_weights(&h5, backbone)?;
-    weights::save_safetensors(&converted, &t, &Default::default())
-        .map_err(|e| Error::Usage(format!("caching converted weights: {e}")))?;
+    store_converted(&converted, &t)?;
     Ok((t, hash(&h5)?, h5.display().to_string()))
+}
+
+/// The file beside converted weights in the cache that holds their md5:
+/// `NAME.safetensors.md5`.
+pub fn converted_hash_path(converted: &Path) -> PathBuf {
+    let mut name = converted.file_name().unwrap_or_default().to_os_string();
+    name.push(".md5");
+    converted.with_file_name(name)
+}
+
+/// Caches converted weights: the .safetensors, then its md5 beside it
+/// ([`converted_hash_path`]), each written atomically; [`load_converted`]
+/// uses the file only when both are there and agree.
+pub fn store_converted(converted: &Path, tensors: &weights::NamedTensors) -> Result<()> {
+    weights::save_safetensors(converted, tensors, &Default::default())
+        .map_err(|e| Error::Usage(format!("caching converted weights: {e}")))?;
+    let md5 = download::md5_file(converted)?;
+    let sidecar = converted_hash_path(converted);
+    let tmp = sidecar.with_file_name(format!(
+        ".{}.tmp-{}-0",
+        sidecar.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, format!("{md5}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &sidecar))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io(&sidecar, "writing", e)
+        })
+}
+
+/// Converted weights from the cache, verified against the md5 stored beside
+/// them; the error says why they cannot be used (then they are converted again).
+fn load_converted(converted: &Path) -> std::result::Result<weights::NamedTensors, String> {
+    let sidecar = converted_hash_path(converted);
+    let recorded = std::fs::read_to_string(&sidecar)
+        .map_err(|e| format!("have no readable recorded md5 ({}: {e})", sidecar.display()))?;
+    let actual = download::md5_file(converted).map_err(|e| e.to_string())?;
+    if recorded.trim() != actual {
+        return Err(format!(
+            "do not match the md5 recorded beside them ({actual}, recorded {}): damaged or \
+             changed",
+            recorded.trim()
+        ));
+    }
+    weights::load_safetensors(converted)
+        .map(|(t, _)| t)
+        .map_err(|e| format!("cannot be read ({e})"))
 }
 
 /// Splits `0..n` into (train, validation) index lists: a seeded draw of
@@ -376,18 +434,37 @@ fn speed_hint(entry: &registry::ModelEntry, image_size: usize) -> String {
 }
 
 /// Runs `train` (see the module docs) and prints its summary.
+///
+/// Everything that can be checked is checked before the weights are read:
+/// the flags, the image size against memory, `--out`, the `--fine-tune`
+/// block, the cache folder, and the dataset (two splits, two classes).
 pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     refuse_overwriting_inputs(opts)?;
+    crate::outputs::check_writable_file("--out", &opts.out)?;
     let device = crate::device::resolve(opts.device)?;
     let entry = registry::find(&opts.model)?;
     let image_size = opts.image_size.unwrap_or(entry.sizes.default);
-    if image_size < entry.sizes.min {
-        return Err(Error::Usage(format!(
-            "--image-size {image_size} is below {}, the smallest input of {} (as in Keras)",
-            entry.sizes.min, entry.name
-        )));
+    if opts.extract_batch_size == 0 {
+        return Err(Error::Usage(
+            "--extract-batch-size is 0; use at least 1".into(),
+        ));
     }
     opts.fit.check("head training")?;
+    let (batch, batch_flag) = match &opts.fine_tune {
+        Some(_) if opts.fit.batch_size > opts.extract_batch_size => {
+            (opts.fit.batch_size, "--batch-size")
+        }
+        _ => (opts.extract_batch_size, "--extract-batch-size"),
+    };
+    crate::limits::check_image_size(
+        entry.name,
+        entry.sizes.min,
+        image_size,
+        "--image-size",
+        batch,
+        batch_flag,
+        host_memory(device),
+    )?;
     if opts.fine_tune.is_some() {
         FitConfig {
             epochs: opts.fine_tune_epochs,
@@ -396,20 +473,30 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
         }
         .check("fine-tuning (--fine-tune-epochs, --fine-tune-lr)")?;
     }
-    if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.is_dir() {
-            return Err(Error::Usage(format!(
-                "--out {}: folder {} does not exist; create it or choose another path",
-                opts.out.display(),
-                dir.display()
-            )));
-        }
+    let backbone = model_file::build_backbone(&opts.model, opts.alpha)?;
+    if let Some(block) = &opts.fine_tune {
+        check_fine_tune_block(backbone.as_ref(), block)?;
     }
+    let cache_root = download::cache_dir()?;
+    let cache = if opts.no_cache {
+        FeatureCache::disabled()
+    } else {
+        usable_feature_cache(&cache_root.join("features"))
+    };
     install_ctrlc_handler();
+    crate::temp_files::watch(opts.out.parent().unwrap_or(Path::new(".")));
+    crate::temp_files::watch(&cache_root);
+    if let Some(dir) = cache.dir() {
+        crate::temp_files::watch(dir);
+        crate::temp_files::remove_stale(dir);
+    }
     let stop = stop_flag();
     let mut phases = Phases::new();
 
-    // 1. Data.
+    // 1. Data: a training split and a separate test split, two classes at least.
+    if let Some(path) = &opts.data {
+        data::require_test_split(path)?;
+    }
     let train_ds = load_split(opts.data.as_deref(), Split::Train)?;
     let test_ds = load_split(opts.data.as_deref(), Split::Test)?;
     if train_ds.classes != test_ds.classes {
@@ -420,6 +507,16 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
         )));
     }
     let classes = train_ds.classes.clone();
+    let present = train_ds.class_counts().iter().filter(|&&c| c > 0).count();
+    if present < 2 {
+        return Err(Error::Usage(format!(
+            "the training images hold {present} class ({} class name(s): [{}]); a classifier \
+             needs at least two classes. HINT: add a second class folder (or use a dataset \
+             with several classes)",
+            classes.len(),
+            classes.join(", ")
+        )));
+    }
     let (train_idx, val_idx) = holdout(train_ds.len(), opts.val_split, opts.fit.seed)?;
     eprintln!(
         "data: {} training images ({} for training, {} held out for validation), {} test \
@@ -432,9 +529,7 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     );
     phases.end("load data");
 
-    // 2. Backbone and weights.
-    let backbone = model_file::build_backbone(&opts.model, opts.alpha)?;
-    let cache_root = download::cache_dir()?;
+    // 2. Weights.
     let (tensors, weights_hash, weights_from) = resolve_weights(
         opts.weights.as_deref(),
         backbone.as_ref(),
@@ -468,11 +563,6 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     // its convolutions in `--precision`).
     backbone.to_device(device)?;
     backbone.set_precision(opts.precision);
-    let cache = if opts.no_cache {
-        FeatureCache::disabled()
-    } else {
-        FeatureCache::new(cache_root.join("features"))
-    };
     let mut outcomes = Vec::new();
     let mut extracted_images = 0usize;
     let mut estimate = ExtractionEstimate::new(
@@ -527,17 +617,26 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
         outcomes.push(outcome);
         Ok(f)
     };
-    let train_f = features(&train_ds, Split::Train, false)?;
-    let test_f = features(&test_ds, Split::Test, false)?;
-    let train_flip_f = if opts.flip {
-        Some(features(&train_ds, Split::Train, true)?)
-    } else {
-        None
-    };
-    let test_flip_f = if opts.tta {
-        Some(features(&test_ds, Split::Test, true)?)
-    } else {
-        None
+    let extracted = (|| {
+        let train_f = features(&train_ds, Split::Train, false)?;
+        let test_f = features(&test_ds, Split::Test, false)?;
+        let train_flip_f = match opts.flip {
+            true => Some(features(&train_ds, Split::Train, true)?),
+            false => None,
+        };
+        let test_flip_f = match opts.tta {
+            true => Some(features(&test_ds, Split::Test, true)?),
+            false => None,
+        };
+        Ok((train_f, test_f, train_flip_f, test_flip_f))
+    })();
+    let (train_f, test_f, train_flip_f, test_flip_f) = match extracted {
+        Err(Error::Interrupted(what)) => {
+            return Err(Error::Interrupted(stopped_in_extraction(
+                &what, &outcomes, &opts.out,
+            )))
+        }
+        other => other?,
     };
     let extract_secs = phases.end("features");
     if extracted_images > 0 {
@@ -785,10 +884,17 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     }
     eprintln!("metrics: {}", metrics.path().display());
     if interrupted {
-        eprintln!(
-            "interrupted: the best model so far (validation accuracy {best_val_acc:.4}) is in {}",
-            opts.out.display()
-        );
+        match meta.val_accuracy {
+            Some(_) => eprintln!(
+                "interrupted: the best model so far (validation accuracy {best_val_acc:.4}) is \
+                 in {}",
+                opts.out.display()
+            ),
+            None => eprintln!(
+                "interrupted before the first epoch ended: no model was written ({})",
+                not_written(&opts.out)
+            ),
+        }
         return Ok(TrainSummary {
             history,
             best_val_acc,
@@ -932,6 +1038,85 @@ fn use_activation_cache(
         Err(e) => {
             eprintln!("note: fine-tuning end to end on images, without the activation cache: {e}");
             false
+        }
+    }
+}
+
+/// What became of `out` when no model was written.
+fn not_written(out: &Path) -> String {
+    match out.exists() {
+        true => format!("{} is an earlier run's file, left as it was", out.display()),
+        false => format!("{} does not exist", out.display()),
+    }
+}
+
+/// What a run stopped during feature extraction tells the user: no model,
+/// and which feature sets are complete in the cache (`outcomes`).
+fn stopped_in_extraction(what: &str, outcomes: &[CacheOutcome], out: &Path) -> String {
+    let complete: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            CacheOutcome::Hit(p) | CacheOutcome::Stored(p) => Some(p.display().to_string()),
+            CacheOutcome::Disabled => None,
+        })
+        .collect();
+    let cache = match complete.is_empty() {
+        true => "no feature set was complete, so none was cached".to_string(),
+        false => format!(
+            "the complete feature sets are in the cache for the next run: {}",
+            complete.join(", ")
+        ),
+    };
+    format!(
+        "{what}; no model was written ({}); {cache}; no partial file was kept",
+        not_written(out)
+    )
+}
+
+/// The host memory a batch may use on `device` (the CPU computes in it);
+/// None on a GPU, whose memory the engine reports when it runs out.
+fn host_memory(device: engine::Device) -> Option<u128> {
+    match device {
+        engine::Device::Cpu => crate::limits::available_memory(),
+        engine::Device::Cuda(_) => None,
+    }
+}
+
+/// Refuses a `--fine-tune` block that `backbone` does not have, before any
+/// work (the same test fine-tuning applies, undone at once).
+fn check_fine_tune_block(backbone: &dyn Backbone, block: &str) -> Result<()> {
+    let result = backbone.set_trainable_from(block);
+    backbone.set_trainable(false);
+    result.map_err(|e| {
+        let meant: Vec<&str> = registry::find(backbone.name())
+            .map(|m| m.fine_tune.iter().map(|b| b.name).collect())
+            .unwrap_or_default();
+        Error::Usage(format!(
+            "--fine-tune {block}: {e} (the blocks meant for {}: {}); nothing was run",
+            backbone.name(),
+            meant.join(", ")
+        ))
+    })
+}
+
+/// The feature cache in `dir`, or none (with a warning) when no file can
+/// be made there (or, while it does not exist, in its nearest existing
+/// folder): the run then computes its features without it.
+fn usable_feature_cache(dir: &Path) -> FeatureCache {
+    let existing = dir
+        .ancestors()
+        .find(|d| d.exists())
+        .unwrap_or(Path::new("."));
+    match crate::outputs::probe_writable(existing) {
+        Ok(()) => FeatureCache::new(dir),
+        Err(e) => {
+            eprintln!(
+                "warning: the feature cache {} is not writable ({e}); running without it \
+                 (features are computed and not stored). HINT: make it writable, or set \
+                 THAW_CACHE_DIR to a writable folder",
+                dir.display()
+            );
+            FeatureCache::disabled()
         }
     }
 }

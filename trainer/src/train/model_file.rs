@@ -130,9 +130,17 @@ impl ModelMeta {
         }
         let classes: Vec<String> = serde_json::from_str(get("classes")?)
             .map_err(|e| bad(format!("'classes' is not a JSON list of names ({e})")))?;
-        let image_size = get("image_size")?
+        let image_size: usize = get("image_size")?
             .parse()
             .map_err(|_| bad("'image_size' is not a whole number".into()))?;
+        let limit = crate::limits::MAX_IMAGE_SIZE;
+        if image_size < entry.sizes.min || image_size > limit {
+            return Err(bad(format!(
+                "'image_size' is {image_size}, outside {} to {limit} (the sizes {model} runs \
+                 at here): the file is damaged",
+                entry.sizes.min
+            )));
+        }
         let head = get("head")?.parse()?;
         let tta = m.get("tta").is_some_and(|v| v == "true");
         let standardize = m.get("standardize").is_some_and(|v| v == "true");

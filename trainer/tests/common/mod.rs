@@ -127,3 +127,183 @@ pub fn skipped(why: impl std::fmt::Display) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
 }
+
+/// MobileNet alpha 0.25's seeded weights (no top, seed `seed`) saved in
+/// `dir` as `mobilenet-<seed>.safetensors`: the smallest backbone.
+pub fn small_weights(dir: &Path, seed: u64) -> PathBuf {
+    let options = models::ModelOptions {
+        alpha: Some(0.25),
+        ..models::ModelOptions::default()
+    };
+    let backbone = models::build("mobilenet", &options).unwrap();
+    let tensors = weights::seeded::generate(&backbone.weight_spec(), seed);
+    let path = dir.join(format!("mobilenet-{seed}.safetensors"));
+    weights::save_safetensors(&path, &tensors, &Default::default()).unwrap();
+    path
+}
+
+/// The flags that make a run of the smallest backbone on the CPU at 32 px.
+pub const SMALL_MODEL: &[&str] = &[
+    "--model",
+    "mobilenet",
+    "--alpha",
+    "0.25",
+    "--device",
+    "cpu",
+    "--image-size",
+    "32",
+];
+
+/// A CIFAR-10 binary folder in `dir/cifar`: data_batch_1..5.bin of
+/// `per_batch` images each and test_batch.bin of `test` images, pixels and
+/// labels (0..9) from a fixed LCG.
+pub fn random_cifar(dir: &Path, per_batch: usize, test: usize) -> PathBuf {
+    let root = dir.join("cifar");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as u8
+    };
+    let names = (1..=5).map(|i| (format!("data_batch_{i}.bin"), per_batch));
+    for (name, n) in names.chain([("test_batch.bin".to_string(), test)]) {
+        let mut bytes = Vec::with_capacity(n * 3073);
+        for _ in 0..n {
+            bytes.push(next() % 10);
+            bytes.extend((0..3072).map(|_| next()));
+        }
+        std::fs::write(root.join(name), bytes).unwrap();
+    }
+    root
+}
+
+/// Entries of `dir` that are temporary files (`.NAME.tmp-PID-...`,
+/// `.NAME.partial-PID-...`) or anything else with `tmp` or `partial` in its
+/// name; none when `dir` does not exist.
+pub fn temp_files(dir: &Path) -> Vec<String> {
+    if !dir.exists() {
+        return Vec::new();
+    }
+    entries(dir)
+        .into_iter()
+        .filter(|n| n.contains("tmp") || n.contains("partial"))
+        .collect()
+}
+
+/// Runs the trainer binary with `args` and the cache in `cache`, whatever
+/// its exit status: (status code, stdout, stderr).
+pub fn run_trainer(args: &[&str], cache: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(args)
+        .env("THAW_CACHE_DIR", cache)
+        .output()
+        .expect("trainer binary runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A model file of the small backbone (seeded) with a linear head over
+/// CIFAR-10's classes, recording `image_size`.
+pub fn model_file_with_size(dir: &Path, image_size: usize) -> PathBuf {
+    let backbone = trainer::train::model_file::build_backbone("mobilenet", Some(0.25)).unwrap();
+    backbone
+        .load(weights::seeded::generate(&backbone.weight_spec(), 3))
+        .unwrap();
+    let head = trainer::train::Head::new(trainer::train::HeadKind::Linear, 256, 10, 0).unwrap();
+    let meta = trainer::train::ModelMeta {
+        model: "mobilenet".into(),
+        alpha: Some(0.25),
+        classes: trainer::data::CIFAR10_CLASSES.map(String::from).to_vec(),
+        image_size,
+        head: trainer::train::HeadKind::Linear,
+        tta: false,
+        standardize: false,
+        val_accuracy: Some(0.5),
+    };
+    let path = dir.join(format!("model-{image_size}.safetensors"));
+    trainer::train::save_model(&path, backbone.as_ref(), &head, &meta).unwrap();
+    path
+}
+
+/// A 32x32 PNG at `path` (whatever its extension).
+pub fn png(path: &Path) {
+    image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([x as u8 * 8, y as u8 * 8, 99]))
+        .save_with_format(path, image::ImageFormat::Png)
+        .unwrap();
+}
+
+/// Asserts that a run (from [`run_trainer`]) was refused with status 1
+/// and a message holding every one of `words`; returns the message.
+pub fn refused(r: (Option<i32>, String, String), words: &[&str]) -> String {
+    let (code, _, err) = r;
+    println!("{}", err.trim());
+    assert_eq!(code, Some(1), "not refused with status 1:\n{err}");
+    for w in words {
+        assert!(err.contains(w), "the message lacks {w:?}:\n{err}");
+    }
+    err
+}
+
+/// A path as the `&str` a command line takes.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// An image folder in `dir/name` holding `split/class/k.png` (32x32 PNGs)
+/// for each of `splits` (empty: the class folders at the top) and `classes`.
+pub fn png_folder(dir: &Path, name: &str, splits: &[&str], classes: &[&str]) -> PathBuf {
+    let root = dir.join(name);
+    let tops: Vec<PathBuf> = match splits {
+        [] => vec![root.clone()],
+        s => s.iter().map(|s| root.join(s)).collect(),
+    };
+    for top in tops {
+        for (c, class) in classes.iter().enumerate() {
+            let folder = top.join(class);
+            std::fs::create_dir_all(&folder).unwrap();
+            for k in 0..3u8 {
+                let img = image::RgbImage::from_fn(32, 32, |x, y| {
+                    image::Rgb([x as u8 * 8, y as u8 * 8, k * 40 + c as u8 * 100])
+                });
+                img.save(folder.join(format!("{k}.png"))).unwrap();
+            }
+        }
+    }
+    root
+}
+
+/// `train` (1 epoch) of the small model on `data` with `weights`, to `out`, plus `extra`.
+pub fn train_small(
+    data: &Path,
+    weights: &Path,
+    out: &Path,
+    extra: &[&str],
+    cache: &Path,
+) -> (Option<i32>, String) {
+    let mut args = vec!["train"];
+    args.extend(SMALL_MODEL);
+    let (d, w, o) = (
+        data.to_str().unwrap(),
+        weights.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    args.extend(["--data", d, "--weights", w, "--out", o, "--epochs", "1"]);
+    args.extend(extra);
+    let (code, _, err) = run_trainer(&args, cache);
+    (code, err)
+}
+
+/// Asserts exit status 1 and every one of `words` in the message.
+pub fn assert_refused(r: (Option<i32>, String), words: &[&str]) {
+    let (code, err) = r;
+    println!("{}", err.trim());
+    assert_eq!(code, Some(1), "not refused:\n{err}");
+    for w in words {
+        assert!(err.contains(w), "the message lacks {w:?}:\n{err}");
+    }
+}
