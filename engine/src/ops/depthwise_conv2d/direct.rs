@@ -40,9 +40,10 @@
 //! multiplies and adds (Rust never fuses them into FMAs), so they equal it
 //! bit for bit, on any number of threads. Forward is split over output rows
 //! `(b, oy)`, dx over input rows `(b, iy)`: each task writes its own rows.
-//! dK sums over every output pixel, so each block of [`ROWS_PER_PARTIAL`]
-//! output rows adds into its own partial dK (its inner pixels first, then
-//! the border's), and the partials are summed in order afterwards: the
+//! dK sums over every output pixel, so each block of output rows
+//! ([`PIXELS_PER_PARTIAL`]) adds into its own partial dK (its inner pixels
+//! first, then the border's), and the partials are summed in order
+//! afterwards, each element on its own: the
 //! result depends on the geometry only, not on the thread count, and differs
 //! from the reference's single running sum only by rounding.
 
@@ -51,12 +52,16 @@ use rayon::prelude::*;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-/// Output rows `(b, oy)` per partial dK. Fixed, so that the sum's grouping
-/// (and its rounding) never depends on the machine. Each tap of a partial
-/// reads the block's rows of `x` and `dy` again, so they should stay in the
-/// L2 cache: two rows of MobileNetV2's 112×112×96 stride-2 layer (dy 43 KB,
-/// x 215 KB) took dK 4.2-4.5 ms at batch 8 against 6.3-9.3 ms with eight.
-const ROWS_PER_PARTIAL: usize = 2;
+/// Output pixels per partial dK, at least: whole output rows `(b, oy)`, as
+/// many as reach this count (2 rows of MobileNetV2's 56-pixel rows, 8 of
+/// its 14-pixel rows). Set by the geometry alone, so that the sum's
+/// grouping (and its rounding) never depends on the machine. Each tap of a
+/// partial reads the block's rows of `x` and `dy` again, so they should
+/// stay in the L2 cache: two rows of the 112×112×96 stride-2 layer (dy 43
+/// KB, x 215 KB) took dK 4.2-4.5 ms at batch 8 against 6.3-9.3 ms with
+/// eight. Each partial also costs `kh·kw·c·m` adds at the end: one per 14
+/// output pixels, as two rows of 7 pixels gave, took 15% of dK on the 7×7×960 layer.
+const PIXELS_PER_PARTIAL: usize = 100;
 
 /// Pixels that forward and dx sum side by side (see [`sum_of_products`]).
 const PIXELS: usize = 4;
@@ -219,10 +224,11 @@ pub fn dkernel(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
     let inner = |oy: usize, ox: usize| {
         by_window && full_cols.contains(&ox) && (0..g.kh).all(|ky| g.input_row(oy, ky).is_some())
     };
-    let partials: Vec<Vec<f32>> = (0..rows.div_ceil(ROWS_PER_PARTIAL))
+    let per_partial = PIXELS_PER_PARTIAL.div_ceil(g.ow);
+    let partials: Vec<Vec<f32>> = (0..rows.div_ceil(per_partial))
         .into_par_iter()
         .map(|p| {
-            let rows = p * ROWS_PER_PARTIAL..rows.min((p + 1) * ROWS_PER_PARTIAL);
+            let rows = p * per_partial..rows.min((p + 1) * per_partial);
             let mut dk = vec![0.0f32; g.kh * g.kw * cm];
             let mut pixels = Vec::with_capacity(rows.len() * g.ow);
             vectorised(
@@ -277,12 +283,17 @@ pub fn dkernel(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
             dk
         })
         .collect();
+    // Each element sums its partials in order, so chunks of dK can be
+    // summed in parallel.
+    const CHUNK: usize = 1024;
     let mut dk = vec![0.0f32; g.kh * g.kw * cm];
-    for partial in &partials {
-        for (d, &p) in dk.iter_mut().zip(partial) {
-            *d += p;
+    dk.par_chunks_mut(CHUNK).enumerate().for_each(|(i, dk)| {
+        for partial in &partials {
+            for (d, &p) in dk.iter_mut().zip(&partial[i * CHUNK..]) {
+                *d += p;
+            }
         }
-    }
+    });
     dk
 }
 
@@ -535,8 +546,10 @@ mod tests {
             ([2, 6, 7, 19, 3], (2, 3), 2, explicit),
             ([1, 5, 6, 33, 1], (5, 5), 1, Padding::Same),
             ([2, 12, 12, 40, 1], (3, 3), 2, Padding::Same),
-            // Many output rows: several partial dK blocks.
+            // Many output rows: several partial dK blocks; with 9·128
+            // channels, also summed in more than one chunk.
             ([4, 16, 9, 24, 1], (3, 3), 1, Padding::Same),
+            ([4, 12, 6, 128, 1], (3, 3), 1, Padding::Same),
             // Register blocks of 64 + a rest of 6; 64 + 64; 3·64 + 2·16 + 3.
             ([2, 7, 6, 70, 1], (3, 3), 2, Padding::Same),
             ([1, 5, 5, 128, 1], (3, 3), 1, explicit),
