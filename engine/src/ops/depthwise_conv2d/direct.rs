@@ -66,6 +66,18 @@ const PIXELS_PER_PARTIAL: usize = 100;
 /// Pixels that forward and dx sum side by side (see [`sum_of_products`]).
 const PIXELS: usize = 4;
 
+/// How many pixels ahead of a group forward and dx prefetch the rows they
+/// read ([`prefetch`]), in layers whose operands exceed [`PREFETCH_ABOVE`]
+/// bytes. On MobileNetV2's 56×56×144 layer (29 MB at batch 8), 1 thread,
+/// old and new alternating, min of 40: the forward took 0.82-0.86x the
+/// time it took without, dx 0.75-0.78x (0.92x on the 112×112×96 stride-2
+/// layer); on the layers that stay in the caches (28×28×192 and smaller,
+/// 9.6 MB or less) the forward took 1.02-1.05x, so they do not prefetch.
+const PREFETCH_AHEAD: usize = 8;
+
+/// See [`PREFETCH_AHEAD`].
+const PREFETCH_ABOVE: usize = 16 << 20;
+
 /// `y` as `[n, oh, ow, c·m]`, one rayon task per output row.
 ///
 /// Inside the input (every tap of the window present), [`PIXELS`]
@@ -79,6 +91,7 @@ pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry) -> Vec<
     let cm = g.cm();
     let image = g.h * g.w * g.c;
     let full = full_range(g.ow, |ox| (0..g.kw).all(|kx| g.input_col(ox, kx).is_some()));
+    let prefetching = 4 * (x.len() + g.n * g.oh * g.ow * cm) > PREFETCH_ABOVE;
     zeroed_rows(g.n * g.oh, g.ow * cm, |row, out| {
         let (b, oy) = (row / g.oh, row % g.oh);
         let x = &x[b * image..(b + 1) * image];
@@ -105,6 +118,13 @@ pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry) -> Vec<
                         let outs = std::array::from_fn(|p| (ox + p) * cm);
                         // At stride 1, input pixels one column apart.
                         let steps = std::array::from_fn(|p| p * g.c);
+                        // The window's last row is new to this output row
+                        // (the rows above were read for the one before):
+                        // start loading it a few groups ahead.
+                        if let (true, Some(&(last, _))) = (prefetching, taps.last()) {
+                            let ahead = last + (PREFETCH_AHEAD + 1) * g.c;
+                            prefetch(x, ahead..ahead + PIXELS * g.c);
+                        }
                         sum_of_products::<PIXELS>(out, outs, cm, x, steps, k, &taps);
                         PIXELS
                     } else if g.m == 1 {
@@ -161,6 +181,7 @@ pub fn dx(k: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
                     .all(|(&(kx, ox), &o)| o == (kx, ox + p))
         })
     };
+    let prefetching = 4 * (dy.len() + g.n * g.h * g.w * g.c) > PREFETCH_ABOVE;
     zeroed_rows(g.n * g.h, g.w * g.c, |row, out| {
         let (b, iy) = (row / g.h, row % g.h);
         let dy = &dy[b * g.oh * g.ow * cm..(b + 1) * g.oh * g.ow * cm];
@@ -184,6 +205,12 @@ pub fn dx(k: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
                         let pixels = if g.m == 1 && (1..PIXELS).all(|p| shifted(ix, p)) {
                             let outs = std::array::from_fn(|p| (ix + p * g.sw) * g.c);
                             let steps = std::array::from_fn(|p| p * cm);
+                            // The first tap's row of dy (the lowest output row
+                            // that reads this input row) is new to this row.
+                            if let (true, Some(&(first, _))) = (prefetching, taps.first()) {
+                                let ahead = first + (PREFETCH_AHEAD + 1) * cm;
+                                prefetch(dy, ahead..ahead + PIXELS * cm);
+                            }
                             sum_of_products::<PIXELS>(out, outs, g.c, dy, steps, k, &taps);
                             PIXELS
                         } else if g.m == 1 {
@@ -410,6 +437,22 @@ fn sum_block<const N: usize, const P: usize>(
     for (acc, &o) in acc.iter().zip(outs) {
         out[o + start..][..N].copy_from_slice(acc);
     }
+}
+
+/// Asks the CPU to start loading `v[range]` into its caches, one 64-byte
+/// line (16 floats) at a time, so that later reads do not wait for memory
+/// (x86-64; nothing elsewhere). Indices past the end are skipped.
+#[inline(always)]
+fn prefetch(v: &[f32], range: Range<usize>) {
+    #[cfg(target_arch = "x86_64")]
+    for i in range.step_by(16).take_while(|&i| i < v.len()) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch never faults and changes no value; the
+        // address is inside `v`.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(v[i..].as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (v, range);
 }
 
 /// `acc[i] += a[i] · b[i]`.
