@@ -232,8 +232,8 @@ impl Tensor {
     pub fn full(value: f64, shape: &[usize], dtype: DType) -> Tensor {
         let n = numel(shape);
         let storage = match dtype {
-            DType::F32 => CpuStorage::F32(vec![value as f32; n]),
-            DType::F64 => CpuStorage::F64(vec![value; n]),
+            DType::F32 => CpuStorage::F32(crate::ops::parallel::filled(n, value as f32)),
+            DType::F64 => CpuStorage::F64(crate::ops::parallel::filled(n, value)),
         };
         Tensor::new_unchecked(Arc::new(Storage::Cpu(storage)), shape.to_vec(), None)
     }

@@ -27,7 +27,7 @@ pub mod matmul;
 pub mod max_pool2d;
 pub mod mul;
 pub mod padding;
-mod parallel;
+pub(crate) mod parallel;
 pub mod reduce;
 pub mod relu;
 pub mod relu6;

@@ -239,10 +239,11 @@ pub(crate) fn reduce_to<T: Element>(
         }
     };
     if len == dy.len() && (other.is_none() || plan.strides[side] == plan.strides[1 - side]) {
-        // Not broadcast, and the other operand (if any) is read at the same offset.
+        // Not broadcast, and the other operand (if any) is read at the same
+        // offset: elementwise, over rayon as the forward's `Layout::Same`.
         return match other {
-            Some(v) => dy.iter().zip(v).map(|(&g, &x)| g * x).collect(),
-            None => dy.to_vec(),
+            Some(v) => parallel::zip(dy, v, |g, x| g * x),
+            None => parallel::map(dy, |g| g),
         };
     }
     let mut acc = vec![0f64; len];
