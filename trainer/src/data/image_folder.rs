@@ -160,19 +160,27 @@ pub fn decode_image(path: &Path, out: &mut [u8]) -> Result<()> {
             format!("is a {format:?} image; only JPEG and PNG are read. Convert it to PNG"),
         ));
     }
-    let img = image::load_from_memory_with_format(&bytes, format)
-        .map_err(|e| Error::data(path, format!("cannot be decoded as {format:?}: {e}")))?;
-    if img.width() as usize != IMAGE_SIDE || img.height() as usize != IMAGE_SIDE {
+    let cannot = |e| Error::data(path, format!("cannot be decoded as {format:?}: {e}"));
+    let reader = || image::ImageReader::with_format(std::io::Cursor::new(&bytes), format);
+    // The size from the header first, so that a hostile header cannot make
+    // the decoder allocate: only a 32x32 image is decoded.
+    let (width, height) = reader().into_dimensions().map_err(cannot)?;
+    if width as usize != IMAGE_SIDE || height as usize != IMAGE_SIDE {
         return Err(Error::data(
             path,
             format!(
-                "is {}x{}; every image must be 32x32 (the model resizes from 32x32 itself). \
-                 Resize your images to 32x32 first",
-                img.width(),
-                img.height()
+                "is {width}x{height}; every image must be 32x32 (the model resizes from 32x32 \
+                 itself). Resize your images to 32x32 first"
             ),
         ));
     }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(IMAGE_SIDE as u32);
+    limits.max_image_height = Some(IMAGE_SIDE as u32);
+    limits.max_alloc = Some(8 << 20);
+    let mut reader = reader();
+    reader.limits(limits);
+    let img = reader.decode().map_err(cannot)?;
     match img {
         image::DynamicImage::ImageRgb8(rgb) => {
             out.copy_from_slice(rgb.as_raw());
