@@ -59,3 +59,66 @@ fn image_header_claiming_a_huge_size_is_refused_before_decoding() {
     );
     let _ = std::fs::remove_dir_all(Path::new(&dir));
 }
+
+/// The seed corpora of `fuzz/` are valid files of their formats (so the
+/// fuzzer starts inside each format, not at its first check).
+#[test]
+fn fuzz_seeds_are_valid_files() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+    let seeds = |target: &str| {
+        let mut v: Vec<_> = std::fs::read_dir(corpus.join(target))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        assert!(!v.is_empty(), "no seeds for {target}");
+        v
+    };
+    for p in seeds("safetensors") {
+        let (_, meta) = weights::load_safetensors(&p).unwrap();
+        if !meta.is_empty() {
+            trainer::train::model_file::ModelMeta::from_map(&p, &meta).unwrap();
+        }
+    }
+    for p in seeds("npy") {
+        trainer::npy::read(&p).unwrap();
+    }
+    for p in seeds("cifar_binary") {
+        let bytes = std::fs::read(&p).unwrap();
+        trainer::data::cifar_binary::decode(&bytes, &p).unwrap();
+    }
+    let mut out = vec![0u8; 32 * 32 * 3];
+    for p in seeds("image") {
+        let r = image_folder::decode_image(&p, &mut out);
+        assert_eq!(
+            r.is_ok(),
+            !p.ends_with("gray.png"),
+            "{}: {r:?}",
+            p.display()
+        );
+    }
+    for p in seeds("pytorch") {
+        assert_eq!(
+            weights::read_pytorch_state_dict(&p).unwrap().len(),
+            3,
+            "{}",
+            p.display()
+        );
+    }
+    let tiny = [
+        ("conv_a/kernel", &[3, 3, 3, 4][..]),
+        ("conv_a/bias", &[4]),
+        ("bn_a/gamma", &[4]),
+        ("bn_a/beta", &[4]),
+        ("bn_a/moving_mean", &[4]),
+        ("bn_a/moving_variance", &[4]),
+        ("conv_b/kernel", &[3, 3, 4, 5]),
+        ("conv_b/bias", &[5]),
+        ("dense_out/kernel", &[5, 3]),
+        ("dense_out/bias", &[3]),
+    ]
+    .map(|(n, s)| weights::WeightSpec::new(n, s));
+    for p in seeds("keras_h5") {
+        weights::convert_keras_h5(&p, &tiny).unwrap();
+    }
+}
