@@ -43,7 +43,7 @@ for t in "${targets[@]}"; do
   echo "== $t: $runs executions (log: $log)"
   start=$(date +%s)
   if nice -n 19 cargo "${toolchain[@]}" fuzz run --fuzz-dir fuzz "$t" "fuzz/work/$t" "fuzz/corpus/$t" -- \
-    -runs="$runs" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 \
+    -runs="$runs" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 -detect_leaks=0 \
     -print_final_stats=1 ${MAX_TIME:+-max_total_time=$MAX_TIME} >"$log" 2>&1; then
     result=ok
   else
