@@ -31,7 +31,8 @@ else
   export RUSTC_BOOTSTRAP=1
   toolchain=()
 fi
-export TMPDIR=${TMPDIR:-/tmp}
+# The image target writes each input to a file in $TMPDIR: a RAM disk if there is one.
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ]; then export TMPDIR=/dev/shm; fi
 
 nice -n 19 cargo "${toolchain[@]}" fuzz build --fuzz-dir fuzz
 
