@@ -428,8 +428,9 @@ pub fn read_checksummed(path: impl AsRef<Path>) -> Result<NpyArray> {
     parse(path, npy)
 }
 
-/// Parses the bytes of a .npy file (`path` names it in errors).
-fn parse(path: &Path, bytes: &[u8]) -> Result<NpyArray> {
+/// Parses the bytes of a .npy file as [`read`] does (`path` names it in
+/// errors); the entry point of the fuzz target in `fuzz/`.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<NpyArray> {
     let bad = |msg: String| Error::npy(path, msg);
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err(bad("is not a .npy file (no \\x93NUMPY magic)".into()));

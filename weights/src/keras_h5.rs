@@ -62,6 +62,16 @@ pub fn convert_keras_h5(path: impl AsRef<Path>, spec: &[WeightSpec]) -> Result<N
     let path = path.as_ref();
     let bytes =
         std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    convert_keras_h5_bytes(path, bytes, spec)
+}
+
+/// [`convert_keras_h5`] on the bytes of a file already read (`path` names it
+/// in errors); the entry point of the fuzz target in `fuzz/`.
+pub fn convert_keras_h5_bytes(
+    path: &Path,
+    bytes: Vec<u8>,
+    spec: &[WeightSpec],
+) -> Result<NamedTensors> {
     if !bytes.starts_with(b"\x89HDF\r\n\x1a\n") && !has_hdf5_signature(&bytes) {
         return Err(Error::corrupt(
             path,

@@ -77,13 +77,22 @@ pub fn load_safetensors(
     let path = path.as_ref();
     let bytes =
         fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+    parse_safetensors(path, &bytes)
+}
+
+/// [`load_safetensors`] on the bytes of a file already read (`path` names it
+/// in errors); the entry point of the fuzz targets in `fuzz/`.
+pub fn parse_safetensors(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(NamedTensors, BTreeMap<String, String>)> {
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
         Error::corrupt(
             path,
             format!("not a valid safetensors file ({e}); HINT: write weights files with `trainer convert` or weights::save_safetensors"),
         )
     })?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
         .map_err(|e| Error::corrupt(path, format!("bad safetensors header ({e})")))?;
     let metadata: BTreeMap<String, String> = meta
         .metadata()

@@ -153,18 +153,28 @@ fn class_files(class_dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Decodes one 32x32 RGB JPEG or PNG into `out` (HWC, 3,072 bytes).
 pub fn decode_image(path: &Path, out: &mut [u8]) -> Result<()> {
-    let img = read_image_file(path)?;
-    if img.width() as usize != IMAGE_SIDE || img.height() as usize != IMAGE_SIDE {
+    let (bytes, format) = read_image_bytes(path)?;
+    let cannot = |e| Error::data(path, format!("cannot be decoded as {format:?}: {e}"));
+    let reader = || image::ImageReader::with_format(std::io::Cursor::new(&bytes), format);
+    // The size from the header first, so that a hostile header cannot make
+    // the decoder allocate: only a 32x32 image is decoded.
+    let (width, height) = reader().into_dimensions().map_err(cannot)?;
+    if width as usize != IMAGE_SIDE || height as usize != IMAGE_SIDE {
         return Err(Error::data(
             path,
             format!(
-                "is {}x{}; every image must be 32x32 (the model resizes from 32x32 itself). \
-                 Resize your images to 32x32 first",
-                img.width(),
-                img.height()
+                "is {width}x{height}; every image must be 32x32 (the model resizes from 32x32 \
+                 itself). Resize your images to 32x32 first"
             ),
         ));
     }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(IMAGE_SIDE as u32);
+    limits.max_image_height = Some(IMAGE_SIDE as u32);
+    limits.max_alloc = Some(8 << 20);
+    let mut reader = reader();
+    reader.limits(limits);
+    let img = reader.decode().map_err(cannot)?;
     match img {
         image::DynamicImage::ImageRgb8(rgb) => {
             out.copy_from_slice(rgb.as_raw());
@@ -185,6 +195,14 @@ pub fn decode_image(path: &Path, out: &mut [u8]) -> Result<()> {
 /// bytes say it is, whatever its name's extension (the decoder of the
 /// dataset readers and of `predict`).
 pub fn read_image_file(path: &Path) -> Result<image::DynamicImage> {
+    let (bytes, format) = read_image_bytes(path)?;
+    image::load_from_memory_with_format(&bytes, format)
+        .map_err(|e| Error::data(path, format!("cannot be decoded as {format:?}: {e}")))
+}
+
+/// The bytes of the image file at `path` and its format, told by its
+/// content: JPEG or PNG, anything else is an error.
+fn read_image_bytes(path: &Path) -> Result<(Vec<u8>, image::ImageFormat)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, "reading", e))?;
     let format = image::guess_format(&bytes).map_err(|_| {
         Error::data(
@@ -200,8 +218,7 @@ pub fn read_image_file(path: &Path) -> Result<image::DynamicImage> {
             format!("is a {format:?} image; only JPEG and PNG are read. Convert it to PNG"),
         ));
     }
-    image::load_from_memory_with_format(&bytes, format)
-        .map_err(|e| Error::data(path, format!("cannot be decoded as {format:?}: {e}")))
+    Ok((bytes, format))
 }
 
 /// Reads the `split` of the image folder at `dir` (see the module docs).

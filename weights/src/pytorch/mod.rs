@@ -90,6 +90,12 @@ pub fn read_pytorch_state_dict(path: impl AsRef<Path>) -> Result<NamedTensors> {
     read_checkpoint(path, &bytes, true)
 }
 
+/// [`read_pytorch_state_dict`] on the bytes of a file already read (`path`
+/// names it in errors); the entry point of the fuzz target in `fuzz/`.
+pub fn parse_pytorch_state_dict(path: &Path, bytes: &[u8]) -> Result<NamedTensors> {
+    read_checkpoint(path, bytes, true)
+}
+
 fn read_checkpoint(path: &Path, bytes: &[u8], may_be_wheel: bool) -> Result<NamedTensors> {
     let corrupt = |msg: String| Error::corrupt(path, msg);
     if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
