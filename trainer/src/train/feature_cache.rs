@@ -429,7 +429,9 @@ pub fn for_each_batch(
 
 /// Pooled features `[n, C]` of the uint8 images, batch by batch
 /// ([`for_each_batch`]), rows streamed to `writer` when given, with a
-/// progress report labelled `label`.
+/// progress report labelled `label`, and the run's time `estimate`
+/// printed after the first batch when given.
+#[allow(clippy::too_many_arguments)]
 pub fn extract_features(
     backbone: &dyn Backbone,
     images: &[u8],
