@@ -290,3 +290,42 @@ fn extract_leaves_no_features_without_their_labels() {
     assert_eq!(code, Some(1), "{err}");
     assert_eq!(entries(&run_dir), ["f.labels.npy"], "{err}");
 }
+
+/// SIGTERM while the model file is being written (the test hook
+/// `THAW_TEST_SAVE_PAUSE_MS` holds each save between its temporary file and
+/// the rename): the signal only asks the run to stop, so the save completes,
+/// the model file is whole and no temporary file stays beside it.
+#[test]
+fn sigterm_during_a_model_save_leaves_the_whole_model_and_no_temporary_file() {
+    let dir = TempDir::new("signal-save");
+    let d = dir.path();
+    let (w, data) = (small_weights(d, 3), random_cifar(d, 64, 32));
+    let run_dir = d.join("run");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let out = run_dir.join("m.safetensors");
+    let args = train_args(
+        w.to_str().unwrap(),
+        data.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(&args)
+        .env("THAW_CACHE_DIR", d.join("cache"))
+        .env("THAW_TEST_SAVE_PAUSE_MS", "2000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("trainer starts");
+    wait_for_temp_file(&mut child, &run_dir);
+    signal(&child, "-TERM");
+    let (status, secs, err) = finish(child, Duration::from_secs(60));
+    println!("train, kill -TERM during the save: {status} after {secs:.2} s\n{err}");
+    assert!(
+        status.code().is_some(),
+        "the run was killed by the signal: {status}\n{err}"
+    );
+    assert_eq!(temp_files(&run_dir), Vec::<String>::new(), "{err}");
+    let (tensors, meta) = weights::load_safetensors(&out)
+        .unwrap_or_else(|e| panic!("the model file is not whole: {e}\n{err}"));
+    assert!(!tensors.is_empty() && !meta.is_empty());
+}

@@ -41,6 +41,7 @@ pub fn save_safetensors(
 
     let tmp = temp_path(path)?;
     let result = write_file(&tmp, &header, tensors).and_then(|()| {
+        pause_for_tests();
         fs::rename(&tmp, path).map_err(|e| {
             Error::io(
                 format!("cannot rename {} to {}", tmp.display(), path.display()),
@@ -64,6 +65,18 @@ pub fn save_safetensors(
         }
     }
     Ok(())
+}
+
+/// Test hook: `THAW_TEST_SAVE_PAUSE_MS=N` sleeps N ms between writing the
+/// temporary file and renaming it into place, so a test can signal a run in
+/// the middle of a save (`trainer/tests/signals.rs`). Unset, it does nothing.
+fn pause_for_tests() {
+    if let Some(ms) = std::env::var("THAW_TEST_SAVE_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }
 
 /// Reads a safetensors file: its tensors in file order (f32, or f64 if stored
