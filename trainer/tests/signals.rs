@@ -21,10 +21,17 @@ use std::time::{Duration, Instant};
 /// Starts `trainer ARGS` with the cache in `cache` and the pause hook at
 /// `pause_ms`; stdout and stderr piped.
 fn start(args: &[&str], cache: &Path, pause_ms: u64) -> Child {
+    let pause = pause_ms.to_string();
+    start_with(args, cache, &[("THAW_TEST_CACHE_WRITE_PAUSE_MS", &pause)])
+}
+
+/// Starts `trainer ARGS` with the cache in `cache` and the variables `env`;
+/// stdout and stderr piped.
+fn start_with(args: &[&str], cache: &Path, env: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_trainer"))
         .args(args)
         .env("THAW_CACHE_DIR", cache)
-        .env("THAW_TEST_CACHE_WRITE_PAUSE_MS", pause_ms.to_string())
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -308,14 +315,11 @@ fn sigterm_during_a_model_save_leaves_the_whole_model_and_no_temporary_file() {
         data.to_str().unwrap(),
         out.to_str().unwrap(),
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(&args)
-        .env("THAW_CACHE_DIR", d.join("cache"))
-        .env("THAW_TEST_SAVE_PAUSE_MS", "2000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("trainer starts");
+    let mut child = start_with(
+        &args,
+        &d.join("cache"),
+        &[("THAW_TEST_SAVE_PAUSE_MS", "2000")],
+    );
     wait_for_temp_file(&mut child, &run_dir);
     signal(&child, "-TERM");
     let (status, secs, err) = finish(child, Duration::from_secs(60));
