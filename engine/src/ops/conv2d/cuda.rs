@@ -42,7 +42,7 @@
 //! buffer, grown when an algorithm needs more.
 
 use super::algorithm::{AlgorithmKey, Direction};
-use super::cpu::ConvGeometry;
+use super::cpu::{ConvGeometry, Needed};
 use super::cudnn_plan::{self, Tensors};
 use crate::cuda::cudarc::driver::{
     CudaSlice, DevicePtr, DevicePtrMut, DeviceRepr, PushKernelArg, ValidAsZeroBits,
@@ -324,13 +324,17 @@ pub fn forward(
     Ok(CudaStorage::new(y, dev))
 }
 
-/// The gradients `(dx, dkernel, dbias)` that `needs` asks for; dkernel is HWIO.
+/// The gradients `(dx, dkernel, dbias)` that `need` asks for; dkernel is HWIO.
 pub fn backward(
     x: &CudaStorage,
     kernel: &CudaStorage,
     dy: &CudaStorage,
     g: &ConvGeometry,
-    (need_dx, need_dk, need_db): (bool, bool, bool),
+    Needed {
+        dx: need_dx,
+        dkernel: need_dk,
+        dbias: need_db,
+    }: Needed,
 ) -> Result<(
     Option<CudaStorage>,
     Option<CudaStorage>,

@@ -14,9 +14,10 @@
 //! free GPU memory, at most [`FIND_WORKSPACE_LIMIT`] bytes (halved until it
 //! can be allocated, and freed afterwards); algorithms needing more are left
 //! out. `THAW_CUDNN_WORKSPACE_MIB` sets the limit in MiB instead. It happens
-//! once per key, so the first batch of a new shape is slow. (Measured on an
-//! H100: VGG16's block1_conv2 at batch 64, 224 px, runs in 6.8 ms with the
-//! 1.5 GiB workspace its fastest algorithm needs, 23 ms under a 1 GiB limit.)
+//! once per key, so the first batch of a new shape is slow. (The limit is
+//! generous because the fastest algorithms can need much: VGG16's
+//! block1_conv2 at batch 64, 224 px, needs 1.5 GiB for its fastest one, and
+//! runs about 3x slower under a 1 GiB limit.)
 //!
 //! `THAW_CUDNN_LOG=1` prints each plan as it is made (to stderr): the
 //! geometry, the algorithm, its math, workspace and, in benchmark mode, its

@@ -75,53 +75,47 @@ fn not_f32(precision: Precision, s: &CpuStorage) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use crate::ops::{conv2d, conv2d_in, Padding};
+    use super::super::reference;
+    use crate::ops::{conv2d, conv2d_in, window_2d, Padding};
     use crate::{no_grad, Param, Precision, Tensor};
 
-    /// The definition in the module docs, written as directly as possible:
-    /// one output at a time, each product of rounded values summed in f64,
-    /// then the sum rounded to f32 and to `p`, then the bias. Also returns,
-    /// per output, how far any f32 summation order can be from the exact
-    /// sum: `terms · 2⁻²⁴ · Σ|products|` (the textbook bound).
-    #[allow(clippy::too_many_arguments)]
-    fn direct(
+    /// The definition in `half_precision.rs`'s module docs, from the one
+    /// reference: each product of rounded values summed in f64 ([`reference`]
+    /// of the rounded operands), then the sum rounded to f32 and to `p`, then
+    /// the bias. Also returns, per output, how far any f32 summation order can
+    /// be from the exact sum: `terms · 2⁻²⁴ · Σ|products|` (the textbook
+    /// bound), with `Σ|products|` the reference of `|x|` and `|K|`, and the
+    /// number of terms the reference of all-ones operands.
+    fn half_definition(
         p: Precision,
-        x: &[f32],
-        [n, h, w, c]: [usize; 4],
-        k: &[f32],
-        [kh, kw, o]: [usize; 3],
+        x: &Tensor,
+        k: &Tensor,
         bias: &[f32],
-        (sh, sw): (usize, usize),
-        (pt, pl, oh, ow): (usize, usize, usize, usize),
+        stride: (usize, usize),
+        padding: Padding,
     ) -> (Vec<f32>, Vec<f32>) {
-        let (mut y, mut f32_error) = (Vec::new(), Vec::new());
-        for b in 0..n {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    for co in 0..o {
-                        let (mut sum, mut abs_sum, mut terms) = (0f64, 0f64, 0);
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                let (iy, ix) = (oy * sh + ky, ox * sw + kx);
-                                if iy < pt || ix < pl || iy - pt >= h || ix - pl >= w {
-                                    continue; // zero padding
-                                }
-                                for ci in 0..c {
-                                    let xv = x[((b * h + iy - pt) * w + ix - pl) * c + ci];
-                                    let kv = k[((ky * kw + kx) * c + ci) * o + co];
-                                    let product = p.round(xv) as f64 * p.round(kv) as f64;
-                                    sum += product;
-                                    abs_sum += product.abs();
-                                    terms += 1;
-                                }
-                            }
-                        }
-                        y.push(p.round(sum as f32) + bias[co]);
-                        f32_error.push((terms as f64 * abs_sum * 2f64.powi(-24)) as f32);
-                    }
-                }
-            }
-        }
+        let map = |t: &Tensor, f: &dyn Fn(f32) -> f32| {
+            let v = t.to_vec_f32().iter().map(|&v| f(v)).collect();
+            Tensor::from_vec(v, t.shape()).unwrap()
+        };
+        let conv =
+            |x: &Tensor, k: &Tensor| reference(x, k, None, stride, padding).unwrap().to_vec_f64();
+        let sums = conv(&map(x, &|v| p.round(v)), &map(k, &|v| p.round(v)));
+        let abs_sums = conv(
+            &map(x, &|v| p.round(v).abs()),
+            &map(k, &|v| p.round(v).abs()),
+        );
+        let terms = conv(&map(x, &|_| 1.0), &map(k, &|_| 1.0));
+        let y = sums
+            .iter()
+            .enumerate()
+            .map(|(i, &sum)| p.round(sum as f32) + bias[i % bias.len()])
+            .collect();
+        let f32_error = terms
+            .iter()
+            .zip(&abs_sums)
+            .map(|(&terms, &abs_sum)| (terms * abs_sum * 2f64.powi(-24)) as f32)
+            .collect();
         (y, f32_error)
     }
 
@@ -142,7 +136,7 @@ mod tests {
     }
 
     /// Values of mixed sizes and signs, many with more digits than f16 or bf16 keep.
-    fn values(n: usize, salt: u64) -> Vec<f32> {
+    fn mixed_values(n: usize, salt: u64) -> Vec<f32> {
         (0..n as u64)
             .map(|i| {
                 let u = crate::rng::uniform_f32(salt, 7, i);
@@ -168,9 +162,11 @@ mod tests {
         ];
         for (xs, [kh, kw, o], stride, padding, geo) in cases {
             let c = xs[3];
-            let x = values(xs.iter().product(), 1);
-            let k = values(kh * kw * c * o, 2);
-            let bias = values(o, 3);
+            let win = window_2d("test", (xs[1], xs[2]), (kh, kw), stride, padding).unwrap();
+            assert_eq!((win.pad_top, win.pad_left, win.out_h, win.out_w), geo);
+            let x = mixed_values(xs.iter().product(), 1);
+            let k = mixed_values(kh * kw * c * o, 2);
+            let bias = mixed_values(o, 3);
             let xt = Tensor::from_vec(x.clone(), &xs).unwrap();
             let kt = Tensor::from_vec(k.clone(), &[kh, kw, c, o]).unwrap();
             let bt = Tensor::from_vec(bias.clone(), &[o]).unwrap();
@@ -179,7 +175,7 @@ mod tests {
                 let got = conv2d_in(p, &xt, &kt, Some(&bt), stride, padding)
                     .unwrap()
                     .to_vec_f32();
-                let (want, f32_error) = direct(p, &x, xs, &k, [kh, kw, o], &bias, stride, geo);
+                let (want, f32_error) = half_definition(p, &xt, &kt, &bias, stride, padding);
                 assert_eq!(got.len(), want.len());
                 // The conv's f32 sums are not the exact sum: they may differ by
                 // f32_error, and that may move the result across a rounding
@@ -267,10 +263,10 @@ mod tests {
 
     #[test]
     fn half_precision_refuses_to_train_and_runs_frozen() {
-        let x = Tensor::from_vec(values(2 * 4 * 4 * 3, 4), &[2, 4, 4, 3]).unwrap();
+        let x = Tensor::from_vec(mixed_values(2 * 4 * 4 * 3, 4), &[2, 4, 4, 3]).unwrap();
         let kernel = Param::new(
             "k",
-            Tensor::from_vec(values(27 * 2, 5), &[3, 3, 3, 2]).unwrap(),
+            Tensor::from_vec(mixed_values(27 * 2, 5), &[3, 3, 3, 2]).unwrap(),
         );
         for p in [Precision::F16, Precision::Bf16] {
             let e = conv2d_in(p, &x, &kernel.tensor(), None, (1, 1), Padding::Same)

@@ -19,10 +19,16 @@
 //! ```
 //!
 //! Each is computed only if the tape asks for it: a frozen first layer pays
-//! for neither dx nor dK. `cpu.rs` writes all of this as im2col + GEMM, and
-//! the f32 forward (and dx at stride 1) as an implicit GEMM that reads the
-//! input (or dy) directly; `cuda.rs` calls cuDNN (and says where the HWIO
-//! kernel becomes cuDNN's OHWI, once per kernel).
+//! for neither dx nor dK.
+//!
+//! Where to read: [`reference`] is the definition above as plain loops
+//! (`cpu.rs` opens with it), and every path is checked against it. `cpu.rs`
+//! then writes all of this as im2col + GEMM, and ends with `choose`: one
+//! table of which CPU path each convolution takes, and which Keras layers
+//! take it. The fast f32 paths sit beside it: `implicit_gemm.rs` (the
+//! forward, and dx at stride 1, reading the input or dy in place) and
+//! `winograd.rs` (3×3, 128 channels and more). `cuda.rs` calls cuDNN (and
+//! says where the HWIO kernel becomes cuDNN's OHWI, once per kernel).
 //!
 //! **Half precision** ([`conv2d_in`] with [`Precision::F16`] or
 //! [`Precision::Bf16`], for feature extraction):
@@ -36,23 +42,36 @@
 //! tensor cores. It has no backward: a half-precision conv whose inputs need
 //! a gradient is an error ("train in f32"), not a gradient of a different
 //! function than the one computed.
+//!
+//! Tests: the gradient check in `tests/tests/gradcheck_window.rs`
+//! (`conv2d_*` cases: strides, paddings, 1×1, frozen operands); against the
+//! reference in `tests.rs` (every CPU path, chunking, half precision) and
+//! `tests/tests/reference_window.rs` (`gemm_conv_matches_the_reference`, and
+//! Keras' own numbers in `conv2d_matches_keras`); on the GPU in
+//! `tests/tests/cuda_parity.rs` (the `conv2d` cases of
+//! `every_op_matches_the_cpu_on_the_gpu`,
+//! `conv2d_matches_the_cpu_under_every_algorithm_policy`,
+//! `half_precision_conv_matches_the_cpu_emulation`).
 
 mod algorithm;
 mod cpu;
 mod cuda;
 mod cudnn_plan;
 mod half_precision;
+mod implicit_gemm;
 mod scratch;
+#[cfg(test)]
+mod tests;
 mod winograd;
 
 use super::padding::{window_2d, Padding};
 use crate::autograd::{is_grad_enabled, record};
 use crate::error::{Error, Result};
 use crate::precision::Precision;
-use crate::tensor::{mixed_devices, same_kind, Storage, Tensor};
+use crate::tensor::{mixed_devices, same_kind, CpuStorage, Storage, Tensor};
 pub use algorithm::{AlgorithmPolicy, Search, BENCHMARK_ENV, DETERMINISTIC_ENV};
-use cpu::ConvGeometry;
 pub use cpu::COL_BUDGET_BYTES;
+use cpu::{ConvGeometry, Needed};
 pub use cuda::{hwio_to_ohwi, ohwi_to_hwio};
 pub use cudnn_plan::{PlanCache, FIND_WORKSPACE_LIMIT};
 
@@ -136,8 +155,11 @@ pub fn conv2d_in(
         &inputs,
         Box::new(move |dy, needs| {
             same_kind(OP, &x_saved, dy)?;
-            let need_db = has_bias && needs.get(2).copied().unwrap_or(false);
-            let needed = (needs[0], needs[1], need_db);
+            let needed = Needed {
+                dx: needs[0],
+                dkernel: needs[1],
+                dbias: has_bias && needs.get(2).copied().unwrap_or(false),
+            };
             let (dx, dk, db) = match (x_saved.storage(), k_saved.storage(), dy.storage()) {
                 (Storage::Cpu(xs), Storage::Cpu(ks), Storage::Cpu(dys)) => {
                     let (dx, dk, db) = cpu::backward(xs, ks, dys, &g, needed)?;
@@ -161,6 +183,32 @@ pub fn conv2d_in(
             Ok(grads)
         }),
     ))
+}
+
+/// The definition of [`conv2d`] (the module docs' sum), one multiply-add at
+/// a time: the reference every path is checked against (im2col, the
+/// implicit GEMMs, Winograd, cuDNN, half precision). Same conventions and
+/// errors as [`conv2d`]: NHWC input, HWIO kernel, optional bias, TensorFlow
+/// padding. It sums in f64 whatever the dtype (f32 widens exactly) and
+/// returns an f64 tensor with no gradient. CPU tensors only, and slow on
+/// purpose: it is for tests.
+pub fn reference(
+    x: &Tensor,
+    kernel: &Tensor,
+    bias: Option<&Tensor>,
+    stride: (usize, usize),
+    padding: Padding,
+) -> Result<Tensor> {
+    let g = geometry(x, kernel, bias, stride, padding)?;
+    let f64s = |t: &Tensor| -> Result<Vec<f64>> {
+        Ok(match t.cpu_storage(OP)? {
+            CpuStorage::F32(v) => v.iter().map(|&v| v as f64).collect(),
+            CpuStorage::F64(v) => v.clone(),
+        })
+    };
+    let bias = bias.map(f64s).transpose()?;
+    let y = cpu::reference(&f64s(x)?, &f64s(kernel)?, bias.as_deref(), &g);
+    Tensor::from_vec(y, &[g.n, g.oh, g.ow, g.o])
 }
 
 /// Checks every operand and resolves the output size and padding.

@@ -1,7 +1,7 @@
 //! Reusable scratch memory for conv2d's `col` and `dcol` matrices.
 //!
 //! A fresh multi-megabyte vector costs a page fault per 4 KiB on first touch
-//! (about 8% of a VGG16 forward pass on the CPU), so each thread keeps up to
+//! (a visible share of a VGG16 forward pass on the CPU), so each thread keeps up to
 //! two buffers between calls and hands them out again. They are bounded by
 //! [`super::cpu::COL_BUDGET_BYTES`] in total, and their old contents are never
 //! read: im2col writes every element and the GEMM writes `dcol` with beta = 0.

@@ -48,15 +48,15 @@
 //!   products of transformed values rather than 9c products of the inputs),
 //!   so results differ from the other paths of [`super::cpu`] in the last
 //!   bits. The transforms only add, subtract and halve, and the error stays
-//!   at the level of a change of summation order: `cpu.rs`'s tests compare
-//!   with the definition, and against Keras the worst relative L2 error of
-//!   the model parity tests went from 1.10e-6 to 1.37e-6 (VGG16, block5_conv3
-//!   at 32 px; tolerance 1e-5). Larger tiles (F(4×4, 3×3): 4x fewer products)
+//!   at the level of a change of summation order: `tests.rs` compares with
+//!   the definition ([`super::cpu::reference`]), and the model parity tests
+//!   against Keras keep their tolerance (1e-5 relative L2). Larger tiles (F(4×4, 3×3): 4x fewer products)
 //!   need transforms with larger constants and lose more accuracy in f32;
 //!   they are not used.
 //!
-//! The same routine gives `dx` of these convolutions (`cpu.rs`,
-//! `backward_dx_implicit`: at stride 1, `dx` is a convolution of `dy`).
+//! The same routine gives `dx` of these convolutions
+//! (`implicit_gemm.rs`, `backward_dx_winograd`: at stride 1, `dx` is a
+//! convolution of `dy`). `cpu.rs`'s `choose` says which layers take it.
 
 use super::cpu::ConvGeometry;
 use super::scratch;
@@ -83,9 +83,9 @@ type Lanes = [f32; LANES];
 /// to pay for transforming the kernel: [`MIN_SAVED_PER_PAIR`].
 ///
 /// The 64-channel layers keep their row-by-row path: with 64 channels the
-/// GEMMs are 64 deep and 64 wide, and Winograd took 0.94-1.14x the row path's
-/// time (VGG16's block1_conv2 at 32 and 224 px, ResNet50's conv2 3×3; 2
-/// threads, three rounds alternating).
+/// GEMMs are 64 deep and 64 wide, too small for the saved products to pay
+/// for the transforms (VGG16's block1_conv2, ResNet50's conv2 3×3 run no
+/// faster this way).
 pub(super) fn suits(g: &ConvGeometry) -> bool {
     let tiles = g.n * g.oh.div_ceil(OUT) * g.ow.div_ceil(OUT);
     let (direct, winograd) = (9 * g.n * g.oh * g.ow, POSITIONS * tiles);
@@ -102,10 +102,9 @@ pub(super) fn suits(g: &ConvGeometry) -> bool {
 
 /// Fewest multiply-adds per (input, output) channel pair that Winograd must
 /// save. Transforming and packing the kernel (16 values per pair, written
-/// and read back once per call) cost, beyond the direct path's packing of
-/// the kernel, 10-12 ns per pair up to 256×256 channels and 16-27 ns at
-/// 512×512 (one 2×2 image, 2 threads, three rounds): the time of about
-/// 1,000-2,000 multiply-adds. Convolutions on few pixels (VGG16's block5 at
+/// and read back once per call) costs, beyond the direct path's packing of
+/// the kernel, about the time of 1,000-2,000 multiply-adds per pair (the
+/// more, the wider the layer). Convolutions on few pixels (VGG16's block5 at
 /// 32 px, ResNet50's conv5 at batch 4) keep the direct path.
 const MIN_SAVED_PER_PAIR: usize = 2048;
 
@@ -140,11 +139,8 @@ pub(super) fn forward(
 /// per group transforms its tiles' windows, runs the 16 GEMMs for them on
 /// the calling thread, and transforms the products into its rows of output,
 /// so that `V` and `M` stay in the thread's cache from one step to the
-/// next. (The first version transformed all tiles, then ran each GEMM over
-/// all of them on both threads, with `V` and `M` going through L3. Four
-/// rounds alternating the two, 2 threads, medians of 10-15 runs: ResNet50's
-/// conv4_block2_2 at batch 16 13.8-18.2 ms against 11.7-13.3 grouped,
-/// VGG16's block3_conv1 at 224 px, batch 4, 32.7-36.8 against 23.2-26.4.)
+/// next, rather than going through L3 as they would if all tiles were
+/// transformed first and each GEMM then ran over all of them.
 pub(super) fn forward_in_groups(
     x: &[f32],
     kernel: &[f32],
