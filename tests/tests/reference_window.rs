@@ -1,7 +1,7 @@
 //! Forward values of the window ops (conv2d, depthwise_conv2d, padding,
-//! pooling) against real Keras, against a naive
-//! direct-loop convolution, the max-pool tie rule, and the errors returned
-//! for bad input.
+//! pooling) against real Keras, conv2d against its reference
+//! (`ops::conv2d::reference`, the definition as plain loops), the max-pool
+//! tie rule, and the errors returned for bad input.
 //!
 //! The Keras numbers come from `tests/fixtures/window/gen_window.py` (it
 //! writes `window.bin` and `window.txt`; see its docstring).
@@ -152,47 +152,8 @@ fn pools_match_keras() {
     assert_exact("global_max", &gmp, &y("global_max"));
 }
 
-/// The definition of conv2d, one multiply-add at a time, in f64.
-#[allow(clippy::too_many_arguments)]
-fn naive_conv(
-    x: &[f64],
-    [n, h, w, c]: [usize; 4],
-    k: &[f64],
-    [kh, kw, o]: [usize; 3],
-    bias: &[f64],
-    (sh, sw): (usize, usize),
-    (oh, ow): (usize, usize),
-    (pt, pl): (usize, usize),
-) -> Vec<f64> {
-    let mut y = vec![0.0; n * oh * ow * o];
-    for b in 0..n {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                for co in 0..o {
-                    let mut s = bias[co];
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            let iy = (oy * sh + ky) as isize - pt as isize;
-                            let ix = (ox * sw + kx) as isize - pl as isize;
-                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                continue;
-                            }
-                            for ci in 0..c {
-                                s += x[((b * h + iy as usize) * w + ix as usize) * c + ci]
-                                    * k[((ky * kw + kx) * c + ci) * o + co];
-                            }
-                        }
-                    }
-                    y[((b * oh + oy) * ow + ox) * o + co] = s;
-                }
-            }
-        }
-    }
-    y
-}
-
 #[test]
-fn gemm_conv_matches_naive_direct_loops() {
+fn gemm_conv_matches_the_reference() {
     // (x shape, kernel (kh, kw, o), stride, padding): odd sizes, every path.
     let explicit = Padding::Explicit {
         top: 2,
@@ -215,18 +176,7 @@ fn gemm_conv_matches_naive_direct_loops() {
         let x = tests::uniform(&xs, -1.0, 1.0, seed);
         let k = tests::uniform(&[kh, kw, xs[3], o], -1.0, 1.0, seed + 1);
         let b = tests::uniform(&[o], -1.0, 1.0, seed + 2);
-        let win = ops::window_2d("test", (xs[1], xs[2]), (kh, kw), stride, padding).unwrap();
-        let expected = naive_conv(
-            &x.to_vec_f64(),
-            xs,
-            &k.to_vec_f64(),
-            [kh, kw, o],
-            &b.to_vec_f64(),
-            stride,
-            (win.out_h, win.out_w),
-            (win.pad_top, win.pad_left),
-        );
-        let expected = Tensor::from_vec(expected, &[xs[0], win.out_h, win.out_w, o]).unwrap();
+        let expected = ops::conv2d::reference(&x, &k, Some(&b), stride, padding).unwrap();
         // f64: only rounding differences of order 1e-15.
         let y = ops::conv2d(&x, &k, Some(&b), stride, padding).unwrap();
         let err = worst_error(&y, &expected);
