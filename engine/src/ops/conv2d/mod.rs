@@ -45,7 +45,8 @@
 //!
 //! Tests: the gradient check in `tests/tests/gradcheck_window.rs`
 //! (`conv2d_*` cases: strides, paddings, 1×1, frozen operands); against the
-//! reference in `tests.rs` (every CPU path, chunking, half precision) and
+//! reference in `tests.rs` (every CPU path, the path table, chunking), in
+//! `half_precision.rs` (its definition, from the same reference) and
 //! `tests/tests/reference_window.rs` (`gemm_conv_matches_the_reference`, and
 //! Keras' own numbers in `conv2d_matches_keras`); on the GPU in
 //! `tests/tests/cuda_parity.rs` (the `conv2d` cases of
