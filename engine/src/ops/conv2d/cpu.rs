@@ -1,4 +1,4 @@
-//! CPU conv2d, in reading order: [`reference`], the definition as seven
+//! CPU conv2d, in reading order: [`reference()`], the definition as seven
 //! plain loops, which every path is checked against (`tests.rs`); then
 //! im2col + GEMM, forward and backward, the path every dtype and CPU can
 //! take; last, [`choose`], which picks among it and the fast paths beside

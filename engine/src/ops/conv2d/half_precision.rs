@@ -80,7 +80,7 @@ mod tests {
     use crate::{no_grad, Param, Precision, Tensor};
 
     /// The definition in `half_precision.rs`'s module docs, from the one
-    /// reference: each product of rounded values summed in f64 ([`reference`]
+    /// reference: each product of rounded values summed in f64 ([`reference()`]
     /// of the rounded operands), then the sum rounded to f32 and to `p`, then
     /// the bias. Also returns, per output, how far any f32 summation order can
     /// be from the exact sum: `terms · 2⁻²⁴ · Σ|products|` (the textbook

@@ -21,7 +21,7 @@
 //! Each is computed only if the tape asks for it: a frozen first layer pays
 //! for neither dx nor dK.
 //!
-//! Where to read: [`reference`] is the definition above as plain loops
+//! Where to read: [`reference()`] is the definition above as plain loops
 //! (`cpu.rs` opens with it), and every path is checked against it. `cpu.rs`
 //! then writes all of this as im2col + GEMM, and ends with `choose`: one
 //! table of which CPU path each convolution takes, and which Keras layers

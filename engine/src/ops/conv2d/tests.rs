@@ -119,8 +119,8 @@ enum AgainstPacked {
 
 /// Runs the f32 forward `path` on `g` with random input and kernel,
 /// with and without a bias, on 1 and 3 threads, and checks it against
-/// the definition ([`cpu::reference`]), the two thread counts against each other bit for
-/// bit, and against the packed path as `packed` says.
+/// the definition ([`cpu::reference`]), the two thread counts against each
+/// other bit for bit, and against the packed path as `packed` says.
 fn check_forward_path(g: &ConvGeometry, seed: u64, path: ForwardPath, packed: AgainstPacked) {
     let x = f32_values(g.n * g.h * g.w * g.c, seed);
     let k = f32_values(g.kh * g.kw * g.c * g.o, seed + 1);
