@@ -57,11 +57,10 @@ use std::ops::Range;
 /// its 14-pixel rows). Set by the geometry alone, so that the sum's
 /// grouping (and its rounding) never depends on the machine. Each tap of a
 /// partial reads the block's rows of `x` and `dy` again, so they should
-/// stay in the L2 cache: two rows of the 112×112×96 stride-2 layer (dy 43
-/// KB, x 215 KB) took dK 4.2-4.5 ms at batch 8 against 6.3-9.3 ms with
-/// eight. Each partial also costs `kh·kw·c·m` adds at the end: with two
-/// rows per partial (one per 14 output pixels on the 7×7×960 layer), dK
-/// took 1.13-1.15x its time with this count (1 thread, alternating).
+/// stay in the L2 cache (two rows of the 112×112×96 stride-2 layer: dy 43
+/// KB, x 215 KB); and each partial costs `kh·kw·c·m` adds at the end, which
+/// dominate when a partial covers few pixels (two rows of the 7×7×960
+/// layer). This count balances the two.
 const PIXELS_PER_PARTIAL: usize = 100;
 
 /// Pixels that forward and dx sum side by side (see [`sum_of_products`]).
@@ -69,11 +68,9 @@ const PIXELS: usize = 4;
 
 /// How many pixels ahead of a group forward and dx prefetch the rows they
 /// read ([`prefetch`]), in layers whose operands exceed [`PREFETCH_ABOVE`]
-/// bytes. On MobileNetV2's 56×56×144 layer (29 MB at batch 8), 1 thread,
-/// old and new alternating, min of 40: the forward took 0.82-0.86x the
-/// time it took without, dx 0.75-0.78x (0.92x on the 112×112×96 stride-2
-/// layer); on the layers that stay in the caches (28×28×192 and smaller,
-/// 9.6 MB or less) the forward took 1.02-1.05x, so they do not prefetch.
+/// bytes: that helps the layers that stream from memory (MobileNetV2's
+/// 56×56×144 at batch 8, 29 MB) and slows the ones that stay in the caches
+/// (28×28×192 and smaller, 9.6 MB or less), which therefore do not prefetch.
 const PREFETCH_AHEAD: usize = 8;
 
 /// See [`PREFETCH_AHEAD`].
@@ -87,7 +84,7 @@ const PREFETCH_ABOVE: usize = 16 << 20;
 /// kernel tap serving all of them. Pixels at the border, every pixel when
 /// `m > 1`, and every pixel at larger strides, are summed one at a time: at
 /// stride 2 (MobileNetV2's 112×112×96 layer, whose 38.5 MB input streams
-/// from memory) the groups took 1.3-1.6x the time of single pixels.
+/// from memory) the groups are slower than single pixels.
 pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry) -> Vec<f32> {
     let cm = g.cm();
     let image = g.h * g.w * g.c;
