@@ -54,7 +54,7 @@ pub fn inference(x: &CpuStorage, vectors: [&Tensor; 4], eps: f64) -> Result<(Cpu
         .iter()
         .map(|v| v + eps)
         .enumerate()
-        .find(|(_, v)| !(*v > 0.0))
+        .find(|(_, v)| v.is_nan() || *v <= 0.0)
     {
         return Err(Error::invalid(
             "batch_norm",

@@ -64,7 +64,7 @@ use std::ops::Range;
 const PIXELS_PER_PARTIAL: usize = 100;
 
 /// Pixels that forward and dx sum side by side (see [`sum_of_products`]).
-pub(super) const PIXELS: usize = 4;
+const PIXELS: usize = 4;
 
 /// How many pixels ahead of a group forward and dx prefetch the rows they
 /// read ([`prefetch`]), in layers whose operands exceed [`PREFETCH_ABOVE`]

@@ -2,7 +2,7 @@
 //! on shapes and thread counts that reach every branch of the direct path.
 
 use super::cpu::{dkernel_reference, dx_reference, forward_reference, Geometry};
-use super::direct::{dkernel, dx, forward, PIXELS};
+use super::direct::{dkernel, dx, forward};
 use crate::ops::padding::{window_2d, Padding};
 
 fn values(len: usize, seed: u64) -> Vec<f32> {
@@ -54,13 +54,13 @@ fn relative_error(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Forward and dx equal the reference bit for bit, dK to 1e-6 of its
-/// largest value (its partial sums are grouped differently; see the
-/// module docs) and bit for bit between 1 and 3 threads, over odd sizes,
+/// largest value (its partial sums are grouped differently; see
+/// `direct.rs`) and bit for bit between 1 and 3 threads, over odd sizes,
 /// m = 1, 2 and 3, strides 1 and 2, every padding kind, with and without bias,
-/// channel counts that are not multiples of 16, and more than one
-/// register block ([`sum_block`]); the 3×3 cases cover groups of
-/// [`PIXELS`] pixels next to single border pixels, and dK's taps summed
-/// side by side.
+/// channel counts that are not multiples of 16, and more than one register
+/// block (`direct.rs`'s `sum_block`); the 3×3 cases cover groups of
+/// `PIXELS` pixels next to single border pixels, and dK's taps summed side
+/// by side.
 #[test]
 fn direct_path_matches_the_reference() {
     let explicit = Padding::Explicit {
