@@ -6,13 +6,11 @@
 //! `malloc` serves blocks that large with `mmap` (above its dynamic mmap
 //! threshold) and gives freed memory at the top of its heap back to the
 //! kernel (above its trim threshold), so the next block costs a page fault
-//! and a zeroed page per 4 KiB touched. ResNet50 at 224 px, batch 4, took
-//! 214,000 page faults per benchmark run that way.
+//! and a zeroed page per 4 KiB touched.
 //!
 //! [`keep_freed_memory`] raises both thresholds (and turns `mmap` off for
 //! blocks above the largest threshold), so freed blocks stay in the
-//! heap and are handed out again: 61,000 faults, and the forward pass took
-//! 368-443 ms instead of 468-500 (four runs of each, alternating, 2 threads).
+//! heap and are handed out again, without those page faults.
 //! The price is that the process keeps its peak heap: memory freed after a
 //! large batch is not returned to the system until the process ends. The
 //! trainer and the benchmark call it at start-up; a library user decides
@@ -24,10 +22,9 @@
 /// settings: false on other C libraries and systems, where nothing is changed.
 ///
 /// The mmap threshold goes no higher than 32 MiB on 64-bit, so without
-/// `M_MMAP_MAX` at 0 larger blocks are mapped afresh on every call: the 38.5 MB input
-/// gradient of MobileNetV2's first depthwise layer at batch 8 cost 29-40 ms
-/// a backward pass in page faults, against 6-11 ms for the same work from
-/// the heap. With `M_MMAP_MAX` at 0 glibc still maps memory when the heap
+/// `M_MMAP_MAX` at 0 larger blocks (the 38.5 MB input gradient of
+/// MobileNetV2's first depthwise layer at batch 8) would be mapped afresh,
+/// and faulted in, on every call. With `M_MMAP_MAX` at 0 glibc still maps memory when the heap
 /// cannot grow, so no allocation fails for it.
 pub fn keep_freed_memory() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -5,8 +5,10 @@
 //! Where this sits: an op's `cuda.rs` (in `engine/src/ops/<op>/`) asks
 //! `engine::cuda` for a kernel; the engine gets the CUBIN from
 //! [`compile_cubin`] (or, if the driver refuses that, the PTX from
-//! [`compile_ptx`]), loads it into its CUDA context once and launches it. Ops
-//! served by cuBLAS or cuDNN (matmul, conv2d) have no file here.
+//! [`compile_ptx`]), loads it into its CUDA context once and launches it.
+//! matmul is served by cuBLAS and has no file here; conv2d runs in cuDNN, and
+//! its `conv2d.cu` only moves the kernel between Keras's layout and cuDNN's
+//! (with `half_precision.cu` narrowing its operands for f16/bf16).
 //!
 //! Nothing here needs CUDA at build time: the sources are embedded with
 //! `include_str!` and compiled on first use. NVRTC needs no GPU either, which

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs thaw's GPU checks on a machine that has a GPU but no Rust toolchain
-# (the lent device machine): build and bundle here, run there. See docs/cuda.md.
+# (the lent device machine): build and bundle here, run there. See tests/gpu/README.md.
 #
 #   tests/gpu/run_on_device.sh build          # here: builds, strips and bundles into gpu-bundle/
 #   tests/gpu/run_on_device.sh tests          # there: cuda_kernels, cuda_parity, model_parity, fine_tune_gpu

@@ -24,10 +24,10 @@
 //! - `--device cuda|cpu|auto` in the trainer: `auto` uses [`probe`] and says
 //!   in one line which device it picked.
 //!
-//! It ran on an H100 on 2026-11-23: every GPU test passed (the parity
-//! tests against the CPU and against Keras included).
-//! `tests/gpu/run_on_device.sh` is how a machine with a GPU but no Rust
-//! toolchain runs them (see `docs/cuda.md`).
+//! The GPU tests (parity against the CPU and against Keras) run on a
+//! machine with a GPU but no Rust toolchain through
+//! `tests/gpu/run_on_device.sh` (see `tests/gpu/README.md`); the last run's
+//! figures are in `docs/cuda.md`, "Measured".
 
 mod context;
 mod host_copy;

@@ -2,13 +2,13 @@
 //! matmul and every backward pass on the CPU.
 //!
 //! # Why our own
-//! The `matrixmultiply` crate reached 60-73 GFLOP/s per core on the AVX-512
-//! machine this was tuned on, where MKL reaches about 110 (peak: 2 FMA units ×
-//! 16 lanes × 2 flops × 2.0 GHz = 128). Its AVX-512 feature did not change
-//! that. And a library GEMM only takes A as a matrix in memory, so conv2d had
-//! to write every receptive field into an im2col buffer first, which on narrow
-//! layers cost as much again as the arithmetic. Here the routine that packs A
-//! is a parameter ([`MatrixA`]), so conv2d hands in the NHWC input itself.
+//! The `matrixmultiply` crate stays well below MKL on AVX-512 machines (its
+//! AVX-512 feature does not close the gap; `BENCHMARKS.md`, "What limits
+//! each row now"). And a library GEMM only takes A as a matrix in memory, so
+//! conv2d would write every receptive field into an im2col buffer first,
+//! which on narrow layers costs as much again as the arithmetic. Here the
+//! routine that packs A is a parameter ([`MatrixA`]), so conv2d hands in the
+//! NHWC input itself.
 //!
 //! `matrixmultiply` stays as the fallback: for CPUs without AVX-512
 //! ([`Backend::best`]) and for f64 ([`crate::Element::gemm`]), where speed
@@ -31,20 +31,21 @@
 //! plain copy of row segments: exactly what conv2d's receptive fields are
 //! in NHWC.
 //!
-//! On the 2048³ product the order `jr` outside `ir` (the B panel kept in L1,
-//! A tiles streaming) ran at 0.9-1.15x matrixmultiply's speed, this order at
-//! 1.2-1.45x (the same process alternating the two, one thread).
+//! The other order, `jr` outside `ir` (the B panel kept in L1, A tiles
+//! streaming), measured slower.
 //!
 //! Unlike BLIS, `pc` runs inside the rayon task, not outside it: all of a
 //! B block is packed first (`k × nc`: 1.2 MiB for VGG16's block3_conv1, 9
 //! MiB for block5_conv1, read from L3), then each task takes its rows
 //! through every K block, so its `mc × nc` block of C stays in L2 between
 //! K blocks, and the threads meet twice per B block instead of twice per K
-//! block. (With `pc` outside, block3_conv1 at batch 4, `m = 12544`, went
-//! over its 12.8 MB output five times and paid five waits for the slower
-//! thread; on 2 threads, min/median of 10 runs, three rounds alternating:
-//! 48.6-50.0 / 50.7-65.4 ms before, 40.8-45.5 / 46.6-47.0 ms after; the
-//! 2048³ product 115-116 / 124-137 ms before, 101-111 / 108-114 after.)
+//! block. (With `pc` outside, a large output such as block3_conv1's at batch
+//! 4 is walked once per K block, with one wait for the slower thread each.)
+//!
+//! The files: this one holds the API, the loops and the threading;
+//! `avx512.rs` the micro-kernel; `packing.rs` packs B and keeps the
+//! per-thread buffers; `packed.rs` the products on a B packed once
+//! (conv2d's direct paths, Winograd).
 //!
 //! # Threads and determinism
 //! The rayon tasks are the `mc`-row blocks of C inside one `jc` step:
@@ -55,25 +56,23 @@
 //! task of a caller that splits the same work (one level of threading).
 //!
 //! # Sizes
-//! Chosen for the Sapphire Rapids guest it was measured on (48 KiB L1d,
-//! 2 MiB L2 per core): a 12×32 tile (24 of 32 zmm registers hold C; 14×32
-//! was not measurably different), `KC = 256` (an A tile of 12 KiB in L1, a
-//! B panel of 32 KiB streaming past it), a K block of B of 1 MiB in L2. With
-//! everything in cache the kernel ran at 118 GFLOP/s on one core, 92% of
-//! the 128 peak; on large products packing and cache misses take it to
-//! 70-105. See `BENCHMARKS.md` for whole-conv figures.
+//! Chosen for a Sapphire Rapids core (48 KiB L1d, 2 MiB L2): a 12×32 tile
+//! (24 of 32 zmm registers hold C), `KC = 256` (an A tile of 12 KiB in L1, a
+//! B panel of 32 KiB streaming past it), a K block of B of 1 MiB in L2.
+//! `BENCHMARKS.md` has the kernel's rate and whole-conv figures.
 
 mod avx512;
+mod packed;
+mod packing;
 #[cfg(test)]
 mod tests;
 
 use rayon::prelude::*;
-use std::cell::Cell;
-use std::mem::MaybeUninit;
 use std::ops::Range;
-use std::thread::LocalKey;
 
 pub use avx512::{RowsOfA, MR, NR};
+pub use packed::{gemm_packed, tile_in_place, tile_in_place_add, PackedB};
+use packing::{give_back, k_block, pack_b, take_aligned, A_PACK, B_PACK};
 
 /// Depth of one packed block (the `k` of one pass of the micro-kernel).
 pub const KC: usize = 256;
@@ -510,205 +509,6 @@ unsafe fn multiply_rows<'b, A: MatrixA + ?Sized>(
     give_back(&A_PACK, a_pack);
 }
 
-/// `C = A·B_blocks` on the calling thread, for a caller that runs many small
-/// products on a B it packed once ([`PackedB::blocked`]), each in its own
-/// rayon task: A is `m × k`, `k` the depth of K blocks `blocks` of B
-/// together (A's column 0 meets the first row of block `blocks.start`), and
-/// C is `m × b.n`, rows `rsc` floats apart, overwritten. Each element is
-/// summed as [`gemm`] sums it when its K blocks are these.
-///
-/// Panics without AVX-512F, if `blocks` is empty or past B's end, or if C
-/// is too short or its rows overlap.
-pub fn gemm_packed<A: MatrixA>(
-    m: usize,
-    a: &A,
-    b: &PackedB,
-    blocks: Range<usize>,
-    c: &mut [f32],
-    rsc: usize,
-) {
-    assert!(avx512_available(), "gemm: this CPU has no AVX-512F");
-    assert!(!blocks.is_empty() && b.n > 0, "gemm: empty product");
-    if m == 0 {
-        return;
-    }
-    assert!(
-        rsc >= b.n && (m - 1) * rsc + b.n <= c.len(),
-        "gemm: C out of bounds or overlapping"
-    );
-    let mut col = 0;
-    let k_blocks = blocks.map(|i| {
-        let (depth, panels) = b.block(i);
-        col += depth;
-        (col - depth..col, panels)
-    });
-    // SAFETY: AVX-512F was checked, and the assert keeps the m × n elements
-    // of C, written with beta = 0, inside `c` (borrowed mutably here).
-    unsafe { multiply_rows(a, 0..m, k_blocks, b.n, c.as_mut_ptr(), (rsc, 1), 1.0, 0.0) };
-}
-
-/// B (`k × n`) packed into `NR`-column panels once, for a caller that runs
-/// the micro-kernel on A in place ([`tile_in_place`]) instead of through [`gemm`].
-pub struct PackedB {
-    panels: AlignedBuf,
-    /// Rows of B.
-    k: usize,
-    /// Rows of B in each K block (the last block may be shorter).
-    kc: usize,
-    n: usize,
-}
-
-impl PackedB {
-    /// Packs all of B, given by its slice and (row stride, column stride),
-    /// as one K block. Panics if B is too short for its shape.
-    pub fn new(k: usize, n: usize, b: &[f32], sb: (isize, isize)) -> PackedB {
-        PackedB::blocked(k, n, b, sb, k)
-    }
-
-    /// Packs all of B in K blocks of `kc` rows, for callers that take block
-    /// `i` (rows `i·kc..`) at a time ([`tile_in_place_add`]'s `block`).
-    /// Panics if B is too short for its shape or `kc` is 0 with `k > 0`.
-    pub fn blocked(k: usize, n: usize, b: &[f32], sb: (isize, isize), kc: usize) -> PackedB {
-        assert!(
-            k == 0 || n == 0 || last(k, n, sb) < b.len(),
-            "gemm: B out of bounds"
-        );
-        assert!(kc > 0 || k == 0, "gemm: K blocks of 0 rows");
-        let mut panels = take_aligned(&B_PACK, k * n.next_multiple_of(NR));
-        let kc = kc.min(k);
-        pack_b(b, sb, k, 0..n, kc, &mut panels);
-        PackedB { panels, k, kc, n }
-    }
-
-    /// K block `i`'s depth and its `NR`-column panels, one after another.
-    fn block(&self, i: usize) -> (usize, &[f32]) {
-        let start = i * self.kc;
-        assert!(start < self.k, "gemm: B has no K block {i}");
-        let depth = self.kc.min(self.k - start);
-        (depth, k_block(&self.panels, self.n, start..start + depth))
-    }
-}
-
-impl Drop for PackedB {
-    fn drop(&mut self) {
-        let panels = std::mem::replace(
-            &mut self.panels,
-            AlignedBuf {
-                v: Vec::new(),
-                offset: 0,
-                len: 0,
-            },
-        );
-        give_back(&B_PACK, panels);
-    }
-}
-
-/// `MR` rows of `C = A·B` with A read where it lies, not packed.
-///
-/// Row `r` of A is `rows.runs` runs of `rows.run_len` floats, run `s` at
-/// `a[r·rows.row_stride + s·rows.run_stride..]`: the shape of a
-/// convolution's receptive fields in NHWC memory, where packing would copy
-/// each field once per tile of C for nothing (conv2d's direct path). Row `r`
-/// of C is `c[r·rsc..r·rsc + b.n]`; it is written, never read, so C may be
-/// memory not yet initialised (a fresh output: no pass to zero it first).
-/// Each element of C is summed in the same order as in [`gemm`] with a
-/// single K block, so the two give the same bits.
-///
-/// Panics without AVX-512F, if `runs·run_len` is not B's `k` or is above
-/// [`KC`] (B's panels are read from L1 once per tile), or if A or C is too
-/// short or C's rows overlap.
-pub fn tile_in_place(
-    a: &[f32],
-    rows: RowsOfA,
-    b: &PackedB,
-    c: &mut [MaybeUninit<f32>],
-    rsc: usize,
-) {
-    assert_eq!(b.kc, b.k, "gemm: B is packed in K blocks, not one");
-    // SAFETY (of in_place's contract): with beta = 0 C is only written.
-    unsafe { in_place(a, rows, b, 0, c.as_mut_ptr().cast(), c.len(), rsc, MR, 0.0) }
-}
-
-/// `C += A·B_block` on the first `mr` rows of a tile, with `B_block` K
-/// block `block` of B ([`PackedB::blocked`]) and A read in place as in
-/// [`tile_in_place`] (A's rows must be that block's depth long; all `MR`
-/// of them are read, the ones past `mr` computed and thrown away, so A must
-/// hold them). Each element becomes
-/// `fl(C + Σ)`, `Σ` summed in order: what [`gemm`] does with a K block after
-/// the first. conv2d's row-by-row forward sums a kernel row at a time with it.
-///
-/// Panics as [`tile_in_place`] does, or if `mr` is 0 or above [`MR`].
-pub fn tile_in_place_add(
-    a: &[f32],
-    rows: RowsOfA,
-    b: &PackedB,
-    block: usize,
-    c: &mut [f32],
-    rsc: usize,
-    mr: usize,
-) {
-    assert!(
-        mr > 0 && mr <= MR,
-        "gemm: mr = {mr} rows, expected 1..={MR}"
-    );
-    // SAFETY (of in_place's contract): C is initialised (`&mut [f32]`).
-    unsafe { in_place(a, rows, b, block, c.as_mut_ptr(), c.len(), rsc, mr, 1.0) }
-}
-
-/// The checks and panel loop of [`tile_in_place`] and [`tile_in_place_add`]:
-/// rows `0..mr` of `C = A·B_block + β·C`, C given as `c_len` floats at `c`.
-///
-/// # Safety
-/// `c` must be valid for writes of `c_len` floats that nothing else touches
-/// meanwhile, and initialised unless `beta == 0`.
-#[allow(clippy::too_many_arguments)]
-unsafe fn in_place(
-    a: &[f32],
-    rows: RowsOfA,
-    b: &PackedB,
-    block: usize,
-    c: *mut f32,
-    c_len: usize,
-    rsc: usize,
-    mr: usize,
-    beta: f32,
-) {
-    assert!(avx512_available(), "gemm: this CPU has no AVX-512F");
-    assert!(b.k > 0 && b.n > 0, "gemm: empty product");
-    let (k, panels) = b.block(block);
-    assert_eq!(
-        rows.runs * rows.run_len,
-        k,
-        "gemm: A's rows are not B's k long"
-    );
-    assert!(k <= KC, "gemm: k = {k} is too deep for one pass");
-    let a_last = (MR - 1) * rows.row_stride + (rows.runs - 1) * rows.run_stride + rows.run_len;
-    assert!(a_last <= a.len(), "gemm: A out of bounds");
-    assert!(
-        rsc >= b.n && (mr - 1) * rsc + b.n <= c_len,
-        "gemm: C out of bounds or overlapping"
-    );
-    for jr in (0..b.n).step_by(NR) {
-        let panel = &panels[jr * k..(jr + NR) * k];
-        // SAFETY: AVX-512F was checked; the asserts keep A's reads inside
-        // `a`, the panel holds k·NR floats, and the mr × min(NR, n - jr)
-        // elements written are inside `c`, which the caller vouched for
-        // (only read when beta != 0, and then initialised).
-        unsafe {
-            avx512::tile_for::<0>(mr)(
-                a.as_ptr(),
-                rows,
-                panel.as_ptr(),
-                c.add(jr),
-                (rsc as isize, 1),
-                (mr, NR.min(b.n - jr)),
-                1.0,
-                beta,
-            );
-        }
-    }
-}
-
 /// How many row blocks (rayon tasks) [`gemm`] cuts `m` rows into: blocks of
 /// at most `MC` rows, as many as a multiple of the thread count, so that with
 /// [`row_block`]'s even sizes every thread gets the same work. (Blocks of
@@ -736,110 +536,3 @@ struct SharedC(*mut f32);
 // SAFETY: tasks write disjoint elements (see `gemm`), and the pointer does
 // not outlive the `&mut` borrow of C that `gemm` holds.
 unsafe impl Sync for SharedC {}
-
-/// Packs `B[0..k, js]` K block by K block (`kc_step` rows each, the last
-/// one shorter), each block into `NR`-column panels of `kc × NR` row-major:
-/// block `i` is the `kc·width` floats at `i·kc_step·width` ([`k_block`]),
-/// `width` being `js.len()` rounded up to `NR`, and its panel `p` starts
-/// `p·NR·kc` into it. The last panel's missing columns are zero.
-fn pack_b(
-    b: &[f32],
-    (rsb, csb): (isize, isize),
-    k: usize,
-    js: Range<usize>,
-    kc_step: usize,
-    out: &mut [f32],
-) {
-    if k == 0 || js.is_empty() {
-        return;
-    }
-    let (rsb, csb) = (rsb as usize, csb as usize);
-    let width = js.len().next_multiple_of(NR);
-    // Panels are independent copies: the threads share them (a serial pack
-    // left the other thread idle for a sixth of a 256×2048×256 product).
-    let blocks = out[..k * width].par_chunks_mut(kc_step * width);
-    blocks.enumerate().for_each(|(block, out)| {
-        let (k0, kc) = (block * kc_step, out.len() / width);
-        let panels = out.par_chunks_exact_mut(NR * kc).with_min_len(4);
-        panels.enumerate().for_each(|(p, panel)| {
-            let j0 = js.start + p * NR;
-            let cols = NR.min(js.end - j0);
-            for (dst, k) in panel.chunks_exact_mut(NR).zip(k0..k0 + kc) {
-                let start = k * rsb + j0 * csb;
-                if csb == 1 && cols == NR {
-                    // A whole panel row as one fixed-size copy: vector moves,
-                    // not a call to memcpy per 128 bytes.
-                    let src: &[f32; NR] = b[start..start + NR].try_into().unwrap();
-                    *<&mut [f32; NR]>::try_from(&mut *dst).unwrap() = *src;
-                } else if csb == 1 {
-                    dst[..cols].copy_from_slice(&b[start..start + cols]);
-                } else {
-                    for (j, d) in dst[..cols].iter_mut().enumerate() {
-                        *d = b[start + j * csb];
-                    }
-                }
-                dst[cols..].fill(0.0);
-            }
-        });
-    });
-}
-
-/// The panels of K block `rows` (a block [`pack_b`] wrote: rows
-/// `rows.start..rows.end` of B) in a packed B block `n` columns wide.
-fn k_block(packed: &[f32], n: usize, rows: Range<usize>) -> &[f32] {
-    let width = n.next_multiple_of(NR);
-    &packed[rows.start * width..rows.end * width]
-}
-
-thread_local! {
-    /// The packing buffers kept per thread between calls (B's by the calling
-    /// thread, A's by every worker): a fresh megabyte-sized vector would cost
-    /// page faults on every call.
-    static A_PACK: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-    static B_PACK: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-}
-
-/// A buffer of `len` floats starting on a 64-byte boundary (each packed row
-/// of B is then exactly two cache lines), reusing the one kept in `pool`. It
-/// is taken out of the thread-local, so a nested call on the same thread (a
-/// rayon worker stealing another GEMM's task) gets a buffer of its own.
-fn take_aligned(pool: &'static LocalKey<Cell<Vec<f32>>>, len: usize) -> AlignedBuf {
-    let mut v = pool.with(|b| b.take());
-    if v.len() < len + 16 {
-        v = vec![0.0; len + 16];
-    }
-    let offset = v.as_ptr().align_offset(64);
-    AlignedBuf { v, offset, len }
-}
-
-/// Keeps the larger of `buf` and the buffer already in `pool`.
-fn give_back(pool: &'static LocalKey<Cell<Vec<f32>>>, buf: AlignedBuf) {
-    pool.with(|b| {
-        let kept = b.take();
-        b.set(if kept.len() >= buf.v.len() {
-            kept
-        } else {
-            buf.v
-        });
-    });
-}
-
-/// `len` floats inside `v`, starting at the aligned `offset`.
-struct AlignedBuf {
-    v: Vec<f32>,
-    offset: usize,
-    len: usize,
-}
-
-impl std::ops::Deref for AlignedBuf {
-    type Target = [f32];
-    fn deref(&self) -> &[f32] {
-        &self.v[self.offset..self.offset + self.len]
-    }
-}
-
-impl std::ops::DerefMut for AlignedBuf {
-    fn deref_mut(&mut self) -> &mut [f32] {
-        &mut self.v[self.offset..self.offset + self.len]
-    }
-}

@@ -12,8 +12,12 @@
 //! `bilinear_resize`, `dropout`, `softmax_cross_entropy`, `reshape`, `reduce`.
 //!
 //! Adding an op: a new folder here, one line below, and one row in each test
-//! table (gradient checks in `tests/tests/gradcheck.rs`, CPU/GPU parity in
-//! `tests/tests/cuda_parity.rs`).
+//! table: gradient checks in `tests/tests/gradcheck.rs` (elementwise, dense
+//! and normalisation ops) or `tests/tests/gradcheck_window.rs` (ops over
+//! NHWC windows: convolutions, pools, padding), references in
+//! `tests/tests/reference_ops.rs` or `reference_window.rs`, CPU/GPU parity
+//! in `tests/tests/cuda_parity.rs`. Each op's header names its tests on a
+//! "Tests:" line.
 
 pub mod add;
 pub mod avg_pool2d;

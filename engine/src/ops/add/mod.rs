@@ -7,6 +7,13 @@
 //! Backward: ∂y/∂a = ∂y/∂b = 1, so da = dy and db = dy, each summed over the
 //! dims along which that operand was broadcast (a bias `[c]` gets the sum of
 //! dy over every position of its channel).
+//!
+//! Tests: gradient checks `add_same_shape`, `add_bias_broadcast` and
+//! `add_two_sided_broadcast` (`tests/tests/gradcheck.rs`); reference
+//! `broadcasting_matches_numpy` (`tests/tests/reference_ops.rs`) and the plan
+//! tests in `broadcast.rs`; GPU parity cases "add bias [5,3] + [3]", "add same
+//! shapes (shortcut)" and "add broadcast [2,1,4] + [3,1]"
+//! (`tests/tests/cuda_parity.rs`).
 
 pub(crate) mod broadcast;
 mod cpu;

@@ -10,6 +10,12 @@
 //!
 //! Backward: every cell of the window receives `dy[b, oy, ox, ch] / |W|`;
 //! overlapping windows (stride < pool) add their shares.
+//!
+//! Tests: gradient checks `avg_pool2d_*` (`tests/tests/gradcheck_window.rs`);
+//! reference against Keras `pools_match_keras` and
+//! `max_pool_never_chooses_padding_and_avg_pool_does_not_count_it`
+//! (`tests/tests/reference_window.rs`); GPU parity case "avg_pool2d 3x3 s1
+//! same" (`tests/tests/cuda_parity.rs`).
 
 mod cpu;
 mod cuda;

@@ -2,11 +2,15 @@
 //! seen as `[rows, c]`. Unlike the CPU (which folds in f64 on the host), the
 //! fold `scale = γ/√(σ²+ε)`, `shift = β − μ·scale` runs on the GPU in f32,
 //! so no per-layer copy to the host is needed; results differ from the CPU
-//! by a few f32 roundings.
+//! by a few f32 roundings. The moving statistics get no gradient here (they
+//! are never trainable in Keras), and two CPU checks are skipped because
+//! they would copy to the host at every layer: `moving_var + ε > 0`, and a
+//! constant channel with ε = 0 (it gives inf/NaN instead of an error).
 
 use crate::cuda::cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use crate::cuda::{launch_1d, CudaDevice, CudaStorage};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::tensor::{Storage, Tensor};
 use std::sync::Arc;
 
 /// The folded per-channel normalisation and what its backward needs.
@@ -17,25 +21,30 @@ pub struct Folded {
     pub shift: CudaSlice<f32>,
     /// 1/√(σ²+ε).
     pub inv_std: CudaSlice<f32>,
+    /// μ: the moving mean (inference) or a copy of the batch mean (training).
+    pub mean: Tensor,
+    /// γ.
+    pub gamma: Tensor,
 }
 
 /// Folds γ, β, μ, σ² into a scale and a shift (`batch_norm_fold_f32`).
-pub fn fold(
-    gamma: &CudaSlice<f32>,
-    beta: &CudaSlice<f32>,
-    mean: &CudaSlice<f32>,
+fn fold(
+    gamma: &Tensor,
+    beta: &Tensor,
+    mean: Tensor,
     var: &CudaSlice<f32>,
     eps: f64,
     dev: &Arc<CudaDevice>,
 ) -> Result<Folded> {
-    let c = gamma.len();
+    const OP: &str = "batch_norm";
+    let c = var.len();
     let (mut scale, mut shift, mut inv_std) = (dev.alloc(c)?, dev.alloc(c)?, dev.alloc(c)?);
     let (eps32, c32) = (eps as f32, c as u32);
     let f = dev.function("batch_norm", "batch_norm_fold_f32")?;
     let mut args = dev.stream().launch_builder(&f);
-    args.arg(gamma)
-        .arg(beta)
-        .arg(mean)
+    args.arg(gamma.cuda_storage(OP)?.slice())
+        .arg(beta.cuda_storage(OP)?.slice())
+        .arg(mean.cuda_storage(OP)?.slice())
         .arg(var)
         .arg(&eps32)
         .arg(&mut scale)
@@ -48,11 +57,113 @@ pub fn fold(
         scale,
         shift,
         inv_std,
+        mean,
+        gamma: gamma.clone(),
     })
 }
 
+/// The inference forward: fold and y. The vectors are `[γ, β,
+/// moving_mean, moving_var]`.
+pub fn inference(
+    x: &CudaStorage,
+    vectors: [&Tensor; 4],
+    eps: f64,
+) -> Result<(CudaStorage, Folded)> {
+    let [gamma, beta, mean, var] = vectors;
+    let var = var.cuda_storage("batch_norm")?.slice();
+    let folded = fold(gamma, beta, mean.clone(), var, eps, x.device())?;
+    Ok((scale_shift(x, &folded)?, folded))
+}
+
+/// Training forward: the batch statistics (Welford), their fold and y.
+/// Returns `(y, batch_mean, batch_var, fold)`; the fold keeps its own copy
+/// of the mean, as the statistics go on to the layer's moving averages.
+pub fn train(
+    x: &CudaStorage,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<(CudaStorage, CudaStorage, CudaStorage, Folded)> {
+    let dev = x.device();
+    let c = gamma.numel();
+    let (mean, var) = moments(x, c)?;
+    let mean_copy = dev
+        .stream()
+        .clone_dtod(&mean)
+        .map_err(dev.error("copying batch statistics"))?;
+    let mean_copy = Tensor::from_storage(Storage::Cuda(CudaStorage::new(mean_copy, dev)), &[c])?;
+    let folded = fold(gamma, beta, mean_copy, &var, eps, dev)?;
+    let y = scale_shift(x, &folded)?;
+    let (mean, var) = (CudaStorage::new(mean, dev), CudaStorage::new(var, dev));
+    Ok((y, mean, var, folded))
+}
+
+/// The inference backward: `[dx, dγ, dβ, None, None]`, each only where
+/// `needs` asks for it; asking for the moving statistics' gradients is an
+/// error on the GPU.
+pub fn inference_backward(
+    x: &CudaStorage,
+    dy: &CudaStorage,
+    f: &Folded,
+    needs: &[bool],
+) -> Result<Vec<Option<CudaStorage>>> {
+    const OP: &str = "batch_norm";
+    if needs[3] || needs[4] {
+        return Err(Error::unsupported(
+            OP,
+            "gradients of the moving statistics are computed on the CPU only (they are \
+             never trainable in Keras); freeze moving_mean and moving_variance",
+        ));
+    }
+    let dev = dy.device();
+    let dx = needs[0].then(|| channel_scale(dy, &f.scale)).transpose()?;
+    let (dbeta, dgamma) = if needs[1] || needs[2] {
+        let mean = f.mean.cuda_storage(OP)?.slice();
+        let (db, dg) = channel_sums(x, dy, mean, &f.inv_std)?;
+        (Some(db), Some(dg))
+    } else {
+        (None, None)
+    };
+    let vector = |v: Option<CudaSlice<f32>>, need: bool| {
+        v.filter(|_| need).map(|v| CudaStorage::new(v, dev))
+    };
+    Ok(vec![
+        dx,
+        vector(dgamma, needs[1]),
+        vector(dbeta, needs[2]),
+        None,
+        None,
+    ])
+}
+
+/// The training backward: `[dx, dγ, dβ]`, each only where `needs` asks for it.
+pub fn train_backward(
+    x: &CudaStorage,
+    dy: &CudaStorage,
+    f: &Folded,
+    needs: &[bool],
+) -> Result<Vec<Option<CudaStorage>>> {
+    const OP: &str = "batch_norm_train";
+    let dev = x.device();
+    let mean = f.mean.cuda_storage(OP)?.slice();
+    let (dbeta, dgamma) = channel_sums(x, dy, mean, &f.inv_std)?;
+    let dx = if needs[0] {
+        let rule = TrainBackward {
+            x,
+            mean,
+            inv_std: &f.inv_std,
+            gamma: f.gamma.cuda_storage(OP)?.slice(),
+        };
+        Some(rule.dx(dy, &dbeta, &dgamma)?)
+    } else {
+        None
+    };
+    let vector = |v, need: bool| need.then(|| CudaStorage::new(v, dev));
+    Ok(vec![dx, vector(dgamma, needs[1]), vector(dbeta, needs[2])])
+}
+
 /// y = x · scale + shift per channel (`scale_shift_f32`).
-pub fn scale_shift(x: &CudaStorage, f: &Folded) -> Result<CudaStorage> {
+fn scale_shift(x: &CudaStorage, f: &Folded) -> Result<CudaStorage> {
     let dev = x.device();
     let n = x.len();
     let mut y = dev.alloc::<f32>(n)?;
@@ -71,7 +182,7 @@ pub fn scale_shift(x: &CudaStorage, f: &Folded) -> Result<CudaStorage> {
 }
 
 /// dx = dy · scale per channel (`channel_scale_f32`), the inference backward.
-pub fn channel_scale(dy: &CudaStorage, scale: &CudaSlice<f32>) -> Result<CudaStorage> {
+fn channel_scale(dy: &CudaStorage, scale: &CudaSlice<f32>) -> Result<CudaStorage> {
     let dev = dy.device();
     let n = dy.len();
     let mut dx = dev.alloc::<f32>(n)?;
@@ -101,7 +212,7 @@ fn column_grid(rows: usize, c: usize) -> (usize, LaunchConfig) {
 
 /// The batch's per-channel mean and biased variance (Welford per thread,
 /// Chan's merge across threads and row groups).
-pub fn moments(x: &CudaStorage, c: usize) -> Result<(CudaSlice<f32>, CudaSlice<f32>)> {
+fn moments(x: &CudaStorage, c: usize) -> Result<(CudaSlice<f32>, CudaSlice<f32>)> {
     let dev = x.device();
     let rows = x.len() / c;
     let (groups, cfg) = column_grid(rows, c);
@@ -137,7 +248,7 @@ pub fn moments(x: &CudaStorage, c: usize) -> Result<(CudaSlice<f32>, CudaSlice<f
 }
 
 /// `(Σ dy, Σ dy·x̂)` per channel, x̂ = (x − mean)·inv_std: dβ and dγ.
-pub fn channel_sums(
+fn channel_sums(
     x: &CudaStorage,
     dy: &CudaStorage,
     mean: &CudaSlice<f32>,
@@ -177,7 +288,7 @@ pub fn channel_sums(
 }
 
 /// The training backward's dx (`batch_norm_backward_dx_f32`, see the `.cu` header).
-pub struct TrainBackward<'a> {
+struct TrainBackward<'a> {
     /// The input of the forward pass.
     pub x: &'a CudaStorage,
     /// The batch mean.
@@ -190,7 +301,7 @@ pub struct TrainBackward<'a> {
 
 impl TrainBackward<'_> {
     /// dx from dy and the channel sums dβ = Σ dy, dγ = Σ dy·x̂.
-    pub fn dx(
+    fn dx(
         &self,
         dy: &CudaStorage,
         dbeta: &CudaSlice<f32>,

@@ -16,6 +16,13 @@
 //! Backward: y is linear in x, so dx[r, q] = Σ dy[i, j] · (weight of tap
 //! (r, q) in output (i, j)): each dy element is scattered to its four taps.
 //! The per-row and per-column (lo, hi, t) tables are built once per call.
+//!
+//! Tests: gradient check `bilinear_resize_up_and_down`
+//! (`tests/tests/gradcheck.rs`); reference against Keras
+//! `bilinear_resize_matches_keras_resizing` (`tests/tests/reference_ops.rs`);
+//! GPU parity cases "bilinear_resize up 5x7 -> 11x13" and "bilinear_resize down
+//! 9x8 -> 4x5" (`tests/tests/cuda_parity.rs`), and
+//! `fused_uint8_input_matches_resize_then_preprocess_in_every_mode`.
 
 mod cpu;
 mod cuda;

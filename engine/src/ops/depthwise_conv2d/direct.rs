@@ -57,11 +57,10 @@ use std::ops::Range;
 /// its 14-pixel rows). Set by the geometry alone, so that the sum's
 /// grouping (and its rounding) never depends on the machine. Each tap of a
 /// partial reads the block's rows of `x` and `dy` again, so they should
-/// stay in the L2 cache: two rows of the 112×112×96 stride-2 layer (dy 43
-/// KB, x 215 KB) took dK 4.2-4.5 ms at batch 8 against 6.3-9.3 ms with
-/// eight. Each partial also costs `kh·kw·c·m` adds at the end: with two
-/// rows per partial (one per 14 output pixels on the 7×7×960 layer), dK
-/// took 1.13-1.15x its time with this count (1 thread, alternating).
+/// stay in the L2 cache (two rows of the 112×112×96 stride-2 layer: dy 43
+/// KB, x 215 KB); and each partial costs `kh·kw·c·m` adds at the end, which
+/// dominate when a partial covers few pixels (two rows of the 7×7×960
+/// layer). This count balances the two.
 const PIXELS_PER_PARTIAL: usize = 100;
 
 /// Pixels that forward and dx sum side by side (see [`sum_of_products`]).
@@ -69,11 +68,9 @@ const PIXELS: usize = 4;
 
 /// How many pixels ahead of a group forward and dx prefetch the rows they
 /// read ([`prefetch`]), in layers whose operands exceed [`PREFETCH_ABOVE`]
-/// bytes. On MobileNetV2's 56×56×144 layer (29 MB at batch 8), 1 thread,
-/// old and new alternating, min of 40: the forward took 0.82-0.86x the
-/// time it took without, dx 0.75-0.78x (0.92x on the 112×112×96 stride-2
-/// layer); on the layers that stay in the caches (28×28×192 and smaller,
-/// 9.6 MB or less) the forward took 1.02-1.05x, so they do not prefetch.
+/// bytes: that helps the layers that stream from memory (MobileNetV2's
+/// 56×56×144 at batch 8, 29 MB) and slows the ones that stay in the caches
+/// (28×28×192 and smaller, 9.6 MB or less), which therefore do not prefetch.
 const PREFETCH_AHEAD: usize = 8;
 
 /// See [`PREFETCH_AHEAD`].
@@ -87,7 +84,7 @@ const PREFETCH_ABOVE: usize = 16 << 20;
 /// kernel tap serving all of them. Pixels at the border, every pixel when
 /// `m > 1`, and every pixel at larger strides, are summed one at a time: at
 /// stride 2 (MobileNetV2's 112×112×96 layer, whose 38.5 MB input streams
-/// from memory) the groups took 1.3-1.6x the time of single pixels.
+/// from memory) the groups are slower than single pixels.
 pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry) -> Vec<f32> {
     let cm = g.cm();
     let image = g.h * g.w * g.c;
@@ -509,125 +506,4 @@ fn vectorised<R>(f: impl FnOnce() -> R) -> R {
         return unsafe { avx512(f) };
     }
     f()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::cpu::{dkernel_reference, dx_reference, forward_reference, Geometry};
-    use super::*;
-    use crate::ops::padding::{window_2d, Padding};
-
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        (0..len)
-            .map(|i| crate::rng::uniform_f32(seed, 0, i as u64) * 2.0 - 1.0)
-            .collect()
-    }
-
-    /// Input `[n, h, w, c]`, kernel `[k, k, c, m]`.
-    fn geometry(
-        [n, h, w, c, m]: [usize; 5],
-        k: (usize, usize),
-        stride: usize,
-        padding: Padding,
-    ) -> Geometry {
-        let win = window_2d("test", (h, w), k, (stride, stride), padding).unwrap();
-        Geometry {
-            n,
-            h,
-            w,
-            c,
-            m,
-            kh: k.0,
-            kw: k.1,
-            sh: stride,
-            sw: stride,
-            oh: win.out_h,
-            ow: win.out_w,
-            pad_top: win.pad_top,
-            pad_left: win.pad_left,
-        }
-    }
-
-    fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(f)
-    }
-
-    /// Largest |a − b| over the largest |b|.
-    fn relative_error(a: &[f32], b: &[f32]) -> f32 {
-        let scale = b.iter().fold(0.0f32, |s, v| s.max(v.abs())).max(1e-30);
-        a.iter()
-            .zip(b)
-            .fold(0.0f32, |e, (u, v)| e.max((u - v).abs()))
-            / scale
-    }
-
-    /// Forward and dx equal the reference bit for bit, dK to 1e-6 of its
-    /// largest value (its partial sums are grouped differently; see the
-    /// module docs) and bit for bit between 1 and 3 threads, over odd sizes,
-    /// m = 1, 2 and 3, strides 1 and 2, every padding kind, with and without bias,
-    /// channel counts that are not multiples of 16, and more than one
-    /// register block ([`sum_block`]); the 3×3 cases cover groups of
-    /// [`PIXELS`] pixels next to single border pixels, and dK's taps summed
-    /// side by side.
-    #[test]
-    fn direct_path_matches_the_reference() {
-        let explicit = Padding::Explicit {
-            top: 2,
-            bottom: 0,
-            left: 1,
-            right: 3,
-        };
-        let cases = [
-            ([2, 9, 7, 5, 1], (3, 3), 1, Padding::Same),
-            ([2, 9, 7, 5, 1], (3, 3), 2, Padding::Same),
-            ([1, 8, 10, 17, 1], (3, 3), 2, Padding::Same),
-            ([3, 7, 5, 3, 2], (3, 3), 1, Padding::Same),
-            ([2, 11, 9, 4, 2], (3, 3), 2, Padding::Valid),
-            ([2, 6, 7, 19, 3], (2, 3), 2, explicit),
-            ([1, 5, 6, 33, 1], (5, 5), 1, Padding::Same),
-            ([2, 12, 12, 40, 1], (3, 3), 2, Padding::Same),
-            // Many output rows: several partial dK blocks; with 9·128
-            // channels, also summed in more than one chunk.
-            ([4, 16, 9, 24, 1], (3, 3), 1, Padding::Same),
-            ([4, 12, 6, 128, 1], (3, 3), 1, Padding::Same),
-            // Register blocks of 64 + a rest of 6; 64 + 64; 3·64 + 2·16 + 3.
-            ([2, 7, 6, 70, 1], (3, 3), 2, Padding::Same),
-            ([1, 5, 5, 128, 1], (3, 3), 1, explicit),
-            ([1, 6, 5, 227, 1], (3, 3), 1, Padding::Same),
-        ];
-        for (i, (dims, k, s, padding)) in cases.into_iter().enumerate() {
-            let g = geometry(dims, k, s, padding);
-            let seed = 10 * i as u64;
-            let x = values(g.n * g.h * g.w * g.c, seed);
-            let kernel = values(g.kh * g.kw * g.cm(), seed + 1);
-            let bias = values(g.cm(), seed + 2);
-            let dy = values(g.n * g.oh * g.ow * g.cm(), seed + 3);
-            let what = format!("case {i}: {g:?}");
-            for b in [None, Some(&bias[..])] {
-                let want = forward_reference(&x, &kernel, b, &g);
-                for threads in [1, 3] {
-                    let got = on_threads(threads, || forward(&x, &kernel, b, &g));
-                    assert!(got == want, "{what}: forward on {threads} threads");
-                }
-            }
-            let want_dx = dx_reference(&kernel, &dy, &g);
-            let want_dk = dkernel_reference(&x, &dy, &g);
-            let dk_1 = on_threads(1, || dkernel(&x, &dy, &g));
-            for threads in [1, 3] {
-                let got = on_threads(threads, || dx(&kernel, &dy, &g));
-                assert!(got == want_dx, "{what}: dx on {threads} threads");
-                let got = on_threads(threads, || dkernel(&x, &dy, &g));
-                assert!(
-                    got == dk_1,
-                    "{what}: dK differs between 1 and {threads} threads"
-                );
-            }
-            let e = relative_error(&dk_1, &want_dk);
-            assert!(e <= 1e-6, "{what}: dK relative error {e:e}");
-        }
-    }
 }

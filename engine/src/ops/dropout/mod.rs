@@ -12,6 +12,13 @@
 //! i's draw depends only on (seed, stream, i), so the backward pass redraws
 //! the same mask instead of storing it, and a CUDA kernel draws it
 //! identically. Use a new `stream` (e.g. the step number) for each batch.
+//!
+//! Tests: gradient check `dropout` (`tests/tests/gradcheck.rs`); reference
+//! `dropout_mask_is_seeded_unbiased_and_scaled`
+//! (`tests/tests/reference_ops.rs`); GPU parity case "dropout 0.3 (mask equal
+//! to the CPU's)" (`tests/tests/cuda_parity.rs`), and the kernel's generator
+//! against `rng.rs` in `tests/tests/cuda_kernels.rs`
+//! (`dropout_kernel_generator_*`).
 
 mod cpu;
 mod cuda;

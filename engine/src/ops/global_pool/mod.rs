@@ -9,6 +9,11 @@
 //!
 //! Max ties: the FIRST maximum in row-major order (row `iy` outer, column
 //! `ix` inner) gets the whole gradient, as in [`super::max_pool2d`].
+//!
+//! Tests: gradient checks `global_avg_pool` and `global_max_pool`
+//! (`tests/tests/gradcheck_window.rs`); reference against Keras
+//! `pools_match_keras` (`tests/tests/reference_window.rs`); GPU parity cases
+//! "global_avg_pool" and "global_max_pool" (`tests/tests/cuda_parity.rs`).
 
 mod cpu;
 mod cuda;

@@ -5,6 +5,12 @@
 //!
 //! Backward: dA = dY·Bᵀ (`[m, k]`), dB = Aᵀ·dY (`[k, n]`). The transposes are
 //! free: they are strides passed to the GEMM, no data moves.
+//!
+//! Tests: gradient check `matmul` (`tests/tests/gradcheck.rs`); reference: the
+//! GEMM against plain loops (`engine/src/gemm/tests.rs`); the cuBLAS argument
+//! mapping `row_major_products_map_onto_column_major_gemm_arguments`
+//! (`cuda.rs`); GPU parity case "matmul [5,7]·[7,3]"
+//! (`tests/tests/cuda_parity.rs`).
 
 mod cpu;
 mod cuda;

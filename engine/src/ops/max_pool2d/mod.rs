@@ -13,6 +13,13 @@
 //! it. Overlapping windows (stride < pool) add their shares. The CUDA kernel
 //! follows the same rule. The backward pass finds the maxima again in the
 //! saved input instead of storing indices during the forward pass.
+//!
+//! Tests: gradient checks `max_pool2d_*` (`tests/tests/gradcheck_window.rs`);
+//! reference against Keras `pools_match_keras`,
+//! `max_pool_tie_goes_to_the_first_maximum_in_row_major_order` and
+//! `max_pool_never_chooses_padding_and_avg_pool_does_not_count_it`
+//! (`tests/tests/reference_window.rs`); GPU parity cases "max_pool2d 2x2 s2
+//! valid" and "max_pool2d 3x3 s2 same" (`tests/tests/cuda_parity.rs`).
 
 mod cpu;
 mod cuda;

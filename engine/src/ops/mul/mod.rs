@@ -9,6 +9,13 @@
 //!
 //! `cpu.rs` is the reference; `cuda.rs` runs every broadcast the CPU takes
 //! on the GPU, with the same roundings and summation order (equal results).
+//!
+//! Tests: gradient check `mul_same_shape_and_broadcast`
+//! (`tests/tests/gradcheck.rs`); reference `broadcasting_matches_numpy`
+//! (`tests/tests/reference_ops.rs`); GPU parity cases "mul same shapes", "mul
+//! per-channel scale [2,3,4,5] · [5]", "mul [4] · [3,4] (repeating first
+//! operand)", "mul broadcast [2,1,4] · [3,1]" and "mul by a scalar [3,4] · []"
+//! (`tests/tests/cuda_parity.rs`).
 
 mod cpu;
 mod cuda;

@@ -11,6 +11,9 @@
 //! in the CPU's order, so the result is the CPU's to the bit; these reduce
 //! losses and small tensors, where that copy costs little. The scalar goes
 //! back to the GPU, and the backward fills dx there (`fill_f32`).
+//!
+//! Tests: gradient check `sum_and_mean` (`tests/tests/gradcheck.rs`); GPU
+//! parity case "mean" (`tests/tests/cuda_parity.rs`).
 
 mod cpu;
 

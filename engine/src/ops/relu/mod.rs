@@ -2,6 +2,11 @@
 //!
 //! Backward: dx = dy where x > 0, else 0. The derivative at exactly 0 is
 //! taken as 0 (as TensorFlow and PyTorch do), everywhere in thaw.
+//!
+//! Tests: gradient check `relu` (`tests/tests/gradcheck.rs`); the kernel
+//! against the CPU on the host: `gpu_dropout_and_relu_kernels_match_the_cpu`
+//! (`tests/tests/cuda_kernels.rs`); GPU parity case "relu"
+//! (`tests/tests/cuda_parity.rs`).
 
 mod cpu;
 mod cuda;

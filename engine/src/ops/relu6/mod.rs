@@ -4,6 +4,10 @@
 //! or 6) the derivative is taken as 0, TensorFlow's rule (its `Relu6Grad`
 //! passes the gradient only for 0 < x < 6). As for [`super::relu`], NaN maps
 //! to 0 (every comparison with NaN is false).
+//!
+//! Tests: gradient check `relu6` (`tests/tests/gradcheck.rs`); reference
+//! `clips_at_0_and_6_and_passes_the_gradient_strictly_between` (below); GPU
+//! parity case "relu6" (`tests/tests/cuda_parity.rs`).
 
 mod cpu;
 mod cuda;

@@ -3,6 +3,9 @@
 //! tape entry are new, so there is no `cpu.rs` here.
 //!
 //! Backward: dx = dy viewed with x's shape (again without a copy).
+//!
+//! Tests: gradient check `reshape_and_flatten` (`tests/tests/gradcheck.rs`);
+//! GPU parity case "flatten" (`tests/tests/cuda_parity.rs`).
 
 use crate::autograd::record_shared;
 use crate::error::{Error, Result};

@@ -14,6 +14,13 @@
 //!
 //! Fused, the loss never takes the log of a probability that underflowed to
 //! 0, so it stays finite for logits in the thousands.
+//!
+//! Tests: gradient checks `softmax`, `softmax_cross_entropy` and
+//! `softmax_cross_entropy_large_logits` (`tests/tests/gradcheck.rs`); reference
+//! against Keras `softmax_cross_entropy_matches_keras` and
+//! `cross_entropy_of_huge_logits_is_exact` (`tests/tests/reference_ops.rs`);
+//! GPU parity cases "softmax" and "softmax_cross_entropy"
+//! (`tests/tests/cuda_parity.rs`).
 
 mod cpu;
 mod cuda;

@@ -9,6 +9,13 @@
 //!
 //! Backward: the padding contributes nothing, so dx is dy cropped back to
 //! `x`'s window: `dx[b, i, j, ch] = dy[b, i + top, j + left, ch]`.
+//!
+//! Tests: gradient check `zero_pad2d_uneven_sides`
+//! (`tests/tests/gradcheck_window.rs`); reference against Keras
+//! `zero_pad2d_matches_keras` and
+//! `resnet_stem_zero_pad_then_conv_matches_keras`
+//! (`tests/tests/reference_window.rs`); GPU parity case "zero_pad2d (3, 3, 3,
+//! 3)" (`tests/tests/cuda_parity.rs`).
 
 mod cpu;
 mod cuda;
