@@ -456,6 +456,25 @@ impl Tensor {
 
     /// Reverse-mode autograd from this scalar: fills the `.grad()` of every
     /// trainable [`crate::Param`] it depends on (accumulating into what is there).
+    ///
+    /// Errors if the tensor is not a scalar, or depends on no trainable
+    /// parameter (all frozen, or computed under [`crate::no_grad`]).
+    ///
+    /// ```
+    /// use engine::{ops, Param, Tensor};
+    /// // loss = Σ w ⊙ x, so dloss/dw = x.
+    /// let w = Param::new("w", Tensor::from_vec(vec![0.5f64, -1.0, 2.0], &[3])?);
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3])?;
+    /// let loss = ops::sum(&ops::mul(&w.tensor(), &x)?)?;
+    /// loss.backward()?;
+    /// assert_eq!(w.grad().unwrap().to_vec_f64(), [1.0, 2.0, 3.0]);
+    /// loss.backward()?; // gradients add up until zero_grad()
+    /// assert_eq!(w.grad().unwrap().to_vec_f64(), [2.0, 4.0, 6.0]);
+    /// w.zero_grad();
+    /// assert!(w.grad().is_none());
+    /// assert!(ops::mul(&w.tensor(), &x)?.backward().is_err()); // not a scalar
+    /// # Ok::<(), engine::Error>(())
+    /// ```
     pub fn backward(&self) -> Result<()> {
         autograd::backward(self)
     }

@@ -24,6 +24,20 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 
 /// Adam with Keras's defaults: lr 1e-3, β₁ 0.9, β₂ 0.999, ε 1e-7.
+///
+/// ```
+/// use engine::optim::{Adam, Optimizer};
+/// use engine::{ops, Param, Tensor};
+/// let w = Param::new("w", Tensor::from_vec(vec![1.0f64, -2.0], &[2])?);
+/// ops::sum(&ops::mul(&w.tensor(), &w.tensor())?)?.backward()?; // gradient 2w
+/// let mut adam = Adam::new(0.01);
+/// adam.step(&[w.clone()])?;
+/// // Adam's first step moves every weight by about lr against its gradient's
+/// // sign, whatever the gradient's size (m/√v = g/|g| at step 1).
+/// let w1 = w.value().to_vec_f64();
+/// assert!((w1[0] - 0.99).abs() < 1e-6 && (w1[1] + 1.99).abs() < 1e-6);
+/// # Ok::<(), engine::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Adam {
     /// Learning rate η.

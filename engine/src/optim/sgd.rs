@@ -26,6 +26,20 @@ use crate::tensor::{DType, Storage, Tensor};
 use std::collections::HashMap;
 
 /// SGD with optional (Nesterov) momentum and decoupled weight decay.
+///
+/// ```
+/// use engine::optim::{zero_grad, Optimizer, Sgd};
+/// use engine::{ops, Param, Tensor};
+/// let w = Param::new("w", Tensor::from_vec(vec![1.0f64, -2.0], &[2])?);
+/// let loss = ops::sum(&ops::mul(&w.tensor(), &w.tensor())?)?; // Σ w², gradient 2w
+/// loss.backward()?;
+/// let mut sgd = Sgd::new(0.25);
+/// sgd.step(&[w.clone()])?; // w ← w − 0.25 · 2w
+/// zero_grad(&[w.clone()]);
+/// assert_eq!(w.value().to_vec_f64(), [0.5, -1.0]);
+/// assert_eq!(sgd.iterations(), 1);
+/// # Ok::<(), engine::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Sgd {
     /// Learning rate η (Keras default 0.01).

@@ -108,6 +108,18 @@ fn check(
 /// Inference batch normalisation with the given moving statistics (see the
 /// module docs). `x` is `[..., c]`; `gamma`, `beta`, `moving_mean`,
 /// `moving_var` are `[c]`.
+///
+/// ```
+/// use engine::{ops, Tensor};
+/// let v = |values: &[f32]| Tensor::from_vec(values.to_vec(), &[values.len()]);
+/// // Two positions of two channels: y = γ · (x − μ) / √(σ² + ε) + β per channel.
+/// let x = Tensor::from_vec(vec![3.0f32, 1.0, -1.0, 2.0], &[2, 2])?;
+/// let (gamma, beta) = (v(&[1.0, 2.0])?, v(&[0.0, 1.0])?);
+/// let (mean, var) = (v(&[1.0, 0.0])?, v(&[4.0, 1.0])?);
+/// let y = ops::batch_norm(&x, &gamma, &beta, &mean, &var, 0.0)?;
+/// assert_eq!(y.to_vec_f32(), [1.0, 3.0, -1.0, 5.0]); // (3 − 1)/2, 2·1 + 1, ...
+/// # Ok::<(), engine::Error>(())
+/// ```
 pub fn batch_norm(
     x: &Tensor,
     gamma: &Tensor,

@@ -86,6 +86,27 @@ const OP: &str = "conv2d";
 /// channels differ from the input's, a bias whose length is not `o`, any
 /// zero-sized dimension, a zero stride, a window larger than the padded
 /// input, or operands of different dtypes.
+///
+/// ```
+/// use engine::ops::{conv2d, Padding};
+/// use engine::{DType, Tensor};
+/// // One 3×3 image of one channel, 1..9 row by row; a 2×2 kernel of ones
+/// // sums each window.
+/// let x = Tensor::from_vec((1..=9).map(|v| v as f32).collect(), &[1, 3, 3, 1])?;
+/// let k = Tensor::ones(&[2, 2, 1, 1], DType::F32);
+/// let bias = Tensor::from_vec(vec![0.5f32], &[1])?;
+/// let y = conv2d(&x, &k, Some(&bias), (1, 1), Padding::Valid)?;
+/// assert_eq!(y.shape(), [1, 2, 2, 1]);
+/// assert_eq!(y.to_vec_f32(), [12.5, 16.5, 24.5, 28.5]); // 1+2+4+5 + 0.5, ...
+/// // 'same' at stride 2: ceil(3 / 2) = 2 outputs per side, the one padded
+/// // row and column at the bottom and right (TensorFlow's rule).
+/// let y = conv2d(&x, &k, None, (2, 2), Padding::Same)?;
+/// assert_eq!(y.to_vec_f32(), [12.0, 9.0, 15.0, 9.0]);
+/// // A kernel for 3 input channels does not fit: an error, not a panic.
+/// let k3 = Tensor::ones(&[2, 2, 3, 1], DType::F32);
+/// assert!(conv2d(&x, &k3, None, (1, 1), Padding::Valid).is_err());
+/// # Ok::<(), engine::Error>(())
+/// ```
 pub fn conv2d(
     x: &Tensor,
     kernel: &Tensor,

@@ -16,6 +16,16 @@ use crate::error::Result;
 use crate::tensor::{mixed_devices, Storage, Tensor};
 
 /// Rectified linear unit, elementwise.
+///
+/// ```
+/// use engine::{ops, Param, Tensor};
+/// let x = Param::new("x", Tensor::from_vec(vec![-1.0f32, 0.0, 2.0], &[3])?);
+/// let y = ops::relu(&x.tensor())?;
+/// assert_eq!(y.to_vec_f32(), [0.0, 0.0, 2.0]);
+/// ops::sum(&y)?.backward()?;
+/// assert_eq!(x.grad().unwrap().to_vec_f32(), [0.0, 0.0, 1.0]); // ReLU′(0) = 0
+/// # Ok::<(), engine::Error>(())
+/// ```
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     let y = match x.storage() {
         Storage::Cpu(s) => Storage::Cpu(cpu::forward(s)),
