@@ -10,7 +10,7 @@
 //!
 //! DIR is searched for images at any depth (default: an unpacked CIFAR-10
 //! test folder, `../shared/data/cifar10-jpeg/test` or
-//! `/work/data/cifar10-jpeg/test`), sorted by file name, then folder (so
+//! `target/example-images/cifar10-jpeg/test`, where CI unpacks ten), sorted by file name, then folder (so
 //! CIFAR-10's come one per class), and the first N (default 4) taken. Without
 //! `--weights` (a .safetensors file, as `trainer convert` writes) the
 //! backbone gets `weights::seeded` values, no download: the shapes and the
@@ -24,7 +24,7 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 const DEFAULT_DIRS: [&str; 2] = [
     "../shared/data/cifar10-jpeg/test",
-    "/work/data/cifar10-jpeg/test",
+    "target/example-images/cifar10-jpeg/test",
 ];
 const NO_IMAGES: &str = "no image folder given, and neither default is one; unpack a few \
     (tar -xJf ../shared/data/cifar10-jpeg.tar.xz -C /tmp --wildcards 'cifar10-jpeg/test/*/000?.jpg') \
