@@ -4,6 +4,8 @@
 //! - [`cifar_binary`]: the official CIFAR-10 binary batches.
 //! - [`image_folder`]: one subfolder per class (or `train/` and `test/`
 //!   holding them), JPEG or PNG files.
+//! - [`decode`]: the one image decoder (format by content, 8-bit RGB, size
+//!   checked from the header), used by the reader, `evaluate` and `predict`.
 //! - [`load`] tells the two apart and reads either into a [`Dataset`].
 //! - [`preprocess_data`]: uint8 images and labels in, the model's float input
 //!   and one-hot labels out (the original assignment's `preprocess_data(X, Y)`).
@@ -12,6 +14,7 @@
 //! images take 184 MB); they become floats one batch at a time.
 
 pub mod cifar_binary;
+pub mod decode;
 pub mod image_folder;
 
 use crate::error::{Error, Result};
