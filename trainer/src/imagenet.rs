@@ -65,7 +65,7 @@ pub fn load_classifier(
         Error::Usage(format!(
             "{e}\nHINT: predict --weights needs the with-top weights of {model}: {}; for a \
              model trained by `trainer train` use --model-file",
-            crate::train::weights_hint(model, alpha, true)
+            crate::weights_source::weights_hint(model, alpha, true)
         ))
     })?;
     Ok(backbone)

@@ -225,7 +225,7 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
         args.precision.precision(),
         start.elapsed().as_secs_f64()
     );
-    let dataset = super::load_split(args.data.as_deref(), args.split)?;
+    let dataset = crate::data::load_split(args.data.as_deref(), args.split)?;
     if dataset.classes != meta.classes {
         return Err(Error::Usage(format!(
             "the dataset's classes [{}] differ from the model's [{}]; evaluate on data with the \
