@@ -13,6 +13,9 @@
 //!   ─▶ evaluate: test accuracy, per class, confusion matrix;  report: metrics CSV, PNGs, summary
 //! ```
 //!
+//! [`run_train`] reads as this diagram: `checks.rs` checks everything it
+//! can before any work, then `pipeline.rs` holds one function per phase.
+//!
 //! Validation: `--val-split` (default 10%) of the training images are held
 //! out (a seeded draw) and never trained on; early stopping and "best model"
 //! use their accuracy, and the test split is only scored at the end. With
@@ -149,8 +152,8 @@ pub struct TrainSummary {
 }
 
 /// Runs `train` (see the module docs) and prints its summary: the table of
-/// contents of the run, one call per phase of the diagram above (each in
-/// [`pipeline`], in this order).
+/// contents of the run, the checks (`checks.rs`), then one call per phase
+/// of the diagram above (`pipeline.rs`, in this order).
 ///
 /// Everything that can be checked is checked before the weights are read:
 /// the flags, the image size against memory, `--out`, the `--fine-tune`
