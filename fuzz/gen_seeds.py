@@ -79,7 +79,7 @@ def main():
     with open(os.path.join(KERAS, "cifar_sample.bin"), "rb") as f:
         out("cifar_binary", "two_records.bin", f.read(2 * 3073))
 
-    # image: 32x32 RGB PNG and JPEG, and a grayscale PNG (refused cleanly).
+    # image: 32x32 RGB PNG and JPEG, and a grayscale PNG (read as RGB).
     px = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
     for name, img, fmt in [("rgb.png", Image.fromarray(px), "PNG"), ("rgb.jpg", Image.fromarray(px), "JPEG"),
                            ("gray.png", Image.fromarray(px[:, :, 0]), "PNG")]:

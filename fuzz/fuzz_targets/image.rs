@@ -16,5 +16,5 @@ fn scratch() -> &'static PathBuf {
 fuzz_target!(|data: &[u8]| {
     std::fs::write(scratch(), data).expect("writing the fuzz input to $TMPDIR");
     let mut out = [0u8; 32 * 32 * 3];
-    let _ = trainer::data::image_folder::decode_image(scratch(), &mut out);
+    let _ = trainer::data::decode::decode_image(scratch(), &mut out);
 });

@@ -211,11 +211,11 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
             engine::Device::Cuda(_) => None,
         },
     )?;
-    crate::train::install_ctrlc_handler();
+    crate::signals::install_ctrlc_handler();
     crate::temp_files::watch(args.out.parent().unwrap_or(Path::new(".")));
     crate::temp_files::watch(&cache);
     let backbone = build_backbone(&args.model, args.alpha, args.pooling)?;
-    let (tensors, _, from) = crate::train::resolve_weights(
+    let (tensors, _, from) = crate::weights_source::resolve_weights(
         args.weights.as_deref(),
         backbone.as_ref(),
         args.image_size,

@@ -12,6 +12,7 @@
 //! category list, which uses the same order).
 
 use crate::convert::read_backbone_weights;
+use crate::data::decode::{read_rgb8, SizeRule};
 use crate::error::{Error, Result};
 use engine::Tensor;
 use models::{Backbone, ModelOptions};
@@ -24,10 +25,11 @@ pub fn class_names() -> Vec<&'static str> {
     CLASS_LIST.lines().collect()
 }
 
-/// Decodes an image file (JPEG or PNG, told apart by content) to
-/// `[1, h, w, 3]` f32 RGB values in 0..255.
+/// Decodes an image file (JPEG or PNG, told apart by content; any colour
+/// type, read as 8-bit RGB by [`crate::data::decode`]) to `[1, h, w, 3]` f32
+/// RGB values in 0..255.
 pub fn read_image(path: &Path) -> Result<Tensor> {
-    let rgb = crate::data::image_folder::read_image_file(path)?.to_rgb8();
+    let rgb = read_rgb8(path, SizeRule::Any)?;
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     let pixels: Vec<f32> = rgb.into_raw().into_iter().map(f32::from).collect();
     Ok(Tensor::from_vec(pixels, &[1, h, w, 3])?)
@@ -63,7 +65,7 @@ pub fn load_classifier(
         Error::Usage(format!(
             "{e}\nHINT: predict --weights needs the with-top weights of {model}: {}; for a \
              model trained by `trainer train` use --model-file",
-            crate::train::weights_hint(model, alpha, true)
+            crate::weights_source::weights_hint(model, alpha, true)
         ))
     })?;
     Ok(backbone)

@@ -11,6 +11,9 @@
 //! - [`outputs`]: the check, before any work, that no output is an input.
 //! - [`progress`]: progress bars, or plain lines off a terminal.
 //! - [`temp_files`]: temporary files on errors, signals and killed runs.
+//! - [`signals`]: the stop flag raised by Ctrl-C, SIGTERM and SIGHUP.
+//! - [`weights_source`]: backbone weights from `--weights`, or downloaded,
+//!   converted and cached.
 //! - [`limits`]: image sizes and memory checked before anything is allocated.
 //! - [`train`]: feature cache, head training, fine-tuning, the saved model,
 //!   evaluate/predict and the reports.
@@ -34,8 +37,10 @@ pub mod limits;
 pub mod npy;
 pub mod outputs;
 pub mod progress;
+pub mod signals;
 pub mod temp_files;
 pub mod train;
+pub mod weights_source;
 
 pub use data::{preprocess_data, Dataset, Split};
 pub use error::{Error, Result};

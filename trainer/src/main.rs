@@ -25,7 +25,7 @@ fn main() {
     // The Ctrl-C handler raised the stop flag and training ended early (it
     // printed where the best model is): say so to the shell, as programs
     // killed by SIGINT do.
-    if trainer::train::stop_flag().load(Ordering::SeqCst) {
+    if trainer::signals::stop_flag().load(Ordering::SeqCst) {
         std::process::exit(trainer::cli::INTERRUPTED_EXIT_STATUS);
     }
 }

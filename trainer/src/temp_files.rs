@@ -14,7 +14,7 @@
 //!
 //! - On an error or an early return, the writer's `Drop` deletes its file.
 //! - On SIGINT, SIGTERM or SIGHUP the first signal only raises the stop flag
-//!   (the work stops after the current batch and the writers' `Drop` runs);
+//!   ([`crate::signals`]; the work stops after the current batch and the writers' `Drop` runs);
 //!   a second one exits at once, and then [`remove_own`] deletes this
 //!   process's temporary files in every folder registered with [`watch`]
 //!   first (destructors do not run on `exit`).

@@ -47,7 +47,7 @@ fn changed_converted_weights_are_converted_again() {
     };
     let (first, _) = extract();
     assert!(converted.is_file());
-    // Its md5, beside it (`trainer::train::converted_hash_path`).
+    // Its md5, beside it (`trainer::weights_source::converted_hash_path`).
     let stored = cache.join(file.file_name.replace(".h5", ".safetensors.md5"));
 
     // Another valid weights file in place of the converted one.

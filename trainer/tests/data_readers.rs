@@ -8,7 +8,7 @@ mod common;
 
 use common::{repo_root, TempDir};
 use std::path::Path;
-use trainer::data::{self, cifar_binary, image_folder, Dataset, Split, IMAGE_BYTES};
+use trainer::data::{self, cifar_binary, decode, image_folder, Dataset, Split, IMAGE_BYTES};
 use trainer::Error;
 
 /// The pixel value of image `i` at row `y`, column `x`, channel `c` in the
@@ -305,7 +305,7 @@ fn image_folder_non_image_file_is_named() {
 }
 
 #[test]
-fn image_folder_corrupt_image_wrong_size_and_grayscale_are_named() {
+fn image_folder_corrupt_image_and_wrong_size_are_named() {
     let dir = TempDir::new("folder-bad");
     let d = dir.path();
     save_png(&d.join("cat/0.png"), &synthetic_rgb(0));
@@ -326,22 +326,90 @@ fn image_folder_corrupt_image_wrong_size_and_grayscale_are_named() {
     assert!(msg.contains("32x32"), "{msg}");
 
     std::fs::remove_file(d.join("cat/2.png")).unwrap();
-    image::GrayImage::new(32, 32)
-        .save(d.join("cat/3.png"))
-        .unwrap();
-    let msg = err_text(data::load(d, Split::Train).unwrap_err());
-    assert!(
-        msg.contains("3.png") && msg.contains("must be 8-bit RGB"),
-        "{msg}"
-    );
-
-    std::fs::remove_file(d.join("cat/3.png")).unwrap();
     std::fs::create_dir_all(d.join("empty_class")).unwrap();
     let msg = err_text(data::load(d, Split::Train).unwrap_err());
     assert!(
         msg.contains("empty_class") && msg.contains("no images"),
         "{msg}"
     );
+}
+
+/// The one decoder's policy: every colour type becomes 8-bit RGB (gray
+/// repeated, alpha dropped, 16-bit scaled by 255/65535), and the format is
+/// told by the content, not the name; the same for the dataset reader and
+/// for the single images of `evaluate`/`predict` (`SizeRule::Any`).
+#[test]
+fn every_colour_type_decodes_to_rgb8_and_the_format_is_told_by_content() {
+    let dir = TempDir::new("folder-colour");
+    let d = dir.path();
+    let gray = image::GrayImage::from_fn(32, 32, |x, y| image::Luma([(x * 8 + y) as u8]));
+    std::fs::create_dir_all(d.join("a")).unwrap();
+    gray.save_with_format(d.join("a/0_gray.png"), image::ImageFormat::Png)
+        .unwrap();
+    let rgba = image::RgbaImage::from_fn(32, 32, |x, y| {
+        image::Rgba([x as u8, y as u8, 200, (x * y) as u8])
+    });
+    rgba.save_with_format(d.join("a/1_rgba.png"), image::ImageFormat::Png)
+        .unwrap();
+    // 16-bit grayscale: 257 * v is v in 8 bits, exactly.
+    let gray16 = image::ImageBuffer::<image::Luma<u16>, _>::from_fn(32, 32, |x, _| {
+        image::Luma([257 * x as u16 * 7])
+    });
+    image::DynamicImage::ImageLuma16(gray16)
+        .save_with_format(d.join("a/2_gray16.png"), image::ImageFormat::Png)
+        .unwrap();
+    // An RGB PNG under a JPEG name: read as the PNG it is, pixel for pixel.
+    let rgb = synthetic_rgb(5);
+    rgb.save_with_format(d.join("a/3_png_named.jpg"), image::ImageFormat::Png)
+        .unwrap();
+    save_png(&d.join("b/0.png"), &synthetic_rgb(6));
+
+    let want_gray: Vec<u8> = gray.as_raw().iter().flat_map(|&v| [v, v, v]).collect();
+    let want_rgba: Vec<u8> = rgba
+        .as_raw()
+        .chunks_exact(4)
+        .flat_map(|p| [p[0], p[1], p[2]])
+        .collect();
+    let want_gray16: Vec<u8> = (0..32 * 32).flat_map(|i| [(i % 32) as u8 * 7; 3]).collect();
+    let ds = image_folder::read(d, Split::Train).unwrap();
+    assert_eq!(ds.labels, vec![0, 0, 0, 0, 1]);
+    assert_eq!(
+        ds.image(0),
+        &want_gray[..],
+        "grayscale: the value in R, G and B"
+    );
+    assert_eq!(
+        ds.image(1),
+        &want_rgba[..],
+        "RGBA: alpha dropped, not blended"
+    );
+    assert_eq!(ds.image(2), &want_gray16[..], "16-bit: v * 255 / 65535");
+    assert_eq!(ds.image(3), rgb.as_raw().as_slice(), "a PNG named .jpg");
+
+    // The single images of evaluate/predict go through the same decoder.
+    for (file, want) in [
+        ("a/0_gray.png", &want_gray),
+        ("a/1_rgba.png", &want_rgba),
+        ("a/3_png_named.jpg", &rgb.as_raw().to_vec()),
+    ] {
+        let got = trainer::train::evaluate::read_image_32(&d.join(file)).unwrap();
+        assert_eq!(&got, want, "{file}");
+        let any = decode::read_rgb8(&d.join(file), decode::SizeRule::Any).unwrap();
+        assert_eq!(any.as_raw(), want, "{file}");
+    }
+}
+
+/// The exact-size rule refuses other sizes from the header; the any-size
+/// rule takes them, up to its largest side.
+#[test]
+fn size_rules_are_checked_from_the_header() {
+    let dir = TempDir::new("decode-sizes");
+    let p = dir.path().join("wide.png");
+    image::GrayImage::new(40, 8).save(&p).unwrap();
+    let msg = err_text(decode::read_rgb8(&p, decode::SizeRule::Exactly(32)).unwrap_err());
+    assert!(msg.contains("wide.png") && msg.contains("is 40x8"), "{msg}");
+    let img = decode::read_rgb8(&p, decode::SizeRule::Any).unwrap();
+    assert_eq!(img.dimensions(), (40, 8));
 }
 
 #[test]

@@ -500,7 +500,7 @@ fn the_layout_check_names_the_first_missing_or_non_finite_tensor() {
     let mut tensors = weights::seeded::generate(&spec, 7);
     let good = dir.path().join("good.safetensors");
     weights::save_safetensors(&good, &tensors, &Default::default()).unwrap();
-    trainer::train::check_layout(&good, backbone.as_ref()).unwrap();
+    trainer::weights_source::check_layout(&good, backbone.as_ref()).unwrap();
 
     // A NaN in block3_conv2's bias.
     let i = tensors
@@ -512,7 +512,7 @@ fn the_layout_check_names_the_first_missing_or_non_finite_tensor() {
     tensors[i].1 = engine::Tensor::from_vec(v, &[256]).unwrap();
     let nan = dir.path().join("nan.safetensors");
     weights::save_safetensors(&nan, &tensors, &Default::default()).unwrap();
-    let msg = trainer::train::check_layout(&nan, backbone.as_ref())
+    let msg = trainer::weights_source::check_layout(&nan, backbone.as_ref())
         .unwrap_err()
         .to_string();
     assert!(
@@ -524,7 +524,7 @@ fn the_layout_check_names_the_first_missing_or_non_finite_tensor() {
     tensors.retain(|(n, _)| n != "block5_conv3/kernel");
     let missing = dir.path().join("missing.safetensors");
     weights::save_safetensors(&missing, &tensors, &Default::default()).unwrap();
-    let msg = trainer::train::check_layout(&missing, backbone.as_ref())
+    let msg = trainer::weights_source::check_layout(&missing, backbone.as_ref())
         .unwrap_err()
         .to_string();
     assert!(msg.contains("block5_conv3/kernel is missing"), "{msg}");

@@ -480,7 +480,11 @@ fn extract_without_weights_uses_the_model_s_default_weights() {
     std::fs::copy(&w, &converted).unwrap();
     // With its md5 beside it, as the trainer stores it.
     let md5 = trainer::download::md5_file(&converted).unwrap();
-    std::fs::write(trainer::train::converted_hash_path(&converted), md5).unwrap();
+    std::fs::write(
+        trainer::weights_source::converted_hash_path(&converted),
+        md5,
+    )
+    .unwrap();
     let out = dir.path().join("without.npy");
     let data = keras_fixture("cifar_sample.bin");
     let run = |extra: &[&str]| {

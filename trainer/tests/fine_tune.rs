@@ -204,11 +204,12 @@ fn check_weights(
 /// (`train::fine_tune::fine_tune`), one epoch, saving the model as `train`
 /// does; returns the seeded weights and the saved file's tensors.
 fn fine_tune_library_case(model: &str, block: &str) -> Option<(usize, usize, usize)> {
+    use trainer::data::holdout::holdout;
     use trainer::data::{Split, IMAGE_BYTES};
     use trainer::train::fine_tune::{fine_tune, probability_scores, ImageRows, TuneRows};
     use trainer::train::{
-        evaluate, feature_cache, holdout, load_model, save_model, FitConfig, Head, HeadKind,
-        LrSchedule, ModelMeta,
+        evaluate, feature_cache, load_model, save_model, FitConfig, Head, HeadKind, LrSchedule,
+        ModelMeta,
     };
     let Some(archive) = archive() else {
         common::skipped(format_args!(

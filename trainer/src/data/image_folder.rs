@@ -8,12 +8,14 @@
 //!
 //! Classes are the subfolder names in sorted order (label k = k-th name);
 //! within a class, files in sorted name order. Input order: by class index,
-//! then file name. Every image must be a 32x32 RGB JPEG or PNG. Hidden files
-//! (names starting with `.`, such as `.DS_Store`) are skipped; any other
-//! file that is not such an image is an error naming it. Files decode in
-//! parallel on all cores.
+//! then file name. Every image must be a 32x32 JPEG or PNG; it is read as
+//! 8-bit RGB whatever its colour type ([`super::decode`], the trainer's one
+//! decoder). Hidden files (names starting with `.`, such as `.DS_Store`) are
+//! skipped; any other file that is not such an image is an error naming it.
+//! Files decode in parallel on all cores.
 
-use super::{Dataset, Split, IMAGE_BYTES, IMAGE_SIDE};
+use super::decode::decode_image;
+use super::{Dataset, Split, IMAGE_BYTES};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -149,76 +151,6 @@ fn class_files(class_dir: &Path) -> Result<Vec<PathBuf>> {
         ));
     }
     Ok(files)
-}
-
-/// Decodes one 32x32 RGB JPEG or PNG into `out` (HWC, 3,072 bytes).
-pub fn decode_image(path: &Path, out: &mut [u8]) -> Result<()> {
-    let (bytes, format) = read_image_bytes(path)?;
-    let cannot = |e| Error::data(path, format!("cannot be decoded as {format:?}: {e}"));
-    let reader = || image::ImageReader::with_format(std::io::Cursor::new(&bytes), format);
-    // The size from the header first, so that a hostile header cannot make
-    // the decoder allocate: only a 32x32 image is decoded.
-    let (width, height) = reader().into_dimensions().map_err(cannot)?;
-    if width as usize != IMAGE_SIDE || height as usize != IMAGE_SIDE {
-        return Err(Error::data(
-            path,
-            format!(
-                "is {width}x{height}; every image must be 32x32 (the model resizes from 32x32 \
-                 itself). Resize your images to 32x32 first"
-            ),
-        ));
-    }
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(IMAGE_SIDE as u32);
-    limits.max_image_height = Some(IMAGE_SIDE as u32);
-    limits.max_alloc = Some(8 << 20);
-    let mut reader = reader();
-    reader.limits(limits);
-    let img = reader.decode().map_err(cannot)?;
-    match img {
-        image::DynamicImage::ImageRgb8(rgb) => {
-            out.copy_from_slice(rgb.as_raw());
-            Ok(())
-        }
-        other => Err(Error::data(
-            path,
-            format!(
-                "has colour type {:?}; every image must be 8-bit RGB. Convert it to RGB \
-                 (no alpha, no grayscale)",
-                other.color()
-            ),
-        )),
-    }
-}
-
-/// Reads the image file at `path` and decodes it as the JPEG or PNG its
-/// bytes say it is, whatever its name's extension (the decoder of the
-/// dataset readers and of `predict`).
-pub fn read_image_file(path: &Path) -> Result<image::DynamicImage> {
-    let (bytes, format) = read_image_bytes(path)?;
-    image::load_from_memory_with_format(&bytes, format)
-        .map_err(|e| Error::data(path, format!("cannot be decoded as {format:?}: {e}")))
-}
-
-/// The bytes of the image file at `path` and its format, told by its
-/// content: JPEG or PNG, anything else is an error.
-fn read_image_bytes(path: &Path) -> Result<(Vec<u8>, image::ImageFormat)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "reading", e))?;
-    let format = image::guess_format(&bytes).map_err(|_| {
-        Error::data(
-            path,
-            "is not a JPEG or PNG image (judged by its content, not its name); only those \
-             are read (in a class folder, move other files out, or name them with a leading \
-             '.' to have them skipped)",
-        )
-    })?;
-    if !matches!(format, image::ImageFormat::Jpeg | image::ImageFormat::Png) {
-        return Err(Error::data(
-            path,
-            format!("is a {format:?} image; only JPEG and PNG are read. Convert it to PNG"),
-        ));
-    }
-    Ok((bytes, format))
 }
 
 /// Reads the `split` of the image folder at `dir` (see the module docs).

@@ -4,7 +4,11 @@
 //! - [`cifar_binary`]: the official CIFAR-10 binary batches.
 //! - [`image_folder`]: one subfolder per class (or `train/` and `test/`
 //!   holding them), JPEG or PNG files.
-//! - [`load`] tells the two apart and reads either into a [`Dataset`].
+//! - [`decode`]: the one image decoder (format by content, 8-bit RGB, size
+//!   checked from the header), used by the reader, `evaluate` and `predict`.
+//! - [`load`] tells the two apart and reads either into a [`Dataset`];
+//!   [`load_split`] reads `--data`, or CIFAR-10 from the cache.
+//! - [`holdout`]: the validation split and the row gathers after it.
 //! - [`preprocess_data`]: uint8 images and labels in, the model's float input
 //!   and one-hot labels out (the original assignment's `preprocess_data(X, Y)`).
 //!
@@ -12,8 +16,11 @@
 //! images take 184 MB); they become floats one batch at a time.
 
 pub mod cifar_binary;
+pub mod decode;
+pub mod holdout;
 pub mod image_folder;
 
+use crate::download::{self, FetchOptions};
 use crate::error::{Error, Result};
 use engine::Tensor;
 use std::path::Path;
@@ -143,6 +150,23 @@ pub fn load(path: &Path, split: Split) -> Result<Dataset> {
         Format::CifarBinaryDir => cifar_binary::read_dir(path, split),
         Format::ImageFolder => image_folder::read(path, split),
     }
+}
+
+/// The `split` of the dataset at `data`, or of CIFAR-10 from the cache
+/// (downloaded and unpacked when missing).
+pub fn load_split(data: Option<&Path>, split: Split) -> Result<Dataset> {
+    let path = match data {
+        Some(p) => p.to_path_buf(),
+        None => download::ensure_cifar10(&download::cache_dir()?, &FetchOptions::default())?,
+    };
+    let ds = load(&path, split)?;
+    if ds.is_empty() {
+        return Err(Error::data(
+            &path,
+            format!("the {} split holds no image", split.name()),
+        ));
+    }
+    Ok(ds)
 }
 
 /// Refuses, for training, a dataset without a test split of its own (a

@@ -14,6 +14,7 @@ use super::head::Head;
 use super::model_file::{load_model, LoadedModel};
 use super::report;
 use crate::cli::{EvaluateArgs, PredictArgs};
+use crate::data::decode::{read_rgb8, SizeRule};
 use crate::data::{IMAGE_BYTES, IMAGE_SIDE};
 use crate::error::{Error, Result};
 use crate::progress::{Progress, Unit};
@@ -224,7 +225,7 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
         args.precision.precision(),
         start.elapsed().as_secs_f64()
     );
-    let dataset = super::load_split(args.data.as_deref(), args.split)?;
+    let dataset = crate::data::load_split(args.data.as_deref(), args.split)?;
     if dataset.classes != meta.classes {
         return Err(Error::Usage(format!(
             "the dataset's classes [{}] differ from the model's [{}]; evaluate on data with the \
@@ -254,11 +255,13 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
     Ok(eval)
 }
 
-/// Reads one image (JPEG or PNG, told apart by content; any size, RGB,
-/// grayscale or with alpha) as 32x32 RGB uint8: other sizes are resized to 32x32 bilinearly (the
-/// model was trained on 32x32 CIFAR-like images).
+/// Reads one image (JPEG or PNG, told apart by content; any size up to
+/// [`crate::data::decode::MAX_DECODED_SIDE`], any colour type, read as 8-bit
+/// RGB by [`crate::data::decode`]) as 32x32 RGB uint8: other sizes are
+/// resized to 32x32 bilinearly (the model was trained on 32x32 CIFAR-like
+/// images).
 pub fn read_image_32(path: &Path) -> Result<Vec<u8>> {
-    let rgb = crate::data::image_folder::read_image_file(path)?.to_rgb8();
+    let rgb = read_rgb8(path, SizeRule::Any)?;
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     if (w, h) == (IMAGE_SIDE, IMAGE_SIDE) {
         return Ok(rgb.into_raw());

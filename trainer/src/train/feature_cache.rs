@@ -364,7 +364,7 @@ pub fn model_input(
 /// The backbone's output for each batch of `batch_size` uint8 images, on
 /// the host and in order: `each(batch number, the batch's images, output)`,
 /// under `no_grad` (each activation is freed as soon as it is used). A
-/// raised stop flag ([`super::stop_flag`]: Ctrl-C, SIGTERM) ends it after
+/// raised stop flag ([`crate::signals::stop_flag`]: Ctrl-C, SIGTERM) ends it after
 /// the current batch with [`Error::Interrupted`].
 ///
 /// On a GPU one batch is in flight: batch i+1 is uploaded and its forward
@@ -391,7 +391,9 @@ pub fn for_each_batch(
     let stopped = |done: usize| {
         let n = images.len() / IMAGE_BYTES;
         let images_done = (done * batch_size.max(1)).min(n);
-        match super::stop_flag().load(std::sync::atomic::Ordering::SeqCst) && done < chunks.len() {
+        match crate::signals::stop_flag().load(std::sync::atomic::Ordering::SeqCst)
+            && done < chunks.len()
+        {
             true => Err(Error::Interrupted(format!(
                 "stopped during feature extraction after {images_done} of {n} images"
             ))),

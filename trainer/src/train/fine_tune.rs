@@ -297,19 +297,14 @@ pub fn fine_tune(
         backbone.set_trainable(false);
         return Err(e);
     }
-    let result = run(
+    let tuning = Tuning {
         backbone,
         head,
         block,
-        train,
-        val,
         image_size,
         cfg,
-        first_epoch,
-        best_val_acc,
-        stop,
-        on_epoch,
-    );
+    };
+    let result = tuning.run(train, val, first_epoch, best_val_acc, stop, on_epoch);
     backbone.set_trainable(false);
     // The head goes back to the CPU, where the rest of the trainer uses it.
     let moved_back = head.to_device(engine::Device::Cpu);
@@ -318,126 +313,165 @@ pub fn fine_tune(
     Ok(outcome)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run(
-    backbone: &dyn Backbone,
-    head: &Head,
-    block: &str,
-    train: &TuneRows,
-    val: &TuneRows,
+/// What stays fixed while fine-tuning runs: the model, the unfrozen block,
+/// the input size and the settings.
+struct Tuning<'a> {
+    backbone: &'a dyn Backbone,
+    head: &'a Head,
+    block: &'a str,
     image_size: usize,
-    cfg: &FitConfig,
-    first_epoch: usize,
-    best_val_acc: f64,
-    stop: &AtomicBool,
-    on_epoch: &mut dyn FnMut(&EpochMetrics, bool) -> Result<()>,
-) -> Result<FitOutcome> {
-    let mut params = backbone.trainable_params();
-    let unfrozen = params.len();
-    params.extend(head.params());
-    eprintln!(
-        "fine-tuning {} weight tensors of {} ({} values) and the head, lr {:.1e}",
-        unfrozen,
-        backbone.name(),
-        params[..unfrozen]
-            .iter()
-            .map(|p| p.value().numel())
-            .sum::<usize>(),
-        cfg.lr
-    );
-    let before = snapshot(&params);
-    let steps_per_epoch = train.len().div_ceil(cfg.batch_size) as u64;
-    let mut opt = Adam::new(
-        cfg.schedule
-            .build(cfg.lr, steps_per_epoch * cfg.epochs as u64),
-    );
-    let mut best: Option<(usize, f64, Vec<Tensor>)> = None;
-    let mut best_acc = best_val_acc;
-    let mut history = Vec::new();
-    let mut since_best = 0;
-    let mut reason = StopReason::Completed;
+    cfg: &'a FitConfig,
+}
 
-    'epochs: for e in 0..cfg.epochs {
-        let epoch = first_epoch + e;
-        let start = Instant::now();
+impl Tuning<'_> {
+    /// The epochs of [`fine_tune`]: train, validate, keep the best weights
+    /// (restored at the end), stop early or on the stop flag.
+    fn run(
+        &self,
+        train: &TuneRows,
+        val: &TuneRows,
+        first_epoch: usize,
+        best_val_acc: f64,
+        stop: &AtomicBool,
+        on_epoch: &mut dyn FnMut(&EpochMetrics, bool) -> Result<()>,
+    ) -> Result<FitOutcome> {
+        let (backbone, cfg) = (self.backbone, self.cfg);
+        let mut params = backbone.trainable_params();
+        let unfrozen = params.len();
+        params.extend(self.head.params());
+        eprintln!(
+            "fine-tuning {} weight tensors of {} ({} values) and the head, lr {:.1e}",
+            unfrozen,
+            backbone.name(),
+            params[..unfrozen]
+                .iter()
+                .map(|p| p.value().numel())
+                .sum::<usize>(),
+            cfg.lr
+        );
+        let before = snapshot(&params);
+        let steps_per_epoch = train.len().div_ceil(cfg.batch_size) as u64;
+        let mut opt = Adam::new(
+            cfg.schedule
+                .build(cfg.lr, steps_per_epoch * cfg.epochs as u64),
+        );
+        let mut best: Option<(usize, f64, Vec<Tensor>)> = None;
+        let mut best_acc = best_val_acc;
+        let mut history = Vec::new();
+        let mut since_best = 0;
+        let mut reason = StopReason::Completed;
+
+        for e in 0..cfg.epochs {
+            let epoch = first_epoch + e;
+            let start = Instant::now();
+            let Some((loss, train_acc)) =
+                self.train_epoch(train, epoch, e, &mut opt, &params, stop)?
+            else {
+                reason = StopReason::Interrupted;
+                break;
+            };
+            let (val_loss, val_acc) = self.validate(val)?;
+            let m = EpochMetrics {
+                epoch,
+                phase: "fine-tune",
+                loss,
+                train_acc,
+                val_loss,
+                val_acc,
+                lr: opt.lr.at(opt.iterations().saturating_sub(1)),
+                seconds: start.elapsed().as_secs_f64(),
+            };
+            let improved = best_acc.is_nan() || val_acc > best_acc;
+            if improved {
+                best_acc = val_acc;
+                best = Some((epoch, val_acc, snapshot(&params)));
+                since_best = 0;
+            } else {
+                since_best += 1;
+            }
+            on_epoch(&m, improved)?;
+            history.push(m);
+            if cfg.stops_early(since_best) {
+                reason = StopReason::EarlyStopped;
+                break;
+            }
+        }
+        let (best_epoch, best_val_acc) = match best {
+            Some((epoch, acc, values)) => {
+                restore(&params, &values)?;
+                (Some(epoch), acc)
+            }
+            None => {
+                restore(&params, &before)?;
+                (None, best_val_acc)
+            }
+        };
+        Ok(FitOutcome {
+            history,
+            best_epoch,
+            best_val_acc,
+            stop: reason,
+        })
+    }
+
+    /// One pass over `train` in the order seeded by the epoch index `e`,
+    /// stepping `opt` on `params`: the mean loss and the training accuracy,
+    /// or None when the stop flag ended it after a batch.
+    fn train_epoch(
+        &self,
+        train: &TuneRows,
+        epoch: usize,
+        e: usize,
+        opt: &mut Adam,
+        params: &[Param],
+        stop: &AtomicBool,
+    ) -> Result<Option<(f64, f64)>> {
         let mut order: Vec<usize> = (0..train.len()).collect();
-        Rng::new(cfg.seed, 0x4649_4e45_0000 + e as u64).shuffle(&mut order);
+        Rng::new(self.cfg.seed, 0x4649_4e45_0000 + e as u64).shuffle(&mut order);
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
         let mut progress = Progress::new(
             format!("fine-tune epoch {epoch}"),
             Some(train.len() as u64),
             Unit::Items("images"),
         );
-        for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
-            let (features, y) = train.features(backbone, block, image_size, idx)?;
-            let logits = head.forward(&features, true)?;
+        for (b, idx) in order.chunks(self.cfg.batch_size).enumerate() {
+            let (features, y) = train.features(self.backbone, self.block, self.image_size, idx)?;
+            let logits = self.head.forward(&features, true)?;
             let step = BatchStep {
                 phase: "fine-tuning",
                 epoch,
                 batch: b + 1,
             };
-            let (value, right) = step.run(&logits, &y, &mut opt, &params)?;
+            let (value, right) = step.run(&logits, &y, opt, params)?;
             loss_sum += value * idx.len() as f64;
             seen += idx.len();
             correct += right;
             progress.inc(idx.len() as u64);
             if stop.load(Ordering::SeqCst) {
                 progress.abandon();
-                reason = StopReason::Interrupted;
-                break 'epochs;
+                return Ok(None);
             }
         }
         progress.finish();
+        Ok(Some((loss_sum / seen as f64, correct as f64 / seen as f64)))
+    }
+
+    /// The validation loss and accuracy of the current weights on `val`.
+    fn validate(&self, val: &TuneRows) -> Result<(f64, f64)> {
         let probs = tune_probabilities(
-            backbone,
-            head,
-            block,
+            self.backbone,
+            self.head,
+            self.block,
             val,
             None,
-            image_size,
-            cfg.batch_size.max(32),
+            self.image_size,
+            self.cfg.batch_size.max(32),
             "fine-tune validation",
         )?;
-        let (val_loss, val_acc) = probability_scores(&probs, val.labels(), head.classes());
-        let m = EpochMetrics {
-            epoch,
-            phase: "fine-tune",
-            loss: loss_sum / seen as f64,
-            train_acc: correct as f64 / seen as f64,
-            val_loss,
-            val_acc,
-            lr: opt.lr.at(opt.iterations().saturating_sub(1)),
-            seconds: start.elapsed().as_secs_f64(),
-        };
-        let improved = best_acc.is_nan() || val_acc > best_acc;
-        if improved {
-            best_acc = val_acc;
-            best = Some((epoch, val_acc, snapshot(&params)));
-            since_best = 0;
-        } else {
-            since_best += 1;
-        }
-        on_epoch(&m, improved)?;
-        history.push(m);
-        if cfg.stops_early(since_best) {
-            reason = StopReason::EarlyStopped;
-            break;
-        }
+        Ok(probability_scores(
+            &probs,
+            val.labels(),
+            self.head.classes(),
+        ))
     }
-    let (best_epoch, best_val_acc) = match best {
-        Some((epoch, acc, values)) => {
-            restore(&params, &values)?;
-            (Some(epoch), acc)
-        }
-        None => {
-            restore(&params, &before)?;
-            (None, best_val_acc)
-        }
-    };
-    Ok(FitOutcome {
-        history,
-        best_epoch,
-        best_val_acc,
-        stop: reason,
-    })
 }

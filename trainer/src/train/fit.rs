@@ -395,39 +395,22 @@ pub fn fit_head(
     let mut since_best = 0;
     let mut reason = StopReason::Completed;
 
-    'epochs: for epoch in 1..=cfg.epochs {
+    for epoch in 1..=cfg.epochs {
         let start = Instant::now();
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        Rng::new(cfg.seed, 0x5348_5546_0000 + epoch as u64).shuffle(&mut order);
-        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
-        for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
-            let (x, y) = train.gather(idx, head.device())?;
-            let lr = opt.current_lr();
-            let logits = head
-                .forward(&x, true)
-                .map_err(|e| diverged(e, "head training", epoch, b + 1, lr))?;
-            let step = BatchStep {
-                phase: "head training",
-                epoch,
-                batch: b + 1,
-            };
-            let (value, right) = step.run(&logits, &y, &mut opt, &params)?;
-            loss_sum += value * idx.len() as f64;
-            seen += idx.len();
-            correct += right;
-            if stop.load(Ordering::SeqCst) {
-                reason = StopReason::Interrupted;
-                break 'epochs;
-            }
-        }
+        let Some((loss, train_acc)) =
+            train_epoch(head, train, cfg, epoch, &mut opt, &params, stop)?
+        else {
+            reason = StopReason::Interrupted;
+            break;
+        };
         let lr = opt.lr.at(opt.iterations().saturating_sub(1));
         let (val_loss, val_acc) = evaluate_rows(head, val, cfg.batch_size.max(256))
             .map_err(|e| diverged(e, "head training", epoch, 0, lr))?;
         let m = EpochMetrics {
             epoch,
             phase: "head",
-            loss: loss_sum / seen as f64,
-            train_acc: correct as f64 / seen as f64,
+            loss,
+            train_acc,
             val_loss,
             val_acc,
             lr: opt.lr.at(opt.iterations().saturating_sub(1)),
@@ -460,4 +443,41 @@ pub fn fit_head(
         best_val_acc,
         stop: reason,
     })
+}
+
+/// One pass of head training over `train` in the order seeded by `epoch`,
+/// stepping `opt` on `params`: the mean loss and the training accuracy, or
+/// None when the stop flag ended it after a batch.
+fn train_epoch(
+    head: &Head,
+    train: &Rows,
+    cfg: &FitConfig,
+    epoch: usize,
+    opt: &mut Adam,
+    params: &[engine::Param],
+    stop: &AtomicBool,
+) -> Result<Option<(f64, f64)>> {
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    Rng::new(cfg.seed, 0x5348_5546_0000 + epoch as u64).shuffle(&mut order);
+    let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+    for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
+        let (x, y) = train.gather(idx, head.device())?;
+        let lr = opt.current_lr();
+        let logits = head
+            .forward(&x, true)
+            .map_err(|e| diverged(e, "head training", epoch, b + 1, lr))?;
+        let step = BatchStep {
+            phase: "head training",
+            epoch,
+            batch: b + 1,
+        };
+        let (value, right) = step.run(&logits, &y, opt, params)?;
+        loss_sum += value * idx.len() as f64;
+        seen += idx.len();
+        correct += right;
+        if stop.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+    }
+    Ok(Some((loss_sum / seen as f64, correct as f64 / seen as f64)))
 }
