@@ -99,8 +99,16 @@ fn sigint_keeps_the_best_model_intact_and_exits_130() {
     }
     let saved_after = t0.elapsed().as_secs_f64();
     // A few more epochs, so that the signal lands in the middle of training
-    // (and possibly of a later save).
-    std::thread::sleep(Duration::from_millis(700));
+    // (and possibly of a later save): wait (bounded) for the third epoch's
+    // line, however slow a loaded machine makes each epoch.
+    let third_epoch = |log: &str| log.contains("] epoch 3/");
+    while !third_epoch(&(read(&stdout_path) + &read(&stderr_path))) {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("fewer than 3 epochs after 120 s:\n{}", read(&stderr_path));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
         child.try_wait().unwrap().is_none(),
         "trainer finished on its own:\n{}",
