@@ -146,6 +146,11 @@ pub const KERNELS: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "concat",
+        include_str!("concat.cu"),
+        &["concat_forward_f32", "concat_backward_f32"],
+    ),
+    (
         "zero_pad2d",
         include_str!("zero_pad2d.cu"),
         &["zero_pad2d_forward_f32", "zero_pad2d_backward_f32"],

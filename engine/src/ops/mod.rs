@@ -9,7 +9,8 @@
 //! The ops: `add`, `mul`, `matmul`, `relu`, `relu6` (Keras `ReLU(6.0)`),
 //! `conv2d`, `depthwise_conv2d` (Keras `DepthwiseConv2D`, MobileNet's),
 //! `batch_norm`, `max_pool2d`, `avg_pool2d`, `global_pool`, `zero_pad2d`,
-//! `bilinear_resize`, `dropout`, `softmax_cross_entropy`, `reshape`, `reduce`.
+//! `bilinear_resize`, `concat` (Keras `Concatenate(axis=-1)`, Inception's),
+//! `dropout`, `softmax_cross_entropy`, `reshape`, `reduce`.
 //!
 //! Adding an op: a new folder here, one line below, and one row in each test
 //! table: gradient checks in `tests/tests/gradcheck.rs` (elementwise, dense
@@ -23,6 +24,7 @@ pub mod add;
 pub mod avg_pool2d;
 pub mod batch_norm;
 pub mod bilinear_resize;
+pub mod concat;
 pub mod conv2d;
 pub mod depthwise_conv2d;
 pub mod dropout;
@@ -43,6 +45,7 @@ pub use add::add;
 pub use avg_pool2d::avg_pool2d;
 pub use batch_norm::{batch_norm, batch_norm_train};
 pub use bilinear_resize::bilinear_resize;
+pub use concat::concat;
 pub use conv2d::{conv2d, conv2d_in};
 pub use depthwise_conv2d::depthwise_conv2d;
 pub use dropout::dropout;
