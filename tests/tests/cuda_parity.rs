@@ -279,6 +279,17 @@ fn cases() -> Vec<Case> {
             why: "copies",
         },
         Case {
+            name: "concat 3 inputs along channels",
+            inputs: vec![
+                input(&[2, 3, 5, 4]),
+                input(&[2, 3, 5, 1]),
+                input(&[2, 3, 5, 6]),
+            ],
+            op: ops::concat,
+            tol: 0.0,
+            why: "copies",
+        },
+        Case {
             name: "bilinear_resize up 5x7 -> 11x13",
             inputs: vec![input(&[2, 5, 7, 3])],
             op: |t| ops::bilinear_resize(&t[0], 11, 13),

@@ -240,6 +240,40 @@ fn batch_norm_train() {
 }
 
 #[test]
+fn concat_three_inputs() {
+    // Three inputs of 2, 5 and 1 channels, one image and a batch of two.
+    check(
+        ops::concat,
+        &[
+            uniform(&[1, 3, 4, 2], -1.0, 1.0, 40),
+            uniform(&[1, 3, 4, 5], -1.0, 1.0, 41),
+            uniform(&[1, 3, 4, 1], -1.0, 1.0, 42),
+        ],
+    );
+    check(
+        ops::concat,
+        &[
+            uniform(&[2, 3, 2, 3], -1.0, 1.0, 43),
+            uniform(&[2, 3, 2, 1], -1.0, 1.0, 44),
+            uniform(&[2, 3, 2, 4], -1.0, 1.0, 45),
+            uniform(&[2, 3, 2, 2], -1.0, 1.0, 46),
+        ],
+    );
+}
+
+#[test]
+fn concat_repeated_input_sums_both_slices() {
+    // [a, b, a]: a's gradient is the sum of its two slices of dy.
+    check(
+        |x| ops::concat(&[x[0].clone(), x[1].clone(), x[0].clone()]),
+        &[
+            uniform(&[2, 2, 3, 2], -1.0, 1.0, 47),
+            uniform(&[2, 2, 3, 3], -1.0, 1.0, 48),
+        ],
+    );
+}
+
+#[test]
 fn bilinear_resize_up_and_down() {
     check(
         |x| ops::bilinear_resize(&x[0], 11, 13),

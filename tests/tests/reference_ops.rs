@@ -2,7 +2,8 @@
 //! NumPy: batch norm (inference and training, with the moving-statistics
 //! update), bilinear resize, softmax and the cross-entropy loss, and
 //! broadcasting. Expected values: tests/fixtures/ops/ops.txt, written by
-//! tests/fixtures/ops/gen_ops.py. Also dropout's mask statistics.
+//! tests/fixtures/ops/gen_ops.py. Also dropout's mask statistics, and concat's
+//! placement of each input and its errors.
 
 use engine::{ops, Tensor};
 
@@ -144,6 +145,62 @@ fn broadcasting_matches_numpy() {
     compare(&fx, "bcast/sum", &ops::add(&a, &b).unwrap(), 0.0);
     compare(&fx, "bcast/product", &ops::mul(&a, &b).unwrap(), 0.0);
     compare(&fx, "bcast/sum", &ops::add(&b, &a).unwrap(), 0.0);
+}
+
+#[test]
+fn concat_places_each_input_in_its_channels() {
+    // Value 100·input + 10·row + channel names where each element came from.
+    let part = |k: usize, rows: usize, c: usize| {
+        let v: Vec<f64> = (0..rows * c)
+            .map(|i| (100 * k + 10 * (i / c) + i % c) as f64)
+            .collect();
+        Tensor::from_vec(v, &[2, rows / 2, c]).unwrap()
+    };
+    let xs = [part(1, 4, 2), part(2, 4, 3), part(3, 4, 1)];
+    let y = ops::concat(&xs).unwrap();
+    assert_eq!(y.shape(), [2, 2, 6]);
+    let mut want = Vec::new();
+    for r in 0..4 {
+        for (k, c) in [(1, 2), (2, 3), (3, 1)] {
+            want.extend((0..c).map(|ch| (100 * k + 10 * r + ch) as f64));
+        }
+    }
+    assert_eq!(y.to_vec_f64(), want);
+    // One input: a copy. Rank 1: the plain join of vectors.
+    assert_eq!(
+        ops::concat(&xs[..1]).unwrap().to_vec_f64(),
+        xs[0].to_vec_f64()
+    );
+    let (a, b) = (
+        Tensor::from_vec(vec![1.0f32, 2.0], &[2]).unwrap(),
+        Tensor::from_vec(vec![3.0f32], &[1]).unwrap(),
+    );
+    assert_eq!(ops::concat(&[a, b]).unwrap().to_vec_f32(), [1.0, 2.0, 3.0]);
+}
+
+#[test]
+fn concat_rejects_bad_inputs_clearly() {
+    let t = |shape: &[usize]| Tensor::zeros(shape, engine::DType::F32);
+    let err = |xs: &[Tensor]| ops::concat(xs).unwrap_err().to_string();
+    let e = err(&[]);
+    assert!(
+        e.contains("no tensors") && e.contains("at least one"),
+        "{e}"
+    );
+    let e = err(&[t(&[2, 4, 4, 3]), t(&[2, 4, 5, 3])]);
+    assert!(e.contains("input 1") && e.contains("[2, 4, 5, 3]"), "{e}");
+    assert!(e.contains("except the last"), "{e}");
+    let e = err(&[t(&[2, 4, 4, 3]), t(&[2, 16, 3])]);
+    assert!(e.contains("input 1") && e.contains("rank"), "{e}");
+    let e = err(&[t(&[]), t(&[])]);
+    assert!(e.contains("scalar"), "{e}");
+    let e = err(&[t(&[2, 3]), t(&[2, 0])]);
+    assert!(e.contains("input 1") && e.contains("zero-sized"), "{e}");
+    let e = err(&[t(&[2, 3]), Tensor::zeros(&[2, 1], engine::DType::F64)]);
+    assert!(
+        e.contains("input 1 is f64") && e.contains("to_dtype"),
+        "{e}"
+    );
 }
 
 #[test]
