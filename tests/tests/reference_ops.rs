@@ -1,9 +1,10 @@
 //! Forward values of the engine's ops against Keras 3 (JAX backend) and
 //! NumPy: batch norm (inference and training, with the moving-statistics
-//! update), bilinear resize, softmax and the cross-entropy loss, and
-//! broadcasting. Expected values: tests/fixtures/ops/ops.txt, written by
-//! tests/fixtures/ops/gen_ops.py. Also dropout's mask statistics, and concat's
-//! placement of each input and its errors.
+//! update), bilinear resize, softmax and the cross-entropy loss,
+//! broadcasting and concatenation. Expected values:
+//! tests/fixtures/ops/ops.txt, written by tests/fixtures/ops/gen_ops.py.
+//! Also dropout's mask statistics, and concat's placement of each input and
+//! its errors.
 
 use engine::{ops, Tensor};
 
@@ -145,6 +146,15 @@ fn broadcasting_matches_numpy() {
     compare(&fx, "bcast/sum", &ops::add(&a, &b).unwrap(), 0.0);
     compare(&fx, "bcast/product", &ops::mul(&a, &b).unwrap(), 0.0);
     compare(&fx, "bcast/sum", &ops::add(&b, &a).unwrap(), 0.0);
+}
+
+#[test]
+fn concat_matches_keras_concatenate() {
+    let fx = load("ops.txt");
+    let xs: Vec<Tensor> = (0..3)
+        .map(|i| tensor(&fx, &format!("concat/x{i}")))
+        .collect();
+    compare(&fx, "concat/y", &ops::concat(&xs).unwrap(), 0.0);
 }
 
 #[test]

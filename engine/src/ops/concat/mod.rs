@@ -14,7 +14,8 @@
 //!
 //! Tests: gradient checks `concat_three_inputs` and
 //! `concat_repeated_input_sums_both_slices` (`tests/tests/gradcheck.rs`);
-//! reference and errors `concat_places_each_input_in_its_channels` and
+//! reference against Keras `concat_matches_keras_concatenate`, placement and
+//! errors `concat_places_each_input_in_its_channels` and
 //! `concat_rejects_bad_inputs_clearly` (`tests/tests/reference_ops.rs`); GPU
 //! parity case "concat 3 inputs along channels" (`tests/tests/cuda_parity.rs`).
 
