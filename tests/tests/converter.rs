@@ -318,6 +318,11 @@ fn full_size_vgg16_file_converts_bit_exactly() {
 }
 
 #[test]
+fn full_size_vgg19_file_converts_bit_exactly() {
+    full_size("vgg19");
+}
+
+#[test]
 fn full_size_resnet50_file_converts_bit_exactly() {
     full_size("resnet50");
 }
