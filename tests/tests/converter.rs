@@ -130,6 +130,8 @@ fn extra_layer_is_named() {
         m.contains("the file has layer dense_extra (2 weights), which the model does not have"),
         "{m}"
     );
+    // After all of the model's layers: the hint is the top's.
+    assert!(m.contains("with-top files hold"), "{m}");
 }
 
 #[test]

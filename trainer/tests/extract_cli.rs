@@ -352,7 +352,9 @@ fn convert_then_extract_matches_keras_vgg19() {
     assert_eq!(o.status.code(), Some(1));
     println!("a VGG19 file converted as vgg16: {}", stderr(&o).trim());
     assert!(
-        stderr(&o).starts_with("error: ") && stderr(&o).contains("block3_conv4"),
+        stderr(&o).starts_with("error: ")
+            && stderr(&o).contains("block3_conv4")
+            && stderr(&o).contains("deeper model of the same family"),
         "{}",
         stderr(&o)
     );
