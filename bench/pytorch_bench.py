@@ -207,10 +207,10 @@ def build_backbone(model, size):
     """The backbone as keras.applications (or, for EfficientNet-Lite, the
     checkpoint's own code) builds it without its top, with global average
     pooling, channels_last, in eval mode, random weights, for `size` px."""
-    if model == "vgg16":
-        # features ends with block5_pool, as Keras's VGG16.
-        net = nn.Sequential(torchvision.models.vgg16(weights=None).features,
-                            nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    if model in ("vgg16", "vgg19"):
+        # features ends with block5_pool, as Keras's VGG16 and VGG19.
+        vgg = getattr(torchvision.models, model)(weights=None)
+        net = nn.Sequential(vgg.features, nn.AdaptiveAvgPool2d(1), nn.Flatten())
     elif model == "resnet50":
         r = torchvision.models.resnet50(weights=None)
         # Keras's ResNet50 is v1: a stage's stride 2 sits in its first 1x1
@@ -223,7 +223,7 @@ def build_backbone(model, size):
     elif model == "efficientnet_lite0":
         net = efficientnet_lite0(size)
     else:
-        sys.exit(f"unknown model {model!r}: use vgg16, resnet50 or efficientnet_lite0")
+        sys.exit(f"unknown model {model!r}: use vgg16, vgg19, resnet50 or efficientnet_lite0")
     return net.eval().to(memory_format=CL)
 
 

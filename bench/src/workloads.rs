@@ -573,19 +573,12 @@ pub fn extract(
 mod tests {
     use super::*;
 
-    /// VGG16's conv FLOPs in closed form: block b runs at size/2^b with the
-    /// channel list below; 2·s²·9·cin·cout per conv.
-    fn vgg16_closed_form(size: usize) -> f64 {
-        let blocks: [&[usize]; 5] = [
-            &[64, 64],
-            &[128, 128],
-            &[256, 256, 256],
-            &[512, 512, 512],
-            &[512, 512, 512],
-        ];
+    /// VGG's conv FLOPs in closed form: block b (filters 64, 128, 256, 512,
+    /// 512; `convs[b]` convolutions) runs at size/2^b; 2·s²·9·cin·cout per conv.
+    fn vgg_closed_form(convs: [usize; 5], size: usize) -> f64 {
         let (mut c, mut s, mut total) = (3usize, size, 0.0);
-        for block in blocks {
-            for &o in block {
+        for (o, n) in [64, 128, 256, 512, 512].into_iter().zip(convs) {
+            for _ in 0..n {
                 total += 2.0 * (s * s * 9 * c * o) as f64;
                 c = o;
             }
@@ -595,12 +588,18 @@ mod tests {
     }
 
     #[test]
-    fn tapped_flop_count_equals_the_closed_form_for_vgg16() {
-        let model = build_backbone("vgg16").unwrap();
-        let counted = backbone_flops_per_image(model.as_ref(), 32).unwrap();
-        assert_eq!(counted, vgg16_closed_form(32));
-        // At 224 the closed form gives the well-known ~30.7 GFLOP (15.35 GMAC).
-        assert!((vgg16_closed_form(224) / 1e9 - 30.7).abs() < 0.1);
+    fn tapped_flop_count_equals_the_closed_form_for_vgg16_and_vgg19() {
+        for (name, convs) in [("vgg16", [2, 2, 3, 3, 3]), ("vgg19", [2, 2, 4, 4, 4])] {
+            let model = build_backbone(name).unwrap();
+            let counted = backbone_flops_per_image(model.as_ref(), 32).unwrap();
+            assert_eq!(counted, vgg_closed_form(convs, 32), "{name}");
+        }
+        // At 224 the closed form gives the well-known ~30.7 GFLOP (15.35 GMAC)
+        // for VGG16, and for VGG19 what pytorch_bench.py's hooks count for
+        // torchvision's vgg19 features (39,016,857,600), so the bench row
+        // backbone.vgg19@224 compares equal work.
+        assert!((vgg_closed_form([2, 2, 3, 3, 3], 224) / 1e9 - 30.7).abs() < 0.1);
+        assert_eq!(vgg_closed_form([2, 2, 4, 4, 4], 224), 39_016_857_600.0);
     }
 
     /// EfficientNet-Lite0's conv FLOPs in closed form from its stage table

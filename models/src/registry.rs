@@ -12,7 +12,7 @@
 use crate::backbone::{Backbone, ModelOptions};
 use crate::error::{Error, Result};
 use crate::preprocess::Preprocessing;
-use crate::{ResNet50, Vgg16};
+use crate::{ResNet50, Vgg, VGG16, VGG19};
 
 /// Everything thaw knows about one model.
 #[derive(Debug)]
@@ -169,7 +169,30 @@ pub static MODELS: &[ModelEntry] = &[
         top: TopKind::FlattenDense,
         citation: "K. Simonyan, A. Zisserman: Very Deep Convolutional Networks for Large-Scale \
                    Image Recognition, ICLR 2015, arXiv:1409.1556",
-        build: |o| Ok(Box::new(Vgg16::new(o)?)),
+        build: |o| Ok(Box::new(Vgg::new(&VGG16, o)?)),
+    },
+    ModelEntry {
+        name: "vgg19",
+        keras_name: "VGG19",
+        summary: "VGG19 (block1_conv1 .. block5_pool; 512 features)",
+        variants: Variants::None,
+        sizes: InputSizes {
+            default: 224,
+            min: 32,
+            top: 224,
+        },
+        preprocessing: Preprocessing::Caffe,
+        conversion: WeightConversion::KerasH5ByName,
+        weights: PublishedWeights::Download(vgg19_weights),
+        fine_tune: &[FineTuneBlock {
+            name: "block5",
+            unfreezes: "block5_conv1 .. block5_conv4 (and the top)",
+        }],
+        feature_width: |_| 512,
+        top: TopKind::FlattenDense,
+        citation: "K. Simonyan, A. Zisserman: Very Deep Convolutional Networks for Large-Scale \
+                   Image Recognition, ICLR 2015, arXiv:1409.1556",
+        build: |o| Ok(Box::new(Vgg::new(&VGG19, o)?)),
     },
     ModelEntry {
         name: "resnet50",
@@ -505,6 +528,23 @@ fn vgg16_weights(_: Option<f64>, _: usize, include_top: bool) -> WeightsFile {
         )
     };
     keras_file(base, file, WeightsCheck::Md5(md5), "VGG16", include_top)
+}
+
+/// Keras's ImageNet VGG19 weights (checksums as `keras.applications.vgg19` publishes them).
+fn vgg19_weights(_: Option<f64>, _: usize, include_top: bool) -> WeightsFile {
+    let base = "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/";
+    let (file, md5) = if include_top {
+        (
+            "vgg19_weights_tf_dim_ordering_tf_kernels.h5",
+            "cbe5617147190e668d6c5d5026f83318",
+        )
+    } else {
+        (
+            "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            "253f8cb515780f3b799900260a226db6",
+        )
+    };
+    keras_file(base, file, WeightsCheck::Md5(md5), "VGG19", include_top)
 }
 
 /// Keras's ImageNet ResNet50 weights (checksums as `keras.applications.resnet` publishes them).

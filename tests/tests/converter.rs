@@ -130,6 +130,8 @@ fn extra_layer_is_named() {
         m.contains("the file has layer dense_extra (2 weights), which the model does not have"),
         "{m}"
     );
+    // After all of the model's layers: the hint is the top's.
+    assert!(m.contains("with-top files hold"), "{m}");
 }
 
 #[test]
@@ -315,6 +317,11 @@ fn full_size(model: &str) {
 #[test]
 fn full_size_vgg16_file_converts_bit_exactly() {
     full_size("vgg16");
+}
+
+#[test]
+fn full_size_vgg19_file_converts_bit_exactly() {
+    full_size("vgg19");
 }
 
 #[test]

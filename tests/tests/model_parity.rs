@@ -1,15 +1,15 @@
-//! Whole-model parity with Keras: full-size VGG16, ResNet50, MobileNet and
+//! Whole-model parity with Keras: full-size VGG16, VGG19, ResNet50, MobileNet and
 //! MobileNetV2 with the seeded weights (`weights::seeded::generate`,
 //! bit-identical to the Python twin `tests/fixtures/keras/seeded.py`), on 4
 //! real CIFAR-10 images (`tests/fixtures/keras/cifar_sample.bin`, decoded
 //! pixels), at the input sizes the fixtures hold, through exactly what
 //! `extract` does: bilinear resize, preprocessing ('caffe' for VGG16 and
-//! ResNet50 at 32 and 64; 'tf' for the MobileNets, at several alphas and at
+//! ResNet50 at 32 and 64, VGG19 at 32, 47, 64 and 75; 'tf' for the MobileNets, at several alphas and at
 //! sizes 32 to 128 that include odd sides before stride-2 layers, plus the
 //! with-top model at 224), the backbone, global pooling.
 //!
 //! Expected values: `tests/fixtures/keras/<model>_reference.{json,bin}`,
-//! written by `tests/fixtures/keras/gen_keras.py` (VGG16, ResNet50) and
+//! written by `tests/fixtures/keras/gen_keras.py` (VGG16, VGG19, ResNet50) and
 //! `gen_mobilenet.py` (the MobileNets) with Keras 3 (format in
 //! `tests/fixtures/keras/README.md`): the pooled features in full and
 //! intermediate activations at seeded sample positions. Each compared tensor
@@ -202,6 +202,11 @@ fn vgg16_matches_keras() {
 }
 
 #[test]
+fn vgg19_matches_keras() {
+    parity("vgg19", Device::Cpu);
+}
+
+#[test]
 fn resnet50_matches_keras() {
     parity("resnet50", Device::Cpu);
 }
@@ -304,6 +309,13 @@ fn gpu_or_skip() -> Option<Device> {
 fn vgg16_matches_keras_on_the_gpu() {
     if let Some(device) = gpu_or_skip() {
         parity("vgg16", device);
+    }
+}
+
+#[test]
+fn vgg19_matches_keras_on_the_gpu() {
+    if let Some(device) = gpu_or_skip() {
+        parity("vgg19", device);
     }
 }
 

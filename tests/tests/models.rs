@@ -7,7 +7,7 @@
 //! Expected shapes quoted below were read off Keras 3
 //! (`keras.applications.VGG16/ResNet50(weights=None, include_top=False,
 //! input_shape=(s, s, 3)).output_shape`); the full weight layouts come from
-//! `tests/fixtures/keras/{vgg16,resnet50}_layout.json`, written by
+//! `tests/fixtures/keras/{vgg16,vgg19,resnet50}_layout.json`, written by
 //! `tests/fixtures/keras/gen_keras.py` from Keras itself, and
 //! `mobilenet[_v2]_<alpha>_layout.json`, written by `gen_mobilenet.py`.
 
@@ -18,7 +18,7 @@ use models::mobilenet_v2::MOBILENET_V2_ALPHAS;
 use models::registry::make_divisible;
 use models::{
     build, preprocess_input, Backbone, MobileNet, MobileNetV2, ModelOptions, Pooling,
-    Preprocessing, ResNet50, Vgg16,
+    Preprocessing, ResNet50, Vgg, VGG16,
 };
 use std::path::PathBuf;
 
@@ -53,7 +53,7 @@ fn fixture(name: &str) -> PathBuf {
 
 #[test]
 fn vgg16_weight_spec_has_keras_names_and_shapes() {
-    let m = Vgg16::new(&notop(Pooling::None)).unwrap();
+    let m = Vgg::new(&VGG16, &notop(Pooling::None)).unwrap();
     let spec = m.weight_spec();
     assert_eq!(spec.len(), 26);
     assert_eq!(spec[0].name, "block1_conv1/kernel");
@@ -67,7 +67,7 @@ fn vgg16_weight_spec_has_keras_names_and_shapes() {
         .unwrap();
     assert_eq!(k.shape, vec![3, 3, 256, 512]);
 
-    let top = Vgg16::new(&with_top()).unwrap().weight_spec();
+    let top = Vgg::new(&VGG16, &with_top()).unwrap().weight_spec();
     assert_eq!(top.len(), 32);
     assert_eq!(top[26].name, "fc1/kernel");
     assert_eq!(top[26].shape, vec![25088, 4096]);
@@ -136,6 +136,7 @@ fn resnet50_weight_spec_has_keras_names_shapes_and_order() {
 fn weight_specs_equal_the_keras_layout_files() {
     for (model, file) in [
         ("vgg16", "vgg16_layout.json"),
+        ("vgg19", "vgg19_layout.json"),
         ("resnet50", "resnet50_layout.json"),
     ] {
         let path = fixture(file);
@@ -270,7 +271,7 @@ fn include_top_takes_224_only_and_gives_probabilities() {
 
 #[test]
 fn set_trainable_from_unfreezes_that_block_and_after() {
-    let vgg = Vgg16::new(&with_top()).unwrap();
+    let vgg = Vgg::new(&VGG16, &with_top()).unwrap();
     vgg.set_trainable_from("block5").unwrap();
     let trainable: Vec<String> = vgg
         .trainable_params()
@@ -319,7 +320,7 @@ fn set_trainable_from_unfreezes_that_block_and_after() {
 #[test]
 fn bad_input_is_an_error_naming_model_and_shape() {
     let _g = engine::no_grad();
-    for name in ["vgg16", "resnet50"] {
+    for name in ["vgg16", "vgg19", "resnet50"] {
         let m = build(name, &notop(Pooling::Avg)).unwrap();
         let cases = [
             (Tensor::zeros(&[32, 32, 3], DType::F32), "[32, 32, 3]"),
@@ -331,7 +332,7 @@ fn bad_input_is_an_error_naming_model_and_shape() {
         ];
         for (x, what) in cases {
             let err = m.forward(&x, false).unwrap_err().to_string();
-            let model = if name == "vgg16" { "VGG16" } else { "ResNet50" };
+            let model = models::registry::find(name).unwrap().keras_name;
             assert!(err.contains(model) && err.contains(what), "{err}");
         }
         let err = m
@@ -355,11 +356,14 @@ fn bad_input_is_an_error_naming_model_and_shape() {
         ..ModelOptions::default()
     };
     assert!(build("resnet50", &small).is_err());
-    let err = build("vgg19", &ModelOptions::default())
+    let err = build("vgg11", &ModelOptions::default())
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("vgg19") && err.contains("resnet50"), "{err}");
+    assert!(
+        err.contains("vgg11") && err.contains("vgg19") && err.contains("resnet50"),
+        "{err}"
+    );
     let err = "mean".parse::<Pooling>().unwrap_err().to_string();
     assert!(err.contains("mean") && err.contains("avg"), "{err}");
     let err = preprocess_input(

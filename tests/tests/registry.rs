@@ -32,12 +32,12 @@ fn names_are_unique_and_found_by_either_spelling() {
             e.name
         );
     }
-    for name in ["vgg16", "resnet50", "mobilenet", "mobilenet_v2"] {
+    for name in ["vgg16", "vgg19", "resnet50", "mobilenet", "mobilenet_v2"] {
         assert!(registry::names().contains(&name), "{name} is registered");
     }
-    let err = registry::find("vgg19").unwrap_err().to_string();
+    let err = registry::find("vgg11").unwrap_err().to_string();
     assert!(
-        err.contains("vgg19") && err.contains("mobilenet_v2"),
+        err.contains("vgg11") && err.contains("vgg19") && err.contains("mobilenet_v2"),
         "{err}"
     );
 }
@@ -259,6 +259,29 @@ const FILES: [(&str, f64, usize, bool, &str, bool); 12] = [
     ),
 ];
 
+/// VGG19's published files (names and URLs as keras/src/applications/vgg19.py
+/// has them; the md5 is checked against the download by the trainer).
+#[test]
+fn vgg19_weights_are_keras_s_file_names() {
+    let e = registry::find("vgg19").unwrap();
+    for (top, name) in [
+        (false, "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        (true, "vgg19_weights_tf_dim_ordering_tf_kernels.h5"),
+    ] {
+        let f = e.weights_file(None, 224, top).unwrap();
+        assert_eq!(f.file_name, name);
+        assert_eq!(
+            f.url,
+            format!("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/{name}")
+        );
+        assert!(
+            matches!(f.check, WeightsCheck::Md5(m) if m.len() == 32),
+            "{name}"
+        );
+    }
+    assert_eq!(e.fine_tune[0].name, "block5");
+}
+
 #[test]
 fn mobilenet_weights_are_keras_s_file_names() {
     for (model, alpha, size, top, name, fallback) in FILES {
@@ -291,7 +314,7 @@ fn mobilenet_weights_are_keras_s_file_names() {
             );
         }
     }
-    for model in ["vgg16", "resnet50"] {
+    for model in ["vgg16", "vgg19", "resnet50"] {
         let f = registry::find(model)
             .unwrap()
             .weights_file(None, 32, false)
@@ -336,6 +359,7 @@ fn feature_widths_follow_keras_s_alpha_rounding() {
 fn buildable_entries_build_the_model_they_name() {
     for name in [
         "vgg16",
+        "vgg19",
         "resnet50",
         "efficientnet_lite0",
         "efficientnet_lite1",

@@ -59,15 +59,25 @@ fn read_samples() -> Vec<Samples> {
 fn fixture_covers_every_model_and_every_weight() {
     let all = read_samples();
     let names: Vec<&str> = all.iter().map(|m| m.model.as_str()).collect();
-    assert_eq!(names, ["vgg16", "resnet50", "mobilenet", "mobilenet_v2"]);
+    assert_eq!(
+        names,
+        ["vgg16", "resnet50", "mobilenet", "mobilenet_v2", "vgg19"]
+    );
     let counts: Vec<usize> = all.iter().map(|m| m.spec.len()).collect();
     // VGG16: 13 conv + 3 dense layers, kernel and bias each. ResNet50: 53 conv
     // (kernel, bias) + 53 BN (4 each) + predictions (kernel, bias). MobileNet
     // (alpha 1.0): 27 convs (kernel), 27 BN + conv_preds (kernel, bias).
-    // MobileNetV2: 52 convs, 52 BN + Logits (kernel, bias).
+    // MobileNetV2: 52 convs, 52 BN + Logits (kernel, bias). VGG19: 16 conv +
+    // 3 dense layers, kernel and bias each.
     assert_eq!(
         counts,
-        [32, 53 * 2 + 53 * 4 + 2, 27 + 27 * 4 + 2, 52 + 52 * 4 + 2]
+        [
+            32,
+            53 * 2 + 53 * 4 + 2,
+            27 + 27 * 4 + 2,
+            52 + 52 * 4 + 2,
+            38
+        ]
     );
     for m in &all {
         assert!(

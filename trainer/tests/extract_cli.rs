@@ -300,6 +300,67 @@ fn convert_then_extract_matches_keras() {
     assert!(!bad.exists());
 }
 
+/// VGG19 through the CLI as a user runs it: a full-size .h5 in the published
+/// layout (write_h5.py, seeded weights), `convert`, then `extract` at 75 px
+/// (odd sides: its pools floor) against Keras (gen_keras.py's reference). The
+/// file given to `--model vgg16` is refused, naming the layer VGG16 lacks.
+#[test]
+fn convert_then_extract_matches_keras_vgg19() {
+    let Some(py) = python_with_h5py() else {
+        common::skipped(format_args!(
+            "convert of a full-size VGG19 .h5: no python with numpy and h5py"
+        ));
+        return;
+    };
+    let dir = TempDir::new("convert-vgg19");
+    let h5 = dir.path().join("vgg19_seeded_notop.h5");
+    let o = Command::new(&py)
+        .arg(keras_fixture("write_h5.py"))
+        .args(["--model", "vgg19", "--out"])
+        .arg(&h5)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "write_h5.py: {}", stderr(&o));
+    let convert = |model: &str, out: &Path| {
+        trainer(&[
+            "convert",
+            "--model",
+            model,
+            "--keras-h5",
+            h5.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let st = dir.path().join("vgg19.safetensors");
+    let o = convert("vgg19", &st);
+    assert!(o.status.success(), "convert failed: {}", stderr(&o));
+    let (_, meta) = weights::load_safetensors(&st).unwrap();
+    assert_eq!(meta.get("model").map(String::as_str), Some("vgg19"));
+
+    let (kshape, keras, _) = reference("vgg19", "s75/pool_avg");
+    let out = dir.path().join("f.npy");
+    let (shape, ours, labels) = run_extract("vgg19", &st, 75, "avg", &out);
+    assert_eq!(shape, kshape);
+    assert_eq!(labels, vec![0, 3, 8, 9]);
+    let err = rel_l2(&ours, &keras);
+    println!("convert + extract vgg19 75 px avg: rel L2 {err:.2e}");
+    assert!(err <= 1e-5, "rel L2 {err}");
+
+    let bad = dir.path().join("bad.safetensors");
+    let o = convert("vgg16", &bad);
+    assert_eq!(o.status.code(), Some(1));
+    println!("a VGG19 file converted as vgg16: {}", stderr(&o).trim());
+    assert!(
+        stderr(&o).starts_with("error: ")
+            && stderr(&o).contains("block3_conv4")
+            && stderr(&o).contains("deeper model of the same family"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!bad.exists());
+}
+
 /// The MobileNets through the CLI as a user runs them: a full-size .h5 in
 /// the published layout (written by write_h5.py from the seeded weights),
 /// `convert --alpha`, then `extract --alpha` at 75 px (odd sides before the

@@ -194,12 +194,23 @@ fn convert_bytes(path: &Path, bytes: Vec<u8>, spec: &[WeightSpec]) -> Result<Nam
         }
     }
     let wanted: HashMap<&str, ()> = model_layers.iter().map(|(l, _)| (*l, ())).collect();
-    if let Some(extra) = file_layers
+    if let Some(at) = file_layers
         .iter()
-        .find(|l| !wanted.contains_key(l.name.as_str()))
+        .position(|l| !wanted.contains_key(l.name.as_str()))
     {
+        let extra = &file_layers[at];
+        // Extra layers after all of the model's are a top; among them, a
+        // deeper sibling's file.
+        let among = file_layers[at..]
+            .iter()
+            .any(|l| wanted.contains_key(l.name.as_str()));
+        let hint = if among {
+            "HINT: the model's layers come before and after it in the file: is this the file of a deeper model of the same family (VGG19's for VGG16)?"
+        } else {
+            "HINT: with-top files hold the ImageNet classifier (fc1, fc2, predictions; conv_preds; Logits): build the model with its top, or use the _notop / _no_top file"
+        };
         return Err(Error::Mismatch(format!(
-            "{counts}; the file has layer {} ({} weights), which the model does not have. HINT: with-top files hold the ImageNet classifier (fc1, fc2, predictions; conv_preds; Logits): build the model with its top, or use the _notop / _no_top file",
+            "{counts}; the file has layer {} ({} weights), which the model does not have. {hint}",
             extra.name,
             extra.weight_names.len()
         )));

@@ -1,11 +1,14 @@
-//! VGG16 as `keras.applications.VGG16` builds it (keras/src/applications/vgg16.py):
-//! five blocks of 3x3 'same' convolutions with a fused ReLU (64, 64 | 128,
-//! 128 | 256 x3 | 512 x3 | 512 x3), each block closed by a 2x2/2 'valid' max
-//! pool (`block1_pool` ... `block5_pool`); then either the ImageNet top
-//! (`flatten`, `fc1` 4096 relu, `fc2` 4096 relu, `predictions` 1000 softmax;
-//! 224x224 inputs only) or optional global pooling.
+//! VGG16 and VGG19 as `keras.applications.VGG16` / `VGG19` build them
+//! (keras/src/applications/vgg16.py, vgg19.py): five blocks of 3x3 'same'
+//! convolutions with a fused ReLU, 64, 128, 256, 512 and 512 filters, each
+//! block closed by a 2x2/2 'valid' max pool (`block1_pool` ...
+//! `block5_pool`); then either the ImageNet top (`flatten`, `fc1` 4096 relu,
+//! `fc2` 4096 relu, `predictions` 1000 softmax; 224x224 inputs only) or
+//! optional global pooling. The two differ only in the number of
+//! convolutions per block ([`VGG16`]: 2, 2, 3, 3, 3; [`VGG19`]: 2, 2, 4, 4,
+//! 4), named `block<b>_conv<i>` from 1.
 //!
-//! Keras names the optional global pooling layer of VGG16 automatically:
+//! Keras names the optional global pooling layer automatically:
 //! `global_average_pooling2d` or `global_max_pooling2d`; so do we.
 
 use crate::backbone::{check_input, Backbone, ModelOptions, Pooling, Span, Taps};
@@ -18,13 +21,32 @@ use engine::ops::Padding;
 use engine::Tensor;
 
 /// Filters of the convolutions of each block.
-const BLOCKS: [&[usize]; 5] = [
-    &[64, 64],
-    &[128, 128],
-    &[256, 256, 256],
-    &[512, 512, 512],
-    &[512, 512, 512],
-];
+const FILTERS: [usize; 5] = [64, 128, 256, 512, 512];
+
+/// One member of the family: its names and convolutions per block.
+#[derive(Debug)]
+pub struct VggVariant {
+    /// The registered name (`vgg16`).
+    pub name: &'static str,
+    /// Keras's class name (`VGG16`), for messages.
+    pub keras_name: &'static str,
+    /// Convolutions in each of the five blocks.
+    pub convs: [usize; 5],
+}
+
+/// VGG16: 13 convolutions.
+pub const VGG16: VggVariant = VggVariant {
+    name: "vgg16",
+    keras_name: "VGG16",
+    convs: [2, 2, 3, 3, 3],
+};
+
+/// VGG19: 16 convolutions.
+pub const VGG19: VggVariant = VggVariant {
+    name: "vgg19",
+    keras_name: "VGG19",
+    convs: [2, 2, 4, 4, 4],
+};
 
 /// The classifier on top (ImageNet, 1000 classes).
 struct Top {
@@ -48,28 +70,28 @@ struct Block {
     pool: MaxPooling2D,
 }
 
-/// Keras VGG16, layer for layer.
-pub struct Vgg16 {
+/// Keras VGG16 or VGG19, layer for layer.
+pub struct Vgg {
+    variant: &'static VggVariant,
     options: ModelOptions,
     blocks: Vec<Block>,
     head: Head,
 }
 
-impl Vgg16 {
-    /// Builds the model (initial weights: Keras's initialisers, seeded by
+impl Vgg {
+    /// Builds `variant` ([`VGG16`] or [`VGG19`]) (initial weights: Keras's initialisers, seeded by
     /// `options.init_seed`). Errors on options Keras refuses.
-    pub fn new(options: &ModelOptions) -> Result<Vgg16> {
-        options.check("VGG16")?;
+    pub fn new(variant: &'static VggVariant, options: &ModelOptions) -> Result<Vgg> {
+        options.check(variant.keras_name)?;
         let mut init = Init::new(options.init_seed);
         let mut c_in = 3;
-        let blocks = BLOCKS
+        let blocks = FILTERS
             .iter()
+            .zip(variant.convs)
             .enumerate()
-            .map(|(b, filters)| {
-                let convs = filters
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &f)| {
+            .map(|(b, (&f, n))| {
+                let convs = (0..n)
+                    .map(|i| {
                         let conv = Conv2D::new(
                             &format!("block{}_conv{}", b + 1, i + 1),
                             (3, 3),
@@ -102,7 +124,8 @@ impl Vgg16 {
                 Pooling::Max => Head::Max(GlobalMaxPooling2D::new("global_max_pooling2d")),
             }
         };
-        Ok(Vgg16 {
+        Ok(Vgg {
+            variant,
             options: options.clone(),
             blocks,
             head,
@@ -110,9 +133,9 @@ impl Vgg16 {
     }
 }
 
-impl Backbone for Vgg16 {
+impl Backbone for Vgg {
     fn name(&self) -> &'static str {
-        "vgg16"
+        self.variant.name
     }
 
     fn options(&self) -> &ModelOptions {
@@ -162,7 +185,7 @@ impl Backbone for Vgg16 {
 
     fn run_span(&self, x: &Tensor, span: Span, _training: bool, taps: &mut Taps) -> Result<Tensor> {
         check_input(
-            "VGG16",
+            self.variant.keras_name,
             x,
             span,
             self.options.input_size,
@@ -216,6 +239,6 @@ impl Backbone for Vgg16 {
     }
 
     fn set_bn_inference_only(&self, _inference_only: bool) {
-        // VGG16 has no BatchNormalization.
+        // VGG has no BatchNormalization.
     }
 }
