@@ -247,6 +247,7 @@ fn the_record_and_the_predictions_agree_with_the_summary() {
     );
     assert!(record["extraction"]["images_per_second"].as_f64().unwrap() > 0.0);
     assert_eq!(record["fine_tuning"], Value::Null);
+    assert_eq!(record["epochs"], 3);
 }
 
 #[test]
@@ -270,6 +271,7 @@ fn image_folder_predictions_name_their_files() {
     assert_eq!(r.files, expected);
 }
 
+#[cfg(unix)]
 #[test]
 fn an_interrupted_run_leaves_no_test_claim() {
     let dir = TempDir::new("run-record-interrupt");
@@ -317,6 +319,7 @@ fn an_interrupted_run_leaves_no_test_claim() {
     assert_eq!(record["status"], "interrupted");
     assert_eq!(record["accuracy"]["test"], Value::Null);
     assert!(record["accuracy"]["best_validation"].is_f64());
+    assert!(record["epochs"].as_u64().unwrap() >= 1, "{record}");
     assert!(
         !d.join("m.predictions.csv").exists(),
         "an earlier run's predictions were left"

@@ -9,7 +9,8 @@
 //!   "dataset": { "source", "classes", "train", "validation", "test" },
 //!   "model": { "backbone", "alpha", "image_size", "head", "standardize", "flip", "tta" },
 //!   "weights": { "source", "hash" },
-//!   "phases": [ { "name", "seconds" } ], "extraction": { "images", "images_per_second" },
+//!   "phases": [ { "name", "seconds" } ], "epochs": N (head and fine-tuning),
+//!   "extraction": { "images", "images_per_second" },
 //!   "accuracy": { "best_validation", "head_best_validation",
 //!                 "test": { "accuracy", "correct", "images",
 //!                           "per_class": [ { "class", "accuracy", "correct", "images" } ] } | null },
@@ -219,6 +220,7 @@ pub fn record(p: &RunParts) -> Value {
         },
         "weights": { "source": p.weights.from, "hash": p.weights.hash },
         "phases": phases,
+        "epochs": log.history.len(),
         "extraction": {
             "images": f.extracted_images,
             "images_per_second": (f.extracted_images > 0)
