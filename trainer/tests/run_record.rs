@@ -288,6 +288,7 @@ fn an_interrupted_run_leaves_no_test_claim() {
     )
     .unwrap();
     std::fs::write(d.join("m.predictions.csv"), "index,file\n").unwrap();
+    std::fs::write(d.join("m.split.json"), r#"{"thaw":{"test_accuracy":0.99}}"#).unwrap();
     let mut args = vec!["train"];
     args.extend(SMALL_MODEL);
     args.extend(["--data", s(&data), "--weights", s(&w), "--out", s(&out)]);
@@ -320,10 +321,9 @@ fn an_interrupted_run_leaves_no_test_claim() {
     assert_eq!(record["accuracy"]["test"], Value::Null);
     assert!(record["accuracy"]["best_validation"].is_f64());
     assert!(record["epochs"].as_u64().unwrap() >= 1, "{record}");
-    assert!(
-        !d.join("m.predictions.csv").exists(),
-        "an earlier run's predictions were left"
-    );
+    for name in ["m.predictions.csv", "m.split.json"] {
+        assert!(!d.join(name).exists(), "an earlier run's {name} was left");
+    }
 }
 
 #[test]

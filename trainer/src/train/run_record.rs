@@ -21,8 +21,9 @@
 //! A finished run writes it after the test score, with the predictions; an
 //! interrupted one writes it with `"status": "interrupted"` and no test
 //! figures (`"test": null`, no predictions file). Training removes an
-//! earlier run's record and predictions for the same `--out` when it starts,
-//! as it starts its metrics file anew, so no record outlives its model.
+//! earlier run's record, predictions and split file for the same `--out`
+//! when it starts, as it starts its metrics file anew, so no record outlives
+//! its model.
 //! Written atomically (a temporary file beside it, renamed).
 
 use super::evaluate::Evaluation;
@@ -44,11 +45,15 @@ pub fn path(out: &Path) -> std::path::PathBuf {
     sibling(out, "run.json")
 }
 
-/// Removes an earlier run's record and predictions for `out` (called when
-/// training starts, so an interrupted or failed run leaves none that is not
-/// its own).
+/// Removes an earlier run's record, predictions and split file for `out`
+/// (called when training starts, so an interrupted or failed run leaves
+/// none that is not its own).
 pub fn remove_stale(out: &Path) -> Result<()> {
-    for p in [path(out), sibling(out, "predictions.csv")] {
+    for p in [
+        path(out),
+        sibling(out, "predictions.csv"),
+        sibling(out, "split.json"),
+    ] {
         match std::fs::remove_file(&p) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(Error::io(&p, "removing", e))
