@@ -144,6 +144,21 @@ fn cli_case(model: &str, block: &str) {
     );
     let evaluated = accuracy_line(&eval_out);
     assert_eq!(evaluated, reported, "evaluate disagrees with train");
+    // The run record: the fine-tuning's block, epoch, outcome, and the test accuracy.
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("ft.run.json")).unwrap()).unwrap();
+    let ft = &record["fine_tuning"];
+    assert_eq!(
+        (&ft["block"], &ft["epochs"]),
+        (&block.into(), &1.into()),
+        "{ft}"
+    );
+    assert_eq!(ft["improved"], kept, "{ft}");
+    let test = &record["accuracy"]["test"];
+    assert_eq!(
+        (test["correct"].as_u64(), test["images"].as_u64()),
+        (Some(reported.1 as u64), Some(reported.2 as u64))
+    );
     assert_eq!(reported.2, 100);
     eprintln!(
         "{model}: test accuracy {} reproduced by evaluate; {:.1} s in all",

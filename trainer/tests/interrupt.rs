@@ -8,7 +8,8 @@
 //!   stop within a bounded time with exit status 130 after naming the model
 //!   file; the file must be whole (it loads, its metadata names the best
 //!   validation accuracy of the metrics CSV, `trainer evaluate` scores it)
-//!   and no temporary file may be left beside it or in the feature cache.
+//!   and no temporary file may be left beside it or in the feature cache;
+//!   the run record says "interrupted" and holds no test figures.
 //!   Without the archive it prints SKIPPED.
 //! - `trainer bench` points to the bench crate and exits non-zero.
 
@@ -172,9 +173,19 @@ fn sigint_keeps_the_best_model_intact_and_exits_130() {
     );
     assert_eq!(
         entries(&run_dir),
-        ["model.curves.png", "model.metrics.csv", "model.safetensors"],
+        [
+            "model.curves.png",
+            "model.metrics.csv",
+            "model.run.json",
+            "model.safetensors"
+        ],
         "files beside the model"
     );
+    // The run record says the run was interrupted, with no test figures.
+    let record: serde_json::Value =
+        serde_json::from_str(&read(&run_dir.join("model.run.json"))).unwrap();
+    assert_eq!(record["status"], "interrupted", "{record}");
+    assert_eq!(record["accuracy"]["test"], serde_json::Value::Null);
 
     // The model file is whole and holds the best epoch.
     let metrics = read(&run_dir.join("model.metrics.csv"));

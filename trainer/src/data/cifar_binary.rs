@@ -124,6 +124,7 @@ pub fn read_file(path: &Path) -> Result<Dataset> {
         images,
         labels,
         classes,
+        files: Vec::new(),
     })
 }
 
@@ -192,6 +193,7 @@ pub fn read_dir(dir: &Path, split: Split) -> Result<Dataset> {
         images,
         labels,
         classes: class_names(&root)?,
+        files: Vec::new(),
     })
 }
 

@@ -179,5 +179,6 @@ pub fn read(dir: &Path, split: Split) -> Result<Dataset> {
         images,
         labels,
         classes,
+        files,
     })
 }

@@ -73,6 +73,9 @@ pub struct Dataset {
     pub labels: Vec<u8>,
     /// Class names; label `k` is `classes[k]`.
     pub classes: Vec<String>,
+    /// The file of each image, in input order (image folders); empty for
+    /// CIFAR-10 batches, whose images are known by their index.
+    pub files: Vec<std::path::PathBuf>,
 }
 
 impl Dataset {

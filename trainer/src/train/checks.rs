@@ -166,8 +166,15 @@ fn refuse_overwriting_inputs(opts: &TrainOptions) -> Result<()> {
             path: c,
         });
     }
-    let siblings = ["metrics.csv", "curves.png", "confusion.png", "split.json"]
-        .map(|s| report::sibling(&opts.out, s));
+    let siblings = [
+        "metrics.csv",
+        "curves.png",
+        "confusion.png",
+        "split.json",
+        "run.json",
+        "predictions.csv",
+    ]
+    .map(|s| report::sibling(&opts.out, s));
     let mut outputs = vec![Output {
         what: "--out",
         path: &opts.out,

@@ -11,6 +11,7 @@
 //!      or with --no-cache, end to end on images)
 //!   ─▶ model_file: backbone + head + metadata in one .safetensors (saved at each improvement)
 //!   ─▶ evaluate: test accuracy, per class, confusion matrix;  report: metrics CSV, PNGs, summary
+//!   ─▶ run_record: NAME.run.json (options, machine, data, times, accuracies), NAME.predictions.csv
 //! ```
 //!
 //! [`run_train`] reads as this diagram: `checks.rs` checks everything it
@@ -36,7 +37,9 @@ pub mod fit;
 pub mod head;
 pub mod model_file;
 mod pipeline;
+pub mod predictions;
 pub mod report;
+pub mod run_record;
 pub mod split_file;
 
 pub use evaluate::{run_evaluate, run_predict, Evaluation};
@@ -92,6 +95,8 @@ pub struct TrainOptions {
     pub no_cache: bool,
     /// The model file to write.
     pub out: PathBuf,
+    /// The command line, as the run record keeps it.
+    pub command_line: Vec<String>,
 }
 
 impl TrainOptions {
@@ -127,6 +132,9 @@ impl TrainOptions {
             precision: a.precision.precision(),
             no_cache: a.no_cache,
             out: a.out.clone(),
+            command_line: std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
         }
     }
 }
@@ -179,14 +187,29 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
     // 5. Optional fine-tuning of the `--fine-tune` block with the head.
     pipeline::fine_tune(opts, &run, &data, &weights, &mut trained, &mut log)?;
     pipeline::report_training(opts, &trained, &log)?;
+    let parts = |log, test| run_record::RunParts {
+        opts,
+        run: &run,
+        data: &data,
+        weights: &weights,
+        features: &features,
+        log,
+        test,
+    };
     if log.interrupted {
+        // The run record, without test figures (the test split was not scored).
+        run_record::write(&parts(&log, None), None)?;
         return Ok(log.into_summary(None, &opts.out));
     }
 
     // 6. Evaluation: the saved model's accuracy on the test split.
-    let test = pipeline::evaluate_test(opts, &run, &data, &weights, &features, &trained, &mut log)?;
+    let (test, probs) =
+        pipeline::evaluate_test(opts, &run, &data, &weights, &features, &trained, &mut log)?;
 
     // 7. Report: split file, confusion matrix, summary.
     pipeline::report(opts, &run, &data, &weights, &features, &test, &log)?;
+
+    // 8. Run record: the test predictions and NAME.run.json.
+    run_record::write(&parts(&log, Some(&test)), Some(&probs))?;
     Ok(log.into_summary(Some(test), &opts.out))
 }

@@ -53,6 +53,10 @@ impl Phases {
         self.start = Instant::now();
         secs
     }
+    /// The phases ended so far: (name, seconds), in order.
+    pub fn list(&self) -> &[(String, f64)] {
+        &self.list
+    }
 }
 
 /// What a run has done so far, for its messages and its summary.
@@ -494,6 +498,7 @@ fn new_checkpoint(opts: &TrainOptions, run: &Run, data: &Data) -> Result<Checkpo
         val_accuracy: None,
     };
     let metrics = report::MetricsFile::create(&report::sibling(&opts.out, "metrics.csv"))?;
+    super::run_record::remove_stale(&opts.out)?;
     let total_epochs = opts.fit.epochs
         + if opts.fine_tune.is_some() {
             opts.fine_tune_epochs
@@ -710,7 +715,8 @@ pub fn report_training(opts: &TrainOptions, trained: &Trained, log: &Log) -> Res
 
 /// Phase 6, evaluation: the saved model's accuracy on the test split (from
 /// the cached features when only the head was trained; after fine-tuning,
-/// from the cached test activations or end to end on the images).
+/// from the cached test activations or end to end on the images), and the
+/// probabilities `[n, classes]` it is computed from.
 pub fn evaluate_test(
     opts: &TrainOptions,
     run: &Run,
@@ -719,7 +725,7 @@ pub fn evaluate_test(
     features: &Features,
     trained: &Trained,
     log: &mut Log,
-) -> Result<Evaluation> {
+) -> Result<(Evaluation, Vec<f32>)> {
     let (backbone, head) = (run.backbone.as_ref(), &trained.head);
     let probs = if let (true, Some(block), Some((test, flipped))) =
         (log.fine_tuned, &opts.fine_tune, &trained.test_activations)
@@ -763,7 +769,7 @@ pub fn evaluate_test(
     };
     let test = Evaluation::from_probabilities(&probs, &data.test.labels, data.classes.len());
     log.phases.end("test evaluation");
-    Ok(test)
+    Ok((test, probs))
 }
 
 /// Phase 7, report: the split file (for `trainer/scripts/second_opinion.py`),
