@@ -14,9 +14,10 @@ use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-/// thaw: transfer learning from Keras's ImageNet backbones (VGG16, ResNet50,
-/// MobileNet, MobileNetV2) to new image datasets (CIFAR-10 by default), on
-/// a from-scratch Rust engine.
+/// thaw: transfer learning from ImageNet backbones (Keras's VGG16, VGG19,
+/// ResNet50, MobileNet, MobileNetV2; EfficientNet-Lite0/1/2 from their
+/// PyTorch checkpoints) to new image datasets (CIFAR-10 by default), on a
+/// from-scratch Rust engine.
 ///
 /// With no subcommand, runs `train` (CIFAR-10 with ResNet50 and Keras's
 /// ImageNet weights, downloaded into the cache when missing).
