@@ -56,8 +56,8 @@
 use crate::backbone::{check_input, Backbone, ModelOptions, Pooling, Span, Taps};
 use crate::error::{Error, Result};
 use crate::layers::{
-    Activation, Add, BatchNormalization, Conv2D, Dense, DepthwiseConv2D, GlobalAveragePooling2D,
-    GlobalMaxPooling2D, Init, ReLU6, WeightedLayer,
+    Activation, Add, BatchNormalization, Conv2D, Dense, DepthwiseConv2D, FeaturePooling,
+    GlobalAveragePooling2D, Init, ReLU6, WeightedLayer,
 };
 use crate::registry::{self, make_divisible};
 use engine::ops::{self, Padding};
@@ -293,9 +293,8 @@ impl Block {
 enum Head {
     /// `_avg_pooling`, `_fc` (logits), then a softmax (`predictions`).
     Top(GlobalAveragePooling2D, Dense),
-    Avg(GlobalAveragePooling2D),
-    Max(GlobalMaxPooling2D),
-    None,
+    /// No top: the `pooling` argument.
+    Pooled(FeaturePooling),
 }
 
 /// EfficientNet-Lite0, 1 or 2, module for module as the PyTorch port.
@@ -344,11 +343,11 @@ impl EfficientNetLite {
                 Dense::new("_fc", LITE_HEAD, 1000, Activation::Linear, &mut init),
             )
         } else {
-            match options.pooling {
-                Pooling::None => Head::None,
-                Pooling::Avg => Head::Avg(GlobalAveragePooling2D::new("_avg_pooling")),
-                Pooling::Max => Head::Max(GlobalMaxPooling2D::new("_max_pooling")),
-            }
+            Head::Pooled(FeaturePooling::new(
+                options.pooling,
+                "_avg_pooling",
+                "_max_pooling",
+            ))
         };
         Ok(EfficientNetLite {
             options: options.clone(),
@@ -397,9 +396,7 @@ impl Backbone for EfficientNetLite {
             Head::Top(p, d) => {
                 v.extend([p.name.clone(), d.name().to_string(), "predictions".into()])
             }
-            Head::Avg(p) => v.push(p.name.clone()),
-            Head::Max(p) => v.push(p.name.clone()),
-            Head::None => {}
+            Head::Pooled(p) => v.extend(p.layer_name().map(String::from)),
         }
         v
     }
@@ -458,15 +455,7 @@ impl Backbone for EfficientNetLite {
                 x = ops::softmax(&x).map_err(Error::in_layer("predictions"))?;
                 taps.put("predictions", &x);
             }
-            Head::Avg(p) => {
-                x = p.forward(&x)?;
-                taps.put(&p.name, &x);
-            }
-            Head::Max(p) => {
-                x = p.forward(&x)?;
-                taps.put(&p.name, &x);
-            }
-            Head::None => {}
+            Head::Pooled(p) => x = p.forward(x, taps)?,
         }
         Ok(x)
     }

@@ -830,3 +830,44 @@ impl Add {
         ops::add(a, b).map_err(Error::in_layer(&self.name))
     }
 }
+
+/// The top a Keras Application has without its classifier: its `pooling`
+/// argument, as nothing or as a global average or max pool under the name
+/// the model gives it. Every model's `Head` holds one of these beside its
+/// own classifier top.
+pub(crate) enum FeaturePooling {
+    None,
+    Avg(GlobalAveragePooling2D),
+    Max(GlobalMaxPooling2D),
+}
+
+impl FeaturePooling {
+    /// `pooling` with the layer names `avg` and `max` (Keras's names differ by model).
+    pub(crate) fn new(pooling: crate::backbone::Pooling, avg: &str, max: &str) -> Self {
+        match pooling {
+            crate::backbone::Pooling::None => FeaturePooling::None,
+            crate::backbone::Pooling::Avg => FeaturePooling::Avg(GlobalAveragePooling2D::new(avg)),
+            crate::backbone::Pooling::Max => FeaturePooling::Max(GlobalMaxPooling2D::new(max)),
+        }
+    }
+
+    /// The pooling layer's name, if there is one.
+    pub(crate) fn layer_name(&self) -> Option<&str> {
+        match self {
+            FeaturePooling::None => None,
+            FeaturePooling::Avg(p) => Some(&p.name),
+            FeaturePooling::Max(p) => Some(&p.name),
+        }
+    }
+
+    /// Pools `x` (or passes it through), tapping the pool's output.
+    pub(crate) fn forward(&self, x: Tensor, taps: &mut crate::backbone::Taps) -> Result<Tensor> {
+        let y = match self {
+            FeaturePooling::None => return Ok(x),
+            FeaturePooling::Avg(p) => p.forward(&x)?,
+            FeaturePooling::Max(p) => p.forward(&x)?,
+        };
+        taps.put(self.layer_name().unwrap_or_default(), &y);
+        Ok(y)
+    }
+}

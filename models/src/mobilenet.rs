@@ -26,8 +26,8 @@
 use crate::backbone::{check_input, Backbone, ModelOptions, Pooling, Span, Taps};
 use crate::error::{Error, Result};
 use crate::layers::{
-    Activation, BatchNormalization, Conv2D, DepthwiseConv2D, Dropout, GlobalAveragePooling2D,
-    GlobalMaxPooling2D, Init, ReLU6, Reshape, WeightedLayer, ZeroPadding2D,
+    Activation, BatchNormalization, Conv2D, DepthwiseConv2D, Dropout, FeaturePooling,
+    GlobalAveragePooling2D, Init, ReLU6, Reshape, WeightedLayer, ZeroPadding2D,
 };
 use crate::registry::{self, DEFAULT_ALPHA};
 use engine::ops::{self, Padding};
@@ -160,9 +160,8 @@ struct Top {
 /// What follows the last block.
 enum Head {
     Top(Box<Top>),
-    Avg(GlobalAveragePooling2D),
-    Max(GlobalMaxPooling2D),
-    None,
+    /// No top: the `pooling` argument.
+    Pooled(FeaturePooling),
 }
 
 /// Keras MobileNet, layer for layer.
@@ -225,11 +224,11 @@ impl MobileNet {
                 reshape_2: Reshape::new("reshape_2", &[1000]),
             }))
         } else {
-            match options.pooling {
-                Pooling::None => Head::None,
-                Pooling::Avg => Head::Avg(GlobalAveragePooling2D::new("global_average_pooling2d")),
-                Pooling::Max => Head::Max(GlobalMaxPooling2D::new("global_max_pooling2d")),
-            }
+            Head::Pooled(FeaturePooling::new(
+                options.pooling,
+                "global_average_pooling2d",
+                "global_max_pooling2d",
+            ))
         };
         Ok(MobileNet {
             options: options.clone(),
@@ -280,9 +279,7 @@ impl Backbone for MobileNet {
                 "act_softmax".to_string(),
                 t.reshape_2.name.clone(),
             ]),
-            Head::Avg(p) => v.push(p.name.clone()),
-            Head::Max(p) => v.push(p.name.clone()),
-            Head::None => {}
+            Head::Pooled(p) => v.extend(p.layer_name().map(String::from)),
         }
         v
     }
@@ -344,15 +341,7 @@ impl Backbone for MobileNet {
                 x = t.reshape_2.forward(&x)?;
                 taps.put(&t.reshape_2.name, &x);
             }
-            Head::Avg(p) => {
-                x = p.forward(&x)?;
-                taps.put(&p.name, &x);
-            }
-            Head::Max(p) => {
-                x = p.forward(&x)?;
-                taps.put(&p.name, &x);
-            }
-            Head::None => {}
+            Head::Pooled(p) => x = p.forward(x, taps)?,
         }
         Ok(x)
     }

@@ -39,8 +39,8 @@
 use crate::backbone::{check_input, Backbone, ModelOptions, Pooling, Span, Taps};
 use crate::error::Result;
 use crate::layers::{
-    Activation, Add, BatchNormalization, Conv2D, Dense, DepthwiseConv2D, GlobalAveragePooling2D,
-    GlobalMaxPooling2D, Init, ReLU6, WeightedLayer, ZeroPadding2D,
+    Activation, Add, BatchNormalization, Conv2D, Dense, DepthwiseConv2D, FeaturePooling,
+    GlobalAveragePooling2D, Init, ReLU6, WeightedLayer, ZeroPadding2D,
 };
 use crate::registry::{self, make_divisible, DEFAULT_ALPHA};
 use engine::ops::Padding;
@@ -209,9 +209,8 @@ impl Block {
 enum Head {
     /// `global_average_pooling2d` then the 1000-class `Logits` (softmax).
     Top(GlobalAveragePooling2D, Dense),
-    Avg(GlobalAveragePooling2D),
-    Max(GlobalMaxPooling2D),
-    None,
+    /// No top: the `pooling` argument.
+    Pooled(FeaturePooling),
 }
 
 /// Keras MobileNetV2, layer for layer.
@@ -270,11 +269,11 @@ impl MobileNetV2 {
                 Dense::new("Logits", last, 1000, Activation::Softmax, &mut init),
             )
         } else {
-            match options.pooling {
-                Pooling::None => Head::None,
-                Pooling::Avg => Head::Avg(GlobalAveragePooling2D::new("global_average_pooling2d")),
-                Pooling::Max => Head::Max(GlobalMaxPooling2D::new("global_max_pooling2d")),
-            }
+            Head::Pooled(FeaturePooling::new(
+                options.pooling,
+                "global_average_pooling2d",
+                "global_max_pooling2d",
+            ))
         };
         Ok(MobileNetV2 {
             options: options.clone(),
@@ -326,9 +325,7 @@ impl Backbone for MobileNetV2 {
         ]);
         match &self.head {
             Head::Top(p, d) => v.extend([p.name.clone(), d.name().to_string()]),
-            Head::Avg(p) => v.push(p.name.clone()),
-            Head::Max(p) => v.push(p.name.clone()),
-            Head::None => {}
+            Head::Pooled(p) => v.extend(p.layer_name().map(String::from)),
         }
         v
     }
@@ -394,15 +391,7 @@ impl Backbone for MobileNetV2 {
                 x = dense.forward(&x)?;
                 taps.put(dense.name(), &x);
             }
-            Head::Avg(p) => {
-                x = p.forward(&x)?;
-                taps.put(&p.name, &x);
-            }
-            Head::Max(p) => {
-                x = p.forward(&x)?;
-                taps.put(&p.name, &x);
-            }
-            Head::None => {}
+            Head::Pooled(p) => x = p.forward(x, taps)?,
         }
         Ok(x)
     }

@@ -27,7 +27,7 @@
 use crate::backbone::{check_input, Backbone, ModelOptions, Pooling, Span, Taps};
 use crate::error::Result;
 use crate::layers::{
-    Activation, Add, BatchNormalization, Conv2D, Dense, GlobalAveragePooling2D, GlobalMaxPooling2D,
+    Activation, Add, BatchNormalization, Conv2D, Dense, FeaturePooling, GlobalAveragePooling2D,
     Init, MaxPooling2D, ReLU, WeightedLayer, ZeroPadding2D,
 };
 use engine::ops::Padding;
@@ -203,9 +203,8 @@ impl Bottleneck {
 enum Head {
     /// `avg_pool` then the 1000-class `predictions` (softmax).
     Top(GlobalAveragePooling2D, Dense),
-    Avg(GlobalAveragePooling2D),
-    Max(GlobalMaxPooling2D),
-    None,
+    /// No top: the `pooling` argument.
+    Pooled(FeaturePooling),
 }
 
 /// Keras ResNet50, layer for layer.
@@ -260,11 +259,7 @@ impl ResNet50 {
                 Dense::new("predictions", 2048, 1000, Activation::Softmax, &mut init),
             )
         } else {
-            match options.pooling {
-                Pooling::None => Head::None,
-                Pooling::Avg => Head::Avg(GlobalAveragePooling2D::new("avg_pool")),
-                Pooling::Max => Head::Max(GlobalMaxPooling2D::new("max_pool")),
-            }
+            Head::Pooled(FeaturePooling::new(options.pooling, "avg_pool", "max_pool"))
         };
         Ok(ResNet50 {
             options: options.clone(),
@@ -303,9 +298,7 @@ impl Backbone for ResNet50 {
         }
         match &self.head {
             Head::Top(p, d) => v.extend([p.name.clone(), d.name().to_string()]),
-            Head::Avg(p) => v.push(p.name.clone()),
-            Head::Max(p) => v.push(p.name.clone()),
-            Head::None => {}
+            Head::Pooled(p) => v.extend(p.layer_name().map(String::from)),
         }
         v
     }
@@ -361,15 +354,7 @@ impl Backbone for ResNet50 {
                 x = dense.forward(&x)?;
                 taps.put(dense.name(), &x);
             }
-            Head::Avg(p) => {
-                x = p.forward(&x)?;
-                taps.put(&p.name, &x);
-            }
-            Head::Max(p) => {
-                x = p.forward(&x)?;
-                taps.put(&p.name, &x);
-            }
-            Head::None => {}
+            Head::Pooled(p) => x = p.forward(x, taps)?,
         }
         Ok(x)
     }

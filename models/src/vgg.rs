@@ -14,8 +14,7 @@
 use crate::backbone::{check_input, Backbone, ModelOptions, Pooling, Span, Taps};
 use crate::error::Result;
 use crate::layers::{
-    Activation, Conv2D, Dense, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, Init,
-    MaxPooling2D, WeightedLayer,
+    Activation, Conv2D, Dense, FeaturePooling, Flatten, Init, MaxPooling2D, WeightedLayer,
 };
 use engine::ops::Padding;
 use engine::Tensor;
@@ -59,9 +58,8 @@ struct Top {
 /// What follows block5_pool.
 enum Head {
     Top(Top),
-    Avg(GlobalAveragePooling2D),
-    Max(GlobalMaxPooling2D),
-    None,
+    /// No top: the `pooling` argument.
+    Pooled(FeaturePooling),
 }
 
 /// One block: its convolutions and its closing max pool.
@@ -118,11 +116,11 @@ impl Vgg {
                 predictions: Dense::new("predictions", 4096, 1000, Activation::Softmax, &mut init),
             })
         } else {
-            match options.pooling {
-                Pooling::None => Head::None,
-                Pooling::Avg => Head::Avg(GlobalAveragePooling2D::new("global_average_pooling2d")),
-                Pooling::Max => Head::Max(GlobalMaxPooling2D::new("global_max_pooling2d")),
-            }
+            Head::Pooled(FeaturePooling::new(
+                options.pooling,
+                "global_average_pooling2d",
+                "global_max_pooling2d",
+            ))
         };
         Ok(Vgg {
             variant,
@@ -155,9 +153,7 @@ impl Backbone for Vgg {
                 t.fc2.name().to_string(),
                 t.predictions.name().to_string(),
             ]),
-            Head::Avg(p) => names.push(p.name.clone()),
-            Head::Max(p) => names.push(p.name.clone()),
-            Head::None => {}
+            Head::Pooled(p) => names.extend(p.layer_name().map(String::from)),
         }
         names
     }
@@ -212,15 +208,7 @@ impl Backbone for Vgg {
                     taps.put(dense.name(), &x);
                 }
             }
-            Head::Avg(p) => {
-                x = p.forward(&x)?;
-                taps.put(&p.name, &x);
-            }
-            Head::Max(p) => {
-                x = p.forward(&x)?;
-                taps.put(&p.name, &x);
-            }
-            Head::None => {}
+            Head::Pooled(p) => x = p.forward(x, taps)?,
         }
         Ok(x)
     }
