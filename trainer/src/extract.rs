@@ -215,18 +215,12 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
     crate::temp_files::watch(args.out.parent().unwrap_or(Path::new(".")));
     crate::temp_files::watch(&cache);
     let backbone = build_backbone(&args.model, args.alpha, args.pooling)?;
-    let (tensors, _, from) = crate::weights_source::resolve_weights(
-        args.weights.as_deref(),
+    crate::weights_source::load_weights(
         backbone.as_ref(),
+        args.weights.as_deref(),
         args.image_size,
         &crate::download::cache_dir()?,
     )?;
-    backbone.load(tensors).map_err(|e| {
-        Error::Usage(format!(
-            "weights {from} cannot be used for {}: {e}",
-            backbone.name()
-        ))
-    })?;
     backbone.to_device(device)?;
     backbone.set_precision(args.precision.precision());
     let t = std::time::Instant::now();

@@ -69,6 +69,25 @@ pub fn check_layout(path: &Path, backbone: &dyn Backbone) -> Result<()> {
     Ok(())
 }
 
+/// The weights for `backbone` found as [`resolve_weights`] finds them, and
+/// loaded into it: their hash and where they came from (for messages). A
+/// file that does not fit the model is a usage error naming both.
+pub fn load_weights(
+    backbone: &dyn Backbone,
+    weights_file: Option<&Path>,
+    image_size: usize,
+    cache: &Path,
+) -> Result<(String, String)> {
+    let (tensors, hash, from) = resolve_weights(weights_file, backbone, image_size, cache)?;
+    backbone.load(tensors).map_err(|e| {
+        Error::Usage(format!(
+            "weights {from} cannot be used for {}: {e}",
+            backbone.name()
+        ))
+    })?;
+    Ok((hash, from))
+}
+
 /// The backbone weights: `--weights FILE`, or the model's published ImageNet
 /// weights for its alpha and `image_size` (downloaded into the cache when
 /// missing, checked by md5 or by layout, converted once and kept as

@@ -26,7 +26,7 @@ use crate::data::{self, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::progress::{Progress, Unit};
 use crate::signals::stop_flag;
-use crate::weights_source::resolve_weights;
+use crate::weights_source::load_weights;
 use models::registry;
 use models::Backbone;
 use std::path::Path;
@@ -177,18 +177,12 @@ pub struct Weights {
 /// ([`crate::weights_source`]), and loaded.
 pub fn load_backbone(opts: &TrainOptions, run: &Run, log: &mut Log) -> Result<Weights> {
     let backbone = run.backbone.as_ref();
-    let (tensors, hash, from) = resolve_weights(
-        opts.weights.as_deref(),
+    let (hash, from) = load_weights(
         backbone,
+        opts.weights.as_deref(),
         run.image_size,
         &run.cache_root,
     )?;
-    backbone.load(tensors).map_err(|e| {
-        Error::Usage(format!(
-            "weights {from} cannot be used for {}: {e}",
-            backbone.name()
-        ))
-    })?;
     let image_size = run.image_size;
     let dim = backbone
         .output_shape(1, image_size, image_size)
