@@ -414,9 +414,9 @@ pub fn ensure_weights(
 }
 
 /// Unpacks the `.tar.gz` at `archive` so that its contents end up in
-/// `dest_dir`, atomically (see [`unpack_atomically`]). Entries that would
-/// land outside the folder (absolute paths, `..`) are not unpacked by the
-/// `tar` crate.
+/// `dest_dir`, atomically: into a temporary folder renamed into place once
+/// complete. Entries that would land outside the folder (absolute paths,
+/// `..`) are not unpacked by the `tar` crate.
 pub fn unpack_tar_gz(archive: &Path, dest_dir: &Path) -> Result<()> {
     unpack_atomically(dest_dir, |tmp| {
         let f = File::open(archive).map_err(|e| Error::io(archive, "reading", e))?;
@@ -433,9 +433,10 @@ pub fn unpack_tar_gz(archive: &Path, dest_dir: &Path) -> Result<()> {
 }
 
 /// Unpacks the `.zip` at `archive` so that its contents end up in
-/// `dest_dir`, atomically (see [`unpack_atomically`]). An entry that would
-/// land outside the folder (an absolute path, a drive letter, a `..`) or is
-/// a symbolic link is refused, and then nothing is unpacked.
+/// `dest_dir`, atomically: into a temporary folder renamed into place once
+/// complete. An entry that would land outside the folder (an absolute path,
+/// a drive letter, a `..`) or is a symbolic link is refused, and then
+/// nothing is unpacked.
 pub fn unpack_zip(archive: &Path, dest_dir: &Path) -> Result<()> {
     let bad_zip = |why: String| {
         Error::data(
