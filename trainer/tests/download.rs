@@ -736,6 +736,29 @@ fn cats_vs_dogs_zip_is_unpacked_with_its_odd_files() {
 }
 
 #[test]
+fn an_archive_put_in_the_cache_by_hand_is_checked_and_unpacked_offline() {
+    // What the offline hint tells users to do: no server, the file at the
+    // named place.
+    let files = pet_files();
+    let archive = zip(&files);
+    let sha256 = sha256_hex(&archive);
+    let table = served(
+        &datasets::CATS_VS_DOGS,
+        "http://127.0.0.1:9/kagglecatsanddogs_5340.zip",
+        &archive,
+        &sha256,
+    );
+    let dir = TempDir::new("dl-byhand");
+    let cache = dir.path().join("thaw");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join("kagglecatsanddogs_5340.zip"), &archive).unwrap();
+    let root = datasets::ensure_archive(&table, &cache, &quiet()).unwrap();
+    assert_eq!(root, cache.join("cats-vs-dogs/PetImages"));
+    assert_unpacked(&root, &files);
+    assert_eq!(entries(&cache), vec!["cats-vs-dogs"]);
+}
+
+#[test]
 fn a_wrong_sha256_or_size_is_an_error_and_nothing_is_kept() {
     let archive = tgz(&flower_files());
     let got = sha256_hex(&archive);
