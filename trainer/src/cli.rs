@@ -9,6 +9,8 @@
 //! pretends to measure.
 
 use crate::data::Split;
+use crate::datasets::DatasetChoice;
+use crate::download::{self, FetchOptions};
 use crate::error::{Error, Result};
 use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -181,6 +183,12 @@ pub struct TrainArgs {
     /// CIFAR-10 binary version, downloaded into the cache when missing.
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
+    /// A dataset thaw knows, downloaded into the cache when missing and
+    /// checked (cifar10: md5; flowers, cats-vs-dogs: size and sha256, as
+    /// TensorFlow Datasets publishes them), then read as --data would read
+    /// it. Instead of --data, not with it.
+    #[arg(long, value_enum, value_name = "NAME", conflicts_with = "data")]
+    pub dataset: Option<DatasetChoice>,
     /// Input size the 32x32 images are resized to (bilinear) before the
     /// backbone. Default: the model's ImageNet size (224; 240 and 260 for
     /// EfficientNet-Lite1 and -Lite2), on the CPU too; the expected
@@ -353,6 +361,10 @@ pub struct EvaluateArgs {
     /// set from the cache (downloaded when missing).
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
+    /// A dataset thaw knows, downloaded when missing (as for `train`).
+    /// Instead of --data, not with it.
+    #[arg(long, value_enum, value_name = "NAME", conflicts_with = "data")]
+    pub dataset: Option<DatasetChoice>,
     /// Which split of the dataset to evaluate.
     #[arg(long, value_enum, default_value_t = Split::Test)]
     pub split: Split,
@@ -437,13 +449,28 @@ pub const INTERRUPTED_EXIT_STATUS: i32 = 130;
 /// Runs one subcommand.
 pub fn run(command: Command) -> Result<()> {
     match command {
-        Command::Train(args) => {
+        Command::Train(mut args) => {
+            args.data = data_path(args.data, args.dataset)?;
             crate::train::run_train(&crate::train::TrainOptions::from_args(&args)).map(|_| ())
         }
         Command::Convert(args) => crate::convert::run(&args),
         Command::Extract(args) => crate::extract::run(&args),
-        Command::Evaluate(args) => crate::train::run_evaluate(&args).map(|_| ()),
+        Command::Evaluate(mut args) => {
+            args.data = data_path(args.data, args.dataset)?;
+            crate::train::run_evaluate(&args).map(|_| ())
+        }
         Command::Predict(args) => crate::train::run_predict(&args).map(|_| ()),
         Command::Bench(_) => Err(Error::Usage(BENCH_POINTER.into())),
+    }
+}
+
+/// `--data`, or the folder `--dataset` stands for, downloaded and unpacked
+/// into the cache when missing (None, the default, for CIFAR-10).
+fn data_path(data: Option<PathBuf>, dataset: Option<DatasetChoice>) -> Result<Option<PathBuf>> {
+    match dataset {
+        Some(choice) => {
+            crate::datasets::data_folder(choice, &download::cache_dir()?, &FetchOptions::default())
+        }
+        None => Ok(data),
     }
 }

@@ -1,9 +1,11 @@
 //! Verified downloads into the user's cache directory: the CIFAR-10 binary
-//! archive and the Keras ImageNet weights, fetched once when missing.
+//! archive, the Keras ImageNet weights and the course datasets of
+//! [`crate::datasets`], fetched once when missing.
 //!
-//! A download goes to a temporary file beside its destination while its md5
-//! is computed on the fly; only a complete transfer that passes its [`Check`]
-//! is renamed into place: an md5 equal to the published one, or, for files
+//! A download goes to a temporary file beside its destination while its
+//! checksum is computed on the fly; only a complete transfer that passes its
+//! [`Check`] is renamed into place: an md5 equal to the published one, a
+//! size and sha256 equal to the published ones, or, for files
 //! published without a checksum (Keras's MobileNet weights), a check of the
 //! content itself (for weights: every tensor of the model present with its
 //! shape, every value finite). The second is weaker: it proves the file is
@@ -13,8 +15,8 @@
 //! always complete and verified. Without a network the connection fails within seconds (connect
 //! timeout) and the error says which URL to fetch by hand and where to put it.
 //!
-//! Archives (`.tar.gz`) are unpacked into a temporary folder that is renamed
-//! into place once complete, so a half-unpacked dataset is never used.
+//! Archives (`.tar.gz`, `.zip`) are unpacked into a temporary folder that is
+//! renamed into place once complete, so a half-unpacked dataset is never used.
 //!
 //! Cache directory: `$THAW_CACHE_DIR`, else `$XDG_CACHE_HOME/thaw`, else
 //! `~/.cache/thaw`.
@@ -24,8 +26,9 @@ use crate::error::{Error, Result};
 use crate::progress::{Progress, Unit};
 use md5::{Digest, Md5};
 use models::registry::{WeightsCheck, WeightsFile};
+use sha2::Sha256;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -99,8 +102,16 @@ impl Default for FetchOptions {
 
 /// The md5 of a file, lowercase hex.
 pub fn md5_file(path: &Path) -> Result<String> {
+    hash_file(path, Hasher::Md5(Md5::new()))
+}
+
+/// The sha256 of a file, lowercase hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    hash_file(path, Hasher::Sha256(Sha256::new()))
+}
+
+fn hash_file(path: &Path, mut hasher: Hasher) -> Result<String> {
     let mut f = File::open(path).map_err(|e| Error::io(path, "reading", e))?;
-    let mut hasher = Md5::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = f
@@ -111,7 +122,30 @@ pub fn md5_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hex(&hasher.finalize()))
+    Ok(hasher.hex())
+}
+
+/// The running checksum of a file, of the kind its [`Check`] compares.
+enum Hasher {
+    Md5(Md5),
+    Sha256(Sha256),
+}
+
+impl Hasher {
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Md5(h) => h.update(bytes),
+            Hasher::Sha256(h) => h.update(bytes),
+        }
+    }
+
+    /// The checksum, lowercase hex.
+    fn hex(self) -> String {
+        match self {
+            Hasher::Md5(h) => hex(&h.finalize()),
+            Hasher::Sha256(h) => hex(&h.finalize()),
+        }
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -151,19 +185,50 @@ impl Drop for TempGuard {
 pub enum Check<'a> {
     /// Its md5 (hex) must equal this published one.
     Md5(&'a str),
+    /// Its size in bytes and its sha256 (hex) must equal these published ones.
+    Sha256 {
+        /// The published size in bytes.
+        size: u64,
+        /// The published sha256, hex.
+        sha256: &'a str,
+    },
     /// No checksum is published: this function reads the complete file at
     /// the path it is given and says what is wrong with it, if anything.
     Content(&'a dyn Fn(&Path) -> Result<()>),
 }
 
 impl Check<'_> {
-    /// Checks the file at `path` (of `bytes` bytes, md5 `got`); the error
-    /// says what was found.
+    /// The running checksum a download is checked with (md5 when the check
+    /// reads the content: it is computed and not used).
+    fn hasher(&self) -> Hasher {
+        match self {
+            Check::Sha256 { .. } => Hasher::Sha256(Sha256::new()),
+            Check::Md5(_) | Check::Content(_) => Hasher::Md5(Md5::new()),
+        }
+    }
+
+    /// The published size, where there is one.
+    fn size(&self) -> Option<u64> {
+        match self {
+            Check::Sha256 { size, .. } => Some(*size),
+            Check::Md5(_) | Check::Content(_) => None,
+        }
+    }
+
+    /// Checks the file at `path` (of `bytes` bytes, checksum `got` from
+    /// [`Check::hasher`]); the error says what was found.
     fn verify(&self, path: &Path, bytes: u64, got: &str) -> std::result::Result<(), String> {
         match self {
             Check::Md5(md5) if got.eq_ignore_ascii_case(md5) => Ok(()),
             Check::Md5(md5) => Err(format!(
                 "md5 of the {bytes} bytes is {got}, expected {md5}"
+            )),
+            Check::Sha256 { size, .. } if bytes != *size => Err(format!(
+                "the file has {bytes} bytes, the published size is {size}"
+            )),
+            Check::Sha256 { sha256, .. } if got.eq_ignore_ascii_case(sha256) => Ok(()),
+            Check::Sha256 { sha256, .. } => Err(format!(
+                "sha256 of the {bytes} bytes is {got}, expected {sha256}"
             )),
             Check::Content(check) => check(path).map_err(|e| {
                 format!("the {bytes} bytes (no checksum is published) do not pass the content check: {e}")
@@ -172,9 +237,10 @@ impl Check<'_> {
     }
 
     /// How the file is checked, for the manual hint.
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match self {
             Check::Md5(md5) => format!("md5 {md5}"),
+            Check::Sha256 { size, sha256 } => format!("{size} bytes, sha256 {sha256}"),
             Check::Content(_) => "no published checksum: it is checked by its content".into(),
         }
     }
@@ -213,6 +279,14 @@ pub fn fetch(url: &str, check: &Check, dest: &Path, opts: &FetchOptions, hint: &
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
+    if let (Some(announced), Some(size)) = (expected_len, check.size()) {
+        if announced != size {
+            return Err(fail(format!(
+                "the server announces {announced} bytes, the published size is {size}; \
+                 nothing was downloaded"
+            )));
+        }
+    }
 
     let tmp = temp_beside(dest, "partial");
     let guard = TempGuard {
@@ -228,7 +302,7 @@ pub fn fetch(url: &str, check: &Check, dest: &Path, opts: &FetchOptions, hint: &
         .progress
         .then(|| Progress::new(format!("downloading {name}"), expected_len, Unit::Bytes));
     let mut reader = response.into_body().into_reader();
-    let mut hasher = Md5::new();
+    let mut hasher = check.hasher();
     let mut received: u64 = 0;
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -264,7 +338,7 @@ pub fn fetch(url: &str, check: &Check, dest: &Path, opts: &FetchOptions, hint: &
     }
     file.sync_all().map_err(|e| Error::io(&tmp, "writing", e))?;
     drop(file);
-    let got = hex(&hasher.finalize());
+    let got = hasher.hex();
     if let Err(why) = check.verify(&tmp, received, &got) {
         return Err(fail(format!(
             "{why}; the file was deleted, nothing was saved"
@@ -301,6 +375,8 @@ pub fn ensure_file(
             .len();
         let got = match check {
             Check::Md5(_) => md5_file(dest)?,
+            Check::Sha256 { size, .. } if bytes != *size => String::new(),
+            Check::Sha256 { .. } => sha256_file(dest)?,
             Check::Content(_) => String::new(),
         };
         if let Err(why) = check.verify(dest, bytes, &got) {
@@ -338,10 +414,100 @@ pub fn ensure_weights(
 }
 
 /// Unpacks the `.tar.gz` at `archive` so that its contents end up in
-/// `dest_dir`, atomically: into a temporary folder beside it first, renamed
-/// into place when complete. Entries that would land outside the folder
-/// (absolute paths, `..`) are refused by the `tar` crate.
+/// `dest_dir`, atomically: into a temporary folder renamed into place once
+/// complete. Entries that would land outside the folder (absolute paths,
+/// `..`) are not unpacked by the `tar` crate.
 pub fn unpack_tar_gz(archive: &Path, dest_dir: &Path) -> Result<()> {
+    unpack_atomically(dest_dir, |tmp| {
+        let f = File::open(archive).map_err(|e| Error::io(archive, "reading", e))?;
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(f)));
+        tar.unpack(tmp).map_err(|e| {
+            Error::data(
+                archive,
+                format!(
+                    "cannot be unpacked as .tar.gz: {e}; delete it to have it downloaded again"
+                ),
+            )
+        })
+    })
+}
+
+/// Unpacks the `.zip` at `archive` so that its contents end up in
+/// `dest_dir`, atomically: into a temporary folder renamed into place once
+/// complete. An entry that would land outside the folder (an absolute path,
+/// a drive letter, a `..`) or is a symbolic link is refused, and then
+/// nothing is unpacked.
+pub fn unpack_zip(archive: &Path, dest_dir: &Path) -> Result<()> {
+    let bad_zip = |why: String| {
+        Error::data(
+            archive,
+            format!(
+                "cannot be unpacked as .zip: {why}; nothing was unpacked. Delete it to have it \
+                 downloaded again"
+            ),
+        )
+    };
+    unpack_atomically(dest_dir, |tmp| {
+        let f = File::open(archive).map_err(|e| Error::io(archive, "reading", e))?;
+        let mut zip =
+            zip::ZipArchive::new(BufReader::new(f)).map_err(|e| bad_zip(e.to_string()))?;
+        for i in 0..zip.len() {
+            let mut entry = zip.by_index(i).map_err(|e| bad_zip(e.to_string()))?;
+            let name = entry
+                .name()
+                .map_err(|e| bad_zip(e.to_string()))?
+                .into_owned();
+            let Some(relative) = zip_entry_path(&name) else {
+                return Err(bad_zip(format!(
+                    "entry {name:?} would land outside the folder (an absolute path or `..`)"
+                )));
+            };
+            if entry.is_symlink() {
+                return Err(bad_zip(format!("entry {name:?} is a symbolic link")));
+            }
+            let out = tmp.join(relative);
+            let folder = if entry.is_dir() {
+                Some(out.as_path())
+            } else {
+                out.parent()
+            };
+            if let Some(folder) = folder {
+                std::fs::create_dir_all(folder).map_err(|e| Error::io(folder, "creating", e))?;
+            }
+            if !entry.is_dir() {
+                let mut file = File::create(&out).map_err(|e| Error::io(&out, "creating", e))?;
+                std::io::copy(&mut entry, &mut file).map_err(|e| {
+                    bad_zip(format!("entry {name:?} cannot be read or written: {e}"))
+                })?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The relative path a zip entry's name stands for, or None when it would
+/// land outside the folder it is unpacked into: an absolute path, a drive
+/// letter (`C:`) or a `..` component. Both `/` and `\` separate folders, as
+/// archives made on Windows may use either.
+fn zip_entry_path(name: &str) -> Option<PathBuf> {
+    if name.starts_with(['/', '\\']) || name.get(1..2) == Some(":") || name.contains('\0') {
+        return None;
+    }
+    let mut path = PathBuf::new();
+    for part in name.split(['/', '\\']) {
+        match part {
+            "" | "." => {}
+            ".." => return None,
+            part => path.push(part),
+        }
+    }
+    (!path.as_os_str().is_empty()).then_some(path)
+}
+
+/// Runs `unpack` into a temporary folder beside `dest_dir` and renames that
+/// folder to `dest_dir` once `unpack` has succeeded; on any error the
+/// temporary folder is deleted, so `dest_dir` is either complete or absent.
+fn unpack_atomically(dest_dir: &Path, unpack: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     if let Some(parent) = dest_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, "creating", e))?;
     }
@@ -351,14 +517,7 @@ pub fn unpack_tar_gz(archive: &Path, dest_dir: &Path) -> Result<()> {
         armed: true,
     };
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, "creating", e))?;
-    let f = File::open(archive).map_err(|e| Error::io(archive, "reading", e))?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(f)));
-    tar.unpack(&tmp).map_err(|e| {
-        Error::data(
-            archive,
-            format!("cannot be unpacked as .tar.gz: {e}; delete it to have it downloaded again"),
-        )
-    })?;
+    unpack(&tmp)?;
     std::fs::rename(&tmp, dest_dir).map_err(|e| Error::io(dest_dir, "renaming into place", e))?;
     guard.armed = false;
     Ok(())
@@ -408,4 +567,36 @@ pub fn ensure_cifar10_from(
     }
     let _ = std::fs::remove_file(&archive);
     Ok(batches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::zip_entry_path;
+    use std::path::PathBuf;
+
+    #[test]
+    fn zip_entry_names_that_leave_the_folder_are_refused() {
+        for bad in [
+            "../x",
+            "a/../../x",
+            "a/..",
+            "/etc/passwd",
+            "\\x",
+            "C:\\x",
+            "C:x",
+            "",
+            "./",
+            "a\0b",
+        ] {
+            assert_eq!(zip_entry_path(bad), None, "{bad:?}");
+        }
+        for (name, path) in [
+            ("PetImages/Cat/0.jpg", "PetImages/Cat/0.jpg"),
+            ("PetImages\\Dog\\1.jpg", "PetImages/Dog/1.jpg"),
+            ("./a//b/", "a/b"),
+            ("x..y.jpg", "x..y.jpg"),
+        ] {
+            assert_eq!(zip_entry_path(name), Some(PathBuf::from(path)), "{name:?}");
+        }
+    }
 }

@@ -6,7 +6,8 @@
 //! ```
 //!
 //! - [`data`]: the dataset readers, [`data::Dataset`] and [`data::preprocess_data`].
-//! - [`download`]: md5-verified downloads and atomic unpacking into the cache.
+//! - [`download`]: md5- or sha256-verified downloads and atomic unpacking into the cache.
+//! - [`datasets`]: the datasets `--dataset` names (CIFAR-10, flowers, cats vs dogs).
 //! - [`npy`]: the streaming `.npy` writer and a reader.
 //! - [`outputs`]: the check, before any work, that no output is an input.
 //! - [`progress`]: progress bars, or plain lines off a terminal.
@@ -27,6 +28,7 @@
 pub mod cli;
 pub mod convert;
 pub mod data;
+pub mod datasets;
 pub mod device;
 pub mod download;
 pub mod drift;

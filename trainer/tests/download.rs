@@ -2,7 +2,9 @@
 //! thread that answers a fixed list of connections, then stops; it also
 //! stops by itself after a deadline): success, wrong checksum, a transfer
 //! cut short, an HTTP error, a server that never answers, no server at all,
-//! and the CIFAR-10 archive fetched, unpacked and cached.
+//! the CIFAR-10 archive fetched, unpacked and cached, and the course
+//! datasets (`--dataset flowers|cats-vs-dogs`) from small archives of the
+//! published layout, checked by size and sha256.
 
 mod common;
 
@@ -15,6 +17,7 @@ use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use trainer::data::{self, Split};
+use trainer::datasets::{self, PublishedArchive};
 use trainer::download::{self, Check, FetchOptions};
 
 /// What the test server does with one connection.
@@ -528,4 +531,397 @@ fn the_layout_check_names_the_first_missing_or_non_finite_tensor() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("block5_conv3/kernel is missing"), "{msg}");
+}
+
+// ---------------------------------------------------------------------------
+// The course datasets: sha256, .tgz and .zip archives, the dataset table.
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn sha256_matches_published_test_vectors() {
+    // FIPS 180-2's examples ("" and "abc"; the values checked with Python's
+    // hashlib.sha256), so our checksums mean what TFDS's mean.
+    let dir = TempDir::new("sha256");
+    for (text, sha256) in [
+        (
+            "",
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        ),
+        (
+            "abc",
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        ),
+    ] {
+        let p = dir.path().join("f");
+        std::fs::write(&p, text).unwrap();
+        assert_eq!(download::sha256_file(&p).unwrap(), sha256, "{text:?}");
+    }
+}
+
+#[test]
+fn the_dataset_table_holds_tensorflow_datasets_checksums() {
+    // The lines of TFDS's checksum files, copied from the wheel (see
+    // tests/fixtures/tfds/README.md): URL, size, sha256, file name.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tfds");
+    for (file, archive) in [
+        ("tf_flowers_checksums.tsv", &datasets::FLOWERS),
+        ("cats_vs_dogs.txt", &datasets::CATS_VS_DOGS),
+    ] {
+        let text = std::fs::read_to_string(fixtures.join(file)).unwrap();
+        let line: Vec<&str> = text.trim_end().split('\t').collect();
+        assert_eq!(
+            line,
+            [
+                archive.url,
+                &archive.size.to_string(),
+                archive.sha256,
+                archive.file_name
+            ],
+            "{file}"
+        );
+    }
+    // CIFAR-10 needs no folder of its own: it is what runs without --data.
+    let nowhere = Path::new("/nonexistent/thaw-cache");
+    let cifar = datasets::data_folder(datasets::DatasetChoice::Cifar10, nowhere, &quiet());
+    assert_eq!(cifar.unwrap(), None);
+}
+
+/// A small JPEG (8x8, one colour), as the archives hold.
+fn jpeg(shade: u8) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(8, 8, image::Rgb([shade, 100, 200]));
+    let mut bytes = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Jpeg,
+    )
+    .unwrap();
+    bytes
+}
+
+/// The files of a small flower_photos.tgz: two class folders and the
+/// LICENSE.txt beside them, as in TensorFlow's archive.
+fn flower_files() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (
+            "flower_photos/LICENSE.txt",
+            b"All images are licensed".to_vec(),
+        ),
+        ("flower_photos/daisy/100080576_f52e8ee070_n.jpg", jpeg(10)),
+        ("flower_photos/daisy/10140303196_b88d3d6cec.jpg", jpeg(20)),
+        ("flower_photos/roses/10090824183_d02c613f10_m.jpg", jpeg(30)),
+    ]
+}
+
+fn tgz(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    for (name, bytes) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, name, bytes.as_slice())
+            .unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+/// The files of a small PetImages zip: both classes, one file that is not
+/// an image, and the Windows thumbnail caches the real archive holds.
+fn pet_files() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("PetImages/Cat/0.jpg", jpeg(40)),
+        ("PetImages/Cat/666.jpg", b"not a JPEG at all".to_vec()),
+        ("PetImages/Cat/Thumbs.db", vec![0xD0, 0xCF, 0x11, 0xE0]),
+        ("PetImages/Dog/0.jpg", jpeg(50)),
+        ("PetImages/Dog/Thumbs.db", vec![0xD0, 0xCF, 0x11, 0xE0]),
+    ]
+}
+
+fn zip(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, bytes) in files {
+        zip.start_file(*name, options).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+/// `table` served by the test server at `url`, with this archive's size
+/// and sha256 (the real table's numbers replaced, as a mirror would).
+fn served<'a>(
+    table: &PublishedArchive<'a>,
+    url: &'a str,
+    bytes: &[u8],
+    sha256: &'a str,
+) -> PublishedArchive<'a> {
+    PublishedArchive {
+        url,
+        size: bytes.len() as u64,
+        sha256,
+        ..*table
+    }
+}
+
+/// Asserts that `root` holds exactly `files` (paths below the archive's
+/// top folder, which `root` is), byte for byte.
+fn assert_unpacked(root: &Path, files: &[(&str, Vec<u8>)]) {
+    for (name, bytes) in files {
+        let below_root = name.split_once('/').unwrap().1;
+        assert_eq!(
+            &std::fs::read(root.join(below_root)).unwrap(),
+            bytes,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn flowers_are_downloaded_verified_unpacked_and_cached() {
+    let files = flower_files();
+    let archive = tgz(&files);
+    let sha256 = sha256_hex(&archive);
+    let (base, server) = serve(vec![Reply::Full(archive.clone())]);
+    let url = format!("{base}/flower_photos.tgz");
+    let table = served(&datasets::FLOWERS, &url, &archive, &sha256);
+    let dir = TempDir::new("dl-flowers");
+    let cache = dir.path().join("thaw");
+    let root = datasets::ensure_archive(&table, &cache, &quiet()).unwrap();
+    assert_eq!(root, cache.join("flowers/flower_photos"));
+    // Only the unpacked folder remains: no archive, no temporary file or folder.
+    assert_eq!(entries(&cache), vec!["flowers"]);
+    assert_eq!(entries(&cache.join("flowers")), vec!["flower_photos"]);
+    assert_eq!(entries(&root), vec!["LICENSE.txt", "daisy", "roses"]);
+    assert_unpacked(&root, &files);
+    assert_eq!(server.join().unwrap(), 1);
+    // Second call: the server is gone (the connection would be refused), the
+    // cache answers.
+    let again = datasets::ensure_archive(&table, &cache, &quiet()).unwrap();
+    assert_eq!(again, root);
+}
+
+#[test]
+fn cats_vs_dogs_zip_is_unpacked_with_its_odd_files() {
+    let files = pet_files();
+    let archive = zip(&files);
+    let sha256 = sha256_hex(&archive);
+    let (base, server) = serve(vec![Reply::Full(archive.clone())]);
+    let url = format!("{base}/kagglecatsanddogs_5340.zip");
+    let table = served(&datasets::CATS_VS_DOGS, &url, &archive, &sha256);
+    let dir = TempDir::new("dl-pets");
+    let cache = dir.path().join("thaw");
+    let root = datasets::ensure_archive(&table, &cache, &quiet()).unwrap();
+    assert_eq!(root, cache.join("cats-vs-dogs/PetImages"));
+    assert_eq!(entries(&cache), vec!["cats-vs-dogs"]);
+    assert_eq!(entries(&root), vec!["Cat", "Dog"]);
+    // The undecodable file and Thumbs.db are unpacked as they are: the image
+    // reader decides what to do with them.
+    assert_eq!(
+        entries(&root.join("Cat")),
+        vec!["0.jpg", "666.jpg", "Thumbs.db"]
+    );
+    assert_unpacked(&root, &files);
+    assert_eq!(server.join().unwrap(), 1);
+    let again = datasets::ensure_archive(&table, &cache, &quiet()).unwrap();
+    assert_eq!(again, root);
+}
+
+#[test]
+fn an_archive_put_in_the_cache_by_hand_is_checked_and_unpacked_offline() {
+    // What the offline hint tells users to do: no server, the file at the
+    // named place.
+    let files = pet_files();
+    let archive = zip(&files);
+    let sha256 = sha256_hex(&archive);
+    let table = served(
+        &datasets::CATS_VS_DOGS,
+        "http://127.0.0.1:9/kagglecatsanddogs_5340.zip",
+        &archive,
+        &sha256,
+    );
+    let dir = TempDir::new("dl-byhand");
+    let cache = dir.path().join("thaw");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join("kagglecatsanddogs_5340.zip"), &archive).unwrap();
+    let root = datasets::ensure_archive(&table, &cache, &quiet()).unwrap();
+    assert_eq!(root, cache.join("cats-vs-dogs/PetImages"));
+    assert_unpacked(&root, &files);
+    assert_eq!(entries(&cache), vec!["cats-vs-dogs"]);
+}
+
+#[test]
+fn a_wrong_sha256_or_size_is_an_error_and_nothing_is_kept() {
+    let archive = tgz(&flower_files());
+    let got = sha256_hex(&archive);
+    let (base, server) = serve(vec![
+        Reply::Full(archive.clone()),
+        Reply::Full(archive.clone()),
+    ]);
+    let url = format!("{base}/flower_photos.tgz");
+    let wrong = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let table = served(&datasets::FLOWERS, &url, &archive, wrong);
+    let dir = TempDir::new("dl-sha");
+    let cache = dir.path().join("thaw");
+    let msg = datasets::ensure_archive(&table, &cache, &quiet())
+        .unwrap_err()
+        .to_string();
+    println!("{msg}");
+    assert!(
+        msg.contains(&format!(
+            "sha256 of the {} bytes is {got}, expected {wrong}",
+            archive.len()
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("nothing was saved"), "{msg}");
+    // The temporary file is gone and nothing was unpacked.
+    assert!(entries(&cache).is_empty(), "{:?}", entries(&cache));
+
+    // A server announcing another size than the published one: refused
+    // before the body is read.
+    let table = PublishedArchive {
+        size: archive.len() as u64 + 1,
+        sha256: &got,
+        ..table
+    };
+    let msg = datasets::ensure_archive(&table, &cache, &quiet())
+        .unwrap_err()
+        .to_string();
+    println!("{msg}");
+    let announced = format!(
+        "announces {} bytes, the published size is {}",
+        archive.len(),
+        archive.len() + 1
+    );
+    assert!(msg.contains(&announced), "{msg}");
+    assert!(entries(&cache).is_empty(), "{:?}", entries(&cache));
+    assert_eq!(server.join().unwrap(), 2);
+
+    // A wrong file put in the cache by hand: reported, not used.
+    let by_hand = cache.join("flower_photos.tgz");
+    std::fs::write(&by_hand, &archive).unwrap();
+    let msg = datasets::ensure_archive(&table, &cache, &quiet())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("Delete it") && msg.contains(&by_hand.display().to_string()),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!(
+            "has {} bytes, the published size is {}",
+            archive.len(),
+            archive.len() + 1
+        )),
+        "{msg}"
+    );
+}
+
+#[test]
+fn offline_dataset_download_fails_fast_and_says_where_to_put_the_file() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/kagglecatsanddogs_5340.zip");
+    // The real table's size and sha256, served from a port where nothing listens.
+    let table = PublishedArchive {
+        url: &url,
+        ..datasets::CATS_VS_DOGS
+    };
+    let dir = TempDir::new("dl-offline");
+    let cache = dir.path().join("thaw");
+    let t = Instant::now();
+    let msg = datasets::ensure_archive(&table, &cache, &quiet())
+        .unwrap_err()
+        .to_string();
+    let secs = t.elapsed().as_secs_f64();
+    println!("no server: failed in {secs:.3} s: {msg}");
+    assert!(secs < 5.0, "took {secs} s");
+    let dest = cache.join("kagglecatsanddogs_5340.zip");
+    for word in [
+        "cannot reach the server",
+        url.as_str(),
+        datasets::CATS_VS_DOGS.sha256,
+        "824887076 bytes",
+        &dest.display().to_string(),
+        "--data DIR/PetImages",
+    ] {
+        assert!(msg.contains(word), "lacks {word:?}: {msg}");
+    }
+    assert!(!dest.exists());
+}
+
+#[test]
+fn a_zip_entry_outside_the_folder_is_refused_and_nothing_is_unpacked() {
+    let dir = TempDir::new("dl-zipslip");
+    for evil in ["../evil.txt", "PetImages/../../evil.txt", "/tmp/evil.txt"] {
+        let mut files = pet_files();
+        files.push((evil, b"escaped".to_vec()));
+        let archive = dir.path().join("pets.zip");
+        std::fs::write(&archive, zip(&files)).unwrap();
+        let dest = dir.path().join("out/cats-vs-dogs");
+        let msg = download::unpack_zip(&archive, &dest)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains(&format!("{evil:?}")) && msg.contains("outside the folder"),
+            "{msg}"
+        );
+        assert!(msg.contains("nothing was unpacked"), "{msg}");
+        // No folder in place, no temporary folder, nothing escaped.
+        assert!(entries(&dir.path().join("out")).is_empty());
+        assert_eq!(entries(dir.path()), vec!["out", "pets.zip"]);
+    }
+    // A file that is not a zip at all.
+    let archive = dir.path().join("junk.zip");
+    std::fs::write(&archive, b"PK but not really").unwrap();
+    let msg = download::unpack_zip(&archive, &dir.path().join("out/x"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("junk.zip") && msg.contains("cannot be unpacked as .zip"),
+        "{msg}"
+    );
+    assert!(entries(&dir.path().join("out")).is_empty());
+}
+
+#[test]
+fn dataset_and_data_exclude_each_other_and_a_bad_cached_archive_is_reported() {
+    let dir = TempDir::new("dl-cli");
+    let cache = dir.path().join("thaw");
+    for command in ["train", "evaluate"] {
+        let (code, _, err) = common::run_trainer(
+            &[command, "--dataset", "flowers", "--data", "somewhere"],
+            &cache,
+        );
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains("--dataset") && err.contains("--data"), "{err}");
+    }
+    // A damaged archive in the cache: checked before anything else is done,
+    // so no network is needed to see the error.
+    std::fs::create_dir_all(&cache).unwrap();
+    let by_hand = cache.join("flower_photos.tgz");
+    std::fs::write(&by_hand, b"half a download").unwrap();
+    let err = common::refused(
+        common::run_trainer(&["train", "--dataset", "flowers"], &cache),
+        &[
+            datasets::FLOWERS.url,
+            datasets::FLOWERS.sha256,
+            "has 15 bytes, the published size is 228813984",
+            "Delete it",
+            common::s(&by_hand),
+        ],
+    );
+    assert!(err.contains("--data DIR/flower_photos"), "{err}");
 }
