@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{random_cifar, run_trainer, s, small_weights, TempDir, SMALL_MODEL};
+use common::{png_folder, random_cifar, run_trainer, s, small_weights, TempDir, SMALL_MODEL};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -484,5 +484,37 @@ fn bad_report_commands_are_refused_with_what_to_do() {
     assert!(
         !d.join("a.report.html").exists(),
         "a refused command wrote a report"
+    );
+}
+
+#[test]
+fn an_image_folder_runs_pictures_are_its_files() {
+    let dir = TempDir::new("report-folder");
+    let d = dir.path();
+    let w = small_weights(d, 8);
+    let data = png_folder(d, "pngs", &["train", "test"], &["cat", "dog"]);
+    let out = d.join("m.safetensors");
+    let mut args = vec!["train"];
+    args.extend(SMALL_MODEL);
+    args.extend(["--data", s(&data), "--weights", s(&w), "--out", s(&out)]);
+    args.extend(["--epochs", "2", "--standardize"]);
+    let (code, _, err) = run_trainer(&args, &d.join("cache"));
+    assert_eq!(code, Some(0), "{err}");
+    let html = read(d.join("m.report.html"));
+    html_agrees(&html, &Truth::read(d, "m")).unwrap();
+    if html.contains("no TrueType font") {
+        common::skipped("the image-folder figures: no TrueType font");
+        return;
+    }
+    assert!(html.contains("id=\"samples\""), "no picture at the top");
+    assert!(!html.contains("is left out"), "a figure was left out");
+    // The picture is read from the files: one gone, the rebuilt paper says which.
+    std::fs::remove_file(data.join("test/dog/1.png")).unwrap();
+    let (code, err) = report(&[s(&d.join("m"))]);
+    assert_eq!(code, Some(0), "{err}");
+    let html = read(d.join("m.report.html"));
+    assert!(
+        html.contains("is left out") && html.contains("1.png"),
+        "no note naming the file"
     );
 }

@@ -169,10 +169,18 @@ pub fn paper(runs: &[Facts], byline: String) -> Result<Document> {
 
     doc.section("Abstract");
     let names: Vec<&str> = varying.iter().map(|s| s.name).collect();
+    let lowest = match runs[worst].test.correct == b.test.correct {
+        true => "all runs reach the same".to_string(),
+        false => format!(
+            "the lowest, {}, reaches {}",
+            runs[worst].run.name,
+            runs[worst].test_words()
+        ),
+    };
     doc.para(format!(
         "We compare {} runs of transfer learning from ImageNet to {}, which differ in {}. All \
          were scored on the same {} test images. The best, {} ({}), reaches a test accuracy of \
-         {}; the lowest, {}, reaches {}.",
+         {}; {lowest}.",
         runs.len(),
         b.dataset(),
         if names.is_empty() {
@@ -184,8 +192,6 @@ pub fn paper(runs: &[Facts], byline: String) -> Result<Document> {
         b.run.name,
         b.backbone(),
         b.test_words(),
-        runs[worst].run.name,
-        runs[worst].test_words()
     ));
     prose::introduction(&mut doc, b, runs.iter().any(|f| f.epochs.1 > 0));
 

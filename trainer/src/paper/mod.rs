@@ -78,7 +78,7 @@ pub fn files_beside_model(out: &Path) -> Vec<PathBuf> {
 pub fn after_training(out: &Path) {
     let record = record_path(out);
     let html = sibling(out, "report.html");
-    match write_report(&[record.clone()], &html) {
+    match write_report(std::slice::from_ref(&record), &html) {
         Ok(()) => eprintln!(
             "report: {} (and {}, its figures beside it)",
             html.display(),

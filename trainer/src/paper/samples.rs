@@ -134,7 +134,7 @@ fn batch_image(file: &Path, p: &Prediction, n: usize) -> Result<RgbImage, String
 pub fn readable(img: &RgbImage) -> RgbImage {
     let (w, h) = img.dimensions();
     let long = w.max(h).max(1);
-    let filter = match TILE % long == 0 {
+    let filter = match TILE.is_multiple_of(long) {
         true => imageops::FilterType::Nearest,
         false => imageops::FilterType::Triangle,
     };
@@ -145,7 +145,7 @@ pub fn readable(img: &RgbImage) -> RgbImage {
 /// How [`readable`] enlarged images of `w x h`, for a caption.
 pub fn scaling_words(w: u32, h: u32) -> String {
     let long = w.max(h).max(1);
-    match TILE % long == 0 {
+    match TILE.is_multiple_of(long) {
         true => format!(
             "enlarged from {w}x{h} px by nearest neighbour ({0}x{0} px per pixel)",
             TILE / long

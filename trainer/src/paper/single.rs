@@ -38,7 +38,9 @@ pub fn paper(f: &Facts, byline: String) -> Document {
 fn abstract_(doc: &mut Document, f: &Facts) {
     let (train, val, test) = f.split_sizes();
     let tuned = match f.run.text("/options/fine_tune") {
-        Some(block) => format!(", then fine-tuned from block {block} on"),
+        Some(block) => {
+            format!(", then fine-tuned together with the backbone's layers from {block} on")
+        }
         None => ", whose layers stay frozen".into(),
     };
     doc.section("Abstract");
@@ -364,22 +366,34 @@ fn discussion(doc: &mut Document, f: &Facts) {
     prose::mistakes_figure(doc, f, "");
     match (f.head_best, f.tune_best) {
         (Some(h), Some(t)) => {
+            let change = match t.val_acc > h.val_acc {
+                true => format!(
+                    "raised the best validation accuracy from {} (head alone, epoch {}) to {} \
+                     (epoch {})",
+                    pct_of(h.val_acc),
+                    h.epoch,
+                    pct_of(t.val_acc),
+                    t.epoch
+                ),
+                false => format!(
+                    "did not raise the best validation accuracy above the head alone's {} \
+                     (epoch {}); its best was {} (epoch {})",
+                    pct_of(h.val_acc),
+                    h.epoch,
+                    pct_of(t.val_acc),
+                    t.epoch
+                ),
+            };
             doc.para(format!(
-            "Fine-tuning block {} for {} epoch(s) {} the best validation accuracy from {} (head \
-             alone, epoch {}) to {} (epoch {}); the saved model is {}.",
-            f.text("/options/fine_tune"),
-            f.epochs.1,
-            if t.val_acc > h.val_acc { "raised" } else { "did not raise" },
-            pct_of(h.val_acc),
-            h.epoch,
-            pct_of(t.val_acc),
-            t.epoch,
-            if f.run.flag("/fine_tuning/improved") {
-                "the fine-tuned one"
-            } else {
-                "the head-only one"
-            }
-        ))
+                "Fine-tuning from {} for {} epoch(s) {change}; the saved model is {}.",
+                f.text("/options/fine_tune"),
+                f.epochs.1,
+                if f.run.flag("/fine_tuning/improved") {
+                    "the fine-tuned one"
+                } else {
+                    "the head-only one"
+                }
+            ))
         }
         (_, None) if f.run.text("/options/fine_tune").is_some() => {
             doc.para("Fine-tuning was asked for but ran no epoch (head training was interrupted).")
