@@ -518,3 +518,33 @@ fn an_image_folder_runs_pictures_are_its_files() {
         "no note naming the file"
     );
 }
+
+#[test]
+fn a_schema_1_record_still_makes_the_same_paper() {
+    let dir = TempDir::new("report-schema-1");
+    let record = copy_run("a", dir.path());
+    let mut json: serde_json::Value = serde_json::from_str(&read(&record)).unwrap();
+    json["schema"] = 1.into();
+    for (part, key) in [
+        ("dataset", "path"),
+        ("dataset", "format"),
+        ("model", "preprocessing"),
+    ] {
+        json[part].as_object_mut().unwrap().remove(key);
+    }
+    json["machine"].as_object_mut().unwrap().remove("os");
+    std::fs::write(&record, serde_json::to_string(&json).unwrap()).unwrap();
+    let (code, err) = report(&[s(&record)]);
+    assert_eq!(code, Some(0), "{err}");
+    let html = read(dir.path().join("a.report.html"));
+    html_agrees(&html, &Truth::read(dir.path(), "a")).unwrap();
+    // The test images are found from --data as given, the preprocessing from the registry.
+    assert!(
+        !html.contains("is left out: the test images"),
+        "the images were not found"
+    );
+    assert!(
+        html.contains("pixels scaled to [-1, 1]"),
+        "no preprocessing"
+    );
+}

@@ -76,7 +76,7 @@ pub fn files_beside_model(out: &Path) -> Vec<PathBuf> {
 /// After `train`: the run's paper beside the model file `out`. A failure
 /// is a warning, not an error: the model and the run's files are complete.
 pub fn after_training(out: &Path) {
-    let record = record_path(out);
+    let record = crate::train::run_record::path(out);
     let html = sibling(out, "report.html");
     match write_report(std::slice::from_ref(&record), &html) {
         Ok(()) => eprintln!(

@@ -3,7 +3,8 @@
 //! read (an error names the file, the line and what to do).
 //!
 //! `trainer report RUN` takes the record (`NAME.run.json`), the model file
-//! (`NAME.safetensors`) or the prefix `NAME`; the other two files are
+//! (`NAME.safetensors`, or another extension when `NAME.run.json` is
+//! beside it) or the prefix `NAME`; the other two files are
 //! always the record's siblings, wherever the run was trained from.
 
 use crate::error::{Error, Result};
@@ -65,12 +66,17 @@ pub fn record_path(run: &Path) -> PathBuf {
     if name.ends_with(".run.json") {
         return run.to_path_buf();
     }
-    if run.extension().is_some_and(|e| e == "safetensors") {
-        return crate::train::report::sibling(run, "run.json");
+    let beside = crate::train::report::sibling(run, "run.json");
+    let mut prefixed = run.as_os_str().to_owned();
+    prefixed.push(".run.json");
+    let prefixed = PathBuf::from(prefixed);
+    // A model file of another extension (`--out model.bin`) names its record too.
+    let model_file = run.extension().is_some_and(|e| e == "safetensors")
+        || (!prefixed.is_file() && beside.is_file());
+    match model_file {
+        true => beside,
+        false => prefixed,
     }
-    let mut p = run.as_os_str().to_owned();
-    p.push(".run.json");
-    PathBuf::from(p)
 }
 
 impl SavedRun {
