@@ -39,7 +39,6 @@ mod samples;
 mod saved_run;
 mod single;
 
-pub use document::base64;
 pub use saved_run::{record_path, SavedRun};
 
 use crate::cli::ReportArgs;
