@@ -1,5 +1,5 @@
 //! The command line: `trainer [train] | convert | extract | evaluate |
-//! predict | bench`, with every flag's meaning and default in `--help`.
+//! predict | report | bench`, with every flag's meaning and default in `--help`.
 //!
 //! `train` is the default subcommand: `cargo run --release -p trainer` with
 //! no arguments runs CIFAR-10 transfer learning. The flags of `convert` and
@@ -54,6 +54,9 @@ pub enum Command {
     Evaluate(EvaluateArgs),
     /// Classify one image with a saved model (or ImageNet top-5 with with-top weights).
     Predict(PredictArgs),
+    /// Write the paper of saved runs (HTML and Markdown): one run's report,
+    /// or one comparative paper of several.
+    Report(ReportArgs),
     /// Benchmarks: points to `cargo run --release -p bench`, which runs them.
     Bench(BenchArgs),
 }
@@ -248,9 +251,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub no_cache: bool,
     /// Where to save the best model (backbone, head, class names, image size
-    /// and preprocessing in one .safetensors file). The metrics CSV and the
-    /// PNG plots go beside it (NAME.metrics.csv, NAME.curves.png,
-    /// NAME.confusion.png).
+    /// and preprocessing in one .safetensors file). The metrics CSV, the
+    /// PNG plots, the run record and the paper go beside it
+    /// (NAME.metrics.csv, NAME.curves.png, NAME.confusion.png, NAME.run.json,
+    /// NAME.predictions.csv, NAME.report.html, NAME.report.md).
     #[arg(long, value_name = "FILE", default_value = "cifar10.safetensors")]
     pub out: PathBuf,
     /// Learning-rate schedule of head training and fine-tuning: cosine decay
@@ -274,6 +278,10 @@ pub struct TrainArgs {
     /// Maximum epochs of fine-tuning (after the head's).
     #[arg(long, default_value_t = 3)]
     pub fine_tune_epochs: usize,
+    /// Do not write the run's paper (NAME.report.html, NAME.report.md and
+    /// its figures); `trainer report NAME.run.json` writes it later.
+    #[arg(long)]
+    pub no_report: bool,
 }
 
 /// Flags of `convert`.
@@ -411,6 +419,23 @@ pub struct PredictArgs {
     pub device: DeviceChoice,
 }
 
+/// Flags of `report`.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// Saved runs: each the run record (`NAME.run.json`), the model file
+    /// (`NAME.safetensors`) or the prefix `NAME`; the record's
+    /// `NAME.predictions.csv` and `NAME.metrics.csv` are read from beside
+    /// it. One run: its report; several: one comparative paper.
+    #[arg(value_name = "RUN", required = true)]
+    pub runs: Vec<PathBuf>,
+    /// The HTML file to write (its name must end in .html); the Markdown
+    /// goes beside it with .md, and the Markdown's PNG figures beside that.
+    /// Default for one run: NAME.report.html beside its record; required
+    /// for several.
+    #[arg(long, value_name = "FILE.html")]
+    pub out: Option<PathBuf>,
+}
+
 /// Flags of `bench`: accepted and ignored; the bench crate
 /// (`cargo run --release -p bench -- --help`) has its own.
 #[derive(Debug, Clone, Args)]
@@ -460,6 +485,7 @@ pub fn run(command: Command) -> Result<()> {
             crate::train::run_evaluate(&args).map(|_| ())
         }
         Command::Predict(args) => crate::train::run_predict(&args).map(|_| ()),
+        Command::Report(args) => crate::paper::run_report(&args),
         Command::Bench(_) => Err(Error::Usage(BENCH_POINTER.into())),
     }
 }

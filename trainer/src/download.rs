@@ -530,6 +530,11 @@ pub fn ensure_cifar10(cache: &Path, opts: &FetchOptions) -> Result<PathBuf> {
     ensure_cifar10_from(CIFAR10_BINARY.url, CIFAR10_BINARY.md5, cache, opts)
 }
 
+/// Where [`ensure_cifar10`] keeps the unpacked CIFAR-10 batches in `cache`.
+pub fn cifar10_batches(cache: &Path) -> PathBuf {
+    cache.join("cifar-10").join(cifar_binary::ARCHIVE_DIR)
+}
+
 /// [`ensure_cifar10`] from another URL and checksum (a mirror, or a test
 /// server). The archive is deleted once unpacked.
 pub fn ensure_cifar10_from(
@@ -538,8 +543,8 @@ pub fn ensure_cifar10_from(
     cache: &Path,
     opts: &FetchOptions,
 ) -> Result<PathBuf> {
+    let batches = cifar10_batches(cache);
     let unpacked = cache.join("cifar-10");
-    let batches = unpacked.join(cifar_binary::ARCHIVE_DIR);
     if batches.is_dir() {
         return Ok(batches);
     }

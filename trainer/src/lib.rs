@@ -18,6 +18,8 @@
 //! - [`limits`]: image sizes and memory checked before anything is allocated.
 //! - [`train`]: feature cache, head training, fine-tuning, the saved model,
 //!   evaluate/predict and the reports.
+//! - [`paper`]: the journal-style report of saved runs (`NAME.report.html`,
+//!   `.md`), written by `train` and by `trainer report`.
 //! - [`convert`] and [`extract`]: the `convert` and `extract` subcommands.
 //! - [`cli`]: the subcommands and their flags; `main.rs` only parses and runs.
 //! - [`device`]: `--device cpu|cuda|auto` and what runs on a GPU.
@@ -38,6 +40,7 @@ pub mod imagenet;
 pub mod limits;
 pub mod npy;
 pub mod outputs;
+pub mod paper;
 pub mod progress;
 pub mod signals;
 pub mod temp_files;

@@ -222,7 +222,13 @@ fn the_record_and_the_predictions_agree_with_the_summary() {
         .expect("the edit went unnoticed");
     println!("after editing one prediction: {err}");
 
-    assert_eq!(record["schema"], 1);
+    assert_eq!(record["schema"], 2);
+    // Schema 2: where the test images are, for the report.
+    let data_path = record["dataset"]["path"].as_str().unwrap();
+    assert!(Path::new(data_path).is_absolute(), "{data_path}");
+    assert_eq!(Path::new(data_path), data);
+    assert_eq!(record["dataset"]["format"], "cifar-binary");
+    assert_eq!(record["model"]["preprocessing"], "tf");
     assert_eq!(record["status"], "finished");
     assert_eq!(record["options"]["tta"], true);
     assert_eq!(record["options"]["seed"], 4);

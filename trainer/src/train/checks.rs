@@ -175,11 +175,12 @@ fn refuse_overwriting_inputs(opts: &TrainOptions) -> Result<()> {
         "predictions.csv",
     ]
     .map(|s| report::sibling(&opts.out, s));
+    let paper = crate::paper::files_beside_model(&opts.out);
     let mut outputs = vec![Output {
         what: "--out",
         path: &opts.out,
     }];
-    outputs.extend(siblings.iter().map(|p| Output {
+    outputs.extend(siblings.iter().chain(&paper).map(|p| Output {
         what: "the report file of --out",
         path: p,
     }));

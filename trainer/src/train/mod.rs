@@ -12,6 +12,7 @@
 //!   ─▶ model_file: backbone + head + metadata in one .safetensors (saved at each improvement)
 //!   ─▶ evaluate: test accuracy, per class, confusion matrix;  report: metrics CSV, PNGs, summary
 //!   ─▶ run_record: NAME.run.json (options, machine, data, times, accuracies), NAME.predictions.csv
+//!   ─▶ crate::paper: NAME.report.html and NAME.report.md, from those files alone
 //! ```
 //!
 //! [`run_train`] reads as this diagram: `checks.rs` checks everything it
@@ -97,6 +98,8 @@ pub struct TrainOptions {
     pub out: PathBuf,
     /// The command line, as the run record keeps it.
     pub command_line: Vec<String>,
+    /// Write the run's paper after the run record (`--no-report`: not).
+    pub report: bool,
 }
 
 impl TrainOptions {
@@ -135,6 +138,7 @@ impl TrainOptions {
             command_line: std::env::args_os()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect(),
+            report: !a.no_report,
         }
     }
 }
@@ -211,5 +215,10 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
 
     // 8. Run record: the test predictions and NAME.run.json.
     run_record::write(&parts(&log, Some(&test)), Some(&probs))?;
+
+    // 9. The paper, written from those files alone (`crate::paper`).
+    if opts.report {
+        crate::paper::after_training(&opts.out);
+    }
     Ok(log.into_summary(Some(test), &opts.out))
 }

@@ -15,6 +15,7 @@
 use super::evaluate::Evaluation;
 use super::fit::EpochMetrics;
 use crate::error::{Error, Result};
+use image::ImageEncoder as _;
 use plotters::prelude::*;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -153,32 +154,57 @@ fn font_ready() -> bool {
     })
 }
 
-/// Draws into an RGB buffer of `w x h` with `draw`, then writes it as PNG.
-fn draw_png(
-    path: &Path,
+/// A drawing on a plotters bitmap area.
+pub type Drawing<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// Draws into a white RGB buffer of `w x h` with `draw` and encodes it as
+/// PNG; None when no font was found (the pictures need one for their text).
+pub fn render_png(
     (w, h): (u32, u32),
-    draw: impl FnOnce(
-        DrawingArea<BitMapBackend, plotters::coord::Shift>,
-    ) -> std::result::Result<(), String>,
-) -> Result<bool> {
+    draw: impl FnOnce(Drawing) -> std::result::Result<(), String>,
+) -> Result<Option<Vec<u8>>> {
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    render_png_over(&mut buf, (w, h), draw)
+}
+
+/// [`render_png`] over `buf` (`w x h` RGB, already holding pixels: the
+/// drawing goes on top of them).
+pub fn render_png_over(
+    buf: &mut [u8],
+    (w, h): (u32, u32),
+    draw: impl FnOnce(Drawing) -> std::result::Result<(), String>,
+) -> Result<Option<Vec<u8>>> {
     if !font_ready() {
-        eprintln!(
-            "note: no TrueType font found, so {} was not drawn; set THAW_FONT to a .ttf file \
-             (e.g. DejaVuSans.ttf) to get the pictures",
-            path.display()
-        );
-        return Ok(false);
+        return Ok(None);
     }
-    let mut buf = vec![0u8; (w * h * 3) as usize];
     {
-        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        draw(root).map_err(|e| Error::Usage(format!("drawing {}: {e}", path.display())))?;
+        let root = BitMapBackend::with_buffer(buf, (w, h)).into_drawing_area();
+        draw(root).map_err(|e| Error::Usage(format!("drawing a {w}x{h} picture: {e}")))?;
     }
-    let img = image::RgbImage::from_raw(w, h, buf).expect("buffer is w x h x 3");
-    let tmp = path.with_extension("png.partial");
-    img.save_with_format(&tmp, image::ImageFormat::Png)
-        .map_err(|e| Error::Usage(format!("writing {}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, "renaming into place", e))?;
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(buf, w, h, image::ExtendedColorType::Rgb8)
+        .map_err(|e| Error::Usage(format!("encoding a {w}x{h} picture as PNG: {e}")))?;
+    Ok(Some(png))
+}
+
+/// The note printed, and put in the report, when a picture needs a font
+/// that was not found.
+pub fn no_font_note(what: &str) -> String {
+    format!(
+        "no TrueType font found, so {what} was not drawn; set THAW_FONT to a .ttf file \
+         (e.g. DejaVuSans.ttf) to get the pictures"
+    )
+}
+
+/// Writes a rendered picture to `path` atomically; returns whether there
+/// was one (else prints why not).
+fn write_png(path: &Path, png: Option<Vec<u8>>) -> Result<bool> {
+    let Some(png) = png else {
+        eprintln!("note: {}", no_font_note(&path.display().to_string()));
+        return Ok(false);
+    };
+    crate::npy::write_atomically(path, &png)?;
     Ok(true)
 }
 
@@ -187,11 +213,16 @@ fn err(e: impl std::fmt::Display) -> String {
 }
 
 /// The learning curves (loss and accuracy per epoch, training and
-/// validation) as a PNG; returns whether it was drawn.
+/// validation) as a PNG file; returns whether it was drawn.
 pub fn plot_curves(path: &Path, history: &[EpochMetrics]) -> Result<bool> {
     if history.is_empty() {
         return Ok(false);
     }
+    write_png(path, curves_png(history)?)
+}
+
+/// The learning curves as PNG bytes (None without a font).
+pub fn curves_png(history: &[EpochMetrics]) -> Result<Option<Vec<u8>>> {
     let last = history.len() as f64 + 0.5;
     let max_loss = history
         .iter()
@@ -200,7 +231,7 @@ pub fn plot_curves(path: &Path, history: &[EpochMetrics]) -> Result<bool> {
         .fold(0.0f64, f64::max)
         * 1.05
         + 1e-6;
-    draw_png(path, (1000, 420), |root| {
+    render_png((1000, 420), |root| {
         root.fill(&WHITE).map_err(err)?;
         let (left, right) = root.split_horizontally(500);
         let panels: [(&DrawingArea<_, _>, &str, f64, [fn(&EpochMetrics) -> f64; 2]); 2] = [
@@ -260,14 +291,19 @@ pub fn plot_curves(path: &Path, history: &[EpochMetrics]) -> Result<bool> {
     })
 }
 
-/// The confusion matrix as a PNG heat map with counts; returns whether it was drawn.
+/// The confusion matrix as a PNG file; returns whether it was drawn.
 pub fn plot_confusion(path: &Path, e: &Evaluation, classes: &[String]) -> Result<bool> {
+    write_png(path, confusion_png(e, classes)?)
+}
+
+/// The confusion matrix as a PNG heat map with counts (None without a font).
+pub fn confusion_png(e: &Evaluation, classes: &[String]) -> Result<Option<Vec<u8>>> {
     let k = classes.len();
     let cell = 52i32;
     let (left, top) = (110i32, 60i32);
     let w = (left + cell * k as i32 + 20) as u32;
     let h = (top + cell * k as i32 + 90) as u32;
-    draw_png(path, (w, h), |root| {
+    render_png((w, h), |root| {
         root.fill(&WHITE).map_err(err)?;
         let title = format!(
             "confusion matrix: accuracy {:.2}% of {} (rows true, columns predicted)",

@@ -2,12 +2,13 @@
 //! a report (or a reader) needs, every number as the run measured it.
 //!
 //! ```text
-//! { "schema": 1, "status": "finished"|"interrupted",
+//! { "schema": 2, "status": "finished"|"interrupted",
 //!   "command_line": [...], "options": { every TrainOptions value },
 //!   "thaw": { "version", "git_commit" },          (commit: "unknown" without git at build time)
-//!   "machine": { "cpu", "threads", "device", "gpu" },
-//!   "dataset": { "source", "classes", "train", "validation", "test" },
-//!   "model": { "backbone", "alpha", "image_size", "head", "standardize", "flip", "tta" },
+//!   "machine": { "cpu", "threads", "device", "gpu", "os" },
+//!   "dataset": { "source", "path", "format", "classes", "train", "validation", "test" },
+//!   "model": { "backbone", "alpha", "image_size", "preprocessing", "head", "standardize",
+//!              "flip", "tta" },
 //!   "weights": { "source", "hash" },
 //!   "phases": [ { "name", "seconds" } ], "epochs": N (head and fine-tuning),
 //!   "extraction": { "images", "images_per_second" },
@@ -17,6 +18,12 @@
 //!   "fine_tuning": { "block", "epochs", "best_validation", "improved" } | null,
 //!   "files": { "model", "metrics", "predictions", "split" } }
 //! ```
+//!
+//! Schema 2 added what the report ([`crate::paper`]) needs to find the test
+//! images again and describe the run: `dataset.path` (absolute: `--data`,
+//! or CIFAR-10 in the cache), `dataset.format` (`cifar-binary` or
+//! `image-folder`), `model.preprocessing` and `machine.os`. The report reads
+//! schema 1 too, taking those from `options` and the model registry.
 //!
 //! A finished run writes it after the test score, with the predictions; an
 //! interrupted one writes it with `"status": "interrupted"` and no test
@@ -45,15 +52,22 @@ pub fn path(out: &Path) -> std::path::PathBuf {
     sibling(out, "run.json")
 }
 
-/// Removes an earlier run's record, predictions and split file for `out`
-/// (called when training starts, so an interrupted or failed run leaves
-/// none that is not its own).
+/// The version of the record this thaw writes.
+pub const SCHEMA: u64 = 2;
+
+/// Removes an earlier run's record, predictions, split file and report for
+/// `out` (called when training starts, so an interrupted or failed run
+/// leaves none that is not its own).
 pub fn remove_stale(out: &Path) -> Result<()> {
+    let report = crate::paper::files_beside_model(out);
     for p in [
         path(out),
         sibling(out, "predictions.csv"),
         sibling(out, "split.json"),
-    ] {
+    ]
+    .into_iter()
+    .chain(report)
+    {
         match std::fs::remove_file(&p) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(Error::io(&p, "removing", e))
@@ -110,6 +124,7 @@ fn machine(device: engine::Device) -> Value {
             engine::Device::Cuda(i) => format!("cuda:{i}"),
         },
         "gpu": gpu,
+        "os": format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
     })
 }
 
@@ -186,6 +201,24 @@ fn fine_tuning(opts: &TrainOptions, log: &Log) -> Value {
     })
 }
 
+/// Where the dataset is, absolute (so that `trainer report` finds the test
+/// images from any folder), and its format.
+fn dataset_place(opts: &TrainOptions) -> (Value, Value) {
+    let path = match &opts.data {
+        Some(d) => std::path::absolute(d).unwrap_or_else(|_| d.clone()),
+        None => match crate::download::cache_dir() {
+            Ok(cache) => crate::download::cifar10_batches(&cache),
+            Err(_) => return (Value::Null, json!("cifar-binary")),
+        },
+    };
+    let format = match crate::data::detect(&path) {
+        Ok(crate::data::Format::ImageFolder) => json!("image-folder"),
+        Ok(_) => json!("cifar-binary"),
+        Err(_) => Value::Null,
+    };
+    (json!(path), format)
+}
+
 /// The record of `p` (see the module docs).
 pub fn record(p: &RunParts) -> Value {
     let (opts, data, log) = (p.opts, p.data, p.log);
@@ -197,8 +230,9 @@ pub fn record(p: &RunParts) -> Value {
         .map(|(name, secs)| json!({ "name": name, "seconds": secs }))
         .collect();
     let f = p.features;
+    let (data_path, data_format) = dataset_place(opts);
     json!({
-        "schema": 1,
+        "schema": SCHEMA,
         "status": if p.test.is_some() { "finished" } else { "interrupted" },
         "command_line": opts.command_line,
         "options": options(opts),
@@ -209,6 +243,8 @@ pub fn record(p: &RunParts) -> Value {
                 Some(d) => json!(d),
                 None => json!("CIFAR-10 (the official binary batches, from the cache)"),
             },
+            "path": data_path,
+            "format": data_format,
             "classes": data.classes,
             "train": data.train_idx.len(),
             "validation": data.val_idx.len(),
@@ -218,6 +254,7 @@ pub fn record(p: &RunParts) -> Value {
             "backbone": backbone.name(),
             "alpha": backbone.options().alpha,
             "image_size": p.run.image_size,
+            "preprocessing": p.run.entry.preprocessing.name(),
             "head": opts.head.to_string(),
             "standardize": opts.standardize,
             "flip": opts.flip,
