@@ -138,6 +138,7 @@ fn weight_specs_equal_the_keras_layout_files() {
         ("vgg16", "vgg16_layout.json"),
         ("vgg19", "vgg19_layout.json"),
         ("resnet50", "resnet50_layout.json"),
+        ("inception_v3", "inception_v3_layout.json"),
     ] {
         let path = fixture(file);
         let text = std::fs::read_to_string(&path)
@@ -178,6 +179,87 @@ fn weight_specs_equal_the_keras_layout_files() {
             }
         }
     }
+}
+
+/// InceptionV3's layer order, the order of the published file and of
+/// conversion by position (`inception_v3_layout.json`, Keras's
+/// `model.layers`): layers by depth, so a block's branches interleave, as the
+/// issue that added the model read it off Keras (`conv2d` .. `conv2d_4`,
+/// then `conv2d_8, conv2d_6, conv2d_9, conv2d_5`); each layer's published
+/// (Keras 2) name counts from 1; `--fine-tune mixed9` trains exactly the
+/// layers after `mixed8`, which Keras's fine-tuning example writes as
+/// `model.layers[249:]`, and `mixed10` those after `mixed9`.
+#[test]
+fn inception_v3_order_is_keras_s_depth_order() {
+    let text = std::fs::read_to_string(fixture("inception_v3_layout.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let layers = v["layers"].as_array().unwrap();
+    let name = |l: &serde_json::Value| l["name"].as_str().unwrap().to_string();
+    let convs: Vec<String> = layers
+        .iter()
+        .filter(|l| l["class"] == "Conv2D")
+        .map(name)
+        .collect();
+    assert_eq!(
+        &convs[..9],
+        [
+            "conv2d", "conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4", "conv2d_8", "conv2d_6",
+            "conv2d_9", "conv2d_5"
+        ]
+    );
+    let weighted: Vec<&serde_json::Value> = layers
+        .iter()
+        .filter(|l| !l["weights"].as_array().unwrap().is_empty())
+        .collect();
+    assert_eq!(weighted.len(), 188);
+    for l in &weighted {
+        let (k3, k2) = (name(l), l["published"].as_str().unwrap());
+        let (prefix, n) = match k3.rsplit_once('_') {
+            Some((p, n)) if n.parse::<usize>().is_ok() => {
+                (p.to_string(), n.parse::<usize>().unwrap())
+            }
+            _ => (k3.clone(), 0),
+        };
+        assert_eq!(k2, format!("{prefix}_{}", n + 1), "{k3}");
+    }
+
+    let net = build("inception_v3", &ModelOptions::default()).unwrap();
+    let order: Vec<String> = weighted.iter().map(|l| name(l)).collect();
+    let ours: Vec<String> = net
+        .weighted_layers()
+        .iter()
+        .map(|l| l.name().to_string())
+        .collect();
+    assert_eq!(ours, order);
+    for (block, after) in [("mixed9", "mixed8"), ("mixed10", "mixed9")] {
+        let at = layers.iter().position(|l| l["name"] == after).unwrap();
+        if block == "mixed9" {
+            assert_eq!(
+                at + 1,
+                249,
+                "Keras's fine-tuning example freezes model.layers[:249]"
+            );
+        }
+        let mut want: Vec<String> = Vec::new();
+        for l in &layers[at + 1..] {
+            for w in l["weights"].as_array().unwrap() {
+                if w["name"] != "moving_mean" && w["name"] != "moving_variance" {
+                    want.push(format!("{}/{}", name(l), w["name"].as_str().unwrap()));
+                }
+            }
+        }
+        net.set_trainable_from(block).unwrap();
+        let got: Vec<String> = net
+            .trainable_params()
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect();
+        assert_eq!(got, want, "--fine-tune {block}");
+    }
+    let e = net.set_trainable_from("mixed11").unwrap_err().to_string();
+    assert!(e.contains("mixed0, mixed1") && e.contains("mixed10"), "{e}");
+    net.set_trainable_from("conv2d_93").unwrap();
+    assert_eq!(net.trainable_params()[0].name(), "conv2d_93/kernel");
 }
 
 /// `(weight name, belongs to the top, shape)` from a layout JSON file.
