@@ -643,6 +643,59 @@ fn fine_tuning_trains_only_the_unfrozen_blocks() {
     assert!(before == after);
 }
 
+/// InceptionV3 at 75 px in training mode with `--fine-tune mixed9`'s
+/// unfreezing: gradients reach exactly the layers after `mixed8` in Keras's
+/// order (`model.layers[249:]`, the layout file's), kernels and betas (its
+/// batch norms have no gamma); only their moving statistics move (batch
+/// statistics in training mode), and pinned to inference nothing moves.
+#[test]
+fn inception_v3_fine_tuning_trains_mixed9_and_mixed10_only() {
+    let text = std::fs::read_to_string(fixture("inception_v3_layout.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let layers = v["layers"].as_array().unwrap();
+    let at = layers.iter().position(|l| l["name"] == "mixed8").unwrap();
+    let unfrozen: std::collections::HashSet<&str> = layers[at + 1..]
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    let m = build("inception_v3", &notop(Pooling::Avg)).unwrap();
+    m.load(weights::seeded::generate(&m.weight_spec(), 3))
+        .unwrap();
+    m.set_trainable_from("mixed9").unwrap();
+    let before: Vec<Vec<f32>> = m.params().iter().map(|p| p.value().to_vec_f32()).collect();
+    let y = m.forward(&images(2, 75, 75), true).unwrap();
+    engine::ops::mean(&y).unwrap().backward().unwrap();
+    let mut trained = 0;
+    for (p, old) in m.params().iter().zip(&before) {
+        let name = p.name();
+        let in_block = unfrozen.contains(name.split('/').next().unwrap());
+        let moving = name.contains("/moving_");
+        assert!(
+            !name.ends_with("/gamma"),
+            "{name}: scale=False has no gamma"
+        );
+        assert_eq!(
+            p.grad().is_some(),
+            in_block && !moving,
+            "{name}: gradient presence"
+        );
+        let changed = p.value().to_vec_f32() != *old;
+        assert_eq!(
+            changed,
+            in_block && moving,
+            "{name}: changed by the forward pass"
+        );
+        trained += usize::from(in_block && !moving);
+    }
+    // 18 convolutions: a kernel and a beta each.
+    assert_eq!(trained, 36);
+    m.set_bn_inference_only(true);
+    let before: Vec<Vec<f32>> = m.params().iter().map(|p| p.value().to_vec_f32()).collect();
+    m.forward(&images(2, 75, 75), true).unwrap();
+    let after: Vec<Vec<f32>> = m.params().iter().map(|p| p.value().to_vec_f32()).collect();
+    assert!(before == after);
+}
+
 /// `Backbone::set_precision` reaches every conv: 16-bit features move a
 /// little from f32 (and differently in f16 and bf16), setting f32 again gives
 /// the f32 features back bit for bit, and training through a 16-bit conv is
