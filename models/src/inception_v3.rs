@@ -211,6 +211,14 @@ struct Mixed {
 }
 
 impl Mixed {
+    /// Block `mixed{i}` of `branches`.
+    fn new(i: usize, branches: Vec<Branch>) -> Mixed {
+        Mixed {
+            branches,
+            concat: Concatenate::new(&format!("mixed{i}")),
+        }
+    }
+
     fn forward(&self, x: Tensor, training: bool, taps: &mut Taps) -> Result<Tensor> {
         let outs = self
             .branches
@@ -370,13 +378,6 @@ impl Builder {
             fork: Some((a, b, Concatenate::new(&name))),
         }
     }
-
-    fn mixed(&self, i: usize, branches: Vec<Branch>) -> Mixed {
-        Mixed {
-            branches,
-            concat: Concatenate::new(&format!("mixed{i}")),
-        }
-    }
 }
 
 /// What follows mixed10.
@@ -421,7 +422,7 @@ impl InceptionV3 {
                 b.branch(c, &[same(64, 1, 1), same(96, 3, 3), same(96, 3, 3)]),
                 b.avg_branch(c, pool_filters),
             ];
-            blocks.push(b.mixed(i, branches));
+            blocks.push(Mixed::new(i, branches));
             c = blocks[i].channels(c);
         }
         // mixed3: to 17x17.
@@ -430,7 +431,7 @@ impl InceptionV3 {
             b.branch(c, &[same(64, 1, 1), same(96, 3, 3), reduce(96)]),
             b.max_branch(),
         ];
-        blocks.push(b.mixed(3, branches));
+        blocks.push(Mixed::new(3, branches));
         c = blocks[3].channels(c);
         // mixed4..7: 17x17, factorized 7x7s of c7 channels.
         for (i, c7) in [(4, 128), (5, 160), (6, 160), (7, 192)] {
@@ -449,7 +450,7 @@ impl InceptionV3 {
                 ),
                 b.avg_branch(c, 192),
             ];
-            blocks.push(b.mixed(i, branches));
+            blocks.push(Mixed::new(i, branches));
             c = blocks[i].channels(c);
         }
         // mixed8: to 8x8.
@@ -466,7 +467,7 @@ impl InceptionV3 {
             ),
             b.max_branch(),
         ];
-        blocks.push(b.mixed(8, branches));
+        blocks.push(Mixed::new(8, branches));
         c = blocks[8].channels(c);
         // mixed9, mixed10: 8x8, forked 3x3s.
         for i in [9, 10] {
@@ -481,7 +482,7 @@ impl InceptionV3 {
                 b.forked_branch(c, &[same(448, 1, 1), same(384, 3, 3)], 384, None),
                 b.avg_branch(c, 192),
             ];
-            blocks.push(b.mixed(i, branches));
+            blocks.push(Mixed::new(i, branches));
             c = blocks[i].channels(c);
         }
 
