@@ -220,10 +220,22 @@ def build_backbone(model, size):
             stage[0].conv1.stride, stage[0].conv2.stride = (2, 2), (1, 1)
         net = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2,
                             r.layer3, r.layer4, r.avgpool, nn.Flatten())
+    elif model == "inception_v3":
+        # Keras's InceptionV3 without its top: torchvision's Inception3 up to
+        # Mixed_7c, without the auxiliary classifier and the input transform.
+        # The convolutions are the same (equal FLOPs); its average pools count
+        # the padded cells (count_include_pad=True), Keras's do not.
+        i = torchvision.models.inception_v3(weights=None, aux_logits=False,
+                                            transform_input=False, init_weights=False)
+        net = nn.Sequential(i.Conv2d_1a_3x3, i.Conv2d_2a_3x3, i.Conv2d_2b_3x3, i.maxpool1,
+                            i.Conv2d_3b_1x1, i.Conv2d_4a_3x3, i.maxpool2,
+                            i.Mixed_5b, i.Mixed_5c, i.Mixed_5d, i.Mixed_6a, i.Mixed_6b,
+                            i.Mixed_6c, i.Mixed_6d, i.Mixed_6e, i.Mixed_7a, i.Mixed_7b,
+                            i.Mixed_7c, i.avgpool, nn.Flatten())
     elif model == "efficientnet_lite0":
         net = efficientnet_lite0(size)
     else:
-        sys.exit(f"unknown model {model!r}: use vgg16, vgg19, resnet50 or efficientnet_lite0")
+        sys.exit(f"unknown model {model!r}: use vgg16, vgg19, resnet50, inception_v3 or efficientnet_lite0")
     return net.eval().to(memory_format=CL)
 
 
@@ -361,8 +373,8 @@ def select_images(folder, images):
 
 def extract(e, files, mode, threads, device="cpu", dtype=None, suffix="", batch=None):
     """JPEG files -> decode (PIL, `threads` at a time) -> resize 32 -> size
-    (bilinear, half-pixel) -> the model's preprocessing (Keras 'caffe', or
-    (x - 127) / 128 for EfficientNet-Lite) -> backbone -> pooled
+    (bilinear, half-pixel) -> the model's preprocessing (Keras 'caffe', 'tf'
+    for InceptionV3, or (x - 127) / 128 for EfficientNet-Lite) -> backbone -> pooled
     features. On the GPU the uint8 pixels are uploaded and resized and
     preprocessed there, the backbone runs under autocast `dtype` when given,
     and the features come back to the host (as thaw's side does)."""
@@ -388,6 +400,8 @@ def extract(e, files, mode, threads, device="cpu", dtype=None, suffix="", batch=
                                       align_corners=False, antialias=False)
                 if e["model"].startswith("efficientnet_lite"):
                     x = ((x - 127.0) / 128.0).contiguous(memory_format=CL)
+                elif e["model"] == "inception_v3":  # Keras 'tf'
+                    x = (x / 127.5 - 1.0).contiguous(memory_format=CL)
                 else:
                     x = (x[:, [2, 1, 0]] - mean).contiguous(memory_format=CL)
                 with torch.autocast(device, dtype=dtype or torch.bfloat16,

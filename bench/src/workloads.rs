@@ -644,6 +644,21 @@ mod tests {
     }
 
     #[test]
+    fn inception_v3_flop_count_equals_torchvision_s() {
+        // What pytorch_bench.py's hooks count for torchvision's Inception3
+        // (aux_logits=False, transform_input=False) from Conv2d_1a_3x3 to
+        // Mixed_7c, one image (bench/pytorch_bench.py's flops_per_image,
+        // torchvision 0.29.2): the bench rows backbone.inception_v3@299 and
+        // extract.inception_v3@299 compare equal work. 75 px is the same at
+        // the smallest input.
+        let model = build_backbone("inception_v3").unwrap();
+        for (size, torchvision) in [(299, 11_422_336_192.0), (75, 402_955_456.0)] {
+            let counted = backbone_flops_per_image(model.as_ref(), size).unwrap();
+            assert_eq!(counted, torchvision, "{size} px");
+        }
+    }
+
+    #[test]
     fn conv_flops_follow_the_output_size() {
         let c = spec::Conv {
             name: "c".into(),

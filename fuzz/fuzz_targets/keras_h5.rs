@@ -20,5 +20,10 @@ fuzz_target!(|data: &[u8]| {
         WeightSpec::new("dense_out/kernel", &[5, 3]),
         WeightSpec::new("dense_out/bias", &[3]),
     ];
-    let _ = weights::keras_h5::convert_keras_h5_bytes(Path::new("fuzz.h5"), data.to_vec(), &spec);
+    let _ = weights::keras_h5::convert_keras_h5_bytes(
+        Path::new("fuzz.h5"),
+        data.to_vec(),
+        &spec,
+        weights::LayerMatch::ByName,
+    );
 });

@@ -454,18 +454,19 @@ mod tests {
     use super::*;
     use crate::registry::MODELS;
 
-    /// A seeded batch of two 32x32 images in [-1, 1].
-    fn images() -> Tensor {
-        let v: Vec<f32> = (0..2 * 32 * 32 * 3)
+    /// A seeded batch of two `s`x`s` images in [-1, 1].
+    fn images(s: usize) -> Tensor {
+        let v: Vec<f32> = (0..(2 * s * s * 3) as u64)
             .map(|i| engine::rng::uniform_f32(7, 0, i) * 2.0 - 1.0)
             .collect();
-        Tensor::from_vec(v, &[2, 32, 32, 3]).unwrap()
+        Tensor::from_vec(v, &[2, s, s, 3]).unwrap()
     }
 
     #[test]
     fn the_suffix_of_the_prefix_is_the_forward_pass_bit_for_bit() {
-        let x = images();
         for entry in MODELS {
+            // 32 px, or the model's smallest input (InceptionV3: 75).
+            let x = images(entry.sizes.min.max(32));
             let options = ModelOptions {
                 pooling: Pooling::Avg,
                 init_seed: 3,
@@ -513,7 +514,7 @@ mod tests {
 
     #[test]
     fn a_block_the_model_lacks_is_a_clear_error() {
-        let x = images();
+        let x = images(32);
         let model = crate::registry::build("vgg16", &ModelOptions::default()).unwrap();
         for bad in ["block6", "block5_conv2", "conv5", ""] {
             let e = model.forward_prefix(&x, bad).unwrap_err().to_string();

@@ -4,8 +4,8 @@
 //! `conv2_block1_1_bn/moving_variance`), so a weights file maps onto a model
 //! by name alone.
 //!
-//! Where they sit: [`crate::Vgg`] and [`crate::ResNet50`] are lists of these
-//! layers; the engine ops underneath do the math and record the tape.
+//! Where they sit: [`crate::Vgg`], [`crate::ResNet50`] and the other
+//! models are lists of these layers; the engine ops underneath do the math and record the tape.
 //!
 //! Initial values follow Keras's defaults (Glorot-uniform kernels, zero
 //! biases, BatchNormalization gamma 1, beta 0, moving mean 0, moving variance
@@ -347,7 +347,10 @@ impl WeightedLayer for Dense {
 }
 
 /// Keras `BatchNormalization` over the channel (last) axis:
-/// y = gamma·(x − mean)/sqrt(var + epsilon) + beta.
+/// y = gamma·(x − mean)/sqrt(var + epsilon) + beta. With `scale=False`
+/// ([`BatchNormalization::without_scale`], InceptionV3's) the layer has no
+/// gamma: it is 1, and the layer's weights are beta, moving_mean,
+/// moving_variance.
 ///
 /// Inference mode uses the moving statistics. Training mode (only when the
 /// layer is trainable and not pinned to inference, as in Keras, where a
@@ -357,8 +360,8 @@ impl WeightedLayer for Dense {
 /// Keras's rule `moving = moving·momentum + batch·(1 − momentum)`.
 pub struct BatchNormalization {
     name: String,
-    /// `<name>/gamma`, `[c]`, trainable.
-    pub gamma: Param,
+    /// `<name>/gamma`, `[c]`, trainable; None with Keras `scale=False`.
+    pub gamma: Option<Param>,
     /// `<name>/beta`, `[c]`, trainable.
     pub beta: Param,
     /// `<name>/moving_mean`, `[c]`, never trainable.
@@ -388,7 +391,7 @@ impl BatchNormalization {
         moving_variance.set_trainable(false);
         BatchNormalization {
             name: name.to_string(),
-            gamma: vector("gamma", 1.0),
+            gamma: Some(vector("gamma", 1.0)),
             beta: vector("beta", 0.0),
             moving_mean,
             moving_variance,
@@ -396,6 +399,12 @@ impl BatchNormalization {
             momentum: BN_MOMENTUM,
             inference_only: AtomicBool::new(false),
         }
+    }
+
+    /// The same layer without gamma (Keras `scale=False`): y = (x − mean)/sqrt(var + epsilon) + beta.
+    pub fn without_scale(mut self) -> BatchNormalization {
+        self.gamma = None;
+        self
     }
 
     /// The same layer with another moving-average momentum.
@@ -413,16 +422,29 @@ impl BatchNormalization {
 
     /// Whether a forward pass with `training = true` uses batch statistics.
     pub fn uses_batch_statistics(&self, training: bool) -> bool {
-        training && self.gamma.is_trainable() && !self.inference_only.load(Ordering::Relaxed)
+        training && self.beta.is_trainable() && !self.inference_only.load(Ordering::Relaxed)
+    }
+
+    /// gamma, or ones on `x`'s device without scale (the op always takes a gamma).
+    fn gamma_for(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.gamma {
+            Some(g) => Ok(g.tensor()),
+            None => {
+                let c = self.beta.shape()[0];
+                Tensor::full_on(1.0, &[c], x.dtype(), x.device())
+                    .map_err(Error::in_layer(&self.name))
+            }
+        }
     }
 
     /// Runs the layer; in training mode also updates the moving statistics.
     pub fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
         let in_layer = Error::in_layer(&self.name);
+        let gamma = self.gamma_for(x)?;
         if !self.uses_batch_statistics(training) {
             return ops::batch_norm(
                 x,
-                &self.gamma.tensor(),
+                &gamma,
                 &self.beta.tensor(),
                 &self.moving_mean.value(),
                 &self.moving_variance.value(),
@@ -430,9 +452,8 @@ impl BatchNormalization {
             )
             .map_err(in_layer);
         }
-        let (y, mean, var) =
-            ops::batch_norm_train(x, &self.gamma.tensor(), &self.beta.tensor(), self.epsilon)
-                .map_err(in_layer)?;
+        let (y, mean, var) = ops::batch_norm_train(x, &gamma, &self.beta.tensor(), self.epsilon)
+            .map_err(in_layer)?;
         self.update_moving(&self.moving_mean, &mean)?;
         self.update_moving(&self.moving_variance, &var)?;
         Ok(y)
@@ -471,15 +492,16 @@ impl WeightedLayer for BatchNormalization {
         &self.name
     }
     fn weights(&self) -> Vec<Param> {
-        vec![
-            self.gamma.clone(),
-            self.beta.clone(),
-            self.moving_mean.clone(),
-            self.moving_variance.clone(),
-        ]
+        self.gamma
+            .iter()
+            .chain([&self.beta, &self.moving_mean, &self.moving_variance])
+            .cloned()
+            .collect()
     }
     fn set_trainable(&self, trainable: bool) {
-        self.gamma.set_trainable(trainable);
+        if let Some(g) = &self.gamma {
+            g.set_trainable(trainable);
+        }
         self.beta.set_trainable(trainable);
     }
 }
@@ -828,6 +850,26 @@ impl Add {
     /// a + b.
     pub fn forward(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         ops::add(a, b).map_err(Error::in_layer(&self.name))
+    }
+}
+
+/// Keras `Concatenate(axis=-1)`: its inputs joined along channels, in order
+/// (InceptionV3's `mixed0` .. `mixed10`).
+pub struct Concatenate {
+    /// The Keras layer name (`mixed0`).
+    pub name: String,
+}
+
+impl Concatenate {
+    /// A named layer.
+    pub fn new(name: &str) -> Concatenate {
+        Concatenate {
+            name: name.to_string(),
+        }
+    }
+    /// `[n, h, w, c_0]`, `[n, h, w, c_1]`, ... to `[n, h, w, c_0 + c_1 + ...]`.
+    pub fn forward(&self, xs: &[Tensor]) -> Result<Tensor> {
+        ops::concat(xs).map_err(Error::in_layer(&self.name))
     }
 }
 

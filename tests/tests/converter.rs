@@ -1,11 +1,11 @@
 //! The Keras legacy .h5 converter, on small files written by Keras and h5py
-//! (`tests/fixtures/keras/gen_tiny_h5.py`) and on full-size VGG16 and
+//! (`tests/fixtures/keras/gen_tiny_h5.py`), by name and by position, and on full-size VGG16 and
 //! ResNet50 files written at test time by `write_h5.py` (numpy + h5py).
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
-use weights::{convert_keras_h5, Error, WeightSpec};
+use weights::{convert_keras_h5, convert_keras_h5_by_position, Error, WeightSpec};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -73,6 +73,64 @@ fn good_files_give_what_h5py_reads() {
     let first = &files[0].1;
     assert!(files.iter().all(|(_, w)| w == first));
     assert!(first.iter().all(|b| b.iter().any(|&x| x != first[0][0])));
+}
+
+/// By position (Keras's default rule, thaw's for InceptionV3, whose file
+/// names its layers `conv2d_1` where Keras 3 says `conv2d`): the tiny
+/// files read with every layer renamed give the same values under the
+/// model's names. The new names sort in reverse (`layer_3` is conv_a), and
+/// the files' own names sort otherwise than their `layer_names` (bn_a
+/// before conv_a): only `layer_names` order gives these shapes. A
+/// different count of layers, or a shape at some position, is an error
+/// naming both names.
+#[test]
+fn by_position_follows_layer_names_whatever_the_names() {
+    let (spec, files) = expected();
+    let renamed_layer = |l: &str| match l {
+        "conv_a" => "layer_3",
+        "bn_a" => "layer_2",
+        "conv_b" => "layer_1",
+        _ => "layer_0",
+    };
+    let renamed: Vec<WeightSpec> = spec
+        .iter()
+        .map(|w| {
+            WeightSpec::new(
+                format!("{}/{}", renamed_layer(w.layer()), w.kind()),
+                &w.shape,
+            )
+        })
+        .collect();
+    for (file, weights) in &files {
+        let got = convert_keras_h5_by_position(fixture(file), &renamed)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        for ((w, (name, t)), bits) in renamed.iter().zip(&got).zip(weights) {
+            assert_eq!(&w.name, name, "{file}: the model's names");
+            let got_bits: Vec<u32> = t
+                .as_slice::<f32>()
+                .unwrap()
+                .iter()
+                .map(|x| x.to_bits())
+                .collect();
+            assert_eq!(&got_bits, bits, "{file}: {name}");
+        }
+    }
+    let m = convert_keras_h5_by_position(fixture("tiny_wrong_model.h5"), &renamed)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        m.contains("has 2 layers with weights, the model expects 4 (matched by position"),
+        "{m}"
+    );
+    let e = convert_keras_h5_by_position(fixture("tiny_wrong_shape.h5"), &renamed).unwrap_err();
+    let m = e.to_string();
+    assert!(matches!(e, Error::Mismatch(_)), "{m}");
+    assert!(
+        m.contains("layer conv_b (the model's layer_1, by position)")
+            && m.contains("has shape [3,3,4,6], expected [3,3,4,5]")
+            && m.contains("matched by position"),
+        "{m}"
+    );
 }
 
 fn err_of(file: &str) -> Error {

@@ -608,7 +608,7 @@ fn batch_norm_layer_updates_moving_statistics_on_the_gpu_as_on_the_cpu() {
     let x = Tensor::from_vec(values(4 * 3 * 3 * 6, (-1.0, 2.0), 4, 0), &[4, 3, 3, 6]).unwrap();
     let run = |device: Device| -> engine::Result<(Vec<f32>, Vec<f32>)> {
         let bn = BatchNormalization::new("bn", 6, 1e-3);
-        for p in [&bn.gamma, &bn.beta, &bn.moving_mean, &bn.moving_variance] {
+        for p in models::layers::WeightedLayer::weights(&bn) {
             p.set_value(p.value().to_device(device)?)?;
         }
         for _ in 0..2 {

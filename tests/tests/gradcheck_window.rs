@@ -2,7 +2,7 @@
 //! 1e-6 relative) of the window ops: conv2d, depthwise_conv2d, zero_pad2d, max_pool2d,
 //! avg_pool2d, global average/max pooling. Odd shapes (7×5, 3 or 5
 //! channels, batch 2), strides 1 and 2, 'same', 'valid' and explicit
-//! padding, non-square windows. Max-pool inputs are pairwise distinct
+//! padding, non-square windows (InceptionV3's 1x7, 7x1, 1x3, 3x1 among them). Max-pool inputs are pairwise distinct
 //! ([`tests::distinct`]) so no window has a tie.
 
 use engine::gradcheck::GradCheck;
@@ -61,6 +61,21 @@ fn conv2d_2x3_stride2_explicit_bias() {
 fn conv2d_4x2_stride2_same_even_kernel_bias() {
     // Even kernel at stride 2 on 7×5: 'same' pads 1/2 rows, 0/1 columns (extra at the bottom/right).
     conv_with_bias(4, 2, (2, 2), Padding::Same);
+}
+
+#[test]
+fn conv2d_1x7_and_7x1_stride1_same_bias() {
+    // InceptionV3's factorized 7x7: 'same' pads 3 and 3 along the long side
+    // only (the window is wider than the 5 columns), nothing along the other.
+    conv_with_bias(1, 7, (1, 1), Padding::Same);
+    conv_with_bias(7, 1, (1, 1), Padding::Same);
+}
+
+#[test]
+fn conv2d_1x3_and_3x1_stride1_same_bias() {
+    // InceptionV3's forks in mixed9 and mixed10.
+    conv_with_bias(1, 3, (1, 1), Padding::Same);
+    conv_with_bias(3, 1, (1, 1), Padding::Same);
 }
 
 #[test]

@@ -1,16 +1,17 @@
-//! Whole-model parity with Keras: full-size VGG16, VGG19, ResNet50, MobileNet and
+//! Whole-model parity with Keras: full-size VGG16, VGG19, ResNet50, InceptionV3, MobileNet and
 //! MobileNetV2 with the seeded weights (`weights::seeded::generate`,
 //! bit-identical to the Python twin `tests/fixtures/keras/seeded.py`), on 4
 //! real CIFAR-10 images (`tests/fixtures/keras/cifar_sample.bin`, decoded
 //! pixels), at the input sizes the fixtures hold, through exactly what
 //! `extract` does: bilinear resize, preprocessing ('caffe' for VGG16 and
-//! ResNet50 at 32 and 64, VGG19 at 32, 47, 64 and 75; 'tf' for the MobileNets, at several alphas and at
+//! ResNet50 at 32 and 64, VGG19 at 32, 47, 64 and 75; 'tf' for InceptionV3 at 75, 107, 150
+//! and 299, whose avg pools then see 3x3 and 1x1 maps, and for the MobileNets, at several alphas and at
 //! sizes 32 to 128 that include odd sides before stride-2 layers, plus the
 //! with-top model at 224), the backbone, global pooling.
 //!
 //! Expected values: `tests/fixtures/keras/<model>_reference.{json,bin}`,
-//! written by `tests/fixtures/keras/gen_keras.py` (VGG16, VGG19, ResNet50) and
-//! `gen_mobilenet.py` (the MobileNets) with Keras 3 (format in
+//! written by `tests/fixtures/keras/gen_keras.py` (VGG16, VGG19, ResNet50),
+//! `gen_inception_v3.py` (InceptionV3) and `gen_mobilenet.py` (the MobileNets) with Keras 3 (format in
 //! `tests/fixtures/keras/README.md`): the pooled features in full and
 //! intermediate activations at seeded sample positions. Each compared tensor
 //! must be within relative L2 error 1e-5, rel = ||ours − keras||₂ / ||keras||₂
@@ -211,6 +212,11 @@ fn resnet50_matches_keras() {
     parity("resnet50", Device::Cpu);
 }
 
+#[test]
+fn inception_v3_matches_keras() {
+    parity("inception_v3", Device::Cpu);
+}
+
 /// The largest relative L2 error of a model's compared tensors, and where.
 struct Worst {
     model: String,
@@ -323,6 +329,13 @@ fn vgg19_matches_keras_on_the_gpu() {
 fn resnet50_matches_keras_on_the_gpu() {
     if let Some(device) = gpu_or_skip() {
         parity("resnet50", device);
+    }
+}
+
+#[test]
+fn inception_v3_matches_keras_on_the_gpu() {
+    if let Some(device) = gpu_or_skip() {
+        parity("inception_v3", device);
     }
 }
 

@@ -138,6 +138,7 @@ fn weight_specs_equal_the_keras_layout_files() {
         ("vgg16", "vgg16_layout.json"),
         ("vgg19", "vgg19_layout.json"),
         ("resnet50", "resnet50_layout.json"),
+        ("inception_v3", "inception_v3_layout.json"),
     ] {
         let path = fixture(file);
         let text = std::fs::read_to_string(&path)
@@ -178,6 +179,87 @@ fn weight_specs_equal_the_keras_layout_files() {
             }
         }
     }
+}
+
+/// InceptionV3's layer order, the order of the published file and of
+/// conversion by position (`inception_v3_layout.json`, Keras's
+/// `model.layers`): layers by depth, so a block's branches interleave, as the
+/// issue that added the model read it off Keras (`conv2d` .. `conv2d_4`,
+/// then `conv2d_8, conv2d_6, conv2d_9, conv2d_5`); each layer's published
+/// (Keras 2) name counts from 1; `--fine-tune mixed9` trains exactly the
+/// layers after `mixed8`, which Keras's fine-tuning example writes as
+/// `model.layers[249:]`, and `mixed10` those after `mixed9`.
+#[test]
+fn inception_v3_order_is_keras_s_depth_order() {
+    let text = std::fs::read_to_string(fixture("inception_v3_layout.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let layers = v["layers"].as_array().unwrap();
+    let name = |l: &serde_json::Value| l["name"].as_str().unwrap().to_string();
+    let convs: Vec<String> = layers
+        .iter()
+        .filter(|l| l["class"] == "Conv2D")
+        .map(name)
+        .collect();
+    assert_eq!(
+        &convs[..9],
+        [
+            "conv2d", "conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4", "conv2d_8", "conv2d_6",
+            "conv2d_9", "conv2d_5"
+        ]
+    );
+    let weighted: Vec<&serde_json::Value> = layers
+        .iter()
+        .filter(|l| !l["weights"].as_array().unwrap().is_empty())
+        .collect();
+    assert_eq!(weighted.len(), 188);
+    for l in &weighted {
+        let (k3, k2) = (name(l), l["published"].as_str().unwrap());
+        let (prefix, n) = match k3.rsplit_once('_') {
+            Some((p, n)) if n.parse::<usize>().is_ok() => {
+                (p.to_string(), n.parse::<usize>().unwrap())
+            }
+            _ => (k3.clone(), 0),
+        };
+        assert_eq!(k2, format!("{prefix}_{}", n + 1), "{k3}");
+    }
+
+    let net = build("inception_v3", &ModelOptions::default()).unwrap();
+    let order: Vec<String> = weighted.iter().map(|l| name(l)).collect();
+    let ours: Vec<String> = net
+        .weighted_layers()
+        .iter()
+        .map(|l| l.name().to_string())
+        .collect();
+    assert_eq!(ours, order);
+    for (block, after) in [("mixed9", "mixed8"), ("mixed10", "mixed9")] {
+        let at = layers.iter().position(|l| l["name"] == after).unwrap();
+        if block == "mixed9" {
+            assert_eq!(
+                at + 1,
+                249,
+                "Keras's fine-tuning example freezes model.layers[:249]"
+            );
+        }
+        let mut want: Vec<String> = Vec::new();
+        for l in &layers[at + 1..] {
+            for w in l["weights"].as_array().unwrap() {
+                if w["name"] != "moving_mean" && w["name"] != "moving_variance" {
+                    want.push(format!("{}/{}", name(l), w["name"].as_str().unwrap()));
+                }
+            }
+        }
+        net.set_trainable_from(block).unwrap();
+        let got: Vec<String> = net
+            .trainable_params()
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect();
+        assert_eq!(got, want, "--fine-tune {block}");
+    }
+    let e = net.set_trainable_from("mixed11").unwrap_err().to_string();
+    assert!(e.contains("mixed0, mixed1") && e.contains("mixed10"), "{e}");
+    net.set_trainable_from("conv2d_93").unwrap();
+    assert_eq!(net.trainable_params()[0].name(), "conv2d_93/kernel");
 }
 
 /// `(weight name, belongs to the top, shape)` from a layout JSON file.
@@ -557,6 +639,59 @@ fn fine_tuning_trains_only_the_unfrozen_blocks() {
     m.set_bn_inference_only(true);
     let before: Vec<Vec<f32>> = m.params().iter().map(|p| p.value().to_vec_f32()).collect();
     m.forward(&images(2, 32, 32), true).unwrap();
+    let after: Vec<Vec<f32>> = m.params().iter().map(|p| p.value().to_vec_f32()).collect();
+    assert!(before == after);
+}
+
+/// InceptionV3 at 75 px in training mode with `--fine-tune mixed9`'s
+/// unfreezing: gradients reach exactly the layers after `mixed8` in Keras's
+/// order (`model.layers[249:]`, the layout file's), kernels and betas (its
+/// batch norms have no gamma); only their moving statistics move (batch
+/// statistics in training mode), and pinned to inference nothing moves.
+#[test]
+fn inception_v3_fine_tuning_trains_mixed9_and_mixed10_only() {
+    let text = std::fs::read_to_string(fixture("inception_v3_layout.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let layers = v["layers"].as_array().unwrap();
+    let at = layers.iter().position(|l| l["name"] == "mixed8").unwrap();
+    let unfrozen: std::collections::HashSet<&str> = layers[at + 1..]
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    let m = build("inception_v3", &notop(Pooling::Avg)).unwrap();
+    m.load(weights::seeded::generate(&m.weight_spec(), 3))
+        .unwrap();
+    m.set_trainable_from("mixed9").unwrap();
+    let before: Vec<Vec<f32>> = m.params().iter().map(|p| p.value().to_vec_f32()).collect();
+    let y = m.forward(&images(2, 75, 75), true).unwrap();
+    engine::ops::mean(&y).unwrap().backward().unwrap();
+    let mut trained = 0;
+    for (p, old) in m.params().iter().zip(&before) {
+        let name = p.name();
+        let in_block = unfrozen.contains(name.split('/').next().unwrap());
+        let moving = name.contains("/moving_");
+        assert!(
+            !name.ends_with("/gamma"),
+            "{name}: scale=False has no gamma"
+        );
+        assert_eq!(
+            p.grad().is_some(),
+            in_block && !moving,
+            "{name}: gradient presence"
+        );
+        let changed = p.value().to_vec_f32() != *old;
+        assert_eq!(
+            changed,
+            in_block && moving,
+            "{name}: changed by the forward pass"
+        );
+        trained += usize::from(in_block && !moving);
+    }
+    // 18 convolutions: a kernel and a beta each.
+    assert_eq!(trained, 36);
+    m.set_bn_inference_only(true);
+    let before: Vec<Vec<f32>> = m.params().iter().map(|p| p.value().to_vec_f32()).collect();
+    m.forward(&images(2, 75, 75), true).unwrap();
     let after: Vec<Vec<f32>> = m.params().iter().map(|p| p.value().to_vec_f32()).collect();
     assert!(before == after);
 }

@@ -170,6 +170,9 @@ fn gemm_conv_matches_the_reference() {
         ([2, 6, 5, 8], (1, 1, 9), (1, 1), Padding::Valid),
         ([2, 7, 6, 8], (1, 1, 3), (2, 2), Padding::Valid),
         ([1, 19, 17, 3], (7, 7, 4), (2, 2), Padding::Same),
+        // InceptionV3's 1x7 and 7x1 'same': padding along one axis only.
+        ([2, 9, 17, 5], (1, 7, 6), (1, 1), Padding::Same),
+        ([2, 9, 17, 5], (7, 1, 6), (1, 1), Padding::Same),
     ];
     for (seed, (xs, (kh, kw, o), stride, padding)) in cases.into_iter().enumerate() {
         let seed = seed as u64 * 3;

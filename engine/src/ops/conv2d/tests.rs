@@ -230,6 +230,8 @@ fn the_chosen_f32_forward_matches_the_definition() {
         conv(2, (5, 4, 40), (1, 1, 17), (1, 1), (5, 4), (0, 0)),
         // A window wider than the input with padding on both sides.
         conv(1, (2, 3, 4), (5, 5, 3), (1, 1), (2, 3), (2, 2)),
+        // InceptionV3's 1x7 'same': padded 3/3 columns, no rows.
+        conv(2, (9, 14, 20), (1, 7, 24), (1, 1), (9, 14), (0, 3)),
     ];
     for g in cases {
         let x = values(g.n * g.h * g.w * g.c, 4);
@@ -323,6 +325,12 @@ fn row_forward_matches_the_definition_and_the_packed_path() {
         // kw·c = 128: the shortest run allowed.
         (
             stride_1(1, (12, 14, 64), (2, 2, 16), (12, 14), (0, 0)),
+            AgainstPacked::OtherOrder,
+        ),
+        // InceptionV3's 7x1 'same' on 128 channels (mixed4's): seven kernel
+        // rows of one pixel, padded 3/3 rows, no columns.
+        (
+            stride_1(1, (12, 14, 128), (7, 1, 16), (12, 14), (3, 0)),
             AgainstPacked::OtherOrder,
         ),
     ];
