@@ -445,6 +445,21 @@ fn train_predict_and_evaluate_on_a_folder_of_photos() {
     let model = trainer::train::load_model(&out).unwrap();
     assert_eq!(model.meta.classes, vec!["cat", "dog"]);
     assert_eq!(model.meta.image_size, 32);
+    // Fine-tuning reads the photos from disk too: through the activation
+    // cache, and end to end (--no-cache) with the flips made on the fly.
+    for extra in [&[][..], &["--no-cache", "--flip"][..]] {
+        let mut tune = args.clone();
+        tune.extend(["--fine-tune", "conv_dw_13", "--fine-tune-epochs", "1"]);
+        tune.extend(extra);
+        let tuned = d.join("tuned.safetensors");
+        let (code, err) = common::train_small(&photos, &weights, &tuned, &tune, &cache);
+        println!("{err}");
+        assert_eq!(code, Some(0), "{extra:?}: {err}");
+        assert!(
+            err.contains("fine-tune epoch") || err.contains("fine-tuning"),
+            "{err}"
+        );
+    }
 
     // predict on the folder: a CSV beside it, one row per readable image.
     let run = |extra: &[&str]| {

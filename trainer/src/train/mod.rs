@@ -2,7 +2,7 @@
 //! to a saved model that reloads.
 //!
 //! ```text
-//! data (uint8 32x32) ──┐
+//! data (uint8: 32x32 in memory, or photos decoded + resized batch by batch) ──┐
 //! weights (.h5/.st) ───┴─▶ feature_cache: resize → preprocessing → frozen backbone → GAP → features [N, C]
 //!                            (computed once, cached as .npy, keyed by model/alpha/weights/size/data/flip)
 //!   ─▶ fit: head (Dense 256 relu → Dropout 0.5 → Dense K) with Adam, validation, early stopping
@@ -18,9 +18,11 @@
 //! can before any work, then `pipeline.rs` holds one function per phase.
 //!
 //! Validation: `--val-split` (default 10%) of the training images are held
-//! out (a seeded draw) and never trained on; early stopping and "best model"
-//! use their accuracy, and the test split is only scored at the end. With
-//! `--flip`, the flipped copies of the held-out images are left out too.
+//! out (a seeded draw) and never trained on, or a `validation/` folder is
+//! the validation set (see [`crate::data::sets`] for every layout and
+//! `--test-split`); early stopping and "best model" use their accuracy, and
+//! the test split is only scored at the end. With `--flip`, the flipped
+//! copies of the held-out images are left out too.
 //!
 //! Defaults: ResNet50, Keras's ImageNet weights (downloaded into the cache
 //! when missing), the model's ImageNet image size (224 for the Keras

@@ -149,7 +149,10 @@ pub fn load_data(opts: &TrainOptions, run: &Run, log: &mut Log) -> Result<Data> 
             sets.test.len()
         )));
     }
-    let skipped = sets.train.skipped.len().max(sets.test.skipped.len());
+    let skipped = (sets.train.skipped.iter())
+        .chain(&sets.test.skipped)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     eprintln!(
         "data: {}, {} classes{}{}",
         sets.description,
@@ -163,7 +166,7 @@ pub fn load_data(opts: &TrainOptions, run: &Run, log: &mut Log) -> Result<Data> 
         },
         match skipped {
             0 => String::new(),
-            k => format!("; {k}+ unreadable files skipped (listed above)"),
+            k => format!("; {k} unreadable files skipped (listed above)"),
         }
     );
     log.phases.end("load data");
