@@ -17,7 +17,9 @@
 # torchvision (default: /work/venv-torch/bin/python if present, else python3).
 # The extract workloads read the CIFAR-10 JPEG test split, unpacked once into
 # target/bench-data from ../shared/data/cifar10-jpeg.tar.xz (or set
-# THAW_BENCH_DATA to a cifar10-jpeg/test folder).
+# THAW_BENCH_DATA to a cifar10-jpeg/test folder). With THAW_BENCH_PHOTOS set
+# to a folder of photos (bench/make_photos.py), the decode + resize row of
+# image folders runs last (target/bench/decode.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,3 +86,15 @@ else
     done
 fi
 "${thaw_bench[@]}" --compare "${pairs[@]}" | tee target/bench/compare.md
+
+# Decode + resize of image folders (issue 18), when THAW_BENCH_PHOTOS names
+# a folder of photos (bench/make_photos.py makes them from the CIFAR-10
+# JPEG copy): thaw's streamed reader and torchvision on the same files,
+# 2 threads each, 224 px, into target/bench/decode.md.
+if [ -n "${THAW_BENCH_PHOTOS:-}" ]; then
+    {
+        echo "load before decode: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
+        cargo run --release -q -p bench --bin thaw-decode-bench -- "$THAW_BENCH_PHOTOS" --size 224
+        "$PYTHON" bench/decode_bench.py "$THAW_BENCH_PHOTOS" --size 224 --threads 2
+    } | tee target/bench/decode.md
+fi

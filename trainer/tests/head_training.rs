@@ -309,6 +309,8 @@ fn model_file_round_trip_keeps_metadata_and_every_weight() {
         alpha: None,
         classes: vec!["cat".into(), "dog, big".into(), "\"quoted\"".into()],
         image_size: 48,
+        input_side: 32,
+        crop_to_aspect_ratio: false,
         head: HeadKind::Mlp,
         tta: true,
         standardize: true,

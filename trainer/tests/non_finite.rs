@@ -166,6 +166,8 @@ fn a_model_file_with_nan_in_its_head_or_backbone_is_refused_by_name() {
         alpha: Some(0.25),
         classes: trainer::data::CIFAR10_CLASSES.map(String::from).to_vec(),
         image_size: 32,
+        input_side: 32,
+        crop_to_aspect_ratio: false,
         head: HeadKind::Mlp,
         tta: false,
         standardize: false,

@@ -120,12 +120,7 @@ pub fn read_file(path: &Path) -> Result<Dataset> {
         .parent()
         .map(class_names)
         .unwrap_or_else(|| Ok(default_classes()))?;
-    Ok(Dataset {
-        images,
-        labels,
-        classes,
-        files: Vec::new(),
-    })
+    Ok(Dataset::in_memory(images, labels, classes, Vec::new()))
 }
 
 /// The directory holding the batches: `dir` itself, or its
@@ -189,12 +184,12 @@ pub fn read_dir(dir: &Path, split: Split) -> Result<Dataset> {
         images.extend_from_slice(&im);
         labels.extend_from_slice(&lb);
     }
-    Ok(Dataset {
+    Ok(Dataset::in_memory(
         images,
         labels,
-        classes: class_names(&root)?,
-        files: Vec::new(),
-    })
+        class_names(&root)?,
+        Vec::new(),
+    ))
 }
 
 fn default_classes() -> Vec<String> {

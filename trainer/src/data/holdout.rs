@@ -2,7 +2,7 @@
 //! follow it: a seeded draw of held-out indices ([`holdout`]), then the rows
 //! (features or images) of a list of indices, in its order.
 
-use super::{Dataset, IMAGE_BYTES};
+use super::Dataset;
 use crate::error::{Error, Result};
 use engine::rng::Rng;
 
@@ -21,13 +21,24 @@ pub fn holdout(n: usize, fraction: f64, seed: u64) -> Result<(Vec<usize>, Vec<us
              images or a smaller fraction"
         )));
     }
+    draw(n, n_val, seed)
+}
+
+/// Splits `0..n` into (rest, drawn) index lists: a seeded draw of `k`
+/// indices, both sorted.
+pub fn draw(n: usize, k: usize, seed: u64) -> Result<(Vec<usize>, Vec<usize>)> {
+    if k > n {
+        return Err(Error::Usage(format!(
+            "cannot draw {k} of {n} images; use a smaller fraction"
+        )));
+    }
     let mut order: Vec<usize> = (0..n).collect();
     Rng::new(seed, 0x5641_4c00).shuffle(&mut order);
-    let mut val = order[..n_val].to_vec();
-    let mut train = order[n_val..].to_vec();
-    val.sort_unstable();
-    train.sort_unstable();
-    Ok((train, val))
+    let mut drawn = order[..k].to_vec();
+    let mut rest = order[k..].to_vec();
+    drawn.sort_unstable();
+    rest.sort_unstable();
+    Ok((rest, drawn))
 }
 
 /// Appends to `out` the rows `idx` (in that order) of `x`, `dim` values a row.
@@ -37,9 +48,10 @@ pub fn gather_rows(x: &[f32], dim: usize, idx: &[usize], out: &mut Vec<f32>) {
     }
 }
 
-/// The images `idx` of `ds` (in that order) and their labels.
+/// The in-memory images `idx` of `ds` (in that order; none when `ds` is
+/// streamed: [`super::stream::gather`] decodes those) and their labels.
 pub fn gather_images(ds: &Dataset, idx: &[usize]) -> (Vec<u8>, Vec<u8>) {
-    let mut px = Vec::with_capacity(idx.len() * IMAGE_BYTES);
+    let mut px = Vec::with_capacity(idx.len() * ds.image(0).len());
     for &i in idx {
         px.extend_from_slice(ds.image(i));
     }

@@ -1,35 +1,80 @@
-//! Datasets of 32x32 RGB images with integer labels: the first stage of the
+//! Datasets of RGB images with integer labels: the first stage of the
 //! trainer's pipeline (read images -> resize -> preprocess -> backbone -> head).
 //!
 //! - [`cifar_binary`]: the official CIFAR-10 binary batches.
-//! - [`image_folder`]: one subfolder per class (or `train/` and `test/`
-//!   holding them), JPEG or PNG files.
+//! - [`image_folder`]: one subfolder per class (or split folders `train/`,
+//!   `validation/`, `test/` holding them), images of any size and format.
 //! - [`decode`]: the one image decoder (format by content, 8-bit RGB, size
-//!   checked from the header), used by the reader, `evaluate` and `predict`.
-//! - [`load`] tells the two apart and reads either into a [`Dataset`];
+//!   checked from the header, resized to the model's size), used by the
+//!   reader, `evaluate` and `predict`.
+//! - [`stream`]: the images of a dataset batch by batch, decoded and
+//!   resized by two worker threads when they stay on disk.
+//! - [`sets`]: the training, validation and test sets of `train`, from
+//!   split folders or split off one class tree with a seed.
+//! - [`load`] tells the formats apart and reads either into a [`Dataset`];
 //!   [`load_split`] reads `--data`, or CIFAR-10 from the cache.
 //! - [`holdout`]: the validation split and the row gathers after it.
 //! - [`preprocess_data`]: uint8 images and labels in, the model's float input
 //!   and one-hot labels out (the original assignment's `preprocess_data(X, Y)`).
 //!
-//! Images are kept as uint8 NHWC `(N, 32, 32, 3)` in memory (60,000 CIFAR-10
-//! images take 184 MB); they become floats one batch at a time.
+//! Images of 32x32 (CIFAR-10, as batches or as its JPEG copy) are kept as
+//! uint8 NHWC `(N, 32, 32, 3)` in memory (60,000 CIFAR-10 images take 184
+//! MB); images of other sizes stay on disk and are decoded and resized to
+//! the model's input size on each pass ([`Dataset::streamed`]). Either way
+//! they become floats one batch at a time.
 
 pub mod cifar_binary;
 pub mod decode;
 pub mod holdout;
 pub mod image_folder;
+pub mod sets;
+pub mod stream;
 
 use crate::download::{self, FetchOptions};
 use crate::error::{Error, Result};
 use engine::Tensor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Height and width of every image the readers accept.
+/// Height and width of the images kept in memory (CIFAR-10's).
 pub const IMAGE_SIDE: usize = 32;
 
-/// Bytes of one image: 32 x 32 pixels x 3 channels (R, G, B).
+/// Bytes of one in-memory image: 32 x 32 pixels x 3 channels (R, G, B).
 pub const IMAGE_BYTES: usize = IMAGE_SIDE * IMAGE_SIDE * 3;
+
+/// How image folders are read (the `--crop-to-aspect-ratio` and
+/// `--skip-bad-images` flags, and the model's input size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageOptions {
+    /// The side images of any size are resized to (the model's input
+    /// size); None: every image must be 32x32 (the 32x32 readers).
+    pub resize_to: Option<usize>,
+    /// Centre-crop each image to a square before resizing (Keras's
+    /// `crop_to_aspect_ratio=True`), instead of squeezing it.
+    pub crop_to_aspect_ratio: bool,
+    /// Leave out, and count, files that cannot be read as images, instead
+    /// of refusing the dataset.
+    pub skip_bad_images: bool,
+}
+
+impl ImageOptions {
+    /// The 32x32 readers' options: 32x32 images only, no bad file skipped.
+    pub fn exactly_32() -> ImageOptions {
+        ImageOptions {
+            resize_to: None,
+            crop_to_aspect_ratio: false,
+            skip_bad_images: false,
+        }
+    }
+
+    /// Images of any size, resized to `side` x `side`; the flags from `args`.
+    pub fn resized(side: usize, args: &crate::cli::ImageArgs) -> ImageOptions {
+        ImageOptions {
+            resize_to: Some(side),
+            crop_to_aspect_ratio: args.crop_to_aspect_ratio,
+            skip_bad_images: args.skip_bad_images,
+        }
+    }
+}
 
 /// CIFAR-10's class names in label order 0..9 (as in `batches.meta.txt`).
 pub const CIFAR10_CLASSES: [&str; 10] = [
@@ -67,7 +112,8 @@ impl Split {
 /// Images, labels and class names, in input order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dataset {
-    /// uint8 pixels, NHWC `(N, 32, 32, 3)`, RGB, row-major.
+    /// uint8 pixels, NHWC `(N, side, side, 3)`, RGB, row-major; empty when
+    /// the images are streamed from `files`.
     pub images: Vec<u8>,
     /// One label per image, an index into `classes`.
     pub labels: Vec<u8>,
@@ -75,10 +121,57 @@ pub struct Dataset {
     pub classes: Vec<String>,
     /// The file of each image, in input order (image folders); empty for
     /// CIFAR-10 batches, whose images are known by their index.
-    pub files: Vec<std::path::PathBuf>,
+    pub files: Vec<PathBuf>,
+    /// Height and width of every image as batches give it: 32 in memory,
+    /// the model's input size when streamed.
+    pub side: usize,
+    /// Whether the images stay on disk and are decoded (centre-cropped
+    /// first when `Some(true)`) and resized on each pass; None: in memory.
+    pub streamed: Option<bool>,
+    /// Files left out because they cannot be read as images
+    /// (`--skip-bad-images`).
+    pub skipped: Vec<PathBuf>,
 }
 
 impl Dataset {
+    /// 32x32 images held in memory.
+    pub fn in_memory(
+        images: Vec<u8>,
+        labels: Vec<u8>,
+        classes: Vec<String>,
+        files: Vec<PathBuf>,
+    ) -> Dataset {
+        Dataset {
+            images,
+            labels,
+            classes,
+            files,
+            side: IMAGE_SIDE,
+            streamed: None,
+            skipped: Vec::new(),
+        }
+    }
+
+    /// Images that stay on disk as `files`, decoded and resized to `side`
+    /// (centre-cropped first with `crop`) on each pass.
+    pub fn streamed(
+        side: usize,
+        crop: bool,
+        labels: Vec<u8>,
+        classes: Vec<String>,
+        files: Vec<PathBuf>,
+    ) -> Dataset {
+        Dataset {
+            images: Vec::new(),
+            labels,
+            classes,
+            files,
+            side,
+            streamed: Some(crop),
+            skipped: Vec::new(),
+        }
+    }
+
     /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -89,9 +182,16 @@ impl Dataset {
         self.labels.is_empty()
     }
 
-    /// The pixels of image `i`, HWC (32, 32, 3).
+    /// Bytes of one image as batches give it: `side * side * 3`.
+    pub fn image_bytes(&self) -> usize {
+        self.side * self.side * 3
+    }
+
+    /// The pixels of in-memory image `i`, HWC (side, side, 3); empty for a
+    /// streamed dataset (read it with [`stream::batches`]).
     pub fn image(&self, i: usize) -> &[u8] {
-        &self.images[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES]
+        let b = self.image_bytes();
+        self.images.get(i * b..(i + 1) * b).unwrap_or(&[])
     }
 
     /// Number of images per class, indexed by label.
@@ -101,6 +201,45 @@ impl Dataset {
             counts[l as usize] += 1;
         }
         counts
+    }
+
+    /// The images `idx` (in that order), as a dataset of their own.
+    pub fn subset(&self, idx: &[usize]) -> Dataset {
+        let (images, labels) = holdout::gather_images(self, idx);
+        let files = match self.files.is_empty() {
+            true => Vec::new(),
+            false => idx.iter().map(|&i| self.files[i].clone()).collect(),
+        };
+        Dataset {
+            images,
+            labels,
+            files,
+            ..self.without_images()
+        }
+    }
+
+    /// These images followed by `more`'s (the same classes, side and
+    /// storage).
+    pub fn chain(mut self, more: Dataset) -> Dataset {
+        debug_assert_eq!((self.side, self.streamed), (more.side, more.streamed));
+        self.images.extend(more.images);
+        self.labels.extend(more.labels);
+        self.files.extend(more.files);
+        self.skipped.extend(more.skipped);
+        self
+    }
+
+    /// The dataset's classes and storage, without any image.
+    fn without_images(&self) -> Dataset {
+        Dataset {
+            images: Vec::new(),
+            labels: Vec::new(),
+            classes: self.classes.clone(),
+            files: Vec::new(),
+            side: self.side,
+            streamed: self.streamed,
+            skipped: self.skipped.clone(),
+        }
     }
 }
 
@@ -145,24 +284,27 @@ pub fn detect(path: &Path) -> Result<Format> {
 }
 
 /// Reads the `split` of the dataset at `path` (a CIFAR-10 binary batch file,
-/// a directory of batches, or an image folder). A single batch file is read
-/// whole, whatever the split.
+/// a directory of batches, or an image folder of 32x32 images). A single
+/// batch file is read whole, whatever the split.
 pub fn load(path: &Path, split: Split) -> Result<Dataset> {
+    load_with(path, split, &ImageOptions::exactly_32())
+}
+
+/// [`load`], image folders read as `opts` says (any size with
+/// `resize_to`).
+pub fn load_with(path: &Path, split: Split, opts: &ImageOptions) -> Result<Dataset> {
     match detect(path)? {
         Format::CifarBinaryFile => cifar_binary::read_file(path),
         Format::CifarBinaryDir => cifar_binary::read_dir(path, split),
-        Format::ImageFolder => image_folder::read(path, split),
+        Format::ImageFolder => image_folder::read_with(path, split, opts),
     }
 }
 
 /// The `split` of the dataset at `data`, or of CIFAR-10 from the cache
 /// (downloaded and unpacked when missing).
-pub fn load_split(data: Option<&Path>, split: Split) -> Result<Dataset> {
-    let path = match data {
-        Some(p) => p.to_path_buf(),
-        None => download::ensure_cifar10(&download::cache_dir()?, &FetchOptions::default())?,
-    };
-    let ds = load(&path, split)?;
+pub fn load_split(data: Option<&Path>, split: Split, opts: &ImageOptions) -> Result<Dataset> {
+    let path = data_path(data)?;
+    let ds = load_with(&path, split, opts)?;
     if ds.is_empty() {
         return Err(Error::data(
             &path,
@@ -172,28 +314,13 @@ pub fn load_split(data: Option<&Path>, split: Split) -> Result<Dataset> {
     Ok(ds)
 }
 
-/// Refuses, for training, a dataset without a test split of its own (a
-/// single batch file, or class folders without `train/` and `test/`): the
-/// model would be scored on the images it was trained on.
-pub fn require_test_split(path: &Path) -> Result<()> {
-    let what = match detect(path)? {
-        Format::CifarBinaryDir => return Ok(()),
-        Format::ImageFolder if image_folder::split_root(path, Split::Test)? != path => {
-            return Ok(())
-        }
-        Format::ImageFolder => "holds class folders but no train/ and test/ folders",
-        Format::CifarBinaryFile => "is a single CIFAR-10 batch file",
-    };
-    Err(Error::data(
-        path,
-        format!(
-            "{what}, so it has no separate test split: training would score the model on its \
-             own training images. Nothing was run. HINT: give --data a folder with train/ and \
-             test/ (each holding the class folders), or a folder of CIFAR-10 batches \
-             (data_batch_1..5.bin and test_batch.bin); `extract` and `evaluate` take a single \
-             file or folder"
-        ),
-    ))
+/// `--data`, or CIFAR-10's folder in the cache (downloaded and unpacked
+/// when missing).
+pub fn data_path(data: Option<&Path>) -> Result<PathBuf> {
+    match data {
+        Some(p) => Ok(p.to_path_buf()),
+        None => download::ensure_cifar10(&download::cache_dir()?, &FetchOptions::default()),
+    }
 }
 
 /// One-hot rows `(N, num_classes)` from integer labels; errors on a label

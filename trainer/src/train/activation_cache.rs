@@ -40,7 +40,7 @@
 //! CPU too.
 
 use super::feature_cache::{check_finite_features, model_input, CacheOutcome, FeatureKey};
-use crate::data::IMAGE_BYTES;
+use crate::data::stream::Images;
 use crate::error::{Error, Result};
 use crate::npy::{self, NpyData, NpyWriter};
 use crate::progress::{Progress, Unit};
@@ -57,8 +57,8 @@ const DISK_MARGIN: u64 = 256 << 20;
 pub struct ActivationJob<'a> {
     /// The key of the same images' features (its `flip` flips them).
     pub key: FeatureKey,
-    /// uint8 32x32 RGB images, flat HWC per image, unflipped.
-    pub images: &'a [u8],
+    /// The images, unflipped (from memory or decoded from disk, batch by batch).
+    pub images: Images<'a>,
     /// For messages (`train`, `test (flipped)`).
     pub label: String,
 }
@@ -123,7 +123,8 @@ impl ActivationCache {
             return Ok(Vec::new());
         };
         // The shape of one image's activation, from one image.
-        let probe = model_input(backbone, &first.images[..IMAGE_BYTES], image_size, false)?;
+        let one = first.images.gather(&[0])?;
+        let probe = model_input(backbone, &one, first.images.side(), image_size, false)?;
         let s = backbone
             .forward_prefix(&probe, block)
             .map_err(|e| Error::Usage(format!("--fine-tune {block}: {e}")))?
@@ -136,14 +137,14 @@ impl ActivationCache {
             .iter()
             .zip(&paths)
             .map(|(j, p)| {
-                let n = j.images.len() / IMAGE_BYTES;
+                let n = j.images.len();
                 p.exists().then(|| read(p, [n, h, w, c])).flatten()
             })
             .collect();
         let images = |pick: &dyn Fn(usize) -> bool| -> u64 {
             (0..jobs.len())
                 .filter(|&i| pick(i))
-                .map(|i| (jobs[i].images.len() / IMAGE_BYTES) as u64)
+                .map(|i| jobs[i].images.len() as u64)
                 .sum()
         };
         let (all, missing) = (images(&|_| true), images(&|i| found[i].is_none()));
@@ -207,15 +208,17 @@ fn compute(
     image_size: usize,
     batch_size: usize,
 ) -> Result<Activations> {
-    let n = job.images.len() / IMAGE_BYTES;
+    let n = job.images.len();
     let row = h * w * c;
     let label = format!("activations {}", job.label);
     let mut writer = NpyWriter::<f16>::create_checksummed(path, &[n, h, w, c])?;
     let mut values: Vec<f16> = Vec::with_capacity(n * row);
     let start = Instant::now();
     let mut progress = Progress::new(&label, Some(n as u64), Unit::Items("images"));
-    for chunk in job.images.chunks(batch_size.max(1) * IMAGE_BYTES) {
-        let x = model_input(backbone, chunk, image_size, job.key.flip)?;
+    let side = job.images.side();
+    for chunk in job.images.batches(batch_size) {
+        let chunk = chunk?;
+        let x = model_input(backbone, &chunk, side, image_size, job.key.flip)?;
         let a = backbone
             .forward_prefix(&x, block)
             .map_err(|e| Error::Usage(format!("{} forward pass: {e}", backbone.name())))?;
@@ -233,7 +236,7 @@ fn compute(
         }
         writer.append(&halves)?;
         values.extend_from_slice(&halves);
-        progress.inc((chunk.len() / IMAGE_BYTES) as u64);
+        progress.inc((chunk.len() / job.images.image_bytes()) as u64);
     }
     progress.finish();
     writer.finish()?;

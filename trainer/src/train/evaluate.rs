@@ -13,9 +13,10 @@ use super::fit::argmax_rows;
 use super::head::Head;
 use super::model_file::{load_model, LoadedModel};
 use super::report;
-use crate::cli::{EvaluateArgs, PredictArgs};
+use crate::cli::EvaluateArgs;
 use crate::data::decode::{read_rgb8, SizeRule};
-use crate::data::{IMAGE_BYTES, IMAGE_SIDE};
+use crate::data::stream::Images;
+use crate::data::IMAGE_SIDE;
 use crate::error::{Error, Result};
 use crate::progress::{Progress, Unit};
 use engine::{ops, Tensor};
@@ -90,27 +91,29 @@ pub fn average(a: &[f32], b: &[f32]) -> Vec<f32> {
     a.iter().zip(b).map(|(x, y)| 0.5 * (x + y)).collect()
 }
 
-/// Class probabilities of uint8 32x32 images, end to end (backbone and head,
-/// inference mode, no tape), with a progress report; with `tta`, averaged
-/// with those of the flipped images.
-pub fn image_probabilities(
+/// Class probabilities of images (from memory or decoded from disk, batch
+/// by batch), end to end (backbone and head, inference mode, no tape), with
+/// a progress report; with `tta`, averaged with those of the flipped images.
+pub fn image_probabilities<'a>(
     backbone: &dyn Backbone,
     head: &Head,
-    images: &[u8],
+    images: impl Into<Images<'a>>,
     image_size: usize,
     batch_size: usize,
     tta: bool,
     label: &str,
 ) -> Result<Vec<f32>> {
-    let n = images.len() / IMAGE_BYTES;
+    let images: Images = images.into();
+    let (n, side, bytes) = (images.len(), images.side(), images.image_bytes());
     let _guard = engine::no_grad();
     let mut progress = Progress::new(label, Some(n as u64), Unit::Items("images"));
     let mut out = Vec::with_capacity(n * head.classes());
     let flips: &[bool] = if tta { &[false, true] } else { &[false] };
-    for chunk in images.chunks(batch_size.max(1) * IMAGE_BYTES) {
+    for chunk in images.batches(batch_size) {
+        let chunk = chunk?;
         let mut probs: Option<Vec<f32>> = None;
         for &flip in flips {
-            let x = model_input(backbone, chunk, image_size, flip)?;
+            let x = model_input(backbone, &chunk, side, image_size, flip)?;
             // The features go where the head is: the host, unless fine-tuning
             // moved the head to the backbone's GPU.
             let features = backbone
@@ -124,7 +127,7 @@ pub fn image_probabilities(
             });
         }
         out.extend(probs.expect("at least one pass"));
-        progress.inc((chunk.len() / IMAGE_BYTES) as u64);
+        progress.inc((chunk.len() / bytes) as u64);
     }
     progress.finish();
     Ok(out)
@@ -163,7 +166,7 @@ pub fn load_for_inference(
 
 /// Checks that one batch of `batch` images at the model file's image size
 /// fits in memory on `device`, before any image is read.
-fn check_batch_fits(
+pub(crate) fn check_batch_fits(
     model: &LoadedModel,
     batch: usize,
     batch_flag: &str,
@@ -225,7 +228,11 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
         args.precision.precision(),
         start.elapsed().as_secs_f64()
     );
-    let dataset = crate::data::load_split(args.data.as_deref(), args.split)?;
+    let dataset = crate::data::load_split(
+        args.data.as_deref(),
+        args.split,
+        &crate::data::ImageOptions::resized(meta.image_size, &args.images),
+    )?;
     if dataset.classes != meta.classes {
         return Err(Error::Usage(format!(
             "the dataset's classes [{}] differ from the model's [{}]; evaluate on data with the \
@@ -238,7 +245,7 @@ pub fn run_evaluate(args: &EvaluateArgs) -> Result<Evaluation> {
     let probs = image_probabilities(
         backbone.as_ref(),
         &head,
-        &dataset.images,
+        &dataset,
         meta.image_size,
         args.batch_size,
         meta.tta,
@@ -273,60 +280,4 @@ pub fn read_image_32(path: &Path) -> Result<Vec<u8>> {
         .iter()
         .map(|v| v.round().clamp(0.0, 255.0) as u8)
         .collect())
-}
-
-/// `trainer predict --model-file F IMAGE`: the class probabilities of one image.
-pub fn run_predict(args: &PredictArgs) -> Result<Vec<(String, f32)>> {
-    let device = crate::device::resolve(args.device)?;
-    let Some(model_file) = &args.model_file else {
-        let Some(weights) = &args.weights else {
-            return Err(Error::Usage(
-                "predict needs --model-file (a model saved by `trainer train`) or --weights \
-                 (with-top ImageNet weights, for the top ImageNet classes)"
-                    .into(),
-            ));
-        };
-        let ranked = crate::imagenet::predict(
-            &args.model,
-            args.alpha,
-            weights,
-            &args.image,
-            args.top.max(1),
-        )?;
-        print_ranking(&args.image, &ranked);
-        return Ok(ranked);
-    };
-    let LoadedModel {
-        backbone,
-        head,
-        meta,
-    } = {
-        let loaded = load_for_inference(model_file, args.alpha, device, engine::Precision::F32)?;
-        check_batch_fits(&loaded, 1, "a batch", device)?;
-        loaded
-    };
-    let pixels = read_image_32(&args.image)?;
-    let _guard = engine::no_grad();
-    let probs = image_probabilities(
-        backbone.as_ref(),
-        &head,
-        &pixels,
-        meta.image_size,
-        1,
-        meta.tta,
-        "predict",
-    )?;
-    let mut ranked: Vec<(String, f32)> = meta.classes.iter().cloned().zip(probs).collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-    ranked.truncate(args.top.max(1));
-    print_ranking(&args.image, &ranked);
-    Ok(ranked)
-}
-
-/// Prints classes with their probabilities, most probable first.
-fn print_ranking(image: &Path, ranked: &[(String, f32)]) {
-    println!("{}:", image.display());
-    for (class, p) in ranked {
-        println!("  {:>6.2}%  {class}", 100.0 * p);
-    }
 }

@@ -2,13 +2,15 @@
 //! training, and the step that makes head training cheap.
 //!
 //! ```text
-//! uint8 images [n, 32, 32, 3] ─▶ (flip) ─▶ bilinear resize 32 → S ─▶ the model's preprocessing
+//! uint8 images [n, side, side, 3] ─▶ (flip) ─▶ bilinear resize side → S ─▶ the model's preprocessing
 //!   ─▶ backbone (frozen, under no_grad, pooling = avg) ─▶ features [n, C] f32
 //! ```
 //!
 //! The same [`image_batch`] turns raw images into model input in training,
 //! in `evaluate` and in `predict`, so a saved model sees exactly what it was
-//! trained on.
+//! trained on. The images come batch by batch ([`crate::data::stream`]):
+//! CIFAR-10's 32x32 from memory, image folders of other sizes decoded and
+//! resized to S by worker threads as the backbone runs (side = S).
 //!
 //! The cache is a folder of `.npy` files (`<cache dir>/features/`, see
 //! [`crate::download::cache_dir`]) whose names carry every input the
@@ -26,7 +28,8 @@
 //! that is truncated, damaged, of the wrong shape or not finite is
 //! recomputed, with a message, never used.
 
-use crate::data::{Dataset, IMAGE_BYTES, IMAGE_SIDE};
+use crate::data::stream::Images;
+use crate::data::{Dataset, IMAGE_SIDE};
 use crate::error::{Error, Result};
 use crate::npy::{self, NpyData, NpyWriter};
 use crate::progress::{Progress, Unit};
@@ -126,12 +129,26 @@ impl FeatureKey {
     }
 }
 
-/// md5 (hex) of a dataset split: its pixels, labels and class names. Cheap
-/// next to a backbone pass (about 0.3 s for 50,000 images).
+/// md5 (hex) of a dataset split: its pixels (in memory), or the name,
+/// size and modification time of each file, the side and the crop (when
+/// streamed), its labels and class names. Cheap next to a backbone pass
+/// (about 0.3 s for 50,000 images in memory).
 pub fn dataset_hash(data: &Dataset) -> String {
     let mut h = Md5::new();
     h.update((data.len() as u64).to_le_bytes());
     h.update(&data.images);
+    if let Some(crop) = data.streamed {
+        h.update([crop as u8]);
+        h.update((data.side as u64).to_le_bytes());
+        for f in &data.files {
+            h.update(f.as_os_str().as_encoded_bytes());
+            let meta = std::fs::metadata(f).ok();
+            h.update(meta.as_ref().map_or(0, |m| m.len()).to_le_bytes());
+            let modified = meta.and_then(|m| m.modified().ok());
+            let since = modified.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            h.update(since.map_or(0, |d| d.as_nanos()).to_le_bytes());
+        }
+    }
     h.update(&data.labels);
     for c in &data.classes {
         h.update((c.len() as u64).to_le_bytes());
@@ -285,75 +302,95 @@ pub fn pause_for_tests() {
     }
 }
 
-/// Mirrors each 32x32 HWC image left to right.
-pub fn flip_horizontal(images: &[u8]) -> Vec<u8> {
-    let row = IMAGE_SIDE * 3;
+/// Mirrors each `side` x `side` HWC image left to right.
+pub fn flip_horizontal(images: &[u8], side: usize) -> Vec<u8> {
+    let row = side * 3;
     let mut out = vec![0u8; images.len()];
     for (dst, src) in out.chunks_exact_mut(row).zip(images.chunks_exact(row)) {
-        for x in 0..IMAGE_SIDE {
-            let (d, s) = (x * 3, (IMAGE_SIDE - 1 - x) * 3);
+        for x in 0..side {
+            let (d, s) = (x * 3, (side - 1 - x) * 3);
             dst[d..d + 3].copy_from_slice(&src[s..s + 3]);
         }
     }
     out
 }
 
-/// The number of 32x32x3 images in `images` and their pixels, mirrored left
-/// to right when `flip` is set; an error naming `what` unless `images` holds
-/// a whole number (> 0) of images.
-fn checked_pixels<'a>(what: &str, images: &'a [u8], flip: bool) -> Result<(usize, Cow<'a, [u8]>)> {
-    if images.is_empty() || images.len() % IMAGE_BYTES != 0 {
+/// The number of `side` x `side` x 3 images in `images` and their pixels,
+/// mirrored left to right when `flip` is set; an error naming `what`
+/// unless `images` holds a whole number (> 0) of images.
+fn checked_pixels<'a>(
+    what: &str,
+    images: &'a [u8],
+    side: usize,
+    flip: bool,
+) -> Result<(usize, Cow<'a, [u8]>)> {
+    let bytes = side * side * 3;
+    if images.is_empty() || bytes == 0 || !images.len().is_multiple_of(bytes) {
         return Err(Error::Usage(format!(
-            "{what}: {} bytes is not a whole number (> 0) of 32x32x3 images",
+            "{what}: {} bytes is not a whole number (> 0) of {side}x{side}x3 images",
             images.len()
         )));
     }
     let pixels = if flip {
-        Cow::Owned(flip_horizontal(images))
+        Cow::Owned(flip_horizontal(images, side))
     } else {
         Cow::Borrowed(images)
     };
-    Ok((images.len() / IMAGE_BYTES, pixels))
+    Ok((images.len() / bytes, pixels))
 }
 
 /// Model input for uint8 images `[n, 32, 32, 3]` (flat HWC per image):
-/// optionally flipped, resized bilinearly (half-pixel centres, as Keras) to
-/// `size x size`, then given `preprocessing`. No autograd history.
+/// [`image_batch_at`] side 32.
 pub fn image_batch(
     images: &[u8],
     size: usize,
     flip: bool,
     preprocessing: models::Preprocessing,
 ) -> Result<Tensor> {
-    let (n, pixels) = checked_pixels("image_batch", images, flip)?;
+    image_batch_at(images, IMAGE_SIDE, size, flip, preprocessing)
+}
+
+/// Model input for uint8 images `[n, side, side, 3]` (flat HWC per image):
+/// optionally flipped, resized bilinearly (half-pixel centres, as Keras) to
+/// `size x size` (not resampled when `side == size`), then given
+/// `preprocessing`. No autograd history.
+pub fn image_batch_at(
+    images: &[u8],
+    side: usize,
+    size: usize,
+    flip: bool,
+    preprocessing: models::Preprocessing,
+) -> Result<Tensor> {
+    let (n, pixels) = checked_pixels("image_batch", images, side, flip)?;
     let raw: Vec<f32> = pixels.iter().map(|&p| p as f32).collect();
-    let mut x = Tensor::from_vec(raw, &[n, IMAGE_SIDE, IMAGE_SIDE, 3])?;
-    if size != IMAGE_SIDE {
+    let mut x = Tensor::from_vec(raw, &[n, side, side, 3])?;
+    if size != side {
         x = ops::bilinear_resize(&x, size, size)?;
     }
     models::preprocess_input(preprocessing, &x)
         .map_err(|e| Error::Usage(format!("image_batch: {e}")))
 }
 
-/// [`image_batch`] for `backbone`, with its registered preprocessing, on its
-/// device: on the CPU exactly [`image_batch`]; on a GPU the (optionally
-/// flipped) uint8 images are uploaded and resized + preprocessed there in
-/// one kernel (`engine::ops::bilinear_resize::resize_u8`).
+/// [`image_batch_at`] for `backbone`, with its registered preprocessing, on
+/// its device: on the CPU exactly [`image_batch_at`]; on a GPU the
+/// (optionally flipped) uint8 images are uploaded and resized +
+/// preprocessed there in one kernel (`engine::ops::bilinear_resize::resize_u8`).
 pub fn model_input(
     backbone: &dyn Backbone,
     images: &[u8],
+    side: usize,
     size: usize,
     flip: bool,
 ) -> Result<Tensor> {
     let preprocessing = models::registry::find(backbone.name())?.preprocessing;
     let device = backbone.device();
     if device == engine::Device::Cpu {
-        return image_batch(images, size, flip, preprocessing);
+        return image_batch_at(images, side, size, flip, preprocessing);
     }
-    let (n, pixels) = checked_pixels("model_input", images, flip)?;
+    let (n, pixels) = checked_pixels("model_input", images, side, flip)?;
     Ok(ops::bilinear_resize::resize_u8(
         &pixels,
-        [n, IMAGE_SIDE, IMAGE_SIDE],
+        [n, side, side],
         size,
         size,
         &preprocessing.pixel_map(),
@@ -361,38 +398,42 @@ pub fn model_input(
     )?)
 }
 
-/// The backbone's output for each batch of `batch_size` uint8 images, on
-/// the host and in order: `each(batch number, the batch's images, output)`,
-/// under `no_grad` (each activation is freed as soon as it is used). A
-/// raised stop flag ([`crate::signals::stop_flag`]: Ctrl-C, SIGTERM) ends it after
-/// the current batch with [`Error::Interrupted`].
+/// The backbone's output for each batch of `batch_size` images, on the
+/// host and in order: `each(batch number, the batch's uint8 pixels,
+/// output)`, under `no_grad` (each activation is freed as soon as it is
+/// used). A raised stop flag ([`crate::signals::stop_flag`]: Ctrl-C,
+/// SIGTERM) ends it after the current batch with [`Error::Interrupted`].
 ///
-/// On a GPU one batch is in flight: batch i+1 is uploaded and its forward
-/// pass queued before the host waits for batch i's output, which is copied
-/// into page-locked memory without stopping the stream
-/// ([`engine::cuda::HostStaging`]), so the GPU computes while the host
-/// writes. Each output is the same as a synchronous copy's, bit for bit.
+/// The batches come from [`Images::batches`]: from memory, or decoded by
+/// worker threads while the backbone runs. On a GPU one batch is in
+/// flight: batch i+1 is uploaded and its forward pass queued before the
+/// host waits for batch i's output, which is copied into page-locked
+/// memory without stopping the stream ([`engine::cuda::HostStaging`]), so
+/// the GPU computes while the host writes. Each output is the same as a
+/// synchronous copy's, bit for bit.
 pub fn for_each_batch(
     backbone: &dyn Backbone,
-    images: &[u8],
+    images: Images,
     size: usize,
     batch_size: usize,
     flip: bool,
     mut each: impl FnMut(usize, &[u8], Tensor) -> Result<()>,
 ) -> Result<()> {
     let _guard = engine::no_grad();
+    let side = images.side();
     let forward = |chunk: &[u8]| {
-        let x = model_input(backbone, chunk, size, flip)?;
+        let x = model_input(backbone, chunk, side, size, flip)?;
         backbone
             .forward(&x, false)
             .map_err(|e| Error::Usage(format!("{} forward pass: {e}", backbone.name())))
     };
-    let chunks: Vec<&[u8]> = images.chunks(batch_size.max(1) * IMAGE_BYTES).collect();
+    let n = images.len();
+    let mut chunks = images.batches(batch_size);
+    let batches = chunks.len();
     let stopped = |done: usize| {
-        let n = images.len() / IMAGE_BYTES;
         let images_done = (done * batch_size.max(1)).min(n);
         match crate::signals::stop_flag().load(std::sync::atomic::Ordering::SeqCst)
-            && done < chunks.len()
+            && done < batches
         {
             true => Err(Error::Interrupted(format!(
                 "stopped during feature extraction after {images_done} of {n} images"
@@ -402,8 +443,9 @@ pub fn for_each_batch(
     };
     let ordinal = match backbone.device() {
         engine::Device::Cpu => {
-            for (i, chunk) in chunks.iter().enumerate() {
-                each(i, chunk, forward(chunk)?)?;
+            for (i, chunk) in chunks.enumerate() {
+                let chunk = chunk?;
+                each(i, &chunk, forward(&chunk)?)?;
                 stopped(i + 1)?;
             }
             return Ok(());
@@ -415,16 +457,23 @@ pub fn for_each_batch(
         engine::cuda::HostStaging::new(device.clone()),
         engine::cuda::HostStaging::new(device),
     ];
-    for i in 0..=chunks.len() {
-        if let Some(chunk) = chunks.get(i) {
-            let y = forward(chunk)?;
-            staging[i % 2].start(&y)?;
-        }
-        if let Some(done) = i.checked_sub(1) {
+    let mut in_flight: Option<Vec<u8>> = None;
+    for i in 0..=batches {
+        let next = match chunks.next() {
+            Some(chunk) => {
+                let chunk = chunk?;
+                let y = forward(&chunk)?;
+                staging[i % 2].start(&y)?;
+                Some(chunk)
+            }
+            None => None,
+        };
+        if let (Some(done), Some(chunk)) = (i.checked_sub(1), in_flight.take()) {
             let y = staging[done % 2].finish()?;
-            each(done, chunks[done], y)?;
+            each(done, &chunk, y)?;
             stopped(done + 1)?;
         }
+        in_flight = next;
     }
     Ok(())
 }
@@ -434,9 +483,9 @@ pub fn for_each_batch(
 /// progress report labelled `label`, and the run's time `estimate`
 /// printed after the first batch when given.
 #[allow(clippy::too_many_arguments)]
-pub fn extract_features(
+pub fn extract_features<'a>(
     backbone: &dyn Backbone,
-    images: &[u8],
+    images: impl Into<Images<'a>>,
     size: usize,
     batch_size: usize,
     flip: bool,
@@ -449,14 +498,15 @@ pub fn extract_features(
             "--extract-batch-size is 0; use at least 1".into(),
         ));
     }
-    let n = images.len() / IMAGE_BYTES;
+    let images: Images = images.into();
+    let (n, side, bytes) = (images.len(), images.side(), images.image_bytes());
     let mut out = Vec::new();
     let mut progress = Progress::new(label, Some(n as u64), Unit::Items("images"));
     let start = std::time::Instant::now();
     for_each_batch(backbone, images, size, batch_size, flip, |i, chunk, y| {
         if i == 0 {
             if let Some(e) = estimate.as_deref_mut() {
-                e.first_batch(chunk.len() / IMAGE_BYTES, start.elapsed().as_secs_f64());
+                e.first_batch(chunk.len() / bytes, start.elapsed().as_secs_f64());
             }
         }
         if y.rank() != 2 {
@@ -471,9 +521,9 @@ pub fn extract_features(
         let channels = y.shape()[1];
         check_finite_features(label, v, channels, out.len() / channels.max(1))?;
         if i == 0 && backbone.precision().is_half() {
-            let images = chunk.len() / IMAGE_BYTES;
+            let images = chunk.len() / bytes;
             let d = crate::drift::against_f32(backbone, images, v, || {
-                let x = model_input(backbone, chunk, size, flip)?;
+                let x = model_input(backbone, chunk, side, size, flip)?;
                 Ok(backbone.forward(&x, false)?.to_vec_f32())
             })?;
             eprintln!("{label}: {d}");
@@ -483,7 +533,7 @@ pub fn extract_features(
             pause_for_tests();
         }
         out.extend_from_slice(v);
-        progress.inc((chunk.len() / IMAGE_BYTES) as u64);
+        progress.inc((chunk.len() / bytes) as u64);
         Ok(())
     })?;
     progress.finish();

@@ -38,10 +38,11 @@
 
 use super::activation_cache::Activations;
 use super::evaluate::{average, image_probabilities};
+use super::feature_cache::flip_horizontal;
 use super::feature_cache::model_input;
 use super::fit::{argmax_rows, BatchStep, EpochMetrics, FitConfig, FitOutcome, StopReason};
 use super::head::Head;
-use crate::data::IMAGE_BYTES;
+use crate::data::stream::Images;
 use crate::error::{Error, Result};
 use crate::progress::{Progress, Unit};
 use engine::optim::{Adam, Optimizer};
@@ -52,30 +53,43 @@ use models::Backbone;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-/// Images and their labels (uint8 32x32 RGB, flat HWC per image).
+/// Images and their labels: row `i` is image `i`; with `flips`, rows
+/// `n..2n` are images `0..n` mirrored (`--flip`). The images are read batch
+/// by batch (decoded from disk when the dataset is streamed).
 #[derive(Debug, Clone, Copy)]
 pub struct ImageRows<'a> {
-    /// `n * 3072` bytes.
-    pub images: &'a [u8],
-    /// `n` labels.
+    /// `n` images.
+    pub images: Images<'a>,
+    /// One label per row (`2n` with `flips`).
     pub labels: &'a [u8],
+    /// Whether rows `n..2n` are the mirrored images.
+    pub flips: bool,
 }
 
 impl ImageRows<'_> {
-    /// Number of images.
+    /// Number of rows.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
-    /// Whether there is no image.
+    /// Whether there is no row.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
-    fn gather(&self, idx: &[usize]) -> (Vec<u8>, Vec<usize>) {
-        let mut px = Vec::with_capacity(idx.len() * IMAGE_BYTES);
-        for &i in idx {
-            px.extend_from_slice(&self.images[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES]);
+    /// The uint8 pixels of rows `idx` (mirrored where a row is a flip) and
+    /// their labels.
+    fn gather(&self, idx: &[usize]) -> Result<(Vec<u8>, Vec<usize>)> {
+        let n = self.images.len().max(1);
+        let base: Vec<usize> = idx.iter().map(|&i| i % n).collect();
+        let mut px = self.images.gather(&base)?;
+        let (bytes, side) = (self.images.image_bytes(), self.images.side());
+        for (k, &i) in idx.iter().enumerate() {
+            if i >= n {
+                let image = &mut px[k * bytes..(k + 1) * bytes];
+                let mirrored = flip_horizontal(image, side);
+                image.copy_from_slice(&mirrored);
+            }
         }
-        (px, idx.iter().map(|&i| self.labels[i] as usize).collect())
+        Ok((px, idx.iter().map(|&i| self.labels[i] as usize).collect()))
     }
 }
 
@@ -167,8 +181,8 @@ impl TuneRows<'_> {
             |e: models::Error| Error::Usage(format!("{} forward pass: {e}", backbone.name()));
         match self {
             TuneRows::Images(r) => {
-                let (pixels, y) = r.gather(idx);
-                let x = model_input(backbone, &pixels, image_size, false)?;
+                let (pixels, y) = r.gather(idx)?;
+                let x = model_input(backbone, &pixels, r.images.side(), image_size, false)?;
                 Ok((backbone.forward(&x, false).map_err(pass)?, y))
             }
             TuneRows::Activations(r) => {

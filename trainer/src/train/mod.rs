@@ -2,7 +2,7 @@
 //! to a saved model that reloads.
 //!
 //! ```text
-//! data (uint8 32x32) ──┐
+//! data (uint8: 32x32 in memory, or photos decoded + resized batch by batch) ──┐
 //! weights (.h5/.st) ───┴─▶ feature_cache: resize → preprocessing → frozen backbone → GAP → features [N, C]
 //!                            (computed once, cached as .npy, keyed by model/alpha/weights/size/data/flip)
 //!   ─▶ fit: head (Dense 256 relu → Dropout 0.5 → Dense K) with Adam, validation, early stopping
@@ -19,9 +19,11 @@
 //! can before any work, then `pipeline.rs` holds one function per phase.
 //!
 //! Validation: `--val-split` (default 10%) of the training images are held
-//! out (a seeded draw) and never trained on; early stopping and "best model"
-//! use their accuracy, and the test split is only scored at the end. With
-//! `--flip`, the flipped copies of the held-out images are left out too.
+//! out (a seeded draw) and never trained on, or a `validation/` folder is
+//! the validation set (see [`crate::data::sets`] for every layout and
+//! `--test-split`); early stopping and "best model" use their accuracy, and
+//! the test split is only scored at the end. With `--flip`, the flipped
+//! copies of the held-out images are left out too.
 //!
 //! Defaults: ResNet50, Keras's ImageNet weights (downloaded into the cache
 //! when missing), the model's ImageNet image size (224 for the Keras
@@ -38,16 +40,18 @@ pub mod fit;
 pub mod head;
 pub mod model_file;
 mod pipeline;
+pub mod predict;
 pub mod predictions;
 pub mod report;
 pub mod run_record;
 pub mod split_file;
 
-pub use evaluate::{run_evaluate, run_predict, Evaluation};
+pub use evaluate::{run_evaluate, Evaluation};
 pub use feature_cache::{CacheOutcome, FeatureCache, FeatureKey};
 pub use fit::{fit_head, EpochMetrics, FitConfig, FitOutcome, LrSchedule, Rows, StopReason};
 pub use head::{Head, HeadKind};
 pub use model_file::{load_model, save_model, LoadedModel, ModelMeta};
+pub use predict::run_predict;
 
 use crate::cli::{DeviceChoice, HeadChoice, TrainArgs};
 use crate::error::Result;
@@ -86,8 +90,14 @@ pub struct TrainOptions {
     pub fine_tune_lr: f64,
     /// Fine-tuning epochs.
     pub fine_tune_epochs: usize,
-    /// Fraction of the training images held out for validation.
-    pub val_split: f64,
+    /// Fraction of the training images held out for validation (None: the
+    /// default, or the `validation/` folder).
+    pub val_split: Option<f64>,
+    /// Fraction of the images split off as the test set, for a dataset
+    /// without one.
+    pub test_split: Option<f64>,
+    /// How image folders are read.
+    pub images: crate::cli::ImageArgs,
     /// Where to compute.
     pub device: DeviceChoice,
     /// Precision of the backbone's convolutions during feature extraction.
@@ -131,6 +141,8 @@ impl TrainOptions {
             fine_tune_lr: a.fine_tune_lr,
             fine_tune_epochs: a.fine_tune_epochs,
             val_split: a.val_split,
+            test_split: a.test_split,
+            images: a.images,
             device: a.device,
             precision: a.precision.precision(),
             no_cache: a.no_cache,
@@ -177,7 +189,7 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
 
     // 1. Data: a training split and a separate test split, two classes at
     // least; the validation images held out.
-    let data = pipeline::load_data(opts, &mut log)?;
+    let data = pipeline::load_data(opts, &run, &mut log)?;
 
     // 2. Backbone: its weights read (or downloaded, converted and cached) and loaded.
     let weights = pipeline::load_backbone(opts, &run, &mut log)?;

@@ -13,11 +13,13 @@
 //! | `model`         | `resnet50` (a registered name)                  |
 //! | `alpha`         | `0.35` (only for models with variants; files without it: 1.0) |
 //! | `classes`       | `["airplane","automobile",...]` (JSON)          |
-//! | `image_size`    | `32` (the 32x32 input is resized to this)       |
+//! | `image_size`    | `224` (the model's input size)                  |
+//! | `input_side`    | `32`: images are brought to 32x32, then resized to `image_size` (CIFAR-10); `224`: straight to `image_size` (image folders of other sizes); files without it: 32 |
+//! | `crop_to_aspect_ratio` | `true` when images were centre-cropped to a square first |
 //! | `preprocessing` | `caffe`, `tf` or `lite` (the model's, see `models::Preprocessing`) |
 //! | `pooling`       | `avg`                                           |
 //! | `head`          | `mlp` or `linear`                               |
-//! | `input_layout`  | `NHWC uint8 RGB 32x32, bilinear resize to image_size` |
+//! | `input_layout`  | `NHWC uint8 RGB 32x32, bilinear resize to image_size` (`input_side` in words) |
 //! | `tta`           | `true` when predictions average image and flip  |
 //! | `standardize`   | `true` when the head starts with `head_norm`    |
 //! | `val_accuracy`  | best validation accuracy when saved             |
@@ -35,8 +37,10 @@ use std::path::Path;
 
 /// The value of the `format` metadata key of files this version writes.
 pub const FORMAT: &str = "thaw-classifier-v1";
-/// How the saved model expects its input.
-pub const INPUT_LAYOUT: &str = "NHWC uint8 RGB 32x32, bilinear resize to image_size";
+/// How the saved model expects its input, for `input_side` S.
+pub fn input_layout(input_side: usize) -> String {
+    format!("NHWC uint8 RGB {input_side}x{input_side}, bilinear resize to image_size")
+}
 
 /// What a saved model says about itself.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,8 +51,15 @@ pub struct ModelMeta {
     pub alpha: Option<f64>,
     /// Class names; output `k` is `classes[k]`.
     pub classes: Vec<String>,
-    /// Side the 32x32 images are resized to before the backbone.
+    /// Side the images are resized to before the backbone.
     pub image_size: usize,
+    /// Side images are brought to first (bilinear, rounded to 8 bits),
+    /// before the resize to `image_size`: 32 for CIFAR-10 (and image folders
+    /// of 32x32 images), `image_size` for image folders of other sizes.
+    /// `predict` and `evaluate` read new images the same way.
+    pub input_side: usize,
+    /// Whether images were centre-cropped to a square before that resize.
+    pub crop_to_aspect_ratio: bool,
     /// Head kind.
     pub head: HeadKind,
     /// Whether predictions average the image and its horizontal flip.
@@ -73,13 +84,18 @@ impl ModelMeta {
             serde_json::to_string(&self.classes).expect("strings serialise"),
         );
         m.insert("image_size".into(), self.image_size.to_string());
+        m.insert("input_side".into(), self.input_side.to_string());
+        m.insert(
+            "crop_to_aspect_ratio".into(),
+            self.crop_to_aspect_ratio.to_string(),
+        );
         // Recorded for readers of the file; it is the model's registered one.
         if let Ok(entry) = registry::find(&self.model) {
             m.insert("preprocessing".into(), entry.preprocessing.name().into());
         }
         m.insert("pooling".into(), "avg".into());
         m.insert("head".into(), self.head.as_str().into());
-        m.insert("input_layout".into(), INPUT_LAYOUT.into());
+        m.insert("input_layout".into(), input_layout(self.input_side));
         m.insert("tta".into(), self.tta.to_string());
         m.insert("standardize".into(), self.standardize.to_string());
         if let Some(acc) = self.val_accuracy {
@@ -141,6 +157,19 @@ impl ModelMeta {
                 entry.sizes.min
             )));
         }
+        let input_side = match m.get("input_side") {
+            None => crate::data::IMAGE_SIDE,
+            Some(v) => match v.parse::<usize>() {
+                Ok(s) if s == crate::data::IMAGE_SIDE || s == image_size => s,
+                _ => {
+                    return Err(bad(format!(
+                        "'input_side' is {v:?}; it is 32 or the image_size ({image_size}): the \
+                         file is damaged"
+                    )))
+                }
+            },
+        };
+        let crop_to_aspect_ratio = m.get("crop_to_aspect_ratio").is_some_and(|v| v == "true");
         let head = get("head")?.parse()?;
         let tta = m.get("tta").is_some_and(|v| v == "true");
         let standardize = m.get("standardize").is_some_and(|v| v == "true");
@@ -150,6 +179,8 @@ impl ModelMeta {
             alpha,
             classes,
             image_size,
+            input_side,
+            crop_to_aspect_ratio,
             head,
             tta,
             standardize,
@@ -253,6 +284,8 @@ mod tests {
             alpha,
             classes: vec!["cat".into(), "dog".into()],
             image_size: 96,
+            input_side: 32,
+            crop_to_aspect_ratio: false,
             head: HeadKind::Linear,
             tta: false,
             standardize: false,

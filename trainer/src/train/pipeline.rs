@@ -14,14 +14,15 @@ use super::activation_cache::{ActivationCache, ActivationJob, Activations};
 use super::checks::Run;
 use super::evaluate::{self, Evaluation};
 use super::feature_cache::{
-    self, dataset_hash, extract_features, CacheOutcome, ExtractionEstimate, FeatureKey,
+    dataset_hash, extract_features, CacheOutcome, ExtractionEstimate, FeatureKey,
 };
 use super::fine_tune::{self, ActivationRows, ImageRows, TuneRows};
 use super::fit::{fit_head, EpochMetrics, FitConfig, FitOutcome, Rows, StopReason};
 use super::head::Head;
 use super::model_file::{save_model, ModelMeta};
 use super::{report, split_file, TrainOptions, TrainSummary};
-use crate::data::holdout::{gather_images, gather_rows, holdout};
+use crate::data::holdout::gather_rows;
+use crate::data::stream::Images;
 use crate::data::{self, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::progress::{Progress, Unit};
@@ -117,49 +118,64 @@ pub struct Data {
     pub val_idx: Vec<usize>,
 }
 
-/// Phase 1, data: a training split and a separate test split with the same
-/// classes, two classes at least, and the held-out validation images.
-pub fn load_data(opts: &TrainOptions, log: &mut Log) -> Result<Data> {
-    if let Some(path) = &opts.data {
-        data::require_test_split(path)?;
-    }
-    let train = data::load_split(opts.data.as_deref(), Split::Train)?;
-    let test = data::load_split(opts.data.as_deref(), Split::Test)?;
-    if train.classes != test.classes {
+/// Phase 1, data: the training, validation and test sets
+/// ([`data::sets`]: split folders, or split off one class tree with the
+/// seed), two classes at least; image folders of any size read at the
+/// model's input size.
+pub fn load_data(opts: &TrainOptions, run: &Run, log: &mut Log) -> Result<Data> {
+    let sets = data::sets::training_sets(
+        opts.data.as_deref(),
+        &data::ImageOptions::resized(run.image_size, &opts.images),
+        &data::sets::SplitOptions {
+            val_split: opts.val_split,
+            test_split: opts.test_split,
+            seed: opts.fit.seed,
+        },
+    )?;
+    let classes = sets.train.classes.clone();
+    let counts = sets.train.class_counts();
+    let present = sets.train_idx.iter().map(|&i| sets.train.labels[i]);
+    let present = present.collect::<std::collections::BTreeSet<u8>>().len();
+    if present < 2 || sets.test.is_empty() || sets.val_idx.is_empty() {
         return Err(Error::Usage(format!(
-            "train and test splits have different classes: [{}] vs [{}]",
-            train.classes.join(", "),
-            test.classes.join(", ")
-        )));
-    }
-    let classes = train.classes.clone();
-    let present = train.class_counts().iter().filter(|&&c| c > 0).count();
-    if present < 2 {
-        return Err(Error::Usage(format!(
-            "the training images hold {present} class ({} class name(s): [{}]); a classifier \
-             needs at least two classes. HINT: add a second class folder (or use a dataset \
-             with several classes)",
+            "the training images hold {present} class(es) ({} class name(s): [{}], {:?} images \
+             each), {} validation and {} test images; a classifier needs images of at least \
+             two classes, and validation and test images. HINT: add a second class folder (or \
+             use a dataset with several classes), and images to every set",
             classes.len(),
-            classes.join(", ")
+            classes.join(", "),
+            counts,
+            sets.val_idx.len(),
+            sets.test.len()
         )));
     }
-    let (train_idx, val_idx) = holdout(train.len(), opts.val_split, opts.fit.seed)?;
+    let skipped = (sets.train.skipped.iter())
+        .chain(&sets.test.skipped)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     eprintln!(
-        "data: {} training images ({} for training, {} held out for validation), {} test \
-         images, {} classes",
-        train.len(),
-        train_idx.len(),
-        val_idx.len(),
-        test.len(),
-        classes.len()
+        "data: {}, {} classes{}{}",
+        sets.description,
+        classes.len(),
+        match sets.train.streamed {
+            Some(_) => format!(
+                "; images decoded and resized to {0}x{0} as they are read",
+                sets.train.side
+            ),
+            None => String::new(),
+        },
+        match skipped {
+            0 => String::new(),
+            k => format!("; {k} unreadable files skipped (listed above)"),
+        }
     );
     log.phases.end("load data");
     Ok(Data {
-        train,
-        test,
+        train: sets.train,
+        test: sets.test,
         classes,
-        train_idx,
-        val_idx,
+        train_idx: sets.train_idx,
+        val_idx: sets.val_idx,
     })
 }
 
@@ -342,7 +358,7 @@ impl FeatureSets<'_> {
                 .get_or_compute(&key, ds.len(), self.weights.dim, |writer| {
                     extract_features(
                         run.backbone.as_ref(),
-                        &ds.images,
+                        ds,
                         run.image_size,
                         opts.extract_batch_size,
                         flip,
@@ -486,6 +502,8 @@ fn new_checkpoint(opts: &TrainOptions, run: &Run, data: &Data) -> Result<Checkpo
         alpha: backbone.options().alpha,
         classes: data.classes.clone(),
         image_size: run.image_size,
+        input_side: data.train.side,
+        crop_to_aspect_ratio: opts.images.crop_to_aspect_ratio && data.train.streamed.is_some(),
         head: opts.head,
         tta: opts.tta,
         standardize: opts.standardize,
@@ -531,9 +549,6 @@ fn say_head_training(opts: &TrainOptions, rows: usize) {
     );
 }
 
-/// Images and their labels, flat HWC uint8.
-type LabelledImages = (Vec<u8>, Vec<u8>);
-
 /// Phase 5, fine-tuning (with `--fine-tune`, unless head training was
 /// interrupted): the block is unfrozen and trained with the head, where
 /// the backbone is (on a GPU the head joins it there for the run: see
@@ -559,20 +574,28 @@ pub fn fine_tune(
         ..opts.fit.clone()
     };
     let cached = use_activation_cache(opts, run.device, backbone, block);
-    let (sets, images) = match cached {
+    let (sets, labels) = match cached {
         true => (activation_sets(opts, run, data, weights, block, log)?, None),
-        false => (Vec::new(), Some(tuning_images(opts, data))),
+        false => (Vec::new(), Some(tuning_labels(opts, data))),
     };
-    let (train_rows, val_rows) = match &images {
+    let (train_rows, val_rows) = match &labels {
         None => activation_rows(opts, data, &sets),
-        Some(((tpx, tly), (vpx, vly))) => (
+        Some((train_labels, val_labels)) => (
             TuneRows::Images(ImageRows {
-                images: tpx,
-                labels: tly,
+                images: Images::Of {
+                    ds: &data.train,
+                    idx: Some(&data.train_idx),
+                },
+                labels: train_labels,
+                flips: opts.flip,
             }),
             TuneRows::Images(ImageRows {
-                images: vpx,
-                labels: vly,
+                images: Images::Of {
+                    ds: &data.train,
+                    idx: Some(&data.val_idx),
+                },
+                labels: val_labels,
+                flips: false,
             }),
         ),
     };
@@ -625,7 +648,7 @@ fn activation_sets(
         };
         ActivationJob {
             key: feature_key(run, weights, precision, ds, split, flip),
-            images: &ds.images,
+            images: ds.into(),
             label: format!("{}{}", split.name(), if flip { " (flipped)" } else { "" }),
         }
     };
@@ -671,16 +694,17 @@ fn activation_rows<'a>(
     (TuneRows::Activations(train), TuneRows::Activations(val))
 }
 
-/// The images fine-tuning trains on end to end (the flipped copies join
-/// them under `--flip`, as in head training) and the held-out ones it
-/// validates on.
-fn tuning_images(opts: &TrainOptions, data: &Data) -> (LabelledImages, LabelledImages) {
-    let (mut px, mut labels) = gather_images(&data.train, &data.train_idx);
+/// The labels of the rows fine-tuning trains on end to end (the training
+/// images, then their flipped copies under `--flip`, as in head training)
+/// and of the held-out ones it validates on; the images are read batch by
+/// batch ([`ImageRows`]).
+fn tuning_labels(opts: &TrainOptions, data: &Data) -> (Vec<u8>, Vec<u8>) {
+    let labels = |idx: &[usize]| -> Vec<u8> { idx.iter().map(|&i| data.train.labels[i]).collect() };
+    let mut train = labels(&data.train_idx);
     if opts.flip {
-        px.extend(feature_cache::flip_horizontal(&px));
-        labels.extend_from_within(..);
+        train.extend_from_within(..);
     }
-    ((px, labels), gather_images(&data.train, &data.val_idx))
+    (train, labels(&data.val_idx))
 }
 
 /// After training: the learning curves and where the metrics are; if
@@ -745,7 +769,7 @@ pub fn evaluate_test(
         evaluate::image_probabilities(
             backbone,
             head,
-            &data.test.images,
+            &data.test,
             run.image_size,
             opts.extract_batch_size,
             opts.tta,

@@ -6,7 +6,8 @@
 //!   "command_line": [...], "options": { every TrainOptions value },
 //!   "thaw": { "version", "git_commit" },          (commit: "unknown" without git at build time)
 //!   "machine": { "cpu", "threads", "device", "gpu", "os" },
-//!   "dataset": { "source", "path", "format", "classes", "train", "validation", "test" },
+//!   "dataset": { "source", "path", "format", "classes", "train", "validation", "test",
+//!     "skipped_files" },
 //!   "model": { "backbone", "alpha", "image_size", "preprocessing", "head", "standardize",
 //!              "flip", "tta" },
 //!   "weights": { "source", "hash" },
@@ -150,6 +151,9 @@ fn options(o: &TrainOptions) -> Value {
         "fine_tune_lr": o.fine_tune_lr,
         "fine_tune_epochs": o.fine_tune_epochs,
         "val_split": o.val_split,
+        "test_split": o.test_split,
+        "crop_to_aspect_ratio": o.images.crop_to_aspect_ratio,
+        "skip_bad_images": o.images.skip_bad_images,
         "device": format!("{:?}", o.device).to_lowercase(),
         "precision": o.precision.name(),
         "no_cache": o.no_cache,
@@ -249,6 +253,7 @@ pub fn record(p: &RunParts) -> Value {
             "train": data.train_idx.len(),
             "validation": data.val_idx.len(),
             "test": data.test.len(),
+            "skipped_files": data.train.skipped.iter().chain(&data.test.skipped).collect::<std::collections::BTreeSet<_>>(),
         },
         "model": {
             "backbone": backbone.name(),

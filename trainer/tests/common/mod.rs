@@ -220,6 +220,8 @@ pub fn model_file_with_size(dir: &Path, image_size: usize) -> PathBuf {
         alpha: Some(0.25),
         classes: trainer::data::CIFAR10_CLASSES.map(String::from).to_vec(),
         image_size,
+        input_side: 32,
+        crop_to_aspect_ratio: false,
         head: trainer::train::HeadKind::Linear,
         tta: false,
         standardize: false,

@@ -49,22 +49,33 @@ pub fn forward<T: Element>(
     let mut y = vec![T::ZERO; x.len() / (h * w) * oh * ow];
     y.par_chunks_mut(oh * ow * c)
         .zip(x.par_chunks(h * w * c))
-        .for_each(|(yi, xi)| {
-            let at = |r: usize, q: usize, ch: usize| xi[(r * w + q) * c + ch];
-            for i in 0..oh {
-                let (r0, r1, wr) = (rows.lo[i], rows.hi[i], rows.w_hi[i]);
-                for j in 0..ow {
-                    let (q0, q1, wq) = (cols.lo[j], cols.hi[j], cols.w_hi[j]);
-                    let out = &mut yi[(i * ow + j) * c..][..c];
-                    for (ch, o) in out.iter_mut().enumerate() {
-                        let top = at(r0, q0, ch) * (T::ONE - wq) + at(r0, q1, ch) * wq;
-                        let bottom = at(r1, q0, ch) * (T::ONE - wq) + at(r1, q1, ch) * wq;
-                        *o = top * (T::ONE - wr) + bottom * wr;
-                    }
-                }
-            }
-        });
+        .for_each(|(yi, xi)| forward_image(xi, yi, [h, w, c], rows, cols));
     y
+}
+
+/// [`forward`] of one image `xi` `[h, w, c]` into `yi` `[oh, ow, c]`, on the
+/// calling thread.
+pub fn forward_image<T: Element>(
+    xi: &[T],
+    yi: &mut [T],
+    [_, w, c]: [usize; 3],
+    rows: &Taps<T>,
+    cols: &Taps<T>,
+) {
+    let ow = cols.lo.len();
+    let at = |r: usize, q: usize, ch: usize| xi[(r * w + q) * c + ch];
+    for i in 0..rows.lo.len() {
+        let (r0, r1, wr) = (rows.lo[i], rows.hi[i], rows.w_hi[i]);
+        for j in 0..ow {
+            let (q0, q1, wq) = (cols.lo[j], cols.hi[j], cols.w_hi[j]);
+            let out = &mut yi[(i * ow + j) * c..][..c];
+            for (ch, o) in out.iter_mut().enumerate() {
+                let top = at(r0, q0, ch) * (T::ONE - wq) + at(r0, q1, ch) * wq;
+                let bottom = at(r1, q0, ch) * (T::ONE - wq) + at(r1, q1, ch) * wq;
+                *o = top * (T::ONE - wr) + bottom * wr;
+            }
+        }
+    }
 }
 
 /// dx: each dy element is scattered back to its 4 taps with the same weights.

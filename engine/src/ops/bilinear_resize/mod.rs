@@ -140,6 +140,35 @@ pub fn resize_u8(
     }
 }
 
+/// One f32 image `[h, w, c]` (host memory) resized to `[out_h, out_w, c]`
+/// on the calling thread: the same taps and loop as [`bilinear_resize`]'s
+/// CPU forward, bit for bit, without a tensor, the tape or the thread pool.
+/// For input pipelines that resize each image as it is decoded (the
+/// trainer's image folders), where every image has its own size. Errors
+/// unless `x` holds `h·w·c` values and every size is > 0. Checked against
+/// [`bilinear_resize`] at odd sizes by `trainer/tests/image_folders.rs`.
+pub fn resize_image(
+    x: &[f32],
+    [h, w, c]: [usize; 3],
+    out_h: usize,
+    out_w: usize,
+) -> Result<Vec<f32>> {
+    if x.len() != h * w * c || x.is_empty() || out_h == 0 || out_w == 0 {
+        return Err(Error::shape(
+            "resize_image",
+            format!(
+                "{} values for an image of {h}x{w}x{c} resized to {out_h}x{out_w}; every size \
+                 must be > 0",
+                x.len()
+            ),
+        ));
+    }
+    let (rows, cols) = (cpu::taps(h, out_h), cpu::taps(w, out_w));
+    let mut y = vec![0f32; out_h * out_w * c];
+    cpu::forward_image(x, &mut y, [h, w, c], &rows, &cols);
+    Ok(y)
+}
+
 fn resize<T: Element>(x: &[T], hwc: [usize; 3], out_h: usize, out_w: usize) -> Vec<T> {
     let (rows, cols) = (cpu::taps(hwc[0], out_h), cpu::taps(hwc[1], out_w));
     cpu::forward(x, hwc, &rows, &cols)
