@@ -144,6 +144,18 @@ pub(super) fn forward_packed(
     bias: Option<&[f32]>,
     g: &ConvGeometry,
 ) -> Vec<f32> {
+    forward_packed_then(x, kernel, bias, g, None)
+}
+
+/// [`forward_packed`], then `finish`, if given, on each finished part of
+/// an output row (pixel) while it is in cache ([`gemm::gemm_then`]).
+pub(super) fn forward_packed_then(
+    x: &[f32],
+    kernel: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeometry,
+    finish: Option<&(dyn Fn(&mut [f32]) + Sync)>,
+) -> Vec<f32> {
     let (cw, o, rows) = (g.col_width(), g.o, g.n * g.oh * g.ow);
     // The bias is written first and the GEMM adds onto it (beta = 1).
     let (mut y, beta) = match bias {
@@ -151,18 +163,11 @@ pub(super) fn forward_packed(
         None => (vec![0.0; rows * o], 0.0),
     };
     let cols = ReceptiveFields::new(x, g);
-    gemm::gemm(
-        rows,
-        cw,
-        o,
-        1.0,
-        &cols,
-        kernel,
-        row_major(o),
-        beta,
-        &mut y,
-        row_major(o),
-    );
+    let sb = row_major(o);
+    match finish {
+        None => gemm::gemm(rows, cw, o, 1.0, &cols, kernel, sb, beta, &mut y, sb),
+        Some(f) => gemm::gemm_then(rows, cw, o, 1.0, &cols, kernel, sb, beta, &mut y, sb, f),
+    }
     y
 }
 

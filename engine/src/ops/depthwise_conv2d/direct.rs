@@ -30,6 +30,11 @@
 //! dK:       the 9 taps of a 3×3 window share each output pixel's dy[b, oy, ox, :]
 //! ```
 //!
+//! The forward of 3- and 5-wide kernels (MobileNet's and
+//! EfficientNet-Lite's) goes further ([`window_rows`]): `WIDE_PIXELS`
+//! neighbouring output pixels of a row also share their input pixels, each
+//! loaded once per window row for all the taps that read it.
+//!
 //! Only where the border cuts no window do the outputs have the same list
 //! of terms; border pixels are summed one at a time. With `m > 1` the input
 //! value of channel `ci` multiplies `m` consecutive kernel values
@@ -48,6 +53,7 @@
 //! rounding.
 
 use super::cpu::Geometry;
+use crate::ops::relu6::relu6_value;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -66,6 +72,10 @@ const PIXELS_PER_PARTIAL: usize = 100;
 /// Pixels that forward and dx sum side by side (see [`sum_of_products`]).
 const PIXELS: usize = 4;
 
+/// Pixels of one output row that the forward's window-row kernel sums side
+/// by side at stride 1 (half as many at stride 2; see [`window_rows`]).
+const WIDE_PIXELS: usize = 8;
+
 /// How many pixels ahead of a group forward and dx prefetch the rows they
 /// read ([`prefetch`]), in layers whose operands exceed [`PREFETCH_ABOVE`]
 /// bytes: that helps the layers that stream from memory (MobileNetV2's
@@ -78,27 +88,81 @@ const PREFETCH_ABOVE: usize = 16 << 20;
 
 /// `y` as `[n, oh, ow, c·m]`, one rayon task per output row.
 ///
-/// Inside the input (every tap of the window present), [`PIXELS`]
-/// neighbouring output pixels have the same taps, their input pixels `sw`
-/// columns apart: at stride 1 they are summed together, one load of each
+/// Where no window is cut by the left or right border, neighbouring output
+/// pixels have the same taps, their input pixels `sw` columns apart. With
+/// `m = 1` and 3- or 5-wide kernels at stride 1 or 2, [`WIDE_PIXELS`] (at
+/// stride 2 half as many) are summed by [`window_rows`]; at stride 1 with
+/// other kernels, [`PIXELS`] by [`sum_of_products`], one load of each
 /// kernel tap serving all of them. Pixels at the border, every pixel when
-/// `m > 1`, and every pixel at larger strides, are summed one at a time: at
-/// stride 2 (MobileNetV2's 112×112×96 layer, whose 38.5 MB input streams
-/// from memory) the groups are slower than single pixels.
-pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry) -> Vec<f32> {
+/// `m > 1`, and every pixel of other kernels at larger strides, are summed
+/// one at a time.
+///
+/// With `relu6`, each finished row is clamped to `[0, 6]` while it is in
+/// cache (`super::depthwise_conv2d_relu6`).
+pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry, relu6: bool) -> Vec<f32> {
     let cm = g.cm();
     let image = g.h * g.w * g.c;
     let full = full_range(g.ow, |ox| (0..g.kw).all(|kx| g.input_col(ox, kx).is_some()));
     let prefetching = 4 * (x.len() + g.n * g.oh * g.ow * cm) > PREFETCH_ABOVE;
+    // Pixels per group of the window-row kernel, where it applies.
+    let wide = match (g.m, g.kw, g.sw) {
+        (1, 3 | 5, 1) => WIDE_PIXELS,
+        (1, 3 | 5, 2) => WIDE_PIXELS / 2,
+        _ => 0,
+    };
+    let avx512 = crate::gemm::avx512_available();
+    let wide = if avx512 && wide > 0 && full.len() >= wide {
+        wide
+    } else {
+        0
+    };
     zeroed_rows(g.n * g.oh, g.ow * cm, |row, out| {
         let (b, oy) = (row / g.oh, row % g.oh);
         let x = &x[b * image..(b + 1) * image];
         let mut taps = Vec::with_capacity(g.kh * g.kw);
+        // (offset of the input row, offset of the kernel row) per window row inside the input.
+        let window: Vec<(usize, usize)> = (0..g.kh)
+            .filter_map(|ky| {
+                g.input_row(oy, ky)
+                    .map(|iy| (iy * g.w * g.c, ky * g.kw * cm))
+            })
+            .collect();
         vectorised(
             #[inline(always)]
             || {
                 let mut ox = 0;
                 while ox < g.ow {
+                    if wide > 0 && full.contains(&ox) {
+                        // The last group ends where `full` ends, computing
+                        // some pixels of the group before again (to the same
+                        // bits: the groups write their pixels, they do not
+                        // add to them).
+                        let start = ox.min(full.end - wide);
+                        let out = &mut out[start * cm..(start + wide) * cm];
+                        let x = &x[(start * g.sw - g.pad_left) * g.c..];
+                        if let (true, Some(&(last, _))) = (prefetching, window.last()) {
+                            let ahead = last + (wide * g.sw + PREFETCH_AHEAD) * g.c;
+                            prefetch(x, ahead..ahead + wide * g.sw * g.c);
+                        }
+                        #[cfg(target_arch = "x86_64")]
+                        // SAFETY: `wide > 0` only on a CPU with AVX-512F.
+                        unsafe {
+                            let (c, w) = (g.c, &window);
+                            const HALF: usize = WIDE_PIXELS / 2;
+                            match (g.kw, g.sw) {
+                                (3, 1) => {
+                                    window_rows::<WIDE_PIXELS, 3, 1, 10>(out, x, c, w, k, bias)
+                                }
+                                (5, 1) => {
+                                    window_rows::<WIDE_PIXELS, 5, 1, 12>(out, x, c, w, k, bias)
+                                }
+                                (3, 2) => window_rows::<HALF, 3, 2, 9>(out, x, c, w, k, bias),
+                                _ => window_rows::<HALF, 5, 2, 11>(out, x, c, w, k, bias),
+                            }
+                        }
+                        ox = start + wide;
+                        continue;
+                    }
                     // (offset of the input pixel, offset of the kernel tap) per tap inside the input.
                     taps.clear();
                     for ky in 0..g.kh {
@@ -144,9 +208,86 @@ pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry) -> Vec<
                     }
                     ox += pixels;
                 }
+                if relu6 {
+                    for v in out.iter_mut() {
+                        *v = relu6_value(*v);
+                    }
+                }
             },
         )
     })
+}
+
+/// Output pixels `0..P` of `out` (each `c` channels; written, not added
+/// to) of an output row whose windows all lie inside the input along the
+/// width, at stride `SW`, with kernels `KW` wide, depth multiplier 1:
+/// `x` starts at the input column of pixel 0's window, and `window` lists
+/// (offset of the input row, offset of the kernel row) for each window row
+/// inside the input.
+///
+/// In each window row, the `P` pixels read `J = (P − 1)·SW + KW`
+/// neighbouring input pixels, each of them under up to `KW` taps: so each
+/// input vector is loaded once, and each kernel tap once, for `P·KW`
+/// products (the generic [`sum_of_products`] loads the input once per
+/// product). Blocks of 16 channels are summed in AVX-512 registers (`P`
+/// sums, `J` inputs and `KW` taps: 21 to 25 of the 32), the last block
+/// masked to the channels left. Written with intrinsics: left to itself,
+/// the compiler vectorised these loops across the pixels, with gathers.
+/// Each pixel's sum runs over the taps in ascending `(ky, kx)` from zero,
+/// multiplies and adds separate, the bias added last, as in the reference.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn window_rows<const P: usize, const KW: usize, const SW: usize, const J: usize>(
+    out: &mut [f32],
+    x: &[f32],
+    c: usize,
+    window: &[(usize, usize)],
+    k: &[f32],
+    bias: Option<&[f32]>,
+) {
+    use std::arch::x86_64::*;
+    assert!(J == (P - 1) * SW + KW && out.len() >= P * c);
+    assert!(bias.is_none_or(|b| b.len() >= c));
+    for &(xr, kr) in window {
+        assert!(xr + J * c <= x.len() && kr + KW * c <= k.len());
+    }
+    let (x, k, out) = (x.as_ptr(), k.as_ptr(), out.as_mut_ptr());
+    for ch in (0..c).step_by(16) {
+        let lanes = (c - ch).min(16);
+        let mask: __mmask16 = if lanes == 16 {
+            0xffff
+        } else {
+            (1 << lanes) - 1
+        };
+        // SAFETY (the loads and stores below): the asserts above keep every
+        // lane the mask lets through inside `x`, `k`, `bias` and `out`.
+        let mut acc = [_mm512_setzero_ps(); P];
+        for &(xr, kr) in window {
+            let mut taps = [_mm512_setzero_ps(); KW];
+            for (kx, tap) in taps.iter_mut().enumerate() {
+                *tap = _mm512_maskz_loadu_ps(mask, k.add(kr + kx * c + ch));
+            }
+            let mut inputs = [_mm512_setzero_ps(); J];
+            for (j, input) in inputs.iter_mut().enumerate() {
+                *input = _mm512_maskz_loadu_ps(mask, x.add(xr + j * c + ch));
+            }
+            for (kx, &tap) in taps.iter().enumerate() {
+                for (p, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm512_add_ps(*acc, _mm512_mul_ps(inputs[p * SW + kx], tap));
+                }
+            }
+        }
+        for (p, &acc) in acc.iter().enumerate() {
+            let y = match bias {
+                Some(b) => _mm512_add_ps(acc, _mm512_maskz_loadu_ps(mask, b.as_ptr().add(ch))),
+                None => acc,
+            };
+            _mm512_mask_storeu_ps(out.add(p * c + ch), mask, y);
+        }
+    }
 }
 
 /// `dx` as `[n, h, w, c]`, one rayon task per input row: a gather over the
