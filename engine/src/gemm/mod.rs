@@ -387,12 +387,13 @@ pub fn gemm<A: MatrixA>(
     gemm_finishing(m, k, n, alpha, a, b, sb, beta, c, sc, None);
 }
 
-/// [`gemm`], then `finish` on each finished part of a row of C (row-major
-/// C only), right after the task that computed it, while that block of C
-/// is still in its core's cache: an elementwise step that would otherwise
-/// be a pass of its own over C in memory (conv2d's fused ReLU6,
-/// `ops::conv2d_relu6`). Every element is handed to `finish` exactly once.
-/// Panics as [`gemm`] does, and if C's columns are not contiguous.
+/// [`gemm`], then `finish(first, part)` on each finished part of a row of
+/// C (row-major C only; `part` holds columns `first..first + part.len()`),
+/// right after the task that computed it, while that block of C is still
+/// in its core's cache: an elementwise step that would otherwise be a pass
+/// of its own over C in memory (conv2d's bias and fused ReLU6). Every
+/// element is handed to `finish` exactly once. Panics as [`gemm`] does, and
+/// if C's columns are not contiguous.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_then<A: MatrixA>(
     m: usize,
@@ -405,11 +406,15 @@ pub fn gemm_then<A: MatrixA>(
     beta: f32,
     c: &mut [f32],
     sc: (isize, isize),
-    finish: &(dyn Fn(&mut [f32]) + Sync),
+    finish: Finish,
 ) {
     assert_eq!(sc.1, 1, "gemm_then: C's rows must be contiguous");
     gemm_finishing(m, k, n, alpha, a, b, sb, beta, c, sc, Some(finish));
 }
+
+/// A step that finishes parts of C's rows ([`gemm_then`]): called with the
+/// first column of the part and its values.
+pub type Finish<'a> = &'a (dyn Fn(usize, &mut [f32]) + Sync);
 
 /// [`gemm`] and [`gemm_then`].
 #[allow(clippy::too_many_arguments)]
@@ -424,7 +429,7 @@ fn gemm_finishing<A: MatrixA>(
     beta: f32,
     c: &mut [f32],
     sc: (isize, isize),
-    finish: Option<&(dyn Fn(&mut [f32]) + Sync)>,
+    finish: Option<Finish>,
 ) {
     assert!(
         avx512_available(),
@@ -449,7 +454,7 @@ fn gemm_finishing<A: MatrixA>(
                 *e = if beta == 0.0 { 0.0 } else { beta * *e };
             }
             if let Some(finish) = finish {
-                finish(&mut c[i * rsc..i * rsc + n]);
+                finish(0, &mut c[i * rsc..i * rsc + n]);
             }
         }
         return;
@@ -498,7 +503,7 @@ fn gemm_finishing<A: MatrixA>(
                     // columns jc..jc + nc are these nc contiguous floats.
                     let row =
                         unsafe { std::slice::from_raw_parts_mut(c_ptr.0.add(r * rsc + jc), nc) };
-                    finish(row);
+                    finish(jc, row);
                 }
             }
         });

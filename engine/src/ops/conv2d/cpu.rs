@@ -542,7 +542,8 @@ pub fn forward_relu6(
 ) -> Vec<f32> {
     let mut y = match choose(Direction::Forward, DType::F32, g) {
         Path::Packed => {
-            let finish = |row: &mut [f32]| row.iter_mut().for_each(|v| *v = relu6_value(*v));
+            let finish =
+                |_: usize, part: &mut [f32]| part.iter_mut().for_each(|v| *v = relu6_value(*v));
             return implicit_gemm::forward_packed_then(x, kernel, bias, g, Some(&finish));
         }
         Path::Im2col => forward_typed(x, kernel, bias, g, COL_BUDGET_BYTES),

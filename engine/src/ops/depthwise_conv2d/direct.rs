@@ -30,7 +30,7 @@
 //! dK:       the 9 taps of a 3×3 window share each output pixel's dy[b, oy, ox, :]
 //! ```
 //!
-//! The forward of 3- and 5-wide kernels (MobileNet's and
+//! At stride 1 the forward of 3- and 5-wide kernels (MobileNet's and
 //! EfficientNet-Lite's) goes further ([`window_rows`]): `WIDE_PIXELS`
 //! neighbouring output pixels of a row also share their input pixels, each
 //! loaded once per window row for all the taps that read it.
@@ -73,7 +73,8 @@ const PIXELS_PER_PARTIAL: usize = 100;
 const PIXELS: usize = 4;
 
 /// Pixels of one output row that the forward's window-row kernel sums side
-/// by side at stride 1 (half as many at stride 2; see [`window_rows`]).
+/// by side (see [`window_rows`]); the inner pixels of a row go in groups of
+/// this many, then of half as many.
 const WIDE_PIXELS: usize = 8;
 
 /// How many pixels ahead of a group forward and dx prefetch the rows they
@@ -89,13 +90,14 @@ const PREFETCH_ABOVE: usize = 16 << 20;
 /// `y` as `[n, oh, ow, c·m]`, one rayon task per output row.
 ///
 /// Where no window is cut by the left or right border, neighbouring output
-/// pixels have the same taps, their input pixels `sw` columns apart. With
-/// `m = 1` and 3- or 5-wide kernels at stride 1 or 2, [`WIDE_PIXELS`] (at
-/// stride 2 half as many) are summed by [`window_rows`]; at stride 1 with
-/// other kernels, [`PIXELS`] by [`sum_of_products`], one load of each
+/// pixels have the same taps, their input pixels `sw` columns apart. At
+/// stride 1 with `m = 1`, [`WIDE_PIXELS`] of them are summed by
+/// [`window_rows`] (3- and 5-wide kernels, on CPUs with AVX-512F), or
+/// [`PIXELS`] by [`sum_of_products`] (other kernels), one load of each
 /// kernel tap serving all of them. Pixels at the border, every pixel when
-/// `m > 1`, and every pixel of other kernels at larger strides, are summed
-/// one at a time.
+/// `m > 1`, and every pixel at larger strides, are summed one at a time: at
+/// stride 2 (MobileNetV2's 112×112×96 layer, whose 38.5 MB input streams
+/// from memory) both kinds of groups were slower than single pixels.
 ///
 /// With `relu6`, each finished row is clamped to `[0, 6]` while it is in
 /// cache (`super::depthwise_conv2d_relu6`).
@@ -104,18 +106,12 @@ pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry, relu6: 
     let image = g.h * g.w * g.c;
     let full = full_range(g.ow, |ox| (0..g.kw).all(|kx| g.input_col(ox, kx).is_some()));
     let prefetching = 4 * (x.len() + g.n * g.oh * g.ow * cm) > PREFETCH_ABOVE;
-    // Pixels per group of the window-row kernel, where it applies.
-    let wide = match (g.m, g.kw, g.sw) {
-        (1, 3 | 5, 1) => WIDE_PIXELS,
-        (1, 3 | 5, 2) => WIDE_PIXELS / 2,
-        _ => 0,
-    };
-    let avx512 = crate::gemm::avx512_available();
-    let wide = if avx512 && wide > 0 && full.len() >= wide {
-        wide
-    } else {
-        0
-    };
+    // Whether the window-row kernel takes the inner pixels.
+    let wide = g.m == 1
+        && g.sw == 1
+        && matches!(g.kw, 3 | 5)
+        && full.len() >= WIDE_PIXELS / 2
+        && crate::gemm::avx512_available();
     zeroed_rows(g.n * g.oh, g.ow * cm, |row, out| {
         let (b, oy) = (row / g.oh, row % g.oh);
         let x = &x[b * image..(b + 1) * image];
@@ -132,35 +128,40 @@ pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry, relu6: 
             || {
                 let mut ox = 0;
                 while ox < g.ow {
-                    if wide > 0 && full.contains(&ox) {
-                        // The last group ends where `full` ends, computing
-                        // some pixels of the group before again (to the same
-                        // bits: the groups write their pixels, they do not
-                        // add to them).
-                        let start = ox.min(full.end - wide);
-                        let out = &mut out[start * cm..(start + wide) * cm];
-                        let x = &x[(start * g.sw - g.pad_left) * g.c..];
+                    if wide && full.contains(&ox) {
+                        // Groups of WIDE_PIXELS, then of half as many; the
+                        // last group ends where `full` ends, computing some
+                        // pixels of the group before again (to the same bits:
+                        // the groups write their pixels, they do not add).
+                        let p = if full.end - ox >= WIDE_PIXELS {
+                            WIDE_PIXELS
+                        } else {
+                            WIDE_PIXELS / 2
+                        };
+                        let start = ox.min(full.end - p);
+                        let out = &mut out[start * cm..(start + p) * cm];
+                        let x = &x[(start - g.pad_left) * g.c..];
                         if let (true, Some(&(last, _))) = (prefetching, window.last()) {
-                            let ahead = last + (wide * g.sw + PREFETCH_AHEAD) * g.c;
-                            prefetch(x, ahead..ahead + wide * g.sw * g.c);
+                            let ahead = last + (p + PREFETCH_AHEAD) * g.c;
+                            prefetch(x, ahead..ahead + p * g.c);
                         }
+                        const HALF: usize = WIDE_PIXELS / 2;
                         #[cfg(target_arch = "x86_64")]
-                        // SAFETY: `wide > 0` only on a CPU with AVX-512F.
+                        // SAFETY: `wide` only on a CPU with AVX-512F.
                         unsafe {
                             let (c, w) = (g.c, &window);
-                            const HALF: usize = WIDE_PIXELS / 2;
-                            match (g.kw, g.sw) {
-                                (3, 1) => {
-                                    window_rows::<WIDE_PIXELS, 3, 1, 10>(out, x, c, w, k, bias)
+                            match (g.kw, p) {
+                                (3, WIDE_PIXELS) => {
+                                    window_rows::<WIDE_PIXELS, 3, 10>(out, x, c, w, k, bias)
                                 }
-                                (5, 1) => {
-                                    window_rows::<WIDE_PIXELS, 5, 1, 12>(out, x, c, w, k, bias)
+                                (5, WIDE_PIXELS) => {
+                                    window_rows::<WIDE_PIXELS, 5, 12>(out, x, c, w, k, bias)
                                 }
-                                (3, 2) => window_rows::<HALF, 3, 2, 9>(out, x, c, w, k, bias),
-                                _ => window_rows::<HALF, 5, 2, 11>(out, x, c, w, k, bias),
+                                (3, _) => window_rows::<HALF, 3, 6>(out, x, c, w, k, bias),
+                                _ => window_rows::<HALF, 5, 8>(out, x, c, w, k, bias),
                             }
                         }
-                        ox = start + wide;
+                        ox = start + p;
                         continue;
                     }
                     // (offset of the input pixel, offset of the kernel tap) per tap inside the input.
@@ -220,12 +221,12 @@ pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry, relu6: 
 
 /// Output pixels `0..P` of `out` (each `c` channels; written, not added
 /// to) of an output row whose windows all lie inside the input along the
-/// width, at stride `SW`, with kernels `KW` wide, depth multiplier 1:
+/// width, at stride 1, with kernels `KW` wide, depth multiplier 1:
 /// `x` starts at the input column of pixel 0's window, and `window` lists
 /// (offset of the input row, offset of the kernel row) for each window row
 /// inside the input.
 ///
-/// In each window row, the `P` pixels read `J = (P − 1)·SW + KW`
+/// In each window row, the `P` pixels read `J = P + KW − 1`
 /// neighbouring input pixels, each of them under up to `KW` taps: so each
 /// input vector is loaded once, and each kernel tap once, for `P·KW`
 /// products (the generic [`sum_of_products`] loads the input once per
@@ -240,7 +241,7 @@ pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry, relu6: 
 /// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn window_rows<const P: usize, const KW: usize, const SW: usize, const J: usize>(
+unsafe fn window_rows<const P: usize, const KW: usize, const J: usize>(
     out: &mut [f32],
     x: &[f32],
     c: usize,
@@ -249,7 +250,7 @@ unsafe fn window_rows<const P: usize, const KW: usize, const SW: usize, const J:
     bias: Option<&[f32]>,
 ) {
     use std::arch::x86_64::*;
-    assert!(J == (P - 1) * SW + KW && out.len() >= P * c);
+    assert!(J == P + KW - 1 && out.len() >= P * c);
     assert!(bias.is_none_or(|b| b.len() >= c));
     for &(xr, kr) in window {
         assert!(xr + J * c <= x.len() && kr + KW * c <= k.len());
@@ -276,7 +277,7 @@ unsafe fn window_rows<const P: usize, const KW: usize, const SW: usize, const J:
             }
             for (kx, &tap) in taps.iter().enumerate() {
                 for (p, acc) in acc.iter_mut().enumerate() {
-                    *acc = _mm512_add_ps(*acc, _mm512_mul_ps(inputs[p * SW + kx], tap));
+                    *acc = _mm512_add_ps(*acc, _mm512_mul_ps(inputs[p + kx], tap));
                 }
             }
         }

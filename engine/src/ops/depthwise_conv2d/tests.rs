@@ -60,8 +60,8 @@ fn relative_error(a: &[f32], b: &[f32]) -> f32 {
 /// channel counts that are not multiples of 16, and more than one register
 /// block (`direct.rs`'s `sum_block`); the 3×3 cases cover groups of
 /// `PIXELS` pixels next to single border pixels, and dK's taps summed side
-/// by side; the 3×3 and 5×5 cases with 4 or more inner output columns at
-/// stride 2 (8 at stride 1) cover the forward's window-row kernel.
+/// by side; the 3×3 and 5×5 stride-1 cases with 4 or more inner output
+/// columns cover the forward's window-row kernel (groups of 8 and of 4).
 #[test]
 fn direct_path_matches_the_reference() {
     let explicit = Padding::Explicit {
@@ -87,11 +87,12 @@ fn direct_path_matches_the_reference() {
         ([2, 7, 6, 70, 1], (3, 3), 2, Padding::Same),
         ([1, 5, 5, 128, 1], (3, 3), 1, explicit),
         ([1, 6, 5, 227, 1], (3, 3), 1, Padding::Same),
-        // The forward's window-row kernel (`window_rows`), 3×3 and 5×5 at
-        // strides 1 and 2: groups that fit the inner pixels exactly and
-        // groups whose last one overlaps the one before; 16-channel blocks
-        // and a rest of single channels.
+        // The forward's window-row kernel (`window_rows`), 3×3 and 5×5:
+        // groups that fit the inner pixels exactly and groups whose last
+        // one overlaps the one before; 16-channel blocks and a masked rest
+        // (and the same at stride 2, which takes the single-pixel path).
         ([2, 6, 13, 37, 1], (3, 3), 1, Padding::Same),
+        ([1, 5, 14, 19, 1], (3, 3), 1, Padding::Same),
         ([1, 4, 12, 16, 1], (3, 3), 1, Padding::Valid),
         ([1, 7, 14, 21, 1], (5, 5), 1, Padding::Same),
         ([2, 11, 13, 20, 1], (5, 5), 2, Padding::Same),
