@@ -30,9 +30,9 @@
 //! dK:       the 9 taps of a 3×3 window share each output pixel's dy[b, oy, ox, :]
 //! ```
 //!
-//! At stride 1 the forward of 3- and 5-wide kernels (MobileNet's and
-//! EfficientNet-Lite's) goes further ([`window_rows`]): `WIDE_PIXELS`
-//! neighbouring output pixels of a row also share their input pixels, each
+//! At stride 1 the forward and dx of 3- and 5-wide kernels (MobileNet's
+//! and EfficientNet-Lite's) go further ([`window_rows`]): `WIDE_PIXELS`
+//! neighbouring pixels of a row also share the pixels they read, each
 //! loaded once per window row for all the taps that read it.
 //!
 //! Only where the border cuts no window do the outputs have the same list
