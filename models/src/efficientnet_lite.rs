@@ -35,7 +35,7 @@
 //! and are not built (thaw's own head has its dropout).
 //!
 //! Each convolution runs with the batch norm and ReLU6 after it
-//! ([`conv_batch_norm`]): in frozen layers on the CPU the batch norm is
+//! (`layers::conv_batch_norm`): in frozen layers on the CPU the batch norm is
 //! folded into the convolution's weights, and the three are one
 //! convolution with a bias that clamps its own output.
 //!

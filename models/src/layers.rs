@@ -47,7 +47,7 @@ pub trait WeightedLayer {
 }
 
 /// A convolution layer ([`Conv2D`], [`DepthwiseConv2D`]): what a batch norm
-/// that follows it can be folded into ([`conv_batch_norm`]). The innermost
+/// that follows it can be folded into (`conv_batch_norm`). The innermost
 /// axis of its kernel runs over the output channels: Conv2D's HWIO
 /// `[kh, kw, in, out]`, and DepthwiseConv2D's `[kh, kw, c, m]`, whose last
 /// two axes together are the output channel `ci·m + j`.
