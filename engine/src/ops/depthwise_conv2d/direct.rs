@@ -30,9 +30,9 @@
 //! dK:       the 9 taps of a 3×3 window share each output pixel's dy[b, oy, ox, :]
 //! ```
 //!
-//! At stride 1 the forward and dx of 3- and 5-wide kernels (MobileNet's
-//! and EfficientNet-Lite's) go further ([`window_rows`]): `WIDE_PIXELS`
-//! neighbouring pixels of a row also share the pixels they read, each
+//! At stride 1 the forward of 3- and 5-wide kernels (MobileNet's and
+//! EfficientNet-Lite's) goes further ([`window_rows`]): `WIDE_PIXELS`
+//! neighbouring output pixels of a row also share their input pixels, each
 //! loaded once per window row for all the taps that read it.
 //!
 //! Only where the border cuts no window do the outputs have the same list
@@ -74,7 +74,14 @@ const PIXELS: usize = 4;
 
 /// Pixels of one output row that the forward's window-row kernel sums side
 /// by side (see [`window_rows`]); the inner pixels of a row go in groups of
-/// this many, then of half as many.
+/// this many, then of half as many, the last group overlapping the one
+/// before. Rows with fewer inner pixels than this (7×7 layers: 5) do not
+/// take it: the overlap would redo too many. Nor do layers whose operands
+/// stream from memory (above [`PREFETCH_ABOVE`]): there (MobileNetV2's
+/// 56×56×144 at batch 8, and at stride 2 its 112×112×96) the groups of
+/// [`PIXELS`] with their prefetching measured as fast or faster; the kernel
+/// pays on the layers that stay in the caches (28×28×192: 1.5-1.7x,
+/// 14×14×384 and ×576: 1.2-1.5x, forward, one thread).
 const WIDE_PIXELS: usize = 8;
 
 /// How many pixels ahead of a group forward and dx prefetch the rows they
@@ -92,9 +99,9 @@ const PREFETCH_ABOVE: usize = 16 << 20;
 /// Where no window is cut by the left or right border, neighbouring output
 /// pixels have the same taps, their input pixels `sw` columns apart. At
 /// stride 1 with `m = 1`, [`WIDE_PIXELS`] of them are summed by
-/// [`window_rows`] (3- and 5-wide kernels, on CPUs with AVX-512F), or
-/// [`PIXELS`] by [`sum_of_products`] (other kernels), one load of each
-/// kernel tap serving all of them. Pixels at the border, every pixel when
+/// [`window_rows`] (3- and 5-wide kernels, on CPUs with AVX-512F, in
+/// layers that stay in the caches), or [`PIXELS`] by [`sum_of_products`]
+/// (others), one load of each kernel tap serving all of them. Pixels at the border, every pixel when
 /// `m > 1`, and every pixel at larger strides, are summed one at a time: at
 /// stride 2 (MobileNetV2's 112×112×96 layer, whose 38.5 MB input streams
 /// from memory) both kinds of groups were slower than single pixels.
@@ -110,7 +117,8 @@ pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry, relu6: 
     let wide = g.m == 1
         && g.sw == 1
         && matches!(g.kw, 3 | 5)
-        && full.len() >= WIDE_PIXELS / 2
+        && full.len() >= WIDE_PIXELS
+        && !prefetching
         && crate::gemm::avx512_available();
     zeroed_rows(g.n * g.oh, g.ow * cm, |row, out| {
         let (b, oy) = (row / g.oh, row % g.oh);
@@ -141,10 +149,6 @@ pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry, relu6: 
                         let start = ox.min(full.end - p);
                         let out = &mut out[start * cm..(start + p) * cm];
                         let x = &x[(start - g.pad_left) * g.c..];
-                        if let (true, Some(&(last, _))) = (prefetching, window.last()) {
-                            let ahead = last + (p + PREFETCH_AHEAD) * g.c;
-                            prefetch(x, ahead..ahead + p * g.c);
-                        }
                         const HALF: usize = WIDE_PIXELS / 2;
                         #[cfg(target_arch = "x86_64")]
                         // SAFETY: `wide` only on a CPU with AVX-512F.
@@ -152,13 +156,13 @@ pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry, relu6: 
                             let (c, w) = (g.c, &window);
                             match (g.kw, p) {
                                 (3, WIDE_PIXELS) => {
-                                    window_rows::<WIDE_PIXELS, 3, 10, false>(out, x, c, w, k, bias)
+                                    window_rows::<WIDE_PIXELS, 3, 10>(out, x, c, w, k, bias)
                                 }
                                 (5, WIDE_PIXELS) => {
-                                    window_rows::<WIDE_PIXELS, 5, 12, false>(out, x, c, w, k, bias)
+                                    window_rows::<WIDE_PIXELS, 5, 12>(out, x, c, w, k, bias)
                                 }
-                                (3, _) => window_rows::<HALF, 3, 6, false>(out, x, c, w, k, bias),
-                                _ => window_rows::<HALF, 5, 8, false>(out, x, c, w, k, bias),
+                                (3, _) => window_rows::<HALF, 3, 6>(out, x, c, w, k, bias),
+                                _ => window_rows::<HALF, 5, 8>(out, x, c, w, k, bias),
                             }
                         }
                         ox = start + p;
@@ -237,17 +241,11 @@ pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry, relu6: 
 /// Each pixel's sum runs over the taps in ascending `(ky, kx)` from zero,
 /// multiplies and adds separate, the bias added last, as in the reference.
 ///
-/// With `FLIP`, tap `kx` of pixel `p` reads input `p + KW − 1 − kx`
-/// instead of `p + kx`: [`dx`] at stride 1, where input column `ix` gathers
-/// `dy` at output column `ix + pl − kx` (the kernel turned around), with
-/// `x` the gradient `dy` from the column that pixel 0 reads under tap
-/// `KW − 1`, and `window` the output rows of dy that read this input row.
-///
 /// # Safety
 /// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn window_rows<const P: usize, const KW: usize, const J: usize, const FLIP: bool>(
+unsafe fn window_rows<const P: usize, const KW: usize, const J: usize>(
     out: &mut [f32],
     x: &[f32],
     c: usize,
@@ -283,12 +281,7 @@ unsafe fn window_rows<const P: usize, const KW: usize, const J: usize, const FLI
             }
             for (kx, &tap) in taps.iter().enumerate() {
                 for (p, acc) in acc.iter_mut().enumerate() {
-                    let input = if FLIP {
-                        inputs[p + KW - 1 - kx]
-                    } else {
-                        inputs[p + kx]
-                    };
-                    *acc = _mm512_add_ps(*acc, _mm512_mul_ps(input, tap));
+                    *acc = _mm512_add_ps(*acc, _mm512_mul_ps(inputs[p + kx], tap));
                 }
             }
         }
@@ -303,10 +296,7 @@ unsafe fn window_rows<const P: usize, const KW: usize, const J: usize, const FLI
 }
 
 /// `dx` as `[n, h, w, c]`, one rayon task per input row: a gather over the
-/// output pixels whose windows read each input pixel. At stride 1 with
-/// `m = 1` and 3- or 5-wide kernels, the input columns that every window
-/// column reads go through [`window_rows`] (turned around, `FLIP`), as the
-/// forward's inner pixels do.
+/// output pixels whose windows read each input pixel.
 ///
 /// Input columns `ix, ix + sw, ix + 2·sw, ..` read the same kernel taps of
 /// output columns `ox, ox + 1, ox + 2, ..` where no window is cut by the
@@ -336,24 +326,11 @@ pub fn dx(k: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
         })
     };
     let prefetching = 4 * (dy.len() + g.n * g.h * g.w * g.c) > PREFETCH_ABOVE;
-    // At stride 1, the input columns all of whose window columns have an
-    // output pixel, and whether the window-row kernel takes them.
-    let inner = full_range(g.w, |ix| (0..g.kw).all(|kx| g.output_col(ix, kx).is_some()));
-    let wide = g.m == 1
-        && g.sw == 1
-        && matches!(g.kw, 3 | 5)
-        && inner.len() >= WIDE_PIXELS / 2
-        && crate::gemm::avx512_available();
     zeroed_rows(g.n * g.h, g.w * g.c, |row, out| {
         let (b, iy) = (row / g.h, row % g.h);
         let dy = &dy[b * g.oh * g.ow * cm..(b + 1) * g.oh * g.ow * cm];
         let row_taps: Vec<(usize, usize)> = (0..g.kh)
             .filter_map(|ky| g.output_row(iy, ky).map(|oy| (ky, oy)))
-            .collect();
-        // (offset of dy's row, offset of the kernel row) per window row, for window_rows.
-        let window: Vec<(usize, usize)> = row_taps
-            .iter()
-            .map(|&(ky, oy)| (oy * g.ow * cm, ky * g.kw * cm))
             .collect();
         let mut taps = Vec::with_capacity(g.kh * g.kw);
         vectorised(
@@ -362,39 +339,6 @@ pub fn dx(k: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
                 for first in 0..g.sw.min(g.w) {
                     let mut ix = first;
                     while ix < g.w {
-                        if wide && inner.contains(&ix) {
-                            // As in the forward: groups of 8, then 4, the
-                            // last one overlapping the one before.
-                            let p = if inner.end - ix >= WIDE_PIXELS {
-                                WIDE_PIXELS
-                            } else {
-                                WIDE_PIXELS / 2
-                            };
-                            let start = ix.min(inner.end - p);
-                            let out = &mut out[start * g.c..(start + p) * g.c];
-                            // The output column that input column `start` reads under tap kw − 1.
-                            let dy = &dy[(start + g.pad_left + 1 - g.kw) * cm..];
-                            const HALF: usize = WIDE_PIXELS / 2;
-                            #[cfg(target_arch = "x86_64")]
-                            // SAFETY: `wide` only on a CPU with AVX-512F.
-                            unsafe {
-                                let (c, w) = (g.c, &window);
-                                match (g.kw, p) {
-                                    (3, WIDE_PIXELS) => window_rows::<WIDE_PIXELS, 3, 10, true>(
-                                        out, dy, c, w, k, None,
-                                    ),
-                                    (5, WIDE_PIXELS) => window_rows::<WIDE_PIXELS, 5, 12, true>(
-                                        out, dy, c, w, k, None,
-                                    ),
-                                    (3, _) => {
-                                        window_rows::<HALF, 3, 6, true>(out, dy, c, w, k, None)
-                                    }
-                                    _ => window_rows::<HALF, 5, 8, true>(out, dy, c, w, k, None),
-                                }
-                            }
-                            ix = start + p;
-                            continue;
-                        }
                         // (offset of the output pixel's gradient, offset of the kernel tap).
                         taps.clear();
                         for &(ky, oy) in &row_taps {

@@ -60,8 +60,9 @@ fn relative_error(a: &[f32], b: &[f32]) -> f32 {
 /// channel counts that are not multiples of 16, and more than one register
 /// block (`direct.rs`'s `sum_block`); the 3×3 cases cover groups of
 /// `PIXELS` pixels next to single border pixels, and dK's taps summed side
-/// by side; the 3×3 and 5×5 stride-1 cases with 4 or more inner output
-/// columns cover the forward's window-row kernel (groups of 8 and of 4).
+/// by side; the 3×3 and 5×5 stride-1 cases with 8 or more inner output
+/// columns cover the forward's window-row kernel (groups of 8 and of 4;
+/// the test sizes all stay below its streaming threshold).
 #[test]
 fn direct_path_matches_the_reference() {
     let explicit = Padding::Explicit {
