@@ -108,9 +108,14 @@ impl Taps {
         }
     }
 
+    /// Whether the output of `layer` was asked for.
+    pub(crate) fn wants(&self, layer: &str) -> bool {
+        self.wanted.contains(layer)
+    }
+
     /// Keeps `x` as the output of `layer` if it was asked for.
     pub(crate) fn put(&mut self, layer: &str, x: &Tensor) {
-        if self.wanted.contains(layer) {
+        if self.wants(layer) {
             self.got.insert(layer.to_string(), x.clone());
         }
     }

@@ -34,6 +34,11 @@
 //! batch norm epsilon 1e-3; drop-connect and dropout act in training only
 //! and are not built (thaw's own head has its dropout).
 //!
+//! Each convolution runs with the batch norm and ReLU6 after it
+//! (`layers::conv_batch_norm`): in frozen layers on the CPU the batch norm is
+//! folded into the convolution's weights, and the three are one
+//! convolution with a bias that clamps its own output.
+//!
 //! **Padding** is TensorFlow's 'SAME' computed from each layer's actual input
 //! (engine `Padding::Same`: total `max((ceil(i/s) − 1)·s + k − i, 0)`, the
 //! smaller half top/left), right at every input size, like the port built
@@ -56,8 +61,8 @@
 use crate::backbone::{check_input, Backbone, ModelOptions, Pooling, Span, Taps};
 use crate::error::{Error, Result};
 use crate::layers::{
-    Activation, Add, BatchNormalization, Conv2D, Dense, DepthwiseConv2D, FeaturePooling,
-    GlobalAveragePooling2D, Init, ReLU6, WeightedLayer,
+    conv_batch_norm, Activation, Add, BatchNormalization, Conv2D, Dense, DepthwiseConv2D,
+    FeaturePooling, GlobalAveragePooling2D, Init, ReLU6, WeightedLayer,
 };
 use crate::registry::{self, make_divisible};
 use engine::ops::{self, Padding};
@@ -264,23 +269,11 @@ impl Block {
     fn forward(&self, input: Tensor, training: bool, taps: &mut Taps) -> Result<Tensor> {
         let mut x = input.clone();
         if let Some((conv, bn, relu)) = &self.expand {
-            x = conv.forward(&x)?;
-            taps.put(conv.name(), &x);
-            x = bn.forward(&x, training)?;
-            taps.put(bn.name(), &x);
-            x = relu.forward(&x)?;
-            taps.put(&relu.name, &x);
+            x = conv_batch_norm(conv, bn, Some(relu), &x, training, taps)?;
         }
-        x = self.depthwise.forward(&x)?;
-        taps.put(self.depthwise.name(), &x);
-        x = self.bn1.forward(&x, training)?;
-        taps.put(self.bn1.name(), &x);
-        x = self.relu1.forward(&x)?;
-        taps.put(&self.relu1.name, &x);
-        x = self.project.forward(&x)?;
-        taps.put(self.project.name(), &x);
-        x = self.bn2.forward(&x, training)?;
-        taps.put(self.bn2.name(), &x);
+        let (dw, bn1, relu1) = (&self.depthwise, &self.bn1, &self.relu1);
+        x = conv_batch_norm(dw, bn1, Some(relu1), &x, training, taps)?;
+        x = conv_batch_norm(&self.project, &self.bn2, None, &x, training, taps)?;
         if let Some(add) = &self.add {
             x = add.forward(&input, &x)?;
         }
@@ -427,12 +420,8 @@ impl Backbone for EfficientNetLite {
         )?;
         let mut x = x.clone();
         if span.from_image() {
-            x = self.conv_stem.forward(&x)?;
-            taps.put(self.conv_stem.name(), &x);
-            x = self.bn0.forward(&x, training)?;
-            taps.put(self.bn0.name(), &x);
-            x = self.relu0.forward(&x)?;
-            taps.put(&self.relu0.name, &x);
+            let (stem, bn0, relu0) = (&self.conv_stem, &self.bn0, &self.relu0);
+            x = conv_batch_norm(stem, bn0, Some(relu0), &x, training, taps)?;
         }
         for b in &self.blocks[span.blocks(self.blocks.len())] {
             x = b.forward(x, training, taps)?;
@@ -440,12 +429,8 @@ impl Backbone for EfficientNetLite {
         if !span.to_output() {
             return Ok(x);
         }
-        x = self.conv_head.forward(&x)?;
-        taps.put(self.conv_head.name(), &x);
-        x = self.bn1.forward(&x, training)?;
-        taps.put(self.bn1.name(), &x);
-        x = self.relu1.forward(&x)?;
-        taps.put(&self.relu1.name, &x);
+        let (head, bn1, relu1) = (&self.conv_head, &self.bn1, &self.relu1);
+        x = conv_batch_norm(head, bn1, Some(relu1), &x, training, taps)?;
         match &self.head {
             Head::Top(pool, fc) => {
                 x = pool.forward(&x)?;

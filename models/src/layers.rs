@@ -13,12 +13,13 @@
 //! freshly built model is the same on every run. Backbones are normally
 //! overwritten by pretrained weights right after construction.
 
+use crate::backbone::Taps;
 use crate::error::{Error, Result};
 use engine::ops::{self, Padding};
-use engine::{DType, Param, Precision, Tensor};
+use engine::{DType, Device, Param, Precision, Tensor};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 /// Keras's default BatchNormalization momentum for the moving statistics.
 pub const BN_MOMENTUM: f64 = 0.99;
@@ -43,6 +44,29 @@ pub trait WeightedLayer {
     fn precision(&self) -> Precision {
         Precision::F32
     }
+}
+
+/// A convolution layer ([`Conv2D`], [`DepthwiseConv2D`]): what a batch norm
+/// that follows it can be folded into (`conv_batch_norm`). The innermost
+/// axis of its kernel runs over the output channels: Conv2D's HWIO
+/// `[kh, kw, in, out]`, and DepthwiseConv2D's `[kh, kw, c, m]`, whose last
+/// two axes together are the output channel `ci·m + j`.
+pub trait Convolution: WeightedLayer {
+    /// The kernel and the bias, if the layer has one.
+    fn kernel_and_bias(&self) -> (&Param, Option<&Param>);
+    /// Output channels.
+    fn filters(&self) -> usize;
+    /// Whether the layer's output is its f32 convolution plus bias and
+    /// nothing else (not a Conv2D with an activation or a 16-bit precision).
+    fn is_plain_f32(&self) -> bool;
+    /// The layer's convolution (its stride, padding and precision) with
+    /// the given weights.
+    fn convolve(&self, x: &Tensor, kernel: &Tensor, bias: Option<&Tensor>) -> Result<Tensor>;
+    /// ReLU6 of [`Convolution::convolve`], as one op that clamps the output
+    /// while it is in cache (f32 only).
+    fn convolve_relu6(&self, x: &Tensor, kernel: &Tensor, bias: Option<&Tensor>) -> Result<Tensor>;
+    /// Runs the layer (its own forward pass).
+    fn forward(&self, x: &Tensor) -> Result<Tensor>;
 }
 
 /// The activation Keras fuses into Conv2D and Dense (`activation="relu"`).
@@ -187,17 +211,40 @@ impl Conv2D {
     /// Runs the layer.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let bias = self.bias.as_ref().map(|b| b.tensor());
-        let y = ops::conv2d_in(
+        let y = self.convolve(x, &self.kernel.tensor(), bias.as_ref())?;
+        self.activation
+            .apply(y)
+            .map_err(Error::in_layer(&self.name))
+    }
+}
+
+impl Convolution for Conv2D {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Conv2D::forward(self, x)
+    }
+    fn filters(&self) -> usize {
+        Conv2D::filters(self)
+    }
+    fn kernel_and_bias(&self) -> (&Param, Option<&Param>) {
+        (&self.kernel, self.bias.as_ref())
+    }
+    fn is_plain_f32(&self) -> bool {
+        self.activation == Activation::Linear && WeightedLayer::precision(self) == Precision::F32
+    }
+    fn convolve(&self, x: &Tensor, kernel: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        ops::conv2d_in(
             WeightedLayer::precision(self),
             x,
-            &self.kernel.tensor(),
-            bias.as_ref(),
+            kernel,
+            bias,
             self.stride,
             self.padding,
         )
-        .and_then(|y| self.activation.apply(y))
-        .map_err(Error::in_layer(&self.name))?;
-        Ok(y)
+        .map_err(Error::in_layer(&self.name))
+    }
+    fn convolve_relu6(&self, x: &Tensor, kernel: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        ops::conv2d_relu6(x, kernel, bias, self.stride, self.padding)
+            .map_err(Error::in_layer(&self.name))
     }
 }
 
@@ -264,14 +311,30 @@ impl DepthwiseConv2D {
     /// Runs the layer.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let bias = self.bias.as_ref().map(|b| b.tensor());
-        ops::depthwise_conv2d(
-            x,
-            &self.kernel.tensor(),
-            bias.as_ref(),
-            self.stride,
-            self.padding,
-        )
-        .map_err(Error::in_layer(&self.name))
+        self.convolve(x, &self.kernel.tensor(), bias.as_ref())
+    }
+}
+
+impl Convolution for DepthwiseConv2D {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        DepthwiseConv2D::forward(self, x)
+    }
+    fn filters(&self) -> usize {
+        self.kernel.shape()[2..].iter().product()
+    }
+    fn kernel_and_bias(&self) -> (&Param, Option<&Param>) {
+        (&self.kernel, self.bias.as_ref())
+    }
+    fn is_plain_f32(&self) -> bool {
+        true
+    }
+    fn convolve(&self, x: &Tensor, kernel: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        ops::depthwise_conv2d(x, kernel, bias, self.stride, self.padding)
+            .map_err(Error::in_layer(&self.name))
+    }
+    fn convolve_relu6(&self, x: &Tensor, kernel: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        ops::depthwise_conv2d_relu6(x, kernel, bias, self.stride, self.padding)
+            .map_err(Error::in_layer(&self.name))
     }
 }
 
@@ -374,6 +437,18 @@ pub struct BatchNormalization {
     /// MobileNetV2: 0.999, see [`BatchNormalization::with_momentum`]).
     pub momentum: f64,
     inference_only: AtomicBool,
+    /// The weights of the convolution before this layer with this layer
+    /// folded in, kept while the weights they came from stay the same
+    /// ([`conv_batch_norm`]).
+    folded: Mutex<Option<FoldedWeights>>,
+}
+
+/// A convolution's kernel and bias with a batch norm folded in, and the
+/// ids of the weight tensors they were computed from.
+struct FoldedWeights {
+    from: Vec<u64>,
+    kernel: Tensor,
+    bias: Tensor,
 }
 
 impl BatchNormalization {
@@ -398,6 +473,7 @@ impl BatchNormalization {
             epsilon,
             momentum: BN_MOMENTUM,
             inference_only: AtomicBool::new(false),
+            folded: Mutex::new(None),
         }
     }
 
@@ -503,6 +579,149 @@ impl WeightedLayer for BatchNormalization {
             g.set_trainable(trainable);
         }
         self.beta.set_trainable(trainable);
+    }
+}
+
+/// `bn(conv(x))`, then `relu6` when given, tapping every output: the
+/// layers in turn, or, when they are frozen, as one convolution with the
+/// batch norm folded into its weights. Per output channel, with
+/// `s = γ/√(σ²+ε)` and `t = β − μ·s` from the moving statistics,
+///
+/// ```text
+/// bn(conv(x, K) + b) = conv(x, K·s) + (b·s + t)
+/// ```
+///
+/// which spares the batch norm's pass over the activation (a read and a
+/// write of every value; at 224 px most of EfficientNet-Lite's layers are
+/// bound by such traffic, not by arithmetic). The ReLU6 after it is then
+/// applied by the convolution to its output while in cache
+/// (`ops::conv2d_relu6`, `ops::depthwise_conv2d_relu6`), sparing another.
+///
+/// It folds when no weight of either layer is trainable (the frozen
+/// backbone of `extract`, the frozen blocks of a fine-tuning run), the batch
+/// norm uses its moving statistics, the convolution is plain f32 on the CPU
+/// ([`Convolution::is_plain_f32`]), and its own output is not tapped; the
+/// ReLU6 is fused when the batch norm's output is not tapped either. The
+/// choice does not depend on whether the tape records, so a layer computes
+/// the same values under `no_grad()` as outside it. A trainable layer never
+/// folds: its gradients are those of the separate layers. Folded weights
+/// are computed in f64, rounded once to f32, and kept until one of the
+/// weights changes; the result differs from the separate layers' only by
+/// rounding (`folded_batch_norm_equals_the_separate_layers_on_efficientnet_lite0`
+/// in `tests/tests/models.rs`, and the real checkpoint in `model_parity.rs`).
+pub(crate) fn conv_batch_norm(
+    conv: &dyn Convolution,
+    bn: &BatchNormalization,
+    relu6: Option<&ReLU6>,
+    x: &Tensor,
+    training: bool,
+    taps: &mut Taps,
+) -> Result<Tensor> {
+    let (kernel, bias) = conv.kernel_and_bias();
+    let frozen = conv.weights().iter().all(|p| !p.is_trainable())
+        && !bn.gamma.is_trainable()
+        && !bn.beta.is_trainable();
+    let folds = frozen
+        && !bn.uses_batch_statistics(training)
+        && conv.is_plain_f32()
+        && x.device() == Device::Cpu
+        && !taps.wants(conv.name());
+    let folded = if folds {
+        bn.fold(kernel, bias, conv.filters())
+    } else {
+        None
+    };
+    let y = match (folded, relu6) {
+        (Some((k, b)), Some(relu6)) if !taps.wants(bn.name()) => {
+            let y = conv.convolve_relu6(x, &k, Some(&b))?;
+            taps.put(&relu6.name, &y);
+            return Ok(y);
+        }
+        (Some((k, b)), _) => conv.convolve(x, &k, Some(&b))?,
+        (None, _) => {
+            let y = conv.forward(x)?;
+            taps.put(conv.name(), &y);
+            bn.forward(&y, training)?
+        }
+    };
+    taps.put(bn.name(), &y);
+    let Some(relu6) = relu6 else {
+        return Ok(y);
+    };
+    let y = relu6.forward(&y)?;
+    taps.put(&relu6.name, &y);
+    Ok(y)
+}
+
+impl BatchNormalization {
+    /// `K·s` and `b·s + t` for a convolution with kernel `K`, bias `b`
+    /// (zero if absent) and `filters` output channels (the kernel's
+    /// innermost axis), computed in f64 from the f32 weights on the CPU and
+    /// rounded once; None when the weights are not that, their channels
+    /// differ from this layer's, or the moving variance plus ε is not
+    /// positive (the two layers in turn then say what is wrong).
+    fn fold(
+        &self,
+        kernel: &Param,
+        bias: Option<&Param>,
+        filters: usize,
+    ) -> Option<(Tensor, Tensor)> {
+        let weights: Vec<Tensor> = [kernel, &self.gamma, &self.beta, &self.moving_mean]
+            .into_iter()
+            .chain([&self.moving_variance])
+            .chain(bias)
+            .map(Param::value)
+            .collect();
+        let from: Vec<u64> = weights.iter().map(Tensor::id).collect();
+        let mut cache = self.folded.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = cache.as_ref().filter(|f| f.from == from) {
+            return Some((f.kernel.clone(), f.bias.clone()));
+        }
+        fn f32s(t: &Tensor) -> Option<&[f32]> {
+            t.as_slice::<f32>().ok()
+        }
+        let (k, gamma, beta, mean, var) = (
+            f32s(&weights[0])?,
+            f32s(&weights[1])?,
+            f32s(&weights[2])?,
+            f32s(&weights[3])?,
+            f32s(&weights[4])?,
+        );
+        let b = weights.get(5).map(f32s);
+        let c = gamma.len();
+        let same = |v: &[f32]| v.len() == c;
+        let channels_match = c == filters
+            && k.len() % c == 0
+            && [beta, mean, var].into_iter().all(same)
+            && b.is_none_or(|b| b.is_some_and(same));
+        if !channels_match {
+            return None;
+        }
+        let mut scale = Vec::with_capacity(c);
+        let mut shift = Vec::with_capacity(c);
+        for j in 0..c {
+            let v = var[j] as f64 + self.epsilon;
+            if v.is_nan() || v <= 0.0 {
+                return None;
+            }
+            let s = gamma[j] as f64 / v.sqrt();
+            let bias = b.flatten().map_or(0.0, |b| b[j] as f64);
+            scale.push(s);
+            shift.push(bias * s + (beta[j] as f64 - mean[j] as f64 * s));
+        }
+        let k: Vec<f32> = k
+            .chunks_exact(c)
+            .flat_map(|tap| tap.iter().zip(&scale).map(|(&k, &s)| (k as f64 * s) as f32))
+            .collect();
+        let shift: Vec<f32> = shift.into_iter().map(|t| t as f32).collect();
+        let folded = FoldedWeights {
+            from,
+            kernel: Tensor::from_vec(k, &kernel.shape()).ok()?,
+            bias: Tensor::from_vec(shift, &[c]).ok()?,
+        };
+        let pair = (folded.kernel.clone(), folded.bias.clone());
+        *cache = Some(folded);
+        Some(pair)
     }
 }
 

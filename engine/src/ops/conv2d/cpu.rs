@@ -39,6 +39,7 @@ use super::{implicit_gemm, scratch, winograd};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::gemm;
+use crate::ops::relu6::{relu6_in_place, relu6_value};
 use crate::tensor::{CpuStorage, DType};
 use rayon::prelude::*;
 
@@ -528,6 +529,30 @@ pub fn forward(
     let b = bias.map(|b| typed::<f32>(b, "bias")).transpose()?;
     let (x, k) = (typed::<f32>(x, "input")?, typed::<f32>(kernel, "kernel")?);
     Ok(CpuStorage::F32(fast(x, k, b, g)))
+}
+
+/// `relu6(forward)` in f32 (`super::conv2d_relu6`): the `Packed` path
+/// clamps each row of its output as its GEMM finishes it; the others clamp
+/// their finished output. Bit for bit what the two ops give.
+pub fn forward_relu6(
+    x: &[f32],
+    kernel: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeometry,
+) -> Vec<f32> {
+    let mut y = match choose(Direction::Forward, DType::F32, g) {
+        Path::Packed => {
+            let finish =
+                |_: usize, part: &mut [f32]| part.iter_mut().for_each(|v| *v = relu6_value(*v));
+            return implicit_gemm::forward_packed_then(x, kernel, bias, g, Some(&finish));
+        }
+        Path::Im2col => forward_typed(x, kernel, bias, g, COL_BUDGET_BYTES),
+        Path::Winograd => winograd::forward(x, kernel, bias, g),
+        Path::Direct => implicit_gemm::forward_direct(x, kernel, bias, g),
+        Path::Rows => implicit_gemm::forward_rows(x, kernel, bias, g),
+    };
+    relu6_in_place(&mut y);
+    y
 }
 
 /// Gradients `(dx, dkernel, dbias)`, each computed only when asked for.

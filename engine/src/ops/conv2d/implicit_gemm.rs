@@ -144,25 +144,53 @@ pub(super) fn forward_packed(
     bias: Option<&[f32]>,
     g: &ConvGeometry,
 ) -> Vec<f32> {
+    forward_packed_then(x, kernel, bias, g, None)
+}
+
+/// [`forward_packed`], then `finish`, if given, on each finished part of
+/// an output row (pixel; the slice holds channels `first..`) while it is
+/// in cache ([`gemm::gemm_then`]).
+///
+/// The bias: with a receptive field of one K block of the GEMM
+/// (`kh·kw·c ≤ KC`: every 1×1 conv on up to 256 channels), it is added as
+/// the rows are finished, `fl(Σ + bias)`, the same bits as starting C at
+/// the bias (beta = 1) gives, without writing the bias over all of C first
+/// and reading it back. With more K blocks C starts as the bias, so that
+/// each element is summed as the other paths sum it.
+pub(super) fn forward_packed_then(
+    x: &[f32],
+    kernel: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeometry,
+    finish: Option<gemm::Finish>,
+) -> Vec<f32> {
     let (cw, o, rows) = (g.col_width(), g.o, g.n * g.oh * g.ow);
+    let cols = ReceptiveFields::new(x, g);
+    let sb = row_major(o);
+    if let (Some(b), true) = (bias, cw <= gemm::KC) {
+        let mut y = vec![0.0; rows * o];
+        let add_bias = |first: usize, part: &mut [f32]| {
+            for (y, &b) in part.iter_mut().zip(&b[first..]) {
+                *y += b;
+            }
+            if let Some(f) = finish {
+                f(first, part);
+            }
+        };
+        gemm::gemm_then(
+            rows, cw, o, 1.0, &cols, kernel, sb, 0.0, &mut y, sb, &add_bias,
+        );
+        return y;
+    }
     // The bias is written first and the GEMM adds onto it (beta = 1).
     let (mut y, beta) = match bias {
         Some(b) => (b.repeat(rows), 1.0),
         None => (vec![0.0; rows * o], 0.0),
     };
-    let cols = ReceptiveFields::new(x, g);
-    gemm::gemm(
-        rows,
-        cw,
-        o,
-        1.0,
-        &cols,
-        kernel,
-        row_major(o),
-        beta,
-        &mut y,
-        row_major(o),
-    );
+    match finish {
+        None => gemm::gemm(rows, cw, o, 1.0, &cols, kernel, sb, beta, &mut y, sb),
+        Some(f) => gemm::gemm_then(rows, cw, o, 1.0, &cols, kernel, sb, beta, &mut y, sb, f),
+    }
     y
 }
 

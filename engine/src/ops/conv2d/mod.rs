@@ -207,6 +207,36 @@ pub fn conv2d_in(
     ))
 }
 
+/// `relu6(conv2d(x, kernel, bias))`, equal to the two ops bit for bit
+/// (MobileNet's and EfficientNet-Lite's convolutions are followed by ReLU6).
+/// On the CPU in f32, when nothing needs a gradient, the clamp is applied
+/// to each block of the output right after it is computed, while it is in
+/// cache, instead of in a pass of its own over the output: the `Packed`
+/// path's GEMM finishes its rows with it ([`crate::gemm::gemm_then`]); the
+/// other paths clamp the finished output. Otherwise (a gradient to
+/// compute, f64, a GPU) it is the two ops. Errors as [`conv2d`].
+pub fn conv2d_relu6(
+    x: &Tensor,
+    kernel: &Tensor,
+    bias: Option<&Tensor>,
+    stride: (usize, usize),
+    padding: Padding,
+) -> Result<Tensor> {
+    let operands = [Some(x), Some(kernel), bias];
+    let needs_grad = is_grad_enabled() && operands.iter().flatten().any(|t| t.requires_grad());
+    let cpu_f32 = operands
+        .iter()
+        .flatten()
+        .all(|t| matches!(t.storage(), Storage::Cpu(CpuStorage::F32(_))));
+    if needs_grad || !cpu_f32 {
+        return super::relu6(&conv2d(x, kernel, bias, stride, padding)?);
+    }
+    let g = geometry(x, kernel, bias, stride, padding)?;
+    let b = bias.map(|b| b.as_slice::<f32>()).transpose()?;
+    let y = cpu::forward_relu6(x.as_slice::<f32>()?, kernel.as_slice::<f32>()?, b, &g);
+    Tensor::from_vec(y, &[g.n, g.oh, g.ow, g.o])
+}
+
 /// The definition of [`conv2d`] (the module docs' sum), one multiply-add at
 /// a time: the reference every path is checked against (im2col, the
 /// implicit GEMMs, Winograd, cuDNN, half precision). Same conventions and

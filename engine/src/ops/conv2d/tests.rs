@@ -558,3 +558,75 @@ fn only_the_requested_gradients_are_computed() {
     );
     assert!(dx.is_none() && dk.is_some() && db.is_none());
 }
+
+/// `conv2d_relu6` equals `relu6(conv2d(..))` bit for bit on each CPU
+/// path (the 1×1 and the 3×3/2 stem take `Packed`, whose GEMM clamps its
+/// rows; a 64-channel 3×3 `Rows`; an unpadded 3×3 `Direct`), with and
+/// without bias, on values whose outputs reach both clamps; and with a
+/// gradient to compute it is the two ops, gradient included.
+#[test]
+fn conv2d_relu6_equals_relu6_of_conv2d() {
+    use crate::ops::{conv2d, conv2d_relu6, relu6, Padding};
+    use crate::{Param, Tensor};
+    let tensor = |shape: &[usize], scale: f64, seed: u64| {
+        let n = shape.iter().product();
+        let v: Vec<f32> = values(n, seed).iter().map(|v| (v * scale) as f32).collect();
+        Tensor::from_vec(v, shape).unwrap()
+    };
+    let cases: [(&[usize], &[usize], usize, Padding); 4] = [
+        (&[2, 5, 7, 24], &[1, 1, 24, 40], 1, Padding::Same),
+        (&[2, 9, 9, 3], &[3, 3, 3, 32], 2, Padding::Same),
+        (&[1, 6, 14, 64], &[3, 3, 64, 16], 1, Padding::Same),
+        (&[1, 6, 16, 8], &[3, 3, 8, 8], 1, Padding::Valid),
+    ];
+    for (i, (xs, ks, stride, padding)) in cases.into_iter().enumerate() {
+        let seed = 100 + 10 * i as u64;
+        let x = tensor(xs, 16.0, seed);
+        let k = tensor(ks, 2.0, seed + 1);
+        let bias = tensor(&[ks[3]], 4.0, seed + 2);
+        for b in [None, Some(&bias)] {
+            let _no_grad = crate::no_grad();
+            let s = (stride, stride);
+            let want = relu6(&conv2d(&x, &k, b, s, padding).unwrap()).unwrap();
+            let got = conv2d_relu6(&x, &k, b, s, padding).unwrap();
+            let (want, got) = (want.to_vec_f32(), got.to_vec_f32());
+            assert!(got == want, "case {i}, bias {}", b.is_some());
+            assert!(
+                want.contains(&0.0)
+                    && want.contains(&6.0)
+                    && want.iter().any(|v| *v > 0.0 && *v < 6.0),
+                "case {i}: the outputs should reach both clamps"
+            );
+        }
+        // With a trainable kernel it is the two ops, on the tape.
+        let kp = Param::new("k", k.clone());
+        let y = conv2d_relu6(&x, &kp.tensor(), None, (stride, stride), padding).unwrap();
+        assert!(y.requires_grad(), "case {i}");
+        crate::ops::sum(&y).unwrap().backward().unwrap();
+        let dk = kp.grad().unwrap().to_vec_f32();
+        let kp2 = Param::new("k", k);
+        let y2 = relu6(&conv2d(&x, &kp2.tensor(), None, (stride, stride), padding).unwrap());
+        crate::ops::sum(&y2.unwrap()).unwrap().backward().unwrap();
+        assert!(dk == kp2.grad().unwrap().to_vec_f32(), "case {i}: gradient");
+    }
+}
+
+/// The path each `conv2d_relu6_equals_relu6_of_conv2d` case is meant to
+/// take, where the CPU has the fast paths.
+#[test]
+fn conv2d_relu6_cases_take_every_path() {
+    if !gemm::avx512_available() {
+        return;
+    }
+    let paths = [
+        stride_1(2, (5, 7, 24), (1, 1, 40), (5, 7), (0, 0)),
+        conv(2, (9, 9, 3), (3, 3, 32), (2, 2), (5, 5), (1, 1)),
+        stride_1(1, (6, 14, 64), (3, 3, 16), (6, 14), (1, 1)),
+        valid(1, (6, 16, 8), (3, 3, 8), (1, 1)),
+    ]
+    .map(|g| choose(Direction::Forward, DType::F32, &g));
+    assert_eq!(
+        paths,
+        [Path::Packed, Path::Packed, Path::Rows, Path::Direct]
+    );
+}

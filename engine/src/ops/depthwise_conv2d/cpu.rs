@@ -108,6 +108,7 @@ pub fn forward(
             typed(kernel, "kernel")?,
             bias.map(|b| typed(b, "bias")).transpose()?,
             g,
+            false,
         )),
         DType::F64 => CpuStorage::F64(forward_reference(
             typed(x, "input")?,

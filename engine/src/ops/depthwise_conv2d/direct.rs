@@ -30,6 +30,11 @@
 //! dK:       the 9 taps of a 3×3 window share each output pixel's dy[b, oy, ox, :]
 //! ```
 //!
+//! At stride 1 the forward of 3- and 5-wide kernels (MobileNet's and
+//! EfficientNet-Lite's) goes further ([`window_rows`]): `WIDE_PIXELS`
+//! neighbouring output pixels of a row also share their input pixels, each
+//! loaded once per window row for all the taps that read it.
+//!
 //! Only where the border cuts no window do the outputs have the same list
 //! of terms; border pixels are summed one at a time. With `m > 1` the input
 //! value of channel `ci` multiplies `m` consecutive kernel values
@@ -48,6 +53,7 @@
 //! rounding.
 
 use super::cpu::Geometry;
+use crate::ops::relu6::relu6_value;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -66,6 +72,18 @@ const PIXELS_PER_PARTIAL: usize = 100;
 /// Pixels that forward and dx sum side by side (see [`sum_of_products`]).
 const PIXELS: usize = 4;
 
+/// Pixels of one output row that the forward's window-row kernel sums side
+/// by side (see [`window_rows`]); the inner pixels of a row go in groups of
+/// this many, then of half as many, the last group overlapping the one
+/// before. Rows with fewer inner pixels than this (7×7 layers: 5) do not
+/// take it: the overlap would redo too many. Nor do layers whose operands
+/// stream from memory (above [`PREFETCH_ABOVE`]): there (MobileNetV2's
+/// 56×56×144 at batch 8, and at stride 2 its 112×112×96) the groups of
+/// [`PIXELS`] with their prefetching measured as fast or faster; the kernel
+/// pays on the layers that stay in the caches (28×28×192: 1.5-1.7x,
+/// 14×14×384 and ×576: 1.2-1.5x, forward, one thread).
+const WIDE_PIXELS: usize = 8;
+
 /// How many pixels ahead of a group forward and dx prefetch the rows they
 /// read ([`prefetch`]), in layers whose operands exceed [`PREFETCH_ABOVE`]
 /// bytes: that helps the layers that stream from memory (MobileNetV2's
@@ -78,27 +96,78 @@ const PREFETCH_ABOVE: usize = 16 << 20;
 
 /// `y` as `[n, oh, ow, c·m]`, one rayon task per output row.
 ///
-/// Inside the input (every tap of the window present), [`PIXELS`]
-/// neighbouring output pixels have the same taps, their input pixels `sw`
-/// columns apart: at stride 1 they are summed together, one load of each
-/// kernel tap serving all of them. Pixels at the border, every pixel when
+/// Where no window is cut by the left or right border, neighbouring output
+/// pixels have the same taps, their input pixels `sw` columns apart. At
+/// stride 1 with `m = 1`, [`WIDE_PIXELS`] of them are summed by
+/// [`window_rows`] (3- and 5-wide kernels, on CPUs with AVX-512F, in
+/// layers that stay in the caches), or [`PIXELS`] by [`sum_of_products`]
+/// (others), one load of each kernel tap serving all of them. Pixels at the border, every pixel when
 /// `m > 1`, and every pixel at larger strides, are summed one at a time: at
 /// stride 2 (MobileNetV2's 112×112×96 layer, whose 38.5 MB input streams
-/// from memory) the groups are slower than single pixels.
-pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry) -> Vec<f32> {
+/// from memory) both kinds of groups were slower than single pixels.
+///
+/// With `relu6`, each finished row is clamped to `[0, 6]` while it is in
+/// cache (`super::depthwise_conv2d_relu6`).
+pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry, relu6: bool) -> Vec<f32> {
     let cm = g.cm();
     let image = g.h * g.w * g.c;
     let full = full_range(g.ow, |ox| (0..g.kw).all(|kx| g.input_col(ox, kx).is_some()));
     let prefetching = 4 * (x.len() + g.n * g.oh * g.ow * cm) > PREFETCH_ABOVE;
+    // Whether the window-row kernel takes the inner pixels.
+    let wide = g.m == 1
+        && g.sw == 1
+        && matches!(g.kw, 3 | 5)
+        && full.len() >= WIDE_PIXELS
+        && !prefetching
+        && crate::gemm::avx512_available();
     zeroed_rows(g.n * g.oh, g.ow * cm, |row, out| {
         let (b, oy) = (row / g.oh, row % g.oh);
         let x = &x[b * image..(b + 1) * image];
         let mut taps = Vec::with_capacity(g.kh * g.kw);
+        // (offset of the input row, offset of the kernel row) per window row inside the input.
+        let window: Vec<(usize, usize)> = (0..g.kh)
+            .filter_map(|ky| {
+                g.input_row(oy, ky)
+                    .map(|iy| (iy * g.w * g.c, ky * g.kw * cm))
+            })
+            .collect();
         vectorised(
             #[inline(always)]
             || {
                 let mut ox = 0;
                 while ox < g.ow {
+                    if wide && full.contains(&ox) {
+                        // Groups of WIDE_PIXELS, then of half as many; the
+                        // last group ends where `full` ends, computing some
+                        // pixels of the group before again (to the same bits:
+                        // the groups write their pixels, they do not add).
+                        let p = if full.end - ox >= WIDE_PIXELS {
+                            WIDE_PIXELS
+                        } else {
+                            WIDE_PIXELS / 2
+                        };
+                        let start = ox.min(full.end - p);
+                        let out = &mut out[start * cm..(start + p) * cm];
+                        let x = &x[(start - g.pad_left) * g.c..];
+                        const HALF: usize = WIDE_PIXELS / 2;
+                        #[cfg(target_arch = "x86_64")]
+                        // SAFETY: `wide` only on a CPU with AVX-512F.
+                        unsafe {
+                            let (c, w) = (g.c, &window);
+                            match (g.kw, p) {
+                                (3, WIDE_PIXELS) => {
+                                    window_rows::<WIDE_PIXELS, 3, 10>(out, x, c, w, k, bias)
+                                }
+                                (5, WIDE_PIXELS) => {
+                                    window_rows::<WIDE_PIXELS, 5, 12>(out, x, c, w, k, bias)
+                                }
+                                (3, _) => window_rows::<HALF, 3, 6>(out, x, c, w, k, bias),
+                                _ => window_rows::<HALF, 5, 8>(out, x, c, w, k, bias),
+                            }
+                        }
+                        ox = start + p;
+                        continue;
+                    }
                     // (offset of the input pixel, offset of the kernel tap) per tap inside the input.
                     taps.clear();
                     for ky in 0..g.kh {
@@ -144,9 +213,86 @@ pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry) -> Vec<
                     }
                     ox += pixels;
                 }
+                if relu6 {
+                    for v in out.iter_mut() {
+                        *v = relu6_value(*v);
+                    }
+                }
             },
         )
     })
+}
+
+/// Output pixels `0..P` of `out` (each `c` channels; written, not added
+/// to) of an output row whose windows all lie inside the input along the
+/// width, at stride 1, with kernels `KW` wide, depth multiplier 1:
+/// `x` starts at the input column of pixel 0's window, and `window` lists
+/// (offset of the input row, offset of the kernel row) for each window row
+/// inside the input.
+///
+/// In each window row, the `P` pixels read `J = P + KW − 1`
+/// neighbouring input pixels, each of them under up to `KW` taps: so each
+/// input vector is loaded once, and each kernel tap once, for `P·KW`
+/// products (the generic [`sum_of_products`] loads the input once per
+/// product). Blocks of 16 channels are summed in AVX-512 registers (`P`
+/// sums, `J` inputs and `KW` taps: 21 to 25 of the 32), the last block
+/// masked to the channels left. Written with intrinsics: left to itself,
+/// the compiler vectorised these loops across the pixels, with gathers.
+/// Each pixel's sum runs over the taps in ascending `(ky, kx)` from zero,
+/// multiplies and adds separate, the bias added last, as in the reference.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn window_rows<const P: usize, const KW: usize, const J: usize>(
+    out: &mut [f32],
+    x: &[f32],
+    c: usize,
+    window: &[(usize, usize)],
+    k: &[f32],
+    bias: Option<&[f32]>,
+) {
+    use std::arch::x86_64::*;
+    assert!(J == P + KW - 1 && out.len() >= P * c);
+    assert!(bias.is_none_or(|b| b.len() >= c));
+    for &(xr, kr) in window {
+        assert!(xr + J * c <= x.len() && kr + KW * c <= k.len());
+    }
+    let (x, k, out) = (x.as_ptr(), k.as_ptr(), out.as_mut_ptr());
+    for ch in (0..c).step_by(16) {
+        let lanes = (c - ch).min(16);
+        let mask: __mmask16 = if lanes == 16 {
+            0xffff
+        } else {
+            (1 << lanes) - 1
+        };
+        // SAFETY (the loads and stores below): the asserts above keep every
+        // lane the mask lets through inside `x`, `k`, `bias` and `out`.
+        let mut acc = [_mm512_setzero_ps(); P];
+        for &(xr, kr) in window {
+            let mut taps = [_mm512_setzero_ps(); KW];
+            for (kx, tap) in taps.iter_mut().enumerate() {
+                *tap = _mm512_maskz_loadu_ps(mask, k.add(kr + kx * c + ch));
+            }
+            let mut inputs = [_mm512_setzero_ps(); J];
+            for (j, input) in inputs.iter_mut().enumerate() {
+                *input = _mm512_maskz_loadu_ps(mask, x.add(xr + j * c + ch));
+            }
+            for (kx, &tap) in taps.iter().enumerate() {
+                for (p, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm512_add_ps(*acc, _mm512_mul_ps(inputs[p + kx], tap));
+                }
+            }
+        }
+        for (p, &acc) in acc.iter().enumerate() {
+            let y = match bias {
+                Some(b) => _mm512_add_ps(acc, _mm512_maskz_loadu_ps(mask, b.as_ptr().add(ch))),
+                None => acc,
+            };
+            _mm512_mask_storeu_ps(out.add(p * c + ch), mask, y);
+        }
+    }
 }
 
 /// `dx` as `[n, h, w, c]`, one rayon task per input row: a gather over the

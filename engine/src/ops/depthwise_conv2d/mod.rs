@@ -44,9 +44,9 @@ mod direct;
 mod tests;
 
 use super::padding::{window_2d, Padding};
-use crate::autograd::record;
+use crate::autograd::{is_grad_enabled, record};
 use crate::error::{Error, Result};
-use crate::tensor::{mixed_devices, same_kind, Storage, Tensor};
+use crate::tensor::{mixed_devices, same_kind, CpuStorage, Storage, Tensor};
 use cpu::Geometry;
 
 const OP: &str = "depthwise_conv2d";
@@ -131,6 +131,34 @@ pub fn depthwise_conv2d(
             Ok(grads)
         }),
     ))
+}
+
+/// `relu6(depthwise_conv2d(x, kernel, bias))`, equal to the two ops bit for
+/// bit (MobileNet's and EfficientNet-Lite's depthwise layers are followed
+/// by ReLU6). On the CPU in f32, when nothing needs a gradient, each output
+/// row is clamped as soon as it is computed, while it is in cache, instead
+/// of in a pass of its own over the output; otherwise (a gradient to
+/// compute, f64, a GPU) it is the two ops. Errors as [`depthwise_conv2d`].
+pub fn depthwise_conv2d_relu6(
+    x: &Tensor,
+    kernel: &Tensor,
+    bias: Option<&Tensor>,
+    stride: (usize, usize),
+    padding: Padding,
+) -> Result<Tensor> {
+    let operands = [Some(x), Some(kernel), bias];
+    let needs_grad = is_grad_enabled() && operands.iter().flatten().any(|t| t.requires_grad());
+    let cpu_f32 = operands
+        .iter()
+        .flatten()
+        .all(|t| matches!(t.storage(), Storage::Cpu(CpuStorage::F32(_))));
+    if needs_grad || !cpu_f32 {
+        return super::relu6(&depthwise_conv2d(x, kernel, bias, stride, padding)?);
+    }
+    let g = geometry(x, kernel, bias, stride, padding)?;
+    let b = bias.map(|b| b.as_slice::<f32>()).transpose()?;
+    let y = direct::forward(x.as_slice::<f32>()?, kernel.as_slice::<f32>()?, b, &g, true);
+    Tensor::from_vec(y, &[g.n, g.oh, g.ow, g.c * g.m])
 }
 
 /// Checks every operand and resolves the output size and padding.

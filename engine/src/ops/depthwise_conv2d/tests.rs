@@ -60,7 +60,9 @@ fn relative_error(a: &[f32], b: &[f32]) -> f32 {
 /// channel counts that are not multiples of 16, and more than one register
 /// block (`direct.rs`'s `sum_block`); the 3×3 cases cover groups of
 /// `PIXELS` pixels next to single border pixels, and dK's taps summed side
-/// by side.
+/// by side; the 3×3 and 5×5 stride-1 cases with 8 or more inner output
+/// columns cover the forward's window-row kernel (groups of 8 and of 4;
+/// the test sizes all stay below its streaming threshold).
 #[test]
 fn direct_path_matches_the_reference() {
     let explicit = Padding::Explicit {
@@ -86,6 +88,16 @@ fn direct_path_matches_the_reference() {
         ([2, 7, 6, 70, 1], (3, 3), 2, Padding::Same),
         ([1, 5, 5, 128, 1], (3, 3), 1, explicit),
         ([1, 6, 5, 227, 1], (3, 3), 1, Padding::Same),
+        // The forward's window-row kernel (`window_rows`), 3×3 and 5×5:
+        // groups that fit the inner pixels exactly and groups whose last
+        // one overlaps the one before; 16-channel blocks and a masked rest
+        // (and the same at stride 2, which takes the single-pixel path).
+        ([2, 6, 13, 37, 1], (3, 3), 1, Padding::Same),
+        ([1, 5, 14, 19, 1], (3, 3), 1, Padding::Same),
+        ([1, 4, 12, 16, 1], (3, 3), 1, Padding::Valid),
+        ([1, 7, 14, 21, 1], (5, 5), 1, Padding::Same),
+        ([2, 11, 13, 20, 1], (5, 5), 2, Padding::Same),
+        ([1, 9, 19, 48, 1], (3, 3), 2, Padding::Same),
     ];
     for (i, (dims, k, s, padding)) in cases.into_iter().enumerate() {
         let g = geometry(dims, k, s, padding);
@@ -98,7 +110,7 @@ fn direct_path_matches_the_reference() {
         for b in [None, Some(&bias[..])] {
             let want = forward_reference(&x, &kernel, b, &g);
             for threads in [1, 3] {
-                let got = on_threads(threads, || forward(&x, &kernel, b, &g));
+                let got = on_threads(threads, || forward(&x, &kernel, b, &g, false));
                 assert!(got == want, "{what}: forward on {threads} threads");
             }
         }
@@ -116,5 +128,42 @@ fn direct_path_matches_the_reference() {
         }
         let e = relative_error(&dk_1, &want_dk);
         assert!(e <= 1e-6, "{what}: dK relative error {e:e}");
+    }
+}
+
+/// `depthwise_conv2d_relu6` equals `relu6(depthwise_conv2d(..))` bit for
+/// bit (3×3 and 5×5, strides 1 and 2, m = 1 and 2, with and without bias)
+/// on values whose outputs reach both clamps.
+#[test]
+fn depthwise_relu6_equals_relu6_of_depthwise() {
+    use crate::ops::{depthwise_conv2d, depthwise_conv2d_relu6, relu6};
+    use crate::Tensor;
+    let cases = [
+        ([2, 9, 13, 37, 1], 3, 1),
+        ([1, 11, 13, 20, 1], 5, 2),
+        ([1, 7, 14, 16, 2], 3, 1),
+    ];
+    for (i, ([n, h, w, c, m], k, s)) in cases.into_iter().enumerate() {
+        let seed = 200 + 10 * i as u64;
+        let tensor = |v: Vec<f32>, shape: &[usize]| Tensor::from_vec(v, shape).unwrap();
+        let scaled = |len: usize, scale: f32, seed: u64| -> Vec<f32> {
+            values(len, seed).iter().map(|v| v * scale).collect()
+        };
+        let x = tensor(scaled(n * h * w * c, 8.0, seed), &[n, h, w, c]);
+        let kernel = tensor(scaled(k * k * c * m, 2.0, seed + 1), &[k, k, c, m]);
+        let bias = tensor(scaled(c * m, 3.0, seed + 2), &[c * m]);
+        for b in [None, Some(&bias)] {
+            let want = relu6(&depthwise_conv2d(&x, &kernel, b, (s, s), Padding::Same).unwrap())
+                .unwrap()
+                .to_vec_f32();
+            let got = depthwise_conv2d_relu6(&x, &kernel, b, (s, s), Padding::Same)
+                .unwrap()
+                .to_vec_f32();
+            assert!(got == want, "case {i}, bias {}", b.is_some());
+            assert!(
+                want.contains(&0.0) && want.contains(&6.0),
+                "case {i}: the outputs should reach both clamps"
+            );
+        }
     }
 }

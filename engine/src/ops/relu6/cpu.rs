@@ -7,20 +7,34 @@ use crate::ops::parallel;
 use crate::tensor::CpuStorage;
 
 pub fn forward(x: &CpuStorage) -> CpuStorage {
-    map_cpu!(x, |v: T| {
-        let six = T::from_f64(6.0);
-        parallel::map(v, |a| {
-            if a > T::ZERO {
-                if a < six {
-                    a
-                } else {
-                    six
-                }
-            } else {
-                T::ZERO
-            }
-        })
-    })
+    map_cpu!(x, |v: T| parallel::map(v, relu6))
+}
+
+/// `min(max(a, 0), 6)`, NaN to 0: the one definition of the forward, also
+/// used where a convolution applies ReLU6 to its own output
+/// (`ops::conv2d_relu6`, `ops::depthwise_conv2d_relu6`).
+#[inline(always)]
+pub(crate) fn relu6<T: Element>(a: T) -> T {
+    let six = T::from_f64(6.0);
+    if a > T::ZERO {
+        if a < six {
+            a
+        } else {
+            six
+        }
+    } else {
+        T::ZERO
+    }
+}
+
+/// [`relu6`] on every element of `v`, in place, over rayon for large slices.
+pub(crate) fn in_place(v: &mut [f32]) {
+    use rayon::prelude::*;
+    v.par_chunks_mut(1 << 16).for_each(|chunk| {
+        for a in chunk {
+            *a = relu6(*a);
+        }
+    });
 }
 
 pub fn backward(x: &CpuStorage, dy: &CpuStorage) -> Result<CpuStorage> {

@@ -12,6 +12,8 @@
 mod cpu;
 mod cuda;
 
+pub(crate) use cpu::{in_place as relu6_in_place, relu6 as relu6_value};
+
 use crate::autograd::record;
 use crate::error::Result;
 use crate::tensor::{mixed_devices, Storage, Tensor};
