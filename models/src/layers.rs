@@ -619,7 +619,7 @@ pub(crate) fn conv_batch_norm(
 ) -> Result<Tensor> {
     let (kernel, bias) = conv.kernel_and_bias();
     let frozen = conv.weights().iter().all(|p| !p.is_trainable())
-        && !bn.gamma.is_trainable()
+        && bn.gamma.as_ref().is_none_or(|g| !g.is_trainable())
         && !bn.beta.is_trainable();
     let folds = frozen
         && !bn.uses_batch_statistics(training)
@@ -666,13 +666,18 @@ impl BatchNormalization {
         bias: Option<&Param>,
         filters: usize,
     ) -> Option<(Tensor, Tensor)> {
-        let weights: Vec<Tensor> = [kernel, &self.gamma, &self.beta, &self.moving_mean]
+        let weights: Vec<Tensor> = [kernel, &self.beta, &self.moving_mean, &self.moving_variance]
             .into_iter()
-            .chain([&self.moving_variance])
-            .chain(bias)
             .map(Param::value)
             .collect();
-        let from: Vec<u64> = weights.iter().map(Tensor::id).collect();
+        let gamma = self.gamma.as_ref().map(Param::value);
+        let bias = bias.map(Param::value);
+        let from: Vec<u64> = weights
+            .iter()
+            .chain(&gamma)
+            .chain(&bias)
+            .map(Tensor::id)
+            .collect();
         let mut cache = self.folded.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = cache.as_ref().filter(|f| f.from == from) {
             return Some((f.kernel.clone(), f.bias.clone()));
@@ -680,19 +685,21 @@ impl BatchNormalization {
         fn f32s(t: &Tensor) -> Option<&[f32]> {
             t.as_slice::<f32>().ok()
         }
-        let (k, gamma, beta, mean, var) = (
+        let (k, beta, mean, var) = (
             f32s(&weights[0])?,
             f32s(&weights[1])?,
             f32s(&weights[2])?,
             f32s(&weights[3])?,
-            f32s(&weights[4])?,
         );
-        let b = weights.get(5).map(f32s);
-        let c = gamma.len();
+        // Without gamma (Keras scale=False) the scale is 1.
+        let gamma = gamma.as_ref().map(f32s);
+        let b = bias.as_ref().map(f32s);
+        let c = beta.len();
         let same = |v: &[f32]| v.len() == c;
         let channels_match = c == filters
             && k.len() % c == 0
-            && [beta, mean, var].into_iter().all(same)
+            && [mean, var].into_iter().all(same)
+            && gamma.is_none_or(|g| g.is_some_and(same))
             && b.is_none_or(|b| b.is_some_and(same));
         if !channels_match {
             return None;
@@ -704,7 +711,7 @@ impl BatchNormalization {
             if v.is_nan() || v <= 0.0 {
                 return None;
             }
-            let s = gamma[j] as f64 / v.sqrt();
+            let s = gamma.flatten().map_or(1.0, |g| g[j] as f64) / v.sqrt();
             let bias = b.flatten().map_or(0.0, |b| b[j] as f64);
             scale.push(s);
             shift.push(bias * s + (beta[j] as f64 - mean[j] as f64 * s));
