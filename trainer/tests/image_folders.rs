@@ -108,12 +108,18 @@ fn photos_of_every_format_and_colour_type_are_resized_to_the_model_size() {
     let p = photo(pick(7), 33, 35);
     save("b/3_png.jpg", p.clone().into(), ImageFormat::Png, p);
     std::fs::write(d.join("b/.DS_Store"), b"hidden: skipped").unwrap();
+    // Windows's thumbnail cache, as in the cats-vs-dogs archive: not an image of the class.
+    std::fs::write(d.join("a/Thumbs.db"), b"\xd0\xcf\x11\xe0 not an image").unwrap();
     std::fs::create_dir_all(d.join(".hidden_class")).unwrap();
 
     let side = 40;
     let ds = data::load_with(&d, Split::Train, &resized(side, false, false)).unwrap();
     assert_eq!(ds.classes, vec!["a", "b"], "hidden folders are no class");
-    assert_eq!(ds.labels, vec![0, 0, 0, 0, 1, 1, 1, 1]);
+    assert_eq!(
+        ds.labels,
+        vec![0, 0, 0, 0, 1, 1, 1, 1],
+        "hidden files (.DS_Store, Thumbs.db) are no images and no unreadable ones"
+    );
     assert_eq!(
         ds.streamed,
         Some(false),

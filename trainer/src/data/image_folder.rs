@@ -197,6 +197,17 @@ pub fn classes(root: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Whether a file is hidden: a dot file, or one of the files an operating
+/// system leaves beside pictures (Windows's `Thumbs.db` and `desktop.ini`,
+/// which the cats-vs-dogs archive holds). Such files are not images of the
+/// class and are not counted as unreadable ones.
+fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    name.starts_with('.')
+        || name.eq_ignore_ascii_case("Thumbs.db")
+        || name.eq_ignore_ascii_case("desktop.ini")
+}
+
 /// The image files of one class folder, sorted by name; hidden files skipped,
 /// subfolders refused.
 fn class_files(class_dir: &Path) -> Result<Vec<PathBuf>> {
@@ -204,7 +215,7 @@ fn class_files(class_dir: &Path) -> Result<Vec<PathBuf>> {
     for entry in std::fs::read_dir(class_dir).map_err(|e| Error::io(class_dir, "listing", e))? {
         let entry = entry.map_err(|e| Error::io(class_dir, "listing", e))?;
         let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
+        if is_hidden(&name) {
             continue;
         }
         let path = entry.path();
@@ -234,7 +245,7 @@ pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
     while let Some(folder) = folders.pop() {
         for entry in std::fs::read_dir(&folder).map_err(|e| Error::io(&folder, "listing", e))? {
             let entry = entry.map_err(|e| Error::io(&folder, "listing", e))?;
-            if entry.file_name().to_string_lossy().starts_with('.') {
+            if is_hidden(&entry.file_name()) {
                 continue;
             }
             match entry.path() {
