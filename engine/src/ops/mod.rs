@@ -60,3 +60,15 @@ pub use relu6::relu6;
 pub use reshape::{flatten, reshape};
 pub use softmax_cross_entropy::{softmax, softmax_cross_entropy};
 pub use zero_pad2d::zero_pad2d;
+
+/// Whether a convolution with these operands (input, kernel, optional
+/// bias) may take its fused CPU inference path ([`conv2d_relu6`],
+/// [`depthwise_conv2d_relu6`]): every operand is f32 on the CPU and no
+/// gradient is to be computed. Otherwise the fused ops are the two ops.
+pub(crate) fn fused_inference_applies(operands: &[Option<&crate::Tensor>]) -> bool {
+    use crate::tensor::{CpuStorage, Storage};
+    let operands = || operands.iter().flatten();
+    let needs_grad = crate::autograd::is_grad_enabled() && operands().any(|t| t.requires_grad());
+    let cpu_f32 = operands().all(|t| matches!(t.storage(), Storage::Cpu(CpuStorage::F32(_))));
+    !needs_grad && cpu_f32
+}

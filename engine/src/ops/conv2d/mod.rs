@@ -222,13 +222,7 @@ pub fn conv2d_relu6(
     stride: (usize, usize),
     padding: Padding,
 ) -> Result<Tensor> {
-    let operands = [Some(x), Some(kernel), bias];
-    let needs_grad = is_grad_enabled() && operands.iter().flatten().any(|t| t.requires_grad());
-    let cpu_f32 = operands
-        .iter()
-        .flatten()
-        .all(|t| matches!(t.storage(), Storage::Cpu(CpuStorage::F32(_))));
-    if needs_grad || !cpu_f32 {
+    if !super::fused_inference_applies(&[Some(x), Some(kernel), bias]) {
         return super::relu6(&conv2d(x, kernel, bias, stride, padding)?);
     }
     let g = geometry(x, kernel, bias, stride, padding)?;

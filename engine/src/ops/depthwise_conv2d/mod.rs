@@ -44,9 +44,9 @@ mod direct;
 mod tests;
 
 use super::padding::{window_2d, Padding};
-use crate::autograd::{is_grad_enabled, record};
+use crate::autograd::record;
 use crate::error::{Error, Result};
-use crate::tensor::{mixed_devices, same_kind, CpuStorage, Storage, Tensor};
+use crate::tensor::{mixed_devices, same_kind, Storage, Tensor};
 use cpu::Geometry;
 
 const OP: &str = "depthwise_conv2d";
@@ -146,13 +146,7 @@ pub fn depthwise_conv2d_relu6(
     stride: (usize, usize),
     padding: Padding,
 ) -> Result<Tensor> {
-    let operands = [Some(x), Some(kernel), bias];
-    let needs_grad = is_grad_enabled() && operands.iter().flatten().any(|t| t.requires_grad());
-    let cpu_f32 = operands
-        .iter()
-        .flatten()
-        .all(|t| matches!(t.storage(), Storage::Cpu(CpuStorage::F32(_))));
-    if needs_grad || !cpu_f32 {
+    if !super::fused_inference_applies(&[Some(x), Some(kernel), bias]) {
         return super::relu6(&depthwise_conv2d(x, kernel, bias, stride, padding)?);
     }
     let g = geometry(x, kernel, bias, stride, padding)?;
