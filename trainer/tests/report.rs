@@ -57,25 +57,6 @@ fn report(args: &[&str]) -> (Option<i32>, String) {
 
 // ---- the recount: the run's files, read here -------------------------------
 
-/// The fields of one CSV line (RFC 4180 quoting).
-fn fields(line: &str) -> Vec<String> {
-    let (mut out, mut cur, mut quoted) = (Vec::new(), String::new(), false);
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
-}
-
 /// What the files say: classes, `confusion[true][predicted]`, best epoch.
 struct Truth {
     classes: Vec<String>,
@@ -88,14 +69,14 @@ impl Truth {
     fn read(dir: &Path, name: &str) -> Truth {
         let csv = std::fs::read_to_string(dir.join(format!("{name}.predictions.csv"))).unwrap();
         let mut lines = csv.lines();
-        let classes: Vec<String> = fields(lines.next().unwrap())[4..]
+        let classes: Vec<String> = common::csv_fields(lines.next().unwrap())[4..]
             .iter()
             .map(|h| h[2..].to_string())
             .collect();
         let k = classes.len();
         let mut confusion = vec![vec![0; k]; k];
         for line in lines {
-            let f = fields(line);
+            let f = common::csv_fields(line);
             let at = |name: &str| classes.iter().position(|c| c == name).unwrap();
             confusion[at(&f[2])][at(&f[3])] += 1;
         }
@@ -292,8 +273,8 @@ fn md_agrees(md: &str, truth: &Truth) -> Result<(), String> {
 fn edit_one_prediction(path: &Path) {
     let csv = std::fs::read_to_string(path).unwrap();
     let mut lines: Vec<String> = csv.lines().map(String::from).collect();
-    let header = fields(&lines[0]);
-    let mut f = fields(&lines[1]);
+    let header = common::csv_fields(&lines[0]);
+    let mut f = common::csv_fields(&lines[1]);
     let col = |name: &str| 4 + header[4..].iter().position(|h| h[2..] == *name).unwrap();
     let (truth, predicted) = (col(&f[2]), col(&f[3]));
     let other = if truth == predicted {

@@ -17,25 +17,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The fields of one CSV line (RFC 4180 quoting; no line breaks in fields).
-fn fields(line: &str) -> Vec<String> {
-    let (mut out, mut cur, mut quoted) = (Vec::new(), String::new(), false);
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
-}
-
 /// What the predictions file says, recomputed: per class (name, correct,
 /// images), in the order of the probability columns; and the file column.
 struct Recount {
@@ -50,7 +31,7 @@ struct Recount {
 /// their argmax (the first on a tie).
 fn recount(csv: &str) -> Result<Recount, String> {
     let mut lines = csv.lines();
-    let header = fields(lines.next().ok_or("empty file")?);
+    let header = common::csv_fields(lines.next().ok_or("empty file")?);
     if header[..4] != ["index", "file", "true_class", "predicted_class"] {
         return Err(format!("header {header:?}"));
     }
@@ -61,7 +42,7 @@ fn recount(csv: &str) -> Result<Recount, String> {
     let k = classes.len();
     let (mut correct, mut images, mut files) = (vec![0; k], vec![0; k], Vec::new());
     for (i, line) in lines.enumerate() {
-        let f = fields(line);
+        let f = common::csv_fields(line);
         if f.len() != 4 + k || f[0] != i.to_string() {
             return Err(format!("row {i}: {line}"));
         }
@@ -146,8 +127,8 @@ fn agrees(csv: &str, record: &Value, summary: &str) -> Result<Recount, String> {
 /// class column following, so that row's correctness flips.
 fn edit_one_prediction(csv: &str) -> String {
     let mut lines: Vec<String> = csv.lines().map(String::from).collect();
-    let header = fields(&lines[0]);
-    let mut f = fields(&lines[1]);
+    let header = common::csv_fields(&lines[0]);
+    let mut f = common::csv_fields(&lines[1]);
     let p: Vec<f64> = f[4..].iter().map(|v| v.parse().unwrap()).collect();
     let argmax = (0..p.len()).fold(0, |b, j| if p[j] > p[b] { j } else { b });
     let truth = header[4..].iter().position(|h| h[2..] == f[2]).unwrap();

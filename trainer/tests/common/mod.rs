@@ -309,3 +309,25 @@ pub fn assert_refused(r: (Option<i32>, String), words: &[&str]) {
         assert!(err.contains(w), "the message lacks {w:?}:\n{err}");
     }
 }
+
+/// The fields of one CSV line (RFC 4180 quoting; no line breaks in fields),
+/// parsed here, apart from the trainer's own code, for the tests that
+/// recompute a run's numbers from its files.
+#[allow(dead_code)]
+pub fn csv_fields(line: &str) -> Vec<String> {
+    let (mut out, mut cur, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
