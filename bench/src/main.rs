@@ -115,25 +115,10 @@ fn main() {
     }
 }
 
+/// The whole run: compare saved files, list the rows, or measure them.
 fn run(cli: Cli) -> Result<(), String> {
     if let Some(files) = &cli.compare {
-        if files.len() % 2 != 0 {
-            return Err(format!(
-                "--compare takes pairs of result files (THAW.json OTHER.json ...), got {} files",
-                files.len()
-            ));
-        }
-        let rounds = files
-            .chunks_exact(2)
-            .map(|pair| {
-                Ok((
-                    report::read_results(&pair[0])?,
-                    report::read_results(&pair[1])?,
-                ))
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        println!("{}", report::compare_rounds(&rounds));
-        return Ok(());
+        return compare_files(files);
     }
     let spec = Spec::load(&cli.spec)?;
     let mode = if cli.quick { Mode::Quick } else { Mode::Full };
@@ -144,7 +129,81 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         return Ok(());
     }
-    let threads = cli.threads.unwrap_or_else(|| {
+    let threads = start_threads(cli.threads)?;
+    let info = RunInfo {
+        engine: "thaw".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        mode: mode.name().into(),
+        threads,
+        cpu: report::cpu_model(),
+        gpu: open_gpu(device, cli.cudnn)?,
+        load_before: report::load_average(),
+        load_after: Vec::new(),
+        date: report::utc_now(),
+    };
+    eprintln!(
+        "thaw-bench: {} mode, {threads} threads, {}, load {:?}",
+        mode.name(),
+        info.gpu.as_deref().unwrap_or("cpu"),
+        info.load_before
+    );
+    let data = cli
+        .data
+        .clone()
+        .or_else(|| std::env::var_os("THAW_BENCH_DATA").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("target/bench-data/cifar10-jpeg/test"));
+    let mut rows = Rows::default();
+    let wanted = |name: &str, quick: bool| selected(mode, cli.filter.as_deref(), name, quick);
+    measure_all(&spec, mode, device, &data, &wanted, &mut rows);
+
+    let results = Results {
+        info: RunInfo {
+            load_after: report::load_average(),
+            ..info
+        },
+        records: rows.records,
+    };
+    println!("{}", report::table(&results));
+    if let Some(path) = &cli.json {
+        let text = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
+        std::fs::write(path, text)
+            .map_err(|e| format!("cannot write results to {}: {e}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    if rows.failed > 0 {
+        return Err(format!(
+            "{} workload(s) failed on {device:?}: their rows say why",
+            rows.failed
+        ));
+    }
+    Ok(())
+}
+
+/// `--compare`: the ratio table of result files taken in (thaw, other) pairs.
+fn compare_files(files: &[PathBuf]) -> Result<(), String> {
+    if !files.len().is_multiple_of(2) {
+        return Err(format!(
+            "--compare takes pairs of result files (THAW.json OTHER.json ...), got {} files",
+            files.len()
+        ));
+    }
+    let rounds = files
+        .chunks_exact(2)
+        .map(|pair| {
+            Ok((
+                report::read_results(&pair[0])?,
+                report::read_results(&pair[1])?,
+            ))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    println!("{}", report::compare_rounds(&rounds));
+    Ok(())
+}
+
+/// Starts `threads` rayon threads (default: every core) and tells
+/// matrixmultiply the same; returns the count.
+fn start_threads(threads: Option<usize>) -> Result<usize, String> {
+    let threads = threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -156,44 +215,35 @@ fn run(cli: Cli) -> Result<(), String> {
         .num_threads(threads)
         .build_global()
         .map_err(|e| format!("cannot start {threads} rayon threads: {e}"))?;
+    Ok(threads)
+}
 
-    let gpu = match device {
-        Device::Cpu => None,
-        Device::Cuda(ordinal) => {
-            let gpu = engine::cuda::CudaDevice::open(ordinal).map_err(|e| e.to_string())?;
-            gpu.set_conv_algorithm_policy(cli.cudnn.policy());
-            eprintln!(
-                "thaw-bench: cuDNN algorithms by {:?} (--cudnn), nondeterministic allowed",
-                cli.cudnn
-            );
-            Some(gpu.info().to_string())
-        }
+/// On a GPU: opens it with the `--cudnn` policy and returns its description.
+fn open_gpu(device: Device, cudnn: CudnnChoice) -> Result<Option<String>, String> {
+    let Device::Cuda(ordinal) = device else {
+        return Ok(None);
     };
-    let info = RunInfo {
-        engine: "thaw".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        mode: mode.name().into(),
-        threads,
-        cpu: report::cpu_model(),
-        gpu,
-        load_before: report::load_average(),
-        load_after: Vec::new(),
-        date: report::utc_now(),
-    };
-    eprintln!(
-        "thaw-bench: {} mode, {threads} threads, {}, load {:?}",
-        mode.name(),
-        info.gpu.as_deref().unwrap_or("cpu"),
-        info.load_before
-    );
-    let mut records: Vec<Record> = Vec::new();
-    let mut failed = 0;
-    // A workload that fails (on a GPU: an op or library problem that only
-    // shows there) becomes a row saying so; the others still run.
-    let mut push = |r: std::result::Result<Record, String>, name: &str, shape: String| {
+    let gpu = engine::cuda::CudaDevice::open(ordinal).map_err(|e| e.to_string())?;
+    gpu.set_conv_algorithm_policy(cudnn.policy());
+    eprintln!("thaw-bench: cuDNN algorithms by {cudnn:?} (--cudnn), nondeterministic allowed");
+    Ok(Some(gpu.info().to_string()))
+}
+
+/// The measured rows, in table order, and how many workloads failed.
+#[derive(Default)]
+struct Rows {
+    records: Vec<Record>,
+    failed: usize,
+}
+
+impl Rows {
+    /// Adds a row, printing it. A workload that fails (on a GPU: an op or
+    /// library problem that only shows there) becomes a row saying so; the
+    /// others still run.
+    fn push(&mut self, r: Result<Record, String>, name: &str, shape: String) {
         let r = r.unwrap_or_else(|why| {
             eprintln!("  {name:<44} FAILED: {why}");
-            failed += 1;
+            self.failed += 1;
             skipped(name, shape, format!("failed: {why}"))
         });
         if r.skipped.is_none() {
@@ -204,53 +254,61 @@ fn run(cli: Cli) -> Result<(), String> {
                 r.rate_text()
             );
         }
-        records.push(r);
-    };
+        self.records.push(r);
+    }
 
+    /// Adds a workload's forward and backward rows, or two failed rows.
+    fn push_pair(&mut self, r: Result<[Record; 2], String>, workload: &str, device: Device) {
+        match r {
+            Ok(rs) => rs
+                .into_iter()
+                .for_each(|r| self.push(Ok(r), "", String::new())),
+            Err(why) => {
+                for pass in ["fwd", "bwd"] {
+                    let name = row_name(&format!("{workload}.{pass}"), device);
+                    self.push(Err(why.clone()), &name, String::new());
+                }
+            }
+        }
+    }
+}
+
+/// Measures every wanted workload of `spec`, in table order (the peak always).
+fn measure_all(
+    spec: &Spec,
+    mode: Mode,
+    device: Device,
+    data: &std::path::Path,
+    wanted: &dyn Fn(&str, bool) -> bool,
+    rows: &mut Rows,
+) {
     let peak = match device {
         Device::Cpu => &spec.peak,
         Device::Cuda(_) => &spec.cuda.peak,
     };
-    push(
+    let peak_name = row_name(&peak.name, device);
+    rows.push(
         workloads::peak(peak, mode, device),
-        &row_name(&peak.name, device),
+        &peak_name,
         String::new(),
     );
-    let wanted = |name: &str, quick: bool| selected(mode, cli.filter.as_deref(), name, quick);
     let gpu_batch = |batch| match device {
         Device::Cpu => batch,
         Device::Cuda(_) => spec.cuda.batch(batch),
     };
     for c in spec.conv2d.iter().filter(|c| wanted(&c.name, c.quick)) {
-        match workloads::conv(c, &spec.conv2d_timing, mode, device) {
-            Ok(rs) => rs.into_iter().for_each(|r| push(Ok(r), "", String::new())),
-            Err(why) => {
-                for pass in ["fwd", "bwd"] {
-                    let name = row_name(&format!("{}.{pass}", c.name), device);
-                    push(Err(why.clone()), &name, String::new());
-                }
-            }
-        }
+        let r = workloads::conv(c, &spec.conv2d_timing, mode, device);
+        rows.push_pair(r, &c.name, device);
     }
-    for d in spec
-        .depthwise_conv2d
-        .iter()
-        .filter(|d| wanted(&d.name, d.quick))
-    {
-        match workloads::depthwise(d, &spec.depthwise_timing, mode, device) {
-            Ok(rs) => rs.into_iter().for_each(|r| push(Ok(r), "", String::new())),
-            Err(why) => {
-                for pass in ["fwd", "bwd"] {
-                    let name = row_name(&format!("{}.{pass}", d.name), device);
-                    push(Err(why.clone()), &name, String::new());
-                }
-            }
-        }
+    let depthwise = spec.depthwise_conv2d.iter();
+    for d in depthwise.filter(|d| wanted(&d.name, d.quick)) {
+        let r = workloads::depthwise(d, &spec.depthwise_timing, mode, device);
+        rows.push_pair(r, &d.name, device);
     }
     for b in spec.backbone.iter().filter(|b| wanted(&b.name, b.quick)) {
         let batch = gpu_batch(b.batch);
         for &p in precisions(device) {
-            push(
+            rows.push(
                 workloads::backbone(b, mode, device, batch, p),
                 &row_name_in(&b.name, device, p),
                 format!("n={batch} {}x{}x3", b.size, b.size),
@@ -258,16 +316,13 @@ fn run(cli: Cli) -> Result<(), String> {
         }
     }
     if wanted(&spec.head.name, spec.head.quick) {
-        push(
+        let name = row_name(&spec.head.name, device);
+        rows.push(
             workloads::head(&spec.head, mode, device),
-            &row_name(&spec.head.name, device),
+            &name,
             String::new(),
         );
     }
-    let data = cli
-        .data
-        .or_else(|| std::env::var_os("THAW_BENCH_DATA").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("target/bench-data/cifar10-jpeg/test"));
     for e in spec.extract.iter().filter(|e| wanted(&e.name, e.quick)) {
         let images = match device {
             Device::Cpu => e.images,
@@ -276,8 +331,8 @@ fn run(cli: Cli) -> Result<(), String> {
         let shape = format!("N={images} 32->{} px", e.size);
         for &p in precisions(device) {
             let name = row_name_in(&e.name, device, p);
-            match workloads::select_images(&data, images) {
-                Ok(files) => push(
+            match workloads::select_images(data, images) {
+                Ok(files) => rows.push(
                     workloads::extract(e, &files, mode, device, gpu_batch(e.batch), p),
                     &name,
                     shape.clone(),
@@ -287,32 +342,11 @@ fn run(cli: Cli) -> Result<(), String> {
                     let why = format!(
                         "{why} (unpack ../shared/data/cifar10-jpeg.tar.xz: bench/run_all.sh does)"
                     );
-                    push(Ok(skipped(&name, shape.clone(), why)), &name, shape.clone());
+                    rows.push(Ok(skipped(&name, shape.clone(), why)), &name, shape.clone());
                 }
             }
         }
     }
-
-    let results = Results {
-        info: RunInfo {
-            load_after: report::load_average(),
-            ..info
-        },
-        records,
-    };
-    println!("{}", report::table(&results));
-    if let Some(path) = &cli.json {
-        let text = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
-        std::fs::write(path, text)
-            .map_err(|e| format!("cannot write results to {}: {e}", path.display()))?;
-        eprintln!("wrote {}", path.display());
-    }
-    if failed > 0 {
-        return Err(format!(
-            "{failed} workload(s) failed on {device:?}: their rows say why"
-        ));
-    }
-    Ok(())
 }
 
 /// The precisions the backbone and extract workloads run in: f32 on the

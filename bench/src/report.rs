@@ -301,22 +301,7 @@ pub fn compare(thaw: &Results, other: &Results) -> String {
         other.records.iter().map(|r| (r.name.as_str(), r)).collect();
     let mut out = String::new();
     for r in [thaw, other] {
-        out += &format!(
-            "- {} {}: {} mode, {} threads, {}, started {}, load before {:?} after {:?}",
-            r.info.engine,
-            r.info.version,
-            r.info.mode,
-            r.info.threads,
-            machine(&r.info),
-            r.info.date,
-            r.info.load_before,
-            r.info.load_after
-        );
-        let peaks = peaks_text(r);
-        if !peaks.is_empty() {
-            out += &format!(", peak sgemm {peaks}");
-        }
-        out += "\n";
+        out += &run_line(r);
     }
     out += &format!(
         "\n| workload | shape / batch | thaw ms | thaw | {o} ms | {o} | thaw/{o} speed |\n|---|---|---:|---|---:|---|---:|\n",
@@ -335,16 +320,8 @@ pub fn compare(thaw: &Results, other: &Results) -> String {
             );
             continue;
         };
-        let cell = |r: &Record| match &r.skipped {
-            Some(_) => ("skipped".to_string(), String::new()),
-            None => (ms(r.median_s), r.rate_text()),
-        };
         let ((tm, tr), (om, or)) = (cell(t), cell(o));
-        let ratio = if t.skipped.is_none() && o.skipped.is_none() && t.median_s > 0.0 {
-            format!("{:.2}x", o.median_s / t.median_s)
-        } else {
-            String::new()
-        };
+        let ratio = ratio_text(t, o, "");
         out += &format!(
             "| {} | {} | {tm} | {tr} | {om} | {or} | {ratio} |\n",
             t.name, t.shape
@@ -356,31 +333,93 @@ pub fn compare(thaw: &Results, other: &Results) -> String {
                 t.name, t.flops, other.info.engine, o.flops
             ));
         }
-        // The other side's half-precision rows of this GPU workload, beside thaw's f32.
-        let Some(base) = t.name.strip_suffix(".cuda-f32") else {
+        let halves = other_half_rows(t, thaw, &by_name);
+        half_rows |= !halves.is_empty();
+        out += &halves;
+    }
+    out += &other_only_rows(thaw, other);
+    if half_rows {
+        out += &format!(
+            "\n† thaw f32 against {} autocast f16/bf16: unequal precision, not a like-for-like \
+             ratio (thaw has no 16-bit row of that workload). Issue 6's GPU targets are set \
+             against these rows.",
+            other.info.engine
+        );
+    }
+    for n in notes {
+        out += &format!("\nNOTE {n}");
+    }
+    out
+}
+
+/// One engine's run: version, mode, threads, machine, start time, load
+/// and (where measured) its peak sgemm, as a list item.
+fn run_line(r: &Results) -> String {
+    let mut line = format!(
+        "- {} {}: {} mode, {} threads, {}, started {}, load before {:?} after {:?}",
+        r.info.engine,
+        r.info.version,
+        r.info.mode,
+        r.info.threads,
+        machine(&r.info),
+        r.info.date,
+        r.info.load_before,
+        r.info.load_after
+    );
+    let peaks = peaks_text(r);
+    if !peaks.is_empty() {
+        line += &format!(", peak sgemm {peaks}");
+    }
+    line + "\n"
+}
+
+/// A row's time and rate cells, or "skipped".
+fn cell(r: &Record) -> (String, String) {
+    match &r.skipped {
+        Some(_) => ("skipped".to_string(), String::new()),
+        None => (ms(r.median_s), r.rate_text()),
+    }
+}
+
+/// The other side's time over thaw's, with `mark` after it; empty when
+/// either row was skipped.
+fn ratio_text(thaw: &Record, other: &Record, mark: &str) -> String {
+    if thaw.skipped.is_none() && other.skipped.is_none() && thaw.median_s > 0.0 {
+        format!("{:.2}x{mark}", other.median_s / thaw.median_s)
+    } else {
+        String::new()
+    }
+}
+
+/// The other side's half-precision rows of thaw's f32 GPU row `t`, set
+/// beside it, where thaw has no row of that precision to pair with them
+/// by name.
+fn other_half_rows(t: &Record, thaw: &Results, by_name: &HashMap<&str, &Record>) -> String {
+    let Some(base) = t.name.strip_suffix(".cuda-f32") else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for half in ["f16", "bf16"] {
+        let half_name = format!("{base}.cuda-{half}");
+        if thaw.records.iter().any(|t| t.name == half_name) {
+            continue;
+        }
+        let Some(h) = by_name.get(half_name.as_str()) else {
             continue;
         };
-        for half in ["f16", "bf16"] {
-            let half_name = format!("{base}.cuda-{half}");
-            if thaw.records.iter().any(|t| t.name == half_name) {
-                continue; // thaw's own row of this precision pairs with it by name
-            }
-            let Some(h) = by_name.get(half_name.as_str()) else {
-                continue;
-            };
-            half_rows = true;
-            let (hm, hr) = cell(h);
-            let ratio = if t.skipped.is_none() && h.skipped.is_none() && t.median_s > 0.0 {
-                format!("{:.2}x †", h.median_s / t.median_s)
-            } else {
-                String::new()
-            };
-            out += &format!(
-                "| {} | {} | (f32 above) | | {hm} | {hr} | {ratio} |\n",
-                h.name, h.shape
-            );
-        }
+        let (hm, hr) = cell(h);
+        let ratio = ratio_text(t, h, " †");
+        out += &format!(
+            "| {} | {} | (f32 above) | | {hm} | {hr} | {ratio} |\n",
+            h.name, h.shape
+        );
     }
+    out
+}
+
+/// The other side's rows that thaw did not run (its half-precision rows
+/// already set beside thaw's f32 row excepted).
+fn other_only_rows(thaw: &Results, other: &Results) -> String {
     let paired_half = |name: &str| {
         is_half_row(name)
             && name.rsplit_once(".cuda-").is_some_and(|(base, _)| {
@@ -389,6 +428,7 @@ pub fn compare(thaw: &Results, other: &Results) -> String {
                     .any(|t| t.name == format!("{base}.cuda-f32"))
             })
     };
+    let mut out = String::new();
     for o in &other.records {
         if !thaw.records.iter().any(|t| t.name == o.name) && !paired_half(&o.name) {
             out += &format!(
@@ -403,17 +443,6 @@ pub fn compare(thaw: &Results, other: &Results) -> String {
                 o.rate_text()
             );
         }
-    }
-    if half_rows {
-        out += &format!(
-            "\n† thaw f32 against {} autocast f16/bf16: unequal precision, not a like-for-like \
-             ratio (thaw has no 16-bit row of that workload). Issue 6's GPU targets are set \
-             against these rows.",
-            other.info.engine
-        );
-    }
-    for n in notes {
-        out += &format!("\nNOTE {n}");
     }
     out
 }

@@ -172,30 +172,7 @@ fn convert_bytes(
             "no root attribute layer_names (nor layer_names0, ...): this is not a Keras legacy .h5 weights file; HINT: save with model.save_weights(\"x.weights.h5\") in Keras 2, or use the files Keras publishes",
         ));
     };
-
-    // The file's layers that have weights, in file order.
-    let mut file_layers = Vec::new();
-    for name in &layer_names {
-        let group = root.group(name).map_err(|e| {
-            Error::corrupt(
-                path,
-                format!("layer_names lists {name} but the file has no group {name} ({e})"),
-            )
-        })?;
-        let weight_names = match group.attribute("weight_names") {
-            Ok(a) => string_list(&a).map_err(|msg| {
-                Error::corrupt(path, format!("layer {name}: attribute weight_names {msg}"))
-            })?,
-            // Keras reads a missing weight_names as "no weights".
-            Err(_) => Vec::new(),
-        };
-        if !weight_names.is_empty() {
-            file_layers.push(FileLayer {
-                name: name.clone(),
-                weight_names,
-            });
-        }
-    }
+    let file_layers = layers_with_weights(path, &root, &layer_names)?;
 
     // The model's layers, in spec order, each with its weights in order.
     let mut model_layers: Vec<(&str, Vec<&WeightSpec>)> = Vec::new();
@@ -231,8 +208,77 @@ fn convert_bytes(
         }
     };
 
+    let root_name = root.name();
+    let source = Source {
+        path,
+        file: &file,
+        root: root_name.trim_end_matches('/'),
+        matching,
+    };
     let mut out = Vec::with_capacity(spec.len());
     for (fl, layer, weights) in pairs {
+        out.extend(source.read_layer(fl, layer, weights)?);
+    }
+    // Values too: a damaged file must not convert into NaN weights.
+    crate::validate::check_values(&out).map_err(|e| match e {
+        Error::Corrupt(msg) => Error::corrupt(path, msg),
+        e => e,
+    })?;
+    Ok(out)
+}
+
+/// The layers of `layer_names` that have weights, in file order, each with
+/// its `weight_names`.
+fn layers_with_weights(
+    path: &Path,
+    root: &Group,
+    layer_names: &[String],
+) -> Result<Vec<FileLayer>> {
+    let mut file_layers = Vec::new();
+    for name in layer_names {
+        let group = root.group(name).map_err(|e| {
+            Error::corrupt(
+                path,
+                format!("layer_names lists {name} but the file has no group {name} ({e})"),
+            )
+        })?;
+        let weight_names = match group.attribute("weight_names") {
+            Ok(a) => string_list(&a).map_err(|msg| {
+                Error::corrupt(path, format!("layer {name}: attribute weight_names {msg}"))
+            })?,
+            // Keras reads a missing weight_names as "no weights".
+            Err(_) => Vec::new(),
+        };
+        if !weight_names.is_empty() {
+            file_layers.push(FileLayer {
+                name: name.clone(),
+                weight_names,
+            });
+        }
+    }
+    Ok(file_layers)
+}
+
+/// The open file and how its layers were matched: what reading one
+/// layer's weights needs, and what its errors name.
+struct Source<'a> {
+    path: &'a Path,
+    file: &'a Hdf5File,
+    /// The group holding the layers' groups, without a trailing `/`.
+    root: &'a str,
+    matching: LayerMatch,
+}
+
+impl Source<'_> {
+    /// The weights of the model's `layer`, read from the file's layer `fl`
+    /// in the model's order, each checked against its expected shape.
+    fn read_layer(
+        &self,
+        fl: &FileLayer,
+        layer: &str,
+        weights: &[&WeightSpec],
+    ) -> Result<NamedTensors> {
+        let path = self.path;
         // The file's name for the layer, and the model's when they differ.
         let layer_desc = if fl.name == layer {
             layer.to_string()
@@ -253,13 +299,10 @@ fn convert_bytes(
                     .join(", ")
             )));
         }
+        let mut out = Vec::with_capacity(weights.len());
         for (dataset_name, w) in fl.weight_names.iter().zip(weights) {
-            let full = format!(
-                "{}/{}/{dataset_name}",
-                root.name().trim_end_matches('/'),
-                fl.name
-            );
-            let t = read_f32(&file, &full, &w.shape).map_err(|e| match e {
+            let full = format!("{}/{}/{dataset_name}", self.root, fl.name);
+            let t = read_f32(self.file, &full, &w.shape).map_err(|e| match e {
                 ReadError::Shape(shape) => Error::Mismatch(format!(
                     "{}: layer {layer_desc}: dataset {dataset_name} (weight {}) has shape {}, expected {}. \
                      HINT: {}",
@@ -267,7 +310,7 @@ fn convert_bytes(
                     w.name,
                     fmt_shape(&shape),
                     fmt_shape(&w.shape),
-                    match matching {
+                    match self.matching {
                         LayerMatch::ByName => "the layer names match but not this shape: is it the \
                             file of another variant of the model (for MobileNet and MobileNetV2, \
                             another alpha)?",
@@ -282,13 +325,8 @@ fn convert_bytes(
             })?;
             out.push((w.name.clone(), t));
         }
+        Ok(out)
     }
-    // Values too: a damaged file must not convert into NaN weights.
-    crate::validate::check_values(&out).map_err(|e| match e {
-        Error::Corrupt(msg) => Error::corrupt(path, msg),
-        e => e,
-    })?;
-    Ok(out)
 }
 
 /// Pairs each of the model's layers with the file's layer of the same name;
