@@ -167,6 +167,25 @@ pub fn paper(runs: &[Facts], byline: String) -> Result<Document> {
     }
     prose::samples_figure(&mut doc, b, &format!(" of the best run, {}", b.run.name));
 
+    abstract_paragraph(&mut doc, runs, best, worst, &varying);
+    prose::introduction(&mut doc, b, runs.iter().any(|f| f.epochs.1 > 0));
+
+    methods(&mut doc, runs, &varying, &shared);
+    results(&mut doc, runs, best);
+    discussion(&mut doc, runs, best, &varying);
+    prose::references(&mut doc, runs);
+    Ok(doc)
+}
+
+/// The abstract: what the runs differ in, the best and the lowest.
+fn abstract_paragraph(
+    doc: &mut Document,
+    runs: &[Facts],
+    best: usize,
+    worst: usize,
+    varying: &[&Setting],
+) {
+    let b = &runs[best];
     doc.section("Abstract");
     let names: Vec<&str> = varying.iter().map(|s| s.name).collect();
     let lowest = match runs[worst].test.correct == b.test.correct {
@@ -193,10 +212,13 @@ pub fn paper(runs: &[Facts], byline: String) -> Result<Document> {
         b.backbone(),
         b.test_words(),
     ));
-    prose::introduction(&mut doc, b, runs.iter().any(|f| f.epochs.1 > 0));
+}
 
+/// Materials and methods: the data, then the shared settings and the
+/// settings in which the runs differ, as two tables.
+fn methods(doc: &mut Document, runs: &[Facts], varying: &[&Setting], shared: &[&Setting]) {
     doc.section("2. Materials and methods");
-    prose::data_paragraph(&mut doc, &runs[0]);
+    prose::data_paragraph(doc, &runs[0]);
     doc.para(format!(
         "Each run trains a head on the features of a backbone pretrained on ImageNet [1, 2] \
          with Adam [5] and early stopping on the held-out validation images; Table {} gives the \
@@ -231,11 +253,6 @@ pub fn paper(runs: &[Facts], byline: String) -> Result<Document> {
         &header,
         rows,
     );
-
-    results(&mut doc, runs, best);
-    discussion(&mut doc, runs, best, &varying);
-    prose::references(&mut doc, runs);
-    Ok(doc)
 }
 
 fn results(doc: &mut Document, runs: &[Facts], best: usize) {

@@ -77,6 +77,30 @@ fn methods(doc: &mut Document, f: &Facts) {
         f.head_words(),
         s = f.image_size(),
     ));
+    training_paragraph(doc, f);
+    settings_table(doc, f);
+    let command = f
+        .run
+        .record
+        .pointer("/command_line")
+        .and_then(|c| c.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "not recorded".into());
+    doc.para(format!(
+        "Hardware and software: {}, {}. To repeat the run: {command}",
+        f.machine_words(),
+        f.text("/machine/os")
+    ));
+}
+
+/// The training paragraph: optimizer, batches, epochs and early stopping,
+/// then fine-tuning and augmentation as the run used them.
+fn training_paragraph(doc: &mut Document, f: &Facts) {
     let tune = match f.run.text("/options/fine_tune") {
         Some(block) => format!(
             " Then block {block} is unfrozen and trained with the head for at most {} epochs \
@@ -113,6 +137,10 @@ fn methods(doc: &mut Document, f: &Facts) {
         f.stop_words(),
         f.text("/options/seed"),
     ));
+}
+
+/// The table of the run's settings, as its record gives them.
+fn settings_table(doc: &mut Document, f: &Facts) {
     let rows = [
         ("Backbone", f.backbone()),
         ("Weights", f.text("/weights/source")),
@@ -160,23 +188,6 @@ fn methods(doc: &mut Document, f: &Facts) {
             .map(|(k, v)| vec![k.to_string(), v])
             .collect(),
     );
-    let command = f
-        .run
-        .record
-        .pointer("/command_line")
-        .and_then(|c| c.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_else(|| "not recorded".into());
-    doc.para(format!(
-        "Hardware and software: {}, {}. To repeat the run: {command}",
-        f.machine_words(),
-        f.text("/machine/os")
-    ));
 }
 
 fn results(doc: &mut Document, f: &Facts) {
