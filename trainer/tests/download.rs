@@ -953,7 +953,7 @@ fn fixture_zip_files() -> Vec<(&'static str, Vec<u8>)> {
 /// header has flag bit 3 (a data descriptor follows the data) and where
 /// its data starts.
 fn zip_file_entries(archive: &[u8]) -> Vec<(String, zip::CompressionMethod, bool, usize)> {
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(archive)).unwrap();
+    let zip = zip::ZipArchive::new(std::io::Cursor::new(archive)).unwrap();
     let u16_at = |at: usize| u16::from_le_bytes([archive[at], archive[at + 1]]) as usize;
     (0..zip.len())
         .map(|i| zip.by_index_data(i).unwrap())
