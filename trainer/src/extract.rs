@@ -74,11 +74,7 @@ pub fn features_of_batch_at(
     side: usize,
     size: usize,
 ) -> Result<Tensor> {
-    let _no_grad = engine::no_grad();
-    let x = crate::train::feature_cache::model_input(backbone, images, side, size, false)?;
-    Ok(backbone
-        .forward(&x, false)?
-        .to_device(engine::Device::Cpu)?)
+    crate::train::feature_cache::output_on_host(backbone, images, side, size, false)
 }
 
 /// Writes the features of every image of `dataset` to `out` and its labels

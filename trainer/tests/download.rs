@@ -879,9 +879,9 @@ fn a_zip_entry_outside_the_folder_is_refused_and_nothing_is_unpacked() {
             "{msg}"
         );
         assert!(msg.contains("nothing was unpacked"), "{msg}");
-        // No folder in place, no temporary folder, nothing escaped.
-        assert!(entries(&dir.path().join("out")).is_empty());
-        assert_eq!(entries(dir.path()), vec!["out", "pets.zip"]);
+        // Refused before anything is made: no folder, no temporary folder,
+        // nothing escaped.
+        assert_eq!(entries(dir.path()), vec!["pets.zip"]);
     }
     // A file that is not a zip at all.
     let archive = dir.path().join("junk.zip");
@@ -893,7 +893,7 @@ fn a_zip_entry_outside_the_folder_is_refused_and_nothing_is_unpacked() {
         msg.contains("junk.zip") && msg.contains("cannot be unpacked as .zip"),
         "{msg}"
     );
-    assert!(entries(&dir.path().join("out")).is_empty());
+    assert_eq!(entries(dir.path()), vec!["junk.zip", "pets.zip"]);
 }
 
 #[test]
@@ -924,4 +924,139 @@ fn dataset_and_data_exclude_each_other_and_a_bad_cached_archive_is_reported() {
         ],
     );
     assert!(err.contains("--data DIR/flower_photos"), "{err}");
+}
+
+// Zips written by Python's zipfile, the reader TensorFlow Datasets unpacks
+// zip archives with (tests/fixtures/zip/make_zips.py).
+
+fn zip_fixture(name: &str) -> Vec<u8> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/zip");
+    std::fs::read(dir.join(name)).unwrap()
+}
+
+/// The files of every fixture zip, rebuilt by make_zips.py's rules.
+fn fixture_zip_files() -> Vec<(&'static str, Vec<u8>)> {
+    let text = |seed: u32| {
+        (0..300)
+            .map(|i| format!("PetImages {seed} line {i}\n"))
+            .collect::<String>()
+            .into_bytes()
+    };
+    vec![
+        ("PetImages/Cat/0.txt", text(0)),
+        ("PetImages/Dog/1.bin", (0..1024).map(|i| i as u8).collect()),
+        ("PetImages/Dog/2.txt", text(2)),
+    ]
+}
+
+/// Each file entry of `archive`: its name, method, whether its local
+/// header has flag bit 3 (a data descriptor follows the data) and where
+/// its data starts.
+fn zip_file_entries(archive: &[u8]) -> Vec<(String, zip::CompressionMethod, bool, usize)> {
+    let zip = zip::ZipArchive::new(std::io::Cursor::new(archive)).unwrap();
+    let u16_at = |at: usize| u16::from_le_bytes([archive[at], archive[at + 1]]) as usize;
+    (0..zip.len())
+        .map(|i| zip.by_index_data(i).unwrap())
+        .filter(|e| !e.is_dir())
+        .map(|e| {
+            let at = e.header_start() as usize;
+            let data = at + 30 + u16_at(at + 26) + u16_at(at + 28);
+            let descriptor = u16_at(at + 6) & 0x08 != 0;
+            (
+                e.name().unwrap().into_owned(),
+                e.compression(),
+                descriptor,
+                data,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn zips_of_every_method_pythons_zipfile_reads_unpack_byte_for_byte() {
+    use zip::CompressionMethod as M;
+    let dir = TempDir::new("dl-zip-methods");
+    let files = fixture_zip_files();
+    for (name, method, descriptor) in [
+        ("stored", M::STORE, false),
+        ("deflate", M::DEFLATE, false),
+        ("bzip2", M::BZIP2, false),
+        ("lzma", M::LZMA, false),
+        ("descriptor", M::DEFLATE, true),
+        ("zip64", M::DEFLATE, true),
+    ] {
+        let bytes = zip_fixture(&format!("{name}.zip"));
+        // The fixture is what its name says.
+        let listed = zip_file_entries(&bytes);
+        assert_eq!(listed.len(), files.len(), "{name}.zip");
+        for (entry, m, d, _) in &listed {
+            assert_eq!((*m, *d), (method, descriptor), "{name}.zip {entry}");
+        }
+        let zip64_end = bytes.len() - 22 - 20 - 56;
+        assert_eq!(
+            &bytes[zip64_end..zip64_end + 4] == b"PK\x06\x06",
+            name == "zip64"
+        );
+        let archive = dir.path().join(format!("{name}.zip"));
+        std::fs::write(&archive, &bytes).unwrap();
+        let dest = dir.path().join(name);
+        download::unpack_zip(&archive, &dest).unwrap_or_else(|e| panic!("{name}.zip: {e}"));
+        let root = dest.join("PetImages");
+        assert_unpacked(&root, &files);
+        assert_eq!(entries(&root), vec!["Cat", "Dog"], "{name}.zip");
+        assert_eq!(
+            entries(&root.join("Dog")),
+            vec!["1.bin", "2.txt"],
+            "{name}.zip"
+        );
+    }
+}
+
+#[test]
+fn a_zip_method_pythons_zipfile_does_not_read_is_named_and_nothing_is_unpacked() {
+    let dir = TempDir::new("dl-zip-unsupported");
+    for (name, method) in [("deflate64", "Deflate64"), ("zstd", "Zstd")] {
+        let archive = dir.path().join(format!("{name}.zip"));
+        std::fs::write(&archive, zip_fixture(&format!("{name}.zip"))).unwrap();
+        let dest = dir.path().join("out").join(name);
+        let msg = download::unpack_zip(&archive, &dest)
+            .unwrap_err()
+            .to_string();
+        for word in [
+            &format!("{name}.zip"),
+            "\"PetImages/Cat/0.txt\"",
+            &format!("is compressed by {method}"),
+            "deflate, bzip2 or LZMA",
+            "Nothing was unpacked",
+            "--data",
+        ] {
+            assert!(msg.contains(word), "lacks {word:?}: {msg}");
+        }
+    }
+    // Refused before anything is made.
+    assert_eq!(entries(dir.path()), vec!["deflate64.zip", "zstd.zip"]);
+}
+
+#[test]
+fn damaged_zip_data_is_an_error_never_a_wrong_file() {
+    let dir = TempDir::new("dl-zip-damaged");
+    for name in ["stored", "deflate", "bzip2", "lzma", "zip64"] {
+        let mut bytes = zip_fixture(&format!("{name}.zip"));
+        let (entry, _, _, data) = zip_file_entries(&bytes).remove(0);
+        // Inside the first file's data: past LZMA's 9-byte header, before
+        // the end of the smallest compressed file.
+        bytes[data + 20] ^= 0x55;
+        let archive = dir.path().join(format!("{name}.zip"));
+        std::fs::write(&archive, &bytes).unwrap();
+        let dest = dir.path().join("out").join(name);
+        let msg = download::unpack_zip(&archive, &dest)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("cannot be unpacked as .zip") && msg.contains(&format!("{entry:?}")),
+            "{name}.zip: {msg}"
+        );
+        assert!(!dest.exists(), "{name}.zip");
+    }
+    assert!(entries(&dir.path().join("out")).is_empty());
 }

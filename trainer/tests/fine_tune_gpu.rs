@@ -31,7 +31,8 @@ use engine::rng::Rng;
 use engine::{Device, Tensor};
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
-use trainer::data::IMAGE_BYTES;
+use trainer::data::stream::Images;
+use trainer::data::{Dataset, IMAGE_BYTES};
 use trainer::train::fine_tune::{fine_tune, ImageRows, TuneRows};
 use trainer::train::{
     feature_cache, fit_head, model_file, save_model, FitConfig, Head, HeadKind, LrSchedule,
@@ -388,56 +389,71 @@ fn head_training_on_the_gpu_matches_the_cpu() {
 }
 
 /// Features of 29 images in batches of 8 (the last one 5) through
-/// `feature_cache::extract_features`, which keeps one batch in flight on a
-/// GPU, against `extract::features_of_batch` batch by batch (a synchronous
-/// copy after each): equal bit for bit, rows in order.
-fn pipelined_and_batch_by_batch(device: Device) -> (Vec<f32>, Vec<f32>) {
+/// `feature_cache::extract_features` (the loop `for_each_batch`), from
+/// memory and streamed from PNG files by the decoding threads, against
+/// `extract::features_of_batch` batch by batch on the images in memory:
+/// equal bit for bit, rows in order.
+fn extracted_and_batch_by_batch(device: Device) -> [(Vec<f32>, Vec<f32>); 2] {
     let backbone = model_file::build_backbone("vgg16", None).unwrap();
     backbone
         .load(weights::seeded::generate(&backbone.weight_spec(), SEED))
         .unwrap();
     backbone.to_device(device).unwrap();
-    let (px, _) = images(29, 4);
-    let pipelined = feature_cache::extract_features(
-        backbone.as_ref(),
-        &px,
-        32,
-        8,
-        false,
-        "pipelined",
-        None,
-        None,
-    )
-    .unwrap();
+    let (px, labels) = images(29, 4);
+    let dir = TempDir::new("gpu-streamed");
+    let files: Vec<_> = px
+        .chunks(IMAGE_BYTES)
+        .enumerate()
+        .map(|(i, image)| {
+            let path = dir.path().join(format!("{i:02}.png"));
+            image::RgbImage::from_raw(32, 32, image.to_vec())
+                .unwrap()
+                .save(&path)
+                .unwrap();
+            path
+        })
+        .collect();
+    let streamed = Dataset::streamed(32, false, labels, vec!["c".into(); 10], files);
+    let extract = |images: Images| {
+        feature_cache::extract_features(backbone.as_ref(), images, 32, 8, false, "loop", None, None)
+            .unwrap()
+    };
     let mut one_by_one = Vec::new();
     for batch in px.chunks(8 * IMAGE_BYTES) {
         let y = trainer::extract::features_of_batch(backbone.as_ref(), batch, 32).unwrap();
         one_by_one.extend(y.to_vec_f32());
     }
-    (pipelined, one_by_one)
+    [
+        (extract((&px).into()), one_by_one.clone()),
+        (extract((&streamed).into()), one_by_one),
+    ]
 }
 
 #[test]
-fn pipelined_extraction_equals_batch_by_batch() {
-    let (pipelined, one_by_one) = pipelined_and_batch_by_batch(Device::Cpu);
-    assert_eq!(pipelined.len(), 29 * 512);
-    assert_eq!(pipelined, one_by_one, "CPU: the batches in order");
+fn extraction_from_memory_and_streamed_equals_batch_by_batch() {
+    let [memory, streamed] = extracted_and_batch_by_batch(Device::Cpu);
+    for (what, (extracted, one_by_one)) in [("memory", memory), ("streamed", streamed)] {
+        assert_eq!(extracted.len(), 29 * 512, "CPU, {what}");
+        assert_eq!(extracted, one_by_one, "CPU, {what}: the batches in order");
+    }
     if let Some(why) = no_gpu() {
         common::skipped(format_args!(
-            "pipelined extraction checked on the CPU only; no GPU: {why}"
+            "extraction checked on the CPU only; no GPU: {why}"
         ));
         return;
     }
-    let (pipelined, one_by_one) = pipelined_and_batch_by_batch(Device::Cuda(0));
-    assert_eq!(pipelined.len(), 29 * 512);
-    let equal = pipelined
-        .iter()
-        .zip(&one_by_one)
-        .filter(|(a, b)| a.to_bits() == b.to_bits())
-        .count();
-    println!(
-        "GPU: {equal} of {} features bit-equal between the pipelined and the batch-by-batch copies",
-        pipelined.len()
-    );
-    assert_eq!(equal, pipelined.len(), "GPU: pipelined features differ");
+    let [memory, streamed] = extracted_and_batch_by_batch(Device::Cuda(0));
+    for (what, (extracted, one_by_one)) in [("memory", memory), ("streamed", streamed)] {
+        assert_eq!(extracted.len(), 29 * 512, "GPU, {what}");
+        let equal = extracted
+            .iter()
+            .zip(&one_by_one)
+            .filter(|(a, b)| a.to_bits() == b.to_bits())
+            .count();
+        println!(
+            "GPU, {what}: {equal} of {} features bit-equal to the batch-by-batch ones",
+            extracted.len()
+        );
+        assert_eq!(equal, extracted.len(), "GPU, {what}: features differ");
+    }
 }

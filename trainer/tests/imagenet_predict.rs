@@ -270,3 +270,106 @@ fn predict_cli_takes_the_lite_wheel_and_names_another_variant_s() {
         "{err}"
     );
 }
+
+/// `predict --weights W FOLDER` classifies every image under the folder
+/// (hidden files skipped) as it classifies one image: each row of the CSV
+/// beside the folder is that image's top class and probability from
+/// `imagenet::predict`, bit for bit. An unreadable file is listed, or
+/// skipped and counted with --skip-bad-images; a CSV naming an input is
+/// refused and nothing is written.
+#[test]
+fn predict_weights_takes_a_folder_and_writes_each_image_s_top_class() {
+    let dir = common::TempDir::new("imagenet-folder");
+    let options = ModelOptions {
+        include_top: true,
+        alpha: Some(0.25),
+        ..ModelOptions::default()
+    };
+    let backbone = models::build("mobilenet", &options).unwrap();
+    let w = dir.path().join("mobilenet_025_top.safetensors");
+    let tensors = weights::seeded::generate(&backbone.weight_spec(), 50);
+    weights::save_safetensors(&w, &tensors, &BTreeMap::new()).unwrap();
+    let photos = dir.path().join("photos");
+    std::fs::create_dir_all(photos.join("sub")).unwrap();
+    write_png(&photos.join("a.png"));
+    image::RgbImage::from_fn(20, 50, |x, y| {
+        image::Rgb([(y * 5) as u8, 200, (x * 12) as u8])
+    })
+    .save(photos.join("sub/b.png"))
+    .unwrap();
+    write_png(&photos.join(".hidden.png"));
+    let (w_s, photos_s) = (w.to_str().unwrap(), photos.to_str().unwrap());
+    let args = [
+        "predict",
+        "--device",
+        "cpu",
+        "--model",
+        "mobilenet",
+        "--alpha",
+        "0.25",
+        "--weights",
+        w_s,
+        photos_s,
+    ];
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
+            .args(args.iter().chain(extra))
+            .env("THAW_CACHE_DIR", dir.path().join("cache"))
+            .output()
+            .unwrap()
+    };
+    let csv_path = dir.path().join("photos.predictions.csv");
+    let check_csv = || {
+        let csv = std::fs::read_to_string(&csv_path).unwrap();
+        let mut lines = csv.lines();
+        assert_eq!(lines.next(), Some("file,class,probability"));
+        let rows: Vec<&str> = lines.collect();
+        assert_eq!(rows.len(), 2, "{csv}");
+        for (row, file) in rows.iter().zip(["a.png", "sub/b.png"]) {
+            let fields: Vec<&str> = row.split(',').collect();
+            let alone = imagenet::predict("mobilenet", Some(0.25), &w, &photos.join(file), 1)
+                .unwrap()
+                .remove(0);
+            assert_eq!(fields[0], file, "{csv}");
+            assert_eq!(fields[1], alone.0, "{file}: {csv}");
+            assert_eq!(fields[2].parse::<f32>().unwrap(), alone.1, "{file}: {csv}");
+        }
+    };
+    let o = run(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    check_csv();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("2 images classified"));
+
+    // An unreadable file: listed (nothing written), or skipped and counted.
+    std::fs::remove_file(&csv_path).unwrap();
+    std::fs::write(photos.join("notes.txt"), "not an image").unwrap();
+    let o = run(&[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("notes.txt") && err.contains("--skip-bad-images"),
+        "{err}"
+    );
+    assert!(!csv_path.exists());
+    let o = run(&["--skip-bad-images"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("(1 unreadable files skipped)"), "{err}");
+    check_csv();
+
+    // A CSV that would overwrite an input: refused, the input unchanged.
+    for (out, flag) in [
+        (photos.join("a.png"), "the image or folder"),
+        (w.clone(), "--weights"),
+    ] {
+        let before = std::fs::read(&out).unwrap();
+        let o = run(&["--out", out.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(flag) && err.contains("nothing was written"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&out).unwrap(), before);
+    }
+}

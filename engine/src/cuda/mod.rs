@@ -30,13 +30,11 @@
 //! figures are in `docs/cuda.md`, "Measured".
 
 mod context;
-mod host_copy;
 mod storage;
 
 pub use context::{launch_1d, CudaDevice, CudnnHandle, CudnnState, Workspace, ALLOW_TF32_ENV};
 /// The CUDA bindings, re-exported so ops and tests launch kernels with the same version.
 pub use cudarc;
-pub use host_copy::HostStaging;
 pub use storage::{CudaStorage, DerivedKey, DeviceBuffer, OnceMap};
 
 use crate::error::{Error, Result};

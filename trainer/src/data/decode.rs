@@ -214,11 +214,12 @@ pub fn resize_rgb8(pixels: &[u8], w: usize, h: usize, side: usize) -> Result<Vec
     if (w, h) == (side, side) {
         return Ok(pixels.to_vec());
     }
-    let x: Vec<f32> = pixels.iter().map(|&p| f32::from(p)).collect();
-    let y = engine::ops::bilinear_resize::resize_image(&x, [h, w, 3], side, side)?;
-    Ok(y.iter()
-        .map(|v| v.round().clamp(0.0, 255.0) as u8)
-        .collect())
+    Ok(engine::ops::bilinear_resize::resize_image_u8(
+        pixels,
+        [h, w, 3],
+        side,
+        side,
+    )?)
 }
 
 /// The largest centred square of an RGB image `[h, w, 3]`, as Keras's

@@ -398,6 +398,26 @@ pub fn model_input(
     )?)
 }
 
+/// The backbone's output for one batch of uint8 NHWC `side` x `side`
+/// images, on the host: [`model_input`] (on a GPU it uploads the uint8
+/// batch), the forward pass in inference mode without recording, and
+/// `to_device(Cpu)`, which on a GPU copies the output back once the batch's
+/// work is done and on the CPU hands it back as it is.
+pub fn output_on_host(
+    backbone: &dyn Backbone,
+    images: &[u8],
+    side: usize,
+    size: usize,
+    flip: bool,
+) -> Result<Tensor> {
+    let _guard = engine::no_grad();
+    let x = model_input(backbone, images, side, size, flip)?;
+    let y = backbone
+        .forward(&x, false)
+        .map_err(|e| Error::Usage(format!("{} forward pass: {e}", backbone.name())))?;
+    Ok(y.to_device(engine::Device::Cpu)?)
+}
+
 /// The backbone's output for each batch of `batch_size` images, on the
 /// host and in order: `each(batch number, the batch's uint8 pixels,
 /// output)`, under `no_grad` (each activation is freed as soon as it is
@@ -405,12 +425,8 @@ pub fn model_input(
 /// SIGTERM) ends it after the current batch with [`Error::Interrupted`].
 ///
 /// The batches come from [`Images::batches`]: from memory, or decoded by
-/// worker threads while the backbone runs. On a GPU one batch is in
-/// flight: batch i+1 is uploaded and its forward pass queued before the
-/// host waits for batch i's output, which is copied into page-locked
-/// memory without stopping the stream ([`engine::cuda::HostStaging`]), so
-/// the GPU computes while the host writes. Each output is the same as a
-/// synchronous copy's, bit for bit.
+/// worker threads while the backbone runs. The loop is the same on every
+/// device; only [`output_on_host`] knows where the backbone is.
 pub fn for_each_batch(
     backbone: &dyn Backbone,
     images: Images,
@@ -421,59 +437,23 @@ pub fn for_each_batch(
 ) -> Result<()> {
     let _guard = engine::no_grad();
     let side = images.side();
-    let forward = |chunk: &[u8]| {
-        let x = model_input(backbone, chunk, side, size, flip)?;
-        backbone
-            .forward(&x, false)
-            .map_err(|e| Error::Usage(format!("{} forward pass: {e}", backbone.name())))
-    };
     let n = images.len();
-    let mut chunks = images.batches(batch_size);
+    let chunks = images.batches(batch_size);
     let batches = chunks.len();
-    let stopped = |done: usize| {
-        let images_done = (done * batch_size.max(1)).min(n);
-        match crate::signals::stop_flag().load(std::sync::atomic::Ordering::SeqCst)
-            && done < batches
-        {
-            true => Err(Error::Interrupted(format!(
-                "stopped during feature extraction after {images_done} of {n} images"
-            ))),
-            false => Ok(()),
+    for (i, chunk) in chunks.enumerate() {
+        let chunk = chunk?;
+        each(
+            i,
+            &chunk,
+            output_on_host(backbone, &chunk, side, size, flip)?,
+        )?;
+        let done = i + 1;
+        if crate::signals::stop_flag().load(std::sync::atomic::Ordering::SeqCst) && done < batches {
+            return Err(Error::Interrupted(format!(
+                "stopped during feature extraction after {} of {n} images",
+                (done * batch_size.max(1)).min(n)
+            )));
         }
-    };
-    let ordinal = match backbone.device() {
-        engine::Device::Cpu => {
-            for (i, chunk) in chunks.enumerate() {
-                let chunk = chunk?;
-                each(i, &chunk, forward(&chunk)?)?;
-                stopped(i + 1)?;
-            }
-            return Ok(());
-        }
-        engine::Device::Cuda(ordinal) => ordinal,
-    };
-    let device = engine::cuda::CudaDevice::open(ordinal)?;
-    let mut staging = [
-        engine::cuda::HostStaging::new(device.clone()),
-        engine::cuda::HostStaging::new(device),
-    ];
-    let mut in_flight: Option<Vec<u8>> = None;
-    for i in 0..=batches {
-        let next = match chunks.next() {
-            Some(chunk) => {
-                let chunk = chunk?;
-                let y = forward(&chunk)?;
-                staging[i % 2].start(&y)?;
-                Some(chunk)
-            }
-            None => None,
-        };
-        if let (Some(done), Some(chunk)) = (i.checked_sub(1), in_flight.take()) {
-            let y = staging[done % 2].finish()?;
-            each(done, &chunk, y)?;
-            stopped(done + 1)?;
-        }
-        in_flight = next;
     }
     Ok(())
 }

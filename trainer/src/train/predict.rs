@@ -1,5 +1,7 @@
 //! `trainer predict`: the classes of one image, or of every image in a
-//! folder, by a saved model (or the top ImageNet classes with `--weights`).
+//! folder, by a saved model (`--model-file`) or by a model with its
+//! ImageNet top (`--weights`; one image at a time, see
+//! [`crate::imagenet`]).
 //!
 //! ```text
 //! IMAGE or FOLDER ─▶ decode + resize as the model's training images were
@@ -42,43 +44,13 @@ pub fn run_predict(args: &PredictArgs) -> Result<Vec<(String, f32)>> {
                     .into(),
             ));
         };
-        if folder || args.out.is_some() {
-            return Err(Error::Usage(format!(
-                "{}: --weights classifies one image into ImageNet classes and prints them; a \
-                 folder and --out take --model-file (a model saved by `trainer train`)",
-                args.image.display()
-            )));
-        }
-        let ranked = crate::imagenet::predict(
-            &args.model,
-            args.alpha,
-            weights,
-            &args.image,
-            args.top.max(1),
-        )?;
-        print_ranking(&args.image, &ranked);
-        return Ok(ranked);
+        return predict_imagenet(args, weights, out.as_deref());
     };
     if args.batch_size == 0 {
         return Err(Error::Usage("--batch-size must be at least 1".into()));
     }
     if let Some(out) = &out {
-        refuse_inputs_as_outputs(
-            &[
-                Input {
-                    what: "the image or folder",
-                    path: &args.image,
-                },
-                Input {
-                    what: "--model-file",
-                    path: model_file,
-                },
-            ],
-            &[Output {
-                what: "the CSV (--out)",
-                path: out,
-            }],
-        )?;
+        refuse_input_as_csv(args, "--model-file", model_file, out)?;
     }
     let loaded = load_for_inference(model_file, args.alpha, device, engine::Precision::F32)?;
     let batch = if folder { args.batch_size } else { 1 };
@@ -88,34 +60,16 @@ pub fn run_predict(args: &PredictArgs) -> Result<Vec<(String, f32)>> {
         head,
         meta,
     } = loaded;
-    let opts = ImageOptions {
-        resize_to: Some(meta.input_side),
-        crop_to_aspect_ratio: meta.crop_to_aspect_ratio || args.images.crop_to_aspect_ratio,
-        skip_bad_images: args.images.skip_bad_images,
-    };
-    let (root, (files, skipped)) = match folder {
-        true => {
-            let files = image_folder::files_under(&args.image)?;
-            (
-                args.image.clone(),
-                image_folder::readable(&args.image, files, &opts)?,
-            )
-        }
-        false => {
-            crate::data::decode::probe(&args.image)?;
-            (PathBuf::new(), (vec![args.image.clone()], Vec::new()))
-        }
-    };
-    if files.is_empty() {
-        return Err(Error::data(
-            &args.image,
-            "holds no image to classify; point predict at an image or a folder of images",
-        ));
-    }
+    let crop = meta.crop_to_aspect_ratio || args.images.crop_to_aspect_ratio;
+    let Listed {
+        root,
+        files,
+        skipped,
+    } = list_images(args)?;
     let n = files.len();
     let images = Dataset::streamed(
         meta.input_side,
-        opts.crop_to_aspect_ratio,
+        crop,
         vec![0; n],
         meta.classes.clone(),
         files,
@@ -136,15 +90,7 @@ pub fn run_predict(args: &PredictArgs) -> Result<Vec<(String, f32)>> {
         .map(|(i, c)| (meta.classes[c].clone(), probs[i * k + c]))
         .collect();
     if let Some(out) = &out {
-        write_csv(out, &root, &images.files, &best)?;
-        eprintln!(
-            "predict: {n} images classified{}; file, class and probability in {}",
-            match skipped.len() {
-                0 => String::new(),
-                s => format!(" ({s} unreadable files skipped)"),
-            },
-            out.display()
-        );
+        write_csv(out, &root, &images.files, &best, skipped)?;
     }
     if folder {
         return Ok(best);
@@ -156,6 +102,109 @@ pub fn run_predict(args: &PredictArgs) -> Result<Vec<(String, f32)>> {
     Ok(ranked)
 }
 
+/// `predict --weights`: the top ImageNet classes of one image (printed),
+/// or of each image of a folder its most probable class (the CSV `out`),
+/// one image at a time through [`crate::imagenet::classify`], so that an
+/// image gets the same probabilities alone or in a folder.
+fn predict_imagenet(
+    args: &PredictArgs,
+    weights: &Path,
+    out: Option<&Path>,
+) -> Result<Vec<(String, f32)>> {
+    if let Some(out) = out {
+        refuse_input_as_csv(args, "--weights", weights, out)?;
+    }
+    let classifier = crate::imagenet::load_classifier(&args.model, args.alpha, weights)?;
+    let Listed {
+        root,
+        files,
+        skipped,
+    } = list_images(args)?;
+    let folder = args.image.is_dir();
+    let top = if folder { 1 } else { args.top.max(1) };
+    let mut ranked = files
+        .iter()
+        .map(|f| crate::imagenet::classify(classifier.as_ref(), f, top))
+        .collect::<Result<Vec<_>>>()?;
+    let best: Vec<(String, f32)> = ranked.iter().map(|r| r[0].clone()).collect();
+    if let Some(out) = out {
+        write_csv(out, &root, &files, &best, skipped)?;
+    }
+    if folder {
+        return Ok(best);
+    }
+    print_ranking(&args.image, &ranked[0]);
+    Ok(ranked.remove(0))
+}
+
+/// Refuses a CSV `out` that is, or lies in, an input: the image or folder,
+/// or the model (`flag`, at `model`).
+fn refuse_input_as_csv(args: &PredictArgs, flag: &str, model: &Path, out: &Path) -> Result<()> {
+    refuse_inputs_as_outputs(
+        &[
+            Input {
+                what: "the image or folder",
+                path: &args.image,
+            },
+            Input {
+                what: flag,
+                path: model,
+            },
+        ],
+        &[Output {
+            what: "the CSV (--out)",
+            path: out,
+        }],
+    )
+}
+
+/// The images `predict` classifies.
+struct Listed {
+    /// What the CSV's file names are relative to: the folder (empty for one image).
+    root: PathBuf,
+    /// The images, in sorted path order.
+    files: Vec<PathBuf>,
+    /// Unreadable files left out (`--skip-bad-images`).
+    skipped: usize,
+}
+
+/// The image, or the images of the folder (recursively, hidden files
+/// skipped) whose headers read; the others listed in an error, or with
+/// `--skip-bad-images` left out and counted.
+fn list_images(args: &PredictArgs) -> Result<Listed> {
+    let listed = match args.image.is_dir() {
+        true => {
+            let opts = ImageOptions {
+                resize_to: None,
+                crop_to_aspect_ratio: false,
+                skip_bad_images: args.images.skip_bad_images,
+            };
+            let all = image_folder::files_under(&args.image)?;
+            let (files, skipped) = image_folder::readable(&args.image, all, &opts)?;
+            Listed {
+                root: args.image.clone(),
+                files,
+                skipped: skipped.len(),
+            }
+        }
+        false => {
+            crate::data::decode::probe(&args.image)?;
+            Listed {
+                root: PathBuf::new(),
+                files: vec![args.image.clone()],
+                skipped: 0,
+            }
+        }
+    };
+    if listed.files.is_empty() {
+        return Err(Error::data(
+            &args.image,
+            "holds no image to classify; point predict at an image or a folder of images",
+        ));
+    }
+    Ok(listed)
+}
+
 /// A folder's default CSV: `FOLDER.predictions.csv` beside it.
 fn default_csv(folder: &Path) -> PathBuf {
     let name = folder
@@ -165,14 +214,30 @@ fn default_csv(folder: &Path) -> PathBuf {
 }
 
 /// Writes `file,class,probability` rows (files relative to `root`) to
-/// `out`, atomically.
-fn write_csv(out: &Path, root: &Path, files: &[PathBuf], best: &[(String, f32)]) -> Result<()> {
+/// `out`, atomically, and says so (with the count of `skipped` files).
+fn write_csv(
+    out: &Path,
+    root: &Path,
+    files: &[PathBuf],
+    best: &[(String, f32)],
+    skipped: usize,
+) -> Result<()> {
     let mut text = String::from("file,class,probability\n");
     for (file, (class, p)) in files.iter().zip(best) {
         let name = file.strip_prefix(root).unwrap_or(file).to_string_lossy();
         text.push_str(&format!("{},{},{p}\n", csv_field(&name), csv_field(class)));
     }
-    crate::npy::write_atomically(out, text.as_bytes())
+    crate::npy::write_atomically(out, text.as_bytes())?;
+    eprintln!(
+        "predict: {} images classified{}; file, class and probability in {}",
+        files.len(),
+        match skipped {
+            0 => String::new(),
+            s => format!(" ({s} unreadable files skipped)"),
+        },
+        out.display()
+    );
+    Ok(())
 }
 
 /// Prints classes with their probabilities, most probable first.

@@ -78,6 +78,77 @@ pub fn forward_image<T: Element>(
     }
 }
 
+/// [`forward_image`] of an 8-bit image, each output rounded to the nearest
+/// 8-bit value (`round().clamp(0, 255)`), bit for bit the same: the same f32
+/// products and sums in the same order, arranged in two passes. Each source
+/// row an output row reads is interpolated along the columns once (the
+/// `top` and `bottom` terms of [`forward_image`]), kept while the next
+/// output row reads it too, then the two rows are blended into the output
+/// row. No f32 copy of the image is made.
+pub fn forward_image_u8(
+    xi: &[u8],
+    yi: &mut [u8],
+    [_, w, c]: [usize; 3],
+    rows: &Taps<f32>,
+    cols: &Taps<f32>,
+) {
+    let row_len = cols.lo.len() * c;
+    let along_columns = |r: usize, out: &mut [f32]| {
+        let src = &xi[r * w * c..][..w * c];
+        match c {
+            // The constant lets the compiler unroll RGB's loop (every input pipeline's).
+            3 => along_columns_of(src, out, 3, cols),
+            _ => along_columns_of(src, out, c, cols),
+        }
+    };
+    // Slot 0 holds source row r0 interpolated, slot 1 row r1 (None: not yet).
+    let mut slots = [(None, vec![0f32; row_len]), (None, vec![0f32; row_len])];
+    for (i, out) in yi.chunks_exact_mut(row_len).enumerate() {
+        let (r0, r1, wr) = (rows.lo[i], rows.hi[i], rows.w_hi[i]);
+        if slots[0].0 != Some(r0) {
+            if slots[1].0 == Some(r0) {
+                slots.swap(0, 1);
+            } else {
+                along_columns(r0, &mut slots[0].1);
+                slots[0].0 = Some(r0);
+            }
+        }
+        if slots[1].0 != Some(r1) {
+            along_columns(r1, &mut slots[1].1);
+            slots[1].0 = Some(r1);
+        }
+        let (top, bottom) = (&slots[0].1, &slots[1].1);
+        for ((o, &t), &b) in out.iter_mut().zip(top).zip(bottom) {
+            *o = round_u8(t * (1.0 - wr) + b * wr);
+        }
+    }
+}
+
+/// One source row `src` of `c` channels interpolated along the columns
+/// into `out`: the `top` (or `bottom`) term of [`forward_image`] for every
+/// output column.
+#[inline(always)]
+fn along_columns_of(src: &[u8], out: &mut [f32], c: usize, cols: &Taps<f32>) {
+    let taps = cols.lo.iter().zip(&cols.hi).zip(&cols.w_hi);
+    for (o, ((&q0, &q1), &wq)) in out.chunks_exact_mut(c).zip(taps) {
+        let (left, right) = (&src[q0 * c..][..c], &src[q1 * c..][..c]);
+        for ((o, &a), &b) in o.iter_mut().zip(left).zip(right) {
+            *o = f32::from(a) * (1.0 - wq) + f32::from(b) * wq;
+        }
+    }
+}
+
+/// `v.round().clamp(0.0, 255.0) as u8` (halves away from zero; NaN gives
+/// 0, infinities and values past 255 give 255, negatives 0) without a call
+/// to `roundf`: the whole part (toward zero, saturating), plus one when the
+/// fraction, exact in f32 below 2^23, is at least a half; i32, whose
+/// conversion from f32 the compiler vectorizes.
+pub fn round_u8(v: f32) -> u8 {
+    let whole = v as i32;
+    let up = (v - whole as f32 >= 0.5) as i32;
+    whole.saturating_add(up).clamp(0, 255) as u8
+}
+
 /// dx: each dy element is scattered back to its 4 taps with the same weights.
 pub fn backward<T: Element>(
     dy: &[T],
