@@ -31,8 +31,9 @@
 //! ```
 //!
 //! 3×3 kernels with `m = 1` (MobileNet's and MobileNetV2's layers) go
-//! further on CPUs with AVX-512F ([`row_3x3`], the forward at strides 1
-//! and 2): a whole row is computed one block of 16 channels at a time,
+//! further on CPUs with AVX-512F ([`row_3x3`]: the forward at strides 1
+//! and 2, and dx at stride 1, where it is a forward of `dy` with the
+//! kernel turned round): a whole row is computed one block of 16 channels at a time,
 //! with the block's kernel taps held in registers and the window's inputs
 //! sliding along the row with the pixel, so that each input vector is
 //! loaded once per row, and every pixel is written, not added to, with
@@ -264,31 +265,24 @@ fn forward_3x3(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry, relu6: 
         // The input rows the next output row reads that this one does not.
         let next = match (prefetching, window[..rows].last()) {
             (true, Some(&(last, _))) if oy + 1 < g.oh => {
-                let start = (last + row_len).min(x.len());
-                &x[start..(start + g.sh * row_len).min(x.len())]
+                x.get(last + row_len..last + (1 + g.sh) * row_len)
             }
-            _ => &[],
+            _ => None,
         };
-        let w = &window[..rows];
         // SAFETY: `row_3x3_applies` checked for AVX-512F.
         let out = unsafe {
-            match (g.sw, rows) {
-                (1, 3) => row_3x3::<1, 3, false>(out, x, w, c, cols, k, bias, next),
-                (1, 2) => row_3x3::<1, 2, false>(out, x, w, c, cols, k, bias, next),
-                (1, 1) => row_3x3::<1, 1, false>(out, x, w, c, cols, k, bias, next),
-                (2, 3) => row_3x3::<2, 3, false>(out, x, w, c, cols, k, bias, next),
-                (2, 2) => row_3x3::<2, 2, false>(out, x, w, c, cols, k, bias, next),
-                (2, 1) => row_3x3::<2, 1, false>(out, x, w, c, cols, k, bias, next),
-                _ => zeroed(out, |out| {
-                    if let Some(bias) = bias {
-                        for px in out.chunks_exact_mut(c) {
-                            for (a, &b) in px.iter_mut().zip(bias) {
-                                *a += b;
-                            }
-                        }
-                    }
-                }),
-            }
+            row_3x3_any(
+                false,
+                g.sw,
+                out,
+                x,
+                &window[..rows],
+                c,
+                cols,
+                k,
+                bias,
+                next.unwrap_or(&[]),
+            )
         };
         if relu6 {
             for v in out.iter_mut() {
@@ -297,6 +291,101 @@ fn forward_3x3(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry, relu6: 
         }
         out
     })
+}
+
+/// `dx` when [`row_3x3_applies`] at stride 1: each input row by
+/// [`row_3x3`] with `FLIP`, as a forward of `dy` whose kernel is turned
+/// round: input pixel `ix` gathers `dy[.., oy, ix + pl − kx, ..] ·
+/// K[ky, kx, ..]` over the output rows `oy` whose window row `ky` reads
+/// row `iy`, `ky` ascending, as the reference sums.
+#[cfg(target_arch = "x86_64")]
+fn dx_3x3(k: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
+    let (c, image, row_len) = (g.c, g.oh * g.ow * g.c, g.ow * g.c);
+    let prefetching = 4 * (dy.len() + g.n * g.h * g.w * c) > PREFETCH_ABOVE;
+    // Window column j of input pixel ix reads dy column ix + j − (2 − pl).
+    let cols = Columns {
+        width: g.ow,
+        pad: 2 - g.pad_left as isize,
+    };
+    uninit_rows(g.n * g.h, g.w * c, |row, out| {
+        let (b, iy) = (row / g.h, row % g.h);
+        let dy = &dy[b * image..(b + 1) * image];
+        let mut window = [(0, 0); 3];
+        let mut rows = 0;
+        for ky in 0..3 {
+            if let Some(oy) = g.output_row(iy, ky) {
+                window[rows] = (oy * row_len, ky * 3 * c);
+                rows += 1;
+            }
+        }
+        // The row of dy the next input row reads that this one does not
+        // (the one below the lowest here, which `ky = 0` reads).
+        let next = match (prefetching, window[..rows].first()) {
+            (true, Some(&(first, _))) => dy.get(first + row_len..first + 2 * row_len),
+            _ => None,
+        };
+        // SAFETY: `row_3x3_applies` checked for AVX-512F.
+        unsafe {
+            row_3x3_any(
+                true,
+                1,
+                out,
+                dy,
+                &window[..rows],
+                c,
+                cols,
+                k,
+                None,
+                next.unwrap_or(&[]),
+            )
+        }
+    })
+}
+
+/// [`row_3x3`] for a window of `window.len()` rows at `stride` (1 or 2;
+/// with `flip`, 1). A row whose window has no row inside the input is
+/// zeros (plus the bias).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn row_3x3_any<'o>(
+    flip: bool,
+    stride: usize,
+    out: &'o mut [MaybeUninit<f32>],
+    x: &[f32],
+    w: &[(usize, usize)],
+    c: usize,
+    cols: Columns,
+    k: &[f32],
+    bias: Option<&[f32]>,
+    next: &[f32],
+) -> &'o mut [f32] {
+    // SAFETY: the caller checked for AVX-512F.
+    unsafe {
+        match (flip, stride, w.len()) {
+            (false, 1, 3) => row_3x3::<1, 3, false>(out, x, w, c, cols, k, bias, next),
+            (false, 1, 2) => row_3x3::<1, 2, false>(out, x, w, c, cols, k, bias, next),
+            (false, 1, 1) => row_3x3::<1, 1, false>(out, x, w, c, cols, k, bias, next),
+            (false, 2, 3) => row_3x3::<2, 3, false>(out, x, w, c, cols, k, bias, next),
+            (false, 2, 2) => row_3x3::<2, 2, false>(out, x, w, c, cols, k, bias, next),
+            (false, 2, 1) => row_3x3::<2, 1, false>(out, x, w, c, cols, k, bias, next),
+            (true, 1, 3) => row_3x3::<1, 3, true>(out, x, w, c, cols, k, bias, next),
+            (true, 1, 2) => row_3x3::<1, 2, true>(out, x, w, c, cols, k, bias, next),
+            (true, 1, 1) => row_3x3::<1, 1, true>(out, x, w, c, cols, k, bias, next),
+            (_, _, 0) => zeroed(out, |out| {
+                if let Some(bias) = bias {
+                    for px in out.chunks_exact_mut(c) {
+                        for (a, &b) in px.iter_mut().zip(bias) {
+                            *a += b;
+                        }
+                    }
+                }
+            }),
+            _ => unreachable!("row_3x3 takes strides 1 and 2, and 1 for dx"),
+        }
+    }
 }
 
 /// The input columns a row of [`row_3x3`] reads: output pixel `q`'s tap
@@ -395,7 +484,7 @@ unsafe fn row_3x3<'o, const S: usize, const R: usize, const FLIP: bool>(
                         inputs[j] = if j < first_new {
                             inputs[j + S]
                         } else {
-                            load(xr + (q * S + j - cols.pad as usize) * c)
+                            load(xr + ((q * S + j) as isize - cols.pad) as usize * c)
                         };
                     }
                 }
@@ -501,7 +590,9 @@ unsafe fn window_rows<const P: usize, const KW: usize, const J: usize>(
 }
 
 /// `dx` as `[n, h, w, c]`, one rayon task per input row: a gather over the
-/// output pixels whose windows read each input pixel.
+/// output pixels whose windows read each input pixel. At stride 1, where
+/// [`row_3x3_applies`], each row is one [`row_3x3`] ([`dx_3x3`]); otherwise
+/// as follows.
 ///
 /// Input columns `ix, ix + sw, ix + 2·sw, ..` read the same kernel taps of
 /// output columns `ox, ox + 1, ox + 2, ..` where no window is cut by the
@@ -509,6 +600,10 @@ unsafe fn window_rows<const P: usize, const KW: usize, const J: usize>(
 /// So the columns are visited by their remainder modulo `sw`: `0, sw, 2·sw,
 /// ..`, then `1, 1 + sw, ..`, and so on.
 pub fn dx(k: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if row_3x3_applies(g) && g.sw == 1 {
+        return dx_3x3(k, dy, g);
+    }
     let cm = g.cm();
     // The (kx, ox) pairs whose window column reads input column ix, per ix:
     // the same for every row, and found once (each costs a division by the stride).
