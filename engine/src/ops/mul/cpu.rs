@@ -48,5 +48,5 @@ pub fn backward(
 /// tensors of one shape for a scalar `dy = g` (the same roundings as the
 /// elementwise `dy[i] · o[i]` of [`backward`]).
 pub fn scaled<T: Element>(g: T, o: &[T]) -> Vec<T> {
-    parallel::map(o, |v| g * v)
+    parallel::map(o, move |v| g * v)
 }
