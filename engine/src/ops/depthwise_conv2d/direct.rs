@@ -691,9 +691,18 @@ pub fn dkernel(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
     let rows = g.n * g.oh;
     let full_cols = full_range(g.ow, |ox| (0..g.kw).all(|kx| g.input_col(ox, kx).is_some()));
     let by_window = g.m == 1 && g.kh == 3 && g.kw == 3;
-    // Whether all taps of output pixel (oy, ox) are summed together.
-    let inner = |oy: usize, ox: usize| {
-        by_window && full_cols.contains(&ox) && (0..g.kh).all(|ky| g.input_row(oy, ky).is_some())
+    // Whether the pixels of output row oy in `full_cols` (its inner pixels)
+    // have all their taps summed together.
+    let inner_row = |oy: usize| by_window && (0..g.kh).all(|ky| g.input_row(oy, ky).is_some());
+    // The other output columns of row oy, whose taps are summed one at a
+    // time: found once per row and tap, not tested pixel by pixel.
+    let others = |oy: usize| {
+        let inner = if inner_row(oy) {
+            full_cols.clone()
+        } else {
+            0..0
+        };
+        (0..inner.start).chain(inner.end..g.ow)
     };
     let per_partial = PIXELS_PER_PARTIAL.div_ceil(g.ow);
     let partials: Vec<Vec<f32>> = (0..rows.div_ceil(per_partial))
@@ -711,7 +720,10 @@ pub fn dkernel(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
                         pixels.clear();
                         for row in rows.clone() {
                             let (b, oy) = (row / g.oh, row % g.oh);
-                            for ox in full_cols.clone().filter(|&ox| inner(oy, ox)) {
+                            if !inner_row(oy) {
+                                continue;
+                            }
+                            for ox in full_cols.clone() {
                                 let (iy, ix) = (oy * g.sh - g.pad_top, ox * g.sw - g.pad_left);
                                 pixels.push((
                                     ((b * g.h + iy) * g.w + ix) * g.c,
@@ -734,7 +746,7 @@ pub fn dkernel(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
                             let Some(iy) = g.input_row(oy, ky) else {
                                 continue;
                             };
-                            for ox in (0..g.ow).filter(|&ox| !inner(oy, ox)) {
+                            for ox in others(oy) {
                                 if let Some(ix) = g.input_col(ox, kx) {
                                     let xi = ((b * g.h + iy) * g.w + ix) * g.c;
                                     pixels.push((xi, (row * g.ow + ox) * cm));
