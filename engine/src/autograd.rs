@@ -10,6 +10,13 @@
 //! Leaves are parameters ([`Param`]): their entry, instead of a closure,
 //! adds the incoming gradient to the parameter's `.grad()`.
 //!
+//! A gradient may be handed back as a scalar (shape `[]`) standing for that
+//! value at every element: `sum` and `mean` do, since their input's gradient
+//! is one value everywhere. Ops recorded with [`record_taking_scalar_dy`]
+//! (`mul`) receive it as it is: `dy · b` is then one pass over `b`, with no
+//! tensor of ones written and read back. Every other op, a parameter, and
+//! the sum of two gradients get it expanded to the full shape first.
+//!
 //! Inside a [`no_grad`] scope nothing is recorded, so a frozen backbone keeps
 //! no activations: each one is freed as soon as the next layer has used it.
 
@@ -21,8 +28,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// An op's backward rule: given the gradient of the output (same shape as the
-/// output) and which inputs need a gradient, returns one gradient per input
-/// (`None` where not needed), each with that input's shape.
+/// output, or a scalar standing for every element when the op was recorded
+/// with [`record_taking_scalar_dy`]) and which inputs need a gradient,
+/// returns one gradient per input (`None` where not needed), each with that
+/// input's shape or a scalar (see the module docs).
 pub type BackwardFn = Box<dyn Fn(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + Send + Sync>;
 
 /// One entry of the tape.
@@ -35,6 +44,9 @@ pub enum GradFn {
         inputs: Vec<Tensor>,
         /// The op's backward rule.
         backward: BackwardFn,
+        /// Whether `backward` takes a scalar `dy` standing for every element
+        /// of the output (otherwise the tape expands it first).
+        takes_scalar_dy: bool,
     },
     /// A trainable parameter: the gradient is added to its `.grad()`.
     Param(Arc<ParamInner>),
@@ -92,7 +104,19 @@ pub fn record(
     inputs: &[&Tensor],
     backward: BackwardFn,
 ) -> Tensor {
-    record_shared(name, Arc::new(storage), shape, inputs, backward)
+    record_entry(name, Arc::new(storage), shape, inputs, backward, false)
+}
+
+/// [`record`] for an op whose backward also takes a scalar `dy`, standing
+/// for that value at every element of the output (see the module docs).
+pub(crate) fn record_taking_scalar_dy(
+    name: &'static str,
+    storage: Storage,
+    shape: Vec<usize>,
+    inputs: &[&Tensor],
+    backward: BackwardFn,
+) -> Tensor {
+    record_entry(name, Arc::new(storage), shape, inputs, backward, true)
 }
 
 /// [`record`] for an output that shares its input's storage (reshape,
@@ -104,17 +128,38 @@ pub(crate) fn record_shared(
     inputs: &[&Tensor],
     backward: BackwardFn,
 ) -> Tensor {
+    record_entry(name, storage, shape, inputs, backward, false)
+}
+
+fn record_entry(
+    name: &'static str,
+    storage: Arc<Storage>,
+    shape: Vec<usize>,
+    inputs: &[&Tensor],
+    backward: BackwardFn,
+    takes_scalar_dy: bool,
+) -> Tensor {
     let grad_fn = if is_grad_enabled() && inputs.iter().any(|t| t.requires_grad()) {
         let inputs = inputs.iter().map(|&t| t.clone()).collect();
         Some(Arc::new(GradFn::Op {
             name,
             inputs,
             backward,
+            takes_scalar_dy,
         }))
     } else {
         None // the closure and everything it saved are dropped here
     };
     Tensor::new_unchecked(storage, shape, grad_fn)
+}
+
+/// `g` with `shape`: `g` itself if it has it, else `g`'s single value (a
+/// scalar gradient standing for every element) at every element.
+fn expand(g: Tensor, shape: &[usize]) -> Result<Tensor> {
+    if g.shape() == shape {
+        return Ok(g);
+    }
+    Tensor::full_on(g.item()?, shape, g.dtype(), g.device())
 }
 
 /// Adds two tensors of equal shape outside of autograd (gradient accumulation).
@@ -204,12 +249,18 @@ pub(crate) fn backward(loss: &Tensor) -> Result<()> {
             .expect("only tensors that require grad are on the tape")
             .as_ref()
         {
-            GradFn::Param(p) => p.accumulate_grad(&dy)?,
+            GradFn::Param(p) => p.accumulate_grad(&expand(dy, t.shape())?)?,
             GradFn::Op {
                 name,
                 inputs,
                 backward,
+                takes_scalar_dy,
             } => {
+                let dy = if *takes_scalar_dy {
+                    dy
+                } else {
+                    expand(dy, t.shape())?
+                };
                 let needs: Vec<bool> = inputs.iter().map(|i| i.requires_grad()).collect();
                 let dxs = backward(&dy, &needs)?;
                 if dxs.len() != inputs.len() {
@@ -226,7 +277,7 @@ pub(crate) fn backward(loss: &Tensor) -> Result<()> {
                     let Some(dx) = dx.filter(|_| need) else {
                         continue;
                     };
-                    if dx.shape() != input.shape() {
+                    if dx.shape() != input.shape() && !dx.shape().is_empty() {
                         return Err(Error::shape(
                             name,
                             format!(
@@ -237,7 +288,9 @@ pub(crate) fn backward(loss: &Tensor) -> Result<()> {
                         ));
                     }
                     let total = match grads.remove(&input.id()) {
-                        Some(g) => accumulate(&g, &dx)?,
+                        Some(g) => {
+                            accumulate(&expand(g, input.shape())?, &expand(dx, input.shape())?)?
+                        }
                         None => dx,
                     };
                     grads.insert(input.id(), total);
@@ -376,5 +429,42 @@ impl Param {
     /// Freezes (false) or unfreezes (true) the parameter.
     pub fn set_trainable(&self, trainable: bool) {
         self.0.trainable.store(trainable, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{ops, Param, Tensor};
+
+    /// The scalar gradients of `sum` and `mean` reach a parameter, another
+    /// op (relu), a product (which takes them whole) and each other
+    /// (accumulated), each as the full gradient would: x.grad = 1 + 1/N +
+    /// (x > 0) + b everywhere, to the bit.
+    #[test]
+    fn scalar_gradients_stand_for_every_element() {
+        let xv = vec![-1.5f32, 0.25, 2.0, -0.5, 3.0, 1.0];
+        let bv = vec![0.5f32, -2.0, 1.5, 4.0, -0.25, 3.0];
+        let x = Param::new("x", Tensor::from_vec(xv.clone(), &[2, 3]).unwrap());
+        let b = Tensor::from_vec(bv.clone(), &[2, 3]).unwrap();
+        let t = x.tensor();
+        let terms = [
+            ops::sum(&t),
+            ops::mean(&t),
+            ops::sum(&ops::relu(&t).unwrap()),
+            ops::sum(&ops::mul(&t, &b).unwrap()),
+        ];
+        let mut loss = terms[0].as_ref().unwrap().clone();
+        for term in &terms[1..] {
+            loss = ops::add(&loss, term.as_ref().unwrap()).unwrap();
+        }
+        loss.backward().unwrap();
+        let want: Vec<f32> = xv
+            .iter()
+            .zip(&bv)
+            .map(|(&x, &b)| 1.0 + 1.0 / 6.0 + if x > 0.0 { 1.0 } else { 0.0 } + b)
+            .collect();
+        let grad = x.grad().unwrap();
+        assert_eq!(grad.shape(), &[2, 3]);
+        assert_eq!(grad.to_vec_f32(), want);
     }
 }

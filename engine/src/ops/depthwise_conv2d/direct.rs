@@ -30,8 +30,15 @@
 //! dK:       the 9 taps of a 3×3 window share each output pixel's dy[b, oy, ox, :]
 //! ```
 //!
-//! At stride 1 the forward of 3- and 5-wide kernels (MobileNet's and
-//! EfficientNet-Lite's) goes further ([`window_rows`]): `WIDE_PIXELS`
+//! 3×3 kernels with `m = 1` (MobileNet's and MobileNetV2's layers) go
+//! further on CPUs with AVX-512F ([`row_3x3`]: the forward at strides 1
+//! and 2, and dx at stride 1, where it is a forward of `dy` with the
+//! kernel turned round): a whole row is computed one block of 16 channels at a time,
+//! with the block's kernel taps held in registers and the window's inputs
+//! sliding along the row with the pixel, so that each input vector is
+//! loaded once per row, and every pixel is written, not added to, with
+//! no zeroing first. The stride-1 forward of 5-wide kernels
+//! (EfficientNet-Lite's 5×5) takes [`window_rows`]: `WIDE_PIXELS`
 //! neighbouring output pixels of a row also share their input pixels, each
 //! loaded once per window row for all the taps that read it.
 //!
@@ -75,13 +82,10 @@ const PIXELS: usize = 4;
 /// Pixels of one output row that the forward's window-row kernel sums side
 /// by side (see [`window_rows`]); the inner pixels of a row go in groups of
 /// this many, then of half as many, the last group overlapping the one
-/// before. Rows with fewer inner pixels than this (7×7 layers: 5) do not
-/// take it: the overlap would redo too many. Nor do layers whose operands
-/// stream from memory (above [`PREFETCH_ABOVE`]): there (MobileNetV2's
-/// 56×56×144 at batch 8, and at stride 2 its 112×112×96) the groups of
-/// [`PIXELS`] with their prefetching measured as fast or faster; the kernel
-/// pays on the layers that stay in the caches (28×28×192: 1.5-1.7x,
-/// 14×14×384 and ×576: 1.2-1.5x, forward, one thread).
+/// before. Rows with fewer inner pixels than this do not take it: the
+/// overlap would redo too many. Nor do layers whose operands stream from
+/// memory (above [`PREFETCH_ABOVE`]), where the groups of [`PIXELS`] with
+/// their prefetching were as fast or faster.
 const WIDE_PIXELS: usize = 8;
 
 /// How many pixels ahead of a group forward and dx prefetch the rows they
@@ -94,12 +98,13 @@ const PREFETCH_AHEAD: usize = 8;
 /// See [`PREFETCH_AHEAD`].
 const PREFETCH_ABOVE: usize = 16 << 20;
 
-/// `y` as `[n, oh, ow, c·m]`, one rayon task per output row.
+/// `y` as `[n, oh, ow, c·m]`, one rayon task per output row: by
+/// [`row_3x3`] where it applies ([`row_3x3_applies`]), otherwise as follows.
 ///
 /// Where no window is cut by the left or right border, neighbouring output
 /// pixels have the same taps, their input pixels `sw` columns apart. At
 /// stride 1 with `m = 1`, [`WIDE_PIXELS`] of them are summed by
-/// [`window_rows`] (3- and 5-wide kernels, on CPUs with AVX-512F, in
+/// [`window_rows`] (5-wide kernels, on CPUs with AVX-512F, in
 /// layers that stay in the caches), or [`PIXELS`] by [`sum_of_products`]
 /// (others), one load of each kernel tap serving all of them. Pixels at the border, every pixel when
 /// `m > 1`, and every pixel at larger strides, are summed one at a time: at
@@ -109,6 +114,10 @@ const PREFETCH_ABOVE: usize = 16 << 20;
 /// With `relu6`, each finished row is clamped to `[0, 6]` while it is in
 /// cache (`super::depthwise_conv2d_relu6`).
 pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry, relu6: bool) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if row_3x3_applies(g) {
+        return forward_3x3(x, k, bias, g, relu6);
+    }
     let cm = g.cm();
     let image = g.h * g.w * g.c;
     let full = full_range(g.ow, |ox| (0..g.kw).all(|kx| g.input_col(ox, kx).is_some()));
@@ -116,7 +125,7 @@ pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry, relu6: 
     // Whether the window-row kernel takes the inner pixels.
     let wide = g.m == 1
         && g.sw == 1
-        && matches!(g.kw, 3 | 5)
+        && g.kw == 5
         && full.len() >= WIDE_PIXELS
         && !prefetching
         && crate::gemm::avx512_available();
@@ -154,14 +163,10 @@ pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry, relu6: 
                         // SAFETY: `wide` only on a CPU with AVX-512F.
                         unsafe {
                             let (c, w) = (g.c, &window);
-                            match (g.kw, p) {
-                                (3, WIDE_PIXELS) => {
-                                    window_rows::<WIDE_PIXELS, 3, 10>(out, x, c, w, k, bias)
-                                }
-                                (5, WIDE_PIXELS) => {
+                            match p {
+                                WIDE_PIXELS => {
                                     window_rows::<WIDE_PIXELS, 5, 12>(out, x, c, w, k, bias)
                                 }
-                                (3, _) => window_rows::<HALF, 3, 6>(out, x, c, w, k, bias),
                                 _ => window_rows::<HALF, 5, 8>(out, x, c, w, k, bias),
                             }
                         }
@@ -221,6 +226,295 @@ pub fn forward(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry, relu6: 
             },
         )
     })
+}
+
+#[cfg(target_arch = "x86_64")]
+/// Whether [`row_3x3`] computes every row: 3×3 kernels with `m = 1`
+/// (MobileNet's and MobileNetV2's depthwise layers), strides 1 and 2, on a
+/// CPU with AVX-512F.
+fn row_3x3_applies(g: &Geometry) -> bool {
+    g.m == 1
+        && (g.kh, g.kw) == (3, 3)
+        && matches!((g.sh, g.sw), (1, 1) | (2, 2))
+        && crate::gemm::avx512_available()
+}
+
+/// [`forward`] when [`row_3x3_applies`]: each output row by [`row_3x3`],
+/// which writes every pixel (no zeroing first). In layers that stream
+/// from memory (above [`PREFETCH_ABOVE`]), each row prefetches the input
+/// rows that the next output row reads first.
+#[cfg(target_arch = "x86_64")]
+fn forward_3x3(x: &[f32], k: &[f32], bias: Option<&[f32]>, g: &Geometry, relu6: bool) -> Vec<f32> {
+    let (c, image, row_len) = (g.c, g.h * g.w * g.c, g.w * g.c);
+    let prefetching = 4 * (x.len() + g.n * g.oh * g.ow * c) > PREFETCH_ABOVE;
+    let cols = Columns {
+        width: g.w,
+        pad: g.pad_left as isize,
+    };
+    uninit_rows(g.n * g.oh, g.ow * c, |row, out| {
+        let (b, oy) = (row / g.oh, row % g.oh);
+        let x = &x[b * image..(b + 1) * image];
+        let mut window = [(0, 0); 3];
+        let mut rows = 0;
+        for ky in 0..3 {
+            if let Some(iy) = g.input_row(oy, ky) {
+                window[rows] = (iy * row_len, ky * 3 * c);
+                rows += 1;
+            }
+        }
+        // The input rows the next output row reads that this one does not.
+        let next = match (prefetching, window[..rows].last()) {
+            (true, Some(&(last, _))) if oy + 1 < g.oh => {
+                x.get(last + row_len..last + (1 + g.sh) * row_len)
+            }
+            _ => None,
+        };
+        // SAFETY: `row_3x3_applies` checked for AVX-512F.
+        let out = unsafe {
+            row_3x3_any(
+                false,
+                g.sw,
+                out,
+                x,
+                &window[..rows],
+                c,
+                cols,
+                k,
+                bias,
+                next.unwrap_or(&[]),
+            )
+        };
+        if relu6 {
+            for v in out.iter_mut() {
+                *v = relu6_value(*v);
+            }
+        }
+        out
+    })
+}
+
+/// `dx` when [`row_3x3_applies`] at stride 1: each input row by
+/// [`row_3x3`] with `FLIP`, as a forward of `dy` whose kernel is turned
+/// round: input pixel `ix` gathers `dy[.., oy, ix + pl − kx, ..] ·
+/// K[ky, kx, ..]` over the output rows `oy` whose window row `ky` reads
+/// row `iy`, `ky` ascending, as the reference sums.
+#[cfg(target_arch = "x86_64")]
+fn dx_3x3(k: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
+    let (c, image, row_len) = (g.c, g.oh * g.ow * g.c, g.ow * g.c);
+    let prefetching = 4 * (dy.len() + g.n * g.h * g.w * c) > PREFETCH_ABOVE;
+    // Window column j of input pixel ix reads dy column ix + j − (2 − pl).
+    let cols = Columns {
+        width: g.ow,
+        pad: 2 - g.pad_left as isize,
+    };
+    uninit_rows(g.n * g.h, g.w * c, |row, out| {
+        let (b, iy) = (row / g.h, row % g.h);
+        let dy = &dy[b * image..(b + 1) * image];
+        let mut window = [(0, 0); 3];
+        let mut rows = 0;
+        for ky in 0..3 {
+            if let Some(oy) = g.output_row(iy, ky) {
+                window[rows] = (oy * row_len, ky * 3 * c);
+                rows += 1;
+            }
+        }
+        // The row of dy the next input row reads that this one does not
+        // (the one below the lowest here, which `ky = 0` reads).
+        let next = match (prefetching, window[..rows].first()) {
+            (true, Some(&(first, _))) => dy.get(first + row_len..first + 2 * row_len),
+            _ => None,
+        };
+        // SAFETY: `row_3x3_applies` checked for AVX-512F.
+        unsafe {
+            row_3x3_any(
+                true,
+                1,
+                out,
+                dy,
+                &window[..rows],
+                c,
+                cols,
+                k,
+                None,
+                next.unwrap_or(&[]),
+            )
+        }
+    })
+}
+
+/// [`row_3x3`] for a window of `window.len()` rows at `stride` (1 or 2;
+/// with `flip`, 1). A row whose window has no row inside the input is
+/// zeros (plus the bias).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn row_3x3_any<'o>(
+    flip: bool,
+    stride: usize,
+    out: &'o mut [MaybeUninit<f32>],
+    x: &[f32],
+    w: &[(usize, usize)],
+    c: usize,
+    cols: Columns,
+    k: &[f32],
+    bias: Option<&[f32]>,
+    next: &[f32],
+) -> &'o mut [f32] {
+    // SAFETY: the caller checked for AVX-512F.
+    unsafe {
+        match (flip, stride, w.len()) {
+            (false, 1, 3) => row_3x3::<1, 3, false>(out, x, w, c, cols, k, bias, next),
+            (false, 1, 2) => row_3x3::<1, 2, false>(out, x, w, c, cols, k, bias, next),
+            (false, 1, 1) => row_3x3::<1, 1, false>(out, x, w, c, cols, k, bias, next),
+            (false, 2, 3) => row_3x3::<2, 3, false>(out, x, w, c, cols, k, bias, next),
+            (false, 2, 2) => row_3x3::<2, 2, false>(out, x, w, c, cols, k, bias, next),
+            (false, 2, 1) => row_3x3::<2, 1, false>(out, x, w, c, cols, k, bias, next),
+            (true, 1, 3) => row_3x3::<1, 3, true>(out, x, w, c, cols, k, bias, next),
+            (true, 1, 2) => row_3x3::<1, 2, true>(out, x, w, c, cols, k, bias, next),
+            (true, 1, 1) => row_3x3::<1, 1, true>(out, x, w, c, cols, k, bias, next),
+            (_, _, 0) => zeroed(out, |out| {
+                if let Some(bias) = bias {
+                    for px in out.chunks_exact_mut(c) {
+                        for (a, &b) in px.iter_mut().zip(bias) {
+                            *a += b;
+                        }
+                    }
+                }
+            }),
+            _ => unreachable!("row_3x3 takes strides 1 and 2, and 1 for dx"),
+        }
+    }
+}
+
+/// The input columns a row of [`row_3x3`] reads: output pixel `q`'s tap
+/// `j` reads column `q·S + j − pad`, inside the input if in `0..width`.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Columns {
+    width: usize,
+    pad: isize,
+}
+
+/// One row of a 3×3 depthwise convolution with `m = 1`, written whole into
+/// `out` (`c` channels per pixel), which it returns initialised: the
+/// forward's output rows, and (with `FLIP`, at stride 1) dx's input rows.
+///
+/// `window` lists, for each of the `R` window rows inside the input, the
+/// offset in `x` of the row it reads and the offset in `k` of its kernel
+/// row, in the order of the reference's sum. Pixel `q`'s window column `j`
+/// reads column `q·S + j − pad` of that row ([`Columns`]) and meets the
+/// kernel tap `kx = j`, or `kx = 2 − j` with `FLIP` (dx, where input pixel
+/// `ix` gathers `dy[.., ix + pl − kx, ..]`). Each pixel sums its products
+/// over the window rows, then the taps in ascending `kx`, from zero,
+/// multiplies and adds separate, the bias last: the reference's order, so
+/// the result is the reference's to the bit.
+///
+/// Blocks of 16 channels (the last one masked) are done one at a time over
+/// the whole row: the block's `3·R` kernel taps stay in registers, and so
+/// do the inputs under the window, which slides along the row, each step
+/// loading only the `S` new input columns of each window row (3·R loads
+/// for a pixel at the border, whose columns outside the input it skips).
+/// So each input vector is loaded once per output row, and the loads
+/// follow each row at a fixed stride, which the hardware prefetches.
+/// Each pixel of a block also prefetches its share of `next` (the input
+/// rows the next output row reads first; empty when they are in cache).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn row_3x3<'o, const S: usize, const R: usize, const FLIP: bool>(
+    out: &'o mut [MaybeUninit<f32>],
+    x: &[f32],
+    window: &[(usize, usize)],
+    c: usize,
+    cols: Columns,
+    k: &[f32],
+    bias: Option<&[f32]>,
+    next: &[f32],
+) -> &'o mut [f32] {
+    use std::arch::x86_64::*;
+    let pixels = out.len() / c;
+    assert!(window.len() == R && out.len() == pixels * c && pixels > 0);
+    assert!(bias.is_none_or(|b| b.len() >= c));
+    for &(xr, kr) in window {
+        assert!(xr + cols.width * c <= x.len() && kr + 3 * c <= k.len());
+    }
+    // Column of tap j of pixel q, if inside the input.
+    let col = |q: usize, j: usize| {
+        let i = (q * S + j) as isize - cols.pad;
+        (0..cols.width as isize).contains(&i).then_some(i as usize)
+    };
+    let inner = full_range(pixels, |q| col(q, 0).is_some() && col(q, 2).is_some());
+    // The window column that meets kernel tap kx.
+    let column_of = |kx: usize| if FLIP { 2 - kx } else { kx };
+    let blocks = c.div_ceil(16);
+    let per_pixel = (next.len() / 16).div_ceil(blocks * pixels);
+    let (xp, kp, op) = (x.as_ptr(), k.as_ptr(), out.as_mut_ptr().cast::<f32>());
+    for (block, ch) in (0..c).step_by(16).enumerate() {
+        let lanes = (c - ch).min(16);
+        let mask: __mmask16 = if lanes == 16 {
+            0xffff
+        } else {
+            (1 << lanes) - 1
+        };
+        // SAFETY (the loads and stores below): the asserts above keep every
+        // lane the mask lets through inside `x`, `k`, `bias` and `out`;
+        // `col` keeps every column inside the row.
+        let load = |offset: usize| _mm512_maskz_loadu_ps(mask, xp.add(offset + ch));
+        let mut taps = [[_mm512_setzero_ps(); 3]; R];
+        for (taps, &(_, kr)) in taps.iter_mut().zip(window) {
+            for (kx, tap) in taps.iter_mut().enumerate() {
+                *tap = _mm512_maskz_loadu_ps(mask, kp.add(kr + kx * c + ch));
+            }
+        }
+        let b = bias.map(|b| _mm512_maskz_loadu_ps(mask, b.as_ptr().add(ch)));
+        // The inputs under pixel q's window, when `slid` (q inner).
+        let mut inputs = [[_mm512_setzero_ps(); 3]; R];
+        let mut slid = false;
+        for q in 0..pixels {
+            let mut acc = _mm512_setzero_ps();
+            if inner.contains(&q) {
+                for (inputs, &(xr, _)) in inputs.iter_mut().zip(window) {
+                    let first_new = if slid { 3 - S.min(3) } else { 0 };
+                    for j in 0..3 {
+                        inputs[j] = if j < first_new {
+                            inputs[j + S]
+                        } else {
+                            load(xr + ((q * S + j) as isize - cols.pad) as usize * c)
+                        };
+                    }
+                }
+                slid = true;
+                for (inputs, taps) in inputs.iter().zip(&taps) {
+                    for (kx, &tap) in taps.iter().enumerate() {
+                        let product = _mm512_mul_ps(inputs[column_of(kx)], tap);
+                        acc = _mm512_add_ps(acc, product);
+                    }
+                }
+            } else {
+                slid = false;
+                for (&(xr, _), taps) in window.iter().zip(&taps) {
+                    for (kx, &tap) in taps.iter().enumerate() {
+                        if let Some(i) = col(q, column_of(kx)) {
+                            acc = _mm512_add_ps(acc, _mm512_mul_ps(load(xr + i * c), tap));
+                        }
+                    }
+                }
+            }
+            if let Some(b) = b {
+                acc = _mm512_add_ps(acc, b);
+            }
+            _mm512_mask_storeu_ps(op.add(q * c + ch), mask, acc);
+            let line = (block * pixels + q) * per_pixel * 16;
+            prefetch(next, line..line + per_pixel * 16);
+        }
+    }
+    // SAFETY: every block of every pixel was stored above.
+    unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// Output pixels `0..P` of `out` (each `c` channels; written, not added
@@ -296,7 +590,9 @@ unsafe fn window_rows<const P: usize, const KW: usize, const J: usize>(
 }
 
 /// `dx` as `[n, h, w, c]`, one rayon task per input row: a gather over the
-/// output pixels whose windows read each input pixel.
+/// output pixels whose windows read each input pixel. At stride 1, where
+/// [`row_3x3_applies`], each row is one [`row_3x3`] ([`dx_3x3`]); otherwise
+/// as follows.
 ///
 /// Input columns `ix, ix + sw, ix + 2·sw, ..` read the same kernel taps of
 /// output columns `ox, ox + 1, ox + 2, ..` where no window is cut by the
@@ -304,6 +600,10 @@ unsafe fn window_rows<const P: usize, const KW: usize, const J: usize>(
 /// So the columns are visited by their remainder modulo `sw`: `0, sw, 2·sw,
 /// ..`, then `1, 1 + sw, ..`, and so on.
 pub fn dx(k: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if row_3x3_applies(g) && g.sw == 1 {
+        return dx_3x3(k, dy, g);
+    }
     let cm = g.cm();
     // The (kx, ox) pairs whose window column reads input column ix, per ix:
     // the same for every row, and found once (each costs a division by the stride).
@@ -391,9 +691,18 @@ pub fn dkernel(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
     let rows = g.n * g.oh;
     let full_cols = full_range(g.ow, |ox| (0..g.kw).all(|kx| g.input_col(ox, kx).is_some()));
     let by_window = g.m == 1 && g.kh == 3 && g.kw == 3;
-    // Whether all taps of output pixel (oy, ox) are summed together.
-    let inner = |oy: usize, ox: usize| {
-        by_window && full_cols.contains(&ox) && (0..g.kh).all(|ky| g.input_row(oy, ky).is_some())
+    // Whether the pixels of output row oy in `full_cols` (its inner pixels)
+    // have all their taps summed together.
+    let inner_row = |oy: usize| by_window && (0..g.kh).all(|ky| g.input_row(oy, ky).is_some());
+    // The other output columns of row oy, whose taps are summed one at a
+    // time: found once per row and tap, not tested pixel by pixel.
+    let others = |oy: usize| {
+        let inner = if inner_row(oy) {
+            full_cols.clone()
+        } else {
+            0..0
+        };
+        (0..inner.start).chain(inner.end..g.ow)
     };
     let per_partial = PIXELS_PER_PARTIAL.div_ceil(g.ow);
     let partials: Vec<Vec<f32>> = (0..rows.div_ceil(per_partial))
@@ -411,7 +720,10 @@ pub fn dkernel(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
                         pixels.clear();
                         for row in rows.clone() {
                             let (b, oy) = (row / g.oh, row % g.oh);
-                            for ox in full_cols.clone().filter(|&ox| inner(oy, ox)) {
+                            if !inner_row(oy) {
+                                continue;
+                            }
+                            for ox in full_cols.clone() {
                                 let (iy, ix) = (oy * g.sh - g.pad_top, ox * g.sw - g.pad_left);
                                 pixels.push((
                                     ((b * g.h + iy) * g.w + ix) * g.c,
@@ -434,7 +746,7 @@ pub fn dkernel(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
                             let Some(iy) = g.input_row(oy, ky) else {
                                 continue;
                             };
-                            for ox in (0..g.ow).filter(|&ox| !inner(oy, ox)) {
+                            for ox in others(oy) {
                                 if let Some(ix) = g.input_col(ox, kx) {
                                     let xi = ((b * g.h + iy) * g.w + ix) * g.c;
                                     pixels.push((xi, (row * g.ow + ox) * cm));
@@ -482,20 +794,40 @@ fn full_range(len: usize, inside: impl Fn(usize) -> bool) -> Range<usize> {
 /// `write` adds into it, rather than the whole vector up front: one pass
 /// over memory fewer.
 fn zeroed_rows(rows: usize, row_len: usize, write: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    uninit_rows(rows, row_len, |row, out| zeroed(out, |out| write(row, out)))
+}
+
+/// `out` set to zeros, handed to `write`; returns it.
+fn zeroed(out: &mut [MaybeUninit<f32>], write: impl FnOnce(&mut [f32])) -> &mut [f32] {
+    for e in out.iter_mut() {
+        e.write(0.0);
+    }
+    // SAFETY: every element of `out` was initialised just above.
+    let out = unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) };
+    write(out);
+    out
+}
+
+/// A vector of `rows · row_len` floats, each row written by
+/// `write(row, out)` in parallel; `write` must initialise all of `out`,
+/// and returns it as the proof.
+fn uninit_rows(
+    rows: usize,
+    row_len: usize,
+    write: impl for<'o> Fn(usize, &'o mut [MaybeUninit<f32>]) -> &'o mut [f32] + Sync,
+) -> Vec<f32> {
     let len = rows * row_len;
     let mut v: Vec<f32> = Vec::with_capacity(len);
     v.spare_capacity_mut()[..len]
         .par_chunks_mut(row_len.max(1))
         .enumerate()
         .for_each(|(row, out)| {
-            for e in out.iter_mut() {
-                e.write(0.0);
-            }
-            // SAFETY: every element of `out` was initialised just above.
-            let out = unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) };
-            write(row, out);
+            let (start, len) = (out.as_ptr() as usize, out.len());
+            let done = write(row, out);
+            assert!(done.as_ptr() as usize == start && done.len() == len);
         });
-    // SAFETY: the rows cover 0..len, and each was initialised above.
+    // SAFETY: the rows cover 0..len, and `write` initialised each (it
+    // returned the whole row as initialised, checked just above).
     unsafe { v.set_len(len) };
     v
 }

@@ -60,9 +60,12 @@ fn relative_error(a: &[f32], b: &[f32]) -> f32 {
 /// channel counts that are not multiples of 16, and more than one register
 /// block (`direct.rs`'s `sum_block`); the 3×3 cases cover groups of
 /// `PIXELS` pixels next to single border pixels, and dK's taps summed side
-/// by side; the 3×3 and 5×5 stride-1 cases with 8 or more inner output
-/// columns cover the forward's window-row kernel (groups of 8 and of 4;
-/// the test sizes all stay below its streaming threshold).
+/// by side (on a CPU without AVX-512F, for the forward; with it, 3×3
+/// forwards with m = 1 take `row_3x3`, and the 5×5 stride-1 case with 6
+/// inner output columns covers those groups); the 5×5 stride-1 cases with
+/// 8 or more inner output columns cover the forward's window-row kernel
+/// (groups of 8 and of 4; the test sizes all stay below its streaming
+/// threshold).
 #[test]
 fn direct_path_matches_the_reference() {
     let explicit = Padding::Explicit {
@@ -88,7 +91,8 @@ fn direct_path_matches_the_reference() {
         ([2, 7, 6, 70, 1], (3, 3), 2, Padding::Same),
         ([1, 5, 5, 128, 1], (3, 3), 1, explicit),
         ([1, 6, 5, 227, 1], (3, 3), 1, Padding::Same),
-        // The forward's window-row kernel (`window_rows`), 3×3 and 5×5:
+        // The forward's window-row kernel (`window_rows`, 5×5; 3×3 on a
+        // CPU with AVX-512F take `row_3x3`):
         // groups that fit the inner pixels exactly and groups whose last
         // one overlaps the one before; 16-channel blocks and a masked rest
         // (and the same at stride 2, which takes the single-pixel path).
@@ -97,7 +101,12 @@ fn direct_path_matches_the_reference() {
         ([1, 4, 12, 16, 1], (3, 3), 1, Padding::Valid),
         ([1, 7, 14, 21, 1], (5, 5), 1, Padding::Same),
         ([2, 11, 13, 20, 1], (5, 5), 2, Padding::Same),
+        ([2, 6, 10, 24, 1], (5, 5), 1, Padding::Same),
         ([1, 9, 19, 48, 1], (3, 3), 2, Padding::Same),
+        // 3×3 rows whose window has one row inside the input, and border
+        // pixels with one or no column inside it (`row_3x3`).
+        ([2, 6, 9, 20, 1], (3, 3), 1, explicit),
+        ([1, 7, 9, 33, 1], (3, 3), 2, explicit),
     ];
     for (i, (dims, k, s, padding)) in cases.into_iter().enumerate() {
         let g = geometry(dims, k, s, padding);

@@ -1,7 +1,9 @@
 //! CPU reference for the broadcast product.
 
+use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::ops::add::broadcast::{self, Plan};
+use crate::ops::parallel;
 use crate::tensor::CpuStorage;
 
 /// y = a · b over the broadcast shape.
@@ -40,4 +42,11 @@ pub fn backward(
             ))
         }
     })
+}
+
+/// `g · o[i]` for every element of `o`: the gradient of a product of two
+/// tensors of one shape for a scalar `dy = g` (the same roundings as the
+/// elementwise `dy[i] · o[i]` of [`backward`]).
+pub fn scaled<T: Element>(g: T, o: &[T]) -> Vec<T> {
+    parallel::map(o, move |v| g * v)
 }

@@ -5,7 +5,10 @@
 //! `[n, h, w, c]`, a mask of the same shape, ...
 //!
 //! Backward: ∂y/∂a = b and ∂y/∂b = a, so da = dy · b and db = dy · a, each
-//! summed over the dims along which that operand was broadcast.
+//! summed over the dims along which that operand was broadcast. `dy` may
+//! come as a scalar standing for every element (the backward of `sum` or
+//! `mean`, see [`crate::autograd`]): on the CPU, for operands of one shape,
+//! da = dy · b is then computed from that scalar, in one pass over `b`.
 //!
 //! `cpu.rs` is the reference; `cuda.rs` runs every broadcast the CPU takes
 //! on the GPU, with the same roundings and summation order (equal results).
@@ -20,7 +23,7 @@
 mod cpu;
 mod cuda;
 
-use crate::autograd::record;
+use crate::autograd::record_taking_scalar_dy;
 use crate::error::Result;
 use crate::ops::add::broadcast;
 use crate::tensor::{mixed_devices, numel, same_kind, Storage, Tensor};
@@ -38,12 +41,20 @@ pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     };
     let saved = [a.clone(), b.clone()];
     let out = plan.out.clone();
-    Ok(record(
+    Ok(record_taking_scalar_dy(
         "mul",
         y,
-        out,
+        out.clone(),
         &[a, b],
         Box::new(move |dy, needs| {
+            if let Some(grads) = scalar_dy_backward(dy, &saved, &out, needs)? {
+                return Ok(grads);
+            }
+            let dy = &if dy.shape() == out {
+                dy.clone()
+            } else {
+                Tensor::full_on(dy.item()?, &out, dy.dtype(), dy.device())?
+            };
             let mut grads = Vec::with_capacity(2);
             for side in 0..2 {
                 grads.push(if needs[side] {
@@ -66,4 +77,38 @@ pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
             Ok(grads)
         }),
     ))
+}
+
+/// The backward for a scalar `dy` (standing for every element of the output)
+/// when both operands are CPU tensors of the output's shape: da = dy · b and
+/// db = dy · a, each one pass over the other operand, with the roundings of
+/// the elementwise path. `None` otherwise (`dy` is then expanded).
+fn scalar_dy_backward(
+    dy: &Tensor,
+    saved: &[Tensor; 2],
+    out: &[usize],
+    needs: &[bool],
+) -> Result<Option<Vec<Option<Tensor>>>> {
+    use crate::tensor::CpuStorage;
+    if !dy.shape().is_empty() || out.is_empty() || saved.iter().any(|t| t.shape() != out) {
+        return Ok(None);
+    }
+    let mut grads = Vec::with_capacity(2);
+    for side in 0..2 {
+        grads.push(if needs[side] {
+            let d = match (dy.storage(), saved[1 - side].storage()) {
+                (Storage::Cpu(CpuStorage::F32(g)), Storage::Cpu(CpuStorage::F32(o))) => {
+                    CpuStorage::F32(cpu::scaled(g[0], o))
+                }
+                (Storage::Cpu(CpuStorage::F64(g)), Storage::Cpu(CpuStorage::F64(o))) => {
+                    CpuStorage::F64(cpu::scaled(g[0], o))
+                }
+                _ => return Ok(None),
+            };
+            Some(Tensor::from_storage(Storage::Cpu(d), out)?)
+        } else {
+            None
+        });
+    }
+    Ok(Some(grads))
 }

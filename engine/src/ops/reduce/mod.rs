@@ -5,7 +5,9 @@
 //! on every run.
 //!
 //! Backward: ∂y/∂xᵢ = 1 (sum) or 1/N (mean): dx is the scalar dy broadcast
-//! to x's shape (times 1/N for the mean).
+//! to x's shape (times 1/N for the mean). It is handed back as that one
+//! scalar, which the tape expands only for ops that need it whole (see
+//! [`crate::autograd`]): `sum(a · b)` then costs one pass over `b`.
 //!
 //! On a GPU the values are copied to the host and summed there, in f64 and
 //! in the CPU's order, so the result is the CPU's to the bit; these reduce
@@ -31,21 +33,22 @@ fn scalar_storage(value: f64, dtype: DType, like: &Storage) -> Result<Storage> {
     })
 }
 
-/// Σ x · scale, recorded under `op`; backward fills x's shape with dy · scale.
+/// Σ x · scale, recorded under `op`; backward gives the scalar dy · scale,
+/// standing for x's every element.
 fn scaled_sum(op: &'static str, x: &Tensor, scale: f64) -> Result<Tensor> {
     let total = match x.storage() {
         Storage::Cpu(CpuStorage::F32(v)) => cpu::sum(v),
         Storage::Cpu(CpuStorage::F64(v)) => cpu::sum(v),
         Storage::Cuda(s) => cpu::sum(&s.to_host()?),
     };
-    let (shape, dtype) = (x.shape().to_vec(), x.dtype());
+    let dtype = x.dtype();
     Ok(record(
         op,
         scalar_storage(total * scale, dtype, x.storage())?,
         vec![],
         &[x],
         Box::new(move |dy, _| {
-            let dx = Tensor::full_on(dy.item()? * scale, &shape, dtype, dy.device())?;
+            let dx = Tensor::full_on(dy.item()? * scale, &[], dtype, dy.device())?;
             Ok(vec![Some(dx)])
         }),
     ))
