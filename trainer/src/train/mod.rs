@@ -138,7 +138,12 @@ impl TrainOptions {
             tta: a.tta,
             standardize: a.standardize,
             fine_tune: a.fine_tune.clone(),
-            fine_tune_lr: a.fine_tune_lr,
+            // An unknown model keeps Keras's rate here; it is refused,
+            // with the list of models, before anything runs.
+            fine_tune_lr: a.fine_tune_lr.unwrap_or_else(|| {
+                models::registry::find(&a.model)
+                    .map_or(models::registry::KERAS_FINE_TUNE_LR, |m| m.fine_tune_lr)
+            }),
             fine_tune_epochs: a.fine_tune_epochs,
             val_split: a.val_split,
             test_split: a.test_split,
@@ -233,4 +238,31 @@ pub fn run_train(opts: &TrainOptions) -> Result<TrainSummary> {
         crate::paper::after_training(&opts.out);
     }
     Ok(log.into_summary(Some(test), &opts.out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TrainOptions;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    /// The fine-tuning learning rate `train ARGS` runs with.
+    fn fine_tune_lr(args: &[&str]) -> f64 {
+        let cli = Cli::try_parse_from([&["trainer", "train"], args].concat()).unwrap();
+        let Command::Train(a) = cli.into_command() else {
+            panic!("not a train command: {args:?}");
+        };
+        TrainOptions::from_args(&a).fine_tune_lr
+    }
+
+    #[test]
+    fn the_fine_tuning_learning_rate_is_the_models_unless_given() {
+        let lite0 = ["--model", "efficientnet_lite0"];
+        assert_eq!(fine_tune_lr(&lite0), models::registry::LITE_FINE_TUNE_LR);
+        assert_eq!(fine_tune_lr(&["--model", "efficientnet_lite2"]), 3e-4);
+        assert_eq!(fine_tune_lr(&["--model", "vgg16"]), 1e-5);
+        assert_eq!(fine_tune_lr(&[]), models::registry::KERAS_FINE_TUNE_LR);
+        let given = [&lite0[..], &["--fine-tune-lr", "2e-5"]].concat();
+        assert_eq!(fine_tune_lr(&given), 2e-5);
+    }
 }
