@@ -196,26 +196,9 @@ pub(crate) fn accumulate(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Tensor::from_storage(Storage::Cpu(out), a.shape())
 }
 
-/// Runs the tape backwards from `loss` (see the module docs).
-pub(crate) fn backward(loss: &Tensor) -> Result<()> {
-    if loss.numel() != 1 {
-        return Err(Error::shape(
-            "backward",
-            format!(
-                "loss has shape {:?}; backward() starts from a scalar",
-                loss.shape()
-            ),
-        ));
-    }
-    if !loss.requires_grad() {
-        return Err(Error::invalid(
-            "backward",
-            "the loss does not depend on any trainable parameter (all frozen, or computed under no_grad)",
-        ));
-    }
-    let _guard = no_grad();
-
-    // Topological order by depth-first search: every tensor comes after its inputs.
+/// The tensors `loss` depends on through the tape, `loss` last: by
+/// depth-first search, every tensor after its inputs.
+fn topological_order(loss: &Tensor) -> Vec<Tensor> {
     let mut order: Vec<Tensor> = Vec::new();
     let mut seen: HashSet<u64> = HashSet::new();
     let mut stack: Vec<(Tensor, bool)> = vec![(loss.clone(), false)];
@@ -236,6 +219,29 @@ pub(crate) fn backward(loss: &Tensor) -> Result<()> {
             }
         }
     }
+    order
+}
+
+/// Runs the tape backwards from `loss` (see the module docs).
+pub(crate) fn backward(loss: &Tensor) -> Result<()> {
+    if loss.numel() != 1 {
+        return Err(Error::shape(
+            "backward",
+            format!(
+                "loss has shape {:?}; backward() starts from a scalar",
+                loss.shape()
+            ),
+        ));
+    }
+    if !loss.requires_grad() {
+        return Err(Error::invalid(
+            "backward",
+            "the loss does not depend on any trainable parameter (all frozen, or computed under no_grad)",
+        ));
+    }
+    let _guard = no_grad();
+
+    let order = topological_order(loss);
 
     let mut grads: HashMap<u64, Tensor> = HashMap::new();
     let seed = Tensor::full_on(1.0, loss.shape(), loss.dtype(), loss.device())?;

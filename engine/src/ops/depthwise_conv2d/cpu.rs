@@ -1,16 +1,16 @@
 //! CPU depthwise convolution: the plain reference loops (f64, and the
-//! yardstick for the fast f32 path in `direct.rs`), and the choice between them.
+//! yardstick for the fast f32 path in `direct/`), and the choice between them.
 //!
-//! | dtype | forward, dx, dK        | dbias     |
-//! |-------|------------------------|-----------|
-//! | f32   | `direct.rs` (parallel) | reference |
-//! | f64   | reference              | reference |
+//! | dtype | forward, dx, dK      | dbias     |
+//! |-------|----------------------|-----------|
+//! | f32   | `direct/` (parallel) | reference |
+//! | f64   | reference            | reference |
 //!
 //! Every reference loop is a gather, written straight from the formula in
 //! `mod.rs`: one output element at a time, its sum taken over the window in
 //! ascending `(ky, kx)` order (then `j`, for dx), starting from zero, with the
 //! bias added last. Window taps that fall in the padding are skipped, not
-//! multiplied by zero. `direct.rs` sums forward and dx in the same order, so
+//! multiplied by zero. `direct/` sums forward and dx in the same order, so
 //! its results equal these bit for bit.
 
 use super::direct;

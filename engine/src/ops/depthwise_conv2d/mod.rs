@@ -25,14 +25,14 @@
 //! `kh·kw` multiply-adds per output value, against `kh·kw·c` for a full
 //! convolution: it is bound by memory traffic, not arithmetic, so it is not
 //! written as a GEMM (one column per channel would leave the GEMM nothing to
-//! reuse). `cpu.rs` holds the plain reference loops; `direct.rs` the f32
+//! reuse). `cpu.rs` holds the plain reference loops; `direct/` the f32
 //! path, vectorised along the contiguous channel axis of NHWC; `cuda.rs`
 //! launches `kernels/src/depthwise_conv2d.cu`.
 //!
 //! Tests: gradient checks `depthwise_conv2d_*`
 //! (`tests/tests/gradcheck_window.rs`); reference against Keras
 //! `depthwise_conv2d_matches_keras` (`tests/tests/reference_window.rs`) and
-//! `direct_path_matches_the_reference` (`tests.rs`: `direct.rs` against
+//! `direct_path_matches_the_reference` (`tests.rs`: `direct/` against
 //! `cpu.rs`); GPU parity cases "depthwise_conv2d 3x3 s1 same + bias, 19 channels",
 //! "depthwise_conv2d 3x3 s2 same, odd sizes, m=2" and "depthwise_conv2d 3x3 s2
 //! explicit (0, 1, 0, 1) (MobileNet's)" (`tests/tests/cuda_parity.rs`).

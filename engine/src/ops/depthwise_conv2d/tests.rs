@@ -1,4 +1,4 @@
-//! The f32 path of `direct.rs` against the reference loops of `cpu.rs`,
+//! The f32 path of `direct/` against the reference loops of `cpu.rs`,
 //! on shapes and thread counts that reach every branch of the direct path.
 
 use super::cpu::{dkernel_reference, dx_reference, forward_reference, Geometry};
@@ -55,10 +55,10 @@ fn relative_error(a: &[f32], b: &[f32]) -> f32 {
 
 /// Forward and dx equal the reference bit for bit, dK to 1e-6 of its
 /// largest value (its partial sums are grouped differently; see
-/// `direct.rs`) and bit for bit between 1 and 3 threads, over odd sizes,
+/// `direct/`) and bit for bit between 1 and 3 threads, over odd sizes,
 /// m = 1, 2 and 3, strides 1 and 2, every padding kind, with and without bias,
 /// channel counts that are not multiples of 16, and more than one register
-/// block (`direct.rs`'s `sum_block`); the 3×3 cases cover groups of
+/// block (`direct/sums.rs`'s `sum_block`); the 3×3 cases cover groups of
 /// `PIXELS` pixels next to single border pixels, and dK's taps summed side
 /// by side (on a CPU without AVX-512F, for the forward; with it, 3×3
 /// forwards with m = 1 take `row_3x3`, and the 5×5 stride-1 case with 6

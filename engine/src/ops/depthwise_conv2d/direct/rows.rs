@@ -1,0 +1,377 @@
+//! Whole-row kernels of the depthwise convolution, written with AVX-512F
+//! intrinsics: [`row_3x3`] computes a whole output row of a 3×3 layer with
+//! `m = 1` (the forward at strides 1 and 2, and dx at stride 1), and
+//! [`window_rows`] a group of inner pixels of a 5-wide stride-1 forward.
+//! Both sum in the reference's order, so they equal it bit for bit.
+
+use super::sums::{full_range, prefetch, uninit_rows, zeroed};
+use super::{Geometry, PREFETCH_ABOVE};
+use crate::ops::relu6::relu6_value;
+use std::mem::MaybeUninit;
+
+#[cfg(target_arch = "x86_64")]
+/// Whether [`row_3x3`] computes every row: 3×3 kernels with `m = 1`
+/// (MobileNet's and MobileNetV2's depthwise layers), strides 1 and 2, on a
+/// CPU with AVX-512F.
+pub(super) fn row_3x3_applies(g: &Geometry) -> bool {
+    g.m == 1
+        && (g.kh, g.kw) == (3, 3)
+        && matches!((g.sh, g.sw), (1, 1) | (2, 2))
+        && crate::gemm::avx512_available()
+}
+
+/// [`forward`](super::forward) when [`row_3x3_applies`]: each output row by [`row_3x3`],
+/// which writes every pixel (no zeroing first). In layers that stream
+/// from memory (above [`PREFETCH_ABOVE`](super::PREFETCH_ABOVE)), each row prefetches the input
+/// rows that the next output row reads first.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn forward_3x3(
+    x: &[f32],
+    k: &[f32],
+    bias: Option<&[f32]>,
+    g: &Geometry,
+    relu6: bool,
+) -> Vec<f32> {
+    let (c, image, row_len) = (g.c, g.h * g.w * g.c, g.w * g.c);
+    let prefetching = 4 * (x.len() + g.n * g.oh * g.ow * c) > PREFETCH_ABOVE;
+    let cols = Columns {
+        width: g.w,
+        pad: g.pad_left as isize,
+    };
+    uninit_rows(g.n * g.oh, g.ow * c, |row, out| {
+        let (b, oy) = (row / g.oh, row % g.oh);
+        let x = &x[b * image..(b + 1) * image];
+        let mut window = [(0, 0); 3];
+        let mut rows = 0;
+        for ky in 0..3 {
+            if let Some(iy) = g.input_row(oy, ky) {
+                window[rows] = (iy * row_len, ky * 3 * c);
+                rows += 1;
+            }
+        }
+        // The input rows the next output row reads that this one does not.
+        let next = match (prefetching, window[..rows].last()) {
+            (true, Some(&(last, _))) if oy + 1 < g.oh => {
+                x.get(last + row_len..last + (1 + g.sh) * row_len)
+            }
+            _ => None,
+        };
+        // SAFETY: `row_3x3_applies` checked for AVX-512F.
+        let out = unsafe {
+            row_3x3_any(
+                false,
+                g.sw,
+                out,
+                x,
+                &window[..rows],
+                c,
+                cols,
+                k,
+                bias,
+                next.unwrap_or(&[]),
+            )
+        };
+        if relu6 {
+            for v in out.iter_mut() {
+                *v = relu6_value(*v);
+            }
+        }
+        out
+    })
+}
+
+/// `dx` when [`row_3x3_applies`] at stride 1: each input row by
+/// [`row_3x3`] with `FLIP`, as a forward of `dy` whose kernel is turned
+/// round: input pixel `ix` gathers `dy[.., oy, ix + pl − kx, ..] ·
+/// K[ky, kx, ..]` over the output rows `oy` whose window row `ky` reads
+/// row `iy`, `ky` ascending, as the reference sums.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn dx_3x3(k: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
+    let (c, image, row_len) = (g.c, g.oh * g.ow * g.c, g.ow * g.c);
+    let prefetching = 4 * (dy.len() + g.n * g.h * g.w * c) > PREFETCH_ABOVE;
+    // Window column j of input pixel ix reads dy column ix + j − (2 − pl).
+    let cols = Columns {
+        width: g.ow,
+        pad: 2 - g.pad_left as isize,
+    };
+    uninit_rows(g.n * g.h, g.w * c, |row, out| {
+        let (b, iy) = (row / g.h, row % g.h);
+        let dy = &dy[b * image..(b + 1) * image];
+        let mut window = [(0, 0); 3];
+        let mut rows = 0;
+        for ky in 0..3 {
+            if let Some(oy) = g.output_row(iy, ky) {
+                window[rows] = (oy * row_len, ky * 3 * c);
+                rows += 1;
+            }
+        }
+        // The row of dy the next input row reads that this one does not
+        // (the one below the lowest here, which `ky = 0` reads).
+        let next = match (prefetching, window[..rows].first()) {
+            (true, Some(&(first, _))) => dy.get(first + row_len..first + 2 * row_len),
+            _ => None,
+        };
+        // SAFETY: `row_3x3_applies` checked for AVX-512F.
+        unsafe {
+            row_3x3_any(
+                true,
+                1,
+                out,
+                dy,
+                &window[..rows],
+                c,
+                cols,
+                k,
+                None,
+                next.unwrap_or(&[]),
+            )
+        }
+    })
+}
+
+/// [`row_3x3`] for a window of `window.len()` rows at `stride` (1 or 2;
+/// with `flip`, 1). A row whose window has no row inside the input is
+/// zeros (plus the bias).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn row_3x3_any<'o>(
+    flip: bool,
+    stride: usize,
+    out: &'o mut [MaybeUninit<f32>],
+    x: &[f32],
+    w: &[(usize, usize)],
+    c: usize,
+    cols: Columns,
+    k: &[f32],
+    bias: Option<&[f32]>,
+    next: &[f32],
+) -> &'o mut [f32] {
+    // SAFETY: the caller checked for AVX-512F.
+    unsafe {
+        match (flip, stride, w.len()) {
+            (false, 1, 3) => row_3x3::<1, 3, false>(out, x, w, c, cols, k, bias, next),
+            (false, 1, 2) => row_3x3::<1, 2, false>(out, x, w, c, cols, k, bias, next),
+            (false, 1, 1) => row_3x3::<1, 1, false>(out, x, w, c, cols, k, bias, next),
+            (false, 2, 3) => row_3x3::<2, 3, false>(out, x, w, c, cols, k, bias, next),
+            (false, 2, 2) => row_3x3::<2, 2, false>(out, x, w, c, cols, k, bias, next),
+            (false, 2, 1) => row_3x3::<2, 1, false>(out, x, w, c, cols, k, bias, next),
+            (true, 1, 3) => row_3x3::<1, 3, true>(out, x, w, c, cols, k, bias, next),
+            (true, 1, 2) => row_3x3::<1, 2, true>(out, x, w, c, cols, k, bias, next),
+            (true, 1, 1) => row_3x3::<1, 1, true>(out, x, w, c, cols, k, bias, next),
+            (_, _, 0) => zeroed(out, |out| {
+                if let Some(bias) = bias {
+                    for px in out.chunks_exact_mut(c) {
+                        for (a, &b) in px.iter_mut().zip(bias) {
+                            *a += b;
+                        }
+                    }
+                }
+            }),
+            _ => unreachable!("row_3x3 takes strides 1 and 2, and 1 for dx"),
+        }
+    }
+}
+
+/// The input columns a row of [`row_3x3`] reads: output pixel `q`'s tap
+/// `j` reads column `q·S + j − pad`, inside the input if in `0..width`.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Columns {
+    width: usize,
+    pad: isize,
+}
+
+/// One row of a 3×3 depthwise convolution with `m = 1`, written whole into
+/// `out` (`c` channels per pixel), which it returns initialised: the
+/// forward's output rows, and (with `FLIP`, at stride 1) dx's input rows.
+///
+/// `window` lists, for each of the `R` window rows inside the input, the
+/// offset in `x` of the row it reads and the offset in `k` of its kernel
+/// row, in the order of the reference's sum. Pixel `q`'s window column `j`
+/// reads column `q·S + j − pad` of that row ([`Columns`]) and meets the
+/// kernel tap `kx = j`, or `kx = 2 − j` with `FLIP` (dx, where input pixel
+/// `ix` gathers `dy[.., ix + pl − kx, ..]`). Each pixel sums its products
+/// over the window rows, then the taps in ascending `kx`, from zero,
+/// multiplies and adds separate, the bias last: the reference's order, so
+/// the result is the reference's to the bit.
+///
+/// Blocks of 16 channels (the last one masked) are done one at a time over
+/// the whole row: the block's `3·R` kernel taps stay in registers, and so
+/// do the inputs under the window, which slides along the row, each step
+/// loading only the `S` new input columns of each window row (3·R loads
+/// for a pixel at the border, whose columns outside the input it skips).
+/// So each input vector is loaded once per output row, and the loads
+/// follow each row at a fixed stride, which the hardware prefetches.
+/// Each pixel of a block also prefetches its share of `next` (the input
+/// rows the next output row reads first; empty when they are in cache).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn row_3x3<'o, const S: usize, const R: usize, const FLIP: bool>(
+    out: &'o mut [MaybeUninit<f32>],
+    x: &[f32],
+    window: &[(usize, usize)],
+    c: usize,
+    cols: Columns,
+    k: &[f32],
+    bias: Option<&[f32]>,
+    next: &[f32],
+) -> &'o mut [f32] {
+    use std::arch::x86_64::*;
+    let pixels = out.len() / c;
+    assert!(window.len() == R && out.len() == pixels * c && pixels > 0);
+    assert!(bias.is_none_or(|b| b.len() >= c));
+    for &(xr, kr) in window {
+        assert!(xr + cols.width * c <= x.len() && kr + 3 * c <= k.len());
+    }
+    // Column of tap j of pixel q, if inside the input.
+    let col = |q: usize, j: usize| {
+        let i = (q * S + j) as isize - cols.pad;
+        (0..cols.width as isize).contains(&i).then_some(i as usize)
+    };
+    let inner = full_range(pixels, |q| col(q, 0).is_some() && col(q, 2).is_some());
+    // The window column that meets kernel tap kx.
+    let column_of = |kx: usize| if FLIP { 2 - kx } else { kx };
+    let blocks = c.div_ceil(16);
+    let per_pixel = (next.len() / 16).div_ceil(blocks * pixels);
+    let (xp, kp, op) = (x.as_ptr(), k.as_ptr(), out.as_mut_ptr().cast::<f32>());
+    for (block, ch) in (0..c).step_by(16).enumerate() {
+        let lanes = (c - ch).min(16);
+        let mask: __mmask16 = if lanes == 16 {
+            0xffff
+        } else {
+            (1 << lanes) - 1
+        };
+        // SAFETY (the loads and stores below): the asserts above keep every
+        // lane the mask lets through inside `x`, `k`, `bias` and `out`;
+        // `col` keeps every column inside the row.
+        let load = |offset: usize| _mm512_maskz_loadu_ps(mask, xp.add(offset + ch));
+        let mut taps = [[_mm512_setzero_ps(); 3]; R];
+        for (taps, &(_, kr)) in taps.iter_mut().zip(window) {
+            for (kx, tap) in taps.iter_mut().enumerate() {
+                *tap = _mm512_maskz_loadu_ps(mask, kp.add(kr + kx * c + ch));
+            }
+        }
+        let b = bias.map(|b| _mm512_maskz_loadu_ps(mask, b.as_ptr().add(ch)));
+        // The inputs under pixel q's window, when `slid` (q inner).
+        let mut inputs = [[_mm512_setzero_ps(); 3]; R];
+        let mut slid = false;
+        for q in 0..pixels {
+            let mut acc = _mm512_setzero_ps();
+            if inner.contains(&q) {
+                for (inputs, &(xr, _)) in inputs.iter_mut().zip(window) {
+                    let first_new = if slid { 3 - S.min(3) } else { 0 };
+                    for j in 0..3 {
+                        inputs[j] = if j < first_new {
+                            inputs[j + S]
+                        } else {
+                            load(xr + ((q * S + j) as isize - cols.pad) as usize * c)
+                        };
+                    }
+                }
+                slid = true;
+                for (inputs, taps) in inputs.iter().zip(&taps) {
+                    for (kx, &tap) in taps.iter().enumerate() {
+                        let product = _mm512_mul_ps(inputs[column_of(kx)], tap);
+                        acc = _mm512_add_ps(acc, product);
+                    }
+                }
+            } else {
+                slid = false;
+                for (&(xr, _), taps) in window.iter().zip(&taps) {
+                    for (kx, &tap) in taps.iter().enumerate() {
+                        if let Some(i) = col(q, column_of(kx)) {
+                            acc = _mm512_add_ps(acc, _mm512_mul_ps(load(xr + i * c), tap));
+                        }
+                    }
+                }
+            }
+            if let Some(b) = b {
+                acc = _mm512_add_ps(acc, b);
+            }
+            _mm512_mask_storeu_ps(op.add(q * c + ch), mask, acc);
+            let line = (block * pixels + q) * per_pixel * 16;
+            prefetch(next, line..line + per_pixel * 16);
+        }
+    }
+    // SAFETY: every block of every pixel was stored above.
+    unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// Output pixels `0..P` of `out` (each `c` channels; written, not added
+/// to) of an output row whose windows all lie inside the input along the
+/// width, at stride 1, with kernels `KW` wide, depth multiplier 1:
+/// `x` starts at the input column of pixel 0's window, and `window` lists
+/// (offset of the input row, offset of the kernel row) for each window row
+/// inside the input.
+///
+/// In each window row, the `P` pixels read `J = P + KW − 1`
+/// neighbouring input pixels, each of them under up to `KW` taps: so each
+/// input vector is loaded once, and each kernel tap once, for `P·KW`
+/// products (the generic [`sum_of_products`](super::sums::sum_of_products) loads the input once per
+/// product). Blocks of 16 channels are summed in AVX-512 registers (`P`
+/// sums, `J` inputs and `KW` taps: 21 to 25 of the 32), the last block
+/// masked to the channels left. Written with intrinsics: left to itself,
+/// the compiler vectorised these loops across the pixels, with gathers.
+/// Each pixel's sum runs over the taps in ascending `(ky, kx)` from zero,
+/// multiplies and adds separate, the bias added last, as in the reference.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn window_rows<const P: usize, const KW: usize, const J: usize>(
+    out: &mut [f32],
+    x: &[f32],
+    c: usize,
+    window: &[(usize, usize)],
+    k: &[f32],
+    bias: Option<&[f32]>,
+) {
+    use std::arch::x86_64::*;
+    assert!(J == P + KW - 1 && out.len() >= P * c);
+    assert!(bias.is_none_or(|b| b.len() >= c));
+    for &(xr, kr) in window {
+        assert!(xr + J * c <= x.len() && kr + KW * c <= k.len());
+    }
+    let (x, k, out) = (x.as_ptr(), k.as_ptr(), out.as_mut_ptr());
+    for ch in (0..c).step_by(16) {
+        let lanes = (c - ch).min(16);
+        let mask: __mmask16 = if lanes == 16 {
+            0xffff
+        } else {
+            (1 << lanes) - 1
+        };
+        // SAFETY (the loads and stores below): the asserts above keep every
+        // lane the mask lets through inside `x`, `k`, `bias` and `out`.
+        let mut acc = [_mm512_setzero_ps(); P];
+        for &(xr, kr) in window {
+            let mut taps = [_mm512_setzero_ps(); KW];
+            for (kx, tap) in taps.iter_mut().enumerate() {
+                *tap = _mm512_maskz_loadu_ps(mask, k.add(kr + kx * c + ch));
+            }
+            let mut inputs = [_mm512_setzero_ps(); J];
+            for (j, input) in inputs.iter_mut().enumerate() {
+                *input = _mm512_maskz_loadu_ps(mask, x.add(xr + j * c + ch));
+            }
+            for (kx, &tap) in taps.iter().enumerate() {
+                for (p, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm512_add_ps(*acc, _mm512_mul_ps(inputs[p + kx], tap));
+                }
+            }
+        }
+        for (p, &acc) in acc.iter().enumerate() {
+            let y = match bias {
+                Some(b) => _mm512_add_ps(acc, _mm512_maskz_loadu_ps(mask, b.as_ptr().add(ch))),
+                None => acc,
+            };
+            _mm512_mask_storeu_ps(out.add(p * c + ch), mask, y);
+        }
+    }
+}
