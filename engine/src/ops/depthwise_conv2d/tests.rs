@@ -61,7 +61,7 @@ fn relative_error(a: &[f32], b: &[f32]) -> f32 {
 /// block (`direct/sums.rs`'s `sum_block`); the 3×3 cases cover groups of
 /// `PIXELS` pixels next to single border pixels, and dK's taps summed side
 /// by side (on a CPU without AVX-512F, for the forward; with it, 3×3
-/// forwards with m = 1 take `row_3x3`, and the 5×5 stride-1 case with 6
+/// forwards with m = 1 take `row_3x3` and their dK `dk_3x3`, and the 5×5 stride-1 case with 6
 /// inner output columns covers those groups); the 5×5 stride-1 cases with
 /// 8 or more inner output columns cover the forward's window-row kernel
 /// (groups of 8 and of 4; the test sizes all stay below its streaming

@@ -37,7 +37,9 @@
 //! with the block's kernel taps held in registers and the window's inputs
 //! sliding along the row with the pixel, so that each input vector is
 //! loaded once per row, and every pixel is written, not added to, with
-//! no zeroing first. The stride-1 forward of 5-wide kernels
+//! no zeroing first. Their dK sums the inner pixels the same way
+//! ([`dk_3x3`]: the nine taps' sums in registers, the window sliding along
+//! each row). The stride-1 forward of 5-wide kernels
 //! (EfficientNet-Lite's 5×5) takes [`window_rows`]: `WIDE_PIXELS`
 //! neighbouring output pixels of a row also share their input pixels, each
 //! loaded once per window row for all the taps that read it.
@@ -57,11 +59,12 @@
 //! first, then the border's), and the partials are summed in order
 //! afterwards: the result depends on the geometry only, not on the thread
 //! count, and differs from the reference's single running sum only by
-//! rounding.
+//! rounding (the more so as [`dk_3x3`] adds each product by a fused
+//! multiply-add).
 //!
 //! The files: this one holds the three entry points ([`forward`], [`dx`],
 //! [`dkernel`]) and the generic loops; `rows.rs` the whole-row AVX-512
-//! kernels ([`row_3x3`](rows::row_3x3), [`window_rows`]); `sums.rs` the sums of products
+//! kernels ([`row_3x3`](rows::row_3x3), [`window_rows`], [`dk_3x3`]); `sums.rs` the sums of products
 //! over channels and the output rows they fill.
 
 #[cfg(target_arch = "x86_64")]
@@ -72,7 +75,7 @@ use super::cpu::Geometry;
 use crate::ops::relu6::relu6_value;
 use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
-use rows::{dx_3x3, forward_3x3, row_3x3_applies, window_rows};
+use rows::{dk_3x3, dx_3x3, forward_3x3, row_3x3_applies, window_rows};
 use std::ops::Range;
 use sums::{
     full_range, mul_add_grouped, mul_add_spread, prefetch, sum_of_products, vectorised, zeroed_rows,
@@ -352,8 +355,10 @@ pub fn dx(k: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
 /// One output pixel's gradient `dy[b, oy, ox, :]` multiplies the input under
 /// every tap of its window. For a 3×3 window inside the input (`m = 1`),
 /// all nine taps are summed together over the block's inner pixels, each
-/// load of `dy` serving nine products; then each tap sums, one at a time,
-/// the pixels whose window the border cuts (all pixels, for other kernels).
+/// load of `dy` serving nine products (by [`dk_3x3`] where
+/// [`row_3x3_applies`], a row at a time; otherwise by [`sum_of_products`]
+/// over the list of inner pixels); then each tap sums, one at a time, the
+/// pixels whose window the border cuts (all pixels, for other kernels).
 pub fn dkernel(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
     // The taps of a 3×3 window, summed side by side (the number must be a
     // constant, for the compiler to keep their sums in registers).
@@ -362,6 +367,11 @@ pub fn dkernel(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
     let rows = g.n * g.oh;
     let full_cols = full_range(g.ow, |ox| (0..g.kw).all(|kx| g.input_col(ox, kx).is_some()));
     let by_window = g.m == 1 && g.kh == 3 && g.kw == 3;
+    // Whether the inner pixels go to `dk_3x3`, a row at a time.
+    #[cfg(target_arch = "x86_64")]
+    let by_rows = row_3x3_applies(g);
+    #[cfg(not(target_arch = "x86_64"))]
+    let by_rows = false;
     // Whether the pixels of output row oy in `full_cols` (its inner pixels)
     // have all their taps summed together.
     let inner_row = |oy: usize| by_window && (0..g.kh).all(|ky| g.input_row(oy, ky).is_some());
@@ -385,7 +395,33 @@ pub fn dkernel(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
             vectorised(
                 #[inline(always)]
                 || {
-                    if by_window {
+                    #[cfg(target_arch = "x86_64")]
+                    if by_rows {
+                        // (offset of the input under tap (0, 0), offset of the
+                        // gradient) of the first inner pixel of every inner row.
+                        let starts: Vec<(usize, usize)> = rows
+                            .clone()
+                            .filter(|&row| inner_row(row % g.oh))
+                            .map(|row| {
+                                let (b, oy) = (row / g.oh, row % g.oh);
+                                let (iy, ix) =
+                                    (oy * g.sh - g.pad_top, full_cols.start * g.sw - g.pad_left);
+                                (
+                                    ((b * g.h + iy) * g.w + ix) * g.c,
+                                    (row * g.ow + full_cols.start) * cm,
+                                )
+                            })
+                            .collect();
+                        let (w, n) = (g.w * g.c, full_cols.len());
+                        // SAFETY: `row_3x3_applies` checked for AVX-512F.
+                        unsafe {
+                            match g.sw {
+                                1 => dk_3x3::<1>(&mut dk, x, dy, cm, w, &starts, n),
+                                _ => dk_3x3::<2>(&mut dk, x, dy, cm, w, &starts, n),
+                            }
+                        }
+                    }
+                    if by_window && !by_rows {
                         // (offset of the input under tap (0, 0), offset of the
                         // output pixel's gradient) for every inner pixel.
                         pixels.clear();

@@ -375,3 +375,86 @@ pub(super) unsafe fn window_rows<const P: usize, const KW: usize, const J: usize
         }
     }
 }
+
+/// dK's sums over the inner pixels of a block of output rows, for a 3×3
+/// window with `m = 1` at stride `S` (1 or 2), added into `dk` (`[3, 3, c]`).
+///
+/// `rows` lists, for each output row of the block whose windows lie inside
+/// the input along the height, the offset in `x` of the input under tap
+/// `(0, 0)` of the row's first inner pixel, and the offset in `dy` of that
+/// pixel's gradient; the row has `pixels` inner pixels, one after another,
+/// and `x_row` is the length of one input row. Each pixel's gradient
+/// `dy[.., q, ..]` multiplies the 3×3 inputs under its window into the nine
+/// taps' sums.
+///
+/// Blocks of 16 channels (the last one masked) are done one at a time over
+/// the whole block of rows: the nine sums stay in registers, and so do the
+/// inputs under the window, which slides along the row, each step loading
+/// only the `S` new input columns of each window row. Each product is added
+/// by one fused multiply-add: dK's partial sums are grouped otherwise than
+/// the reference's anyway (see the module docs), so it matches the
+/// reference to rounding, not to the bit, and its result still depends on
+/// the geometry only.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn dk_3x3<const S: usize>(
+    dk: &mut [f32],
+    x: &[f32],
+    dy: &[f32],
+    c: usize,
+    x_row: usize,
+    rows: &[(usize, usize)],
+    pixels: usize,
+) {
+    use std::arch::x86_64::*;
+    assert!(dk.len() == 9 * c);
+    if pixels == 0 {
+        return;
+    }
+    for &(xo, dyo) in rows {
+        assert!(xo + 2 * x_row + ((pixels - 1) * S + 3) * c <= x.len());
+        assert!(dyo + pixels * c <= dy.len());
+    }
+    let (xp, dyp, dkp) = (x.as_ptr(), dy.as_ptr(), dk.as_mut_ptr());
+    for ch in (0..c).step_by(16) {
+        let lanes = (c - ch).min(16);
+        let mask: __mmask16 = if lanes == 16 {
+            0xffff
+        } else {
+            (1 << lanes) - 1
+        };
+        // SAFETY (the loads and stores below): the asserts above keep every
+        // lane the mask lets through inside `x`, `dy` and `dk`.
+        let mut sums = [_mm512_setzero_ps(); 9];
+        for (t, sum) in sums.iter_mut().enumerate() {
+            *sum = _mm512_maskz_loadu_ps(mask, dkp.add(t * c + ch));
+        }
+        for &(xo, dyo) in rows {
+            // The inputs under pixel q's window: [window row][window column].
+            let mut inputs = [[_mm512_setzero_ps(); 3]; 3];
+            for q in 0..pixels {
+                for (ky, inputs) in inputs.iter_mut().enumerate() {
+                    let first_new = if q == 0 { 0 } else { 3 - S };
+                    for j in 0..3 {
+                        inputs[j] = if j < first_new {
+                            inputs[j + S]
+                        } else {
+                            let offset = xo + ky * x_row + (q * S + j) * c + ch;
+                            _mm512_maskz_loadu_ps(mask, xp.add(offset))
+                        };
+                    }
+                }
+                let g = _mm512_maskz_loadu_ps(mask, dyp.add(dyo + q * c + ch));
+                for (t, sum) in sums.iter_mut().enumerate() {
+                    *sum = _mm512_fmadd_ps(inputs[t / 3][t % 3], g, *sum);
+                }
+            }
+        }
+        for (t, &sum) in sums.iter().enumerate() {
+            _mm512_mask_storeu_ps(dkp.add(t * c + ch), mask, sum);
+        }
+    }
+}
