@@ -41,14 +41,7 @@ pub(super) fn forward_3x3(
     uninit_rows(g.n * g.oh, g.ow * c, |row, out| {
         let (b, oy) = (row / g.oh, row % g.oh);
         let x = &x[b * image..(b + 1) * image];
-        let mut window = [(0, 0); 3];
-        let mut rows = 0;
-        for ky in 0..3 {
-            if let Some(iy) = g.input_row(oy, ky) {
-                window[rows] = (iy * row_len, ky * 3 * c);
-                rows += 1;
-            }
-        }
+        let (window, rows) = window_3x3(|ky| g.input_row(oy, ky), row_len, c);
         // The input rows the next output row reads that this one does not.
         let next = match (prefetching, window[..rows].last()) {
             (true, Some(&(last, _))) if oy + 1 < g.oh => {
@@ -97,14 +90,7 @@ pub(super) fn dx_3x3(k: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
     uninit_rows(g.n * g.h, g.w * c, |row, out| {
         let (b, iy) = (row / g.h, row % g.h);
         let dy = &dy[b * image..(b + 1) * image];
-        let mut window = [(0, 0); 3];
-        let mut rows = 0;
-        for ky in 0..3 {
-            if let Some(oy) = g.output_row(iy, ky) {
-                window[rows] = (oy * row_len, ky * 3 * c);
-                rows += 1;
-            }
-        }
+        let (window, rows) = window_3x3(|ky| g.output_row(iy, ky), row_len, c);
         // The row of dy the next input row reads that this one does not
         // (the one below the lowest here, which `ky = 0` reads).
         let next = match (prefetching, window[..rows].first()) {
@@ -127,6 +113,27 @@ pub(super) fn dx_3x3(k: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
             )
         }
     })
+}
+
+/// The window of one row of [`row_3x3`]: for each kernel row `ky` whose
+/// row `source(ky)` of the operand exists, `ky` ascending, the offset of
+/// that row (`row_len` long) and the offset of kernel row `ky` (`c`
+/// channels); and how many there are.
+#[cfg(target_arch = "x86_64")]
+fn window_3x3(
+    source: impl Fn(usize) -> Option<usize>,
+    row_len: usize,
+    c: usize,
+) -> ([(usize, usize); 3], usize) {
+    let mut window = [(0, 0); 3];
+    let mut rows = 0;
+    for ky in 0..3 {
+        if let Some(row) = source(ky) {
+            window[rows] = (row * row_len, ky * 3 * c);
+            rows += 1;
+        }
+    }
+    (window, rows)
 }
 
 /// [`row_3x3`] for a window of `window.len()` rows at `stride` (1 or 2;
