@@ -360,18 +360,10 @@ pub fn dx(k: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
 /// over the list of inner pixels); then each tap sums, one at a time, the
 /// pixels whose window the border cuts (all pixels, for other kernels).
 pub fn dkernel(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
-    // The taps of a 3×3 window, summed side by side (the number must be a
-    // constant, for the compiler to keep their sums in registers).
-    const TAPS: usize = 9;
     let cm = g.cm();
     let rows = g.n * g.oh;
     let full_cols = full_range(g.ow, |ox| (0..g.kw).all(|kx| g.input_col(ox, kx).is_some()));
     let by_window = g.m == 1 && g.kh == 3 && g.kw == 3;
-    // Whether the inner pixels go to `dk_3x3`, a row at a time.
-    #[cfg(target_arch = "x86_64")]
-    let by_rows = row_3x3_applies(g);
-    #[cfg(not(target_arch = "x86_64"))]
-    let by_rows = false;
     // Whether the pixels of output row oy in `full_cols` (its inner pixels)
     // have all their taps summed together.
     let inner_row = |oy: usize| by_window && (0..g.kh).all(|ky| g.input_row(oy, ky).is_some());
@@ -395,52 +387,9 @@ pub fn dkernel(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
             vectorised(
                 #[inline(always)]
                 || {
-                    #[cfg(target_arch = "x86_64")]
-                    if by_rows {
-                        // (offset of the input under tap (0, 0), offset of the
-                        // gradient) of the first inner pixel of every inner row.
-                        let starts: Vec<(usize, usize)> = rows
-                            .clone()
-                            .filter(|&row| inner_row(row % g.oh))
-                            .map(|row| {
-                                let (b, oy) = (row / g.oh, row % g.oh);
-                                let (iy, ix) =
-                                    (oy * g.sh - g.pad_top, full_cols.start * g.sw - g.pad_left);
-                                (
-                                    ((b * g.h + iy) * g.w + ix) * g.c,
-                                    (row * g.ow + full_cols.start) * cm,
-                                )
-                            })
-                            .collect();
-                        let (w, n) = (g.w * g.c, full_cols.len());
-                        // SAFETY: `row_3x3_applies` checked for AVX-512F.
-                        unsafe {
-                            match g.sw {
-                                1 => dk_3x3::<1>(&mut dk, x, dy, cm, w, &starts, n),
-                                _ => dk_3x3::<2>(&mut dk, x, dy, cm, w, &starts, n),
-                            }
-                        }
-                    }
-                    if by_window && !by_rows {
-                        // (offset of the input under tap (0, 0), offset of the
-                        // output pixel's gradient) for every inner pixel.
-                        pixels.clear();
-                        for row in rows.clone() {
-                            let (b, oy) = (row / g.oh, row % g.oh);
-                            if !inner_row(oy) {
-                                continue;
-                            }
-                            for ox in full_cols.clone() {
-                                let (iy, ix) = (oy * g.sh - g.pad_top, ox * g.sw - g.pad_left);
-                                pixels.push((
-                                    ((b * g.h + iy) * g.w + ix) * g.c,
-                                    (row * g.ow + ox) * cm,
-                                ));
-                            }
-                        }
-                        let outs = std::array::from_fn(|t| t * cm);
-                        let steps = std::array::from_fn(|t| ((t / 3) * g.w + t % 3) * g.c);
-                        sum_of_products::<TAPS>(&mut dk, outs, cm, x, steps, dy, &pixels);
+                    if by_window {
+                        let inner_rows = rows.clone().filter(|&row| inner_row(row % g.oh));
+                        add_inner_pixels(&mut dk, x, dy, g, inner_rows, &full_cols, &mut pixels);
                     }
                     for (tap, acc) in dk.chunks_exact_mut(cm).enumerate() {
                         let (ky, kx) = (tap / g.kw, tap % g.kw);
@@ -473,16 +422,73 @@ pub fn dkernel(x: &[f32], dy: &[f32], g: &Geometry) -> Vec<f32> {
             dk
         })
         .collect();
-    // Each element sums its partials in order, so chunks of dK can be
-    // summed in parallel.
+    sum_in_order(&partials, g.kh * g.kw * cm)
+}
+
+/// dK's sums over the inner pixels (columns `full_cols`) of the output rows
+/// `(b, oy)` numbered `rows`, for a 3×3 window with `m = 1`, added into
+/// `dk`: the nine taps together, each load of `dy` serving nine products;
+/// by [`dk_3x3`] a row at a time where [`row_3x3_applies`], otherwise by
+/// [`sum_of_products`] over the list of pixels (kept in `pixels`).
+#[inline(always)]
+fn add_inner_pixels(
+    dk: &mut [f32],
+    x: &[f32],
+    dy: &[f32],
+    g: &Geometry,
+    rows: impl Iterator<Item = usize>,
+    full_cols: &Range<usize>,
+    pixels: &mut Vec<(usize, usize)>,
+) {
+    // The taps of a 3×3 window, summed side by side (the number must be a
+    // constant, for the compiler to keep their sums in registers).
+    const TAPS: usize = 9;
+    let cm = g.cm();
+    // (offset of the input under tap (0, 0), offset of the gradient) of
+    // the first inner pixel of each row.
+    let starts: Vec<(usize, usize)> = rows
+        .map(|row| {
+            let (b, oy) = (row / g.oh, row % g.oh);
+            let (iy, ix) = (oy * g.sh - g.pad_top, full_cols.start * g.sw - g.pad_left);
+            (
+                ((b * g.h + iy) * g.w + ix) * g.c,
+                (row * g.ow + full_cols.start) * cm,
+            )
+        })
+        .collect();
+    #[cfg(target_arch = "x86_64")]
+    if row_3x3_applies(g) {
+        let (w, n) = (g.w * g.c, full_cols.len());
+        // SAFETY: `row_3x3_applies` checked for AVX-512F.
+        unsafe {
+            match g.sw {
+                1 => dk_3x3::<1>(dk, x, dy, cm, w, &starts, n),
+                _ => dk_3x3::<2>(dk, x, dy, cm, w, &starts, n),
+            }
+        }
+        return;
+    }
+    pixels.clear();
+    for &(xi, di) in &starts {
+        pixels.extend((0..full_cols.len()).map(|q| (xi + q * g.sw * g.c, di + q * cm)));
+    }
+    let outs = std::array::from_fn(|t| t * cm);
+    let steps = std::array::from_fn(|t| ((t / 3) * g.w + t % 3) * g.c);
+    sum_of_products::<TAPS>(dk, outs, cm, x, steps, dy, pixels);
+}
+
+/// The element-wise sum of `partials` (each `len` long), each element
+/// summing its partials in order: so chunks of it are summed in parallel
+/// and the result does not depend on the thread count.
+fn sum_in_order(partials: &[Vec<f32>], len: usize) -> Vec<f32> {
     const CHUNK: usize = 1024;
-    let mut dk = vec![0.0f32; g.kh * g.kw * cm];
-    dk.par_chunks_mut(CHUNK).enumerate().for_each(|(i, dk)| {
-        for partial in &partials {
-            for (d, &p) in dk.iter_mut().zip(&partial[i * CHUNK..]) {
-                *d += p;
+    let mut sum = vec![0.0f32; len];
+    sum.par_chunks_mut(CHUNK).enumerate().for_each(|(i, sum)| {
+        for partial in partials {
+            for (s, &p) in sum.iter_mut().zip(&partial[i * CHUNK..]) {
+                *s += p;
             }
         }
     });
-    dk
+    sum
 }
