@@ -21,6 +21,10 @@ mod report;
 mod spec;
 mod workloads;
 
+/// Large tensors start on a cache line, as in the trainer (see engine::memory).
+#[global_allocator]
+static ALLOC: engine::memory::CacheLineAligned = engine::memory::CacheLineAligned;
+
 use clap::Parser;
 use engine::{Device, Precision};
 use report::{Record, Results, RunInfo};

@@ -6,6 +6,10 @@
 use clap::Parser;
 use std::sync::atomic::Ordering;
 
+/// Large tensors start on a cache line (see engine::memory).
+#[global_allocator]
+static ALLOC: engine::memory::CacheLineAligned = engine::memory::CacheLineAligned;
+
 fn main() {
     // Reuse freed activation buffers instead of faulting in fresh pages for
     // every op's output (see engine::memory).
