@@ -168,7 +168,7 @@ mod tests {
             let layout = Layout::from_size_align(size, align).unwrap();
             // SAFETY: a layout of nonzero size; freed just below.
             let p = unsafe { CacheLineAligned.alloc(layout) };
-            assert!(!p.is_null() && p as usize % align == 0);
+            assert!(!p.is_null() && (p as usize).is_multiple_of(align));
             // SAFETY: allocated just above with this layout.
             unsafe { CacheLineAligned.dealloc(p, layout) };
         }
