@@ -2,7 +2,7 @@
 //! on shapes and thread counts that reach every branch of the direct path.
 
 use super::cpu::{dkernel_reference, dx_reference, forward_reference, Geometry};
-use super::direct::{dkernel, dx, forward};
+use super::direct::{dkernel, dx, forward, PIXELS_ABOVE};
 use crate::ops::padding::{window_2d, Padding};
 
 fn values(len: usize, seed: u64) -> Vec<f32> {
@@ -137,6 +137,49 @@ fn direct_path_matches_the_reference() {
         }
         let e = relative_error(&dk_1, &want_dk);
         assert!(e <= 1e-6, "{what}: dK relative error {e:e}");
+    }
+}
+
+/// The forward of 3×3 layers with m = 1 whose operands exceed
+/// [`PIXELS_ABOVE`] bytes of input and output (on a CPU with AVX-512F they
+/// take `pixels_3x3`) equals the reference bit for bit, on 1
+/// and 3 threads, with and without bias: strides 1 and 2, groups of pixels
+/// next to border pixels, a masked rest of channels, and (explicit padding)
+/// rows whose window has one or two rows inside the input and border
+/// pixels with one or two columns inside it. The shapes are checked to be
+/// above the threshold, so that the test keeps reaching that path.
+#[test]
+fn pixel_by_pixel_forward_matches_the_reference() {
+    let explicit = Padding::Explicit {
+        top: 2,
+        bottom: 1,
+        left: 2,
+        right: 0,
+    };
+    let cases = [
+        ([1, 101, 100, 211, 1], 1, Padding::Same),
+        ([2, 161, 158, 70, 1], 2, Padding::Same),
+        ([1, 100, 103, 209, 1], 1, explicit),
+        ([2, 160, 161, 73, 1], 2, explicit),
+    ];
+    for (i, (dims, s, padding)) in cases.into_iter().enumerate() {
+        let g = geometry(dims, (3, 3), s, padding);
+        let bytes = 4 * (g.n * g.h * g.w * g.c + g.n * g.oh * g.ow * g.cm());
+        assert!(
+            bytes > PIXELS_ABOVE,
+            "case {i}: {bytes} bytes, under the threshold"
+        );
+        let seed = 300 + 10 * i as u64;
+        let x = values(g.n * g.h * g.w * g.c, seed);
+        let kernel = values(9 * g.cm(), seed + 1);
+        let bias = values(g.cm(), seed + 2);
+        for b in [None, Some(&bias[..])] {
+            let want = forward_reference(&x, &kernel, b, &g);
+            for threads in [1, 3] {
+                let got = on_threads(threads, || forward(&x, &kernel, b, &g, false));
+                assert!(got == want, "case {i}: {g:?}, forward on {threads} threads");
+            }
+        }
     }
 }
 

@@ -37,7 +37,9 @@
 //! with the block's kernel taps held in registers and the window's inputs
 //! sliding along the row with the pixel, so that each input vector is
 //! loaded once per row, and every pixel is written, not added to, with
-//! no zeroing first. Their dK sums the inner pixels the same way
+//! no zeroing first. In larger layers ([`PIXELS_ABOVE`]), the forward's
+//! [`pixels_3x3`](rows::pixels_3x3) writes the row pixel by pixel
+//! instead, reading the input in its order in memory. Their dK sums the inner pixels the same way
 //! ([`dk_3x3`]: the nine taps' sums in registers, the window sliding along
 //! each row). The stride-1 forward of 5-wide kernels
 //! (EfficientNet-Lite's 5×5) takes [`window_rows`]: `WIDE_PIXELS`
@@ -64,7 +66,7 @@
 //!
 //! The files: this one holds the three entry points ([`forward`], [`dx`],
 //! [`dkernel`]) and the generic loops; `rows.rs` the whole-row AVX-512
-//! kernels ([`row_3x3`](rows::row_3x3), [`window_rows`], [`dk_3x3`]); `sums.rs` the sums of products
+//! kernels ([`row_3x3`](rows::row_3x3), [`pixels_3x3`](rows::pixels_3x3), [`window_rows`], [`dk_3x3`]); `sums.rs` the sums of products
 //! over channels and the output rows they fill.
 
 #[cfg(target_arch = "x86_64")]
@@ -114,8 +116,18 @@ const PREFETCH_AHEAD: usize = 8;
 /// See [`PREFETCH_AHEAD`].
 const PREFETCH_ABOVE: usize = 16 << 20;
 
+/// The operand bytes (input and output) above which the 3×3 forward with
+/// `m = 1` goes pixel by pixel ([`pixels_3x3`](rows::pixels_3x3)) rather
+/// than one block of channels at a time ([`row_3x3`](rows::row_3x3)). On
+/// an AVX-512 Xeon, at MobileNetV2's layers with batch 8, pixel by pixel
+/// was the faster for 112×112×96 at stride 2 (48 MB), 56×56×144 (29 MB)
+/// and 28×28×192 (9.6 MB), and as fast or slower for 14×14×576 (7.2 MB)
+/// and the smaller layers, whose rows stay in the caches.
+pub(super) const PIXELS_ABOVE: usize = 8 << 20;
+
 /// `y` as `[n, oh, ow, c·m]`, one rayon task per output row: by
-/// [`row_3x3`](rows::row_3x3) where it applies ([`row_3x3_applies`]), otherwise as follows.
+/// [`row_3x3`](rows::row_3x3) or [`pixels_3x3`](rows::pixels_3x3) where they apply
+/// ([`row_3x3_applies`]), otherwise as follows.
 ///
 /// Where no window is cut by the left or right border, neighbouring output
 /// pixels have the same taps, their input pixels `sw` columns apart. At

@@ -1,11 +1,13 @@
 //! Whole-row kernels of the depthwise convolution, written with AVX-512F
-//! intrinsics: [`row_3x3`] computes a whole output row of a 3×3 layer with
-//! `m = 1` (the forward at strides 1 and 2, and dx at stride 1), and
-//! [`window_rows`] a group of inner pixels of a 5-wide stride-1 forward.
-//! Both sum in the reference's order, so they equal it bit for bit.
+//! intrinsics: [`row_3x3`] and [`pixels_3x3`] compute a whole output row of
+//! a 3×3 layer with `m = 1` (the forward at strides 1 and 2; `row_3x3` also
+//! dx at stride 1), one block of channels at a time or one pixel at a time;
+//! [`window_rows`] a group of inner pixels of a 5-wide stride-1 forward;
+//! [`dk_3x3`] dK's sums over the inner pixels of 3×3 layers. All but
+//! `dk_3x3` sum in the reference's order, so they equal it bit for bit.
 
 use super::sums::{full_range, prefetch, uninit_rows, zeroed};
-use super::{Geometry, PREFETCH_ABOVE};
+use super::{Geometry, PIXELS_ABOVE, PREFETCH_ABOVE};
 use crate::ops::relu6::relu6_value;
 use std::mem::MaybeUninit;
 
@@ -20,10 +22,9 @@ pub(super) fn row_3x3_applies(g: &Geometry) -> bool {
         && crate::gemm::avx512_available()
 }
 
-/// [`forward`](super::forward) when [`row_3x3_applies`]: each output row by [`row_3x3`],
-/// which writes every pixel (no zeroing first). In layers that stream
-/// from memory (above [`PREFETCH_ABOVE`](super::PREFETCH_ABOVE)), each row prefetches the input
-/// rows that the next output row reads first.
+/// [`forward`](super::forward) when [`row_3x3_applies`]: each output row
+/// written whole (no zeroing first), by [`pixels_3x3`] in layers whose
+/// operands exceed [`PIXELS_ABOVE`] bytes, otherwise by [`row_3x3`].
 #[cfg(target_arch = "x86_64")]
 pub(super) fn forward_3x3(
     x: &[f32],
@@ -33,7 +34,7 @@ pub(super) fn forward_3x3(
     relu6: bool,
 ) -> Vec<f32> {
     let (c, image, row_len) = (g.c, g.h * g.w * g.c, g.w * g.c);
-    let prefetching = 4 * (x.len() + g.n * g.oh * g.ow * c) > PREFETCH_ABOVE;
+    let by_pixel = 4 * (x.len() + g.n * g.oh * g.ow * c) > PIXELS_ABOVE;
     let cols = Columns {
         width: g.w,
         pad: g.pad_left as isize,
@@ -42,27 +43,14 @@ pub(super) fn forward_3x3(
         let (b, oy) = (row / g.oh, row % g.oh);
         let x = &x[b * image..(b + 1) * image];
         let (window, rows) = window_3x3(|ky| g.input_row(oy, ky), row_len, c);
-        // The input rows the next output row reads that this one does not.
-        let next = match (prefetching, window[..rows].last()) {
-            (true, Some(&(last, _))) if oy + 1 < g.oh => {
-                x.get(last + row_len..last + (1 + g.sh) * row_len)
-            }
-            _ => None,
-        };
+        let window = &window[..rows];
         // SAFETY: `row_3x3_applies` checked for AVX-512F.
         let out = unsafe {
-            row_3x3_any(
-                false,
-                g.sw,
-                out,
-                x,
-                &window[..rows],
-                c,
-                cols,
-                k,
-                bias,
-                next.unwrap_or(&[]),
-            )
+            if by_pixel {
+                pixels_3x3_any(g.sw, out, x, window, c, cols, k, bias)
+            } else {
+                row_3x3_any(false, g.sw, out, x, window, c, cols, k, bias, &[])
+            }
         };
         if relu6 {
             for v in out.iter_mut() {
@@ -168,18 +156,59 @@ unsafe fn row_3x3_any<'o>(
             (true, 1, 3) => row_3x3::<1, 3, true>(out, x, w, c, cols, k, bias, next),
             (true, 1, 2) => row_3x3::<1, 2, true>(out, x, w, c, cols, k, bias, next),
             (true, 1, 1) => row_3x3::<1, 1, true>(out, x, w, c, cols, k, bias, next),
-            (_, _, 0) => zeroed(out, |out| {
-                if let Some(bias) = bias {
-                    for px in out.chunks_exact_mut(c) {
-                        for (a, &b) in px.iter_mut().zip(bias) {
-                            *a += b;
-                        }
-                    }
-                }
-            }),
+            (_, _, 0) => bias_only(out, c, bias),
             _ => unreachable!("row_3x3 takes strides 1 and 2, and 1 for dx"),
         }
     }
+}
+
+/// [`pixels_3x3`] for a window of `window.len()` rows at `stride` (1 or
+/// 2), in groups of 4 pixels at stride 1 and of 2 at stride 2 (the
+/// fastest on MobileNetV2's 56×56×144 and 112×112×96 layers). A row whose
+/// window has no row inside the input is zeros (plus the bias).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pixels_3x3_any<'o>(
+    stride: usize,
+    out: &'o mut [MaybeUninit<f32>],
+    x: &[f32],
+    w: &[(usize, usize)],
+    c: usize,
+    cols: Columns,
+    k: &[f32],
+    bias: Option<&[f32]>,
+) -> &'o mut [f32] {
+    // SAFETY: the caller checked for AVX-512F.
+    unsafe {
+        match (stride, w.len()) {
+            (1, 3) => pixels_3x3::<1, 3, 4, 6>(out, x, w, c, cols, k, bias),
+            (1, 2) => pixels_3x3::<1, 2, 4, 6>(out, x, w, c, cols, k, bias),
+            (1, 1) => pixels_3x3::<1, 1, 4, 6>(out, x, w, c, cols, k, bias),
+            (2, 3) => pixels_3x3::<2, 3, 2, 5>(out, x, w, c, cols, k, bias),
+            (2, 2) => pixels_3x3::<2, 2, 2, 5>(out, x, w, c, cols, k, bias),
+            (2, 1) => pixels_3x3::<2, 1, 2, 5>(out, x, w, c, cols, k, bias),
+            (_, 0) => bias_only(out, c, bias),
+            _ => unreachable!("pixels_3x3 takes strides 1 and 2"),
+        }
+    }
+}
+
+/// A row of `c`-channel pixels with no term inside the input: zeros, plus
+/// the bias if there is one.
+#[cfg(target_arch = "x86_64")]
+fn bias_only<'o>(out: &'o mut [MaybeUninit<f32>], c: usize, bias: Option<&[f32]>) -> &'o mut [f32] {
+    zeroed(out, |out| {
+        if let Some(bias) = bias {
+            for px in out.chunks_exact_mut(c) {
+                for (a, &b) in px.iter_mut().zip(bias) {
+                    *a += b;
+                }
+            }
+        }
+    })
 }
 
 /// The input columns a row of [`row_3x3`] reads: output pixel `q`'s tap
@@ -212,8 +241,8 @@ struct Columns {
 /// for a pixel at the border, whose columns outside the input it skips).
 /// So each input vector is loaded once per output row, and the loads
 /// follow each row at a fixed stride, which the hardware prefetches.
-/// Each pixel of a block also prefetches its share of `next` (the input
-/// rows the next output row reads first; empty when they are in cache).
+/// Each pixel of a block also prefetches its share of `next` (for dx, the
+/// row of `dy` the next input row reads first; empty when it is in cache).
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
@@ -305,6 +334,119 @@ unsafe fn row_3x3<'o, const S: usize, const R: usize, const FLIP: bool>(
             _mm512_mask_storeu_ps(op.add(q * c + ch), mask, acc);
             let line = (block * pixels + q) * per_pixel * 16;
             prefetch(next, line..line + per_pixel * 16);
+        }
+    }
+    // SAFETY: every block of every pixel was stored above.
+    unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// The mask of the first `lanes` of 16 lanes (all 16 when `lanes ≥ 16`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn block_mask(lanes: usize) -> u16 {
+    if lanes >= 16 {
+        0xffff
+    } else {
+        (1 << lanes) - 1
+    }
+}
+
+/// One output row of a 3×3 depthwise convolution with `m = 1` at stride
+/// `S`, written whole into `out` (`c` channels per pixel), which it returns
+/// initialised: as [`row_3x3`] computes it, to the same bits, in the other
+/// order: pixel by pixel, every block of 16 channels of a pixel before the
+/// next pixel.
+///
+/// `window` and `cols` are as for [`row_3x3`]. That kernel goes through the
+/// row once per block of channels, each pass reading one cache line in
+/// every `c / 16` of the input rows; this one goes through it once,
+/// reading each pixel's channels in order, which the hardware prefetchers
+/// follow: in larger layers, the faster order (see [`PIXELS_ABOVE`]). The kernel taps
+/// are loaded again for every block (from the L1 cache: `9·c` floats), and
+/// `P` neighbouring inner pixels (`J = (P − 1)·S + 3` input columns) are
+/// summed side by side, sharing each tap's load and the columns their
+/// windows overlap on. Pixels whose window the border cuts are summed one
+/// at a time, skipping the columns outside the input.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pixels_3x3<'o, const S: usize, const R: usize, const P: usize, const J: usize>(
+    out: &'o mut [MaybeUninit<f32>],
+    x: &[f32],
+    window: &[(usize, usize)],
+    c: usize,
+    cols: Columns,
+    k: &[f32],
+    bias: Option<&[f32]>,
+) -> &'o mut [f32] {
+    use std::arch::x86_64::*;
+    let pixels = out.len() / c;
+    assert!(J == (P - 1) * S + 3);
+    assert!(window.len() == R && out.len() == pixels * c && pixels > 0);
+    assert!(bias.is_none_or(|b| b.len() >= c));
+    for &(xr, kr) in window {
+        assert!(xr + cols.width * c <= x.len() && kr + 3 * c <= k.len());
+    }
+    // Column of tap j of pixel q, if inside the input.
+    let col = |q: usize, j: usize| {
+        let i = (q * S + j) as isize - cols.pad;
+        (0..cols.width as isize).contains(&i).then_some(i as usize)
+    };
+    let inner = full_range(pixels, |q| col(q, 0).is_some() && col(q, 2).is_some());
+    let (xp, kp, op) = (x.as_ptr(), k.as_ptr(), out.as_mut_ptr().cast::<f32>());
+    let bp = bias.map(|b| b.as_ptr());
+    // SAFETY (the loads and stores below): the asserts above keep every
+    // lane the mask lets through inside `x`, `k`, `bias` and `out`; `col`
+    // and `inner` keep every column inside the row.
+    let load = |mask, p: *const f32, offset: usize| _mm512_maskz_loadu_ps(mask, p.add(offset));
+    let store = |mask, q: usize, ch: usize, acc: __m512| {
+        let y = match bp {
+            Some(b) => _mm512_add_ps(acc, load(mask, b, ch)),
+            None => acc,
+        };
+        _mm512_mask_storeu_ps(op.add(q * c + ch), mask, y);
+    };
+    let mut q = 0;
+    while q < pixels {
+        if inner.contains(&q) && q + P <= inner.end {
+            let first = ((q * S) as isize - cols.pad) as usize;
+            for ch in (0..c).step_by(16) {
+                let mask = block_mask(c - ch);
+                let mut acc = [_mm512_setzero_ps(); P];
+                for &(xr, kr) in window {
+                    let row = xr + first * c + ch;
+                    let inputs: [__m512; J] = std::array::from_fn(|j| load(mask, xp, row + j * c));
+                    for kx in 0..3 {
+                        let tap = load(mask, kp, kr + kx * c + ch);
+                        for (p, acc) in acc.iter_mut().enumerate() {
+                            *acc = _mm512_add_ps(*acc, _mm512_mul_ps(inputs[p * S + kx], tap));
+                        }
+                    }
+                }
+                for (p, &acc) in acc.iter().enumerate() {
+                    store(mask, q + p, ch, acc);
+                }
+            }
+            q += P;
+        } else {
+            for ch in (0..c).step_by(16) {
+                let mask = block_mask(c - ch);
+                let mut acc = _mm512_setzero_ps();
+                for &(xr, kr) in window {
+                    for kx in 0..3 {
+                        if let Some(i) = col(q, kx) {
+                            let input = load(mask, xp, xr + i * c + ch);
+                            let tap = load(mask, kp, kr + kx * c + ch);
+                            acc = _mm512_add_ps(acc, _mm512_mul_ps(input, tap));
+                        }
+                    }
+                }
+                store(mask, q, ch, acc);
+            }
+            q += 1;
         }
     }
     // SAFETY: every block of every pixel was stored above.
