@@ -50,6 +50,8 @@ pub trait Element:
     fn sqrt(self) -> Self;
     /// False for NaN and ±infinity.
     fn is_finite(self) -> bool;
+    /// `self · a + b` rounded once (a fused multiply-add), on any CPU.
+    fn mul_add(self, a: Self, b: Self) -> Self;
     /// The larger of two values (self when they compare equal or unordered).
     fn max(self, other: Self) -> Self {
         if other > self {
@@ -108,6 +110,9 @@ macro_rules! impl_element {
             }
             fn is_finite(self) -> bool {
                 <$t>::is_finite(self)
+            }
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                <$t>::mul_add(self, a, b)
             }
             fn wrap(v: Vec<Self>) -> CpuStorage {
                 CpuStorage::$dtype(v)

@@ -9,9 +9,11 @@
 //! Every reference loop is a gather, written straight from the formula in
 //! `mod.rs`: one output element at a time, its sum taken over the window in
 //! ascending `(ky, kx)` order (then `j`, for dx), starting from zero, with the
-//! bias added last. Window taps that fall in the padding are skipped, not
-//! multiplied by zero. `direct/` sums forward and dx in the same order, so
-//! its results equal these bit for bit.
+//! bias added last, each product added by one fused multiply-add
+//! ([`Element::mul_add`], rounded once, as the FMA instructions of current
+//! CPUs and GPUs do). Window taps that fall in the padding are skipped, not
+//! multiplied by zero. `direct/` sums forward and dx in the same order, by
+//! the same fused multiply-adds, so its results equal these bit for bit.
 
 use super::direct;
 use crate::element::Element;
@@ -174,8 +176,11 @@ pub fn forward_reference<T: Element>(x: &[T], k: &[T], bias: Option<&[T]>, g: &G
                                 else {
                                     continue;
                                 };
-                                acc += x[((b * g.h + iy) * g.w + ix) * g.c + ci]
-                                    * k[(ky * g.kw + kx) * cm + co];
+                                let (xv, kv) = (
+                                    x[((b * g.h + iy) * g.w + ix) * g.c + ci],
+                                    k[(ky * g.kw + kx) * cm + co],
+                                );
+                                acc = xv.mul_add(kv, acc);
                             }
                         }
                         let out = &mut y[((b * g.oh + oy) * g.ow + ox) * cm + co];
@@ -206,8 +211,11 @@ pub fn dx_reference<T: Element>(k: &[T], dy: &[T], g: &Geometry) -> Vec<T> {
                             };
                             for j in 0..g.m {
                                 let co = ci * g.m + j;
-                                acc += dy[((b * g.oh + oy) * g.ow + ox) * cm + co]
-                                    * k[(ky * g.kw + kx) * cm + co];
+                                let (dyv, kv) = (
+                                    dy[((b * g.oh + oy) * g.ow + ox) * cm + co],
+                                    k[(ky * g.kw + kx) * cm + co],
+                                );
+                                acc = dyv.mul_add(kv, acc);
                             }
                         }
                     }
@@ -235,8 +243,11 @@ pub fn dkernel_reference<T: Element>(x: &[T], dy: &[T], g: &Geometry) -> Vec<T> 
                             else {
                                 continue;
                             };
-                            acc += x[((b * g.h + iy) * g.w + ix) * g.c + ci]
-                                * dy[((b * g.oh + oy) * g.ow + ox) * cm + co];
+                            let (xv, dyv) = (
+                                x[((b * g.h + iy) * g.w + ix) * g.c + ci],
+                                dy[((b * g.oh + oy) * g.ow + ox) * cm + co],
+                            );
+                            acc = xv.mul_add(dyv, acc);
                         }
                     }
                 }

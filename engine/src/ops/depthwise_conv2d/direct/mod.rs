@@ -52,17 +52,19 @@
 //! ([`mul_add_spread`], [`mul_add_grouped`]), one term at a time.
 //!
 //! Forward and dx sum in the order of the reference in `cpu.rs` (taps in
-//! ascending `(ky, kx)`, from zero, the bias last), with separate
-//! multiplies and adds (Rust never fuses them into FMAs), so they equal it
-//! bit for bit, on any number of threads. Forward is split over output rows
+//! ascending `(ky, kx)`, from zero, the bias last), each product added by
+//! one fused multiply-add (`f32::mul_add`, or the FMA intrinsics), as the
+//! reference adds it, so they equal it bit for bit, on any number of
+//! threads. A fused multiply-add is one instruction where a separate
+//! multiply and add are two, and the 3×3 forward is bound by its
+//! arithmetic as much as by memory. Forward is split over output rows
 //! `(b, oy)`, dx over input rows `(b, iy)`: each task writes its own rows.
 //! dK sums over every output pixel, so each block of output rows
 //! ([`PIXELS_PER_PARTIAL`]) adds into its own partial dK (its inner pixels
 //! first, then the border's), and the partials are summed in order
 //! afterwards: the result depends on the geometry only, not on the thread
 //! count, and differs from the reference's single running sum only by
-//! rounding (the more so as [`dk_3x3`] adds each product by a fused
-//! multiply-add).
+//! rounding.
 //!
 //! The files: this one holds the three entry points ([`forward`], [`dx`],
 //! [`dkernel`]) and the generic loops; `rows.rs` the whole-row AVX-512

@@ -230,9 +230,9 @@ struct Columns {
 /// reads column `q·S + j − pad` of that row ([`Columns`]) and meets the
 /// kernel tap `kx = j`, or `kx = 2 − j` with `FLIP` (dx, where input pixel
 /// `ix` gathers `dy[.., ix + pl − kx, ..]`). Each pixel sums its products
-/// over the window rows, then the taps in ascending `kx`, from zero,
-/// multiplies and adds separate, the bias last: the reference's order, so
-/// the result is the reference's to the bit.
+/// over the window rows, then the taps in ascending `kx`, from zero, each
+/// by one fused multiply-add, the bias last: the reference's order, so the
+/// result is the reference's to the bit.
 ///
 /// Blocks of 16 channels (the last one masked) are done one at a time over
 /// the whole row: the block's `3·R` kernel taps stay in registers, and so
@@ -314,8 +314,7 @@ unsafe fn row_3x3<'o, const S: usize, const R: usize, const FLIP: bool>(
                 slid = true;
                 for (inputs, taps) in inputs.iter().zip(&taps) {
                     for (kx, &tap) in taps.iter().enumerate() {
-                        let product = _mm512_mul_ps(inputs[column_of(kx)], tap);
-                        acc = _mm512_add_ps(acc, product);
+                        acc = _mm512_fmadd_ps(inputs[column_of(kx)], tap, acc);
                     }
                 }
             } else {
@@ -323,7 +322,7 @@ unsafe fn row_3x3<'o, const S: usize, const R: usize, const FLIP: bool>(
                 for (&(xr, _), taps) in window.iter().zip(&taps) {
                     for (kx, &tap) in taps.iter().enumerate() {
                         if let Some(i) = col(q, column_of(kx)) {
-                            acc = _mm512_add_ps(acc, _mm512_mul_ps(load(xr + i * c), tap));
+                            acc = _mm512_fmadd_ps(load(xr + i * c), tap, acc);
                         }
                     }
                 }
@@ -422,7 +421,7 @@ unsafe fn pixels_3x3<'o, const S: usize, const R: usize, const P: usize, const J
                     for kx in 0..3 {
                         let tap = load(mask, kp, kr + kx * c + ch);
                         for (p, acc) in acc.iter_mut().enumerate() {
-                            *acc = _mm512_add_ps(*acc, _mm512_mul_ps(inputs[p * S + kx], tap));
+                            *acc = _mm512_fmadd_ps(inputs[p * S + kx], tap, *acc);
                         }
                     }
                 }
@@ -440,7 +439,7 @@ unsafe fn pixels_3x3<'o, const S: usize, const R: usize, const P: usize, const J
                         if let Some(i) = col(q, kx) {
                             let input = load(mask, xp, xr + i * c + ch);
                             let tap = load(mask, kp, kr + kx * c + ch);
-                            acc = _mm512_add_ps(acc, _mm512_mul_ps(input, tap));
+                            acc = _mm512_fmadd_ps(input, tap, acc);
                         }
                     }
                 }
@@ -469,7 +468,7 @@ unsafe fn pixels_3x3<'o, const S: usize, const R: usize, const P: usize, const J
 /// masked to the channels left. Written with intrinsics: left to itself,
 /// the compiler vectorised these loops across the pixels, with gathers.
 /// Each pixel's sum runs over the taps in ascending `(ky, kx)` from zero,
-/// multiplies and adds separate, the bias added last, as in the reference.
+/// by fused multiply-adds, the bias added last, as in the reference.
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
@@ -511,7 +510,7 @@ pub(super) unsafe fn window_rows<const P: usize, const KW: usize, const J: usize
             }
             for (kx, &tap) in taps.iter().enumerate() {
                 for (p, acc) in acc.iter_mut().enumerate() {
-                    *acc = _mm512_add_ps(*acc, _mm512_mul_ps(inputs[p + kx], tap));
+                    *acc = _mm512_fmadd_ps(inputs[p + kx], tap, *acc);
                 }
             }
         }
@@ -539,10 +538,9 @@ pub(super) unsafe fn window_rows<const P: usize, const KW: usize, const J: usize
 /// Blocks of 16 channels (the last one masked) are done one at a time over
 /// the whole block of rows: the nine sums stay in registers, and so do the
 /// inputs under the window, which slides along the row, each step loading
-/// only the `S` new input columns of each window row. Each product is added
-/// by one fused multiply-add: dK's partial sums are grouped otherwise than
-/// the reference's anyway (see the module docs), so it matches the
-/// reference to rounding, not to the bit, and its result still depends on
+/// only the `S` new input columns of each window row. dK's partial sums are
+/// grouped otherwise than the reference's (see the module docs), so it
+/// matches the reference to rounding, not to the bit; its result depends on
 /// the geometry only.
 ///
 /// # Safety
