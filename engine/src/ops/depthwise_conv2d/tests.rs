@@ -53,6 +53,28 @@ fn relative_error(a: &[f32], b: &[f32]) -> f32 {
         / scale
 }
 
+/// The direct forward equals the reference bit for bit, without and with
+/// `bias`, on 1 and 3 threads.
+fn assert_forward_is_the_reference(
+    x: &[f32],
+    kernel: &[f32],
+    bias: &[f32],
+    g: &Geometry,
+    what: &str,
+) {
+    for b in [None, Some(bias)] {
+        let want = forward_reference(x, kernel, b, g);
+        for threads in [1, 3] {
+            let got = on_threads(threads, || forward(x, kernel, b, g, false));
+            assert!(
+                got == want,
+                "{what}: forward on {threads} threads, bias {}",
+                b.is_some()
+            );
+        }
+    }
+}
+
 /// Forward and dx equal the reference bit for bit, dK to 1e-6 of its
 /// largest value (its partial sums are grouped differently; see
 /// `direct/`) and bit for bit between 1 and 3 threads, over odd sizes,
@@ -116,13 +138,7 @@ fn direct_path_matches_the_reference() {
         let bias = values(g.cm(), seed + 2);
         let dy = values(g.n * g.oh * g.ow * g.cm(), seed + 3);
         let what = format!("case {i}: {g:?}");
-        for b in [None, Some(&bias[..])] {
-            let want = forward_reference(&x, &kernel, b, &g);
-            for threads in [1, 3] {
-                let got = on_threads(threads, || forward(&x, &kernel, b, &g, false));
-                assert!(got == want, "{what}: forward on {threads} threads");
-            }
-        }
+        assert_forward_is_the_reference(&x, &kernel, &bias, &g, &what);
         let want_dx = dx_reference(&kernel, &dy, &g);
         let want_dk = dkernel_reference(&x, &dy, &g);
         let dk_1 = on_threads(1, || dkernel(&x, &dy, &g));
@@ -173,13 +189,7 @@ fn pixel_by_pixel_forward_matches_the_reference() {
         let x = values(g.n * g.h * g.w * g.c, seed);
         let kernel = values(9 * g.cm(), seed + 1);
         let bias = values(g.cm(), seed + 2);
-        for b in [None, Some(&bias[..])] {
-            let want = forward_reference(&x, &kernel, b, &g);
-            for threads in [1, 3] {
-                let got = on_threads(threads, || forward(&x, &kernel, b, &g, false));
-                assert!(got == want, "case {i}: {g:?}, forward on {threads} threads");
-            }
-        }
+        assert_forward_is_the_reference(&x, &kernel, &bias, &g, &format!("case {i}: {g:?}"));
     }
 }
 

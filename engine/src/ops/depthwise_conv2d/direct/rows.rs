@@ -10,6 +10,7 @@ use super::sums::{full_range, prefetch, uninit_rows, zeroed};
 use super::{Geometry, PIXELS_ABOVE, PREFETCH_ABOVE};
 use crate::ops::relu6::relu6_value;
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 #[cfg(target_arch = "x86_64")]
 /// Whether [`row_3x3`] computes every row: 3×3 kernels with `m = 1`
@@ -211,13 +212,51 @@ fn bias_only<'o>(out: &'o mut [MaybeUninit<f32>], c: usize, bias: Option<&[f32]>
     })
 }
 
-/// The input columns a row of [`row_3x3`] reads: output pixel `q`'s tap
-/// `j` reads column `q·S + j − pad`, inside the input if in `0..width`.
+/// The input columns a row of [`row_3x3`] or [`pixels_3x3`] reads: at
+/// stride `S`, output pixel `q`'s window column `j` reads column
+/// `q·S + j − pad`, inside the input if in `0..width`.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 struct Columns {
     width: usize,
     pad: isize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Columns {
+    /// The input column of window column `j` of pixel `q` at stride `S`, if
+    /// inside the input.
+    fn of<const S: usize>(self, q: usize, j: usize) -> Option<usize> {
+        let i = (q * S + j) as isize - self.pad;
+        (0..self.width as isize).contains(&i).then_some(i as usize)
+    }
+
+    /// For a row kernel at stride `S` writing `out_len` floats of `c`
+    /// channels per pixel from the `R` window rows of `window` (as
+    /// [`row_3x3`] takes them): asserts that every pixel, window column and
+    /// kernel tap lies inside `x`, `k` and `bias`, which the kernels' loads
+    /// and stores rely on; returns the row's pixel count and its inner pixels
+    /// (those whose window the border does not cut).
+    fn check_row<const S: usize, const R: usize>(
+        self,
+        out_len: usize,
+        x: &[f32],
+        window: &[(usize, usize)],
+        c: usize,
+        k: &[f32],
+        bias: Option<&[f32]>,
+    ) -> (usize, Range<usize>) {
+        let pixels = out_len / c;
+        assert!(window.len() == R && out_len == pixels * c && pixels > 0);
+        assert!(bias.is_none_or(|b| b.len() >= c));
+        for &(xr, kr) in window {
+            assert!(xr + self.width * c <= x.len() && kr + 3 * c <= k.len());
+        }
+        let inner = full_range(pixels, |q| {
+            self.of::<S>(q, 0).is_some() && self.of::<S>(q, 2).is_some()
+        });
+        (pixels, inner)
+    }
 }
 
 /// One row of a 3×3 depthwise convolution with `m = 1`, written whole into
@@ -260,33 +299,18 @@ unsafe fn row_3x3<'o, const S: usize, const R: usize, const FLIP: bool>(
     next: &[f32],
 ) -> &'o mut [f32] {
     use std::arch::x86_64::*;
-    let pixels = out.len() / c;
-    assert!(window.len() == R && out.len() == pixels * c && pixels > 0);
-    assert!(bias.is_none_or(|b| b.len() >= c));
-    for &(xr, kr) in window {
-        assert!(xr + cols.width * c <= x.len() && kr + 3 * c <= k.len());
-    }
-    // Column of tap j of pixel q, if inside the input.
-    let col = |q: usize, j: usize| {
-        let i = (q * S + j) as isize - cols.pad;
-        (0..cols.width as isize).contains(&i).then_some(i as usize)
-    };
-    let inner = full_range(pixels, |q| col(q, 0).is_some() && col(q, 2).is_some());
+    let (pixels, inner) = cols.check_row::<S, R>(out.len(), x, window, c, k, bias);
+    let col = |q: usize, j: usize| cols.of::<S>(q, j);
     // The window column that meets kernel tap kx.
     let column_of = |kx: usize| if FLIP { 2 - kx } else { kx };
     let blocks = c.div_ceil(16);
     let per_pixel = (next.len() / 16).div_ceil(blocks * pixels);
     let (xp, kp, op) = (x.as_ptr(), k.as_ptr(), out.as_mut_ptr().cast::<f32>());
     for (block, ch) in (0..c).step_by(16).enumerate() {
-        let lanes = (c - ch).min(16);
-        let mask: __mmask16 = if lanes == 16 {
-            0xffff
-        } else {
-            (1 << lanes) - 1
-        };
-        // SAFETY (the loads and stores below): the asserts above keep every
-        // lane the mask lets through inside `x`, `k`, `bias` and `out`;
-        // `col` keeps every column inside the row.
+        let mask = block_mask(c - ch);
+        // SAFETY (the loads and stores below): `check_row`'s asserts keep
+        // every lane the mask lets through inside `x`, `k`, `bias` and
+        // `out`; `col` keeps every column inside the row.
         let load = |offset: usize| _mm512_maskz_loadu_ps(mask, xp.add(offset + ch));
         let mut taps = [[_mm512_setzero_ps(); 3]; R];
         for (taps, &(_, kr)) in taps.iter_mut().zip(window) {
@@ -382,22 +406,12 @@ unsafe fn pixels_3x3<'o, const S: usize, const R: usize, const P: usize, const J
     bias: Option<&[f32]>,
 ) -> &'o mut [f32] {
     use std::arch::x86_64::*;
-    let pixels = out.len() / c;
     assert!(J == (P - 1) * S + 3);
-    assert!(window.len() == R && out.len() == pixels * c && pixels > 0);
-    assert!(bias.is_none_or(|b| b.len() >= c));
-    for &(xr, kr) in window {
-        assert!(xr + cols.width * c <= x.len() && kr + 3 * c <= k.len());
-    }
-    // Column of tap j of pixel q, if inside the input.
-    let col = |q: usize, j: usize| {
-        let i = (q * S + j) as isize - cols.pad;
-        (0..cols.width as isize).contains(&i).then_some(i as usize)
-    };
-    let inner = full_range(pixels, |q| col(q, 0).is_some() && col(q, 2).is_some());
+    let (pixels, inner) = cols.check_row::<S, R>(out.len(), x, window, c, k, bias);
+    let col = |q: usize, j: usize| cols.of::<S>(q, j);
     let (xp, kp, op) = (x.as_ptr(), k.as_ptr(), out.as_mut_ptr().cast::<f32>());
     let bp = bias.map(|b| b.as_ptr());
-    // SAFETY (the loads and stores below): the asserts above keep every
+    // SAFETY (the loads and stores below): `check_row`'s asserts keep every
     // lane the mask lets through inside `x`, `k`, `bias` and `out`; `col`
     // and `inner` keep every column inside the row.
     let load = |mask, p: *const f32, offset: usize| _mm512_maskz_loadu_ps(mask, p.add(offset));
@@ -490,12 +504,7 @@ pub(super) unsafe fn window_rows<const P: usize, const KW: usize, const J: usize
     }
     let (x, k, out) = (x.as_ptr(), k.as_ptr(), out.as_mut_ptr());
     for ch in (0..c).step_by(16) {
-        let lanes = (c - ch).min(16);
-        let mask: __mmask16 = if lanes == 16 {
-            0xffff
-        } else {
-            (1 << lanes) - 1
-        };
+        let mask = block_mask(c - ch);
         // SAFETY (the loads and stores below): the asserts above keep every
         // lane the mask lets through inside `x`, `k`, `bias` and `out`.
         let mut acc = [_mm512_setzero_ps(); P];
@@ -567,12 +576,7 @@ pub(super) unsafe fn dk_3x3<const S: usize>(
     }
     let (xp, dyp, dkp) = (x.as_ptr(), dy.as_ptr(), dk.as_mut_ptr());
     for ch in (0..c).step_by(16) {
-        let lanes = (c - ch).min(16);
-        let mask: __mmask16 = if lanes == 16 {
-            0xffff
-        } else {
-            (1 << lanes) - 1
-        };
+        let mask = block_mask(c - ch);
         // SAFETY (the loads and stores below): the asserts above keep every
         // lane the mask lets through inside `x`, `dy` and `dk`.
         let mut sums = [_mm512_setzero_ps(); 9];
